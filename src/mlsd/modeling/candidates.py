@@ -1,0 +1,199 @@
+"""Candidate model types a design can name, resolved through a registry (never an arbitrary import).
+
+``make_candidate(type, task, params, class_weight, seed)`` returns an unfitted sklearn-compatible
+estimator with the project's defaults, overridden by the design's ``params``. Unknown types and
+parameters raise :class:`~mlsd.errors.DesignError` naming the design field.
+
+>>> est = make_candidate("lightgbm", "binary", {"num_leaves": 15}, field="models.candidates[1]")
+>>> type(est).__name__, est.num_leaves, est.n_estimators
+('LGBMClassifier', 15, 300)
+>>> make_candidate("random_forest", "binary", {"n_estimator": 10},
+...                field="models.candidates[2]")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+mlsd.errors.DesignError: models.candidates[2].params.n_estimator: unknown parameter for random_forest; \
+did you mean n_estimators? (received 'n_estimator'; expected one of: bootstrap, ccp_alpha, ...)
+>>> list_candidate_types("regression")
+['hist_gradient_boosting', 'lightgbm', 'linear_regression', 'random_forest', 'ridge']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from sklearn.base import BaseEstimator
+
+from mlsd.errors import DesignError
+
+__all__ = ["CandidateType", "list_candidate_types", "make_candidate"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateType:
+    """How to build one candidate type for one task family.
+
+    ``factory()`` imports and returns the estimator class; ``defaults`` are the project's
+    defaults; ``seed_param`` and ``class_weight_param`` name the estimator's parameters for the
+    seed and the class weights (``None`` if unsupported).
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    factory: Callable[[], type[BaseEstimator]]
+    defaults: dict[str, Any]
+    seed_param: str | None = "random_state"
+    class_weight_param: str | None = "class_weight"
+
+
+def _logreg() -> type[BaseEstimator]:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression
+
+
+def _lgbm_classifier() -> type[BaseEstimator]:
+    from lightgbm import LGBMClassifier  # lazy: lightgbm loads a shared library
+
+    return LGBMClassifier
+
+
+def _lgbm_regressor() -> type[BaseEstimator]:
+    from lightgbm import LGBMRegressor
+
+    return LGBMRegressor
+
+
+def _rf_classifier() -> type[BaseEstimator]:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier
+
+
+def _rf_regressor() -> type[BaseEstimator]:
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor
+
+
+def _hgb_classifier() -> type[BaseEstimator]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier
+
+
+def _hgb_regressor() -> type[BaseEstimator]:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor
+
+
+def _linear() -> type[BaseEstimator]:
+    from sklearn.linear_model import LinearRegression
+
+    return LinearRegression
+
+
+def _ridge() -> type[BaseEstimator]:
+    from sklearn.linear_model import Ridge
+
+    return Ridge
+
+
+_CLS = ("binary", "multiclass")
+_REG = ("regression",)
+_LGBM = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "n_jobs": 2, "verbose": -1}
+# Forests stay fast on 100k+ rows: each tree sees 30 % of the rows and leaves hold >= 20 rows.
+_RF = {"n_estimators": 100, "min_samples_leaf": 20, "max_samples": 0.3, "n_jobs": 2}
+
+_REGISTRY: dict[tuple[str, str], CandidateType] = {}
+for _ct in [
+    CandidateType("logistic_regression", _CLS, _logreg, {"max_iter": 1000}),
+    CandidateType("lightgbm", _CLS, _lgbm_classifier, _LGBM),
+    CandidateType("random_forest", _CLS, _rf_classifier, _RF),
+    CandidateType("hist_gradient_boosting", _CLS, _hgb_classifier, {}),
+    CandidateType("linear_regression", _REG, _linear, {}, seed_param=None, class_weight_param=None),
+    CandidateType("ridge", _REG, _ridge, {}, class_weight_param=None),
+    CandidateType("lightgbm", _REG, _lgbm_regressor, _LGBM, class_weight_param=None),
+    CandidateType("random_forest", _REG, _rf_regressor, _RF, class_weight_param=None),
+    CandidateType("hist_gradient_boosting", _REG, _hgb_regressor, {}, class_weight_param=None),
+]:
+    for _task in _ct.tasks:
+        _REGISTRY[(_ct.name, _task)] = _ct
+
+
+def list_candidate_types(task: str) -> list[str]:
+    """Registered candidate type names for ``task``, sorted."""
+    return sorted(name for name, t in _REGISTRY if t == task)
+
+
+def make_candidate(
+    type_name: str,
+    task: str,
+    params: dict[str, Any] | None = None,
+    class_weight: str | None = None,
+    seed: int = 0,
+    *,
+    field: str = "models.candidates[0]",
+) -> BaseEstimator:
+    """An unfitted estimator of ``type_name`` for ``task``; ``field`` prefixes error locations."""
+    key = (type_name, task)
+    if key not in _REGISTRY:
+        known = list_candidate_types(task)
+        close = difflib.get_close_matches(str(type_name), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise DesignError(
+            f"unknown candidate type for task {task}{hint}",
+            field=f"{field}.type",
+            received=type_name,
+            expected=f"one of: {', '.join(known)}",
+        )
+    ct = _REGISTRY[key]
+    cls = ct.factory()
+    accepted = sorted(cls().get_params(deep=False))
+    params = dict(params or {})
+    for name in params:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise DesignError(
+                f"unknown parameter for {type_name}{hint}",
+                field=f"{field}.params.{name}",
+                received=name,
+                expected=f"one of: {', '.join(accepted)}",
+            )
+    kwargs = dict(ct.defaults)
+    if ct.seed_param:
+        kwargs[ct.seed_param] = seed
+    if class_weight is not None:
+        if ct.class_weight_param is None:
+            raise DesignError(
+                f"{type_name} for {task} takes no class weights",
+                field="models.class_weight",
+                received=class_weight,
+                expected="no class_weight (class weights apply to classification only)",
+            )
+        kwargs[ct.class_weight_param] = class_weight
+    kwargs.update(params)
+    estimator = cls(**kwargs)
+    _check_values(estimator, type_name, params, field)
+    return estimator
+
+
+def _check_values(estimator: BaseEstimator, type_name: str, params: dict[str, Any], field: str) -> None:
+    """Fail at design time, not after minutes of training, on a value sklearn would reject at fit."""
+    if not hasattr(estimator, "_parameter_constraints"):  # sklearn's own estimators only (not lightgbm)
+        return
+    validate = estimator._validate_params
+    try:
+        validate()
+    except ValueError as exc:  # InvalidParameterError: "The 'C' parameter of ... must be ..."
+        bad = next((p for p in params if f"'{p}' parameter" in str(exc)), None)
+        raise DesignError(
+            f"invalid parameter value for {type_name}: {exc}",
+            field=f"{field}.params.{bad}" if bad else f"{field}.params",
+            received=params.get(bad) if bad else params,
+            expected="a value the estimator accepts (see the message)",
+        ) from exc

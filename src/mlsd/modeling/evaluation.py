@@ -1,0 +1,321 @@
+"""Offline evaluation of baselines and candidates, gathered into a trade-off table.
+
+:func:`evaluate_model` measures one fitted model on the validation and test splits: every
+requested metric (the primary one with a bootstrap interval), calibration (ECE, Brier) for
+binary tasks, single-row latency, batch throughput, size and training time. A
+:class:`TradeOffTable` holds the evaluations of all models and renders them as a DataFrame, JSON
+records or a rich table; :func:`mlsd.modeling.selection.select_model` decides from it.
+
+>>> import numpy as np, pandas as pd
+>>> from sklearn.dummy import DummyClassifier
+>>> X = pd.DataFrame({"a": np.arange(100.0)}); y = (X["a"] > 60).astype(int)
+>>> ev = evaluate_model("majority", DummyClassifier().fit(X, y), kind="baseline", X_valid=X, y_valid=y,
+...                     X_test=None, y_test=None, task="binary", metrics=["roc_auc"], primary="roc_auc",
+...                     n_bootstrap=20, train_seconds=0.0, n_latency_calls=5)
+>>> ev.value("roc_auc"), sorted(ev.metrics["valid"])
+(0.5, ['brier', 'ece', 'roc_auc'])
+>>> TradeOffTable([ev]).to_frame()[["model", "kind", "roc_auc (valid)"]].to_dict("records")
+[{'model': 'majority', 'kind': 'baseline', 'roc_auc (valid)': 0.5}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.errors import DesignError, ModelError
+from mlsd.goals.bootstrap import MetricEstimate, bootstrap_ci
+from mlsd.goals.metrics import Metric, get_metric
+
+__all__ = ["CandidateEvaluation", "TradeOffTable", "evaluate_model", "model_scores"]
+
+_TASKS = ("binary", "multiclass", "regression")
+_KINDS = ("baseline", "candidate")
+_N_DISTINCT_LATENCY_ROWS = 10
+_N_WARMUP = 3
+_MAX_BATCH_ROWS = 10_000
+
+
+@dataclasses.dataclass
+class CandidateEvaluation:
+    """What one model measured offline. ``metrics[split][name]`` is a :class:`MetricEstimate`."""
+
+    name: str
+    kind: str
+    task: str
+    primary: str
+    metrics: dict[str, dict[str, MetricEstimate]]
+    p50_latency_ms: float
+    p99_latency_ms: float
+    throughput_rows_per_s: float
+    size_mb: float
+    train_seconds: float
+    model: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def estimate(self, metric: str, split: str = "valid") -> MetricEstimate:
+        """The estimate of ``metric`` on ``split``; :class:`ModelError` if it was not measured."""
+        try:
+            return self.metrics[split][metric]
+        except KeyError:
+            measured = {s: sorted(m) for s, m in self.metrics.items()}
+            raise ModelError(
+                f"{self.name} has no such measurement",
+                field=f"{split}.{metric}",
+                received=metric,
+                expected=f"one of {measured}",
+            ) from None
+
+    def value(self, metric: str, split: str = "valid") -> float:
+        """The point value of ``metric`` on ``split``."""
+        return self.estimate(metric, split).value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the model itself is left out)."""
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("metrics", "model")
+        }
+        out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+        out["metrics"] = {s: {m: e.to_dict() for m, e in ms.items()} for s, ms in self.metrics.items()}
+        return out
+
+
+def model_scores(model: Any, X: Any, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What metrics consume: ``(scores, classes)``.
+
+    Binary: positive-class (``classes_[1]``) probability; multiclass: the probability matrix;
+    regression: predictions (classes ``None``).
+    """
+    if task == "regression":
+        return np.asarray(model.predict(X), dtype=float), None
+    if not hasattr(model, "predict_proba"):
+        raise ModelError(
+            "a classifier must give probabilities",
+            field="predict_proba",
+            received=type(model).__name__,
+            expected="a model with predict_proba",
+        )
+    proba = np.asarray(model.predict_proba(X), dtype=float)
+    classes = np.asarray(model.classes_)
+    return (proba[:, 1], classes) if task == "binary" else (proba, classes)
+
+
+def _resolve_metrics(task: str, metrics: list[str], primary: str) -> list[Metric]:
+    names = list(dict.fromkeys([primary, *metrics, *(["ece", "brier"] if task == "binary" else [])]))
+    resolved = []
+    for i, name in enumerate(names):
+        m = get_metric(name, field="goals.metric" if i == 0 else "goals.metrics")
+        if task not in m.tasks:
+            raise DesignError(
+                f"metric {name} does not apply to a {task} task",
+                field="goals.metric" if i == 0 else "goals.metrics",
+                received=name,
+                expected=f"a {task} metric",
+            )
+        resolved.append(m)
+    return resolved
+
+
+def _split_metrics(
+    model: Any,
+    X: Any,
+    y: Any,
+    task: str,
+    metrics: list[Metric],
+    n_bootstrap: int,
+    seed: int,
+    threshold: float,
+) -> dict[str, MetricEstimate]:
+    scores, classes = model_scores(model, X, task)
+    y = np.asarray(y)
+    if task == "binary":
+        y = (y == classes[1]).astype(np.int64)
+        classes = None
+    return {
+        m.name: bootstrap_ci(
+            m,
+            y,
+            scores,
+            n_resamples=n_bootstrap if i == 0 else 0,
+            seed=seed,
+            threshold=threshold,
+            classes=classes,
+        )
+        for i, m in enumerate(metrics)
+    }
+
+
+def _single_rows(rows: Any) -> list[Any]:
+    n = min(_N_DISTINCT_LATENCY_ROWS, len(rows))
+    if n == 0:
+        raise ModelError(
+            "no rows to time single predictions on", field="latency_rows", received=0, expected=">= 1"
+        )
+    if isinstance(rows, pd.DataFrame):
+        return [rows.iloc[[i]] for i in range(n)]
+    return [rows[i : i + 1] for i in range(n)]
+
+
+def _latency_ms(predict: Callable[[Any], Any], rows: list[Any], n_calls: int) -> tuple[float, float]:
+    for row in rows[:_N_WARMUP]:
+        predict(row)
+    times = np.empty(n_calls)
+    for i in range(n_calls):  # one call per request is what is being measured, so no vectorising
+        row = rows[i % len(rows)]
+        t0 = time.perf_counter()
+        predict(row)
+        times[i] = time.perf_counter() - t0
+    p50, p99 = np.percentile(times * 1000.0, [50, 99])
+    return float(p50), float(p99)
+
+
+def _throughput(predict: Callable[[Any], Any], X: Any) -> float:
+    batch = X.iloc[:_MAX_BATCH_ROWS] if isinstance(X, pd.DataFrame) else X[:_MAX_BATCH_ROWS]
+    t0 = time.perf_counter()
+    predict(batch)
+    return float(len(batch) / max(time.perf_counter() - t0, 1e-9))
+
+
+def evaluate_model(
+    name: str,
+    model: Any,
+    *,
+    kind: str,
+    X_valid: Any,
+    y_valid: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    task: str,
+    metrics: list[str],
+    primary: str,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    train_seconds: float,
+    latency_rows: pd.DataFrame | None = None,
+    n_latency_calls: int = 200,
+    threshold: float = 0.5,
+) -> CandidateEvaluation:
+    """Measure a fitted ``model`` (fed the same rows it will get in serving: raw rows for a pipeline).
+
+    The primary metric gets a bootstrap interval (``n_bootstrap`` resamples), the others point
+    values; binary tasks always report ``ece`` and ``brier``. Latency is for one row per call
+    (``latency_rows``, default the validation rows), after a few warm-up calls.
+    """
+    if kind not in _KINDS:
+        raise DesignError("unknown model kind", field="kind", received=kind, expected=" or ".join(_KINDS))
+    if task not in _TASKS:
+        raise DesignError("unsupported task", field="goals.task", received=task, expected=", ".join(_TASKS))
+    resolved = _resolve_metrics(task, metrics, primary)
+    splits = {"valid": (X_valid, y_valid)}
+    if X_test is not None and y_test is not None:
+        splits["test"] = (X_test, y_test)
+    measured = {
+        split: _split_metrics(model, X, y, task, resolved, n_bootstrap, seed, threshold)
+        for split, (X, y) in splits.items()
+    }
+    predict = model.predict if task == "regression" else model.predict_proba
+    p50, p99 = _latency_ms(
+        predict, _single_rows(X_valid if latency_rows is None else latency_rows), n_latency_calls
+    )
+    return CandidateEvaluation(
+        name=name,
+        kind=kind,
+        task=task,
+        primary=resolved[0].name,
+        metrics=measured,
+        p50_latency_ms=p50,
+        p99_latency_ms=p99,
+        throughput_rows_per_s=_throughput(predict, X_test if X_test is not None else X_valid),
+        size_mb=len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
+        train_seconds=float(train_seconds),
+        model=model,
+    )
+
+
+_OPERATIONAL = {
+    "p50_latency_ms": "p50 latency (ms)",
+    "p99_latency_ms": "p99 latency (ms)",
+    "throughput_rows_per_s": "throughput (rows/s)",
+    "size_mb": "size (MB)",
+    "train_seconds": "train (s)",
+}
+
+
+@dataclasses.dataclass
+class TradeOffTable:
+    """The evaluations of every baseline and candidate, side by side."""
+
+    evaluations: list[CandidateEvaluation]
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.evaluations]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ModelError(
+                "model names must be unique", field="name", received=dupes, expected="distinct names"
+            )
+
+    def __iter__(self) -> Iterator[CandidateEvaluation]:
+        return iter(self.evaluations)
+
+    def __len__(self) -> int:
+        return len(self.evaluations)
+
+    def __getitem__(self, name: str) -> CandidateEvaluation:
+        for e in self.evaluations:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    @property
+    def baselines(self) -> list[CandidateEvaluation]:
+        return [e for e in self.evaluations if e.kind == "baseline"]
+
+    @property
+    def candidates(self) -> list[CandidateEvaluation]:
+        return [e for e in self.evaluations if e.kind == "candidate"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per model: ``<metric> (<split>)`` columns (with ``low``/``high`` where an interval
+        was computed), then latency, throughput, size and training time."""
+        rows = []
+        for e in self.evaluations:
+            row: dict[str, Any] = {"model": e.name, "kind": e.kind}
+            for split, ms in e.metrics.items():
+                for metric, est in ms.items():
+                    row[f"{metric} ({split})"] = est.value
+                    if est.low is not None:
+                        row[f"{metric} ({split}) low"] = est.low
+                        row[f"{metric} ({split}) high"] = est.high
+            row.update({label: getattr(e, attr) for attr, label in _OPERATIONAL.items()})
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        ops = list(_OPERATIONAL.values())
+        return frame[[c for c in frame.columns if c not in ops] + ops] if rows else frame
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSON-ready list, one dict per model."""
+        return [e.to_dict() for e in self.evaluations]
+
+    def to_rich(self, split: str = "valid") -> Any:
+        """A :class:`rich.table.Table` of ``split`` (metrics with intervals where measured)."""
+        from rich.table import Table  # lazy: only the CLI renders tables
+
+        metric_names = list(dict.fromkeys(m for e in self.evaluations for m in e.metrics.get(split, {})))
+        table = Table(title=f"Trade-offs ({split})")
+        for col in ["model", "kind", *metric_names, *_OPERATIONAL.values()]:
+            table.add_column(col, justify="left" if col in ("model", "kind") else "right")
+        for e in self.evaluations:
+            ms = e.metrics.get(split, {})
+            cells = [str(ms[m]) if m in ms else "-" for m in metric_names]
+            ops = [f"{getattr(e, attr):.3g}" for attr in _OPERATIONAL]
+            table.add_row(e.name, e.kind, *cells, *ops)
+        return table

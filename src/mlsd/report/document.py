@@ -1,0 +1,285 @@
+"""The design document's content: what the build measured, segment by segment.
+
+The orchestrator fills a :class:`DesignDocument` from the artefacts of each stage;
+:func:`mlsd.report.render_design_document` turns it into one offline HTML file. Every field
+is a plain JSON-ready type (lists, dicts, numbers, strings), so a document can be saved at
+build time and rendered again later (:meth:`DesignDocument.save` / :meth:`DesignDocument.load`).
+Unknown keys are rejected so that a typo in the orchestrator fails loudly, not silently.
+
+>>> doc = DesignDocument(name="flight-delay", goals=Goals(task="binary", target="delayed", metric="roc_auc"))
+>>> doc.goals.costs, doc.models.decision is None
+({}, True)
+>>> DesignDocument.model_validate_json(doc.model_dump_json()) == doc
+True
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Calibration",
+    "CostCurve",
+    "Curve",
+    "Data",
+    "Decision",
+    "DesignDocument",
+    "Feature",
+    "Features",
+    "Goals",
+    "Interval",
+    "LeakageFinding",
+    "Models",
+    "Monitoring",
+    "SchemaColumn",
+    "SliceRow",
+    "Source",
+    "Split",
+    "Stakeholder",
+    "TimelineRow",
+    "TradeoffRow",
+]
+
+
+def _to_list(value: Any) -> Any:
+    # numpy arrays and pandas Series are welcome as input; the document stores plain lists.
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- 1 goals & metrics --------------------------------------------------------------------------
+
+
+class Stakeholder(_Model):
+    name: str
+    needs: list[str] = Field(default_factory=list)
+
+
+class CostCurve(_Model):
+    """Expected cost per 1,000 predictions at each threshold (valid split)."""
+
+    thresholds: list[float]
+    cost_per_1000: list[float]
+
+    _lists = field_validator("thresholds", "cost_per_1000", mode="before")(_to_list)
+
+
+class Goals(_Model):
+    task: str
+    target: str = ""
+    metric: str = ""
+    stakeholders: list[Stakeholder] = Field(default_factory=list)
+    costs: dict[str, float] = Field(default_factory=dict)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    threshold: float | None = None
+    cost_per_1000: float | None = None  # champion, test split
+    baseline_cost_per_1000: float | None = None
+    cost_curve: CostCurve | None = None
+
+
+# -- 2 data & labels ----------------------------------------------------------------------------
+
+
+class Source(_Model):
+    uri: str
+    rows: int | None = None
+    columns: int | None = None
+
+
+class Split(_Model):
+    by: str = ""
+    sizes: dict[str, int] = Field(default_factory=dict)  # train / valid / test
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TimelineRow(_Model):
+    period: str  # e.g. '2013-01'
+    split: str
+    rows: int
+    label_rate: float | None = None
+
+
+class SchemaColumn(_Model):
+    column: str
+    dtype: str
+    missing_rate: float | None = None
+    min: float | str | None = None
+    max: float | str | None = None
+    n_unique: int | None = None
+
+
+class LeakageFinding(_Model):
+    check: str
+    columns: list[str] = Field(default_factory=list)
+    detail: str = ""
+    score: float | None = None
+    failed: bool = False
+
+
+class Data(_Model):
+    sources: list[Source] = Field(default_factory=list)
+    label: str = ""
+    filter: str | None = None
+    n_rows: int | None = None
+    label_rate: float | None = None
+    split: Split = Field(default_factory=Split)
+    timeline: list[TimelineRow] = Field(default_factory=list)
+    schema_: list[SchemaColumn] = Field(default_factory=list, alias="schema")
+    leakage: list[LeakageFinding] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+# -- 3 features ---------------------------------------------------------------------------------
+
+
+class Feature(_Model):
+    column: str
+    kind: str
+    transform: str = ""
+    n_outputs: int | None = None
+
+
+class Features(_Model):
+    records: list[Feature] = Field(default_factory=list)
+    n_output_features: int | None = None
+    forbidden: list[str] = Field(default_factory=list)
+
+
+# -- 4 models & deployment ----------------------------------------------------------------------
+
+
+class Interval(_Model):
+    """A metric value with its (bootstrap) confidence interval."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class TradeoffRow(_Model):
+    """One model in the trade-off table; ``valid``/``test`` map metric name -> interval."""
+
+    name: str
+    kind: Literal["baseline", "candidate"] = "candidate"
+    type: str = ""
+    valid: dict[str, Interval] = Field(default_factory=dict)
+    test: dict[str, Interval] = Field(default_factory=dict)
+    ece: float | None = None
+    brier: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    throughput_rps: float | None = None
+    size_mb: float | None = None
+    train_seconds: float | None = None
+    passed: bool = True
+    reason: str = ""
+
+
+class Decision(_Model):
+    winner: str
+    reason: str = ""
+    rule: str = ""
+
+
+class Curve(_Model):
+    """Test-split labels with a model's scores (classification) or values (regression)."""
+
+    y_true: list[float]
+    score: list[float] | None = None
+    value: list[float] | None = None
+
+    _lists = field_validator("y_true", "score", "value", mode="before")(_to_list)
+
+
+class Calibration(_Model):
+    """The champion's test scores after (``score``) and optionally before calibration."""
+
+    y_true: list[float]
+    score: list[float]
+    uncalibrated: list[float] | None = None
+    method: str | None = None
+    n_bins: int = 10
+
+    _lists = field_validator("y_true", "score", "uncalibrated", mode="before")(_to_list)
+
+
+class SliceRow(_Model):
+    column: str
+    value: str
+    n: int
+    label_rate: float | None = None
+    metric: str = ""
+    metric_value: float | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _str_value(cls, value: Any) -> str:
+        return str(value)
+
+
+class Models(_Model):
+    tradeoff: list[TradeoffRow] = Field(default_factory=list)
+    decision: Decision | None = None
+    curves: dict[str, Curve] = Field(default_factory=dict)
+    calibration: Calibration | None = None
+    slices: list[SliceRow] = Field(default_factory=list)
+    registry: dict[str, Any] = Field(default_factory=dict)  # name, version, alias, uri
+    deployment: dict[str, Any] = Field(default_factory=dict)  # strategy, steps, ...
+
+
+# -- 5 monitoring & validation ------------------------------------------------------------------
+
+_MONITORING_TEXT = (
+    "Monitoring compares live traffic with the reference statistics saved at build time "
+    "(feature distributions, label rate, score distribution). Measurements appear here once "
+    "the system has served traffic."
+)
+
+
+class Monitoring(_Model):
+    plan: dict[str, Any] = Field(default_factory=dict)  # window, drift method, correction, alerts
+    text: str = _MONITORING_TEXT
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+class DesignDocument(_Model):
+    """Everything the design document shows; one sub-model per segment of the design."""
+
+    name: str
+    description: str = ""
+    design_path: str = ""
+    generated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    build_seconds: float | None = None
+    goals: Goals
+    data: Data = Field(default_factory=Data)
+    features: Features = Field(default_factory=Features)
+    models: Models = Field(default_factory=Models)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+
+    @field_validator("generated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # The page prints the time as UTC; a naive time is taken to be UTC already.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the document as JSON (to render it again without rebuilding)."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.model_dump_json(indent=1))
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> DesignDocument:
+        """Read a document written by :meth:`save`."""
+        return cls.model_validate_json(Path(path).read_text())

@@ -1,0 +1,191 @@
+"""Render a :class:`DesignDocument` as one self-contained HTML file that works offline.
+
+plotly.js is inlined exactly once; each figure is a ``<div>`` with a stable id
+(``fig-roc``, ``fig-slice-carrier``, ...) that uses it. The page comes from the jinja2
+template ``mlsd/templates/design.html.j2`` with autoescaping on, so every user string (design
+name, description, model names, slice values) is escaped.
+
+>>> import tempfile
+>>> from mlsd.report.document import DesignDocument, Goals
+>>> doc = DesignDocument(name="<demo>", goals=Goals(task="binary", metric="roc_auc"))
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     html = render_design_document(doc, Path(tmp) / "design.html").read_text()
+>>> "&lt;demo&gt;" in html, "<demo>" in html
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from jinja2 import Environment, FunctionLoader, StrictUndefined
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from mlsd.report import plots
+from mlsd.report.document import Calibration, Curve, DesignDocument, SliceRow
+
+__all__ = ["build_figures", "figure_html", "render_design_document"]
+
+_TEMPLATE = "design.html.j2"
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png"}}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def figure_html(fig: go.Figure, div_id: str) -> Markup:
+    """The figure as a ``<div id=div_id>`` plus its script, without plotly.js itself."""
+    return Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=_PLOTLY_CONFIG))
+
+
+def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
+    """Every figure the document's data allows, keyed by its div id (in page order)."""
+    figs: dict[str, go.Figure] = {}
+    goals, models = doc.goals, doc.models
+    if goals.cost_curve and goals.cost_curve.thresholds:
+        figs["fig-cost-curve"] = plots.cost_curve_figure(
+            goals.cost_curve, goals.threshold, goals.baseline_cost_per_1000
+        )
+    if doc.data.timeline:
+        figs["fig-timeline"] = plots.timeline_figure(doc.data.timeline)
+    if any(r.p99_ms is not None for r in models.tradeoff) and goals.metric:
+        limit = goals.constraints.get("p99_latency_ms")
+        figs["fig-tradeoff"] = plots.tradeoff_figure(
+            models.tradeoff, goals.metric, latency_limit_ms=float(limit) if limit is not None else None
+        )
+    scored = {name: c for name, c in models.curves.items() if c.score is not None}
+    if goals.task == "regression":
+        if any(c.value is not None for c in models.curves.values()):
+            figs["fig-pred-actual"] = plots.predicted_vs_actual_figure(models.curves)
+    elif scored and goals.task == "binary":
+        figs["fig-roc"] = plots.roc_figure(scored)
+        figs["fig-pr"] = plots.pr_figure(scored)
+    if goals.task == "binary":
+        champion = _champion_curve(doc)
+        calibration = models.calibration
+        if calibration is None and champion is not None:
+            calibration = Calibration(y_true=champion.y_true, score=champion.score)
+        if calibration is not None:
+            figs["fig-calibration"] = plots.calibration_figure(calibration, _winner(doc) or "champion")
+        if champion is not None:
+            threshold = goals.threshold if goals.threshold is not None else 0.5
+            figs["fig-confusion"] = plots.confusion_figure(
+                champion.y_true, champion.score, threshold, goals.costs
+            )
+    for column, rows in _slices_by_column(models.slices).items():
+        figs[f"fig-slice-{_slug(column)}"] = plots.slice_figure(rows)
+    return figs
+
+
+def render_design_document(doc: DesignDocument, path: str | Path) -> Path:
+    """Write ``doc`` to ``path`` as one offline HTML file; return the path."""
+    figures = {key: figure_html(fig, key) for key, fig in build_figures(doc).items()}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html = (
+        _environment()
+        .get_template(_TEMPLATE)
+        .render(
+            doc=doc,
+            figures=figures,
+            plotlyjs=Markup(get_plotlyjs()),
+            metric_columns=_metric_columns(doc),
+            slice_ids={
+                column: f"fig-slice-{_slug(column)}" for column in _slices_by_column(doc.models.slices)
+            },
+            winner=_winner(doc),
+            saving=_saving(doc),
+        )
+    )
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _winner(doc: DesignDocument) -> str | None:
+    return doc.models.decision.winner if doc.models.decision else None
+
+
+def _champion_curve(doc: DesignDocument) -> Curve | None:
+    winner = _winner(doc)
+    curve = doc.models.curves.get(winner) if winner else None
+    return curve if curve is not None and curve.score is not None else None
+
+
+def _slices_by_column(rows: list[SliceRow]) -> dict[str, list[SliceRow]]:
+    grouped: dict[str, list[SliceRow]] = {}
+    for row in rows:
+        grouped.setdefault(row.column, []).append(row)
+    return grouped
+
+
+def _metric_columns(doc: DesignDocument) -> list[tuple[str, str]]:
+    """(split, metric) pairs present in the trade-off table, first-seen order, valid first."""
+    seen: dict[tuple[str, str], None] = {}
+    for split in ("valid", "test"):
+        for row in doc.models.tradeoff:
+            for metric in getattr(row, split):
+                seen[(split, metric)] = None
+    return list(seen)
+
+
+def _saving(doc: DesignDocument) -> float | None:
+    """Relative cost saving of the champion over the baseline (0.25 = 25 % cheaper)."""
+    ours, base = doc.goals.cost_per_1000, doc.goals.baseline_cost_per_1000
+    if ours is None or base is None or base == 0:
+        return None
+    return 1.0 - ours / base
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """Readable numbers: 12,345 | 312.5 | 4.27 | 0.0123 (``digits`` significant below 100)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * float(value):.{digits}f}%"
+
+
+def _interval(value: Any, digits: int = 3) -> Markup:
+    if value is None or value.value is None:
+        return Markup("—")
+    text = Markup("{}").format(f"{value.value:.{digits}f}")
+    if value.low is not None and value.high is not None:
+        text += Markup(' <span class="ci">[{}, {}]</span>').format(
+            f"{value.low:.{digits}f}", f"{value.high:.{digits}f}"
+        )
+    return text
+
+
+def _template_source(name: str) -> str:
+    # Package data, read through importlib.resources so it also works from a wheel or a zip.
+    return resources.files("mlsd").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FunctionLoader(_template_source),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    filters: dict[str, Callable[..., Any]] = {"num": _num, "pct": _pct, "interval": _interval, "slug": _slug}
+    env.filters.update(filters)
+    return env

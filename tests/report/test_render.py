@@ -1,0 +1,108 @@
+"""The rendered design document: offline, escaped, every section and figure present."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from plotly.offline import get_plotlyjs
+
+from mlsd.report import DesignDocument, Goals, build_figures, render_design_document
+
+SECTIONS = ("decision", "goals", "data", "features", "models", "monitoring")
+BINARY_FIGURES = (
+    "fig-cost-curve",
+    "fig-timeline",
+    "fig-tradeoff",
+    "fig-roc",
+    "fig-pr",
+    "fig-calibration",
+    "fig-confusion",
+    "fig-slice-carrier",
+    "fig-slice-origin",
+)
+
+
+@pytest.fixture(scope="module")
+def html(document: DesignDocument, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = render_design_document(document, tmp_path_factory.mktemp("report") / "sub" / "design.html")
+    assert path.name == "design.html"
+    return path.read_text(encoding="utf-8")
+
+
+def test_sections_and_toc(html: str) -> None:
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in html
+    for section in SECTIONS[1:]:
+        assert f'href="#{section}"' in html
+    order = [html.index(f'<section id="{s}"') for s in SECTIONS]
+    assert order == sorted(order)
+
+
+def test_plotlyjs_inlined_exactly_once(html: str) -> None:
+    marker = get_plotlyjs()[:200]
+    assert html.count(marker) == 1
+
+
+def test_offline_no_remote_sources(html: str) -> None:
+    remote = re.findall(
+        r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html, re.I
+    )
+    assert remote == []
+    assert "@import" not in html and "fonts.googleapis" not in html
+
+
+def test_user_text_is_escaped(html: str, hostile: str) -> None:
+    assert hostile not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;friends&#34;" in html
+    assert "<b>v2</b>" not in html and "gbdt &lt;b&gt;v2&lt;/b&gt;" in html
+    assert "<i>9E</i>" not in html  # a slice value, inside the plotly JSON
+
+
+def test_every_expected_figure_div(html: str, document: DesignDocument) -> None:
+    for key in BINARY_FIGURES:
+        assert html.count(f'id="{key}"') == 1, key
+    assert list(build_figures(document)) == list(BINARY_FIGURES)
+    assert 'id="fig-pred-actual"' not in html
+
+
+def test_decision_and_findings(html: str) -> None:
+    assert "Decision: ship <code>gbdt &lt;b&gt;v2&lt;/b&gt;</code>" in html
+    assert '<tr class="winner">' in html and '<tr class="failed">' in html
+    assert '<li class="failed"><strong>FAILED</strong> single-feature AUC' in html
+    assert html.count('<li class="ok">passed:') == 2
+    assert '0.731 <span class="ci">[0.726, 0.736]</span>' in html
+    assert "71.5% saved" in html  # 1 - 239.x / 840
+
+
+def test_regression_document(tmp_path: Path, document_factory: Callable[..., DesignDocument]) -> None:
+    doc = document_factory(task="regression")
+    figs = build_figures(doc)
+    assert "fig-pred-actual" in figs
+    assert not {"fig-roc", "fig-pr", "fig-confusion", "fig-calibration"} & set(figs)
+    html = render_design_document(doc, tmp_path / "r.html").read_text()
+    assert 'id="fig-pred-actual"' in html
+
+
+def test_minimal_document_renders(tmp_path: Path) -> None:
+    doc = DesignDocument(name="bare", goals=Goals(task="binary"))
+    html = render_design_document(doc, tmp_path / "bare.html").read_text()
+    assert "No model was chosen" in html and "plotly-graph-div" not in html
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in html
+
+
+def test_document_save_load_and_strictness(document: DesignDocument, tmp_path: Path) -> None:
+    again = DesignDocument.load(document.save(tmp_path / "doc.json"))
+    assert again == document
+    assert again.data.schema_[0].column == "distance"
+    assert '"schema"' in (tmp_path / "doc.json").read_text()
+    with pytest.raises(ValueError, match="thresold"):
+        DesignDocument.model_validate({"name": "x", "goals": {"task": "binary", "thresold": 0.3}})
+
+
+def test_generated_at_is_utc() -> None:
+    doc = DesignDocument(name="x", goals=Goals(task="binary"), generated_at="2024-01-01T10:00:00+02:00")
+    assert doc.generated_at.isoformat() == "2024-01-01T08:00:00+00:00"

@@ -1,0 +1,156 @@
+"""Registry round trip in a temporary workspace with a real (tiny) sklearn pipeline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlsd.errors import RegistryError
+from mlsd.store import ModelRegistry, ModelVersionInfo, PackagedModel
+
+
+def _rows(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame(
+        {
+            "distance": rng.integers(100, 3000, n),
+            "carrier": rng.choice(["AA", "UA", "DL"], n),
+            "temp": rng.normal(50, 10, n),
+        }
+    )
+    y = (rows["distance"] / 3000 + rng.random(n) > 1).astype(int).to_numpy()
+    return rows, y
+
+
+@pytest.fixture(scope="module")
+def packaged() -> PackagedModel:
+    rows, y = _rows(400)
+    features = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["carrier"]), (StandardScaler(), ["distance", "temp"])
+    )
+    pipe = make_pipeline(features, LogisticRegression()).fit(rows, y)
+    return PackagedModel(
+        pipeline=pipe,
+        task="binary",
+        threshold=0.3,
+        input_columns=list(rows.columns),
+        schema={"columns": {"distance": "int64", "carrier": "string", "temp": "float64"}},
+        classes=[0, 1],
+        metadata={"design": "flight-delay", "metrics": {"roc_auc": 0.71, "ece": 0.02}},
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    tmp_path_factory: pytest.TempPathFactory, packaged: PackagedModel
+) -> tuple[ModelRegistry, list]:
+    cwd = Path.cwd()
+    run_dir = tmp_path_factory.mktemp("cwd")
+    os.chdir(run_dir)  # anything written to ./mlruns would land here
+    try:
+        registry = ModelRegistry(tmp_path_factory.mktemp("ws") / "flight-delay")
+        rows, _ = _rows(20, seed=1)
+        first = registry.register(
+            packaged, "flight-delay", description="first <b>cut</b>", input_example=rows
+        )
+        second = registry.register(packaged, "flight-delay")
+    finally:
+        os.chdir(cwd)
+    assert not (run_dir / "mlruns").exists()
+    return registry, [first, second]
+
+
+def test_register_twice_moves_champion(workspace: tuple[ModelRegistry, list]) -> None:
+    registry, (first, second) = workspace
+    assert isinstance(first, ModelVersionInfo)
+    assert (first.version, second.version) == (1, 2)
+    assert first.aliases == ["champion"]
+    versions = registry.versions("flight-delay")
+    assert [v.version for v in versions] == [1, 2]
+    assert [v.aliases for v in versions] == [[], ["champion"]]
+    assert versions[0].metrics == {"roc_auc": 0.71, "ece": 0.02}
+    assert versions[0].description == "first <b>cut</b>"
+    assert versions[1].run_id and versions[1].source.startswith("models:/")
+    assert versions[1].to_dict()["uri"] == "models:/flight-delay/2"
+
+
+def test_files_stay_in_workspace(workspace: tuple[ModelRegistry, list]) -> None:
+    registry, _ = workspace
+    assert (registry.workspace / "mlflow.db").is_file()
+    assert any((registry.workspace / "mlartifacts").rglob("packaged_model.joblib"))
+
+
+def test_load_returns_packaged_model(workspace: tuple[ModelRegistry, list], packaged: PackagedModel) -> None:
+    registry, _ = workspace
+    loaded = registry.load("flight-delay")
+    rows, _ = _rows(50, seed=2)
+    assert isinstance(loaded, PackagedModel)
+    assert loaded.threshold == 0.3 and loaded.metadata["design"] == "flight-delay"
+    pd.testing.assert_frame_equal(loaded.predict_frame(rows), packaged.predict_frame(rows))
+
+
+def test_pyfunc_champion_predicts_from_raw_rows(
+    workspace: tuple[ModelRegistry, list], packaged: PackagedModel
+) -> None:
+    registry, _ = workspace
+    rows, _ = _rows(30, seed=3)
+    rows["unused"] = "x"  # extra raw columns are ignored, as in serving
+    with registry.activated():
+        model = mlflow.pyfunc.load_model(registry.uri("flight-delay"))
+        out = model.predict(rows)
+    assert list(out.columns) == ["score", "decision"]
+    np.testing.assert_allclose(out["score"], packaged.predict_frame(rows)["score"])
+    assert (out["decision"] == (out["score"] >= 0.3)).all()
+    assert mlflow.get_tracking_uri() != registry.tracking_uri  # restored after the block
+
+
+def test_set_alias_and_errors(workspace: tuple[ModelRegistry, list]) -> None:
+    registry, _ = workspace
+    info = registry.set_alias("flight-delay", 1, "challenger")
+    assert info.aliases == ["challenger"]
+    assert registry.load("flight-delay", alias="challenger").task == "binary"
+    with pytest.raises(RegistryError, match=r"no such registered model.*nope.*flight-delay"):
+        registry.load("nope")
+    with pytest.raises(RegistryError, match=r"no such alias.*staging.*champion -> v2") as err:
+        registry.load("flight-delay", alias="staging")
+    assert err.value.field == "alias"
+    with pytest.raises(RegistryError, match="no such model version"):
+        registry.set_alias("flight-delay", 9, "champion")
+    with pytest.raises(RegistryError, match="no such registered model"):
+        registry.versions("nope")
+
+
+def test_run_helpers_log_into_workspace(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    with pytest.raises(RegistryError, match="needs an active run"):
+        registry.log_metrics({"auc": 0.5})
+    with registry.start_run("flight-delay", "build") as run:
+        registry.log_params({"split": {"by": "time"}, "features": ["a", "b"]})
+        registry.log_metrics({"valid": {"roc_auc": 0.7}, "skipped": None})
+        registry.log_table("tradeoff", [{"name": "logreg", "auc": 0.7}, {"name": "gbdt", "auc": 0.75}])
+        (tmp_path / "note.txt").write_text("hello")
+        registry.log_artifact(tmp_path / "note.txt")
+        with pytest.raises(RegistryError, match="refused to log params"):
+            registry.log_params({"split": {"by": "random"}})
+    data = registry.client.get_run(run.info.run_id).data
+    assert data.params == {"split.by": "time", "features": '["a", "b"]'}
+    assert data.metrics == {"valid.roc_auc": 0.7}
+    names = {a.path for a in registry.client.list_artifacts(run.info.run_id, "tables")}
+    assert names == {"tables/tradeoff.json", "tables/tradeoff.csv"}
+    assert any((tmp_path / "mlartifacts").rglob("note.txt"))
+
+
+def test_register_rejects_non_packaged(workspace: tuple[ModelRegistry, list]) -> None:
+    registry, _ = workspace
+    with pytest.raises(RegistryError, match="only a PackagedModel"):
+        registry.register(object(), "m")  # type: ignore[arg-type]
+    assert registry.models() == ["flight-delay"]

@@ -1,0 +1,78 @@
+"""The command line: init, validate and their exit codes (build is covered end to end elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "flights" / "design.yaml"
+runner = CliRunner()
+
+
+def test_init_scaffolds_a_design_that_validates_against_its_data(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "churn", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    design = tmp_path / "churn" / "design.yaml"
+    text = design.read_text()
+    for segment in ("goals:", "data:", "features:", "models:", "monitoring:"):
+        assert segment in text
+    result = runner.invoke(app, ["validate", str(design)])
+    assert result.exit_code == 0, result.output
+    assert "5,000 labelled rows" in result.output
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["init", "churn", "--dir", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(app, ["init", "churn", "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--force" in result.output
+
+
+def _bad_design(tmp_path: Path, old: str, new: str) -> Path:
+    text = EXAMPLE.read_text()
+    assert old in text
+    path = tmp_path / "design.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        (
+            "  calibrate: isotonic",
+            "  calibrate: isotonic\n  calibrte: sigmoid",
+            "models.calibrte",
+            "calibrte:",
+        ),
+        (
+            "numeric: [distance, temp,",
+            "numeric: [distance, temperature,",
+            "features.numeric[1]",
+            "temperature",
+        ),
+        ('label: "arr_delay > 15"', 'label: "arr_delay >> > 15"', "data.label", "arr_delay >> >"),
+        ("task: binary", "task: 3", "goals.task", "task: 3"),
+    ],
+)
+def test_bad_designs_exit_2_naming_file_line_and_field(
+    tmp_path: Path, old: str, new: str, field: str, needle: str
+) -> None:
+    path = _bad_design(tmp_path, old, new)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{path.name}:{_line(path, needle)}: {field}" in message
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "no such design file" in result.output
