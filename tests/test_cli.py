@@ -22,7 +22,7 @@ def test_init_scaffolds_a_design_that_validates_against_its_data(tmp_path: Path)
         assert segment in text
     result = runner.invoke(app, ["validate", str(design)])
     assert result.exit_code == 0, result.output
-    assert "5,000 labelled rows" in result.output
+    assert "5,000 labelled rows" in " ".join(result.output.split())
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

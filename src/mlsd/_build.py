@@ -84,7 +84,7 @@ def run_leakage_checks(design: Design, prepared: PreparedData, split: Any) -> An
         findings += list(check_time_order(split, design.data.time))
     dup_cols = [c for c in dict.fromkeys([*prepared.input_columns, target]) if c in split.train.columns]
     findings += list(check_duplicates_across_splits(split, dup_cols))
-    if design.goals.task in ("binary", "regression"):
+    if design.goals.task in ("binary", "multiclass", "regression"):
         cols = [c for c in feature_cols if c not in design.features.forbidden]
         findings += list(
             find_target_leakage(
@@ -93,12 +93,17 @@ def run_leakage_checks(design: Design, prepared: PreparedData, split: Any) -> An
                 split.valid[cols],
                 split.valid[target],
                 task=design.goals.task,
-                threshold=design.data.leakage.max_single_feature_auc,
+                threshold=_leakage_threshold(design),
                 min_uplift=design.data.leakage.min_uplift,
                 seed=design.models.seed,
             )
         )
     return LeakageReport(findings=findings)
+
+
+def _leakage_threshold(design: Design) -> float:
+    spec = design.data.leakage
+    return spec.max_single_feature_r2 if design.goals.task == "regression" else spec.max_single_feature_auc
 
 
 def run_build(system: System) -> BuildResult:
@@ -261,7 +266,8 @@ def _fit_and_evaluate(system: System, prepared: PreparedData, split: Any) -> tup
     baselines = m.baselines()
     with progress.stage("baselines", total=len(baselines)) as advance:
         for i, spec in enumerate(baselines):
-            model = make_baseline(spec, task, seed=m.seed, field=f"models.baseline[{i}]")
+            where = f"models.baseline[{i}]" if isinstance(m.baseline, list) else "models.baseline"
+            model = make_baseline(spec, task, seed=m.seed, field=where)
             t = time.perf_counter()
             model.fit(split.train, y_train)
             evaluate(baseline_name(spec), model, "baseline", time.perf_counter() - t, split.test.head(500))

@@ -130,7 +130,7 @@ def validate(
     line += f"{len(d.models.candidates)} candidates)"
     if prepared is not None:
         line += f"; data: {len(prepared.frame):,} labelled rows, {len(prepared.input_columns)} input columns"
-    out.print(line, highlight=False)
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()

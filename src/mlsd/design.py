@@ -173,7 +173,12 @@ class LeakageSpec(_Spec):
         default_factory=lambda: ["forbidden_feature", "target_leakage", "time_order"],
         description="checks whose findings fail the build (the others are reported)",
     )
-    max_single_feature_auc: float = Field(0.95, gt=0.5, le=1.0)
+    max_single_feature_auc: float = Field(
+        0.95, gt=0.5, le=1.0, description="classification: a feature (or few) reaching this AUC is a leak"
+    )
+    max_single_feature_r2: float = Field(
+        0.99, gt=0, le=1.0, description="regression: a feature (or few) reaching this R2 is a leak"
+    )
     min_uplift: float = Field(0.1, gt=0, le=0.5)
 
 

@@ -129,6 +129,8 @@ class System:
             if frame.empty:
                 raise self.design.error("the filter keeps no rows", field="data.filter", received=spec.filter)
         self._check_expression_columns(spec.label, "data.label", frame)
+        for where, rule in self._rules().items():
+            self._check_expression_columns(rule, where, frame)
         target = self.design.goals.target
         frame[target] = self._label(evaluate_expression(frame, spec.label, field="data.label"))
         if spec.sample is not None:
@@ -151,15 +153,25 @@ class System:
         spec = self.design.data
         named = {f"data.derive.{k}": v for k, v in spec.derive.items()}
         named |= {"data.filter": spec.filter, "data.label": spec.label}
-        for i, base in enumerate(self.design.models.baselines()):
-            if isinstance(base, dict) and "rule" in base:
-                named[f"models.baseline[{i}].rule"] = base["rule"]
+        named |= self._rules()
         for where, expr in named.items():
             if expr:
                 try:
                     parse_expression(expr, field=where)
                 except DesignError as exc:
                     raise self._located(exc, where) from None
+
+    def _rules(self) -> dict[str, str]:
+        """Rule baselines by their design path."""
+        spec = self.design.models.baseline
+        if isinstance(spec, dict):
+            return {"models.baseline.rule": spec["rule"]} if "rule" in spec else {}
+        bases = self.design.models.baselines()
+        return {
+            f"models.baseline[{i}].rule": b["rule"]
+            for i, b in enumerate(bases)
+            if isinstance(b, dict) and "rule" in b
+        }
 
     def _located(self, exc: DesignError, field: str) -> DesignError:
         """The same error, pointing at the design file's line for ``field``."""

@@ -35,6 +35,11 @@ class DeriveColumns(TransformerMixin, BaseEstimator):
     def __init__(self, expressions: dict[str, str] | None = None) -> None:
         self.expressions = expressions
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values pass through to the expressions
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> DeriveColumns:
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = X.columns.to_numpy(dtype=object)

