@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -38,9 +39,15 @@ DesignPath = Annotated[Path, typer.Argument(help="The design file (design.yaml).
 
 
 class RichProgress:
-    """Draws each build stage as a line with a spinner, a bar where steps are known, and its time."""
+    """Draws each build stage as a line with a spinner, a bar where steps are known, and its time.
+
+    Without a terminal (CI logs, files) each stage prints one line when it starts and one when it
+    ends, so a long build still shows where it is.
+    """
 
     def __init__(self, console: Console) -> None:
+        self.console = console
+        self._live = console.is_terminal
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -48,9 +55,8 @@ class RichProgress:
             TextColumn("{task.completed}/{task.total}", style="dim"),
             TimeElapsedColumn(),
             console=console,
-            transient=False,
+            disable=not self._live,
         )
-        self.console = console
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
@@ -61,12 +67,17 @@ class RichProgress:
 
     @contextlib.contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+        start = time.perf_counter()
+        if not self._live:
+            self.console.print(f"… {name}", highlight=False)
         task = self._progress.add_task(name, total=total or 1)
         yield lambda: self._progress.advance(task)
         self._progress.update(task, completed=total or 1, description=f"[green]✓[/] {name}")
+        if not self._live:
+            self.console.print(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)", highlight=False)
 
     def note(self, message: str) -> None:
-        self._progress.console.print(f"  [dim]·[/] {message}", highlight=False)
+        self.console.print(f"  [dim]·[/] {message}", highlight=False)
 
 
 def _fail(exc: MlsdError) -> None:

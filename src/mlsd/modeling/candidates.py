@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -104,9 +105,20 @@ def _ridge() -> type[BaseEstimator]:
 
 _CLS = ("binary", "multiclass")
 _REG = ("regression",)
-_LGBM = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "n_jobs": 2, "verbose": -1}
+_LGBM = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "verbose": -1}
 # Forests stay fast on 100k+ rows: each tree sees 30 % of the rows and leaves hold >= 20 rows.
-_RF = {"n_estimators": 100, "min_samples_leaf": 20, "max_samples": 0.3, "n_jobs": 2}
+_RF = {"n_estimators": 100, "min_samples_leaf": 20, "max_samples": 0.3}
+_THREADED = ("lightgbm", "random_forest")
+
+
+def default_n_jobs() -> int:
+    """Threads for one fit: ``MLSD_N_JOBS`` or every core.
+
+    Several processes training at once (parallel test workers, two builds) must set it to
+    share the cores: OpenMP threads that outnumber the cores spin-wait, and LightGBM then
+    fits up to a hundred times slower.
+    """
+    return max(1, int(os.environ.get("MLSD_N_JOBS", os.cpu_count() or 1)))
 
 _REGISTRY: dict[tuple[str, str], CandidateType] = {}
 for _ct in [
@@ -165,6 +177,8 @@ def make_candidate(
                 expected=f"one of: {', '.join(accepted)}",
             )
     kwargs = dict(ct.defaults)
+    if ct.name in _THREADED:
+        kwargs["n_jobs"] = default_n_jobs()
     if ct.seed_param:
         kwargs[ct.seed_param] = seed
     if class_weight is not None:
