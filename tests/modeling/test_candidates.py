@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
@@ -56,12 +58,16 @@ def test_regression_candidates_beat_mean_r2(flights, type_name: str) -> None:
     )
 
 
-def test_defaults_and_overrides() -> None:
+def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_N_JOBS", "3")
     lgbm = make_candidate("lightgbm", "binary", {"learning_rate": 0.1}, class_weight="balanced", seed=7)
     assert (lgbm.n_estimators, lgbm.num_leaves, lgbm.learning_rate) == (300, 63, 0.1)
-    assert (lgbm.class_weight, lgbm.random_state, lgbm.n_jobs, lgbm.verbose) == ("balanced", 7, 2, -1)
+    assert (lgbm.class_weight, lgbm.random_state, lgbm.n_jobs, lgbm.verbose) == ("balanced", 7, 3, -1)
     rf = make_candidate("random_forest", "binary")
-    assert (rf.n_estimators, rf.min_samples_leaf, rf.max_samples, rf.n_jobs) == (100, 20, 0.3, 2)
+    assert (rf.n_estimators, rf.min_samples_leaf, rf.max_samples, rf.n_jobs) == (100, 20, 0.3, 3)
+    monkeypatch.delenv("MLSD_N_JOBS")
+    assert make_candidate("random_forest", "binary").n_jobs == (os.cpu_count() or 1)
+    assert make_candidate("lightgbm", "binary", {"n_jobs": 1}).n_jobs == 1  # the design's params win
     assert make_candidate("logistic_regression", "multiclass").max_iter == 1000
 
 

@@ -120,6 +120,7 @@ def default_n_jobs() -> int:
     """
     return max(1, int(os.environ.get("MLSD_N_JOBS", os.cpu_count() or 1)))
 
+
 _REGISTRY: dict[tuple[str, str], CandidateType] = {}
 for _ct in [
     CandidateType("logistic_regression", _CLS, _logreg, {"max_iter": 1000}),
