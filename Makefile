@@ -32,5 +32,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/lint-imports
 
+## Speed against the tools a user would otherwise pick (see bench/README.md).
+bench: $(STAMP)
+	$(PY) bench/feature_transform.py
+
 clean:
 	rm -rf $(VENV) examples/*/.mlsd .pytest_cache

@@ -26,6 +26,7 @@ def _design(tmp: Path, *, replace: tuple[tuple[str, str], ...] = ()) -> Path:
     text = EXAMPLE.read_text()
     text = text.replace("  label: ", SAMPLE + "  label: ", 1)
     text = text.replace("p99_latency_ms: 20}", "p99_latency_ms: 250}")
+    text = text.replace("  calibrate: none", "  calibrate: sigmoid")  # exercise calibration end to end
     for old, new in replace:
         assert old in text, old
         text = text.replace(old, new)

@@ -123,4 +123,4 @@ def test_readme_design_snippet_is_a_valid_design(tmp_path: Path) -> None:
     path = tmp_path / "design.yaml"
     path.write_text(snippet)
     design = load_design(path)
-    assert design.name == "flight-delay" and design.models.calibrate == "isotonic"
+    assert design.name == "flight-delay" and design.models.calibrate == "none"

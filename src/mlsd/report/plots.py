@@ -48,9 +48,10 @@ def _layout(fig: go.Figure, title: str, *, height: int = 380) -> go.Figure:
         title={"text": title, "x": 0.01, "xanchor": "left"},
         template="plotly_white",
         height=height,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
         font={"family": _FONT, "size": 13},
-        legend={"bgcolor": "rgba(255,255,255,0.7)"},
+        # below the plot: long model names must not cover the curves in half-width figures
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0, "bgcolor": "rgba(0,0,0,0)"},
     )
     return fig
 

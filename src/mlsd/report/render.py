@@ -34,7 +34,8 @@ from mlsd.report.document import Calibration, Curve, DesignDocument, SliceRow
 __all__ = ["build_figures", "figure_html", "render_design_document"]
 
 _TEMPLATE = "design.html.j2"
-_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png"}}
+# No mode bar: it covers the titles of the half-width figures; drag-to-zoom and hover still work.
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 
 
 def _slug(text: str) -> str:
