@@ -18,7 +18,6 @@ install: $(STAMP)
 ## Build the flights system end to end on the full data set and write its design document.
 demo: $(STAMP)
 	$(VENV)/bin/mlsd build $(DESIGN)
-	$(VENV)/bin/mlsd models $(DESIGN)
 
 ## The whole test suite, slow end-to-end tests included (this is what CI runs).
 test: $(STAMP)

@@ -220,8 +220,11 @@ def models(design: DesignPath) -> None:
     table = Table(title=f"{system.design.registry_name} in {system.workspace / 'mlflow.db'}")
     for col in ("version", "aliases", "created", "run", "metrics"):
         table.add_column(col)
+    metric = system.design.goals.metric
+    shown = (f"valid_{metric}", f"test_{metric}", "threshold", "test_cost_per_1000", "p99_latency_ms")
     for v in versions:
-        metrics = ", ".join(f"{k} {val:.3f}" for k, val in sorted((v.metrics or {}).items())[:4])
+        values = v.metrics or {}
+        metrics = ", ".join(f"{k} {values[k]:.3f}" for k in shown if k in values)
         table.add_row(
             str(v.version),
             ", ".join(v.aliases) or "-",
