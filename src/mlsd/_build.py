@@ -121,11 +121,8 @@ def run_build(system: System) -> BuildResult:
     target = design.goals.target
     with progress.stage("splitting"):
         split = split_data(design, prepared.frame)
-    categorical = [
-        *design.features.categorical,
-        *design.features.hashed,
-        *(c for cross in design.features.crosses for c in cross),
-    ]
+    # Hashed columns are high-cardinality by design: new values are expected, so no allowed list.
+    categorical = [*design.features.categorical, *(c for cross in design.features.crosses for c in cross)]
     schema = infer_schema(
         split.train,
         columns=prepared.input_columns,

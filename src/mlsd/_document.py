@@ -158,8 +158,20 @@ def _data(design: Any, prepared: PreparedData, split: Any, schema: Any, leakage:
             }
             for f in leakage.findings
         ],
+        "leakage_checks": leakage_checks_run(design),
+        "quality": [
+            {"split": name, **v.model_dump(mode="json")}
+            for name in ("valid", "test")
+            for v in schema.validate_frame(getattr(split, name)[prepared.input_columns])
+        ],
     }
     return out
+
+
+def leakage_checks_run(design: Any) -> list[str]:
+    """The leakage checks a build of ``design`` runs (see ``mlsd._build.run_leakage_checks``)."""
+    checks = ["forbidden_feature", "duplicate_rows", "target_leakage"]
+    return [*checks, "time_order"] if design.data.split.by == "time" else checks
 
 
 def _plain(value: Any) -> Any:

@@ -99,8 +99,19 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                         "score": 0.93,
                         "failed": True,
                     },
-                    {"check": "time overlap between splits", "columns": ["time_hour"], "failed": False},
-                    {"check": "duplicate rows across splits", "score": 0.0, "failed": False},
+                    {"check": "duplicate_rows", "columns": ["carrier"], "detail": "3 rows", "failed": False},
+                ],
+                "leakage_checks": ["forbidden_feature", "single-feature AUC", "duplicate_rows", "time_order"],
+                "quality": [
+                    {
+                        "split": "test",
+                        "column": "dest",
+                        "kind": "category",
+                        "n_rows": 58,
+                        "received": ["ILM", "<LEX>"],
+                        "expected": "one of: ABQ, ACK",
+                        "severity": "warning",
+                    },
                 ],
             },
             "features": {

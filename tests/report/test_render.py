@@ -72,7 +72,12 @@ def test_decision_and_findings(html: str) -> None:
     assert "Decision: ship <code>gbdt &lt;b&gt;v2&lt;/b&gt;</code>" in html
     assert '<tr class="winner">' in html and '<tr class="failed">' in html
     assert '<li class="failed"><strong>FAILED</strong> single-feature AUC' in html
-    assert html.count('<li class="ok">passed:') == 2
+    # a finding on a check the design does not fail on is reported, not passed
+    assert '<li class="warn"><strong>reported</strong> duplicate_rows' in html
+    # checks without findings are listed as clean; checks with findings are not
+    assert html.count('<li class="ok">') == 2
+    assert "✓ forbidden_feature: no finding" in html and "✓ time_order: no finding" in html
+    assert "<td>ILM, &lt;LEX&gt;</td>" in html  # data-quality findings, escaped
     assert '0.731 <span class="ci">[0.726, 0.736]</span>' in html
     assert "71.5% saved" in html  # 1 - 239.x / 840
 

@@ -13,10 +13,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 
 from mlsd.data.leakage_report import LeakageFinding, LeakageReport
-from mlsd.data.splits import DataSplit
+from mlsd.data.splits import DataSplit, parse_time_column
 from mlsd.data.target_leakage import find_target_leakage
 from mlsd.errors import DesignError
 
@@ -48,22 +47,10 @@ def check_forbidden_features(features: list[str], forbidden: list[str]) -> list[
     ]
 
 
-def _times(df: pd.DataFrame, column: str) -> pd.Series:
-    if column not in df.columns:
-        raise DesignError(
-            f"time column {column!r} is not in the data",
-            field="data.time",
-            received=column,
-            expected="one of: " + ", ".join(map(str, df.columns[:30])),
-        )
-    s = df[column]
-    return s if ptypes.is_datetime64_any_dtype(s.dtype) else pd.to_datetime(s, format="ISO8601")
-
-
 def check_time_order(split: DataSplit, time_column: str) -> list[LeakageFinding]:
     """Rows of a later split (valid, test) earlier than the latest row of an earlier split."""
     parts = split.parts()
-    times = {name: _times(df, time_column) for name, df in parts.items() if len(df)}
+    times = {name: parse_time_column(df, time_column) for name, df in parts.items() if len(df)}
     out = []
     for early, late in _PAIRS:
         if early not in times or late not in times:

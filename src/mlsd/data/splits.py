@@ -67,14 +67,15 @@ class DataSplit:
                 rate = pd.to_numeric(y, errors="coerce").mean() if len(part) else float("nan")
                 row["label_rate"] = None if pd.isna(rate) else float(rate)
             if time is not None:
-                t = _parse_times(part, time)
+                t = parse_time_column(part, time)
                 row["time_min"] = None if t.isna().all() else t.min().isoformat()
                 row["time_max"] = None if t.isna().all() else t.max().isoformat()
             out[name] = row
         return out
 
 
-def _parse_times(df: pd.DataFrame, column: str) -> pd.Series:
+def parse_time_column(df: pd.DataFrame, column: str) -> pd.Series:
+    """The time column as datetimes (ISO strings parsed); DesignError when it is missing."""
     if column not in df.columns:
         raise DesignError(
             f"time column {column!r} is not in the data",
@@ -124,7 +125,7 @@ def train_valid_test_split_by_time(
     A naive boundary is read in the data's time zone; naive data with an aware boundary is
     taken as UTC. Rows without a time raise :class:`DataError` (they belong to no split).
     """
-    times = _parse_times(df, time_column)
+    times = parse_time_column(df, time_column)
     if times.isna().any():
         raise DataError(
             f"{int(times.isna().sum())} rows have no time",

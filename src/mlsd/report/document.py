@@ -33,6 +33,7 @@ __all__ = [
     "Goals",
     "Interval",
     "LeakageFinding",
+    "QualityFinding",
     "Models",
     "Monitoring",
     "SchemaColumn",
@@ -123,6 +124,18 @@ class LeakageFinding(_Model):
     failed: bool = False
 
 
+class QualityFinding(_Model):
+    """A later split checked against the schema inferred on the training split."""
+
+    split: str
+    column: str
+    kind: str
+    n_rows: int
+    received: list[Any] = Field(default_factory=list)
+    expected: str = ""
+    severity: str = "warning"
+
+
 class Data(_Model):
     sources: list[Source] = Field(default_factory=list)
     label: str = ""
@@ -133,6 +146,8 @@ class Data(_Model):
     timeline: list[TimelineRow] = Field(default_factory=list)
     schema_: list[SchemaColumn] = Field(default_factory=list, alias="schema")
     leakage: list[LeakageFinding] = Field(default_factory=list)
+    leakage_checks: list[str] = Field(default_factory=list)  # every check that ran, findings or not
+    quality: list[QualityFinding] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
