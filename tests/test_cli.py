@@ -47,8 +47,8 @@ def _line(path: Path, needle: str) -> int:
     ("old", "new", "field", "needle"),
     [
         (
-            "  calibrate: isotonic",
-            "  calibrate: isotonic\n  calibrte: sigmoid",
+            "  calibrate: none",
+            "  calibrate: none\n  calibrte: sigmoid",
             "models.calibrte",
             "calibrte:",
         ),

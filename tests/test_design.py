@@ -40,7 +40,7 @@ def _line(path: Path, needle: str) -> int:
 
 
 def test_unknown_key_names_file_line_and_allowed_keys(tmp_path: Path) -> None:
-    path = _mutate(tmp_path, "  calibrate: isotonic", "  calibrate: isotonic\n  calibrat: sigmoid")
+    path = _mutate(tmp_path, "  calibrate: none", "  calibrate: none\n  calibrat: sigmoid")
     with pytest.raises(DesignError) as info:
         load_design(path)
     err = info.value
@@ -49,7 +49,7 @@ def test_unknown_key_names_file_line_and_allowed_keys(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_field_received_and_expected(tmp_path: Path) -> None:
-    path = _mutate(tmp_path, "  calibrate: isotonic", "  calibrate: isotonic\n  bootstrap: many")
+    path = _mutate(tmp_path, "  calibrate: none", "  calibrate: none\n  bootstrap: many")
     with pytest.raises(DesignError) as info:
         load_design(path)
     err = info.value
