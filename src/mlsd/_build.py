@@ -6,7 +6,9 @@ trade-off table -> decision -> cost-optimal threshold -> slices -> registry -> d
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,8 +67,14 @@ def split_data(design: Design, frame: pd.DataFrame) -> Any:
     )
 
 
+def leakage_checks(design: Design) -> list[str]:
+    """The leakage checks a build of ``design`` runs (the document lists each, findings or not)."""
+    checks = ["forbidden_feature", "duplicate_rows", "target_leakage"]
+    return [*checks, "time_order"] if design.data.split.by == "time" else checks
+
+
 def run_leakage_checks(design: Design, prepared: PreparedData, split: Any) -> Any:
-    """Every leakage check the design asks for, over the columns the features really read."""
+    """Every leakage check of :func:`leakage_checks`, over the columns the features really read."""
     from mlsd.data import (
         LeakageReport,
         check_duplicates_across_splits,
@@ -77,27 +85,25 @@ def run_leakage_checks(design: Design, prepared: PreparedData, split: Any) -> An
 
     target = design.goals.target
     feature_cols = prepared.feature_columns
+    checks = leakage_checks(design)
     # A derived feature leaks whatever its expression reads, so forbid by source column too.
     read = list(dict.fromkeys(feature_cols + prepared.input_columns))
     findings = list(check_forbidden_features(read, design.features.forbidden))
-    if design.data.split.by == "time":
-        findings += list(check_time_order(split, design.data.time))
+    if "time_order" in checks:
+        findings += check_time_order(split, design.data.time)
     dup_cols = [c for c in dict.fromkeys([*prepared.input_columns, target]) if c in split.train.columns]
-    findings += list(check_duplicates_across_splits(split, dup_cols))
-    if design.goals.task in ("binary", "multiclass", "regression"):
-        cols = [c for c in feature_cols if c not in design.features.forbidden]
-        findings += list(
-            find_target_leakage(
-                split.train[cols],
-                split.train[target],
-                split.valid[cols],
-                split.valid[target],
-                task=design.goals.task,
-                threshold=_leakage_threshold(design),
-                min_uplift=design.data.leakage.min_uplift,
-                seed=design.models.seed,
-            )
-        )
+    findings += check_duplicates_across_splits(split, dup_cols)
+    cols = [c for c in feature_cols if c not in design.features.forbidden]
+    findings += find_target_leakage(
+        split.train[cols],
+        split.train[target],
+        split.valid[cols],
+        split.valid[target],
+        task=design.goals.task,
+        threshold=_leakage_threshold(design),
+        min_uplift=design.data.leakage.min_uplift,
+        seed=design.models.seed,
+    )
     return LeakageReport(findings=findings)
 
 
@@ -113,7 +119,7 @@ def run_build(system: System) -> BuildResult:
     from mlsd.modeling import select_model
     from mlsd.report import render_design_document
     from mlsd.store import ModelRegistry, PackagedModel
-    from mlsd.system import BuildResult, _raise_leakage, _save_json
+    from mlsd.system import BuildResult
 
     start = time.perf_counter()
     design, progress = system.design, system.progress
@@ -128,8 +134,6 @@ def run_build(system: System) -> BuildResult:
         columns=prepared.input_columns,
         categorical=[c for c in dict.fromkeys(categorical) if c in prepared.input_columns],
     )
-    system.workspace.mkdir(parents=True, exist_ok=True)
-    _save_json(system.workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
 
     with progress.stage("leakage checks"):
         leakage = run_leakage_checks(design, prepared, split)
@@ -165,6 +169,7 @@ def run_build(system: System) -> BuildResult:
             split=split,
             schema=schema,
             leakage=leakage,
+            leakage_checks=leakage_checks(design),
             table=table,
             decision=decision,
             fitted=fitted,
@@ -205,6 +210,9 @@ def run_build(system: System) -> BuildResult:
                 "alias": "champion",
                 "uri": info.uri,
             }
+            # reference/ describes the champion monitoring compares against: written only once a
+            # build has registered one, so a failed build never replaces the champion's reference
+            _save_json(system.workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
             document.build_seconds = round(time.perf_counter() - start, 1)
             document.save(system.reports_dir / "design.json")
             path = render_design_document(document, system.reports_dir / "design.html")
@@ -343,3 +351,33 @@ def _winner_metrics(table: Any, winner: str, threshold: float, test_cost: float 
     for split, estimates in e.metrics.items():
         out |= {f"{split}_{name}": est.value for name, est in estimates.items()}
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def _save_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    tmp.replace(path)  # atomic: a crash never leaves a half-written file
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _raise_leakage(failing: list[Any]) -> None:
+    from mlsd.errors import LeakageError
+
+    names = "; ".join(f"{f.check}: {', '.join(f.columns)}" for f in failing)
+    raise LeakageError(
+        f"leakage checks failed ({names})",
+        field="data.leakage.fail_on",
+        expected="remove these columns from the features, or list them in features.forbidden",
+    )

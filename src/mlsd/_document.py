@@ -26,6 +26,7 @@ def assemble_document(
     split: Any,
     schema: Any,
     leakage: Any,
+    leakage_checks: list[str],
     table: Any,
     decision: Any,
     fitted: dict[str, Any],
@@ -52,7 +53,7 @@ def assemble_document(
         goals=_goals(
             design, thresholds, decision.winner, threshold_choice, costs, test_cost, table, fitted, split
         ),
-        data=_data(design, prepared, split, schema, leakage),
+        data=_data(design, prepared, split, schema, leakage, leakage_checks),
         features=_features(design, fitted[decision.winner]),
         models=_models(design, table, decision, fitted, scores, y_test, rows, test),
         monitoring={"plan": design.monitoring.model_dump(mode="json")},
@@ -124,7 +125,9 @@ def _best_baseline_cost(
 # --- 2 data ----------------------------------------------------------------------------------------
 
 
-def _data(design: Any, prepared: PreparedData, split: Any, schema: Any, leakage: Any) -> dict[str, Any]:
+def _data(
+    design: Any, prepared: PreparedData, split: Any, schema: Any, leakage: Any, leakage_checks: list[str]
+) -> dict[str, Any]:
     d, target = design.data, design.goals.target
     frame = prepared.frame
     fail_on = set(d.leakage.fail_on)
@@ -158,7 +161,7 @@ def _data(design: Any, prepared: PreparedData, split: Any, schema: Any, leakage:
             }
             for f in leakage.findings
         ],
-        "leakage_checks": leakage_checks_run(design),
+        "leakage_checks": leakage_checks,
         "quality": [
             {"split": name, **v.model_dump(mode="json")}
             for name in ("valid", "test")
@@ -166,12 +169,6 @@ def _data(design: Any, prepared: PreparedData, split: Any, schema: Any, leakage:
         ],
     }
     return out
-
-
-def leakage_checks_run(design: Any) -> list[str]:
-    """The leakage checks a build of ``design`` runs (see ``mlsd._build.run_leakage_checks``)."""
-    checks = ["forbidden_feature", "duplicate_rows", "target_leakage"]
-    return [*checks, "time_order"] if design.data.split.by == "time" else checks
 
 
 def _plain(value: Any) -> Any:

@@ -9,17 +9,15 @@ It holds no ML logic of its own: each step calls a stage library.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 
 from mlsd.design import Design, load_design
-from mlsd.errors import DataError, DesignError, LeakageError
+from mlsd.errors import DataError, DesignError
 
 __all__ = ["BuildProgress", "BuildResult", "PreparedData", "System"]
 
@@ -102,7 +100,7 @@ class System:
 
     def prepare_data(self) -> PreparedData:
         """Load, join, derive, filter and label the data, checking every named column exists."""
-        from mlsd.data import evaluate_expression, join_sources
+        from mlsd.data import join_sources
 
         spec = self.design.data
         self._check_expressions()
@@ -119,20 +117,17 @@ class System:
                 name = join.name or _source_name(join.source.uri)
                 frame = join_sources(frame, right, on=join.on, how=join.how, right_name=name)
         for name, expr in spec.derive.items():
-            self._check_expression_columns(expr, f"data.derive.{name}", frame)
-            frame[name] = evaluate_expression(frame, expr, field=f"data.derive.{name}")
+            frame[name] = self._evaluate(frame, expr, f"data.derive.{name}")
         rows_before = len(frame)
         if spec.filter:
-            self._check_expression_columns(spec.filter, "data.filter", frame)
-            keep = evaluate_expression(frame, spec.filter, field="data.filter").fillna(False).astype(bool)
+            keep = self._evaluate(frame, spec.filter, "data.filter").fillna(False).astype(bool)
             frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
             if frame.empty:
                 raise self.design.error("the filter keeps no rows", field="data.filter", received=spec.filter)
-        self._check_expression_columns(spec.label, "data.label", frame)
         for where, rule in self._rules().items():
             self._check_expression_columns(rule, where, frame)
         target = self.design.goals.target
-        frame[target] = self._label(evaluate_expression(frame, spec.label, field="data.label"))
+        frame[target] = self._label(self._evaluate(frame, spec.label, "data.label"))
         if spec.sample is not None:
             frame = frame.sample(n=spec.sample.n, frac=spec.sample.frac, random_state=spec.sample.seed)
             frame = frame.reset_index(drop=True)
@@ -145,6 +140,16 @@ class System:
             feature_columns=feature_columns,
             rows_before_filter=rows_before,
         )
+
+    def _evaluate(self, frame: pd.DataFrame, expr: str, where: str) -> pd.Series:
+        """An expression of the design over the data; errors point at its line in the design."""
+        from mlsd.data import evaluate_expression
+
+        self._check_expression_columns(expr, where, frame)
+        try:
+            return evaluate_expression(frame, expr, field=where)
+        except DesignError as exc:
+            raise self._located(exc, where) from None
 
     def _check_expressions(self) -> None:
         """Parse every expression before any data is read, so a typo fails in milliseconds."""
@@ -304,31 +309,3 @@ class System:
 def _source_name(uri: str) -> str:
     tail = uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
     return Path(tail).stem.split(".")[0] or "right"
-
-
-def _save_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    tmp.replace(path)  # atomic: a crash never leaves a half-written file
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _raise_leakage(failing: list[Any]) -> None:
-    names = "; ".join(f"{f.check}: {', '.join(f.columns)}" for f in failing)
-    raise LeakageError(
-        f"leakage checks failed ({names})",
-        field="data.leakage.fail_on",
-        expected="remove these columns from the features, or list them in features.forbidden",
-    )
