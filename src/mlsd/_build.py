@@ -236,6 +236,7 @@ def _fit_and_evaluate(system: System, prepared: PreparedData, split: Any) -> tup
         evaluate_model,
         make_baseline,
         make_candidate,
+        predict_on_one_thread,
     )
 
     design, progress = system.design, system.progress
@@ -294,6 +295,7 @@ def _fit_and_evaluate(system: System, prepared: PreparedData, split: Any) -> tup
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t
+            predict_on_one_thread(model)
             advance()
             if m.calibrate != "none" and task != "regression":
                 model = calibrate(model, split.valid, y_valid, method=m.calibrate)

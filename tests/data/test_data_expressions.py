@@ -66,6 +66,11 @@ def test_columns_are_collected() -> None:
     assert "log" not in parsed.columns
 
 
+def test_same_column_plain_and_backticked(df: pd.DataFrame) -> None:
+    assert evaluate_expression(df, "b + `b`").tolist() == [20, 40, 60, 80]
+    assert parse_expression("b + `b`", field="f").columns == frozenset({"b"})
+
+
 def test_column_named_like_a_function(df: pd.DataFrame) -> None:
     frame = pd.DataFrame({"log": [1.0, np.e]})
     assert evaluate_expression(frame, "log(log)").round(6).tolist() == [0.0, 1.0]

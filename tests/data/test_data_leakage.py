@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,6 +96,14 @@ def test_target_leakage_errors() -> None:
     assert info.value.received == "ranking"
     with pytest.raises(DesignError):
         find_target_leakage(x, pd.Series([0, 1]), x.rename(columns={"a": "b"}), pd.Series([0, 1]))
+
+
+def test_single_class_validation_is_not_judged() -> None:
+    x = pd.DataFrame({"a": np.arange(40.0)})
+    y = pd.Series(np.arange(40) % 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no undefined-AUC warnings from models fitted in vain
+        assert find_target_leakage(x, y, x.iloc[:10], pd.Series(np.zeros(10)), threshold=0.0) == []
 
 
 def test_forbidden_features() -> None:

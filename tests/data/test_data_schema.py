@@ -143,3 +143,22 @@ def test_real_flights_schema(flights: pd.DataFrame) -> None:
     kinds = {(v.column, v.kind) for v in schema.validate_frame(rest)}
     assert ("distance", "type") not in kinds and ("carrier", "type") not in kinds
     assert kinds <= {("dest", "category"), ("dep_delay", "range"), ("distance", "range")}
+
+
+def test_float_categories_beyond_int64_are_compared_as_text() -> None:
+    schema = infer_schema(pd.DataFrame({"c": [1.0, np.inf, 1e30]}), categorical=["c"])
+    assert schema.columns["c"].allowed == ["1", "1e+30", "inf"]
+    got = schema.validate_frame(pd.DataFrame({"c": [-np.inf, 1.0, 1e30]}))
+    assert [(v.kind, v.received) for v in got] == [("category", [-np.inf])]
+
+
+def test_integral_floats_lose_their_dot_zero_beside_fractions() -> None:
+    schema = infer_schema(pd.DataFrame({"c": [1.0, 2.5, None]}), categorical=["c"])
+    assert schema.columns["c"].allowed == ["1", "2.5"]
+    assert schema.validate_frame(pd.DataFrame({"c": [1, 1]})) == []
+
+
+def test_validate_unknown_column_names_it(schema: Schema) -> None:
+    with pytest.raises(SchemaError) as info:
+        schema.validate_frame(pd.DataFrame({"distance": [1]}), columns=["distnace"])
+    assert info.value.field == "columns" and info.value.received == "distnace"

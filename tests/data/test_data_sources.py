@@ -108,6 +108,14 @@ def test_join_coerces_string_keys_to_datetimes(flights_all: pd.DataFrame, weathe
     assert out2["temp"].equals(out["temp"].set_axis(out2.index))
 
 
+def test_join_string_times_with_several_offsets_onto_naive_times() -> None:
+    left = pd.DataFrame({"t": ["2013-01-01T00:00:00Z", "2013-01-01T02:00:00+01:00", "2013-01-01 02:00"]})
+    right = pd.DataFrame({"t": pd.to_datetime(["2013-01-01 00:00", "2013-01-01 01:00"]), "w": [1, 2]})
+    out = join_sources(left, right, on=["t"])
+    assert out["w"].tolist()[:2] == [1, 2] and pd.isna(out["w"].iloc[2])
+    assert out["t"].tolist() == left["t"].tolist()
+
+
 def test_join_numeric_and_string_keys() -> None:
     left = pd.DataFrame({"k": ["1", "2", "x"], "v": [1, 2, 3]})
     right = pd.DataFrame({"k": [1, 2], "w": [10, 20]})

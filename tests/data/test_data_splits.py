@@ -52,6 +52,15 @@ def test_time_split_errors() -> None:
         train_valid_test_split_by_time(pd.DataFrame({"t": ["2020-01-01", None]}), "t", "2020", "2021")
 
 
+def test_time_column_with_several_utc_offsets() -> None:
+    df = pd.DataFrame({"t": ["2020-01-01T00:00:00Z", "2020-01-02T01:00:00+01:00", "2020-01-03T00:00:00Z"]})
+    split = train_valid_test_split_by_time(df, "t", "2020-01-02", "2020-01-03")
+    assert split.sizes() == {"train": 1, "valid": 1, "test": 1}
+    with pytest.raises(DataError) as info:
+        train_valid_test_split_by_time(df.assign(t=[*df["t"][:2], "soon"]), "t", "2020-01-02", "2020-01-03")
+    assert info.value.received == ["soon"]
+
+
 def test_group_split_keeps_groups_apart(flights: pd.DataFrame) -> None:
     split = train_valid_test_split_by_group(flights, "tailnum", valid_size=0.2, test_size=0.1, seed=1)
     groups = [set(part["tailnum"].astype(str)) for part in split.parts().values()]

@@ -135,8 +135,9 @@ def test_inputs_the_kernels_hand_back_behave_as_the_reference(fitted, later):
     np.testing.assert_array_equal(fitted.transform(twice), fitted.transform(later.head(5), engine="sklearn"))
     with pytest.raises(SchemaError, match="tailnum"):
         fitted.transform(later.drop(columns=["tailnum"]))
-    with pytest.raises(SchemaError, match="distance"):
-        fitted.transform(later.head(3).assign(distance="far"))
+    with pytest.raises(SchemaError, match="distance") as info:
+        fitted.transform(later.head(3).assign(distance=["12", "far", None]))
+    assert info.value.received == ["far"]
     with pytest.raises(MlsdError, match="engine"):
         fitted.transform(later.head(3), engine="fast")
 

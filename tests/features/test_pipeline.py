@@ -192,6 +192,8 @@ def test_clone_and_fit_inside_a_model_pipeline(fitted, train, october):
         ({"cyclical": {"month": -12}}, "features.cyclical.month"),
         ({"hashed": {"tailnum": 0}}, "features.hashed.tailnum"),
         ({"hashed": {"tailnum": 2.5}}, "features.hashed.tailnum"),
+        ({"hashed": {"tailnum": float("inf")}}, "features.hashed.tailnum"),
+        ({"hashed": {"tailnum": float("nan")}}, "features.hashed.tailnum"),
         ({"numeric": ["carrier"], "categorical": ["carrier"]}, "features.categorical.carrier"),
         ({"categorical": ["month"], "cyclical": {"month": 12}}, "features.cyclical.month"),
         ({"numeric": ["time_hour"], "time_column": "time_hour"}, "features.time_column"),
@@ -213,7 +215,8 @@ def test_bad_specs_name_the_field(spec, field):
 
 
 def test_unknown_spec_key_and_non_frame_rows():
-    with pytest.raises(DesignError, match=r"features\.numerics"):
+    with pytest.raises(DesignError, match=r"features\.numerics") as info:
         input_columns({"numerics": ["distance"]})
+    assert info.value.received == "numerics"
     with pytest.raises(SchemaError, match="DataFrame"):
         build_feature_pipeline(numeric=["a"]).fit(np.ones((3, 1)))

@@ -72,3 +72,18 @@ def test_bad_confidence_raises() -> None:
     y, p = _data(100)
     with pytest.raises(DesignError, match="confidence"):
         bootstrap_ci("roc_auc", y, p, confidence=95)
+
+
+def test_multiclass_resamples_missing_a_rare_class_keep_the_column_order() -> None:
+    rng = np.random.default_rng(0)
+    y = np.array(["a"] * 100 + ["b"] * 100 + ["c"])  # most resamples lack "c"
+    proba = rng.dirichlet(np.ones(3), y.size)
+    est = bootstrap_ci("accuracy", y, proba, n_resamples=50)
+    assert est.low <= est.value <= est.high
+
+
+def test_bad_max_rows_raises() -> None:
+    y, p = _data(100)
+    with pytest.raises(DesignError, match="max_rows") as info:
+        bootstrap_ci("roc_auc", y, p, max_rows=0)
+    assert info.value.field == "max_rows"

@@ -142,3 +142,15 @@ def test_multiclass_unseen_label_and_length_mismatch() -> None:
         compute_metric("accuracy", ["a", "z"], np.array([[0.9, 0.1], [0.2, 0.8]]), classes=["a", "b"])
     with pytest.raises(DataError, match="lengths"):
         compute_metric("roc_auc", [0, 1, 1], [0.1, 0.2])
+
+
+def test_pr_auc_without_positives_is_undefined() -> None:
+    assert np.isnan(compute_metric("pr_auc", [0, 0, 0], [0.1, 0.5, 0.9]))
+    assert compute_metric("pr_auc", [1, 1], [0.1, 0.5]) == 1.0
+
+
+@pytest.mark.parametrize("name", ["accuracy", "ece", "roc_auc", "rmse"])
+def test_nan_scores_raise_instead_of_counting_as_negative(name: str) -> None:
+    with pytest.raises(DataError, match="finite") as info:
+        compute_metric(name, [0, 1, 1], [0.1, np.nan, 0.9])
+    assert info.value.field == "y_score"

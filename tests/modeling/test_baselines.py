@@ -117,3 +117,9 @@ def test_rule_errors_surface_at_fit() -> None:
 def test_baseline_name() -> None:
     assert baseline_name("majority") == "majority"
     assert baseline_name({"rule": "hour >= 17"}) == "rule: hour >= 17"
+
+
+def test_non_numeric_rule_score_names_the_field() -> None:
+    with pytest.raises(DesignError, match="number") as info:
+        make_baseline({"rule": "a > 0", "score_if_true": "high"}, "binary", field="models.baseline[1]")
+    assert info.value.field == "models.baseline[1].score_if_true"

@@ -10,7 +10,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from mlsd.errors import DesignError, ModelError
+from mlsd.errors import DataError, DesignError, ModelError
 from mlsd.modeling import TradeOffTable, evaluate_model, make_baseline, make_candidate
 
 
@@ -175,3 +175,24 @@ def test_metric_must_fit_the_task(flights) -> None:
 def test_duplicate_names_rejected(binary_table) -> None:
     with pytest.raises(ModelError, match="unique"):
         TradeOffTable([binary_table["gbdt"], binary_table["gbdt"]])
+
+
+def test_binary_labels_the_model_never_saw_raise(flights) -> None:
+    base = make_baseline("majority", "binary").fit(flights.train, flights.label(flights.train))
+    y_valid = flights.label(flights.valid).to_numpy().copy()
+    y_valid[:3] = 2  # would have been scored as negatives
+    with pytest.raises(DataError, match="never seen") as info:
+        evaluate_model(
+            "majority",
+            base,
+            kind="baseline",
+            X_valid=flights.valid,
+            y_valid=y_valid,
+            task="binary",
+            metrics=[],
+            primary="roc_auc",
+            n_bootstrap=0,
+            train_seconds=0.0,
+            n_latency_calls=1,
+        )
+    assert info.value.field == "y_valid" and info.value.received == [2]

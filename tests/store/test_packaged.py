@@ -60,6 +60,7 @@ def test_missing_columns_named() -> None:
         ({"threshold": 1.5}, "threshold is a probability"),
         ({"pipeline": LogisticRegression()}, "fitted scikit-learn estimator"),
         ({"pipeline": LinearRegression().fit(X, X["a"])}, "predict_proba"),
+        ({"classes": ["on_time", "late"]}, r"classes: .*not among the pipeline's.*\[False, True\]"),
     ],
 )
 def test_invalid_construction(kwargs: dict, match: str) -> None:

@@ -14,6 +14,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mlflow.exceptions import MlflowException
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
 from mlsd.errors import RegistryError
 from mlsd.store import ModelRegistry, ModelVersionInfo, PackagedModel
 
@@ -65,7 +69,8 @@ def workspace(
         second = registry.register(packaged, "flight-delay")
     finally:
         os.chdir(cwd)
-    assert not (run_dir / "mlruns").exists()
+    # MLflow 3 defaults to ./mlflow.db (older versions to ./mlruns): neither may appear
+    assert not (run_dir / "mlruns").exists() and not (run_dir / "mlflow.db").exists()
     return registry, [first, second]
 
 
@@ -141,6 +146,8 @@ def test_run_helpers_log_into_workspace(tmp_path: Path) -> None:
         registry.log_artifact(tmp_path / "note.txt")
         with pytest.raises(RegistryError, match="refused to log params"):
             registry.log_params({"split": {"by": "random"}})
+        with pytest.raises(RegistryError, match=r"valid.auc: .*received 'high'"):
+            registry.log_metrics({"valid": {"auc": "high"}})
     data = registry.client.get_run(run.info.run_id).data
     assert data.params == {"split.by": "time", "features": '["a", "b"]'}
     assert data.metrics == {"valid.roc_auc": 0.7}
@@ -154,3 +161,74 @@ def test_register_rejects_non_packaged(workspace: tuple[ModelRegistry, list]) ->
     with pytest.raises(RegistryError, match="only a PackagedModel"):
         registry.register(object(), "m")  # type: ignore[arg-type]
     assert registry.models() == ["flight-delay"]
+
+
+def test_activated_restores_unset_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(var, "x")  # so that monkeypatch restores the variable's absence
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    registry = ModelRegistry(tmp_path)
+    with registry.activated():
+        assert mlflow.get_registry_uri() == registry.tracking_uri
+    # nothing pinned: no variable inherited by subprocesses, the registry follows the tracking URI
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    mlflow.set_tracking_uri(other)
+    assert mlflow.get_registry_uri() == other
+    # a URI the user chose through the environment stays theirs, and stays live
+    mlflow.set_tracking_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    with registry.activated():
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == other and tracking_utils._tracking_uri is None
+
+
+@pytest.fixture()
+def shared_workspace(tmp_path: Path, packaged: PackagedModel) -> ModelRegistry:
+    registry = ModelRegistry(tmp_path)
+    registry.register(packaged, "m")
+    return registry
+
+
+def test_concurrent_build_registers_next_version(
+    shared_workspace: ModelRegistry, packaged: PackagedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a second build on the same workspace that looked before the first one created the
+    # experiment and the registered model: both creations then collide
+    other = ModelRegistry(shared_workspace.workspace)
+    real_get = other.client.get_experiment_by_name
+    looked: list[str] = []
+
+    def stale_get(name: str) -> object:
+        looked.append(name)
+        return None if len(looked) == 1 else real_get(name)
+
+    monkeypatch.setattr(other.client, "get_experiment_by_name", stale_get)
+    monkeypatch.setattr(other.client, "search_registered_models", lambda *a, **k: [])
+    info = other.register(packaged, "m")
+    assert (info.version, info.aliases) == (2, ["champion"])
+    assert [v.version for v in shared_workspace.versions("m")] == [1, 2]
+
+
+def test_failed_alias_leaves_no_half_registered_version(
+    shared_workspace: ModelRegistry, packaged: PackagedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise MlflowException("database is locked")
+
+    monkeypatch.setattr(shared_workspace.client, "set_registered_model_alias", refuse)
+    with pytest.raises(RegistryError, match="cannot register the model") as err:
+        shared_workspace.register(packaged, "m")
+    assert err.value.field == "name" and err.value.expected
+    versions = shared_workspace.versions("m")
+    assert [(v.version, v.aliases) for v in versions] == [(1, ["champion"])]
+    assert shared_workspace.load("m").threshold == 0.3
+
+
+def test_old_pyfunc_path_still_importable() -> None:
+    # models logged before the wrapper moved pickled it as mlsd.store.registry.PackagedPyfunc
+    from mlsd.store import pyfunc, registry
+
+    assert registry.PackagedPyfunc is pyfunc.PackagedPyfunc

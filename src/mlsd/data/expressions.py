@@ -158,7 +158,7 @@ class _Transformer(ast.NodeTransformer):
 
     def __init__(self, expr: str, field: str, names: dict[str, str]) -> None:
         self.expr, self.field, self.backticks = expr, field, names
-        self.names: dict[str, str] = {}
+        self.names: dict[str, str] = {}  # column -> its variable in the compiled code
 
     def fail(self, node: ast.AST, why: str) -> DesignError:
         snippet = ast.get_source_segment(self.expr, node) or ast.dump(node)
@@ -183,8 +183,9 @@ class _Transformer(ast.NodeTransformer):
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id.startswith("_") and node.id not in self.backticks:
             raise self.fail(node, "names starting with '_' are not allowed")
-        ident = f"_col_{len(self.names)}" if node.id not in self.names else self.names[node.id]
-        self.names[node.id] = ident
+        # keyed by column, so that ``a`` and ```a``` in one expression share one variable
+        column = self.backticks.get(node.id, node.id)
+        ident = self.names.setdefault(column, f"_col_{len(self.names)}")
         return ast.copy_location(ast.Name(id=ident, ctx=ast.Load()), node)
 
     def _constants(self, node: ast.AST) -> ast.AST:
@@ -323,7 +324,7 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
         ) from exc
     transformer = _Transformer(source, field, backticks)
     tree = ast.fix_missing_locations(transformer.visit(tree))
-    columns = {backticks.get(name, name): ident for name, ident in transformer.names.items()}
+    columns = transformer.names
     code = compile(tree, f"<{field}>", "eval")
     return ParsedExpression(
         expr=expr,

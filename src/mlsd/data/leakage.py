@@ -35,7 +35,8 @@ _PAIRS = (("train", "valid"), ("train", "test"), ("valid", "test"))
 
 def check_forbidden_features(features: list[str], forbidden: list[str]) -> list[LeakageFinding]:
     """Each feature the design itself declares forbidden (known only after prediction time)."""
-    hit = [f for f in features if f in set(forbidden)]
+    banned = set(forbidden)
+    hit = [f for f in features if f in banned]
     return [
         LeakageFinding(
             check="forbidden_feature",

@@ -46,6 +46,7 @@ __all__ = ["ColumnSchema", "Schema", "SchemaViolation", "infer_schema"]
 DType = Literal["number", "integer", "string", "boolean", "datetime"]
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0"}
+_EXACT_INT = 2.0**53  # floats are exact integers below this
 
 
 class ColumnSchema(BaseModel):
@@ -89,10 +90,13 @@ def _examples(s: pd.Series, n: int = 5) -> list[Any]:
 def _category_keys(s: pd.Series) -> pd.Series:
     """Categories compared as text; integral floats lose their ``.0`` so ``1`` and ``1.0`` agree."""
     if ptypes.is_float_dtype(s.dtype):
-        ints = s.notna() & (s == np.floor(s))
-        out = s.astype("object")
-        out[ints] = s[ints].astype("int64")
-        return out.astype("str").where(s.notna())
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
+        # only floats that are exact integers: inf or 1e30 would not fit in int64
+        ints = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < _EXACT_INT)
+        # written as text before the assignment: ints put back into a float column become floats again
+        out = s.astype("str")
+        out[ints] = values[ints].astype("int64").astype("str")
+        return out.where(s.notna())
     return s.astype("str").where(s.notna())
 
 
@@ -157,6 +161,14 @@ class Schema(BaseModel):
     ) -> list[SchemaViolation]:
         """All violations of ``df`` against this schema (see the module docstring for each kind)."""
         names = list(self.columns) if columns is None else list(columns)
+        unknown = [n for n in names if n not in self.columns]
+        if unknown:
+            raise SchemaError(
+                f"column {unknown[0]!r} is not in the schema",
+                field="columns",
+                received=unknown[0],
+                expected="one of: " + ", ".join(list(self.columns)[:30]),
+            )
         out: list[SchemaViolation] = []
         for name in names:
             col = self.columns[name]

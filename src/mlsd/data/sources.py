@@ -177,11 +177,9 @@ def _coerce_key(target: pd.Series, other: pd.Series) -> tuple[pd.Series, pd.Seri
     parsed: pd.Series | None = None
     if ptypes.is_datetime64_any_dtype(other.dtype):
         tz = getattr(other.dt, "tz", None)
-        parsed = pd.to_datetime(target, errors="coerce", utc=tz is not None, format="mixed")
-        if tz is not None:
-            parsed = parsed.dt.tz_convert(tz)
-        elif getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        # utc=True accepts several offsets in one column; naive text is read as UTC
+        parsed = pd.to_datetime(target, errors="coerce", utc=True, format="mixed")
+        parsed = parsed.dt.tz_convert(tz) if tz is not None else parsed.dt.tz_localize(None)
     elif ptypes.is_numeric_dtype(other.dtype) and not ptypes.is_bool_dtype(other.dtype):
         parsed = pd.to_numeric(target, errors="coerce")
     if parsed is not None and parsed.notna().sum() == target.notna().sum():
@@ -232,12 +230,11 @@ def join_sources(
             lkeys[t], right[t] = _coerce_key(lk, rk)
         elif _is_stringish(rk) and not _is_stringish(lk):
             right[t], lkeys[t] = _coerce_key(rk, lk)
-    on_keys = keys
-    dup = right.duplicated(subset=on_keys, keep=False)
+    dup = right.duplicated(subset=keys, keep=False)
     if dup.any():
-        n_keys = int(right.loc[dup, on_keys].drop_duplicates().shape[0])
+        n_keys = int(right.loc[dup, keys].drop_duplicates().shape[0])
         if on_duplicate == "raise":
-            example = right.loc[dup, on_keys].head(3).set_axis(on, axis=1).to_dict("records")
+            example = right.loc[dup, keys].head(3).set_axis(on, axis=1).to_dict("records")
             raise DataError(
                 f"the {right_name} side has {n_keys} duplicate keys ({int(dup.sum())} rows); "
                 "joining would multiply rows",
@@ -245,10 +242,10 @@ def join_sources(
                 received=example,
                 expected=f"one {right_name} row per key {on} (or on_duplicate='first'/'last')",
             )
-        right = right.drop_duplicates(subset=on_keys, keep=on_duplicate)
+        right = right.drop_duplicates(subset=keys, keep=on_duplicate)
     try:
         out = pd.concat([left, lkeys], axis=1).merge(
-            right, on=on_keys, how=how, suffixes=("", f"_{right_name}"), validate="many_to_one"
+            right, on=keys, how=how, suffixes=("", f"_{right_name}"), validate="many_to_one"
         )
     except Exception as exc:
         raise DataError(

@@ -14,6 +14,7 @@ traced back) and whose ``describe`` gives the numbers a design review asks for.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -86,10 +87,14 @@ def parse_time_column(df: pd.DataFrame, column: str) -> pd.Series:
     s = df[column]
     if ptypes.is_datetime64_any_dtype(s.dtype):
         return s
+    iso = "ISO8601" if not ptypes.is_numeric_dtype(s.dtype) else None
     try:
-        return pd.to_datetime(s, format="ISO8601" if not ptypes.is_numeric_dtype(s.dtype) else None)
+        return pd.to_datetime(s, format=iso)
     except (ValueError, TypeError) as exc:
-        parsed = pd.to_datetime(s, errors="coerce", format="mixed")
+        with contextlib.suppress(ValueError, TypeError):
+            # several UTC offsets in one column: one time zone (UTC) makes them comparable
+            return pd.to_datetime(s, format=iso, utc=True)
+        parsed = pd.to_datetime(s, errors="coerce", format="mixed", utc=True)
         bad = s[parsed.isna() & s.notna()].head(3).tolist()
         raise DataError(
             f"time column {column!r} has values that are not dates/times",

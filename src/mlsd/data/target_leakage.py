@@ -234,8 +234,8 @@ def find_target_leakage(
         )
     xt, yt = _prepare(X_train, pd.Series(np.asarray(y_train), index=X_train.index), "train", max_rows, seed)
     xv, yv = _prepare(X_valid, pd.Series(np.asarray(y_valid), index=X_valid.index), "valid", max_rows, seed)
-    if task != "regression" and len(np.unique(yt)) < 2:
-        return []
+    if task != "regression" and min(len(np.unique(yt)), len(np.unique(yv))) < 2:
+        return []  # no AUC to judge on a single class
     single = single_feature_scores(xt, pd.Series(yt), xv, pd.Series(yv), task=task)
     evidence: dict[str, dict[str, Any]] = {
         f: {"single_score": s, "flagged_by": ["single"]} for f, s in single.items() if s >= threshold

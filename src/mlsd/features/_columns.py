@@ -48,10 +48,11 @@ def float_column(values: pd.Series, column: str) -> np.ndarray:
         # JSON rows carry None and ints in object columns.
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
     except (TypeError, ValueError) as exc:
+        bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
         raise SchemaError(
             "a number column holds values that are not numbers",
             field=column,
-            received=str(values.dtype),
+            received=bad.head(3).tolist() or str(values.dtype),
             expected="numbers or missing values",
         ) from exc
 

@@ -265,9 +265,9 @@ def _stage(step: Any) -> Any:
     if isinstance(step, ColumnTransformer):
         parts = []
         for _, inner, indices in step.transformers_:
-            if isinstance(inner, str) and inner == "drop":
+            if _dropped(inner):
                 continue
-            chain = _chain(inner)
+            chain = _stages(_steps(inner))
             if chain is None or not all(isinstance(i, int | np.integer) for i in indices):
                 return None
             parts.append((np.asarray(indices, dtype=np.intp), chain))
@@ -275,8 +275,12 @@ def _stage(step: Any) -> Any:
     return None
 
 
-def _chain(step: Any) -> list[Any] | None:
-    steps = [s for _, s in step.steps] if isinstance(step, Pipeline) else [step]
+def _steps(step: Any) -> list[Any]:
+    return [s for _, s in step.steps] if isinstance(step, Pipeline) else [step]
+
+
+def _stages(steps: Iterable[Any]) -> list[Any] | None:
+    """Kernels for a chain of fitted steps (identities skipped), or None if one is not copied."""
     stages = [_stage(s) for s in steps if not _identity(s)]
     return None if any(s is None for s in stages) else stages
 
@@ -343,7 +347,7 @@ def compile_features(ct: ColumnTransformer, float_columns: Iterable[str]) -> Com
             continue
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             return None
-        chain = [s for _, s in step.steps] if isinstance(step, Pipeline) else [step]
+        chain = _steps(step)
         source = _source(chain[0], columns, float_columns)
         if source is None:
             if not set(columns) <= float_columns:
@@ -351,8 +355,8 @@ def compile_features(ct: ColumnTransformer, float_columns: Iterable[str]) -> Com
             source, rest = _FloatSource(columns), chain
         else:
             rest = chain[1:]
-        stages = [_stage(s) for s in rest if not _identity(s)]
-        if any(s is None for s in stages):
+        stages = _stages(rest)
+        if stages is None:
             return None
         steps.append((source, stages))
     used = dict.fromkeys(c for _, step, columns in ct.transformers_ if not _dropped(step) for c in columns)

@@ -89,7 +89,7 @@ def _is_number(value: Any) -> bool:
 def _hashed(value: Any) -> dict[str, int]:
     hashed = _mapping(value, "features.hashed")
     for name, n in hashed.items():
-        if not _is_number(n) or n != int(n) or n < 1:
+        if not _is_number(n) or not math.isfinite(n) or n != int(n) or n < 1:
             raise DesignError(
                 "n_features must be a positive integer",
                 field=f"features.hashed.{name}",
@@ -228,7 +228,10 @@ categorical, hashed, cyclical, time_column, crosses)
     unknown = [k for k in params if k not in _KEYS]
     if unknown:
         raise DesignError(
-            "unknown key", field=f"features.{unknown[0]}", expected=f"one of {', '.join(_KEYS)}"
+            "unknown key",
+            field=f"features.{unknown[0]}",
+            received=unknown[0],
+            expected=f"one of {', '.join(_KEYS)}",
         )
     time_column, time_parts = _time(params.get("time_column"), params.get("time_parts"))
     spec = FeatureSpec(

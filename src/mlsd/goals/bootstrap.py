@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import DesignError
-from mlsd.goals.metrics import Metric, compute_metric, get_metric
+from mlsd.goals.metrics import Metric, _encode, compute_metric, get_metric
 
 __all__ = ["MetricEstimate", "bootstrap_ci", "weighted_roc_auc"]
 
@@ -121,10 +121,14 @@ def bootstrap_ci(
 ) -> MetricEstimate:
     """The metric on all rows and its percentile bootstrap interval.
 
-    Beyond ``max_rows`` rows each resample draws ``m = max_rows`` rows and the spread is scaled
-    by ``sqrt(m / n)`` (the m-out-of-n bootstrap), so the interval still describes ``n`` rows
-    while the cost stays bounded. Resamples where the metric is undefined (one class only) are
-    skipped. ``n_resamples=0`` gives the point value only.
+    Beyond ``max_rows`` rows each resample draws ``m = max_rows`` rows (with replacement) and
+    the percentiles' distances from the full-data value are shrunk by ``sqrt(m / n)`` (an
+    m-out-of-n bootstrap), so the cost stays bounded. That rescaling assumes the metric's error
+    shrinks like ``1 / sqrt(n)``: true of the smooth metrics (ROC AUC, log loss, Brier,
+    accuracy, RMSE, ...), only approximate for binned or thresholded ones (ECE, F1), whose
+    interval is then indicative. Resamples where the metric is undefined (one class only) are
+    skipped, so the interval is conditional on the metric being defined. ``n_resamples=0``
+    gives the point value only.
     """
     if isinstance(metric, str):
         metric = get_metric(metric)
@@ -136,10 +140,19 @@ def bootstrap_ci(
         raise DesignError(
             "n_resamples cannot be negative", field="n_resamples", received=n_resamples, expected=">= 0"
         )
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int | np.integer) or max_rows < 1:
+        raise DesignError(
+            "max_rows must be a positive row count", field="max_rows", received=max_rows, expected=">= 1"
+        )
     y = np.asarray(y_true)
     s = np.asarray(y_score)
     n = int(y.shape[0])
     value = compute_metric(metric, y, s, threshold, classes=classes)
+    if s.ndim == 2:
+        # Encode once with the full data's columns: a resample may lack a rare class, and then
+        # classes=None could no longer tell the columns apart.
+        y = _encode(y, np.unique(y) if classes is None else classes, "y_true")
+        classes = range(s.shape[1])
     if n_resamples == 0 or n == 0:
         return MetricEstimate(value, None, None, n)
     rng = np.random.default_rng(seed)
@@ -147,12 +160,10 @@ def bootstrap_ci(
     if metric.name == "roc_auc" and s.ndim == 1:
         stats = _resampled_auc(y, s, n_resamples, m, rng)
     else:
-        stats = np.array(
-            [
-                compute_metric(metric, y[idx], s[idx], threshold, classes=classes)
-                for idx in rng.integers(0, n, size=(n_resamples, m))
-            ]
-        )
+        stats = np.empty(n_resamples)
+        for b in range(n_resamples):  # one index row at a time: n_resamples x max_rows would not fit
+            idx = rng.integers(0, n, size=m)
+            stats[b] = compute_metric(metric, y[idx], s[idx], threshold, classes=classes)
     stats = stats[np.isfinite(stats)]
     if stats.size == 0 or not math.isfinite(value):
         return MetricEstimate(value, float("nan"), float("nan"), n)

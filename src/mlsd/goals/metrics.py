@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 from mlsd.errors import DataError, DesignError
@@ -108,6 +109,13 @@ def _log_loss(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(skm.log_loss(y_true, y_score, labels=np.arange(k)))
 
 
+def _average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    # Undefined without positives (sklearn returns 0.0): NaN, like ROC AUC, so bootstrap resamples skip it.
+    if not np.any(y_true == 1):
+        return float("nan")
+    return float(skm.average_precision_score(y_true, y_score))
+
+
 def _zero_div(fn: Callable[..., float], **kw: Any) -> Callable[[np.ndarray, np.ndarray], float]:
     def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(fn(y_true, y_pred, zero_division=0, **kw))
@@ -130,7 +138,7 @@ _REGISTRY: dict[str, Metric] = {
         ),
         Metric(
             "pr_auc",
-            _as_float(skm.average_precision_score),
+            _average_precision,
             True,
             "score",
             ("binary",),
@@ -288,8 +296,7 @@ def get_metric(name: str, *, field: str = "metric", **params: Any) -> Metric:
 
 
 def _encode(y_true: np.ndarray, classes: Sequence[Any], field: str) -> np.ndarray:
-    lookup = {c: i for i, c in enumerate(classes)}
-    codes = np.fromiter((lookup.get(v, -1) for v in y_true.tolist()), dtype=np.int64, count=y_true.size)
+    codes = pd.Index(classes).get_indexer(y_true)
     if (codes < 0).any():
         bad = sorted({str(v) for v in y_true[codes < 0].tolist()})[:5]
         raise DataError(
@@ -326,6 +333,14 @@ def compute_metric(
             field="y_score",
             received=y_score.shape[0],
             expected=f"{y_true.shape[0]} rows",
+        )
+    # A NaN score would silently count as a negative in label metrics (and as a bin in ECE).
+    if y_score.dtype.kind in "biuf" and not np.isfinite(y_score).all():
+        raise DataError(
+            "scores must be finite",
+            field="y_score",
+            received=f"{int(np.sum(~np.isfinite(y_score)))} NaN or infinite values",
+            expected="finite model outputs",
         )
     if y_score.ndim == 2:
         if classes is None:

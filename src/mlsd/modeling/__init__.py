@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from mlsd.modeling.baselines import RuleBaseline, RuleRegressor, baseline_name, list_baselines, make_baseline
 from mlsd.modeling.calibration import CALIBRATION_METHODS, calibrate
-from mlsd.modeling.candidates import CandidateType, list_candidate_types, make_candidate
+from mlsd.modeling.candidates import (
+    CandidateType,
+    list_candidate_types,
+    make_candidate,
+    predict_on_one_thread,
+)
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model, model_scores
 from mlsd.modeling.selection import Decision, select_model
 
@@ -31,5 +36,6 @@ __all__ = [
     "make_baseline",
     "make_candidate",
     "model_scores",
+    "predict_on_one_thread",
     "select_model",
 ]

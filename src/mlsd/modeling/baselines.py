@@ -206,7 +206,15 @@ def make_baseline(
                 received=spec,
                 expected=f"keys {sorted(_RULE_KEYS)}; or one of: {options}",
             )
-        kw = {k: float(spec[k]) for k in ("score_if_true", "score_if_false") if k in spec}
+        kw = {k: spec[k] for k in ("score_if_true", "score_if_false") if k in spec}
+        for k, v in kw.items():  # float("high") would fail with a bare ValueError naming nothing
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise DesignError(
+                    "a rule baseline's score is a number",
+                    field=f"{field}.{k}",
+                    received=v,
+                    expected="e.g. 0.8",
+                )
         if task == "binary":
             return RuleBaseline(spec["rule"], **kw)
         if task == "regression":

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.errors import DesignError, ModelError
+from mlsd.errors import DataError, DesignError, ModelError
 from mlsd.goals.bootstrap import MetricEstimate, bootstrap_ci
 from mlsd.goals.metrics import Metric, get_metric
 
@@ -40,7 +40,6 @@ _TASKS = ("binary", "multiclass", "regression")
 _KINDS = ("baseline", "candidate")
 _N_DISTINCT_LATENCY_ROWS = 10
 _N_WARMUP = 3
-_MAX_BATCH_ROWS = 10_000
 
 
 @dataclasses.dataclass
@@ -105,6 +104,13 @@ def model_scores(model: Any, X: Any, task: str) -> tuple[np.ndarray, np.ndarray 
         )
     proba = np.asarray(model.predict_proba(X), dtype=float)
     classes = np.asarray(model.classes_)
+    if task == "binary" and classes.size != 2:
+        raise ModelError(
+            "a binary model must know both classes",
+            field="classes_",
+            received=classes.tolist(),
+            expected="two classes (was it trained on one class only?)",
+        )
     return (proba[:, 1], classes) if task == "binary" else (proba, classes)
 
 
@@ -133,10 +139,22 @@ def _split_metrics(
     n_bootstrap: int,
     seed: int,
     threshold: float,
-) -> dict[str, MetricEstimate]:
+    field: str,
+) -> tuple[dict[str, MetricEstimate], float]:
+    """The split's metrics, and its batch throughput in rows/s (timing the one prediction made)."""
+    t0 = time.perf_counter()
     scores, classes = model_scores(model, X, task)
+    rows_per_s = len(scores) / max(time.perf_counter() - t0, 1e-9)
     y = np.asarray(y)
     if task == "binary":
+        unseen = ~np.isin(y, classes)
+        if unseen.any():  # they would silently count as negatives
+            raise DataError(
+                "labels the model has never seen",
+                field=field,
+                received=np.unique(y[unseen])[:5].tolist(),
+                expected=f"one of {classes.tolist()}",
+            )
         y = (y == classes[1]).astype(np.int64)
         classes = None
     return {
@@ -150,7 +168,7 @@ def _split_metrics(
             classes=classes,
         )
         for i, m in enumerate(metrics)
-    }
+    }, float(rows_per_s)
 
 
 def _single_rows(rows: Any) -> list[Any]:
@@ -175,13 +193,6 @@ def _latency_ms(predict: Callable[[Any], Any], rows: list[Any], n_calls: int) ->
         times[i] = time.perf_counter() - t0
     p50, p99 = np.percentile(times * 1000.0, [50, 99])
     return float(p50), float(p99)
-
-
-def _throughput(predict: Callable[[Any], Any], X: Any) -> float:
-    batch = X.iloc[:_MAX_BATCH_ROWS] if isinstance(X, pd.DataFrame) else X[:_MAX_BATCH_ROWS]
-    t0 = time.perf_counter()
-    predict(batch)
-    return float(len(batch) / max(time.perf_counter() - t0, 1e-9))
 
 
 def evaluate_model(
@@ -217,14 +228,24 @@ def evaluate_model(
     splits = {"valid": (X_valid, y_valid)}
     if X_test is not None and y_test is not None:
         splits["test"] = (X_test, y_test)
-    measured = {
-        split: _split_metrics(model, X, y, task, resolved, n_bootstrap, seed, threshold)
-        for split, (X, y) in splits.items()
-    }
-    predict = model.predict if task == "regression" else model.predict_proba
+    if isinstance(n_latency_calls, bool) or not isinstance(n_latency_calls, int) or n_latency_calls < 1:
+        raise DesignError(
+            "latency needs at least one timed call",
+            field="n_latency_calls",
+            received=n_latency_calls,
+            expected="an integer >= 1",
+        )
+    # Latency first: its warm-up calls also warm the model for the batch timings below.
     p50, p99 = _latency_ms(
-        predict, _single_rows(X_valid if latency_rows is None else latency_rows), n_latency_calls
+        lambda X: model_scores(model, X, task),
+        _single_rows(X_valid if latency_rows is None else latency_rows),
+        n_latency_calls,
     )
+    measured, rows_per_s = {}, {}
+    for split, (X, y) in splits.items():
+        measured[split], rows_per_s[split] = _split_metrics(
+            model, X, y, task, resolved, n_bootstrap, seed, threshold, f"y_{split}"
+        )
     return CandidateEvaluation(
         name=name,
         kind=kind,
@@ -233,7 +254,7 @@ def evaluate_model(
         metrics=measured,
         p50_latency_ms=p50,
         p99_latency_ms=p99,
-        throughput_rows_per_s=_throughput(predict, X_test if X_test is not None else X_valid),
+        throughput_rows_per_s=rows_per_s["test" if "test" in splits else "valid"],
         size_mb=len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
         train_seconds=float(train_seconds),
         model=model,

@@ -134,7 +134,7 @@ def _direction(maximize: str | None, minimize: str | None) -> tuple[str, bool]:
     if get_metric(metric, field="models.select").greater_is_better != greater:
         right = "minimize" if greater else "maximize"
         raise DesignError(
-            f"{metric} is {'lower' if greater else 'higher'} is better",
+            f"for {metric} {'lower' if greater else 'higher'} is better",
             field=f"models.select.{'maximize' if greater else 'minimize'}",
             received=metric,
             expected=f"{right}: {metric}",

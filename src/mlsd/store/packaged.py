@@ -95,6 +95,16 @@ class PackagedModel:
         if not self.classes:
             self.classes = list(self.pipeline.classes_)
         self.classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes]
+        fitted = np.asarray(self.pipeline.classes_).tolist()
+        unknown = [c for c in self.classes if c not in fitted]
+        if unknown:
+            # caught here, not as a bare ValueError from list.index at the first prediction
+            raise ModelError(
+                f"{unknown} not among the pipeline's fitted classes",
+                field="classes",
+                received=self.classes,
+                expected=f"labels from pipeline.classes_ {fitted}",
+            )
         if self.task == "binary":
             if len(self.classes) != 2:
                 raise ModelError(

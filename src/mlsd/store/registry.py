@@ -19,10 +19,9 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +30,20 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_REGISTRY_URI, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.tracking._model_registry import utils as _registry_utils
+from mlflow.tracking._tracking_service import utils as _tracking_utils
 
 from mlsd.errors import RegistryError
 from mlsd.store.packaged import PackagedModel
+from mlsd.store.pyfunc import ARTIFACT_KEY, PackagedPyfunc, model_signature, pip_requirements
 
 __all__ = ["ModelRegistry", "ModelVersionInfo", "PackagedPyfunc"]
 
-_ARTIFACT_KEY = "packaged_model"
 _METRIC_TAG = "metric."
-# Libraries needed to unpickle and run a packaged pipeline; pinned to what built it.
-_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "lightgbm")
+_ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
 
 def _quiet_mlflow() -> None:
@@ -110,53 +110,6 @@ class ModelVersionInfo:
         return out
 
 
-class PackagedPyfunc(mlflow.pyfunc.PythonModel):
-    """The MLflow pyfunc face of a :class:`PackagedModel` (joblib artefact inside the model)."""
-
-    def load_context(self, context: Any) -> None:
-        self.model: PackagedModel = joblib.load(context.artifacts[_ARTIFACT_KEY])
-
-    # MLflow 3 reads this hint: a DataFrame hint means "no signature from hints" (it is given
-    # explicitly at logging time); no hint or any other hint makes MLflow warn at import.
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return self.model.predict_frame(rows)
-
-
-def _pip_requirements() -> list[str]:
-    reqs = []
-    for dist in _REQUIREMENTS:
-        try:
-            reqs.append(f"{dist}=={importlib_metadata.version(dist)}")
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return reqs
-
-
-def _signature(model: PackagedModel) -> ModelSignature:
-    # Inputs are declared by name only: MLflow's strict type enforcement rejects int64 rows
-    # for a double column and NaN-bearing floats for an int column, both common in raw data;
-    # PackagedModel validates columns itself and the pipeline handles types.
-    inputs = Schema([ColSpec(AnyType(), name) for name in model.input_columns])
-    decision = {"binary": "boolean", "multiclass": _label_type(model.classes), "regression": "double"}[
-        model.task
-    ]
-    outputs = Schema([ColSpec("double", "score"), ColSpec(decision, "decision")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def _label_type(classes: list[Any]) -> str:
-    if all(isinstance(c, bool) for c in classes):
-        return "boolean"
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return "long"
-    if all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
-        return "double"
-    return "string"
-
-
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in params.items():
@@ -197,14 +150,23 @@ class ModelRegistry:
     @contextmanager
     def activated(self) -> Iterator[ModelRegistry]:
         """Point MLflow's global tracking and registry URIs at this workspace, then restore them."""
-        previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        # Restore the raw state, not the resolved URIs: setting a URI also exports it as an
+        # environment variable (inherited by subprocesses) and would pin the registry to a
+        # default that no longer follows later ``mlflow.set_tracking_uri`` calls.
+        saved_env = {var: var.get_raw() for var in (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI)}
+        saved_tracking, saved_registry = _tracking_utils._tracking_uri, _registry_utils._registry_uri
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         try:
             yield self
         finally:
-            mlflow.set_tracking_uri(previous_tracking)
-            mlflow.set_registry_uri(previous_registry)
+            mlflow.set_tracking_uri(saved_tracking)  # None unsets it and resets the tracer
+            _registry_utils._registry_uri = saved_registry
+            for var, raw in saved_env.items():
+                if raw is None:
+                    var.unset()
+                else:
+                    var.set(raw)
 
     def experiment_id(self, experiment: str) -> str:
         """The id of ``experiment``, created with its artefacts under ``mlartifacts/`` if new."""
@@ -215,8 +177,15 @@ class ModelRegistry:
         try:
             return self.client.create_experiment(experiment, artifact_location=location)
         except MlflowException as exc:
+            # another build on this workspace created it since we looked
+            found = self.client.get_experiment_by_name(experiment)
+            if exc.error_code == _ALREADY_EXISTS and found is not None:
+                return found.experiment_id
             raise RegistryError(
-                "cannot create the MLflow experiment", field="experiment", received=experiment
+                f"cannot create the MLflow experiment: {exc.message}",
+                field="experiment",
+                received=experiment,
+                expected="an experiment name MLflow accepts",
             ) from exc
 
     @contextmanager
@@ -260,7 +229,16 @@ class ModelRegistry:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics (nested dicts flattened; ``None`` values skipped)."""
         run_id = self._active_run("log_metrics")
-        flat = {k: float(v) for k, v in _flatten(metrics).items() if v is not None}
+        flat: dict[str, float] = {}
+        for key, value in _flatten(metrics).items():
+            if value is None:
+                continue
+            try:
+                flat[key] = float(value)
+            except (TypeError, ValueError) as exc:
+                raise RegistryError(
+                    "a metric must be a number", field=key, received=value, expected="a float or None"
+                ) from exc
         with self.activated(), _as_registry_error("metrics", list(flat)):
             mlflow.log_metrics(flat, step=step, run_id=run_id)
 
@@ -327,7 +305,7 @@ class ModelRegistry:
             if isinstance(v, int | float)
         }
         with tempfile.TemporaryDirectory() as tmp:
-            artefact = Path(tmp) / f"{_ARTIFACT_KEY}.joblib"
+            artefact = Path(tmp) / f"{ARTIFACT_KEY}.joblib"
             joblib.dump(model, artefact)
             with self.activated(), _quiet_logger("mlflow.pyfunc", "mlflow.models"), warnings.catch_warnings():
                 warnings.filterwarnings(
@@ -336,15 +314,15 @@ class ModelRegistry:
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=PackagedPyfunc(),
-                    artifacts={_ARTIFACT_KEY: str(artefact)},
-                    pip_requirements=_pip_requirements(),
-                    signature=_signature(model),
+                    artifacts={ARTIFACT_KEY: str(artefact)},
+                    pip_requirements=pip_requirements(),
+                    signature=model_signature(model),
                     input_example=example,
                     metadata=json.loads(json.dumps(model.summary(), default=str)),
                 )
+        mv = None
         try:
-            if not self._exists(name):
-                self.client.create_registered_model(name, description=description or None)
+            self._create_model(name, description)
             tags = {"task": model.task, **{f"{_METRIC_TAG}{k}": str(v) for k, v in metrics.items()}}
             if model.threshold is not None:
                 tags["threshold"] = str(model.threshold)
@@ -359,7 +337,16 @@ class ModelRegistry:
             if alias:
                 self.client.set_registered_model_alias(name, alias, mv.version)
         except MlflowException as exc:
-            raise RegistryError("cannot register the model", field="name", received=name) from exc
+            if mv is not None:
+                # a version without its alias would be a silent half-registration: drop it
+                with suppress(MlflowException):
+                    self.client.delete_model_version(name, mv.version)
+            raise RegistryError(
+                f"cannot register the model: {exc.message}",
+                field="name",
+                received=name,
+                expected="a registered model name MLflow accepts and a writable mlflow.db",
+            ) from exc
         return self._info(self.client.get_model_version(name, mv.version))
 
     def load(self, name: str, alias: str = "champion") -> PackagedModel:
@@ -406,6 +393,15 @@ class ModelRegistry:
 
     def _exists(self, name: str) -> bool:
         return bool(self.client.search_registered_models(f"name = '{self._quote(name)}'"))
+
+    def _create_model(self, name: str, description: str) -> None:
+        # Create-and-tolerate rather than look-then-create: two builds on one workspace may
+        # both find the model missing, and the second create must not fail the build.
+        try:
+            self.client.create_registered_model(name, description=description or None)
+        except MlflowException as exc:
+            if exc.error_code != _ALREADY_EXISTS:
+                raise
 
     def _require_model(self, name: str) -> None:
         if not self._exists(name):

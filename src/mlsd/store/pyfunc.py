@@ -1,0 +1,84 @@
+"""The MLflow pyfunc face of a :class:`PackagedModel`: wrapper class, signature, requirements.
+
+:class:`PackagedPyfunc` is what ``mlflow.pyfunc.load_model`` returns the predictions of: it
+loads the joblib-pickled :class:`PackagedModel` stored as the artefact :data:`ARTIFACT_KEY`
+and predicts from raw rows. MLflow pickles the wrapper by reference, so the class must stay
+importable under its name (``mlsd.store.registry`` re-exports it for models logged before
+it moved here).
+
+>>> import pandas as pd
+>>> from sklearn.linear_model import LogisticRegression
+>>> X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+>>> model = PackagedModel(LogisticRegression().fit(X, ["a", "a", "b", "b"]), "multiclass")
+>>> outputs = model_signature(model).outputs
+>>> outputs.input_names(), [t.name for t in outputs.input_types()]
+(['score', 'decision'], ['double', 'string'])
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import joblib
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, Schema
+
+from mlsd.store.packaged import PackagedModel
+
+__all__ = ["ARTIFACT_KEY", "PackagedPyfunc", "model_signature", "pip_requirements"]
+
+ARTIFACT_KEY = "packaged_model"
+# Libraries needed to unpickle and run a packaged pipeline; pinned to what built it.
+_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "lightgbm")
+
+
+class PackagedPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow pyfunc face of a :class:`PackagedModel` (joblib artefact inside the model)."""
+
+    def load_context(self, context: Any) -> None:
+        self.model: PackagedModel = joblib.load(context.artifacts[ARTIFACT_KEY])
+
+    # MLflow 3 reads this hint: a DataFrame hint means "no signature from hints" (it is given
+    # explicitly at logging time); no hint or any other hint makes MLflow warn at import.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return self.model.predict_frame(rows)
+
+
+def pip_requirements() -> list[str]:
+    """``dist==version`` for each library a packaged pipeline needs that is installed here."""
+    reqs = []
+    for dist in _REQUIREMENTS:
+        try:
+            reqs.append(f"{dist}=={importlib_metadata.version(dist)}")
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def model_signature(model: PackagedModel) -> ModelSignature:
+    """Inputs by name (any type); outputs ``score`` (double) and ``decision`` (per task)."""
+    # Inputs are declared by name only: MLflow's strict type enforcement rejects int64 rows
+    # for a double column and NaN-bearing floats for an int column, both common in raw data;
+    # PackagedModel validates columns itself and the pipeline handles types.
+    inputs = Schema([ColSpec(AnyType(), name) for name in model.input_columns])
+    decision = {"binary": "boolean", "multiclass": _label_type(model.classes), "regression": "double"}[
+        model.task
+    ]
+    outputs = Schema([ColSpec("double", "score"), ColSpec(decision, "decision")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _label_type(classes: list[Any]) -> str:
+    if all(isinstance(c, bool) for c in classes):
+        return "boolean"
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return "long"
+    if all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
+        return "double"
+    return "string"
