@@ -44,27 +44,23 @@ def make_feature_pipeline(design: Design) -> Pipeline:
 
 
 def split_data(design: Design, frame: pd.DataFrame) -> Any:
+    """The design's split: by time, by group, stratified by the label, or random."""
     from mlsd.data import (
         train_valid_test_split_by_group,
         train_valid_test_split_by_time,
+        train_valid_test_split_random,
         train_valid_test_split_stratified,
     )
 
     s = design.data.split
+    sizes = {"valid_size": s.valid_size, "test_size": s.test_size, "seed": s.seed}
     if s.by == "time":
         return train_valid_test_split_by_time(frame, design.data.time, s.valid_from, s.test_from)
     if s.by == "group":
-        return train_valid_test_split_by_group(
-            frame, s.column, valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
-        )
-    label = design.goals.target if s.by == "stratified" and design.goals.task != "regression" else None
-    if label is None:
-        return train_valid_test_split_stratified(
-            frame.assign(_all=0), "_all", valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
-        )
-    return train_valid_test_split_stratified(
-        frame, label, valid_size=s.valid_size, test_size=s.test_size, seed=s.seed
-    )
+        return train_valid_test_split_by_group(frame, s.column, **sizes)
+    if s.by == "stratified" and design.goals.task != "regression":
+        return train_valid_test_split_stratified(frame, design.goals.target, **sizes)
+    return train_valid_test_split_random(frame, **sizes)
 
 
 def leakage_checks(design: Design) -> list[str]:

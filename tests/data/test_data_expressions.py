@@ -143,3 +143,14 @@ def test_label_on_real_flights(flights_all: pd.DataFrame) -> None:
     assert 0.2 < y.mean() < 0.25
     hour = evaluate_expression(flights_all, "sched_dep_time // 100")
     assert hour.between(0, 23).all()
+
+
+def test_repeated_evaluation_parses_once(df: pd.DataFrame) -> None:
+    from mlsd.data.expressions import _parse_cached
+
+    assert evaluate_expression(df, "b * 3", field="f.cached").tolist() == [30, 60, 90, 120]
+    hits = _parse_cached.cache_info().hits
+    assert evaluate_expression(df.head(1), "b * 3", field="f.cached").tolist() == [30]
+    assert _parse_cached.cache_info().hits == hits + 1
+    with pytest.raises(DesignError, match="empty"):
+        evaluate_expression(df, None, field="f")  # type: ignore[arg-type]

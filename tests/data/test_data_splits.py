@@ -107,3 +107,16 @@ def test_stratified_errors() -> None:
     assert info.value.received == "label"
     with pytest.raises(DataError):
         train_valid_test_split_stratified(pd.DataFrame({"y": np.arange(2.0) / 3}), "y")
+
+
+def test_random_split_is_disjoint_and_seeded() -> None:
+    from mlsd.data import train_valid_test_split_random
+
+    df = pd.DataFrame({"x": range(1000)})
+    a = train_valid_test_split_random(df, valid_size=0.2, test_size=0.1, seed=3)
+    b = train_valid_test_split_random(df, valid_size=0.2, test_size=0.1, seed=3)
+    assert a.by == "random" and a.sizes() == {"train": 700, "valid": 200, "test": 100}
+    parts = [set(p.index) for p in (a.train, a.valid, a.test)]
+    assert set.union(*parts) == set(df.index) and sum(map(len, parts)) == len(df)
+    assert a.test.index.equals(b.test.index)
+    assert not a.test.index.equals(train_valid_test_split_random(df, test_size=0.1, seed=4).test.index)

@@ -15,7 +15,9 @@ def test_every_nested_estimator_predicts_on_one_thread() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))
     y = (x[:, 0] + rng.normal(size=300) > 0).astype(int)
-    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10, n_jobs=2, random_state=0))
+    forest = make_pipeline(
+        StandardScaler(), RandomForestClassifier(n_estimators=10, n_jobs=2, random_state=0)
+    )
     gbdt = make_pipeline(StandardScaler(), LGBMClassifier(n_estimators=10, n_jobs=2, verbose=-1))
     forest.fit(x[:200], y[:200])
     gbdt.fit(x[:200], y[:200])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -125,3 +127,26 @@ def test_predicted_vs_actual() -> None:
     fig = plots.predicted_vs_actual_figure({"m": Curve(y_true=y, value=y + 1)})
     assert len(fig.data[0].x) <= 2000 and fig.data[-1].name == "identity"
     assert list(fig.data[-1].x) == [0.0, 5000.0]
+
+
+def test_degenerate_curves_draw_without_warnings() -> None:
+    curves = {
+        "one class": Curve(y_true=[0, 0, 0, 0], score=[0.1, 0.2, 0.3, 0.4]),
+        "constant": Curve(y_true=[0, 1, 0, 1], score=[0.5] * 4),
+        "empty": Curve(y_true=[], score=[]),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        roc, pr = plots.roc_figure(curves), plots.pr_figure(curves)
+    assert [t.name for t in roc.data] == [
+        "one class (AUC undefined: needs both classes)",
+        "constant (AUC 0.500)",
+        "empty (AUC undefined: needs both classes)",
+        "chance",
+    ]
+    assert [t.name for t in pr.data][1] == "constant (AP 0.500)"
+    assert pr.data[0].name == "one class (AP undefined: needs both classes)" and len(pr.data[0].x) == 0
+    fig = plots.predicted_vs_actual_figure(
+        {"empty": Curve(y_true=[], value=[]), "m": Curve(y_true=[1.0, 3.0], value=[float("nan"), 2.0])}
+    )
+    assert list(fig.data[-1].x) == [1.0, 3.0]

@@ -111,3 +111,22 @@ def test_document_save_load_and_strictness(document: DesignDocument, tmp_path: P
 def test_generated_at_is_utc() -> None:
     doc = DesignDocument(name="x", goals=Goals(task="binary"), generated_at="2024-01-01T10:00:00+02:00")
     assert doc.generated_at.isoformat() == "2024-01-01T08:00:00+00:00"
+
+
+def test_nan_values_render_as_dash(tmp_path: Path) -> None:
+    # a one-class slice or an empty split gives NaN rates and bootstrap intervals
+    nan = float("nan")
+    doc = DesignDocument.model_validate(
+        {
+            "name": "degenerate",
+            "goals": {"task": "binary", "cost_per_1000": 10.0, "baseline_cost_per_1000": nan},
+            "data": {"label_rate": nan, "schema": [{"column": "x", "dtype": "float64", "missing_rate": nan}]},
+            "models": {
+                "tradeoff": [{"name": "m", "valid": {"auc": {"value": nan, "low": nan, "high": nan}}}]
+            },
+        }
+    )
+    html = render_design_document(doc, tmp_path / "nan.html").read_text()
+    body = html.split("<body>", 1)[1]
+    assert "nan" not in body.lower()
+    assert '<th scope="row">label rate</th><td>—</td>' in body

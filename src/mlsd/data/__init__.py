@@ -21,6 +21,7 @@ from mlsd.data.splits import (
     DataSplit,
     train_valid_test_split_by_group,
     train_valid_test_split_by_time,
+    train_valid_test_split_random,
     train_valid_test_split_stratified,
 )
 from mlsd.data.target_leakage import find_target_leakage, single_feature_scores
@@ -47,5 +48,6 @@ __all__ = [
     "single_feature_scores",
     "train_valid_test_split_by_group",
     "train_valid_test_split_by_time",
+    "train_valid_test_split_random",
     "train_valid_test_split_stratified",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -335,6 +336,15 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_cached(expr: str, field: str) -> ParsedExpression:
+    return parse_expression(expr, field=field)
+
+
 def evaluate_expression(df: pd.DataFrame, expr: str, *, field: str = "expression") -> pd.Series:
-    """Evaluate ``expr`` on ``df`` (vectorised) and return a Series aligned with ``df.index``."""
-    return parse_expression(expr, field=field).evaluate(df)
+    """Evaluate ``expr`` on ``df`` (vectorised) and return a Series aligned with ``df.index``.
+
+    The parse is cached: served pipelines evaluate the same few expressions on every request.
+    """
+    parsed = _parse_cached(expr, field) if isinstance(expr, str) else parse_expression(expr, field=field)
+    return parsed.evaluate(df)

@@ -30,6 +30,7 @@ __all__ = [
     "DataSplit",
     "train_valid_test_split_by_group",
     "train_valid_test_split_by_time",
+    "train_valid_test_split_random",
     "train_valid_test_split_stratified",
 ]
 
@@ -251,6 +252,32 @@ def train_valid_test_split_stratified(
     strat = y.astype("str").to_numpy() if _is_classification(y) else None
     if strat is not None and pd.Series(strat).value_counts().min() < 3:
         strat = None
+    return _shuffled_split(df, strat, valid_size, test_size, seed, by="stratified", column=label_column)
+
+
+def train_valid_test_split_random(
+    df: pd.DataFrame, *, valid_size: float = 0.15, test_size: float = 0.15, seed: int = 0
+) -> DataSplit:
+    """Plain random split (rows are independent and nothing is ordered in time).
+
+    >>> import pandas as pd
+    >>> train_valid_test_split_random(pd.DataFrame({"x": range(100)}), seed=1).sizes()
+    {'train': 69, 'valid': 16, 'test': 15}
+    """
+    _check_sizes(valid_size, test_size)
+    return _shuffled_split(df, None, valid_size, test_size, seed, by="random", column=None)
+
+
+def _shuffled_split(
+    df: pd.DataFrame,
+    strat: np.ndarray | None,
+    valid_size: float,
+    test_size: float,
+    seed: int,
+    *,
+    by: str,
+    column: str | None,
+) -> DataSplit:
     idx = np.arange(len(df))
     try:
         rest, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=strat)
@@ -272,5 +299,5 @@ def train_valid_test_split_stratified(
         "valid": df.iloc[np.sort(valid)],
         "test": df.iloc[np.sort(test)],
     }
-    _check_nonempty(parts, "stratified")
-    return DataSplit(**parts, by="stratified", column=label_column)
+    _check_nonempty(parts, by)
+    return DataSplit(**parts, by=by, column=column)

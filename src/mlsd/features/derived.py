@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -62,8 +63,6 @@ class DeriveColumns(TransformerMixin, BaseEstimator):
         return frame
 
     def get_feature_names_out(self, input_features: Any = None) -> Any:
-        import numpy as np
-
         check_is_fitted(self, "n_features_in_")
         names = list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)]))
         extra = [n for n in (self.expressions or {}) if n not in names]

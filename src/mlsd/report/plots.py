@@ -91,6 +91,19 @@ def _reliability(
     return mean_score, observed, counts[filled], ece
 
 
+def _both_classes(y_true: Sequence[float]) -> bool:
+    # ROC and PR are undefined without positives and negatives (a one-class slice or split);
+    # sklearn would warn and return NaN curves.
+    return np.unique(np.asarray(y_true, float)).size >= 2
+
+
+def _undefined(name: str, what: str, colour: str) -> go.Scatter:
+    """An empty trace whose legend entry says why the model has no curve."""
+    return go.Scatter(
+        x=[], y=[], mode="lines", name=f"{name} ({what} undefined: needs both classes)", line_color=colour
+    )
+
+
 def cost_curve_figure(
     curve: CostCurve, threshold: float | None = None, baseline_cost: float | None = None
 ) -> go.Figure:
@@ -163,6 +176,9 @@ def roc_figure(curves: Mapping[str, Curve]) -> go.Figure:
     for i, (name, curve) in enumerate(curves.items()):
         if curve.score is None:
             continue
+        if not _both_classes(curve.y_true):
+            fig.add_trace(_undefined(name, "AUC", _PALETTE[i % len(_PALETTE)]))
+            continue
         fpr, tpr, _ = roc_curve(curve.y_true, curve.score, drop_intermediate=True)
         area = auc(fpr, tpr)
         fpr, tpr = downsample(fpr, tpr)
@@ -189,6 +205,9 @@ def pr_figure(curves: Mapping[str, Curve]) -> go.Figure:
     base_rate = None
     for i, (name, curve) in enumerate(curves.items()):
         if curve.score is None:
+            continue
+        if not _both_classes(curve.y_true):
+            fig.add_trace(_undefined(name, "AP", _PALETTE[i % len(_PALETTE)]))
             continue
         precision, recall, _ = precision_recall_curve(curve.y_true, curve.score)
         ap = average_precision_score(curve.y_true, curve.score)
@@ -339,8 +358,11 @@ def predicted_vs_actual_figure(curves: Mapping[str, Curve], max_points: int = 20
         actual, predicted = downsample(
             np.asarray(curve.y_true, float), np.asarray(curve.value, float), max_points=max_points
         )
-        lows.append(min(actual.min(), predicted.min()))
-        highs.append(max(actual.max(), predicted.max()))
+        finite = np.concatenate([actual, predicted])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:  # an empty or all-NaN curve has no extent
+            lows.append(finite.min())
+            highs.append(finite.max())
         fig.add_trace(
             go.Scatter(
                 x=actual,

@@ -145,12 +145,18 @@ def _saving(doc: DesignDocument) -> float | None:
     ours, base = doc.goals.cost_per_1000, doc.goals.baseline_cost_per_1000
     if ours is None or base is None or base == 0:
         return None
-    return 1.0 - ours / base
+    saving = 1.0 - ours / base
+    return saving if math.isfinite(saving) else None
+
+
+def _missing(value: Any) -> bool:
+    # NaN comes from degenerate measurements (a one-class slice, an empty split)
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _num(value: Any, digits: int = 3) -> str:
     """Readable numbers: 12,345 | 312.5 | 4.27 | 0.0123 (``digits`` significant below 100)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "—"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
@@ -160,14 +166,14 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _pct(value: Any, digits: int = 1) -> str:
-    return "—" if value is None else f"{100 * float(value):.{digits}f}%"
+    return "—" if _missing(value) else f"{100 * float(value):.{digits}f}%"
 
 
 def _interval(value: Any, digits: int = 3) -> Markup:
-    if value is None or value.value is None:
+    if value is None or _missing(value.value):
         return Markup("—")
     text = Markup("{}").format(f"{value.value:.{digits}f}")
-    if value.low is not None and value.high is not None:
+    if not _missing(value.low) and not _missing(value.high):
         text += Markup(' <span class="ci">[{}, {}]</span>').format(
             f"{value.low:.{digits}f}", f"{value.high:.{digits}f}"
         )

@@ -432,7 +432,7 @@ class ModelRegistry:
         return ModelVersionInfo(
             name=mv.name,
             version=int(mv.version),
-            aliases=sorted(mv.aliases or [] if aliases is None else aliases),
+            aliases=sorted((mv.aliases or []) if aliases is None else aliases),
             run_id=mv.run_id,
             created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
             source=mv.source,
