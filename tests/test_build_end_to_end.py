@@ -60,6 +60,7 @@ def test_build_registers_a_champion_that_beats_the_baselines(built) -> None:
     # the cost-optimal threshold saves money against the best baseline at its own optimum
     assert doc["goals"]["cost_per_1000"] < doc["goals"]["baseline_cost_per_1000"]
     assert 0 < doc["goals"]["threshold"] < 1
+    assert doc["goals"]["objective"].startswith("Fewer passengers surprised")
 
 
 def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None:

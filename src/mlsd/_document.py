@@ -91,6 +91,7 @@ def _goals(
     g = design.goals
     out: dict[str, Any] = {
         "task": g.task,
+        "objective": g.objective or "",
         "target": g.target,
         "metric": g.metric,
         "stakeholders": [s.model_dump() for s in g.stakeholders],

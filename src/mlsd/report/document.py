@@ -74,6 +74,7 @@ class CostCurve(_Model):
 
 class Goals(_Model):
     task: str
+    objective: str = ""
     target: str = ""
     metric: str = ""
     stakeholders: list[Stakeholder] = Field(default_factory=list)
