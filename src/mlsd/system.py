@@ -53,7 +53,6 @@ class PreparedData:
     sources: list[dict[str, Any]]
     input_columns: list[str]  # raw columns the served model reads
     feature_columns: list[str]  # columns the feature pipeline reads (derived ones included)
-    rows_before_filter: int
 
 
 @dataclass
@@ -118,7 +117,6 @@ class System:
                 frame = join_sources(frame, right, on=join.on, how=join.how, right_name=name)
         for name, expr in spec.derive.items():
             frame[name] = self._evaluate(frame, expr, f"data.derive.{name}")
-        rows_before = len(frame)
         if spec.filter:
             keep = self._evaluate(frame, spec.filter, "data.filter").fillna(False).astype(bool)
             frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
@@ -138,7 +136,6 @@ class System:
             sources=sources,
             input_columns=self._input_columns(),
             feature_columns=feature_columns,
-            rows_before_filter=rows_before,
         )
 
     def _evaluate(self, frame: pd.DataFrame, expr: str, where: str) -> pd.Series:
