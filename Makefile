@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DESIGN := examples/flights/design.yaml
 
-.PHONY: demo test test-fast lint bench clean install
+.PHONY: demo test test-fast lint bench bench-features bench-serving bench-monitor clean install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Build the flights system end to end on the full data set and write its design document.
+## The flights system end to end on the full data set: build, serve, replay the test months with
+## feedback, monitor, check the log (examples/flights/demo.sh says each step).
 demo: $(STAMP)
-	$(VENV)/bin/mlsd build $(DESIGN)
+	examples/flights/demo.sh $(VENV)/bin/mlsd
 
 ## The whole test suite, slow end-to-end tests included (this is what CI runs).
 test: $(STAMP)
@@ -32,8 +33,23 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 ## Speed against the tools a user would otherwise pick (see bench/README.md).
-bench: $(STAMP)
+bench: bench-features bench-serving bench-monitor
+
+bench-features: $(STAMP)
 	$(PY) bench/feature_transform.py
 
+bench-serving: $(STAMP)
+	$(PY) bench/serving.py
+
+# Evidently lives in its own venv: it needs pandas<3 and plotly<6, which mlsd does not use.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed-stamp: bench/requirements-evidently.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-evidently.txt
+	touch $@
+
+bench-monitor: $(STAMP) $(BENCH_VENV)/.installed-stamp
+	$(PY) bench/monitor_drift.py
+
 clean:
-	rm -rf $(VENV) examples/*/.mlsd .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) examples/*/.mlsd .pytest_cache

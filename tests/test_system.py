@@ -125,3 +125,62 @@ def test_readme_design_snippet_is_a_valid_design(tmp_path: Path) -> None:
     path.write_text(snippet)
     design = load_design(path)
     assert design.name == "flight-delay" and design.models.calibrate == "none"
+
+
+def test_monitor_and_replay_before_a_build_say_what_to_run(tmp_path: Path) -> None:
+    system = System(_write(tmp_path, _diamonds()))
+    with pytest.raises(DesignError, match="run `mlsd build` first"):
+        system.monitor()
+    with pytest.raises(DesignError) as bad_split:
+        system.replay_rows("holdout")
+    assert bad_split.value.field == "split" and "test" in str(bad_split.value.expected)
+    with pytest.raises(DesignError) as bad_time:
+        system.monitor(since="last tuesday")
+    assert bad_time.value.field == "since"
+
+
+def test_a_regression_build_is_monitored_from_its_log(tmp_path: Path) -> None:
+    """Reference statistics are saved by the build; logged traffic is read back and judged."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlsd.serving.replay import json_records
+    from mlsd.store import PredictionRecord
+
+    design = _diamonds()
+    design["monitoring"] = {"window": "1d", "alerts": {"max_drifted_share": 0.5}}
+    system = System(_write(tmp_path, design))
+    system.build()
+    assert (system.workspace / "reference" / "statistics.json").is_file()
+    rows, labels = system.replay_rows("test")
+    # the priciest diamonds only: a window whose carat and price clearly moved
+    shifted = rows.assign(price=labels).nlargest(300, "price")
+    model, name, version = system.champion()
+    scores = model.predict_frame(shifted[model.input_columns])["score"].to_numpy()
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    records = [
+        PredictionRecord(
+            f"r{i}",
+            start + timedelta(minutes=i),
+            None,
+            name,
+            version,
+            "champion",
+            row,
+            float(s),
+            float(s),
+            2.0,
+        )
+        for i, (row, s) in enumerate(zip(json_records(shifted[model.input_columns]), scores, strict=True))
+    ]
+    with system.prediction_log() as log:
+        log.write_sync(records)
+        for i, price in enumerate(shifted["price"]):
+            log.add_feedback(f"r{i}", float(price))
+    run = system.monitor()
+    window = run.result.windows[0]
+    assert window.n == 300
+    drifted = [f.column for f in window.drift.features if f.drifted]
+    assert "carat" in drifted
+    assert window.performance.mae is not None and window.performance.n_labelled == 300
+    assert run.result.fired  # more than half of the features moved
+    assert run.html_path.is_file() and run.json_path.is_file()

@@ -190,6 +190,8 @@ def run_build(system: System) -> BuildResult:
             "metrics": metrics,
         },
     )
+    with progress.stage("reference statistics for monitoring"):
+        reference = reference_statistics(design, schema, split, packaged, table[decision.winner])
     with progress.stage("registering the champion"):
         registry = ModelRegistry(system.workspace)
         with registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"):
@@ -209,6 +211,7 @@ def run_build(system: System) -> BuildResult:
             # reference/ describes the champion monitoring compares against: written only once a
             # build has registered one, so a failed build never replaces the champion's reference
             _save_json(system.workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
+            reference.save(system.workspace / "reference")
             document.build_seconds = round(time.perf_counter() - start, 1)
             document.save(system.reports_dir / "design.json")
             path = render_design_document(document, system.reports_dir / "design.html")
@@ -299,6 +302,47 @@ def _fit_and_evaluate(system: System, prepared: PreparedData, split: Any) -> tup
             evaluate(cand.name, model, "candidate", seconds, latency_rows)
             advance()
     return thresholds, fitted, TradeOffTable(evaluations)
+
+
+def monitored_columns(design: Design, schema: Any) -> tuple[list[str], list[str]]:
+    """The raw input columns monitoring watches: (numeric, categorical).
+
+    Datetimes are left out (time moves forward by nature; its parts are features and drift through
+    them), and so are hashed columns, whose values are expected to be new.
+    """
+    skip = {design.data.time, *design.features.hashed}
+    numeric, categorical = [], []
+    for name, col in schema.columns.items():
+        if name in skip or col.dtype == "datetime":
+            continue
+        is_categorical = col.allowed is not None or col.dtype in ("string", "boolean")
+        (categorical if is_categorical else numeric).append(name)
+    return numeric, categorical
+
+
+def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any, evaluation: Any) -> Any:
+    """What monitoring compares each window against.
+
+    Inputs and the label rate come from the training split (the world the model learnt from);
+    the score distribution and the performance come from the validation split, where the scores
+    are out of sample, so a healthy model's live scores should match them.
+    """
+    from mlsd.monitoring import ReferenceStatistics
+
+    numeric, categorical = monitored_columns(design, schema)
+    target, task = design.goals.target, design.goals.task
+    valid_metrics = evaluation.metrics.get("valid", {})
+    return ReferenceStatistics.from_frame(
+        split.train,
+        numeric=numeric,
+        categorical=categorical,
+        # the score exactly as the server logs it, so prediction drift compares like with like
+        scores=packaged.predict_frame(split.valid)["score"].to_numpy(),
+        # 1 for the positive class, so the label rate means the same whatever the labels are
+        labels=(split.train[target] == packaged.positive_class).to_numpy(float) if task == "binary" else None,
+        performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
+        seed=design.models.seed,
+    )
 
 
 def _cost_optimal_threshold(design: Design, model: Any, x_valid: pd.DataFrame, y_valid: np.ndarray) -> float:

@@ -235,6 +235,204 @@ def models(design: DesignPath) -> None:
     out.print(table)
 
 
+@app.command()
+def serve(
+    design: DesignPath,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: deployment.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: deployment.port).")] = None,
+) -> None:
+    """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
+    import uvicorn
+
+    from mlsd.serving import create_app, settings_for
+
+    try:
+        system = _system(design)
+        settings = settings_for(system)
+    except MlsdError as exc:
+        _fail(exc)
+    dep = system.design.deployment
+    host, port = host or dep.host, port or dep.port
+    err.print(
+        f"serving [bold]{settings.model_name}[/] version {settings.model_version} on "
+        f"http://{host}:{port} (docs at /docs; log {settings.log.url})",
+        highlight=False,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def replay(
+    design: DesignPath,
+    split: Annotated[str, typer.Option(help="Which split's rows to send: train, valid or test.")] = "test",
+    url: Annotated[str | None, typer.Option(help="Server URL (default: deployment host and port).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at most.")] = 8,
+    rate: Annotated[float | None, typer.Option(min=0.001, help="Rows per second at most.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N rows.")] = None,
+    feedback: Annotated[bool, typer.Option(help="Post each row's true label as feedback.")] = False,
+) -> None:
+    """Send a split's rows, in time order, to a running server; print throughput and latency."""
+    from mlsd.serving.replay import replay as run_replay
+
+    try:
+        system = _system(design)
+        rows, labels = system.replay_rows(split)
+    except MlsdError as exc:
+        _fail(exc)
+    if limit is not None:
+        rows, labels = rows.head(limit), labels.head(limit)
+    dep = system.design.deployment
+    base_url = url or f"http://{dep.host}:{dep.port}"
+    err.print(
+        f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})", highlight=False
+    )
+    progress = Progress(
+        TextColumn("replay"),
+        BarColumn(bar_width=32),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+    try:
+        with progress:
+            task = progress.add_task("replay", total=len(rows))
+            result = run_replay(
+                base_url,
+                rows,
+                labels=labels.tolist() if feedback else None,
+                concurrency=concurrency,
+                rate=rate,
+                on_done=lambda k: progress.advance(task, k),
+            )
+    except MlsdError as exc:
+        _fail(exc)
+    summary = result.to_dict()
+    lat = summary["latency_ms"]
+    table = Table(title="replay", title_style="bold")
+    for col in ("sent", "ok", "failed", "feedback ok", "seconds", "rows/s", "p50 ms", "p90 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.sent:,}",
+        f"{result.ok:,}",
+        f"{result.sent - result.ok:,}",
+        f"{result.feedback_ok:,}/{result.feedback_sent:,}" if feedback else "-",
+        f"{result.seconds:.1f}",
+        f"{result.throughput_rps:,.0f}",
+        *(_num(lat[k], 2) for k in ("p50", "p90", "p99")),
+    )
+    out.print(table)
+    if result.ok < result.sent:
+        for line in result.errors[:5]:
+            err.print(f"  [red]·[/] {line}", highlight=False)
+        err.print(
+            f"[bold red]{result.sent - result.ok} of {result.sent} requests failed[/] "
+            f"(status counts {summary['statuses']})",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def monitor(
+    design: DesignPath,
+    window: Annotated[
+        str | None, typer.Option(help="Window size, e.g. 1d or 1w (default: monitoring.window).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (event time), e.g. 2013-11-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (event time).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Watch the logged traffic: drift, data quality, performance, SLOs per window; exit 1 on an alert."""
+    try:
+        with RichProgress(err) as progress, progress.stage("reading the log and computing the windows"):
+            run = _system(design).monitor(window=window, since=since, until=until)
+    except MlsdError as exc:
+        _fail(exc)
+    result = run.result
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        _print_monitor(result)
+        out.print(
+            f"monitoring report: [bold]{run.html_path}[/] (JSON: {run.json_path.name})", highlight=False
+        )
+    for alert in result.alerts:
+        err.print(f"[bold red]alert[/] {alert.name}: {alert.message}", highlight=False, soft_wrap=True)
+    if result.fired:
+        raise typer.Exit(1)
+
+
+_VERDICT = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]unmeasured[/]"}
+
+
+def _print_monitor(result) -> None:
+    table = Table(title=f"monitoring by window ({result.window})", title_style="bold")
+    for col in (
+        "window",
+        "rows",
+        "drifted",
+        "largest drift (effect size)",
+        "score drift",
+        "label rate",
+        "ROC AUC",
+        "ECE",
+    ):
+        table.add_column(col, justify="left" if col in ("window", "largest drift (effect size)") else "right")
+    for w in result.windows:
+        drift = w.drift
+        ranked = [f for f in drift.features if f.drifted][:3] if drift is not None else []
+        perf = w.performance
+        table.add_row(
+            str(w.start)[:10] if w.start is not None else "-",
+            f"{w.n:,}",
+            f"{drift.n_drifted}/{len(drift.features)}" if drift is not None else "-",
+            ", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked) or "[green]none[/]",
+            _num(w.prediction_drift.effect_size if w.prediction_drift is not None else None, 2),
+            _num(perf.label_rate, 3),
+            _num(perf.roc_auc, 3),
+            _num(perf.ece, 3),
+        )
+    out.print(table)
+    slo = result.overall.slo
+    if slo is not None and slo.n_requests:
+        checks = ", ".join(
+            f"{o.name} {_VERDICT[o.passed]} ({_num(o.value, 1)} vs {o.limit:g})" for o in slo.objectives
+        )
+        out.print(
+            f"service: {slo.n_requests:,} requests, "
+            f"p50 {_num(slo.p50_ms, 1)} ms, p99 {_num(slo.p99_ms, 1)} ms, "
+            f"5xx rate {_num(slo.error_rate, 4)}, {_num(slo.requests_per_second, 0)} req/s"
+            + (f"; {checks}" if checks else ""),
+            highlight=False,
+        )
+
+
+@app.command("log")
+def log_command(
+    design: DesignPath,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the period's predictions to this Parquet file.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (event time), e.g. 2013-11-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (event time).")] = None,
+) -> None:
+    """Show what the prediction log holds; with --export, write a period of it to Parquet."""
+    try:
+        system = _system(design)
+        log = system.prediction_log()
+        if export is not None:
+            n = system.export_log(export, since=since, until=until)
+            out.print(f"exported {n:,} predictions to [bold]{export}[/]", highlight=False)
+            return
+        out.print(
+            f"{log.url}: {log.count_predictions():,} predictions, {log.count_feedback():,} with feedback",
+            highlight=False,
+        )
+    except MlsdError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Console entry point."""
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # MLflow probes for git; stay silent

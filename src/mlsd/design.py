@@ -292,6 +292,19 @@ class DeploymentSpec(_Spec):
     sticky_by: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
+    log_url: str | None = Field(
+        None, description="SQLAlchemy URL of the prediction log; defaults to SQLite in the workspace"
+    )
+    max_batch_size: int = Field(64, ge=1, le=100_000, description="rows scored together (micro-batching)")
+    max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to fill a batch")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    max_rows_per_request: int = Field(10_000, ge=1)
+    reject_unseen_categories: bool = Field(
+        False, description="422 for a category never seen at build time (else scored as 'infrequent')"
+    )
+    range_tolerance: float = Field(
+        0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
+    )
 
 
 # --- segment 5: monitoring ----------------------------------------------------------------

@@ -16,14 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlertError",
+    "ConflictError",
     "DataError",
     "DesignError",
     "GateError",
     "LeakageError",
+    "LogError",
     "MlsdError",
     "ModelError",
+    "NotFoundError",
     "RegistryError",
     "SchemaError",
+    "ServingError",
 ]
 
 
@@ -108,5 +113,27 @@ class RegistryError(MlsdError):
 
 class GateError(MlsdError):
     """No candidate passed the design's constraints; the CLI exits 1 on this."""
+
+    exit_code = 1
+
+
+class LogError(MlsdError):
+    """The prediction log cannot be opened, written or read."""
+
+
+class NotFoundError(LogError):
+    """A record the caller names (a request id) is not in the log; the server answers 404."""
+
+
+class ConflictError(LogError):
+    """A write contradicts what is already stored (other feedback for the same request); 409."""
+
+
+class ServingError(MlsdError):
+    """The server cannot start or answer: no champion, bad settings, or a failed dependency."""
+
+
+class AlertError(MlsdError):
+    """A monitoring alert fired; the CLI exits 1 on this."""
 
     exit_code = 1

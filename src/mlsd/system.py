@@ -19,7 +19,7 @@ import pandas as pd
 from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 
-__all__ = ["BuildProgress", "BuildResult", "PreparedData", "System"]
+__all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "System"]
 
 
 class BuildProgress(Protocol):
@@ -301,6 +301,148 @@ class System:
         from mlsd.store import ModelRegistry
 
         return ModelRegistry(self.workspace).versions(self.design.registry_name)
+
+    # --- serve, log, watch ----------------------------------------------------------------
+
+    def champion(self, alias: str = "champion") -> tuple[Any, str, int]:
+        """The registered model behind ``alias``: (PackagedModel, registered name, version)."""
+        from mlsd.errors import RegistryError
+        from mlsd.store import ModelRegistry
+
+        registry = ModelRegistry(self.workspace)
+        name = self.design.registry_name
+        try:
+            info = next(v for v in registry.versions(name) if alias in v.aliases)
+        except (RegistryError, StopIteration) as exc:
+            raise RegistryError(
+                f"no {alias} is registered for {name!r}; run `mlsd build` first",
+                field="models.registry_name",
+                received=str(self.workspace),
+                expected=f"a workspace where a build registered {name}@{alias}",
+            ) from exc
+        return registry.load(name, alias), name, int(info.version)
+
+    def prediction_log(self) -> Any:
+        """The prediction + feedback log (not started): ``deployment.log_url`` or SQLite in the workspace."""
+        from mlsd.store import PredictionLog
+
+        return PredictionLog.for_workspace(self.workspace, self.design.deployment.log_url)
+
+    def replay_rows(self, split: str = "test") -> tuple[pd.DataFrame, pd.Series]:
+        """The rows of ``split`` as a client would send them (raw inputs, in time order) and their labels."""
+        from mlsd._build import split_data
+
+        splits = ("train", "valid", "test")
+        if split not in splits:
+            raise DesignError(
+                "unknown split", field="split", received=split, expected="one of: " + ", ".join(splits)
+            )
+        prepared = self.prepare_data()
+        part = getattr(split_data(self.design, prepared.frame), split)
+        time_column = self.design.data.time
+        if time_column and time_column in part.columns:
+            part = part.sort_values(time_column, kind="stable")
+        return part[prepared.input_columns].reset_index(drop=True), part[
+            self.design.goals.target
+        ].reset_index(drop=True)
+
+    def reference(self) -> tuple[Any, Any]:
+        """The reference statistics and the input schema the last build saved for monitoring."""
+        from mlsd.data import Schema
+        from mlsd.monitoring import ReferenceStatistics
+
+        directory = self.workspace / "reference"
+        schema_path = directory / "schema.json"
+        if not schema_path.is_file():
+            raise DesignError(
+                "no reference statistics for this design; run `mlsd build` first",
+                received=str(directory),
+                expected="a workspace with a finished build",
+            )
+        return ReferenceStatistics.load(directory), Schema.from_json(schema_path.read_text())
+
+    def monitor(
+        self,
+        *,
+        window: str | None = None,
+        since: Any = None,
+        until: Any = None,
+    ) -> MonitorRun:
+        """Watch the logged traffic against the build's reference; write the HTML and JSON reports."""
+        from mlsd._build import _save_json
+        from mlsd.design import parse_duration
+        from mlsd.monitoring import run_monitor
+        from mlsd.report import render_monitor_report
+
+        if window is not None:
+            try:
+                parse_duration(window)
+            except ValueError as exc:
+                raise DesignError(str(exc), field="window", received=window, expected="e.g. 1d, 1w") from exc
+        since_ts, until_ts = _timestamp(since, "since"), _timestamp(until, "until")
+        reference, schema = self.reference()
+        log = self.prediction_log()
+        predictions = log.read_predictions(since_ts, until_ts)
+        requests = log.read_requests()
+        if predictions.empty:
+            raise DataError(
+                "the prediction log holds no predictions in this period",
+                field="since/until",
+                received=f"{since_ts or 'start'} .. {until_ts or 'end'}",
+                expected="a period with logged predictions (serve the model and send traffic first)",
+            )
+        model, _, _ = self.champion()
+        costs = None
+        if self.design.goals.costs is not None and self.design.goals.task == "binary":
+            from mlsd.goals import CostMatrix
+
+            costs = CostMatrix.from_spec(self.design.goals.costs)
+        result = run_monitor(
+            reference,
+            schema,
+            predictions,
+            requests,
+            self.design.monitoring,
+            task=self.design.goals.task,
+            constraints=dict(self.design.goals.constraints),
+            window=window,
+            positive_class=model.positive_class,
+            costs=costs,
+        )
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
+        json_path = self.reports_dir / f"monitor-{stamp}.json"
+        _save_json(json_path, result.to_dict())
+        html_path = render_monitor_report(result.to_dict(), self.reports_dir / f"monitor-{stamp}.html")
+        return MonitorRun(result=result, html_path=html_path, json_path=json_path)
+
+    def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
+        """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""
+        log = self.prediction_log()
+        return int(log.export(Path(path), _timestamp(since, "since"), _timestamp(until, "until")))
+
+
+@dataclass
+class MonitorRun:
+    """A monitoring run and the reports it wrote."""
+
+    result: Any
+    html_path: Path
+    json_path: Path
+
+
+def _timestamp(value: Any, field_name: str) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DesignError(
+            "not a date or time",
+            field=field_name,
+            received=value,
+            expected="e.g. 2013-11-01 or 2013-11-01T06:00Z",
+        ) from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _source_name(uri: str) -> str:

@@ -1,4 +1,4 @@
-"""Storage of what a build produces: the model registry (MLflow, SQLite by default).
+"""Storage of what a build produces and a server sees: the model registry and the prediction log.
 
 ``PackagedModel`` is the object that is registered, loaded and served: a fitted raw-rows
 pipeline plus task, threshold, input columns, schema, classes and metadata.
@@ -6,9 +6,14 @@ pipeline plus task, threshold, input columns, schema, classes and metadata.
 ``mlflow.db`` and ``mlartifacts/``. The registry imports MLflow, which takes seconds, so it
 is imported on first use: ``from mlsd.store import PackagedModel`` stays fast.
 
+``PredictionLog`` is the durable log of every served prediction (``PredictionRecord``),
+every HTTP call (``RequestRecord``) and every feedback outcome, behind any SQLAlchemy URL
+(SQLite WAL ``predictions.db`` in the workspace by default), written by group commit.
+
 >>> from mlsd.store import ModelRegistry, PackagedModel
->>> ModelRegistry.__name__, PackagedModel.__name__
-('ModelRegistry', 'PackagedModel')
+>>> from mlsd.store import PredictionLog
+>>> ModelRegistry.__name__, PackagedModel.__name__, PredictionLog.__name__
+('ModelRegistry', 'PackagedModel', 'PredictionLog')
 """
 
 from __future__ import annotations
@@ -16,11 +21,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlsd.store.packaged import PackagedModel
+from mlsd.store.prediction_log import PredictionLog, PredictionRecord, RequestRecord
 
 if TYPE_CHECKING:
     from mlsd.store.registry import ModelRegistry, ModelVersionInfo
 
-__all__ = ["ModelRegistry", "ModelVersionInfo", "PackagedModel"]
+__all__ = [
+    "ModelRegistry",
+    "ModelVersionInfo",
+    "PackagedModel",
+    "PredictionLog",
+    "PredictionRecord",
+    "RequestRecord",
+]
 
 _LAZY = {"ModelRegistry", "ModelVersionInfo"}
 

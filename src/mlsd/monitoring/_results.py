@@ -1,0 +1,212 @@
+"""The result of a monitoring run: windows, the overall entry and alerts; JSON round-trips.
+
+:class:`MonitorResult` is what :func:`mlsd.monitoring.monitor.run_monitor` returns.
+:meth:`MonitorResult.to_dict` is plain JSON (ISO times, ``None`` for NaN), the input of the HTML
+report (:func:`mlsd.report.monitor.render_monitor_report`), and :meth:`MonitorResult.from_dict`
+reads it back.
+
+>>> start = pd.Timestamp("2013-12-09", tz="UTC")
+>>> alert = Alert("min_roc_auc", start, 0.51, 0.65, "ROC AUC 0.51 < limit 0.65")
+>>> alert.to_dict()["window_start"]
+'2013-12-09T00:00:00+00:00'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.monitoring.drift import DriftResult, FeatureDrift
+from mlsd.monitoring.performance import PerformanceResult
+from mlsd.monitoring.quality import QualityResult
+from mlsd.monitoring.slo import SloResult
+
+__all__ = ["Alert", "MonitorResult", "WindowResult"]
+
+
+def _iso(t: pd.Timestamp | None) -> str | None:
+    return None if t is None else pd.Timestamp(t).isoformat()
+
+
+def _ts(v: Any) -> pd.Timestamp | None:
+    return None if v is None else pd.Timestamp(v)
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON types: numpy -> Python, timestamps -> ISO strings, NaN/inf -> None."""
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | np.ndarray):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return pd.Timestamp(v).isoformat()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+@dataclasses.dataclass
+class Alert:
+    """One breached limit: ``value`` against ``limit`` in the window starting at ``window_start``."""
+
+    name: str
+    window_start: pd.Timestamp | None
+    value: float
+    limit: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable({**dataclasses.asdict(self), "window_start": _iso(self.window_start)})
+
+
+@dataclasses.dataclass
+class WindowResult:
+    """Everything measured on one window (``start``/``end`` bound it: start included, end excluded)."""
+
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    n: int
+    drift: DriftResult | None
+    prediction_drift: FeatureDrift | None
+    quality: QualityResult
+    performance: PerformanceResult
+    slo: SloResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(
+            {
+                "start": _iso(self.start),
+                "end": _iso(self.end),
+                "n": self.n,
+                "drift": None if self.drift is None else self.drift.to_dict(),
+                "prediction_drift": None
+                if self.prediction_drift is None
+                else dataclasses.asdict(self.prediction_drift),
+                "quality": self.quality.to_dict(),
+                "performance": self.performance.to_dict(),
+                "slo": None if self.slo is None else self.slo.to_dict(),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WindowResult:
+        return cls(
+            start=_ts(data["start"]),
+            end=_ts(data["end"]),
+            n=int(data["n"]),
+            drift=None if data["drift"] is None else _drift_from_dict(data["drift"]),
+            prediction_drift=None if data["prediction_drift"] is None else _feature(data["prediction_drift"]),
+            quality=QualityResult.from_dict(data["quality"]),
+            performance=PerformanceResult.from_dict(data["performance"]),
+            slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
+        )
+
+
+def _feature(d: Mapping[str, Any]) -> FeatureDrift:
+    names = {f.name for f in dataclasses.fields(FeatureDrift)}
+    floats = {"statistic", "effect_size", "threshold"}  # NaN was written as null
+    return FeatureDrift(
+        **{k: (math.nan if v is None and k in floats else v) for k, v in d.items() if k in names}
+    )
+
+
+def _drift_from_dict(d: Mapping[str, Any]) -> DriftResult:
+    names = {f.name for f in dataclasses.fields(DriftResult)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    kwargs["features"] = [_feature(f) for f in d["features"]]
+    return DriftResult(**kwargs)
+
+
+@dataclasses.dataclass
+class MonitorResult:
+    """The windows, the overall entry and the alerts of one monitoring run; JSON round-trips."""
+
+    windows: list[WindowResult]
+    overall: WindowResult
+    alerts: list[Alert]
+    task: str
+    window: str
+    created_at: pd.Timestamp = dataclasses.field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
+    limits: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def fired(self) -> bool:
+        """At least one alert fired (the CLI exits 1)."""
+        return bool(self.alerts)
+
+    def top_drifted(self, n: int = 10) -> pd.DataFrame:
+        """Features ranked by their largest effect size over the windows (for the terminal summary).
+
+        Columns: ``column, kind, method, max_effect_size, n_drifted_windows, n_windows, worst_window``.
+        """
+        rows = [
+            {"window": w.start, **dataclasses.asdict(f)}
+            for w in self.windows
+            if w.drift is not None
+            for f in w.drift.features
+        ]
+        cols = [
+            "column",
+            "kind",
+            "method",
+            "max_effect_size",
+            "n_drifted_windows",
+            "n_windows",
+            "worst_window",
+        ]
+        if not rows:
+            return pd.DataFrame(columns=cols)
+        df = pd.DataFrame(rows)
+        worst = df.loc[df.groupby("column")["effect_size"].idxmax()].set_index("column")
+        out = pd.DataFrame(
+            {
+                "kind": worst["kind"],
+                "method": worst["method"],
+                "max_effect_size": worst["effect_size"],
+                "n_drifted_windows": df.groupby("column")["drifted"].sum().astype(int),
+                "n_windows": df.groupby("column").size(),
+                "worst_window": worst["window"],
+            }
+        )
+        out = out.sort_values("max_effect_size", ascending=False).head(n)
+        return out.rename_axis("column").reset_index()[cols]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "window": self.window,
+            "created_at": _iso(self.created_at),
+            "limits": _jsonable(self.limits),
+            "fired": self.fired,
+            "alerts": [a.to_dict() for a in self.alerts],
+            "overall": self.overall.to_dict(),
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MonitorResult:
+        return cls(
+            windows=[WindowResult.from_dict(w) for w in data["windows"]],
+            overall=WindowResult.from_dict(data["overall"]),
+            alerts=[Alert(**{**a, "window_start": _ts(a["window_start"])}) for a in data["alerts"]],
+            task=data["task"],
+            window=data["window"],
+            created_at=pd.Timestamp(data["created_at"]),
+            limits=dict(data.get("limits") or {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> MonitorResult:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,331 @@
+"""One monitoring run over the prediction log: windows of drift, quality, performance, SLOs; alerts.
+
+:func:`run_monitor` cuts the logged predictions into windows of ``spec.window`` (e.g. ``1d``,
+``1w``) on their ``event_time`` (``logged_at`` where the row has none) and measures per window:
+
+- **feature drift**: :func:`mlsd.monitoring.drift.detect_drift` over the reference's feature
+  columns with the design's method, per-column overrides, correction and alpha;
+- **prediction drift**: the same test on the ``score`` column, reported apart from features;
+- **data quality** of every schema column (:mod:`.quality`), **performance** on the rows with
+  feedback (:mod:`.performance`);
+- **SLOs** (:mod:`.slo`) from the request log.
+
+Window alignment: window ``k`` covers ``[origin + k * size, origin + (k + 1) * size)`` where the
+origin is the Unix epoch (1970-01-01 00:00 UTC), or Monday 1970-01-05 when the size is a whole
+number of weeks, so daily windows start at midnight UTC and weekly ones on Mondays. Windows
+without rows are skipped. An ``overall`` entry measures every row at once.
+
+SLOs and time: a replay sends months of event time in minutes of wall time, so request
+``logged_at`` says nothing about event-time windows. SLOs are therefore computed once over the
+whole request frame (in ``overall``), and per window (requests whose ``logged_at`` falls in the
+window) only when the requests span at least one window of wall time (live traffic);
+otherwise a window's ``slo`` is ``None``.
+
+Alerts come from ``spec.alerts`` (name -> limit, see :data:`KNOWN_ALERTS`); each breach in a
+window is one :class:`Alert`. SLO alerts are also judged on the ``overall`` entry (its
+``window_start`` is ``None``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from mlsd.data import Schema
+from mlsd.design import MonitoringSpec, parse_duration
+from mlsd.errors import DataError, DesignError
+from mlsd.goals import CostMatrix
+from mlsd.monitoring._results import Alert, MonitorResult, WindowResult
+from mlsd.monitoring.drift import DriftResult, FeatureDrift, detect_drift
+from mlsd.monitoring.performance import labelled_performance
+from mlsd.monitoring.quality import data_quality
+from mlsd.monitoring.reference import ReferenceStatistics
+from mlsd.monitoring.slo import service_levels
+
+__all__ = [
+    "KNOWN_ALERTS",
+    "Alert",
+    "MonitorResult",
+    "WindowResult",
+    "assign_windows",
+    "check_alert_names",
+    "run_monitor",
+]
+
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+_MONDAY = pd.Timestamp("1970-01-05", tz="UTC")
+_SCORE = "score"
+_SLO_ALERTS = ("max_p99_latency_ms", "max_error_rate")
+
+
+def _abs(v: float | None) -> float | None:
+    return None if v is None else abs(v)
+
+
+#: alert name -> (what it measures, direction, value of a window entry or None when unmeasured)
+KNOWN_ALERTS: dict[str, tuple[str, str, Callable[[WindowResult], float | None]]] = {
+    "max_drifted_share": (
+        "share of drifted features",
+        "max",
+        lambda w: None if w.drift is None else w.drift.share_drifted,
+    ),
+    "max_prediction_drift": (
+        "prediction drift (score effect size)",
+        "max",
+        lambda w: None if w.prediction_drift is None else w.prediction_drift.effect_size,
+    ),
+    "min_roc_auc": ("ROC AUC", "min", lambda w: w.performance.roc_auc),
+    "max_ece": ("expected calibration error", "max", lambda w: w.performance.ece),
+    "max_label_drift": ("label drift (|Cohen's h|)", "max", lambda w: _abs(w.performance.label_drift_effect)),
+    "max_missing_rate_increase": (
+        "missing-rate increase",
+        "max",
+        lambda w: w.quality.max_missing_rate_increase if w.n else None,
+    ),
+    "max_unseen_category_rate": (
+        "share of rows with an unseen category",
+        "max",
+        lambda w: w.quality.max_unseen_category_rate if w.n else None,
+    ),
+    "max_p99_latency_ms": ("p99 latency (ms)", "max", lambda w: None if w.slo is None else w.slo.p99_ms),
+    "max_error_rate": ("5xx error rate", "max", lambda w: None if w.slo is None else w.slo.error_rate),
+}
+
+
+def check_alert_names(alerts: Mapping[str, float]) -> None:
+    """Raise :class:`DesignError` naming ``monitoring.alerts.<name>`` for an unknown alert.
+
+    >>> check_alert_names({"max_drifted_share": 0.3})
+    >>> check_alert_names({"max_drift": 0.3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.DesignError: monitoring.alerts.max_drift: unknown alert (received 'max_drift'; \
+expected one of: max_drifted_share, ...
+    """
+    for name in alerts:
+        if name not in KNOWN_ALERTS:
+            raise DesignError(
+                "unknown alert",
+                field=f"monitoring.alerts.{name}",
+                received=name,
+                expected="one of: " + ", ".join(KNOWN_ALERTS),
+            )
+
+
+def assign_windows(times: pd.Series, size: dt.timedelta) -> pd.Series:
+    """The start of the window holding each time (see the module docstring for the alignment).
+
+    >>> t = pd.Series(pd.to_datetime(["2013-11-01 10:00", "2013-11-04 00:00", "2013-11-10 23:59"], utc=True))
+    >>> assign_windows(t, dt.timedelta(weeks=1)).dt.strftime("%a %Y-%m-%d").tolist()
+    ['Mon 2013-10-28', 'Mon 2013-11-04', 'Mon 2013-11-04']
+    """
+    step = pd.Timedelta(size)
+    if step <= pd.Timedelta(0):
+        raise DesignError("the window must be positive", field="monitoring.window", received=str(size))
+    origin = _MONDAY if step % pd.Timedelta(weeks=1) == pd.Timedelta(0) else _EPOCH
+    t = pd.to_datetime(times, utc=True)
+    return origin + ((t - origin) // step) * step
+
+
+def _event_times(frame: pd.DataFrame) -> pd.Series:
+    if "event_time" in frame.columns:
+        t = pd.to_datetime(frame["event_time"], utc=True)
+        if "logged_at" in frame.columns:
+            t = t.fillna(pd.to_datetime(frame["logged_at"], utc=True))
+        return t
+    if "logged_at" in frame.columns:
+        return pd.to_datetime(frame["logged_at"], utc=True)
+    raise DataError(
+        "the prediction frame has no time column",
+        field="event_time",
+        received=list(frame.columns)[:12],
+        expected="event_time or logged_at (the columns of PredictionLog.read_predictions)",
+    )
+
+
+def _reference_missing(reference: ReferenceStatistics) -> dict[str, float]:
+    getter = getattr(reference, "missing_rates", None)
+    if callable(getter):
+        return dict(getter())
+    return dict(getter or {})
+
+
+_DRIFT_FIELDS = {
+    "method": "monitoring.drift",
+    "overrides": "monitoring.drift_overrides",
+    "alpha": "monitoring.alpha",
+}
+
+
+def _design_field(field: str | None) -> str | None:
+    if not field:
+        return field
+    head, _, tail = field.partition(".")
+    return _DRIFT_FIELDS[head] + (f".{tail}" if tail else "") if head in _DRIFT_FIELDS else field
+
+
+class _Measure:
+    """Measures one frame of predictions with the run's fixed settings."""
+
+    def __init__(
+        self,
+        reference: ReferenceStatistics,
+        schema: Schema,
+        spec: MonitoringSpec,
+        task: str,
+        positive_class: Any,
+        costs: CostMatrix | None,
+        n_resamples: int,
+    ) -> None:
+        self.reference, self.schema, self.spec, self.task = reference, schema, spec, task
+        self.positive_class, self.costs, self.n_resamples = positive_class, costs, n_resamples
+        self.features = [c for c in [*reference.numeric, *reference.categorical] if c != _SCORE]
+        self.has_score = _SCORE in reference.numeric
+        self.missing = _reference_missing(reference)
+
+    def _detect(self, frame: pd.DataFrame, columns: list[str], correction: str) -> DriftResult:
+        spec = self.spec
+        try:
+            return detect_drift(
+                self.reference,
+                frame,
+                method=spec.drift,
+                overrides=spec.drift_overrides,
+                correction=correction,
+                alpha=spec.alpha,
+                columns=columns,
+                missing="skip",  # an absent column is listed with a note; quality reports the break
+            )
+        except DesignError as exc:
+            # name the design's own fields (monitoring.drift_overrides.temp), not the function's
+            raise DesignError(
+                exc.message,
+                field=_design_field(exc.field),
+                received=exc.received,
+                expected=exc.expected,
+            ) from exc
+
+    def drift(self, frame: pd.DataFrame) -> tuple[DriftResult | None, FeatureDrift | None]:
+        if not len(frame):
+            return None, None
+        features = self._detect(frame, self.features, self.spec.correction) if self.features else None
+        prediction = None
+        if self.has_score and _SCORE in frame.columns:
+            prediction = self._detect(frame, [_SCORE], "none").features[0]
+        return features, prediction
+
+    def __call__(
+        self, frame: pd.DataFrame, start: Any, end: Any, requests: pd.DataFrame | None, constraints: Mapping
+    ) -> WindowResult:
+        drift, prediction = self.drift(frame)
+        return WindowResult(
+            start=start,
+            end=end,
+            n=len(frame),
+            drift=drift,
+            prediction_drift=prediction,
+            quality=data_quality(frame, self.schema, reference_missing=self.missing),
+            performance=labelled_performance(
+                frame,
+                task=self.task,
+                reference_label_rate=self.reference.label_rate,
+                positive_class=self.positive_class,
+                costs=self.costs,
+                n_resamples=self.n_resamples,
+            ),
+            slo=None if requests is None else service_levels(requests, constraints),
+        )
+
+
+def _alerts(entries: list[WindowResult], overall: WindowResult, limits: Mapping[str, float]) -> list[Alert]:
+    out: list[Alert] = []
+    for name, limit in limits.items():
+        what, direction, get = KNOWN_ALERTS[name]
+        targets = [*entries, overall] if name in _SLO_ALERTS else entries
+        for w in targets:
+            value = get(w)
+            if value is None or not math.isfinite(value):
+                continue
+            if (value > limit) if direction == "max" else (value < limit):
+                where = "overall" if w is overall else f"window {pd.Timestamp(w.start):%Y-%m-%d %H:%M}"
+                sign = ">" if direction == "max" else "<"
+                out.append(
+                    Alert(
+                        name=name,
+                        window_start=None if w is overall else w.start,
+                        value=float(value),
+                        limit=float(limit),
+                        message=f"{what} {value:.4g} {sign} limit {limit:g} ({where})",
+                    )
+                )
+    return out
+
+
+def run_monitor(
+    reference: ReferenceStatistics,
+    schema: Schema,
+    predictions: pd.DataFrame,
+    requests: pd.DataFrame,
+    spec: MonitoringSpec,
+    *,
+    task: str,
+    constraints: Mapping[str, float] | None = None,
+    window: str | None = None,
+    positive_class: Any = None,
+    costs: CostMatrix | None = None,
+    n_resamples: int = 200,
+) -> MonitorResult:
+    """Measure ``predictions`` (``PredictionLog.read_predictions``) and ``requests`` per window.
+
+    ``window`` overrides ``spec.window``; ``constraints`` are the design's ``goals.constraints``
+    (SLO objectives); ``costs`` prices the logged decisions; ``n_resamples`` sets the bootstrap
+    of the ROC AUC interval (0 = point value only).
+    """
+    check_alert_names(spec.alerts)
+    text = window or spec.window
+    try:
+        size = parse_duration(text)
+    except ValueError as exc:
+        raise DesignError(
+            str(exc), field="monitoring.window", received=text, expected="e.g. 1d or 1w"
+        ) from exc
+    if "logged_at" not in requests.columns:
+        raise DataError(
+            "the request frame lacks a column",
+            field="logged_at",
+            received=list(requests.columns),
+            expected="the columns of PredictionLog.read_requests",
+        )
+    constraints = dict(constraints or {})
+    measure = _Measure(reference, schema, spec, task, positive_class, costs, n_resamples)
+    times = _event_times(predictions)
+    starts = assign_windows(times, size)
+    step = pd.Timedelta(size)
+    req_times = pd.to_datetime(requests["logged_at"], utc=True) if len(requests) else None
+    live = req_times is not None and (req_times.max() - req_times.min()) >= step
+    entries = []
+    for key, part in predictions.groupby(starts, sort=True):
+        start = pd.Timestamp(key)  # type: ignore[arg-type]
+        window_requests = None
+        if live:
+            window_requests = requests[(req_times >= start) & (req_times < start + step)]
+        entries.append(measure(part, start, start + step, window_requests, constraints))
+    overall = measure(
+        predictions,
+        entries[0].start if entries else None,
+        entries[-1].end if entries else None,
+        requests,
+        constraints,
+    )
+    return MonitorResult(
+        windows=entries,
+        overall=overall,
+        alerts=_alerts(entries, overall, spec.alerts),
+        task=task,
+        window=text,
+        limits=dict(spec.alerts),
+    )

@@ -1,0 +1,211 @@
+"""The monitoring report: one offline HTML file rendered from a monitoring run's plain dict.
+
+:func:`render_monitor_report` takes the JSON-ready dict of a monitoring run
+(``MonitorResult.to_dict()``; any object with a ``to_dict`` method is accepted too) and writes a
+self-contained page: alerts first (red) or "no alert" (green), a heatmap of the drift effect
+size per feature (rows ranked by their largest effect) and window (columns) with drifted cells
+marked, trends over windows (share of drifted features, mean score, label rate, ROC AUC), the
+ranked features of the latest window, data quality, performance and SLO tables.
+
+It reads only plain dicts, so the report does not depend on :mod:`mlsd.monitoring` (both are
+stage libraries). plotly.js is inlined once, as in the design document, with the same look.
+
+>>> import tempfile
+>>> result = {"task": "binary", "window": "1w", "created_at": "2024-01-01T00:00:00+00:00",
+...           "limits": {}, "fired": False, "alerts": [], "windows": [], "overall": None}
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     html = render_monitor_report(result, Path(tmp) / "monitor.html").read_text()
+>>> "no alert" in html, "<script src=" in html
+(True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from mlsd.report.plots import _layout
+from mlsd.report.render import _environment, figure_html
+
+__all__ = [
+    "build_monitor_figures",
+    "drift_heatmap_figure",
+    "render_monitor_report",
+    "trend_figure",
+]
+
+_TEMPLATE = "monitor.html.j2"
+_MAX_HEATMAP_ROWS = 40
+
+
+def _label(window: Mapping[str, Any]) -> str:
+    start = window.get("start") or ""
+    return start[:16].replace("T", " ").removesuffix(" 00:00")
+
+
+def _effects(windows: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Feature names ranked by max effect, and (features x windows) effect and drifted matrices."""
+    cells: dict[str, dict[int, tuple[float, bool]]] = {}
+    for j, w in enumerate(windows):
+        for f in (w.get("drift") or {}).get("features", []):
+            effect = f.get("effect_size")
+            cells.setdefault(f["column"], {})[j] = (
+                np.nan if effect is None else float(effect),
+                bool(f.get("drifted")),
+            )
+    names = sorted(cells, key=lambda c: -np.nanmax([e for e, _ in cells[c].values()] or [0.0]))
+    effect = np.full((len(names), len(windows)), np.nan)
+    drifted = np.zeros((len(names), len(windows)), dtype=bool)
+    for i, name in enumerate(names):
+        for j, (e, d) in cells[name].items():
+            effect[i, j], drifted[i, j] = e, d
+    return names, effect, drifted
+
+
+def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Effect size per feature (rows, largest effect on top) and window; drifted cells marked ``●``."""
+    names, effect, drifted = _effects(windows)
+    names, effect, drifted = (
+        names[:_MAX_HEATMAP_ROWS],
+        effect[:_MAX_HEATMAP_ROWS],
+        drifted[:_MAX_HEATMAP_ROWS],
+    )
+    marks = np.where(drifted, "●", "")
+    fig = go.Figure(
+        go.Heatmap(
+            z=effect,
+            x=[_label(w) for w in windows],
+            y=names,
+            text=marks,
+            texttemplate="%{text}",
+            colorscale="Reds",
+            zmin=0,
+            colorbar={"title": "effect"},
+            hovertemplate="%{y}<br>window %{x}<br>effect %{z:.3f}<extra></extra>",
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", title="window start")
+    height = max(260, 60 + 24 * len(names))
+    return _layout(fig, "Drift effect size per feature and window (● = drifted)", height=height)
+
+
+def trend_figure(
+    windows: Sequence[Mapping[str, Any]],
+    title: str,
+    values: Sequence[float | None],
+    *,
+    limit: float | None = None,
+    reference: float | None = None,
+    band: tuple[Sequence[float | None], Sequence[float | None]] | None = None,
+    percent: bool = False,
+) -> go.Figure:
+    """One measurement over windows, with an optional alert limit, reference line and interval band."""
+    x = [_label(w) for w in windows]
+    y = [np.nan if v is None else v for v in values]
+    fig = go.Figure()
+    if band is not None:
+        low = [np.nan if v is None else v for v in band[0]]
+        high = [np.nan if v is None else v for v in band[1]]
+        fig.add_trace(go.Scatter(x=x, y=high, mode="lines", line={"width": 0}, showlegend=False))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=low,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                name="95% interval",
+                fillcolor="rgba(76,120,168,0.2)",
+            )
+        )
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=title, line_color="#4c78a8"))
+    if reference is not None:
+        fig.add_hline(y=reference, line_dash="dot", line_color="#7f7f7f", annotation_text="reference")
+    if limit is not None:
+        fig.add_hline(y=limit, line_dash="dash", line_color="#d62728", annotation_text=f"alert {limit:g}")
+    # one series per figure: the title names it, and a legend below would cover the dates
+    fig.update_layout(showlegend=False)
+    fig.update_xaxes(type="category")
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, title, height=320)
+
+
+def _series(windows: Sequence[Mapping[str, Any]], *path: str) -> list[float | None]:
+    out = []
+    for w in windows:
+        v: Any = w
+        for key in path:
+            v = v.get(key) if isinstance(v, Mapping) else None
+        out.append(v)
+    return out
+
+
+def build_monitor_figures(result: Mapping[str, Any]) -> dict[str, go.Figure]:
+    """Every figure the run allows, keyed by div id (page order)."""
+    windows = result.get("windows") or []
+    limits = result.get("limits") or {}
+    figs: dict[str, go.Figure] = {}
+    if not windows:
+        return figs
+    if any((w.get("drift") or {}).get("features") for w in windows):
+        figs["fig-drift-heatmap"] = drift_heatmap_figure(windows)
+    share = _series(windows, "drift", "share_drifted")
+    if any(v is not None for v in share):
+        figs["fig-drift-share"] = trend_figure(
+            windows, "Share of drifted features", share, limit=limits.get("max_drifted_share"), percent=True
+        )
+    score = _series(windows, "performance", "score_mean")
+    if any(v is not None for v in score):
+        figs["fig-score-mean"] = trend_figure(windows, "Mean score", score)
+    rate = _series(windows, "performance", "label_rate")
+    if any(v is not None for v in rate):
+        reference = next((v for v in _series(windows, "performance", "reference_label_rate") if v), None)
+        figs["fig-label-rate"] = trend_figure(
+            windows, "Label rate (rows with feedback)", rate, reference=reference, percent=True
+        )
+    auc = _series(windows, "performance", "roc_auc")
+    if any(v is not None for v in auc):
+        band = (
+            _series(windows, "performance", "roc_auc_low"),
+            _series(windows, "performance", "roc_auc_high"),
+        )
+        figs["fig-roc-auc"] = trend_figure(
+            windows, "ROC AUC (band: 95% bootstrap interval)", auc, limit=limits.get("min_roc_auc"), band=band
+        )
+    return figs
+
+
+def render_monitor_report(result: Mapping[str, Any] | Any, path: str | Path, *, title: str = "") -> Path:
+    """Write the monitoring run ``result`` (a dict, or an object with ``to_dict``) as HTML at ``path``."""
+    data: Mapping[str, Any] = result.to_dict() if hasattr(result, "to_dict") else result
+    windows = list(data.get("windows") or [])
+    figures = {key: figure_html(fig, key) for key, fig in build_monitor_figures(data).items()}
+    latest = windows[-1] if windows else None
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html = (
+        _environment()
+        .get_template(_TEMPLATE)
+        .render(
+            r=data,
+            title=title or "Monitoring report",
+            windows=windows,
+            latest=latest,
+            overall=data.get("overall"),
+            figures=figures,
+            plotlyjs=Markup(get_plotlyjs()),
+            label=_label,
+        )
+    )
+    out.write_text(html, encoding="utf-8")
+    return out

@@ -1,0 +1,315 @@
+"""The request handling behind the routes of :mod:`mlsd.serving.app` (no FastAPI routing here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from mlsd.data import Schema
+from mlsd.errors import ConflictError, MlsdError, NotFoundError
+from mlsd.serving.batching import MicroBatcher
+from mlsd.serving.ids import new_request_ids
+from mlsd.serving.metrics import ServingMetrics
+from mlsd.serving.responses import RequestError, error_response, mlsd_error_response
+from mlsd.serving.settings import ServeSettings
+from mlsd.serving.validation import CheckedRows, RowValidator, parse_json, parse_predict_body
+from mlsd.store.prediction_log import PredictionRecord, RequestRecord
+
+PREDICT_ROUTE = "/v1/predict"
+FEEDBACK_ROUTE = "/v1/feedback"
+
+_log = logging.getLogger("mlsd.serving")
+
+
+@dataclass
+class Scored:
+    """One micro-batch after validation and scoring (invalid rows have no score)."""
+
+    checked: CheckedRows
+    score: np.ndarray
+    decision: list[Any]
+    event_time: list[datetime | None]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes whether or not Content-Length is sent."""
+    too_large = RequestError(
+        413,
+        "payload_too_large",
+        f"the body is larger than {limit} bytes",
+        [{"field": "body", "received": None, "expected": f"at most {limit} bytes"}],
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise RequestError(400, "bad_request", "the client disconnected before sending the body") from exc
+    return b"".join(chunks)
+
+
+class Service:
+    """State and handlers of one served model."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.log = settings.log
+        self.schema = Schema.from_dict(self.model.schema) if self.model.schema else Schema(columns={})
+        self.validator = RowValidator(
+            self.schema,
+            self.model.input_columns,
+            reject_unseen_categories=settings.reject_unseen_categories,
+            range_tolerance=settings.range_tolerance,
+        )
+        self.metrics = ServingMetrics(queue_depth=lambda: float(getattr(self.log, "queue_depth", 0)))
+        self.batcher: MicroBatcher[Scored] = MicroBatcher(
+            self._score,
+            max_batch_size=settings.max_batch_size,
+            max_delay_ms=settings.max_batch_delay_ms,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        self.model_ref = {"name": settings.model_name, "version": settings.model_version}
+        self._log_started = False
+        self._inputs_kept = list(
+            dict.fromkeys([*self.model.input_columns, *filter(None, [settings.time_column])])
+        )
+        self._classes = list(self.model.classes)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.log.start)
+        self._log_started = True
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self._log_started = False
+        await asyncio.to_thread(self.log.close)  # drains: every submitted record is committed
+
+    @property
+    def ready(self) -> bool:
+        running = getattr(self.log, "running", True)  # a log that reports on its writer is asked
+        return self._log_started and bool(running) and self.batcher.running
+
+    # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
+    def _score(self, rows: list[dict[str, Any]]) -> Scored:
+        n = len(rows)
+        checked = self.validator.check(rows)
+        for column, count in checked.unseen_categories.items():
+            self.metrics.unseen_categories.labels(column=column).inc(count)
+        ok = ~checked.invalid
+        score = np.full(n, np.nan)
+        decision: list[Any] = [None] * n
+        if ok.any():
+            frame = checked.frame if ok.all() else checked.frame.loc[ok]
+            pred = self.model.predict_frame(frame)
+            score[ok] = pred["score"].to_numpy(dtype="float64")
+            for i, d in zip(np.flatnonzero(ok).tolist(), pred["decision"].tolist(), strict=True):
+                decision[i] = d
+        return Scored(checked, score, decision, self._event_times(rows, checked))
+
+    def _event_times(self, rows: list[dict[str, Any]], checked: CheckedRows) -> list[datetime | None]:
+        column = self.settings.time_column
+        if column is None:
+            return [None] * len(rows)
+        if column in checked.frame.columns and pd.api.types.is_datetime64_any_dtype(
+            checked.frame[column].dtype
+        ):
+            stamps = checked.frame[column]
+        else:
+            text = pd.Series([r.get(column) for r in rows], dtype=object)
+            text = text.where(text.map(lambda v: isinstance(v, str)))
+            stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        out = stamps.dt.to_pydatetime().tolist() if len(stamps) else []
+        return [None if pd.isna(t) else t for t in out]
+
+    # -- routes ---------------------------------------------------------------------------
+    async def predict(self, request: Request) -> Response:
+        start, received = _started(request)
+        n_rows = 0
+        try:
+            payload = parse_json(await read_body(request, self.settings.max_body_bytes))
+            rows, single = parse_predict_body(payload, max_rows=self.settings.max_rows_per_request)
+            n_rows = len(rows)
+            part = await self.batcher.submit(rows)
+            scored = part.result
+            bad = scored.checked.invalid[part.start : part.stop]
+            if bad.any():
+                errors, total = self.validator.field_errors(
+                    part.rows,
+                    scored.checked,
+                    part.start,
+                    part.stop,
+                    single=single,
+                    limit=self.settings.max_errors,
+                )
+                raise RequestError(
+                    422,
+                    "validation_error",
+                    f"{total} invalid field{'s' * (total != 1)} in {int(bad.sum())} of {n_rows} rows",
+                    errors,
+                    n_errors=total,
+                )
+        except RequestError as exc:
+            for entry in exc.errors:
+                self.metrics.validation_errors.labels(kind=entry.get("kind", exc.error_type)).inc()
+            self._record_failure(received, start, exc.status_code, n_rows, exc.message)
+            return exc.response()
+        except Exception as exc:  # the model failed on this batch: 500, and the next batch is scored
+            _log.error("scoring failed: %s: %s", type(exc).__name__, exc)
+            message = exc.message if isinstance(exc, MlsdError) else type(exc).__name__
+            self._record_failure(received, start, 500, n_rows, f"model error: {message}")
+            return error_response(500, f"the model failed to score this request ({message})", "model_error")
+        ids = new_request_ids(n_rows)
+        latency_ms = (time.perf_counter() - start) * 1000
+        s = self.settings
+        records = [
+            PredictionRecord(
+                request_id=rid,
+                logged_at=received,
+                event_time=scored.event_time[i],
+                model_name=s.model_name,
+                model_version=s.model_version,
+                variant=s.variant,
+                inputs={k: row[k] for k in self._inputs_kept if k in row},
+                score=float(scored.score[i]),
+                decision=scored.decision[i],
+                latency_ms=latency_ms,
+            )
+            for rid, i, row in zip(ids, range(part.start, part.stop), rows, strict=True)
+        ]
+        try:
+            await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
+        except Exception as exc:  # not committed, so not answered with a prediction
+            _log.error("prediction log write failed: %s: %s", type(exc).__name__, exc)
+            return error_response(500, "the prediction could not be logged", "log_error")
+        self.metrics.predictions.labels(model_version=str(s.model_version)).inc(n_rows)
+        body = {
+            "model": self.model_ref,
+            "predictions": [
+                {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
+            ],
+            "threshold": self.model.threshold,
+        }
+        return JSONResponse(body)
+
+    def _record_failure(self, received: datetime, start: float, status: int, n_rows: int, error: str) -> None:
+        latency_ms = (time.perf_counter() - start) * 1000
+        try:  # not awaited: a rejected request does not wait for the commit
+            self.log.submit(
+                [], RequestRecord(received, PREDICT_ROUTE, status, n_rows, latency_ms, error[:500])
+            )
+        except Exception as exc:
+            _log.warning("could not log a rejected request: %s", exc)
+
+    async def feedback(self, request: Request) -> Response:
+        try:
+            payload = parse_json(await read_body(request, self.settings.max_body_bytes))
+            items, single = self._feedback_items(payload)
+        except RequestError as exc:
+            return exc.response()
+        results, failures = [], []
+        for i, (rid, outcome) in enumerate(items):
+            try:
+                status = await self.log.record_feedback(rid, outcome)
+            except (NotFoundError, ConflictError) as exc:
+                if single:
+                    return mlsd_error_response(exc)
+                failures.append((i, exc))
+                continue
+            results.append({"request_id": rid, "status": status})
+        if failures:
+            code = 404 if all(isinstance(e, NotFoundError) for _, e in failures) else 409
+            errors = [
+                {
+                    "field": f"[{i}].{e.field}",
+                    "received": e.received,
+                    "expected": e.expected,
+                    "message": e.message,
+                }
+                for i, e in failures[: self.settings.max_errors]
+            ]
+            message = f"{len(failures)} of {len(items)} feedback items failed; the others were recorded"
+            return RequestError(code, "not_found" if code == 404 else "conflict", message, errors).response()
+        return JSONResponse(results[0] if single else {"results": results})
+
+    def _feedback_items(self, payload: Any) -> tuple[list[tuple[str, Any]], bool]:
+        single = isinstance(payload, dict)
+        items = [payload] if single else payload
+        expected = 'an object {"request_id": "...", "outcome": ...} or a list of them'
+        if not isinstance(items, list) or not items:
+            raise RequestError(
+                422, "validation_error", "invalid feedback body", [{"field": "body", "expected": expected}]
+            )
+        limit = self.settings.max_rows_per_request
+        if len(items) > limit:
+            raise RequestError(
+                422,
+                "validation_error",
+                f"too many feedback items ({len(items)})",
+                [{"field": "body", "received": len(items), "expected": f"at most {limit} items"}],
+            )
+        out, errors = [], []
+        for i, item in enumerate(items):
+            where = "" if single else f"[{i}]."
+            if not isinstance(item, dict):
+                errors.append({"field": where.rstrip(".") or "body", "received": None, "expected": expected})
+                continue
+            rid = item.get("request_id")
+            if not isinstance(rid, str) or not rid:
+                errors.append(
+                    {"field": f"{where}request_id", "received": rid, "expected": "a request id string"}
+                )
+            if "outcome" not in item:
+                errors.append(
+                    {"field": f"{where}outcome", "received": None, "expected": self._outcome_expected()}
+                )
+                continue
+            outcome, problem = self._outcome(item["outcome"])
+            if problem:
+                errors.append({"field": f"{where}outcome", "received": item["outcome"], "expected": problem})
+            out.append((rid, outcome))
+        if errors:
+            message = f"{len(errors)} invalid field{'s' * (len(errors) != 1)} in the feedback"
+            raise RequestError(
+                422, "validation_error", message, errors[: self.settings.max_errors], n_errors=len(errors)
+            )
+        return out, single
+
+    def _outcome_expected(self) -> str:
+        if self.model.task == "regression":
+            return "a number"
+        return "one of the model's classes: " + ", ".join(map(repr, self._classes))
+
+    def _outcome(self, value: Any) -> tuple[Any, str | None]:
+        """The outcome as the model's class value (so ``1`` and ``true`` store alike) or a problem."""
+        if self.model.task == "regression":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+            return (value, None) if ok else (None, "a number")
+        if isinstance(value, (list, dict)) or value is None:
+            return None, self._outcome_expected()
+        for c in self._classes:
+            if value == c and (isinstance(value, str) == isinstance(c, str)):
+                return c, None
+        return None, self._outcome_expected()
+
+
+def _started(request: Request) -> tuple[float, datetime]:
+    """When the request reached the server (set by the app's middleware; now when it is not there)."""
+    state = request.scope.get("state", {})
+    return state.get("mlsd_start", time.perf_counter()), state.get("mlsd_received", datetime.now(UTC))

@@ -1,0 +1,285 @@
+"""The FastAPI app: predict, feedback, health, readiness, metrics and OpenAPI docs for one model.
+
+``create_app(settings)`` wires the pieces: bodies are read with a size limit and validated by
+:mod:`mlsd.serving.validation` (inside the micro-batch, vectorised over the batch), rows are
+scored by :class:`~mlsd.serving.batching.MicroBatcher`, and a 200 is sent only after the
+prediction records are committed to the :class:`~mlsd.store.prediction_log.PredictionLog`.
+Every error, everywhere, uses the schema of :mod:`mlsd.serving.responses`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlsd.errors import MlsdError
+from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
+from mlsd.serving.metrics import CONTENT_TYPE
+from mlsd.serving.models import FeedbackResponse, PredictResponse, build_row_model, example_row
+from mlsd.serving.responses import RequestError, error_body, error_response, mlsd_error_response
+from mlsd.serving.settings import ServeSettings
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "message": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "field": {"type": "string", "example": "inputs[3].distance"},
+                            "kind": {"type": "string"},
+                            "message": {"type": "string"},
+                            "received": {},
+                            "expected": {"type": "string"},
+                        },
+                    },
+                },
+                "n_errors": {"type": "integer"},
+            },
+        }
+    },
+}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for code, text in [
+        (400, "Malformed JSON"),
+        (404, "Unknown request id"),
+        (409, "Conflicting feedback"),
+        (413, "Body too large"),
+        (422, "Invalid fields (one entry per field per row)"),
+        (500, "Model or server failure"),
+    ]
+}
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The HTTP app serving ``settings.model``; the lifespan starts and drains the batcher and the log."""
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    model = settings.model
+    app = FastAPI(
+        title=f"mlsd: {settings.model_name}",
+        version=str(settings.model_version),
+        description=f"{model.task} model {settings.model_name} v{settings.model_version}, served by mlsd.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    schema = service.schema
+    row_model = build_row_model(schema, model.input_columns, name="InputRow")
+    example = example_row(schema, model.input_columns)
+
+    @app.post(
+        PREDICT_ROUTE,
+        response_model=PredictResponse,
+        responses=_ERROR_RESPONSES,
+        summary="Score one row or a batch of rows",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                        "examples": {
+                            "one row": {"value": {"inputs": example}},
+                            "batch": {"value": {"inputs": [example, example]}},
+                        },
+                    }
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        return await service.predict(request)
+
+    @app.post(
+        FEEDBACK_ROUTE,
+        response_model=FeedbackResponse,
+        responses=_ERROR_RESPONSES,
+        summary="Record the observed outcome of a prediction (idempotent)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/FeedbackItem"},
+                                {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def feedback(request: Request) -> Response:
+        return await service.feedback(request)
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The model is loaded and the log writer runs", responses={503: {}})
+    async def readyz() -> Response:
+        if service.ready:
+            return JSONResponse({"status": "ready", "model": service.model_ref})
+        return error_response(503, "not ready: the prediction log or the batcher is not running", "not_ready")
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/model", summary="The served model: name, version, task, threshold, input schema")
+    async def model_info() -> dict[str, Any]:
+        return {
+            "model": service.model_ref,
+            "task": model.task,
+            "threshold": model.threshold,
+            "classes": list(model.classes),
+            "input_columns": list(model.input_columns),
+            "schema": schema.to_dict(),
+        }
+
+    _install_error_handlers(app)
+    _install_openapi(app, row_model)
+    app.add_middleware(_Observed, service=service)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MlsdError)
+    async def on_mlsd_error(request: Request, exc: MlsdError) -> Response:
+        return mlsd_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        response = error_response(exc.status_code, str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())),
+                "received": None,
+                "expected": e.get("msg", ""),
+            }
+            for e in exc.errors()[:100]
+        ]
+        return RequestError(422, "validation_error", "the request is invalid", errors).response()
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        _log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error ({type(exc).__name__})")
+
+
+def _install_openapi(app: FastAPI, row_model: type) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            row = row_model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)  # type: ignore[attr-defined]
+            schemas.update(row.pop("$defs", {}))
+            schemas["InputRow"] = row
+            schemas["PredictRequest"] = {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "inputs": {
+                        "description": "one row (an object) or a batch (a list of objects)",
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/InputRow"},
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"$ref": "#/components/schemas/InputRow"},
+                            },
+                        ],
+                    }
+                },
+            }
+            from mlsd.serving.models import FeedbackItem
+
+            schemas["FeedbackItem"] = FeedbackItem.model_json_schema()
+            schemas["Error"] = _ERROR_SCHEMA
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _Observed:
+    """ASGI middleware: start time for latency, metrics per route and status, and a last-resort 500
+    in the error schema (nothing unexpected reaches the client as a traceback or a dropped connection)."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        scope.setdefault("state", {})["mlsd_start"] = start
+        scope["state"]["mlsd_received"] = datetime.now(UTC)
+        status = 500
+        started = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("unhandled error on %s", scope.get("path"))
+            if not started:
+                status = 500
+                response = JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+                await response(scope, receive, send)
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        self.service.metrics.requests.labels(route=path, status=str(status)).inc()
+        self.service.metrics.latency.labels(route=path).observe(time.perf_counter() - start)

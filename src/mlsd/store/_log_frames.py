@@ -1,0 +1,143 @@
+"""Rows of the prediction log -> pandas, and pandas -> parquet (private to :mod:`mlsd.store`).
+
+Everything here is column-wise: the JSON texts of a column are joined into ONE JSON array
+and decoded by one ``json.loads`` call (C code), then handed to pandas at once.
+
+>>> decode_json_column(['{"a":1}', '{"a":2,"b":"x"}'], frame=True)
+   a    b
+0  1  NaN
+1  2    x
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlsd.errors import LogError
+
+__all__ = [
+    "META_COLUMNS",
+    "REQUEST_COLUMNS",
+    "decode_json_column",
+    "micros_to_utc",
+    "parquet_safe",
+    "predictions_frame",
+    "requests_frame",
+    "write_parquet_atomically",
+]
+
+META_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "logged_at",
+    "event_time",
+    "model_name",
+    "model_version",
+    "variant",
+    "score",
+    "decision",
+    "latency_ms",
+    "outcome",
+    "feedback_at",
+)
+REQUEST_COLUMNS: tuple[str, ...] = ("logged_at", "route", "status", "n_rows", "latency_ms", "error")
+# object columns pyarrow converts as they are; anything else (e.g. ints mixed with strings) -> str
+_PARQUET_OK = {"empty", "string", "boolean", "integer", "floating", "mixed-integer-float", "decimal", "bytes"}
+
+
+def micros_to_utc(values: Sequence[int | None]) -> pd.Series:
+    """Integer UTC microseconds (None -> NaT) as a tz-aware ``datetime64[us, UTC]`` series."""
+    return pd.Series(pd.to_datetime(pd.array(values, dtype="Int64"), unit="us", utc=True))
+
+
+def decode_json_column(texts: Sequence[str | None], *, frame: bool = False) -> Any:
+    """Decode many JSON texts at once (None -> None); a DataFrame of objects if ``frame``."""
+    joined = ",".join("null" if t is None else t for t in texts) if None in texts else ",".join(texts)
+    values = json.loads(f"[{joined}]")
+    if frame:
+        return (
+            pd.DataFrame.from_records(values, index=pd.RangeIndex(len(values))) if values else pd.DataFrame()
+        )
+    return pd.Series(values, dtype=object if not values else None)
+
+
+def predictions_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows of (META_COLUMNS..., inputs) -> the frame documented by ``read_predictions``."""
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * (len(META_COLUMNS) + 1)
+    (request_id, logged_at, event_time, name, version, variant, score, decision, latency, outcome,
+     feedback_at, inputs) = columns  # fmt: skip
+    meta = pd.DataFrame(
+        {
+            "request_id": pd.Series(request_id, dtype="str"),
+            "logged_at": micros_to_utc(logged_at),
+            "event_time": micros_to_utc(event_time),
+            "model_name": pd.Series(name, dtype="str"),
+            "model_version": pd.Series(version, dtype="int64"),
+            "variant": pd.Series(variant, dtype="str"),
+            "score": pd.Series(score, dtype="float64"),
+            "decision": decode_json_column(decision),
+            "latency_ms": pd.Series(latency, dtype="float64"),
+            "outcome": decode_json_column(outcome),
+            "feedback_at": micros_to_utc(feedback_at),
+        }
+    )
+    expanded = decode_json_column(inputs, frame=True)
+    expanded.columns = [f"input_{c}" if c in META_COLUMNS else str(c) for c in expanded.columns]
+    return pd.concat([meta, expanded], axis=1) if len(expanded.columns) else meta
+
+
+def requests_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows of REQUEST_COLUMNS -> a frame with tz-aware UTC ``logged_at``."""
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(REQUEST_COLUMNS)
+    logged_at, route, status, n_rows, latency, error = columns
+    return pd.DataFrame(
+        {
+            "logged_at": micros_to_utc(logged_at),
+            "route": pd.Series(route, dtype="str"),
+            "status": pd.Series(status, dtype="int64"),
+            "n_rows": pd.Series(n_rows, dtype="int64"),
+            "latency_ms": pd.Series(latency, dtype="float64"),
+            "error": pd.Series(error, dtype="str"),
+        }
+    )
+
+
+def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast object columns that parquet cannot type (e.g. ints mixed with strings) to strings."""
+    out = frame.copy(deep=False)
+    for column in out.columns[out.dtypes.eq(object).to_numpy()]:
+        values = out[column]
+        if pd.api.types.infer_dtype(values, skipna=True) not in _PARQUET_OK:
+            # nested values (lists, dicts) keep their JSON form rather than Python's repr
+            text = values.map(
+                lambda v: v if isinstance(v, str) else json.dumps(v, default=str), na_action="ignore"
+            )
+            out[column] = text.where(values.notna(), None).astype("str")
+    return out
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``frame`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            frame.to_parquet(handle, engine="pyarrow", index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise LogError(
+            f"cannot write the parquet export ({type(exc).__name__}: {exc})",
+            field="path",
+            received=str(target),
+            expected="a writable file path, e.g. predictions.parquet",
+        ) from exc

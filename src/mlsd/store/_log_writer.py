@@ -1,0 +1,292 @@
+"""Group commit for the prediction log: one writer thread, one transaction per batch.
+
+Callers put a :class:`Submission` (rows already encoded, plus a future) on a queue. The
+writer takes the first one, gathers more until it holds ``max_batch`` rows or ``max_delay``
+seconds passed, INSERTs them with ``executemany`` in ONE transaction, commits, and only then
+resolves every future of the batch. One fsync thus covers many HTTP requests.
+
+Feedback goes through the same writer: in the batch's transaction, after the batch's
+predictions are inserted, each outcome is checked against the stored prediction and any
+stored outcome (unknown id -> :class:`~mlsd.errors.NotFoundError`, a different outcome ->
+:class:`~mlsd.errors.ConflictError`, the same one -> ``"unchanged"``) and the new ones are
+inserted, so feedback is group-committed too and its future says what happened.
+
+When the batch hits an ``IntegrityError`` (a duplicate request id), it is retried one
+submission per transaction so only the offending submission fails (with a
+:class:`~mlsd.errors.ConflictError`); any other database error fails the batch's futures
+with a :class:`~mlsd.errors.LogError` and the writer keeps serving later batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from mlsd.errors import ConflictError, LogError, NotFoundError
+from mlsd.store._log_tables import LogEngine, feedback, predictions, requests
+
+__all__ = ["GroupCommitWriter", "Submission"]
+
+_logger = logging.getLogger(__name__)
+_STOP = object()
+_SHOWN_IDS = 5
+
+
+@dataclass(slots=True)
+class Submission:
+    """Encoded rows of one ``submit`` call and the future resolved after their commit."""
+
+    predictions: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    future: Future[Any] = field(default_factory=Future)
+
+    @property
+    def size(self) -> int:
+        return len(self.predictions) + len(self.requests) + len(self.feedback)
+
+    def ids(self) -> list[str]:
+        return [row["request_id"] for row in (*self.predictions, *self.feedback)]
+
+
+def _describe(ids: list[str]) -> list[str] | str:
+    if not ids:
+        return "a request record"
+    return ids if len(ids) <= _SHOWN_IDS else [*ids[:_SHOWN_IDS], f"... {len(ids) - _SHOWN_IDS} more"]
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {orig}".splitlines()[0]
+
+
+class GroupCommitWriter:
+    """The single writer thread of a :class:`~mlsd.store.PredictionLog`."""
+
+    def __init__(self, db: LogEngine, *, max_batch: int, max_delay_s: float) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._state_lock = threading.Lock()
+        self._closed = False
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self.n_commits = 0
+        self.n_batches = 0
+        self.n_rows = 0
+
+    # -- caller side ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mlsd-prediction-log-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Submission) -> Future[None]:
+        # RUNNING futures cannot be cancelled: a client that goes away must not un-log its rows.
+        item.future.set_running_or_notify_cancel()
+        with self._state_lock:
+            if self._closed:
+                raise LogError(
+                    "the prediction log is closed",
+                    field="submit",
+                    received=_describe(item.ids()),
+                    expected="submit before close()",
+                )
+            self._pending += item.size
+            self._queue.put(item)  # under the lock, so close()'s stop marker comes after it
+        return item.future
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, timeout: float | None = None) -> None:
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        carry: Any = None
+        while True:
+            first = carry if carry is not None else self._queue.get()
+            carry = None
+            if first is _STOP:
+                break
+            batch, size, stop = [first], first.size, False
+            deadline = time.monotonic() + self._max_delay_s
+            while size < self._max_batch:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                if size + item.size > self._max_batch:
+                    carry = item
+                    break
+                batch.append(item)
+                size += item.size
+            self._commit_batch(batch)
+            if stop:
+                break
+        self._drop_connection()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        if self._db.lock is not None:  # in-memory SQLite: borrow the one connection per batch
+            with self._db.lock, self._db.engine.connect() as conn:
+                yield conn
+            return
+        if self._conn is None:
+            self._conn = self._db.engine.connect()
+        yield self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _insert(self, batch: list[Submission]) -> dict[int, Any]:
+        """One transaction for the batch; returns what each feedback submission's future gets."""
+        rows = [row for item in batch for row in item.predictions]
+        calls = [row for item in batch for row in item.requests]
+        outcomes: dict[int, Any] = {}
+        with self._connection() as conn, conn.begin():
+            if rows:
+                conn.execute(sa.insert(predictions), rows)
+            if calls:
+                conn.execute(sa.insert(requests), calls)
+            notes = [item for item in batch if item.feedback]
+            if notes:
+                outcomes = self._record_feedback(conn, notes)
+        self.n_commits += 1
+        self.n_rows += len(rows) + len(calls)
+        return outcomes
+
+    @staticmethod
+    def _record_feedback(conn: Connection, items: list[Submission]) -> dict[int, Any]:
+        ids = list({row["request_id"] for item in items for row in item.feedback})
+        query = (
+            sa.select(predictions.c.request_id, feedback.c.outcome)
+            .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
+            .where(predictions.c.request_id.in_(ids))
+        )
+        stored: dict[str, str | None] = {r.request_id: r.outcome for r in conn.execute(query)}
+        new_rows, outcomes = [], {}
+        for item in items:
+            row = item.feedback[0]  # one outcome per submission (PredictionLog.submit_feedback)
+            rid = row["request_id"]
+            if rid not in stored:
+                outcomes[id(item)] = NotFoundError(
+                    "no prediction with this request id",
+                    field="request_id",
+                    received=rid,
+                    expected="a request_id returned by POST /v1/predict",
+                )
+            elif stored[rid] is None:
+                stored[rid] = row["outcome"]  # a second outcome in this batch compares with it
+                new_rows.append(row)
+                outcomes[id(item)] = "created"
+            elif json.loads(stored[rid]) == json.loads(row["outcome"]):
+                outcomes[id(item)] = "unchanged"
+            else:
+                outcomes[id(item)] = ConflictError(
+                    f"this prediction already has a different outcome ({stored[rid]})",
+                    field="outcome",
+                    received=json.loads(row["outcome"]),
+                    expected=f"the stored outcome {stored[rid]} (feedback cannot be changed)",
+                )
+        if new_rows:
+            conn.execute(sa.insert(feedback), new_rows)
+        return outcomes
+
+    def _commit_batch(self, batch: list[Submission]) -> None:
+        self.n_batches += 1
+        try:
+            outcomes = self._insert(batch)
+        except IntegrityError:
+            self._retry_one_by_one(batch)
+            return
+        except Exception as exc:  # the writer must outlive any database error
+            self._drop_connection()
+            n = sum(item.size for item in batch)
+            for item in batch:
+                self._fail(item, self._write_error(item, exc, f"a batch of {n} rows"))
+            return
+        for item in batch:
+            self._settle(item, outcomes.get(id(item)))
+
+    def _retry_one_by_one(self, batch: list[Submission]) -> None:
+        for item in batch:
+            try:
+                outcomes = self._insert([item])
+            except IntegrityError as exc:
+                self._fail(item, self._integrity_error(item, exc))
+            except Exception as exc:
+                self._drop_connection()
+                self._fail(item, self._write_error(item, exc, f"{item.size} rows"))
+            else:
+                self._settle(item, outcomes.get(id(item)))
+
+    def _write_error(self, item: Submission, exc: BaseException, what: str) -> LogError:
+        _logger.warning("prediction log: could not commit %s: %s", what, _reason(exc))
+        return LogError(
+            f"could not commit {what} to the prediction log ({_reason(exc)})",
+            field="predictions",
+            received=_describe(item.ids()),
+            expected="a reachable, writable database with the prediction-log tables",
+        )
+
+    def _integrity_error(self, item: Submission, exc: IntegrityError) -> LogError:
+        ids = item.ids()
+        duplicated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+        if not duplicated and ids:
+            query = sa.select(predictions.c.request_id).where(predictions.c.request_id.in_(ids))
+            with contextlib.suppress(SQLAlchemyError), self._connection() as conn, conn.begin():
+                duplicated = sorted(conn.execute(query).scalars())
+        if duplicated:
+            return ConflictError(
+                "request ids already logged (each scored row needs its own id)",
+                field="request_id",
+                received=_describe(duplicated),
+                expected="request ids not already in the prediction log",
+            )
+        return self._write_error(item, exc, f"{item.size} rows")
+
+    def _settle(self, item: Submission, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):
+            self._fail(item, outcome)
+            return
+        with self._state_lock:
+            self._pending -= item.size
+        item.future.set_result(outcome)
+
+    def _fail(self, item: Submission, exc: BaseException) -> None:
+        with self._state_lock:
+            self._pending -= item.size
+        item.future.set_exception(exc)

@@ -1,0 +1,422 @@
+"""The durable prediction + feedback log: every scored row, every HTTP call, every outcome.
+
+Three tables (SQLAlchemy Core, any SQLAlchemy URL; SQLite in WAL mode with
+``synchronous=FULL`` by default, at ``<workspace>/predictions.db``): ``predictions`` (one row
+per scored row, keyed by request id), ``feedback`` (the observed outcome of a prediction,
+joined by request id) and ``requests`` (one row per HTTP call, rejected ones included, for
+SLOs). Times are stored as UTC microseconds, so windows sort and filter the same everywhere.
+
+Writes use group commit: :meth:`PredictionLog.submit` returns a future that is done only
+after the record is COMMITTED, together with the records of other requests that arrived
+meanwhile (one transaction, one fsync). A server answers only once that future is done, so
+every answered prediction is in the log even if the process is killed right after.
+
+>>> from datetime import UTC, datetime
+>>> record = PredictionRecord(
+...     request_id="r-1", logged_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC), event_time=None,
+...     model_name="flight-delay", model_version=3, variant="champion",
+...     inputs={"distance": 1200, "carrier": "UA"}, score=0.81, decision=True, latency_ms=4.2)
+>>> with PredictionLog("sqlite://") as log:  # in memory; for_workspace(path) in real use
+...     log.write_sync([record], RequestRecord(record.logged_at, "/v1/predict", 200, 1, 4.2))
+...     log.add_feedback("r-1", True)
+...     log.add_feedback("r-1", True)
+...     frame = log.read_predictions()
+'created'
+'unchanged'
+>>> frame[["request_id", "model_version", "score", "decision", "outcome", "distance", "carrier"]]
+  request_id  model_version  score  decision  outcome  distance carrier
+0        r-1              3   0.81      True     True      1200      UA
+>>> str(frame["logged_at"].dtype)
+'datetime64[us, UTC]'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from mlsd.errors import ConflictError, LogError, NotFoundError
+from mlsd.store._log_frames import (
+    parquet_safe,
+    predictions_frame,
+    requests_frame,
+    write_parquet_atomically,
+)
+from mlsd.store._log_tables import (
+    METADATA,
+    URL_EXPECTED,
+    create_log_engine,
+    encode_prediction,
+    encode_request,
+    feedback,
+    predictions,
+    requests,
+    to_json,
+    to_micros,
+)
+from mlsd.store._log_writer import GroupCommitWriter, Submission
+
+__all__ = ["PredictionLog", "PredictionRecord", "RequestRecord"]
+
+TimeAxis = Literal["event_time", "logged_at"]
+_TIME_AXES = ("event_time", "logged_at")
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One scored row (a batch request yields one record, with its own id, per row)."""
+
+    request_id: str
+    logged_at: datetime  # UTC, tz-aware: when the server received the request
+    event_time: datetime | None  # UTC: the row's design ``data.time`` value if present
+    model_name: str
+    model_version: int
+    variant: str  # routing arm / alias, "champion" for now
+    inputs: dict[str, Any]  # the raw JSON row as received (after validation)
+    score: float
+    decision: Any  # bool (binary), label (multiclass) or float (regression); stored as JSON
+    latency_ms: float  # server-side time of the whole HTTP request
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One HTTP call to ``/v1/predict``, rejected ones included (the SLOs are computed on these)."""
+
+    logged_at: datetime
+    route: str
+    status: int
+    n_rows: int
+    latency_ms: float
+    error: str | None = None
+
+
+class PredictionLog:
+    """Durable log of predictions, feedback and requests behind any SQLAlchemy URL.
+
+    ``max_batch`` caps the rows of one group commit; ``max_delay_ms`` is how long the writer
+    waits for more submissions after the first one of a batch (0: commit whatever is queued).
+    Use as a context manager, or call :meth:`start` and :meth:`close`. Thread-safe.
+    """
+
+    def __init__(self, url: str | URL, *, max_batch: int = 1024, max_delay_ms: float = 2.0) -> None:
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise LogError(
+                "invalid batch size", field="max_batch", received=max_batch, expected="an int >= 1"
+            )
+        if not isinstance(max_delay_ms, int | float) or not max_delay_ms >= 0:
+            raise LogError(
+                "invalid delay", field="max_delay_ms", received=max_delay_ms, expected="a number >= 0"
+            )
+        self._db = create_log_engine(url)
+        self.url = self._db.engine.url.render_as_string(hide_password=True)
+        self.max_batch = max_batch
+        self.max_delay_ms = float(max_delay_ms)
+        self._writer = GroupCommitWriter(self._db, max_batch=max_batch, max_delay_s=max_delay_ms / 1000)
+        self._lifecycle = threading.Lock()
+        self._tables_lock = threading.Lock()
+        self._started = False
+        self._tables_ready = False
+
+    @classmethod
+    def for_workspace(cls, workspace: Path | str, url: str | None = None, **kwargs: Any) -> PredictionLog:
+        """The log of a workspace: ``url`` if given, else ``sqlite:///<workspace>/predictions.db``."""
+        if url is not None:
+            return cls(url, **kwargs)
+        path = Path(workspace).expanduser().resolve() / "predictions.db"
+        return cls(URL.create("sqlite", database=os.fspath(path)), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"PredictionLog({self.url!r}, started={self._started}, closed={self._writer.closed})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> PredictionLog:
+        """Create the tables if needed and start the writer thread (idempotent)."""
+        with self._lifecycle:
+            if self._writer.closed:
+                raise LogError("the prediction log is closed", field="start", expected="a new PredictionLog")
+            self._ensure_tables()
+            if not self._started:
+                self._writer.start()
+                self._started = True
+        return self
+
+    def close(self) -> None:
+        """Commit everything already submitted, stop the writer and release connections."""
+        with self._lifecycle:
+            self._writer.close()
+            if not self._db.in_memory:  # disposing would drop an in-memory database
+                self._db.engine.dispose()
+
+    def __enter__(self) -> PredictionLog:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _ensure_tables(self) -> None:
+        if self._tables_ready:
+            return
+        with self._tables_lock:
+            if self._tables_ready:
+                return
+            try:
+                with self._connect() as conn, conn.begin():
+                    METADATA.create_all(conn, checkfirst=True)
+            except SQLAlchemyError as exc:
+                raise LogError(
+                    f"cannot open the prediction log ({type(exc).__name__}: {exc})".splitlines()[0],
+                    field="url",
+                    received=self.url,
+                    expected=URL_EXPECTED,
+                ) from exc
+            self._tables_ready = True
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        lock = self._db.lock if self._db.lock is not None else contextlib.nullcontext()
+        with lock, self._db.engine.connect() as conn:
+            yield conn
+
+    # -- writes --------------------------------------------------------------------------
+    def submit(
+        self, predictions: Sequence[PredictionRecord], request: RequestRecord | None = None
+    ) -> Future[None]:
+        """Queue records for the next group commit; the future is done once they are committed.
+
+        It fails with :class:`~mlsd.errors.ConflictError` if a request id is already logged
+        and with :class:`~mlsd.errors.LogError` if the database cannot be written.
+        """
+        rows = [encode_prediction(record) for record in predictions]  # encode in the caller's thread
+        calls = [] if request is None else [encode_request(request)]
+        if self._writer.closed:
+            raise LogError(
+                "the prediction log is closed",
+                field="submit",
+                received=self.url,
+                expected="submit before close()",
+            )
+        if not self._started:
+            raise LogError(
+                "the prediction log is not started",
+                field="submit",
+                received=self.url,
+                expected="PredictionLog.start() or `with PredictionLog(...) as log:` first",
+            )
+        item = Submission(rows, calls)
+        if not item.size:
+            item.future.set_result(None)
+            return item.future
+        return self._writer.submit(item)
+
+    async def write(
+        self, predictions: Sequence[PredictionRecord], request: RequestRecord | None = None
+    ) -> None:
+        """Submit and await the commit without blocking the event loop."""
+        await asyncio.wrap_future(self.submit(predictions, request))
+
+    def write_sync(
+        self, predictions: Sequence[PredictionRecord], request: RequestRecord | None = None
+    ) -> None:
+        """Submit and block until committed (raises what the future raises)."""
+        self.submit(predictions, request).result()
+
+    def submit_feedback(
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
+    ) -> Future[Literal["created", "unchanged"]]:
+        """Queue an outcome for the next group commit (the log must be started).
+
+        The future gives ``"created"`` or ``"unchanged"``, or fails with
+        :class:`~mlsd.errors.NotFoundError` / :class:`~mlsd.errors.ConflictError` as
+        :meth:`add_feedback` raises them.
+        """
+        row = self._feedback_row(request_id, outcome, received_at)
+        if not self._started or self._writer.closed:
+            raise LogError(
+                "the prediction log is not running",
+                field="submit_feedback",
+                received=self.url,
+                expected="PredictionLog.start() first (add_feedback works without it)",
+            )
+        return self._writer.submit(Submission([], [], [row]))
+
+    async def record_feedback(
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
+    ) -> Literal["created", "unchanged"]:
+        """:meth:`submit_feedback` and await its commit without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit_feedback(request_id, outcome, received_at=received_at))
+
+    @staticmethod
+    def _feedback_row(request_id: str, outcome: Any, received_at: datetime | None) -> dict[str, Any]:
+        return {
+            "request_id": request_id,
+            "outcome": to_json(outcome, field="outcome"),
+            "received_at": to_micros(received_at or datetime.now(UTC), field="received_at"),
+        }
+
+    def add_feedback(
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
+    ) -> Literal["created", "unchanged"]:
+        """Record the observed outcome of a logged prediction (idempotent).
+
+        Unknown ``request_id`` -> :class:`~mlsd.errors.NotFoundError`; the same outcome again
+        -> ``"unchanged"``; a different outcome than the one stored -> ConflictError. A started
+        log group-commits it with the predictions; otherwise it is its own transaction.
+        """
+        if self._started and not self._writer.closed:
+            return self.submit_feedback(request_id, outcome, received_at=received_at).result()
+        row = self._feedback_row(request_id, outcome, received_at)
+        text = row["outcome"]
+        lookup = (
+            sa.select(predictions.c.request_id, feedback.c.outcome)
+            .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
+            .where(predictions.c.request_id == request_id)
+        )
+        try:
+            self._ensure_tables()
+            with self._connect() as conn:
+                try:
+                    with conn.begin():
+                        found = conn.execute(lookup).first()
+                        if found is None or found.outcome is not None:
+                            return self._compare_feedback(request_id, found, text)
+                        conn.execute(sa.insert(feedback), row)
+                except IntegrityError:  # another caller stored feedback for it in between
+                    with conn.begin():
+                        return self._compare_feedback(request_id, conn.execute(lookup).first(), text)
+        except SQLAlchemyError as exc:
+            raise LogError(
+                f"cannot store feedback ({type(exc).__name__})",
+                field="request_id",
+                received=request_id,
+                expected="a reachable, writable prediction log",
+            ) from exc
+        return "created"
+
+    @staticmethod
+    def _compare_feedback(request_id: str, found: Any, text: str) -> Literal["unchanged"]:
+        if found is None:
+            raise NotFoundError(
+                "no prediction with this request id",
+                field="request_id",
+                received=request_id,
+                expected="a request_id returned by POST /v1/predict",
+            )
+        if json.loads(found.outcome) != json.loads(text):
+            raise ConflictError(
+                f"this prediction already has a different outcome ({found.outcome})",
+                field="outcome",
+                received=json.loads(text),
+                expected=f"the stored outcome {found.outcome} (feedback cannot be changed)",
+            )
+        return "unchanged"
+
+    # -- reads ---------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        """Rows (predictions + request records) submitted but not yet committed or failed."""
+        return self._writer.pending
+
+    @property
+    def n_commits(self) -> int:
+        """Transactions the writer committed (far fewer than records when batching works)."""
+        return self._writer.n_commits
+
+    def _scalar(self, stmt: sa.Select[Any]) -> Any:
+        self._ensure_tables()
+        try:
+            with self._connect() as conn:
+                return conn.execute(stmt).scalar_one()
+        except SQLAlchemyError as exc:
+            raise self._read_error(exc) from exc
+
+    def _read_error(self, exc: SQLAlchemyError) -> LogError:
+        reason = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}".splitlines()[0]
+        return LogError(
+            f"cannot read the prediction log ({reason})",
+            field="url",
+            received=self.url,
+            expected="a readable prediction log",
+        )
+
+    def count_predictions(self) -> int:
+        return int(self._scalar(sa.select(sa.func.count()).select_from(predictions)))
+
+    def count_feedback(self) -> int:
+        return int(self._scalar(sa.select(sa.func.count()).select_from(feedback)))
+
+    def _rows(self, stmt: sa.Select[Any]) -> Sequence[Any]:
+        self._ensure_tables()
+        try:
+            with self._connect() as conn:
+                return conn.execute(stmt).all()
+        except SQLAlchemyError as exc:
+            raise self._read_error(exc) from exc
+
+    @staticmethod
+    def _window(stmt: sa.Select[Any], column: Any, since: Any, until: Any) -> sa.Select[Any]:
+        if since is not None:
+            stmt = stmt.where(column >= to_micros(since, field="since"))
+        if until is not None:
+            stmt = stmt.where(column < to_micros(until, field="until"))
+        return stmt
+
+    def read_predictions(
+        self, since: datetime | None = None, until: datetime | None = None, *, time: TimeAxis = "event_time"
+    ) -> pd.DataFrame:
+        """Predictions in ``[since, until)`` on ``time``, joined with their feedback, oldest first.
+
+        ``event_time`` falls back to ``logged_at`` where a row has none. Columns: request_id,
+        logged_at, event_time, model_name, model_version, variant, score, decision,
+        latency_ms, outcome, feedback_at, then one per input field (``input_<name>`` when a
+        field is called like one of those). Datetimes are tz-aware UTC.
+        """
+        if time not in _TIME_AXES:
+            raise LogError(
+                "unknown time axis", field="time", received=time, expected="event_time or logged_at"
+            )
+        p = predictions.c
+        axis = sa.func.coalesce(p.event_time, p.logged_at) if time == "event_time" else p.logged_at
+        f = feedback.c
+        meta = (p.request_id, p.logged_at, p.event_time, p.model_name, p.model_version, p.variant)
+        result = (p.score, p.decision, p.latency_ms, f.outcome, f.received_at.label("feedback_at"))
+        stmt = sa.select(*meta, *result, p.inputs).select_from(
+            predictions.outerjoin(feedback, f.request_id == p.request_id)
+        )
+        stmt = self._window(stmt, axis, since, until).order_by(axis, p.request_id)
+        return predictions_frame(self._rows(stmt))
+
+    def read_requests(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        """HTTP calls in ``[since, until)`` of ``logged_at``: logged_at, route, status, n_rows,
+        latency_ms, error."""
+        r = requests.c
+        stmt = sa.select(r.logged_at, r.route, r.status, r.n_rows, r.latency_ms, r.error)
+        stmt = self._window(stmt, r.logged_at, since, until).order_by(r.logged_at, r.id)
+        return requests_frame(self._rows(stmt))
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        time: TimeAxis = "event_time",
+    ) -> int:
+        """Write :meth:`read_predictions` of the window to parquet (atomically); rows written."""
+        frame = parquet_safe(self.read_predictions(since, until, time=time))
+        write_parquet_atomically(frame, path)
+        return len(frame)

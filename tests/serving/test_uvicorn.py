@@ -1,0 +1,64 @@
+"""A real uvicorn server on a free local port: 200 concurrent requests, all answered and logged."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+
+import httpx
+import uvicorn
+
+from mlsd.serving import ServeSettings, create_app
+from mlsd.store.prediction_log import PredictionLog
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+
+    async def send() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=base, timeout=20, limits=limits) as client:
+            bodies = [{"inputs": flights.row(i % len(flights.rows))} for i in range(195)]
+            bodies += [{"inputs": flights.row(0, distance="x")}] * 5  # bad requests in the crowd
+            return await asyncio.wait_for(
+                asyncio.gather(*(client.post("/v1/predict", json=b) for b in bodies)), timeout=30
+            )
+
+    try:
+        responses = asyncio.run(send())
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        ready = httpx.get(f"{base}/readyz", timeout=5).status_code
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 195 and statuses.count(422) == 5
+    assert ready == 200
+    ids = {r.json()["predictions"][0]["request_id"] for r in responses if r.status_code == 200}
+    assert len(ids) == 195
+    assert log.count_predictions() == 195  # every answered prediction was committed
+    assert sorted(log.read_predictions()["request_id"]) == sorted(ids)
+    assert len(log.read_requests()) == 200  # the lifespan's close() drained the rejected ones too
+    assert float(re.search(r"^mlsd_batch_size_sum (\S+)$", metrics, re.M).group(1)) == 200

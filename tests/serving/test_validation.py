@@ -1,0 +1,220 @@
+"""Invalid bodies get a 4xx in the error schema naming each bad field, never a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlsd.data import infer_schema
+from mlsd.serving import RowValidator, build_row_model
+
+
+def _without(row: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != key}
+
+
+# (case id, body builder from a valid row, status, expected error fields)
+CASES: list[tuple[str, Any, int, list[str]]] = [
+    ("text for a number", lambda r: {"inputs": {**r, "distance": "abc"}}, 422, ["inputs.distance"]),
+    ("bool for a number", lambda r: {"inputs": {**r, "temp": True}}, 422, ["inputs.temp"]),
+    (
+        "fraction for an integer",
+        lambda r: {"inputs": {**r, "sched_dep_time": 930.5}},
+        422,
+        ["inputs.sched_dep_time"],
+    ),
+    ("number for a string", lambda r: {"inputs": {**r, "carrier": 9}}, 422, ["inputs.carrier"]),
+    ("bad datetime", lambda r: {"inputs": {**r, "time_hour": "yesterday"}}, 422, ["inputs.time_hour"]),
+    ("object for a number", lambda r: {"inputs": {**r, "distance": {"km": 3}}}, 422, ["inputs.distance"]),
+    ("missing field", lambda r: {"inputs": _without(r, "origin")}, 422, ["inputs.origin"]),
+    ("null in non-nullable", lambda r: {"inputs": {**r, "distance": None}}, 422, ["inputs.distance"]),
+    ("out of range", lambda r: {"inputs": {**r, "distance": 99_999}}, 422, ["inputs.distance"]),
+    ("unseen category, rejected", lambda r: {"inputs": {**r, "dest": "XXX"}}, 422, ["inputs.dest"]),
+    (
+        "two bad rows in a batch",
+        lambda r: {"inputs": [r, {**r, "distance": "x", "origin": None}, {**r, "carrier": "ZZ"}]},
+        422,
+        ["inputs[1].distance", "inputs[1].origin", "inputs[2].carrier"],
+    ),
+    ("empty list", lambda r: {"inputs": []}, 422, ["inputs"]),
+    ("non-object rows", lambda r: {"inputs": [r, 3, "x"]}, 422, ["inputs[1]", "inputs[2]"]),
+    ("too many rows", lambda r: {"inputs": [{"distance": 1}] * 11}, 422, ["inputs"]),
+    ("no inputs", lambda r: {"rows": [r]}, 422, ["rows"]),
+    ("body not an object", lambda r: [r], 422, ["body"]),
+    ("inputs a number", lambda r: {"inputs": 5}, 422, ["inputs"]),
+    ("malformed JSON", lambda r: b'{"inputs": {', 400, ["body"]),
+    ("NaN is not JSON", lambda r: b'{"inputs": {"distance": NaN}}', 400, ["body"]),
+    ("not UTF-8", lambda r: b"\xff\xfe", 400, ["body"]),
+    ("oversized body", lambda r: {"inputs": [r] * 5, "pad": "x" * 5_000}, 413, ["body"]),
+]
+
+
+@pytest.fixture(scope="module")
+def strict_app(flights, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from mlsd.serving import ServeSettings, create_app
+    from mlsd.store.prediction_log import PredictionLog
+
+    log = PredictionLog(f"sqlite:///{tmp_path_factory.mktemp('strict') / 'log.db'}")
+    settings = ServeSettings(
+        model=flights.model,
+        model_name="flight-delay",
+        model_version=1,
+        log=log,
+        time_column="time_hour",
+        reject_unseen_categories=True,
+        max_rows_per_request=10,
+        max_body_bytes=4_000,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, log
+
+
+@pytest.mark.parametrize(("case", "build", "status", "fields"), CASES, ids=[c[0] for c in CASES])
+def test_invalid_body_is_rejected_with_field_errors(strict_app, flights, case, build, status, fields) -> None:
+    http, _ = strict_app
+    body = build(flights.row(0))
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = http.post("/v1/predict", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"type", "message", "errors", "n_errors"}
+    assert [e["field"] for e in error["errors"]] == fields
+    assert error["n_errors"] == len(fields)
+    assert all("expected" in e for e in error["errors"])
+    # the server keeps serving after any bad request
+    good = http.post("/v1/predict", json={"inputs": flights.row(1)})
+    assert good.status_code == 200, good.text
+
+
+def test_field_errors_say_what_was_received_and_expected(strict_app, flights) -> None:
+    http, _ = strict_app
+    r = http.post(
+        "/v1/predict", json={"inputs": [flights.row(0), flights.row(0, distance="abc", dest="XXX")]}
+    )
+    errors = {e["field"]: e for e in r.json()["error"]["errors"]}
+    assert errors["inputs[1].distance"]["received"] == "abc"
+    assert errors["inputs[1].distance"]["expected"] == "a whole number"
+    assert errors["inputs[1].distance"]["kind"] == "type"
+    assert (
+        errors["inputs[1].dest"]["kind"] == "category" and "one of:" in errors["inputs[1].dest"]["expected"]
+    )
+    assert r.json()["error"]["type"] == "validation_error"
+
+
+def test_oversized_body_without_content_length_is_refused(strict_app) -> None:
+    http, _ = strict_app
+
+    def chunks():
+        yield b'{"inputs": "'
+        for _ in range(10):
+            yield b"x" * 1_000
+        yield b'"}'
+
+    r = http.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "payload_too_large"
+
+
+def test_errors_are_capped_with_a_count(make_client, flights) -> None:
+    with make_client(max_errors=5) as (http, _):
+        r = http.post("/v1/predict", json={"inputs": [flights.row(0, distance="x", carrier=1)] * 20})
+    error = r.json()["error"]
+    assert r.status_code == 422 and len(error["errors"]) == 5 and error["n_errors"] == 40
+
+
+def test_range_tolerance_and_unseen_categories_by_default(make_client, flights) -> None:
+    spec = flights.model.schema["columns"]["distance"]
+    width = spec["max"] - spec["min"]
+    with make_client() as (http, _):
+        near = flights.row(0, distance=int(spec["max"] + 0.4 * width), dest="XXX")  # within the tolerance
+        assert http.post("/v1/predict", json={"inputs": near}).status_code == 200
+        far = flights.row(0, distance=int(spec["max"] + 0.6 * width))
+        assert http.post("/v1/predict", json={"inputs": far}).status_code == 422
+        # datetimes move forward: a date past the build range is fine
+        assert (
+            http.post(
+                "/v1/predict", json={"inputs": flights.row(0, time_hour="2031-02-03T04:00:00Z")}
+            ).status_code
+            == 200
+        )
+        metrics = http.get("/metrics").text
+    assert 'mlsd_unseen_categories_total{column="dest"} 1.0' in metrics
+
+
+def test_nullable_columns_accept_null(client, flights) -> None:
+    http, _ = client
+    r = http.post("/v1/predict", json={"inputs": flights.row(0, temp=None, precip=None)})
+    assert r.status_code == 200, r.text
+
+
+def test_validator_finds_rows_vectorised() -> None:
+    train = pd.DataFrame(
+        {"n": [1, 5, 10], "x": [0.5, 1.5, None], "flag": [True, False, True], "c": ["a", "b", "a"]}
+    )
+    schema = infer_schema(train, categorical=["c"])
+    v = RowValidator(schema, ["n", "x", "flag", "c"], reject_unseen_categories=True, range_tolerance=0.0)
+    rows = [
+        {"n": 2, "x": None, "flag": False, "c": "a"},
+        {"n": 2.0, "x": 1, "flag": 1, "c": "b"},  # 2.0 is whole; 1 is not a boolean
+        {"n": 11, "x": 1.0, "flag": True, "c": "z"},
+    ]
+    checked = v.check(rows)
+    assert checked.invalid.tolist() == [False, True, True]
+    errors, total = v.field_errors(rows, checked, 0, 3)
+    assert [(e["field"], e["kind"]) for e in errors] == [
+        ("inputs[1].flag", "type"),
+        ("inputs[2].n", "range"),
+        ("inputs[2].c", "category"),
+    ]
+    assert total == 3
+    # rows of another request in the same batch are named relative to that request
+    errors, total = v.field_errors(rows, checked, 2, 3)
+    assert [e["field"] for e in errors] == ["inputs[0].n", "inputs[0].c"]
+    assert checked.frame["n"].dtype == "int64" and checked.frame["flag"].dtype == object
+
+
+def test_row_model_from_schema(flights) -> None:
+    from mlsd.data import Schema
+
+    schema = Schema.from_dict(flights.model.schema)
+    Row = build_row_model(schema, flights.model.input_columns)
+    row = Row.model_validate(flights.row(0))
+    assert row.carrier == flights.row(0)["carrier"]
+    fields = Row.model_json_schema(by_alias=True)["properties"]
+    assert (
+        fields["distance"]["type"] == "integer" and "seen at build time" in fields["distance"]["description"]
+    )
+
+
+def test_validator_agrees_with_schema_validate_frame(flights) -> None:
+    """The numpy range and category checks follow the rules of Schema.validate_frame."""
+    from mlsd.data import Schema
+
+    schema = Schema.from_dict(flights.model.schema)
+    cols = [c for c in flights.model.input_columns if schema.columns[c].dtype != "datetime"]
+    spec = schema.columns["distance"]
+    rows = [
+        flights.row(i, distance=d, dest=dest)
+        for i, (d, dest) in enumerate(
+            [(int(spec.max * 1.2), "XXX"), (int(spec.max * 3), "BOS"), (int(spec.min), "ZZZ")]
+        )
+    ]
+    v = RowValidator(schema, flights.model.input_columns, reject_unseen_categories=True, range_tolerance=0.5)
+    checked = v.check(rows)
+    ours = {(e.column, e.kind) for e in checked.errors}
+    frame = pd.DataFrame(rows)[cols]
+    theirs = {
+        (x.column, x.kind)
+        for x in schema.validate_frame(
+            frame, allow_unseen_categories=False, range_tolerance=0.5, columns=cols
+        )
+        if x.severity == "error"
+    }
+    assert ours == theirs == {("distance", "range"), ("dest", "category")}
+    assert {e.column: e.rows.tolist() for e in checked.errors} == {"distance": [1], "dest": [0, 2]}
