@@ -14,7 +14,9 @@ the first ``--rows`` test-month flights, as JSON records, one row per request:
   worker, the same pyfunc model, no prediction log), body ``{"dataframe_records": [row]}``.
 
 Both servers get the same client: httpx, ``--concurrency`` requests in flight, client-side
-latency. Results go to bench/results/serving.json.
+latency; first one request at a time (500 requests: latency without queueing), then all rows with
+``--concurrency`` in flight. Client and server share the machine, as a load test on one box
+does. Results go to bench/results/serving.json.
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ async def load(url: str, bodies: list[dict], concurrency: int) -> dict:
     }
 
 
+def measure(tool: str, url: str, bodies: list[dict], concurrency: int) -> dict[str, dict]:
+    """One request at a time (latency without queueing), then ``concurrency`` in flight."""
+    asyncio.run(load(url, bodies[:200], concurrency))  # warm-up
+    return {
+        f"{tool}, concurrency 1": asyncio.run(load(url, bodies[:500], 1)),
+        f"{tool}, concurrency {concurrency}": asyncio.run(load(url, bodies, concurrency)),
+    }
+
+
 def in_process(model, records: list[dict]) -> dict:
     latencies = np.empty(len(records))
     start = time.perf_counter()
@@ -157,10 +168,7 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         bodies = [{"inputs": r} for r in records]
-        asyncio.run(load(f"http://127.0.0.1:{port}/v1/predict", bodies[:200], args.concurrency))  # warm-up
-        results["mlsd_serve"] = asyncio.run(
-            load(f"http://127.0.0.1:{port}/v1/predict", bodies, args.concurrency)
-        )
+        results |= measure("mlsd_serve", f"http://127.0.0.1:{port}/v1/predict", bodies, args.concurrency)
     finally:
         stop(proc)
 
@@ -189,23 +197,22 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port}/ping", proc)
         bodies = [{"dataframe_records": [r]} for r in records]
-        asyncio.run(load(f"http://127.0.0.1:{port}/invocations", bodies[:200], args.concurrency))
-        results["mlflow_serve"] = asyncio.run(
-            load(f"http://127.0.0.1:{port}/invocations", bodies, args.concurrency)
-        )
+        results |= measure("mlflow_serve", f"http://127.0.0.1:{port}/invocations", bodies, args.concurrency)
     finally:
         stop(proc)
 
-    print(f"\n{'':16}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failures':>10}")
+    print(f"\n{'':28}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failures':>10}")
     for key, r in results.items():
         print(
-            f"{key:16}{r['throughput_rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['failures']:>10}"
+            f"{key:28}{r['throughput_rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['failures']:>10}"
         )
-    m, f = results["mlsd_serve"], results["mlflow_serve"]
-    print(
-        f"\nmlsd serve vs mlflow models serve: {m['throughput_rps'] / f['throughput_rps']:.1f}x throughput, "
-        f"p50 {f['p50_ms'] / m['p50_ms']:.1f}x lower, p99 {f['p99_ms'] / m['p99_ms']:.1f}x lower"
-    )
+    for level in (1, args.concurrency):
+        m, f = results[f"mlsd_serve, concurrency {level}"], results[f"mlflow_serve, concurrency {level}"]
+        print(
+            f"concurrency {level}: mlsd serve vs mlflow models serve: "
+            f"{m['throughput_rps'] / f['throughput_rps']:.1f}x throughput, "
+            f"p50 {f['p50_ms'] / m['p50_ms']:.1f}x lower, p99 {f['p99_ms'] / m['p99_ms']:.1f}x lower"
+        )
     results["model"] = {"name": name, "version": version}
     results["concurrency"] = args.concurrency
     args.out.parent.mkdir(parents=True, exist_ok=True)

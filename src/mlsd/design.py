@@ -296,7 +296,12 @@ class DeploymentSpec(_Spec):
         None, description="SQLAlchemy URL of the prediction log; defaults to SQLite in the workspace"
     )
     max_batch_size: int = Field(64, ge=1, le=100_000, description="rows scored together (micro-batching)")
-    max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to fill a batch")
+    max_batch_delay_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="longest wait to fill a batch (0: score only what queued while the last batch ran)",
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     max_rows_per_request: int = Field(10_000, ge=1)
     reject_unseen_categories: bool = Field(

@@ -62,3 +62,36 @@ def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
     assert sorted(log.read_predictions()["request_id"]) == sorted(ids)
     assert len(log.read_requests()) == 200  # the lifespan's close() drained the rejected ones too
     assert float(re.search(r"^mlsd_batch_size_sum (\S+)$", metrics, re.M).group(1)) == 200
+
+
+def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_path) -> None:
+    import pandas as pd
+
+    from mlsd.serving.replay import replay
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    rows = pd.DataFrame(flights.rows[:130])
+    labels = (rows["arr_delay"] > 15).tolist()
+    rows["distance"] = rows["distance"].astype(object)
+    rows.loc[7, "distance"] = "far"  # one invalid row: a 422, no prediction, no feedback for it
+    try:
+        result = replay(
+            f"http://127.0.0.1:{port}", rows, labels=labels, concurrency=4, feedback_batch=50, timeout=20
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert (result.sent, result.ok, result.statuses) == (130, 129, {"200": 129, "422": 1})
+    assert result.feedback_sent == result.feedback_ok == 129  # in lists of 50, 50 and 29
+    logged = log.read_predictions()
+    assert len(logged) == 129 and logged["outcome"].notna().all()
+    assert set(logged["request_id"]) == set(result.acknowledged)

@@ -14,15 +14,14 @@ reads it back.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from mlsd.monitoring._json import jsonable
 from mlsd.monitoring.drift import DriftResult, FeatureDrift
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
@@ -39,21 +38,6 @@ def _ts(v: Any) -> pd.Timestamp | None:
     return None if v is None else pd.Timestamp(v)
 
 
-def _jsonable(v: Any) -> Any:
-    """Plain JSON types: numpy -> Python, timestamps -> ISO strings, NaN/inf -> None."""
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | np.ndarray):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, pd.Timestamp | dt.datetime):
-        return pd.Timestamp(v).isoformat()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 @dataclasses.dataclass
 class Alert:
     """One breached limit: ``value`` against ``limit`` in the window starting at ``window_start``."""
@@ -65,7 +49,7 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({**dataclasses.asdict(self), "window_start": _iso(self.window_start)})
+        return jsonable({**dataclasses.asdict(self), "window_start": _iso(self.window_start)})
 
 
 @dataclasses.dataclass
@@ -82,7 +66,7 @@ class WindowResult:
     slo: SloResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(
+        return jsonable(
             {
                 "start": _iso(self.start),
                 "end": _iso(self.end),
@@ -185,7 +169,7 @@ class MonitorResult:
             "task": self.task,
             "window": self.window,
             "created_at": _iso(self.created_at),
-            "limits": _jsonable(self.limits),
+            "limits": jsonable(self.limits),
             "fired": self.fired,
             "alerts": [a.to_dict() for a in self.alerts],
             "overall": self.overall.to_dict(),

@@ -42,19 +42,12 @@ from scipy import stats
 from mlsd.errors import DataError, DesignError
 from mlsd.goals import CostMatrix, bootstrap_ci, compute_metric, expected_calibration_error
 from mlsd.goals import expected_cost_per_1000 as _cost_per_1000
+from mlsd.monitoring._json import finite_or_none
 
 __all__ = ["PerformanceResult", "cohens_h", "label_drift_test", "labelled_performance"]
 
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0"}
-
-
-def _num(v: Any) -> float | None:
-    """A finite float or ``None`` (JSON-ready)."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 @dataclasses.dataclass
@@ -81,7 +74,10 @@ class PerformanceResult:
     rmse: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v if isinstance(v, str | int) else _num(v)) for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (v if isinstance(v, str | int) else finite_or_none(v))
+            for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PerformanceResult:
@@ -177,8 +173,8 @@ def labelled_performance(
         n_predictions=n,
         n_labelled=k,
         label_coverage=k / n if n else None,
-        score_mean=_num(score_all.mean()) if n else None,
-        reference_label_rate=_num(reference_label_rate),
+        score_mean=finite_or_none(score_all.mean()) if n else None,
+        reference_label_rate=finite_or_none(reference_label_rate),
     )
     if k == 0:
         return out
@@ -188,30 +184,34 @@ def labelled_performance(
         y = pd.to_numeric(labelled["outcome"], errors="coerce").to_numpy(dtype=float)
         ok = finite & np.isfinite(y)
         if ok.any():
-            out.label_rate = _num(y[ok].mean())
-            out.mae = _num(compute_metric("mae", y[ok], score[ok]))
-            out.rmse = _num(compute_metric("rmse", y[ok], score[ok]))
+            out.label_rate = finite_or_none(y[ok].mean())
+            out.mae = finite_or_none(compute_metric("mae", y[ok], score[ok]))
+            out.rmse = finite_or_none(compute_metric("rmse", y[ok], score[ok]))
         return out
     if task == "multiclass":
         if "decision" in labelled.columns:
             same = labelled["decision"].astype("str") == labelled["outcome"].astype("str")
-            out.accuracy = _num(same.mean())
+            out.accuracy = finite_or_none(same.mean())
         return out
     y = _as_binary(labelled["outcome"], positive_class, "outcome")
     out.label_rate = float(y.mean())
     if reference_label_rate is not None and 0.0 < reference_label_rate < 1.0:
         p_value, h = label_drift_test(int(y.sum()), k, reference_label_rate)
-        out.label_drift_p_value, out.label_drift_effect = _num(p_value), _num(h)
+        out.label_drift_p_value, out.label_drift_effect = finite_or_none(p_value), finite_or_none(h)
     if finite.any():
         ys, ss = y[finite], score[finite]
         out.mean_score_labelled = float(ss.mean())
-        out.ece = _num(expected_calibration_error(ys, np.clip(ss, 0.0, 1.0)))
+        out.ece = finite_or_none(expected_calibration_error(ys, np.clip(ss, 0.0, 1.0)))
         if 0 < ys.sum() < ys.size:
             est = bootstrap_ci("roc_auc", ys, ss, n_resamples=n_resamples, seed=seed)
-            out.roc_auc, out.roc_auc_low, out.roc_auc_high = _num(est.value), _num(est.low), _num(est.high)
+            out.roc_auc, out.roc_auc_low, out.roc_auc_high = (
+                finite_or_none(est.value),
+                finite_or_none(est.low),
+                finite_or_none(est.high),
+            )
     if "decision" in labelled.columns and labelled["decision"].notna().all():
         decision = _as_binary(labelled["decision"], positive_class, "decision", prefer_bool=True)
         out.accuracy = float((decision == y).mean())
         if costs is not None:
-            out.cost_per_1000 = _num(_cost_per_1000(y, decision, costs))
+            out.cost_per_1000 = finite_or_none(_cost_per_1000(y, decision, costs))
     return out

@@ -32,22 +32,13 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
 from mlsd.data import Schema
+from mlsd.monitoring._json import jsonable
 
 __all__ = ["ColumnQuality", "QualityResult", "data_quality"]
-
-
-def _clean(v: Any) -> Any:
-    """JSON-ready scalars: numpy -> Python, NaN -> None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 @dataclasses.dataclass
@@ -68,8 +59,8 @@ class ColumnQuality:
     schema_break: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: _clean(v) for k, v in dataclasses.asdict(self).items()}
-        out["unseen_examples"] = [_clean(v) for v in self.unseen_examples]
+        out = {k: jsonable(v) for k, v in dataclasses.asdict(self).items()}
+        out["unseen_examples"] = [jsonable(v) for v in self.unseen_examples]
         return out
 
 

@@ -31,7 +31,6 @@ The design's constraints become objectives when their key is known (only those p
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.errors import DataError
+from mlsd.monitoring._json import finite_or_none
 
 __all__ = ["SLO_KEYS", "Objective", "SloResult", "service_levels"]
 
@@ -53,13 +53,6 @@ SLO_KEYS: dict[str, tuple[str, Literal["max", "min"]]] = {
 _COLUMNS = ("logged_at", "status", "n_rows", "latency_ms")
 
 
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 @dataclasses.dataclass
 class Objective:
     """One SLO: the measured value against the design's limit; ``passed`` is None when unmeasured."""
@@ -71,7 +64,11 @@ class Objective:
     passed: bool | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "value": _num(self.value), "limit": _num(self.limit)}
+        return {
+            **dataclasses.asdict(self),
+            "value": finite_or_none(self.value),
+            "limit": finite_or_none(self.limit),
+        }
 
 
 @dataclasses.dataclass
@@ -99,7 +96,7 @@ class SloResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            k: (v if isinstance(v, int) else _num(v))
+            k: (v if isinstance(v, int) else finite_or_none(v))
             for k, v in dataclasses.asdict(self).items()
             if k != "objectives"
         }

@@ -27,11 +27,9 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from markupsafe import Markup
-from plotly.offline import get_plotlyjs
 
 from mlsd.report.plots import _layout
-from mlsd.report.render import _environment, figure_html
+from mlsd.report.render import write_page
 
 __all__ = [
     "build_monitor_figures",
@@ -189,23 +187,14 @@ def render_monitor_report(result: Mapping[str, Any] | Any, path: str | Path, *, 
     """Write the monitoring run ``result`` (a dict, or an object with ``to_dict``) as HTML at ``path``."""
     data: Mapping[str, Any] = result.to_dict() if hasattr(result, "to_dict") else result
     windows = list(data.get("windows") or [])
-    figures = {key: figure_html(fig, key) for key, fig in build_monitor_figures(data).items()}
-    latest = windows[-1] if windows else None
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    html = (
-        _environment()
-        .get_template(_TEMPLATE)
-        .render(
-            r=data,
-            title=title or "Monitoring report",
-            windows=windows,
-            latest=latest,
-            overall=data.get("overall"),
-            figures=figures,
-            plotlyjs=Markup(get_plotlyjs()),
-            label=_label,
-        )
+    return write_page(
+        _TEMPLATE,
+        path,
+        build_monitor_figures(data),
+        r=data,
+        title=title or "Monitoring report",
+        windows=windows,
+        latest=windows[-1] if windows else None,
+        overall=data.get("overall"),
+        label=_label,
     )
-    out.write_text(html, encoding="utf-8")
-    return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from plotly.offline import get_plotlyjs
 from mlsd.report import plots
 from mlsd.report.document import Calibration, Curve, DesignDocument, SliceRow
 
-__all__ = ["build_figures", "figure_html", "render_design_document"]
+__all__ = ["build_figures", "figure_html", "render_design_document", "write_page"]
 
 _TEMPLATE = "design.html.j2"
 # No mode bar: it covers the titles of the half-width figures; drag-to-zoom and hover still work.
@@ -88,24 +88,31 @@ def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
 
 def render_design_document(doc: DesignDocument, path: str | Path) -> Path:
     """Write ``doc`` to ``path`` as one offline HTML file; return the path."""
-    figures = {key: figure_html(fig, key) for key, fig in build_figures(doc).items()}
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_page(
+        _TEMPLATE,
+        path,
+        build_figures(doc),
+        doc=doc,
+        metric_columns=_metric_columns(doc),
+        slice_ids={column: f"fig-slice-{_slug(column)}" for column in _slices_by_column(doc.models.slices)},
+        winner=_winner(doc),
+        saving=_saving(doc),
+    )
+
+
+def write_page(template: str, path: str | Path, figures: Mapping[str, Any], **context: Any) -> Path:
+    """Render ``template`` with its figures and plotly.js inlined once, and write it (the parent is made)."""
     html = (
         _environment()
-        .get_template(_TEMPLATE)
+        .get_template(template)
         .render(
-            doc=doc,
-            figures=figures,
+            figures={key: figure_html(fig, key) for key, fig in figures.items()},
             plotlyjs=Markup(get_plotlyjs()),
-            metric_columns=_metric_columns(doc),
-            slice_ids={
-                column: f"fig-slice-{_slug(column)}" for column in _slices_by_column(doc.models.slices)
-            },
-            winner=_winner(doc),
-            saving=_saving(doc),
+            **context,
         )
     )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 

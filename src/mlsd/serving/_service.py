@@ -83,6 +83,7 @@ class Service:
             max_batch_size=settings.max_batch_size,
             max_delay_ms=settings.max_batch_delay_ms,
             on_batch=self.metrics.batch_size.observe,
+            adaptive=True,
         )
         self.model_ref = {"name": settings.model_name, "version": settings.model_version}
         self._log_started = False
@@ -142,10 +143,14 @@ class Service:
     async def predict(self, request: Request) -> Response:
         start, received = _started(request)
         n_rows = 0
+        self.batcher.expect()
+        expected = True
         try:
             payload = parse_json(await read_body(request, self.settings.max_body_bytes))
             rows, single = parse_predict_body(payload, max_rows=self.settings.max_rows_per_request)
             n_rows = len(rows)
+            expected = False
+            self.batcher.unexpect()
             part = await self.batcher.submit(rows)
             scored = part.result
             bad = scored.checked.invalid[part.start : part.stop]
@@ -175,6 +180,9 @@ class Service:
             message = exc.message if isinstance(exc, MlsdError) else type(exc).__name__
             self._record_failure(received, start, 500, n_rows, f"model error: {message}")
             return error_response(500, f"the model failed to score this request ({message})", "model_error")
+        finally:
+            if expected:  # rejected before its rows reached the batcher
+                self.batcher.unexpect()
         ids = new_request_ids(n_rows)
         latency_ms = (time.perf_counter() - start) * 1000
         s = self.settings
@@ -223,16 +231,20 @@ class Service:
             items, single = self._feedback_items(payload)
         except RequestError as exc:
             return exc.response()
+        # all submitted before any is awaited, so a list of outcomes shares one group commit
+        statuses = await asyncio.gather(
+            *(self.log.record_feedback(rid, outcome) for rid, outcome in items), return_exceptions=True
+        )
         results, failures = [], []
-        for i, (rid, outcome) in enumerate(items):
-            try:
-                status = await self.log.record_feedback(rid, outcome)
-            except (NotFoundError, ConflictError) as exc:
+        for i, ((rid, _), status) in enumerate(zip(items, statuses, strict=True)):
+            if isinstance(status, NotFoundError | ConflictError):
                 if single:
-                    return mlsd_error_response(exc)
-                failures.append((i, exc))
-                continue
-            results.append({"request_id": rid, "status": status})
+                    return mlsd_error_response(status)
+                failures.append((i, status))
+            elif isinstance(status, BaseException):
+                raise status
+            else:
+                results.append({"request_id": rid, "status": status})
         if failures:
             code = 404 if all(isinstance(e, NotFoundError) for _, e in failures) else 409
             errors = [

@@ -8,6 +8,12 @@ request a :class:`BatchSlice`: the batch result and the positions of its rows. A
 more rows than ``max_batch_size`` skips the queue. If ``fn`` raises, exactly the requests of
 that batch get the exception and the consumer goes on.
 
+With ``adaptive=True`` the consumer waits for more rows only while some request has arrived
+but not yet submitted its rows (the server calls :meth:`MicroBatcher.expect` when a request
+comes in and :meth:`MicroBatcher.unexpect` once its body is parsed): a lone request is scored
+at once instead of paying the delay for company that is not coming, and under load the batches
+fill as before.
+
 >>> import asyncio
 >>> sizes = []
 >>> async def main():
@@ -68,11 +74,14 @@ class MicroBatcher(Generic[R]):
         max_batch_size: int = 64,
         max_delay_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
+        adaptive: bool = False,
     ) -> None:
         self.fn = fn
         self.max_batch_size = max_batch_size
         self.max_delay_ms = max_delay_ms
         self.on_batch = on_batch
+        self.adaptive = adaptive
+        self._expected = 0
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._carry: _Pending | None = None
@@ -80,6 +89,14 @@ class MicroBatcher(Generic[R]):
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def expect(self) -> None:
+        """A request arrived whose rows will be submitted soon (see ``adaptive``)."""
+        self._expected += 1
+
+    def unexpect(self) -> None:
+        """That request's rows were submitted, or it was rejected before."""
+        self._expected = max(0, self._expected - 1)
 
     async def start(self) -> MicroBatcher[R]:
         if not self.running:
@@ -130,7 +147,7 @@ class MicroBatcher(Generic[R]):
                     nxt = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     left = deadline - time.perf_counter()
-                    if left <= 0:
+                    if left <= 0 or (self.adaptive and self._expected == 0):
                         break
                     try:
                         nxt = await asyncio.wait_for(queue.get(), left)

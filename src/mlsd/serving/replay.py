@@ -1,10 +1,11 @@
 """Send held-out rows through a running server, in time order, as live traffic would arrive.
 
 :func:`replay` posts each row to ``/v1/predict`` (``concurrency`` requests in flight at most, at
-``rate`` rows per second at most), optionally posts the row's true label to ``/v1/feedback``
-as soon as the prediction comes back, and measures what a client sees: throughput and latency
-percentiles. Rows are sent in the order given (the caller sorts them by time); with more than
-one request in flight, responses may complete out of order, as they would in production.
+``rate`` rows per second at most), optionally posts the rows' true labels to ``/v1/feedback``
+once their predictions came back (in lists of ``feedback_batch``, as labels arriving in bulk
+would), and measures what a client sees: throughput and latency percentiles of the predictions.
+Rows are sent in the order given (the caller sorts them by time); with more than one request in
+flight, responses may complete out of order, as they would in production.
 
 A request that never gets an answer (connection refused, reset, timeout) is counted as failed
 with status 0, and the replay goes on: a replay against a server that dies midway finishes and
@@ -88,6 +89,7 @@ async def replay_async(
     concurrency: int = 8,
     rate: float | None = None,
     timeout: float = 30.0,
+    feedback_batch: int = 100,
     on_done: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Replay ``rows`` (one request per row) against the server at ``base_url``."""
@@ -117,6 +119,7 @@ async def replay_async(
     acknowledged: list[str] = []
     errors: list[str] = []
     feedback = Counter[str]()
+    labelled: list[dict[str, Any]] = []  # answered rows whose outcome is not posted yet
     next_index = 0
     start = time.perf_counter()
 
@@ -146,13 +149,18 @@ async def replay_async(
                         request_id = response.json()["predictions"][0]["request_id"]
                         acknowledged.append(request_id)
                         if outcomes is not None:
-                            await _feedback(client, request_id, outcomes[i], feedback, errors)
+                            labelled.append({"request_id": request_id, "outcome": outcomes[i]})
+                            if len(labelled) >= feedback_batch:
+                                batch, labelled[:] = labelled[:], []
+                                await _feedback(client, batch, feedback, errors)
                     else:
                         _keep(errors, f"row {i}: {response.status_code} {response.text[:300]}")
                 if on_done is not None:
                     on_done(1)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, max(n, 1)))))
+        if labelled:
+            await _feedback(client, labelled, feedback, errors)
     return ReplayResult(
         sent=n,
         ok=statuses.get("200", 0),
@@ -172,20 +180,25 @@ def replay(base_url: str, rows: pd.DataFrame, **kwargs: Any) -> ReplayResult:
 
 
 async def _feedback(
-    client: Any, request_id: str, outcome: Any, counts: Counter[str], errors: list[str]
+    client: Any, batch: list[dict[str, Any]], counts: Counter[str], errors: list[str]
 ) -> None:
+    """Post a list of outcomes; the server records the valid ones even when others fail."""
     import httpx
 
-    counts["sent"] += 1
+    counts["sent"] += len(batch)
     try:
-        response = await client.post("/v1/feedback", json={"request_id": request_id, "outcome": outcome})
+        response = await client.post("/v1/feedback", json=batch)
     except httpx.HTTPError as exc:
-        _keep(errors, f"feedback {request_id}: {type(exc).__name__}: {exc}")
+        _keep(errors, f"feedback for {len(batch)} rows: {type(exc).__name__}: {exc}")
         return
     if response.status_code == 200:
-        counts["ok"] += 1
-    else:
-        _keep(errors, f"feedback {request_id}: {response.status_code} {response.text[:300]}")
+        counts["ok"] += len(batch)
+        return
+    failed = (
+        response.json().get("error", {}).get("errors", []) if response.status_code in (404, 409) else batch
+    )
+    counts["ok"] += len(batch) - len(failed)
+    _keep(errors, f"feedback for {len(batch)} rows: {response.status_code} {response.text[:300]}")
 
 
 def _keep(errors: list[str], message: str, limit: int = 50) -> None:
