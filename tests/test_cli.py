@@ -76,3 +76,23 @@ def test_bad_designs_exit_2_naming_file_line_and_field(
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "no such design file" in result.output
+
+
+def test_replay_without_a_server_exits_2_before_loading_data(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runner.invoke(app, ["replay", str(EXAMPLE), "--url", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 2
+    assert "--url: no server answers there" in " ".join(result.output.split())
+
+
+def test_monitor_and_log_of_a_design_never_built_say_what_to_run(tmp_path: Path) -> None:
+    design = _bad_design(tmp_path, "name: flight-delay", "name: never-built")
+    result = runner.invoke(app, ["monitor", str(design)])
+    assert result.exit_code == 2 and "run `mlsd build` first" in " ".join(result.output.split())
+    result = runner.invoke(app, ["log", str(design), "--export", str(tmp_path / "out.parquet")])
+    assert result.exit_code == 2 and "no prediction log yet" in " ".join(result.output.split())
+    assert not (tmp_path / ".mlsd" / "never-built" / "predictions.db").exists()  # reading created nothing

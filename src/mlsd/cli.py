@@ -276,13 +276,14 @@ def replay(
 
     try:
         system = _system(design)
+        dep = system.design.deployment
+        base_url = url or f"http://{dep.host}:{dep.port}"
+        _require_ready(base_url, design)  # before the data loads: a missing server fails at once
         rows, labels = system.replay_rows(split)
     except MlsdError as exc:
         _fail(exc)
     if limit is not None:
         rows, labels = rows.head(limit), labels.head(limit)
-    dep = system.design.deployment
-    base_url = url or f"http://{dep.host}:{dep.port}"
     err.print(
         f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})", highlight=False
     )
@@ -331,6 +332,32 @@ def replay(
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+def _require_ready(base_url: str, design: Path) -> None:
+    """Fail fast, before sending anything, when no ready mlsd server answers at ``base_url``."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url}/readyz", timeout=5)
+    except httpx.HTTPError as exc:
+        _fail(
+            MlsdError(
+                f"no server answers there ({type(exc).__name__})",
+                field="--url",
+                received=base_url,
+                expected=f"a running server: start one with `mlsd serve {design}`",
+            )
+        )
+    if response.status_code != 200:
+        _fail(
+            MlsdError(
+                "the server is not ready",
+                field="--url",
+                received=f"{base_url}/readyz -> {response.status_code}",
+                expected="200 from /readyz (the model loaded and the log writer running)",
+            )
+        )
 
 
 @app.command()
@@ -420,6 +447,16 @@ def log_command(
     """Show what the prediction log holds; with --export, write a period of it to Parquet."""
     try:
         system = _system(design)
+        if system.design.deployment.log_url is None and not (system.workspace / "predictions.db").exists():
+            # reading must not create an empty log as a side effect
+            _fail(
+                MlsdError(
+                    "no prediction log yet for this design",
+                    field="log",
+                    received=str(system.workspace / "predictions.db"),
+                    expected=f"a log written by `mlsd serve {design}`",
+                )
+            )
         log = system.prediction_log()
         if export is not None:
             n = system.export_log(export, since=since, until=until)
