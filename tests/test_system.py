@@ -184,3 +184,13 @@ def test_a_regression_build_is_monitored_from_its_log(tmp_path: Path) -> None:
     assert window.performance.mae is not None and window.performance.n_labelled == 300
     assert run.result.fired  # more than half of the features moved
     assert run.html_path.is_file() and run.json_path.is_file()
+    # segment 5 of the design document now shows what the monitor measured
+    from mlsd.report import DesignDocument
+
+    doc = DesignDocument.load(system.reports_dir / "design.json")
+    assert "carat" in doc.monitoring.reference["numeric features"]
+    latest = doc.monitoring.latest
+    assert latest is not None and latest.predictions == 300 and latest.report == run.html_path.name
+    assert latest.alerts and latest.drift[0].max_effect_size >= latest.drift[-1].max_effect_size
+    assert "MAE" in latest.performance
+    assert "Latest monitoring run" in (system.reports_dir / "design.html").read_text()

@@ -192,6 +192,7 @@ def run_build(system: System) -> BuildResult:
     )
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, table[decision.winner])
+    document.monitoring.reference = _reference_summary(reference)
     with progress.stage("registering the champion"):
         registry = ModelRegistry(system.workspace)
         with registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"):
@@ -343,6 +344,22 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
         performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
         seed=design.models.seed,
     )
+
+
+def _reference_summary(reference: Any) -> dict[str, Any]:
+    """What the design document says about the reference monitoring compares against."""
+    from mlsd.monitoring import SCORE_COLUMN
+
+    summary: dict[str, Any] = {
+        "numeric features": ", ".join(c for c in reference.numeric if c != SCORE_COLUMN) or "-",
+        "categorical features": ", ".join(reference.categorical) or "-",
+        "training rows summarised": reference.n_rows,
+        "score distribution": "validation split" if SCORE_COLUMN in reference.numeric else "-",
+    }
+    if reference.label_rate is not None:
+        summary["training label rate"] = round(float(reference.label_rate), 4)
+    summary |= {f"validation {k}": round(v, 4) for k, v in reference.performance.items() if v is not None}
+    return summary
 
 
 def _cost_optimal_threshold(design: Design, model: Any, x_valid: pd.DataFrame, y_valid: np.ndarray) -> float:

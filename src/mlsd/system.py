@@ -415,7 +415,69 @@ class System:
         json_path = self.reports_dir / f"monitor-{stamp}.json"
         _save_json(json_path, result.to_dict())
         html_path = render_monitor_report(result.to_dict(), self.reports_dir / f"monitor-{stamp}.html")
+        self._document_monitoring(result, html_path)
         return MonitorRun(result=result, html_path=html_path, json_path=json_path)
+
+    def _document_monitoring(self, result: Any, html_path: Path) -> None:
+        """Put the latest monitoring run into the design document (segment 5) and render it again."""
+        from mlsd.report import DesignDocument, DriftRow, MonitoringRun, render_design_document
+
+        saved = self.reports_dir / "design.json"
+        if not saved.is_file():
+            return
+        document = DesignDocument.load(saved)
+        overall, windows = result.overall, result.windows
+        perf, slo = overall.performance, overall.slo
+        top = result.top_drifted(15)
+        document.monitoring.latest = MonitoringRun(
+            report=html_path.name,
+            generated_at=str(result.created_at)[:19],
+            period=f"{str(windows[0].start)[:10]} to {str(windows[-1].end)[:10]}" if windows else "-",
+            window=result.window,
+            windows=len(windows),
+            predictions=overall.n,
+            labelled=perf.n_labelled,
+            alerts=[f"{a.name}: {a.message}" for a in result.alerts],
+            drift=[
+                DriftRow(
+                    column=r.column,
+                    kind=r.kind,
+                    method=r.method,
+                    max_effect_size=round(float(r.max_effect_size), 3),
+                    drifted_windows=int(r.n_drifted_windows),
+                    windows=int(r.n_windows),
+                )
+                for r in top.itertuples()
+            ],
+            performance={
+                k: round(v, 4) if isinstance(v, float) else v
+                for k, v in {
+                    "ROC AUC": perf.roc_auc,
+                    "ECE": perf.ece,
+                    "label rate": perf.label_rate,
+                    "label rate at build": perf.reference_label_rate,
+                    "cost per 1,000": perf.cost_per_1000,
+                    "MAE": perf.mae,
+                    "RMSE": perf.rmse,
+                }.items()
+                if v is not None
+            },
+            service={}
+            if slo is None
+            else {
+                "requests": slo.n_requests,
+                "p50 latency ms": slo.p50_ms and round(slo.p50_ms, 2),
+                "p99 latency ms": slo.p99_ms and round(slo.p99_ms, 2),
+                "5xx rate": slo.error_rate,
+                "requests per second": slo.requests_per_second and round(slo.requests_per_second, 1),
+                **{
+                    f"SLO {o.name}": {True: "met", False: "missed", None: "-"}[o.passed]
+                    for o in slo.objectives
+                },
+            },
+        )
+        document.save(saved)
+        render_design_document(document, self.reports_dir / "design.html")
 
     def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
         """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""

@@ -260,8 +260,37 @@ _MONITORING_TEXT = (
 )
 
 
+class DriftRow(_Model):
+    """One feature's drift over the monitored windows."""
+
+    column: str
+    kind: str
+    method: str
+    max_effect_size: float | None = None
+    drifted_windows: int = 0
+    windows: int = 0
+
+
+class MonitoringRun(_Model):
+    """What the latest `mlsd monitor` measured on the served traffic."""
+
+    report: str  # the monitoring report, relative to the design document
+    generated_at: str
+    period: str
+    window: str
+    windows: int
+    predictions: int
+    labelled: int
+    alerts: list[str] = Field(default_factory=list)
+    drift: list[DriftRow] = Field(default_factory=list)
+    performance: dict[str, Any] = Field(default_factory=dict)  # over all windows: AUC, ECE, label rate
+    service: dict[str, Any] = Field(default_factory=dict)  # from the request log: latency, errors
+
+
 class Monitoring(_Model):
     plan: dict[str, Any] = Field(default_factory=dict)  # window, drift method, correction, alerts
+    reference: dict[str, Any] = Field(default_factory=dict)  # what the build saved to compare with
+    latest: MonitoringRun | None = None
     text: str = _MONITORING_TEXT
 
 
