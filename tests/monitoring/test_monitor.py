@@ -296,3 +296,21 @@ def test_absent_column_and_empty_log(reference, schema, log_frames) -> None:
     empty = run_monitor(reference, schema, predictions.head(0), requests.head(0), spec, task="binary")
     assert empty.windows == [] and empty.overall.n == 0 and not empty.fired
     assert MonitorResult.from_json(empty.to_json()).overall.drift is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_week_drawn_from_the_reference_distribution_raises_no_drift_alert(
+    reference, schema, flights, seed: int
+) -> None:
+    """Training-month rows replayed as one week: the correction keeps the drift alert quiet."""
+    rng = np.random.default_rng(seed)
+    rows = flights[flights["event_time"] < "2013-09-01"].sample(6_000, random_state=seed)
+    rows = rows.assign(event_time=pd.Timestamp("2013-11-04", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 7 * 86_400, len(rows))), unit="s"
+    )).reset_index(drop=True)  # fmt: skip
+    predictions = logged_predictions(rows, seed=seed)
+    spec = MonitoringSpec(window="1w", alerts={"max_drifted_share": 0.3})
+    result = run_monitor(reference, schema, predictions, logged_requests(predictions), spec, task="binary")
+    assert len(result.windows) == 1
+    assert result.windows[0].drift.n_drifted == 0, result.windows[0].drift.to_frame()
+    assert not result.fired
