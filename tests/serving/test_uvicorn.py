@@ -1,12 +1,14 @@
-"""A real uvicorn server on a free local port: 200 concurrent requests, all answered and logged."""
+"""Real uvicorn servers on free local ports: concurrent requests answered and logged; replay with feedback."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import uvicorn
@@ -21,9 +23,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
-    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
-    app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
+@contextlib.contextmanager
+def _serving(app) -> Iterator[str]:
+    """A real uvicorn server in a thread on a free port; stopped (and its lifespan closed) on exit."""
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -34,9 +36,19 @@ def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        assert not thread.is_alive()
 
-    async def send() -> list[httpx.Response]:
+
+def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
+
+    async def send(base: str) -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=base, timeout=20, limits=limits) as client:
             bodies = [{"inputs": flights.row(i % len(flights.rows))} for i in range(195)]
@@ -45,14 +57,10 @@ def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
                 asyncio.gather(*(client.post("/v1/predict", json=b) for b in bodies)), timeout=30
             )
 
-    try:
-        responses = asyncio.run(send())
+    with _serving(app) as base:
+        responses = asyncio.run(send(base))
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         ready = httpx.get(f"{base}/readyz", timeout=5).status_code
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-    assert not thread.is_alive()
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 195 and statuses.count(422) == 5
     assert ready == 200
@@ -71,25 +79,12 @@ def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_pa
 
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
     app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
     rows = pd.DataFrame(flights.rows[:130])
     labels = (rows["arr_delay"] > 15).tolist()
     rows["distance"] = rows["distance"].astype(object)
     rows.loc[7, "distance"] = "far"  # one invalid row: a 422, no prediction, no feedback for it
-    try:
-        result = replay(
-            f"http://127.0.0.1:{port}", rows, labels=labels, concurrency=4, feedback_batch=50, timeout=20
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with _serving(app) as base:
+        result = replay(base, rows, labels=labels, concurrency=4, feedback_batch=50, timeout=20)
     assert (result.sent, result.ok, result.statuses) == (130, 129, {"200": 129, "422": 1})
     assert result.feedback_sent == result.feedback_ok == 129  # in lists of 50, 50 and 29
     logged = log.read_predictions()
