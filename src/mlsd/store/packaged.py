@@ -157,7 +157,8 @@ class PackagedModel:
         ``score >= threshold`` (binary), the arg-max label (multiclass) or the value.
         """
         self.check_columns(df)
-        rows = df.loc[:, self.input_columns]
+        # a served batch already holds exactly the input columns: selecting them again costs a copy
+        rows = df if list(df.columns) == self.input_columns else df.loc[:, self.input_columns]
         if self.task == "regression":
             value = np.asarray(self.pipeline.predict(rows), dtype=float)
             return pd.DataFrame({"score": value, "decision": value}, index=df.index)
