@@ -25,10 +25,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -164,13 +166,17 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     port = free_port()
     print(f"mlsd serve on :{port}, {len(records):,} requests, concurrency {args.concurrency} ...", flush=True)
-    proc = start([str(BIN / "mlsd"), "serve", str(DESIGN), "--port", str(port)], env)
+    # a scratch log: the benchmark's requests must not join the demo's traffic in the workspace log
+    scratch = tempfile.mkdtemp(prefix="mlsd-bench-")
+    command = [str(BIN / "mlsd"), "serve", str(DESIGN), "--port", str(port)]
+    proc = start([*command, "--log-url", f"sqlite:///{scratch}/predictions.db"], env)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         bodies = [{"inputs": r} for r in records]
         results |= measure("mlsd_serve", f"http://127.0.0.1:{port}/v1/predict", bodies, args.concurrency)
     finally:
         stop(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     port = free_port()
     db = f"sqlite:///{system.workspace / 'mlflow.db'}"

@@ -67,10 +67,10 @@ def design(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.contextmanager
-def _server(design: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def _server(design: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
     port = _free_port()
     proc = subprocess.Popen(
-        [str(BIN / "mlsd"), "serve", str(design), "--port", str(port)],
+        [str(BIN / "mlsd"), "serve", str(design), "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -139,12 +139,16 @@ def test_replay_with_feedback_is_logged_exactly_and_monitored(design: Path, tmp_
     assert reports and "plotly" in reports[-1].read_text()
 
 
-def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: Path) -> None:
+def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: Path, tmp_path: Path) -> None:
+    from mlsd.store import PredictionLog
     from mlsd.system import System
 
     rows, _ = System(design).replay_rows("test")
     good = json.loads(rows.head(1).to_json(orient="records", date_format="iso"))[0]
-    with _server(design) as (_, url):
+    scratch = (
+        f"sqlite:///{tmp_path / 'scratch.db'}"  # --log-url: this test's traffic stays out of the workspace
+    )
+    with _server(design, "--log-url", scratch) as (_, url):
         bad_type = httpx.post(f"{url}/v1/predict", json={"inputs": {**good, "distance": "far"}})
         missing = httpx.post(
             f"{url}/v1/predict", json={"inputs": {k: v for k, v in good.items() if k != "temp"}}
@@ -163,6 +167,9 @@ def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: 
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["model"]["version"] >= 1 and body["predictions"][0]["request_id"]
+    scratch_log = PredictionLog(scratch)
+    assert list(scratch_log.read_predictions()["request_id"]) == [body["predictions"][0]["request_id"]]
+    assert sorted(scratch_log.read_requests()["status"]) == [200, 400, 413, 422, 422]  # rejections too
 
 
 def test_sigkill_during_replay_loses_no_acknowledged_prediction(design: Path) -> None:

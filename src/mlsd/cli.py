@@ -240,6 +240,9 @@ def serve(
     design: DesignPath,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default: deployment.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: deployment.port).")] = None,
+    log_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the prediction log (default: deployment.log_url).")
+    ] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
     import uvicorn
@@ -248,7 +251,7 @@ def serve(
 
     try:
         system = _system(design)
-        settings = settings_for(system)
+        settings = settings_for(system, log_url=log_url)
     except MlsdError as exc:
         _fail(exc)
     dep = system.design.deployment

@@ -322,13 +322,15 @@ class System:
             ) from exc
         return registry.load(name, alias), name, int(info.version)
 
-    def prediction_log(self) -> Any:
-        """The prediction + feedback log (not started): ``deployment.log_url`` or SQLite in the workspace."""
+    def prediction_log(self, url: str | None = None) -> Any:
+        """The prediction + feedback log (not started): ``url``, else ``deployment.log_url``, else
+        SQLite in the workspace."""
         from mlsd.store import PredictionLog
 
         # No wait for company: records that arrive while a commit runs go into the next one,
         # so a lone request is committed at once and a busy server still commits in groups.
-        return PredictionLog.for_workspace(self.workspace, self.design.deployment.log_url, max_delay_ms=0.0)
+        url = url or self.design.deployment.log_url
+        return PredictionLog.for_workspace(self.workspace, url, max_delay_ms=0.0)
 
     def replay_rows(self, split: str = "test") -> tuple[pd.DataFrame, pd.Series]:
         """The rows of ``split`` as a client would send them (raw inputs, in time order) and their labels."""

@@ -70,8 +70,10 @@ class ServeSettings:
             )
 
 
-def settings_for(system: Any) -> ServeSettings:
+def settings_for(system: Any, *, log_url: str | None = None) -> ServeSettings:
     """The settings of the design's server: its champion from the registry, its log, its limits.
+
+    ``log_url`` overrides ``deployment.log_url`` (e.g. a scratch log for a load test).
 
     ``system`` is a :class:`mlsd.system.System`; the model is loaded once, here, so the server
     never touches the registry (nor MLflow's process-wide URI) while it answers.
@@ -82,7 +84,7 @@ def settings_for(system: Any) -> ServeSettings:
         model=model,
         model_name=name,
         model_version=version,
-        log=system.prediction_log(),
+        log=system.prediction_log(log_url),
         time_column=system.design.data.time,
         max_batch_size=dep.max_batch_size,
         max_batch_delay_ms=dep.max_batch_delay_ms,
