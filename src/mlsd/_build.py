@@ -341,6 +341,7 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
         scores=packaged.predict_frame(split.valid)["score"].to_numpy(),
         # 1 for the positive class, so the label rate means the same whatever the labels are
         labels=(split.train[target] == packaged.positive_class).to_numpy(float) if task == "binary" else None,
+        positive_class=packaged.positive_class,
         performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
         seed=design.models.seed,
     )

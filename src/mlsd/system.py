@@ -395,7 +395,6 @@ class System:
                 received=f"{since_ts or 'start'} .. {until_ts or 'end'}",
                 expected="a period with logged predictions (serve the model and send traffic first)",
             )
-        model, _, _ = self.champion()
         costs = None
         if self.design.goals.costs is not None and self.design.goals.task == "binary":
             from mlsd.goals import CostMatrix
@@ -410,13 +409,14 @@ class System:
             task=self.design.goals.task,
             constraints=dict(self.design.goals.constraints),
             window=window,
-            positive_class=model.positive_class,
+            positive_class=reference.positive_class,  # saved by the build: no model load
             costs=costs,
         )
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
-        _save_json(json_path, result.to_dict())
-        html_path = render_monitor_report(result.to_dict(), self.reports_dir / f"monitor-{stamp}.html")
+        saved = result.to_dict()
+        _save_json(json_path, saved)
+        html_path = render_monitor_report(saved, self.reports_dir / f"monitor-{stamp}.html")
         self._document_monitoring(result, html_path)
         return MonitorRun(result=result, html_path=html_path, json_path=json_path)
 

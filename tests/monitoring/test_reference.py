@@ -39,6 +39,7 @@ def reference(train: pd.DataFrame) -> ReferenceStatistics:
         categorical=CATEGORICAL,
         scores=rng.random(7_000),
         labels=rng.random(7_000) < 0.2,
+        positive_class=np.bool_(True),
         performance={"roc_auc": 0.71},
         sample_size=5_000,
         seed=0,
@@ -102,6 +103,7 @@ def test_save_load_round_trip_is_exact(tmp_path: Path, reference: ReferenceStati
     np.testing.assert_array_equal(loaded.score_sample, reference.score_sample)
     assert loaded.numeric_stats["temp"].edges == reference.numeric_stats["temp"].edges
     assert loaded.performance == {"roc_auc": 0.71}
+    assert loaded.positive_class is True  # monitoring reads it instead of loading the model
     assert loaded != ReferenceStatistics.from_frame(
         pd.DataFrame({"temp": [1.0]}), numeric=["temp"], categorical=[]
     )

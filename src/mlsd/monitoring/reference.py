@@ -192,6 +192,7 @@ class ReferenceStatistics:
     score_sample: np.ndarray | None = None
     label_rate: float | None = None
     label_distribution: dict[str, float] | None = None
+    positive_class: Any = None  # the label value ``labels`` counted as 1 (binary), for the feedback
     performance: dict[str, float] = dataclasses.field(default_factory=dict)
     seed: int = 0
     # sorted samples and the like, derived once per process: monitoring calls drift per window
@@ -206,6 +207,7 @@ class ReferenceStatistics:
         categorical: list[str],
         scores: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        positive_class: Any = None,
         performance: dict[str, float] | None = None,
         sample_size: int = 20_000,
         seed: int = 0,
@@ -254,6 +256,9 @@ class ReferenceStatistics:
             score_sample=score_sample,
             label_rate=label_rate,
             label_distribution=label_distribution,
+            positive_class=positive_class.item()
+            if isinstance(positive_class, np.generic)
+            else positive_class,
             performance={str(k): float(v) for k, v in (performance or {}).items()},
             seed=seed,
         )
@@ -298,6 +303,7 @@ class ReferenceStatistics:
             "categorical_stats": {c: dataclasses.asdict(s) for c, s in self.categorical_stats.items()},
             "label_rate": self.label_rate,
             "label_distribution": self.label_distribution,
+            "positive_class": self.positive_class,
             "performance": self.performance,
             "seed": self.seed,
         }
@@ -358,6 +364,7 @@ class ReferenceStatistics:
             ),
             label_rate=raw["label_rate"],
             label_distribution=raw["label_distribution"],
+            positive_class=raw.get("positive_class"),
             performance=raw["performance"],
             seed=raw["seed"],
         )
