@@ -81,7 +81,10 @@ class System:
     """
 
     def __init__(self, design: Design | str | Path, *, progress: BuildProgress | None = None) -> None:
+        from mlsd._design_checks import check_design
+
         self.design = design if isinstance(design, Design) else load_design(design)
+        check_design(self.design)  # every registry name, before any data is read
         self.progress: BuildProgress = progress or _Quiet()
 
     @property
