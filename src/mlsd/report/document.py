@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Calibration",
+    "ConfusionMatrix",
     "CostCurve",
     "Curve",
     "Data",
@@ -30,12 +31,15 @@ __all__ = [
     "DesignDocument",
     "Feature",
     "Features",
+    "Gate",
     "Goals",
     "Interval",
     "LeakageFinding",
     "Models",
     "Monitoring",
+    "Points",
     "QualityFinding",
+    "Reliability",
     "SchemaColumn",
     "SliceRow",
     "Source",
@@ -81,7 +85,8 @@ class Goals(_Model):
     costs: dict[str, float] = Field(default_factory=dict)
     constraints: dict[str, Any] = Field(default_factory=dict)
     threshold: float | None = None
-    cost_per_1000: float | None = None  # champion, test split
+    cost_unit: str = "cost units"
+    cost_per_1000: float | None = None  # champion, test split (equals models.confusion.cost_per_1000)
     baseline_cost_per_1000: float | None = None
     cost_curve: CostCurve | None = None
 
@@ -180,11 +185,28 @@ class Interval(_Model):
     high: float | None = None
 
 
+class Gate(_Model):
+    """One constraint of the decision rule, as measured for one model."""
+
+    constraint: str  # e.g. p99_latency_ms
+    value: float | None = None
+    bound: float
+    op: Literal["<=", ">="] = "<="
+    passed: bool = False
+    margin: float | None = None  # relative distance to the bound; > 0 inside, < 0 outside
+    close: bool = False  # passed or failed by a small margin
+
+
 class TradeoffRow(_Model):
-    """One model in the trade-off table; ``valid``/``test`` map metric name -> interval."""
+    """One model in the trade-off table; ``valid``/``test`` map metric name -> interval.
+
+    ``role`` is what the decision made of it: a baseline (for reference, never gated), the
+    champion, a candidate that passed the gates, or one that was rejected (``reason`` says why).
+    """
 
     name: str
     kind: Literal["baseline", "candidate"] = "candidate"
+    role: Literal["baseline", "champion", "passed", "rejected"] = "passed"
     type: str = ""
     valid: dict[str, Interval] = Field(default_factory=dict)
     test: dict[str, Interval] = Field(default_factory=dict)
@@ -192,9 +214,13 @@ class TradeoffRow(_Model):
     brier: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
+    p50_wall_ms: float | None = None
+    p99_wall_ms: float | None = None
     throughput_rps: float | None = None
     size_mb: float | None = None
     train_seconds: float | None = None
+    cost_per_1000: float | None = None  # test split, at the model's own cost-optimal threshold
+    gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
     reason: str = ""
 
@@ -205,26 +231,72 @@ class Decision(_Model):
     rule: str = ""
 
 
+class Points(_Model):
+    """A curve the evaluation computed on every row of a split, thinned for drawing only."""
+
+    x: list[float]
+    y: list[float]
+
+    _lists = field_validator("x", "y", mode="before")(_to_list)
+
+
 class Curve(_Model):
-    """Test-split labels with a model's scores (classification) or values (regression)."""
+    """One model's curves on the test split, computed by the evaluation on all of its rows.
 
-    y_true: list[float]
-    score: list[float] | None = None
+    Classification: ``roc`` (x false-positive rate, y true-positive rate) and ``pr`` (x recall,
+    y precision), with their areas. Regression: ``y_true``/``value`` pairs for a scatter, which
+    may be a sample (``n_sampled`` of ``n_rows``; the caption must say so).
+    """
+
+    split: str = "test"
+    n_rows: int = 0
+    roc: Points | None = None
+    roc_auc: float | None = None
+    pr: Points | None = None
+    average_precision: float | None = None
+    y_true: list[float] | None = None
     value: list[float] | None = None
+    n_sampled: int | None = None
 
-    _lists = field_validator("y_true", "score", "value", mode="before")(_to_list)
+    _lists = field_validator("y_true", "value", mode="before")(_to_list)
+
+
+class Reliability(_Model):
+    """Reliability bins: mean score, observed positive rate and row count per bin."""
+
+    mean_score: list[float]
+    fraction_positive: list[float]
+    count: list[int]
+    ece: float | None = None
+
+    _lists = field_validator("mean_score", "fraction_positive", "count", mode="before")(_to_list)
 
 
 class Calibration(_Model):
-    """The champion's test scores after (``score``) and optionally before calibration."""
+    """The champion's reliability on the test split after (and, if calibrated, before) calibration."""
 
-    y_true: list[float]
-    score: list[float]
-    uncalibrated: list[float] | None = None
-    method: str | None = None
+    split: str = "test"
+    n_rows: int = 0
     n_bins: int = 10
+    method: str | None = None
+    calibrated: Reliability
+    uncalibrated: Reliability | None = None
 
-    _lists = field_validator("y_true", "score", "uncalibrated", mode="before")(_to_list)
+
+class ConfusionMatrix(_Model):
+    """The champion's decisions on every row of a split at its threshold, with each cell's cost.
+
+    ``counts`` and ``cell_costs`` are ``[[TN, FP], [FN, TP]]``; ``cost_per_1000`` is the figure the
+    goals segment shows for the same split.
+    """
+
+    split: str = "test"
+    threshold: float
+    counts: list[list[int]]
+    cell_costs: list[list[float]]
+    total_cost: float
+    cost_per_1000: float
+    n_rows: int
 
 
 class SliceRow(_Model):
@@ -246,6 +318,8 @@ class Models(_Model):
     decision: Decision | None = None
     curves: dict[str, Curve] = Field(default_factory=dict)
     calibration: Calibration | None = None
+    confusion: ConfusionMatrix | None = None
+    latency_method: str = ""  # how the gated latency was measured (clock, calls, repetitions, estimator)
     slices: list[SliceRow] = Field(default_factory=list)
     registry: dict[str, Any] = Field(default_factory=dict)  # name, version, alias, uri
     deployment: dict[str, Any] = Field(default_factory=dict)  # strategy, steps, ...
