@@ -36,6 +36,7 @@ from mlsd.goals.metrics import Metric, get_metric
 
 __all__ = ["CandidateEvaluation", "TradeOffTable", "evaluate_model", "model_scores"]
 
+ThresholdRule = Callable[[np.ndarray, np.ndarray], float]
 _TASKS = ("binary", "multiclass", "regression")
 _KINDS = ("baseline", "candidate")
 _N_DISTINCT_LATENCY_ROWS = 10
@@ -56,7 +57,11 @@ class CandidateEvaluation:
     throughput_rows_per_s: float
     size_mb: float
     train_seconds: float
+    threshold: float = 0.5  # the decision threshold label metrics were computed at
     model: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # The model's scores per split, as model_scores returns them, computed once: the threshold, the
+    # costs, the curves and the document read these instead of predicting again.
+    scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def estimate(self, metric: str, split: str = "valid") -> MetricEstimate:
         """The estimate of ``metric`` on ``split``; :class:`ModelError` if it was not measured."""
@@ -80,7 +85,7 @@ class CandidateEvaluation:
         out: dict[str, Any] = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("metrics", "model")
+            if f.name not in ("metrics", "model", "scores")
         }
         out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
         out["metrics"] = {s: {m: e.to_dict() for m, e in ms.items()} for s, ms in self.metrics.items()}
@@ -138,10 +143,12 @@ def _split_metrics(
     metrics: list[Metric],
     n_bootstrap: int,
     seed: int,
-    threshold: float,
+    threshold: float | ThresholdRule,
     field: str,
-) -> tuple[dict[str, MetricEstimate], float]:
-    """The split's metrics, and its batch throughput in rows/s (timing the one prediction made)."""
+) -> tuple[dict[str, MetricEstimate], float, np.ndarray, float]:
+    """The split's metrics, its batch throughput in rows/s (timing the one prediction made), its
+    scores and the decision threshold used (``threshold`` itself, or what the rule chose from these
+    scores)."""
     t0 = time.perf_counter()
     scores, classes = model_scores(model, X, task)
     rows_per_s = len(scores) / max(time.perf_counter() - t0, 1e-9)
@@ -157,6 +164,8 @@ def _split_metrics(
             )
         y = (y == classes[1]).astype(np.int64)
         classes = None
+    if callable(threshold):
+        threshold = float(threshold(y, scores))
     return {
         m.name: bootstrap_ci(
             m,
@@ -168,7 +177,7 @@ def _split_metrics(
             classes=classes,
         )
         for i, m in enumerate(metrics)
-    }, float(rows_per_s)
+    }, float(rows_per_s), scores, float(threshold)
 
 
 def _single_rows(rows: Any) -> list[Any]:
@@ -212,12 +221,14 @@ def evaluate_model(
     train_seconds: float,
     latency_rows: pd.DataFrame | None = None,
     n_latency_calls: int = 200,
-    threshold: float = 0.5,
+    threshold: float | ThresholdRule = 0.5,
 ) -> CandidateEvaluation:
     """Measure a fitted ``model`` (fed the same rows it will get in serving: raw rows for a pipeline).
 
     The primary metric gets a bootstrap interval (``n_bootstrap`` resamples), the others point
-    values; binary tasks always report ``ece`` and ``brier``. Latency is for one row per call
+    values; binary tasks always report ``ece`` and ``brier``. ``threshold`` is the decision
+    threshold of label metrics, or a rule ``(y_valid, valid_scores) -> threshold`` applied to the
+    validation scores (binary labels as 0/1) and then used on test as well. Latency is for one row per call
     (``latency_rows``, default the validation rows), after a few warm-up calls.
     """
     if kind not in _KINDS:
@@ -241,9 +252,9 @@ def evaluate_model(
         _single_rows(X_valid if latency_rows is None else latency_rows),
         n_latency_calls,
     )
-    measured, rows_per_s = {}, {}
-    for split, (X, y) in splits.items():
-        measured[split], rows_per_s[split] = _split_metrics(
+    measured, rows_per_s, scores = {}, {}, {}
+    for split, (X, y) in splits.items():  # valid first: a threshold rule chooses on valid only
+        measured[split], rows_per_s[split], scores[split], threshold = _split_metrics(
             model, X, y, task, resolved, n_bootstrap, seed, threshold, f"y_{split}"
         )
     return CandidateEvaluation(
@@ -257,7 +268,9 @@ def evaluate_model(
         throughput_rows_per_s=rows_per_s["test" if "test" in splits else "valid"],
         size_mb=len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
         train_seconds=float(train_seconds),
+        threshold=float(threshold),
         model=model,
+        scores=scores,
     )
 
 
