@@ -78,12 +78,6 @@ def test_renderings(binary_table) -> None:
         assert col in frame.columns
     records = json.loads(json.dumps(binary_table.to_records()))
     assert records[1]["metrics"]["valid"]["roc_auc"]["value"] == binary_table["gbdt"].value("roc_auc")
-    from rich.console import Console
-
-    console = Console(record=True, width=200)
-    console.print(binary_table.to_rich())
-    text = console.export_text()
-    assert "gbdt" in text and str(binary_table["gbdt"].estimate("roc_auc")) in text
     assert [e.name for e in binary_table.candidates] == ["gbdt"]
 
 

@@ -4,7 +4,7 @@
 requested metric (the primary one with a bootstrap interval), calibration (ECE, Brier) for
 binary tasks, single-row latency, batch throughput, size and training time. A
 :class:`TradeOffTable` holds the evaluations of all models and renders them as a DataFrame, JSON
-records or a rich table; :func:`mlsd.modeling.selection.select_model` decides from it.
+or JSON records (the CLI draws them); :func:`mlsd.modeling.selection.select_model` decides from it.
 
 >>> import numpy as np, pandas as pd
 >>> from sklearn.dummy import DummyClassifier
@@ -338,18 +338,3 @@ class TradeOffTable:
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-ready list, one dict per model."""
         return [e.to_dict() for e in self.evaluations]
-
-    def to_rich(self, split: str = "valid") -> Any:
-        """A :class:`rich.table.Table` of ``split`` (metrics with intervals where measured)."""
-        from rich.table import Table  # lazy: only the CLI renders tables
-
-        metric_names = list(dict.fromkeys(m for e in self.evaluations for m in e.metrics.get(split, {})))
-        table = Table(title=f"Trade-offs ({split})")
-        for col in ["model", "kind", *metric_names, *_OPERATIONAL.values()]:
-            table.add_column(col, justify="left" if col in ("model", "kind") else "right")
-        for e in self.evaluations:
-            ms = e.metrics.get(split, {})
-            cells = [str(ms[m]) if m in ms else "-" for m in metric_names]
-            ops = [f"{getattr(e, attr):.3g}" for attr in _OPERATIONAL]
-            table.add_row(e.name, e.kind, *cells, *ops)
-        return table
