@@ -8,63 +8,22 @@ It holds no ML logic of its own: each step calls a stage library.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 
+from mlsd._build import BuildResult, run_build
+from mlsd._progress import QUIET, Progress
+from mlsd.data.preparation import PreparedData
 from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 
 __all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "System"]
 
 
-class BuildProgress(Protocol):
-    """How a long build reports where it is (the CLI draws it with rich)."""
-
-    def stage(
-        self, name: str, total: int | None = None
-    ) -> contextlib.AbstractContextManager[Callable[[], None]]:
-        """Enter a named stage; the yielded callable advances it by one step of ``total``."""
-        ...
-
-    def note(self, message: str) -> None:
-        """A one-line finding worth showing as it happens (a leakage finding, a rejection)."""
-        ...
-
-
-class _Quiet:
-    @contextlib.contextmanager
-    def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[], None]]:
-        yield lambda: None
-
-    def note(self, message: str) -> None:
-        pass
-
-
-@dataclass
-class PreparedData:
-    """The labelled table the build works on, and what the design's columns resolve to."""
-
-    frame: pd.DataFrame
-    sources: list[dict[str, Any]]
-    input_columns: list[str]  # raw columns the served model reads
-    feature_columns: list[str]  # columns the feature pipeline reads (derived ones included)
-
-
-@dataclass
-class BuildResult:
-    """What a build decided and where it put it."""
-
-    winner: str
-    registered_version: str
-    report_path: Path
-    seconds: float
-    document: Any = field(repr=False)
-    leakage: Any = field(repr=False, default=None)
+BuildProgress = Progress  # the name the Python API has used since the first build
 
 
 class System:
@@ -80,12 +39,12 @@ class System:
     (32, 12)
     """
 
-    def __init__(self, design: Design | str | Path, *, progress: BuildProgress | None = None) -> None:
+    def __init__(self, design: Design | str | Path, *, progress: Progress | None = None) -> None:
         from mlsd._design_checks import check_design
 
         self.design = design if isinstance(design, Design) else load_design(design)
         check_design(self.design)  # every registry name, before any data is read
-        self.progress: BuildProgress = progress or _Quiet()
+        self.progress: Progress = progress or QUIET
 
     @property
     def workspace(self) -> Path:
@@ -97,181 +56,11 @@ class System:
 
     # --- data -----------------------------------------------------------------------------
 
-    def _base_dir(self) -> Path:
-        return self.design.path.parent if self.design.path else Path.cwd()
-
     def prepare_data(self) -> PreparedData:
         """Load, join, derive, filter and label the data, checking every named column exists."""
-        from mlsd.data import join_sources
+        from mlsd.data import prepare_data
 
-        spec = self.design.data
-        self._check_expressions()
-        with self.progress.stage("loading data"):
-            frame = self._load(spec.source.uri, spec.source.query, "data.source")
-            sources = [{"uri": spec.source.uri, "rows": len(frame), "columns": frame.shape[1]}]
-            for i, join in enumerate(spec.join):
-                right = self._load(join.source.uri, join.source.query, f"data.join[{i}].source")
-                sources.append({"uri": join.source.uri, "rows": len(right), "columns": right.shape[1]})
-                for j, key in enumerate(join.on):
-                    for side, table in (("left", frame), ("right", right)):
-                        if key not in table.columns:
-                            raise self._missing_column(key, f"data.join[{i}].on[{j}]", table, side=side)
-                name = join.name or _source_name(join.source.uri)
-                frame = join_sources(frame, right, on=join.on, how=join.how, right_name=name)
-        for name, expr in spec.derive.items():
-            frame[name] = self._evaluate(frame, expr, f"data.derive.{name}")
-        if spec.filter:
-            keep = self._evaluate(frame, spec.filter, "data.filter").fillna(False).astype(bool)
-            frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
-            if frame.empty:
-                raise self.design.error("the filter keeps no rows", field="data.filter", received=spec.filter)
-        for where, rule in self._rules().items():
-            self._check_expression_columns(rule, where, frame)
-        target = self.design.goals.target
-        frame[target] = self._label(self._evaluate(frame, spec.label, "data.label"))
-        if spec.sample is not None:
-            frame = frame.sample(n=spec.sample.n, frac=spec.sample.frac, random_state=spec.sample.seed)
-            frame = frame.reset_index(drop=True)
-        self._check_columns(frame)
-        feature_columns = self.design.features.input_columns()
-        return PreparedData(
-            frame=frame,
-            sources=sources,
-            input_columns=self._input_columns(),
-            feature_columns=feature_columns,
-        )
-
-    def _evaluate(self, frame: pd.DataFrame, expr: str, where: str) -> pd.Series:
-        """An expression of the design over the data; errors point at its line in the design."""
-        from mlsd.data import evaluate_expression
-
-        self._check_expression_columns(expr, where, frame)
-        try:
-            return evaluate_expression(frame, expr, field=where)
-        except DesignError as exc:
-            raise self._located(exc, where) from None
-
-    def _check_expressions(self) -> None:
-        """Parse every expression before any data is read, so a typo fails in milliseconds."""
-        from mlsd.data import parse_expression
-
-        spec = self.design.data
-        named = {f"data.derive.{k}": v for k, v in spec.derive.items()}
-        named |= {"data.filter": spec.filter, "data.label": spec.label}
-        named |= self._rules()
-        for where, expr in named.items():
-            if expr:
-                try:
-                    parse_expression(expr, field=where)
-                except DesignError as exc:
-                    raise self._located(exc, where) from None
-
-    def _rules(self) -> dict[str, str]:
-        """Rule baselines by their design path."""
-        spec = self.design.models.baseline
-        if isinstance(spec, dict):
-            return {"models.baseline.rule": spec["rule"]} if "rule" in spec else {}
-        bases = self.design.models.baselines()
-        return {
-            f"models.baseline[{i}].rule": b["rule"]
-            for i, b in enumerate(bases)
-            if isinstance(b, dict) and "rule" in b
-        }
-
-    def _located(self, exc: DesignError, field: str) -> DesignError:
-        """The same error, pointing at the design file's line for ``field``."""
-        return self.design.error(
-            exc.message, field=exc.field or field, received=exc.received, expected=exc.expected
-        )
-
-    def _load(self, uri: str, query: str | None, field: str) -> pd.DataFrame:
-        from mlsd.data import load_source
-
-        try:
-            return load_source(uri, query=query, base_dir=self._base_dir())
-        except DataError as exc:
-            raise self.design.error(
-                exc.message, field=field, received=exc.received or uri, expected=exc.expected
-            ) from None
-
-    def _label(self, label: pd.Series) -> pd.Series:
-        task = self.design.goals.task
-        if task == "binary":
-            values = set(pd.unique(label.dropna()))
-            if not values <= {0, 1}:
-                shown = sorted(map(str, values))[:5]
-                raise self.design.error(
-                    "a binary label must be true/false",
-                    field="data.label",
-                    received=f"values {shown}",
-                    expected="a comparison such as arr_delay > 15",
-                )
-            return label.fillna(False).astype(int)
-        if task == "regression":
-            return pd.to_numeric(label, errors="coerce")
-        return label.astype(str)
-
-    def _input_columns(self) -> list[str]:
-        """Raw columns a request must carry: features, minus derived ones, plus what they derive from."""
-        from mlsd.data import parse_expression
-
-        features = self.design.features
-        derive = self.design.data.derive
-        cols: list[str] = []
-        pending = list(features.input_columns())
-        seen: set[str] = set()
-        while pending:
-            col = pending.pop(0)
-            if col in seen:
-                continue
-            seen.add(col)
-            if col in derive:
-                pending.extend(sorted(parse_expression(derive[col], field=f"data.derive.{col}").columns))
-            else:
-                cols.append(col)
-        if features.time_parts and self.design.data.time:
-            cols.append(self.design.data.time)
-        return list(dict.fromkeys(cols))
-
-    def _check_expression_columns(self, expr: str, field: str, frame: pd.DataFrame) -> None:
-        from mlsd.data import parse_expression
-
-        for col in sorted(parse_expression(expr, field=field).columns):
-            if col not in frame.columns:
-                raise self._missing_column(col, field, frame)
-
-    def _check_columns(self, frame: pd.DataFrame) -> None:
-        d = self.design
-        named: list[tuple[str, str]] = []
-        for group in ("numeric", "categorical"):
-            named += [(c, f"features.{group}[{i}]") for i, c in enumerate(getattr(d.features, group))]
-        for group in ("hashed", "cyclical"):
-            named += [(c, f"features.{group}.{c}") for c in getattr(d.features, group)]
-        for i, cross in enumerate(d.features.crosses):
-            named += [(c, f"features.crosses[{i}][{j}]") for j, c in enumerate(cross)]
-        named += [(c, f"models.slices[{i}]") for i, c in enumerate(d.models.slices)]
-        if d.data.time:
-            named.append((d.data.time, "data.time"))
-        if d.data.split.column:
-            named.append((d.data.split.column, "data.split.column"))
-        for col, where in named:
-            if col not in frame.columns:
-                raise self._missing_column(col, where, frame)
-
-    def _missing_column(
-        self, col: str, field: str, frame: pd.DataFrame, side: str | None = None
-    ) -> DesignError:
-        import difflib
-
-        close = difflib.get_close_matches(col, [str(c) for c in frame.columns], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        where = f" on the {side} side of the join" if side else " in the data"
-        return self.design.error(
-            f"no such column{where}{hint}",
-            field=field,
-            received=col,
-            expected=f"one of {len(frame.columns)} columns: " + ", ".join(map(str, list(frame.columns)[:25])),
-        )
+        return prepare_data(self.design, progress=self.progress)
 
     def validate(self, *, check_data: bool = True) -> PreparedData | None:
         """Check the design; with ``check_data``, also that every column it names exists."""
@@ -281,9 +70,7 @@ class System:
 
     def build(self) -> BuildResult:
         """Run segments 1-4 offline and register the winner as ``champion``."""
-        from mlsd._build import run_build
-
-        return run_build(self)
+        return run_build(self.design, progress=self.progress)
 
     def report(self) -> Path:
         """Re-render the design document from the last build's measurements."""
@@ -337,7 +124,7 @@ class System:
 
     def replay_rows(self, split: str = "test") -> tuple[pd.DataFrame, pd.Series]:
         """The rows of ``split`` as a client would send them (raw inputs, in time order) and their labels."""
-        from mlsd._build import split_data
+        from mlsd.data import split_prepared
 
         splits = ("train", "valid", "test")
         if split not in splits:
@@ -345,7 +132,7 @@ class System:
                 "unknown split", field="split", received=split, expected="one of: " + ", ".join(splits)
             )
         prepared = self.prepare_data()
-        part = getattr(split_data(self.design, prepared.frame), split)
+        part = getattr(split_prepared(self.design, prepared.frame), split)
         time_column = self.design.data.time
         if time_column and time_column in part.columns:
             part = part.sort_values(time_column, kind="stable")
@@ -376,10 +163,10 @@ class System:
         until: Any = None,
     ) -> MonitorRun:
         """Watch the logged traffic against the build's reference; write the HTML and JSON reports."""
-        from mlsd._build import _save_json
         from mlsd.design import parse_duration
         from mlsd.monitoring import run_monitor
         from mlsd.report import render_monitor_report
+        from mlsd.store import write_json_atomic
 
         if window is not None:
             try:
@@ -418,7 +205,7 @@ class System:
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
         saved = result.to_dict()
-        _save_json(json_path, saved)
+        write_json_atomic(json_path, saved)
         html_path = render_monitor_report(saved, self.reports_dir / f"monitor-{stamp}.html")
         self._document_monitoring(result, html_path)
         return MonitorRun(result=result, html_path=html_path, json_path=json_path)
@@ -512,8 +299,3 @@ def _timestamp(value: Any, field_name: str) -> pd.Timestamp | None:
             expected="e.g. 2013-11-01 or 2013-11-01T06:00Z",
         ) from exc
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _source_name(uri: str) -> str:
-    tail = uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    return Path(tail).stem.split(".")[0] or "right"

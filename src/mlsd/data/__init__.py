@@ -15,6 +15,16 @@ from mlsd.data.leakage import (
     run_leakage_checks,
 )
 from mlsd.data.leakage_report import LeakageFinding, LeakageReport
+from mlsd.data.preparation import (
+    PreparedData,
+    check_expressions,
+    check_leakage,
+    input_columns,
+    label_timeline,
+    leakage_checks,
+    prepare_data,
+    split_prepared,
+)
 from mlsd.data.schema import ColumnSchema, Schema, SchemaViolation, infer_schema
 from mlsd.data.sources import clear_source_cache, join_sources, load_source
 from mlsd.data.splits import (
@@ -32,20 +42,28 @@ __all__ = [
     "LeakageFinding",
     "LeakageReport",
     "ParsedExpression",
+    "PreparedData",
     "Schema",
     "SchemaViolation",
     "check_duplicates_across_splits",
+    "check_expressions",
     "check_forbidden_features",
+    "check_leakage",
     "check_time_order",
     "clear_source_cache",
     "evaluate_expression",
     "find_target_leakage",
     "infer_schema",
+    "input_columns",
     "join_sources",
+    "label_timeline",
+    "leakage_checks",
     "load_source",
     "parse_expression",
+    "prepare_data",
     "run_leakage_checks",
     "single_feature_scores",
+    "split_prepared",
     "train_valid_test_split_by_group",
     "train_valid_test_split_by_time",
     "train_valid_test_split_random",

@@ -113,6 +113,7 @@ def run_leakage_checks(
     duplicate_columns: list[str] | None = None,
     task: Literal["binary", "multiclass", "regression"] = "binary",
     target_leakage: bool = True,
+    target_features: list[str] | None = None,
     threshold: float = 0.95,
     min_uplift: float = 0.1,
     max_rows: int = 50_000,
@@ -121,7 +122,9 @@ def run_leakage_checks(
     """Run every check that the arguments allow and collect the findings.
 
     Duplicates are checked over ``duplicate_columns`` (default: the features plus the label);
-    target leakage needs ``label`` and is skipped with ``target_leakage=False``.
+    target leakage needs ``label`` and is skipped with ``target_leakage=False``; it is measured on
+    ``target_features`` (default: the features; a build leaves out the forbidden ones, which the
+    forbidden-feature check reports already).
     """
     findings: list[LeakageFinding] = []
     if forbidden:
@@ -131,10 +134,11 @@ def run_leakage_checks(
     dup_cols = duplicate_columns or [*features, *([label] if label else [])]
     findings += check_duplicates_across_splits(split, dup_cols)
     if target_leakage and label is not None:
+        scored = features if target_features is None else target_features
         findings += find_target_leakage(
-            split.train[features],
+            split.train[scored],
             split.train[label],
-            split.valid[features],
+            split.valid[scored],
             split.valid[label],
             task=task,
             threshold=threshold,

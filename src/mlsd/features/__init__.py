@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from mlsd.features._spec import FeatureSpec, validate_spec
 from mlsd.features.derived import DeriveColumns
+from mlsd.features.design_pipeline import feature_pipeline_for
 from mlsd.features.pipeline import FeaturePipeline, build_feature_pipeline, describe_features, input_columns
 from mlsd.features.transformers import (
     MISSING_TOKEN,
@@ -41,6 +42,7 @@ __all__ = [
     "as_category_strings",
     "build_feature_pipeline",
     "describe_features",
+    "feature_pipeline_for",
     "input_columns",
     "validate_spec",
 ]

@@ -9,6 +9,7 @@ winner under the design's constraints, with a sentence saying why.
 
 from __future__ import annotations
 
+from mlsd.modeling.assessment import Assessment, assess
 from mlsd.modeling.baselines import RuleBaseline, RuleRegressor, baseline_name, list_baselines, make_baseline
 from mlsd.modeling.calibration import CALIBRATION_METHODS, calibrate
 from mlsd.modeling.candidates import (
@@ -19,17 +20,22 @@ from mlsd.modeling.candidates import (
 )
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model, model_scores
 from mlsd.modeling.selection import Decision, select_model
+from mlsd.modeling.training import ModelingResult, costs_of, train_and_evaluate
 
 __all__ = [
     "CALIBRATION_METHODS",
+    "Assessment",
     "CandidateEvaluation",
     "CandidateType",
     "Decision",
+    "ModelingResult",
     "RuleBaseline",
     "RuleRegressor",
     "TradeOffTable",
+    "assess",
     "baseline_name",
     "calibrate",
+    "costs_of",
     "evaluate_model",
     "list_baselines",
     "list_candidate_types",
@@ -38,4 +44,5 @@ __all__ = [
     "model_scores",
     "predict_on_one_thread",
     "select_model",
+    "train_and_evaluate",
 ]

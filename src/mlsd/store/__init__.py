@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlsd.store.files import write_json_atomic
 from mlsd.store.packaged import PackagedModel
 from mlsd.store.prediction_log import PredictionLog, PredictionRecord, RequestRecord
 
@@ -33,6 +34,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "RequestRecord",
+    "write_json_atomic",
 ]
 
 _LAZY = {"ModelRegistry", "ModelVersionInfo"}

@@ -1,0 +1,154 @@
+"""Segment 4 of a design, run: fit every baseline and candidate, evaluate each once.
+
+:func:`train_and_evaluate` fits the design's baselines and candidates on the training split
+(candidates behind the feature pipeline it is given), calibrates where the design says, and
+evaluates each model once on the validation and test splits. Each evaluation carries the
+model's scores on both splits; the threshold, the costs, the trade-off table and the design
+document all read those, so no model predicts a split twice.
+
+For a binary task with costs, each model is judged at its own cost-optimal threshold chosen
+on the validation split, and its cost per 1,000 decisions is measured on the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from mlsd._progress import QUIET, Progress
+from mlsd.design import Design
+from mlsd.goals.costs import CostMatrix, ThresholdChoice, expected_cost_per_1000, optimal_threshold
+from mlsd.modeling.baselines import baseline_name, make_baseline
+from mlsd.modeling.calibration import calibrate
+from mlsd.modeling.candidates import make_candidate, predict_on_one_thread
+from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model
+
+__all__ = ["ModelingResult", "costs_of", "train_and_evaluate"]
+
+_LATENCY_ROWS = 500  # distinct test rows single-row latency cycles through
+
+
+@dataclasses.dataclass
+class ModelingResult:
+    """Every fitted model, its evaluation, its threshold and (binary with costs) its cost."""
+
+    table: TradeOffTable
+    fitted: dict[str, Any]
+    thresholds: dict[str, float]
+    threshold_choices: dict[str, ThresholdChoice] = dataclasses.field(default_factory=dict)
+    test_costs: dict[str, float] = dataclasses.field(default_factory=dict)  # per 1,000, own threshold
+    costs: CostMatrix | None = None
+
+    def evaluation(self, name: str) -> CandidateEvaluation:
+        return self.table[name]
+
+    def best_baseline_cost(self) -> float | None:
+        """The cheapest baseline on test, each at its own cost-optimal threshold."""
+        costs = [self.test_costs[e.name] for e in self.table.baselines if e.name in self.test_costs]
+        return min(costs) if costs else None
+
+
+def costs_of(design: Design) -> CostMatrix | None:
+    """The design's cost matrix, for binary tasks that state costs."""
+    g = design.goals
+    return CostMatrix.from_spec(g.costs) if g.task == "binary" and g.costs is not None else None
+
+
+def train_and_evaluate(
+    design: Design,
+    split: Any,
+    feature_pipeline: Pipeline,
+    input_columns: list[str],
+    *,
+    progress: Progress = QUIET,
+) -> ModelingResult:
+    """Fit every baseline and candidate on train; evaluate each once at its cost-optimal threshold."""
+    task, target, m = design.goals.task, design.goals.target, design.models
+    y_train = split.train[target].to_numpy()
+    y_valid = split.valid[target].to_numpy()
+    y_test = split.test[target].to_numpy()
+    costs = costs_of(design)
+    result = ModelingResult(table=TradeOffTable([]), fitted={}, thresholds={}, costs=costs)
+    evaluations: list[CandidateEvaluation] = []
+
+    def choose_threshold(name: str) -> Any:
+        def choose(y: np.ndarray, scores: np.ndarray) -> float:
+            if costs is None:
+                return 0.5
+            choice = optimal_threshold(y, scores, costs)
+            result.threshold_choices[name] = choice
+            return choice.threshold
+
+        return choose
+
+    def evaluate(name: str, model: Any, kind: str, seconds: float, latency_rows: Any) -> None:
+        e = evaluate_model(
+            name,
+            model,
+            kind=kind,
+            X_valid=split.valid,
+            y_valid=y_valid,
+            X_test=split.test,
+            y_test=y_test,
+            task=task,
+            metrics=design.goals.metrics,
+            primary=design.goals.metric,
+            n_bootstrap=m.bootstrap,
+            seed=m.seed,
+            train_seconds=seconds,
+            latency_rows=latency_rows,
+            threshold=choose_threshold(name),
+        )
+        result.thresholds[name] = e.threshold
+        if costs is not None:
+            decisions = (e.scores["test"] >= e.threshold).astype(int)
+            result.test_costs[name] = float(expected_cost_per_1000(y_test, decisions, costs))
+        evaluations.append(e)
+        result.fitted[name] = model
+
+    baselines = m.baselines()
+    with progress.stage("baselines", total=len(baselines)) as advance:
+        for i, spec in enumerate(baselines):
+            where = f"models.baseline[{i}]" if isinstance(m.baseline, list) else "models.baseline"
+            model = make_baseline(spec, task, seed=m.seed, field=where)
+            t = time.perf_counter()
+            model.fit(split.train, y_train)
+            evaluate(
+                baseline_name(spec),
+                model,
+                "baseline",
+                time.perf_counter() - t,
+                split.test.head(_LATENCY_ROWS),
+            )
+            advance()
+    latency_rows = split.test[input_columns].head(_LATENCY_ROWS)
+    for i, cand in enumerate(m.candidates):
+        with progress.stage(
+            f"candidate {cand.name} ({cand.type}): fit, calibrate, evaluate", total=3
+        ) as advance:
+            est = make_candidate(
+                cand.type,
+                task,
+                params=cand.params,
+                class_weight=m.class_weight,
+                seed=m.seed,
+                field=f"models.candidates[{i}]",
+            )
+            model: Any = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            t = time.perf_counter()
+            model.fit(split.train, y_train)
+            seconds = time.perf_counter() - t
+            predict_on_one_thread(model)
+            advance()
+            if m.calibrate != "none" and task != "regression":
+                model = calibrate(model, split.valid, y_valid, method=m.calibrate)
+            advance()
+            evaluate(cand.name, model, "candidate", seconds, latency_rows)
+            advance()
+    result.table = TradeOffTable(evaluations)
+    return result
