@@ -18,7 +18,7 @@ def test_example_design_loads_every_segment() -> None:
     assert design.data.split.by == "time"
     assert "dep_delay" in design.features.forbidden
     assert design.models.select.maximize == "roc_auc"
-    assert design.deployment.strategy == "canary"
+    assert design.deployment.strategy == "single"
     assert design.monitoring.correction == "benjamini_hochberg"
     assert design.workspace_dir() == EXAMPLE.parent.resolve() / ".mlsd" / "flight-delay"
 
