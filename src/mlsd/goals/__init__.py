@@ -20,6 +20,7 @@ from mlsd.goals.metrics import (
     compute_metric,
     expected_calibration_error,
     get_metric,
+    get_task_metric,
     list_metrics,
     mape_nonzero,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "expected_calibration_error",
     "expected_cost_per_1000",
     "get_metric",
+    "get_task_metric",
     "list_metrics",
     "mape_nonzero",
     "optimal_threshold",

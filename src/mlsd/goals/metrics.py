@@ -38,6 +38,7 @@ __all__ = [
     "compute_metric",
     "expected_calibration_error",
     "get_metric",
+    "get_task_metric",
     "list_metrics",
     "mape_nonzero",
 ]
@@ -303,6 +304,29 @@ def _encode(y_true: np.ndarray, classes: Sequence[Any], field: str) -> np.ndarra
             "labels the model has never seen", field=field, received=bad, expected=f"one of {list(classes)}"
         )
     return codes
+
+
+def get_task_metric(name: str, task: str, *, field: str = "metric") -> Metric:
+    """:func:`get_metric`, and the metric must apply to ``task`` (what a design can optimise).
+
+    >>> get_task_metric("rmse", "regression").greater_is_better
+    False
+    >>> get_task_metric("rmse", "binary", field="goals.metric")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.DesignError: goals.metric: metric rmse does not apply to a binary task \
+(received 'rmse'; expected a binary metric, one of: roc_auc, ...
+    """
+    metric = get_metric(name, field=field)
+    if task not in metric.tasks:
+        known = [n if n not in _NEEDS_THRESHOLD else f"{n}_<t>" for n in list_metrics(task)]
+        raise DesignError(
+            f"metric {name} does not apply to a {task} task",
+            field=field,
+            received=name,
+            expected=f"a {task} metric, one of: {', '.join(known)}",
+        )
+    return metric
 
 
 def compute_metric(

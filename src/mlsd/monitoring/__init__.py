@@ -19,6 +19,7 @@ from mlsd.monitoring.drift import (
     choose_method,
     correct_p_values,
     detect_drift,
+    list_drift_methods,
 )
 from mlsd.monitoring.monitor import (
     KNOWN_ALERTS,
@@ -27,6 +28,7 @@ from mlsd.monitoring.monitor import (
     WindowResult,
     assign_windows,
     check_alert_names,
+    list_alerts,
     run_monitor,
 )
 from mlsd.monitoring.performance import PerformanceResult, cohens_h, label_drift_test, labelled_performance
@@ -70,6 +72,8 @@ __all__ = [
     "detect_drift",
     "label_drift_test",
     "labelled_performance",
+    "list_alerts",
+    "list_drift_methods",
     "run_monitor",
     "service_levels",
 ]

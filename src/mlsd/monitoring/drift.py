@@ -79,6 +79,7 @@ __all__ = [
     "choose_method",
     "correct_p_values",
     "detect_drift",
+    "list_drift_methods",
 ]
 
 DRIFT_METHODS = ("ks", "chi2", "psi", "jensen_shannon", "wasserstein")
@@ -90,6 +91,25 @@ _FITS = {
 }
 _EFFECT = {"ks": "wasserstein/std", "wasserstein": "wasserstein/std", "chi2": "cramers_v"}
 _BLOCK_CELLS = 1 << 23  # ~64 MB of float64 per block of numeric columns
+
+
+def list_drift_methods(kind: Literal["numeric", "categorical"] | None = None) -> list[str]:
+    """The drift methods :func:`detect_drift` implements, or those that fit a column ``kind``.
+
+    ``auto`` is not a method but the rule that picks one (:func:`choose_method`).
+
+    >>> list_drift_methods("categorical")
+    ['chi2', 'psi', 'jensen_shannon']
+    >>> len(list_drift_methods())
+    5
+    """
+    if kind is None:
+        return list(DRIFT_METHODS)
+    if kind not in _FITS:
+        raise DesignError(
+            "unknown column kind", field="kind", received=kind, expected="numeric or categorical"
+        )
+    return list(_FITS[kind])
 
 
 def choose_method(kind: Literal["numeric", "categorical"]) -> str:

@@ -53,6 +53,7 @@ __all__ = [
     "WindowResult",
     "assign_windows",
     "check_alert_names",
+    "list_alerts",
     "run_monitor",
 ]
 
@@ -96,23 +97,52 @@ KNOWN_ALERTS: dict[str, tuple[str, str, Callable[[WindowResult], float | None]]]
 }
 
 
-def check_alert_names(alerts: Mapping[str, float]) -> None:
-    """Raise :class:`DesignError` naming ``monitoring.alerts.<name>`` for an unknown alert.
+# Alerts on measures only a binary task has (the positive-class score, a label rate): for other
+# tasks they would never fire, so a design naming them is refused instead of silently idle.
+_BINARY_ONLY_ALERTS = ("min_roc_auc", "max_ece", "max_label_drift")
+
+
+def list_alerts(task: str | None = None) -> list[str]:
+    """The alert names :func:`run_monitor` knows, or those it can measure for ``task``.
+
+    >>> "min_roc_auc" in list_alerts("binary"), "min_roc_auc" in list_alerts("regression")
+    (True, False)
+    """
+    return [n for n in KNOWN_ALERTS if task in (None, "binary") or n not in _BINARY_ONLY_ALERTS]
+
+
+def check_alert_names(alerts: Mapping[str, float], task: str | None = None) -> None:
+    """Raise :class:`DesignError` naming ``monitoring.alerts.<name>`` for an unknown alert,
+    or (with ``task``) one that cannot be measured for that task.
 
     >>> check_alert_names({"max_drifted_share": 0.3})
-    >>> check_alert_names({"max_drift": 0.3})  # doctest: +ELLIPSIS
+    >>> check_alert_names({"max_drifted": 0.3})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mlsd.errors.DesignError: monitoring.alerts.max_drift: unknown alert (received 'max_drift'; \
-expected one of: max_drifted_share, ...
+    mlsd.errors.DesignError: monitoring.alerts.max_drifted: unknown alert; did you mean max_drifted_share? \
+(received 'max_drifted'; expected one of: max_drifted_share, ...
+    >>> check_alert_names({"max_ece": 0.1}, task="regression")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.DesignError: monitoring.alerts.max_ece: the alert max_ece measures a binary classifier ...
     """
+    import difflib
+
     for name in alerts:
         if name not in KNOWN_ALERTS:
+            close = difflib.get_close_matches(str(name), list(KNOWN_ALERTS), n=1)
             raise DesignError(
-                "unknown alert",
+                "unknown alert" + (f"; did you mean {close[0]}?" if close else ""),
                 field=f"monitoring.alerts.{name}",
                 received=name,
                 expected="one of: " + ", ".join(KNOWN_ALERTS),
+            )
+        if task is not None and name not in list_alerts(task):
+            raise DesignError(
+                f"the alert {name} measures a binary classifier and never fires for a {task} task",
+                field=f"monitoring.alerts.{name}",
+                received=name,
+                expected=f"an alert for {task}, one of: " + ", ".join(list_alerts(task)),
             )
 
 
@@ -285,7 +315,7 @@ def run_monitor(
     (SLO objectives); ``costs`` prices the logged decisions; ``n_resamples`` sets the bootstrap
     of the ROC AUC interval (0 = point value only).
     """
-    check_alert_names(spec.alerts)
+    check_alert_names(spec.alerts, task)
     text = window or spec.window
     try:
         size = parse_duration(text)

@@ -15,6 +15,11 @@ The design's constraints become objectives when their key is known (only those p
 ``p50_latency_ms``, ``p95_latency_ms``, ``p99_latency_ms`` (at most), ``max_error_rate`` (at most),
 ``min_throughput_rps`` (at least, requests/s). Other constraint keys are not SLOs and are ignored.
 
+A design's ``goals.constraints`` reach this function through ``mlsd monitor``; they are also the
+build's selection gates, so ``mlsd validate`` accepts there only the keys the build measures too
+(``p50_latency_ms``, ``p99_latency_ms``). The others are for callers that measure a live service
+directly; a design sets its service error rate with the alert ``monitoring.alerts.max_error_rate``.
+
 >>> import pandas as pd
 >>> t0 = pd.Timestamp("2024-01-01", tz="UTC")
 >>> req = pd.DataFrame({

