@@ -36,7 +36,7 @@ from mlsd.errors import DesignError, GateError, ModelError
 from mlsd.goals.metrics import get_metric
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable
 
-__all__ = ["Decision", "select_model"]
+__all__ = ["Decision", "check_constraints", "list_constraint_keys", "select_model"]
 
 _UPPER = ("p50_latency_ms", "p99_latency_ms", "size_mb", "train_seconds", "ece", "brier")
 _OPERATIONAL = ("p50_latency_ms", "p99_latency_ms", "size_mb", "train_seconds", "throughput_rows_per_s")
@@ -225,3 +225,26 @@ def select_model(
         metric=metric,
         split=split,
     )
+
+def list_constraint_keys(measured: list[str]) -> list[str]:
+    """The ``subject_to`` keys :func:`select_model` accepts when the ``measured`` metrics are measured.
+
+    >>> keys = list_constraint_keys(["roc_auc"])
+    >>> keys[:2], "min_roc_auc" in keys, "min_recall" in keys, "ece" in keys
+    (['p50_latency_ms', 'p99_latency_ms'], True, False, False)
+    """
+    bounded = [*_OPERATIONAL, *measured]
+    keys = [k for k in _UPPER if k in bounded] + [f"{d}_{m}" for m in bounded for d in ("min", "max")]
+    return list(dict.fromkeys(keys))
+
+
+def check_constraints(subject_to: dict[str, float], measured: list[str]) -> None:
+    """Raise the :class:`DesignError` :func:`select_model` would raise for ``subject_to``, before a build.
+
+    >>> check_constraints({"p99_latency_ms": 20, "min_roc_auc": 0.6}, ["roc_auc"])
+    >>> check_constraints({"p99_latency": 20}, ["roc_auc"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.DesignError: models.select.subject_to.p99_latency: unknown constraint ...
+    """
+    _bounds(dict(subject_to), set(measured))
