@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import mlsd._threads  # noqa: F401  first: OpenMP reads its settings when it loads
 from mlsd.design import Design, load_design
 from mlsd.errors import MlsdError
 

@@ -18,16 +18,26 @@ from mlsd.modeling.candidates import (
     make_candidate,
     predict_on_one_thread,
 )
-from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model, model_scores
-from mlsd.modeling.selection import Decision, select_model
+from mlsd.modeling.evaluation import (
+    CandidateEvaluation,
+    LatencyMeasurement,
+    TradeOffTable,
+    evaluate_model,
+    measure_latency,
+    model_scores,
+)
+from mlsd.modeling.selection import CLOSE_MARGIN, Decision, Gate, select_model
 from mlsd.modeling.training import ModelingResult, costs_of, train_and_evaluate
 
 __all__ = [
     "CALIBRATION_METHODS",
+    "CLOSE_MARGIN",
     "Assessment",
     "CandidateEvaluation",
     "CandidateType",
     "Decision",
+    "Gate",
+    "LatencyMeasurement",
     "ModelingResult",
     "RuleBaseline",
     "RuleRegressor",
@@ -41,6 +51,7 @@ __all__ = [
     "list_candidate_types",
     "make_baseline",
     "make_candidate",
+    "measure_latency",
     "model_scores",
     "predict_on_one_thread",
     "select_model",

@@ -2,8 +2,10 @@
 
 :func:`evaluate_model` measures one fitted model on the validation and test splits: every
 requested metric (the primary one with a bootstrap interval), calibration (ECE, Brier) for
-binary tasks, single-row latency, batch throughput, size and training time. A
-:class:`TradeOffTable` holds the evaluations of all models and renders them as a DataFrame, JSON
+binary tasks, single-row latency, batch throughput, size and training time. Latency and
+throughput are timed with CPU time, so they measure the model and not the machine's momentary
+load (:class:`LatencyMeasurement` says how; ``docs/threads-and-timing.md`` why). A
+:class:`TradeOffTable` holds the evaluations of all models and renders them as a DataFrame
 or JSON records (the CLI draws them); :func:`mlsd.modeling.selection.select_model` decides from it.
 
 >>> import numpy as np, pandas as pd
@@ -34,13 +36,85 @@ from mlsd.errors import DataError, DesignError, ModelError
 from mlsd.goals.bootstrap import MetricEstimate, bootstrap_ci
 from mlsd.goals.metrics import Metric, get_metric
 
-__all__ = ["CandidateEvaluation", "TradeOffTable", "evaluate_model", "model_scores"]
+__all__ = [
+    "CandidateEvaluation",
+    "LatencyMeasurement",
+    "TradeOffTable",
+    "evaluate_model",
+    "measure_latency",
+    "model_scores",
+]
 
 ThresholdRule = Callable[[np.ndarray, np.ndarray], float]
 _TASKS = ("binary", "multiclass", "regression")
 _KINDS = ("baseline", "candidate")
 _N_DISTINCT_LATENCY_ROWS = 10
 _N_WARMUP = 3
+_N_LATENCY_REPETITIONS = 5
+# Process CPU time above this multiple of the calling thread's means other threads did part of
+# the work, which the thread clock would not count: then the gate uses the process clock.
+_ONE_THREAD_RATIO = 1.5
+# A thread clock this coarse (Windows ticks at 15.6 ms) cannot time a millisecond predict.
+_COARSE_CLOCK_S = 1e-4
+_CLOCKS = {
+    "thread_cpu": "the calling thread's CPU time (the model predicts on one thread)",
+    "process_cpu": "the process's CPU time (the model predicts on several threads, so this counts "
+    "every thread's work)",
+    "wall": "wall-clock time (this platform's thread clock is too coarse)",
+}
+_ESTIMATOR = "median over repetitions of each repetition's percentile"
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyMeasurement:
+    """Single-row latency, and how it was measured.
+
+    ``p50_ms``/``p99_ms`` are in the gated ``clock`` (``"thread_cpu"``, ``"process_cpu"`` or
+    ``"wall"``): CPU time leaves out the time a request waits while other processes hold the
+    cores, so a busy machine moves them little while it doubles wall-clock percentiles. Each of
+    ``repetitions`` consecutive runs of ``calls / repetitions`` calls gives a percentile, and the
+    median over runs is reported, so one disturbed run does not move it. ``wall_p50_ms`` and
+    ``wall_p99_ms`` (over all calls) are what a client would have seen at measurement time.
+    ``threads`` is how many threads the predict kept busy (process over thread CPU time).
+    """
+
+    p50_ms: float
+    p99_ms: float
+    wall_p50_ms: float
+    wall_p99_ms: float
+    calls: int
+    repetitions: int
+    threads: int
+    clock: str
+    estimator: str = _ESTIMATOR
+
+    @property
+    def method(self) -> str:
+        """One sentence for the design document; the same for every model measured alike.
+
+        >>> m = LatencyMeasurement(1.0, 2.0, 1.5, 9.0, calls=250, repetitions=5, threads=1,
+        ...                        clock="thread_cpu")
+        >>> print(m.method)  # doctest: +NORMALIZE_WHITESPACE
+        Single-row latency: 250 predict calls on one row each in 5 runs, timed with the calling
+        thread's CPU time (the model predicts on one thread), so time spent waiting while other
+        processes hold the cores does not count; p50 and p99 are the median over the runs of each
+        run's percentile (wall-clock p50/p99 are kept for information).
+        """
+        waiting = (
+            ""
+            if self.clock == "wall"
+            else (", so time spent waiting while other processes hold the cores does not count")
+        )
+        return (
+            f"Single-row latency: {self.calls} predict calls on one row each in {self.repetitions} "
+            f"runs, timed with {_CLOCKS.get(self.clock, self.clock)}{waiting}; p50 and p99 are the "
+            "median over the runs of each run's percentile (wall-clock p50/p99 are kept for "
+            "information)."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the method sentence."""
+        return {**dataclasses.asdict(self), "method": self.method}
 
 
 @dataclasses.dataclass
@@ -62,6 +136,24 @@ class CandidateEvaluation:
     # The model's scores per split, as model_scores returns them, computed once: the threshold, the
     # costs, the curves and the document read these instead of predicting again.
     scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    # How p50/p99_latency_ms were measured (None when built by hand, e.g. in tests).
+    latency: LatencyMeasurement | None = dataclasses.field(default=None, compare=False)
+    throughput_method: str = ""
+
+    @property
+    def latency_method(self) -> str:
+        """The sentence saying how the gated latency was measured (empty if not measured here)."""
+        return "" if self.latency is None else self.latency.method
+
+    @property
+    def p50_wall_ms(self) -> float | None:
+        """Wall-clock p50 at measurement time, for information (the gate reads ``p50_latency_ms``)."""
+        return None if self.latency is None else self.latency.wall_p50_ms
+
+    @property
+    def p99_wall_ms(self) -> float | None:
+        """Wall-clock p99 at measurement time, for information (the gate reads ``p99_latency_ms``)."""
+        return None if self.latency is None else self.latency.wall_p99_ms
 
     def estimate(self, metric: str, split: str = "valid") -> MetricEstimate:
         """The estimate of ``metric`` on ``split``; :class:`ModelError` if it was not measured."""
@@ -85,10 +177,12 @@ class CandidateEvaluation:
         out: dict[str, Any] = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("metrics", "model", "scores")
+            if f.name not in ("metrics", "model", "scores", "latency")
         }
         out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
         out["metrics"] = {s: {m: e.to_dict() for m, e in ms.items()} for s, ms in self.metrics.items()}
+        out["latency"] = None if self.latency is None else self.latency.to_dict()
+        out["latency_method"] = self.latency_method
         return out
 
 
@@ -146,12 +240,14 @@ def _split_metrics(
     threshold: float | ThresholdRule,
     field: str,
 ) -> tuple[dict[str, MetricEstimate], float, np.ndarray, float]:
-    """The split's metrics, its batch throughput in rows/s (timing the one prediction made), its
-    scores and the decision threshold used (``threshold`` itself, or what the rule chose from these
-    scores)."""
-    t0 = time.perf_counter()
+    """The split's metrics, its batch throughput in rows/s (timing the one prediction made, in
+    the clock :func:`_gated_clock` picks), its scores and the decision threshold used
+    (``threshold`` itself, or what the rule chose from these scores)."""
+    clocks = _now()
     scores, classes = model_scores(model, X, task)
-    rows_per_s = len(scores) / max(time.perf_counter() - t0, 1e-9)
+    elapsed = _now() - clocks
+    _, seconds, _ = _gated_clock(*(elapsed[:, None] / 1e9))
+    rows_per_s = len(scores) / max(float(seconds[0]), 1e-9)
     y = np.asarray(y)
     if task == "binary":
         unseen = ~np.isin(y, classes)
@@ -166,18 +262,23 @@ def _split_metrics(
         classes = None
     if callable(threshold):
         threshold = float(threshold(y, scores))
-    return {
-        m.name: bootstrap_ci(
-            m,
-            y,
-            scores,
-            n_resamples=n_bootstrap if i == 0 else 0,
-            seed=seed,
-            threshold=threshold,
-            classes=classes,
-        )
-        for i, m in enumerate(metrics)
-    }, float(rows_per_s), scores, float(threshold)
+    return (
+        {
+            m.name: bootstrap_ci(
+                m,
+                y,
+                scores,
+                n_resamples=n_bootstrap if i == 0 else 0,
+                seed=seed,
+                threshold=threshold,
+                classes=classes,
+            )
+            for i, m in enumerate(metrics)
+        },
+        float(rows_per_s),
+        scores,
+        float(threshold),
+    )
 
 
 def _single_rows(rows: Any) -> list[Any]:
@@ -191,17 +292,82 @@ def _single_rows(rows: Any) -> list[Any]:
     return [rows[i : i + 1] for i in range(n)]
 
 
-def _latency_ms(predict: Callable[[Any], Any], rows: list[Any], n_calls: int) -> tuple[float, float]:
+_THREAD_CLOCK_COARSE = time.get_clock_info("thread_time").resolution > _COARSE_CLOCK_S
+
+
+def _now() -> np.ndarray:
+    """(wall, calling thread CPU, process CPU) in ns; the CPU clocks only advance while running."""
+    return np.array([time.perf_counter_ns(), time.thread_time_ns(), time.process_time_ns()], dtype=np.int64)
+
+
+def _gated_clock(wall: np.ndarray, thread: np.ndarray, process: np.ndarray) -> tuple[str, np.ndarray, int]:
+    """The clock a gate reads, its timings, and the threads the work kept busy.
+
+    The thread clock counts only the calling thread: right for a model that predicts on it
+    (what :func:`~mlsd.modeling.candidates.predict_on_one_thread` arranges), an under-count for
+    one that hands work to other threads, which the process clock then counts instead.
+
+    >>> clock, t, n = _gated_clock(np.array([9.0]), np.array([1.0]), np.array([1.1]))
+    >>> clock, t.tolist(), n
+    ('thread_cpu', [1.0], 1)
+    >>> _gated_clock(np.array([9.0]), np.array([1.0]), np.array([2.0]))[::2]
+    ('process_cpu', 2)
+    """
+    if _THREAD_CLOCK_COARSE:
+        return "wall", wall, 1
+    ratio = float(process.sum()) / max(float(thread.sum()), 1e-12)
+    if ratio <= _ONE_THREAD_RATIO:
+        return "thread_cpu", thread, 1
+    return "process_cpu", process, max(1, round(ratio))
+
+
+def measure_latency(
+    predict: Callable[[Any], Any],
+    rows: list[Any],
+    n_calls: int = 250,
+    repetitions: int = _N_LATENCY_REPETITIONS,
+) -> LatencyMeasurement:
+    """Time ``predict`` on one row per call, cycling through ``rows``, after a few warm-up calls.
+
+    The gated p50/p99 are CPU time (see :class:`LatencyMeasurement`): a call that waits (for the
+    cores, or sleeping) costs no CPU, so the load of other processes barely moves them.
+
+    >>> m = measure_latency(lambda row: sum(range(20_000)), [None], n_calls=50)
+    >>> m.clock, m.calls, m.repetitions, m.threads, 0 < m.p50_ms <= m.p99_ms
+    ('thread_cpu', 50, 5, 1, True)
+    """
+    for value, field, what in [
+        (n_calls, "n_latency_calls", "timed call"),
+        (repetitions, "n_latency_repetitions", "repetition"),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DesignError(
+                f"latency needs at least one {what}", field=field, received=value, expected="an integer >= 1"
+            )
     for row in rows[:_N_WARMUP]:
         predict(row)
-    times = np.empty(n_calls)
+    elapsed = np.empty((n_calls, 3), dtype=np.int64)
     for i in range(n_calls):  # one call per request is what is being measured, so no vectorising
         row = rows[i % len(rows)]
-        t0 = time.perf_counter()
+        t0 = _now()
         predict(row)
-        times[i] = time.perf_counter() - t0
-    p50, p99 = np.percentile(times * 1000.0, [50, 99])
-    return float(p50), float(p99)
+        elapsed[i] = _now() - t0
+    wall, thread, process = (elapsed / 1e6).T  # ms
+    clock, gated, threads = _gated_clock(wall, thread, process)
+    runs = min(repetitions, n_calls)
+    per_run = np.array([np.percentile(run, [50, 99]) for run in np.array_split(gated, runs)])
+    p50, p99 = np.median(per_run, axis=0)
+    wall_p50, wall_p99 = np.percentile(wall, [50, 99])
+    return LatencyMeasurement(
+        p50_ms=float(p50),
+        p99_ms=float(p99),
+        wall_p50_ms=float(wall_p50),
+        wall_p99_ms=float(wall_p99),
+        calls=n_calls,
+        repetitions=runs,
+        threads=threads,
+        clock=clock,
+    )
 
 
 def evaluate_model(
@@ -220,8 +386,9 @@ def evaluate_model(
     seed: int = 0,
     train_seconds: float,
     latency_rows: pd.DataFrame | None = None,
-    n_latency_calls: int = 200,
+    n_latency_calls: int = 250,
     threshold: float | ThresholdRule = 0.5,
+    n_latency_repetitions: int = _N_LATENCY_REPETITIONS,
 ) -> CandidateEvaluation:
     """Measure a fitted ``model`` (fed the same rows it will get in serving: raw rows for a pipeline).
 
@@ -229,7 +396,9 @@ def evaluate_model(
     values; binary tasks always report ``ece`` and ``brier``. ``threshold`` is the decision
     threshold of label metrics, or a rule ``(y_valid, valid_scores) -> threshold`` applied to the
     validation scores (binary labels as 0/1) and then used on test as well. Latency is for one row per call
-    (``latency_rows``, default the validation rows), after a few warm-up calls.
+    (``latency_rows``, default the validation rows), after a few warm-up calls:
+    ``n_latency_calls`` calls in ``n_latency_repetitions`` runs (:func:`measure_latency`).
+    Throughput is the test split's (else valid's) rows over the CPU time of its one batch predict.
     """
     if kind not in _KINDS:
         raise DesignError("unknown model kind", field="kind", received=kind, expected=" or ".join(_KINDS))
@@ -239,19 +408,14 @@ def evaluate_model(
     splits = {"valid": (X_valid, y_valid)}
     if X_test is not None and y_test is not None:
         splits["test"] = (X_test, y_test)
-    if isinstance(n_latency_calls, bool) or not isinstance(n_latency_calls, int) or n_latency_calls < 1:
-        raise DesignError(
-            "latency needs at least one timed call",
-            field="n_latency_calls",
-            received=n_latency_calls,
-            expected="an integer >= 1",
-        )
     # Latency first: its warm-up calls also warm the model for the batch timings below.
-    p50, p99 = _latency_ms(
+    latency = measure_latency(
         lambda X: model_scores(model, X, task),
         _single_rows(X_valid if latency_rows is None else latency_rows),
         n_latency_calls,
+        n_latency_repetitions,
     )
+    throughput_split = "test" if "test" in splits else "valid"
     measured, rows_per_s, scores = {}, {}, {}
     for split, (X, y) in splits.items():  # valid first: a threshold rule chooses on valid only
         measured[split], rows_per_s[split], scores[split], threshold = _split_metrics(
@@ -263,14 +427,19 @@ def evaluate_model(
         task=task,
         primary=resolved[0].name,
         metrics=measured,
-        p50_latency_ms=p50,
-        p99_latency_ms=p99,
-        throughput_rows_per_s=rows_per_s["test" if "test" in splits else "valid"],
+        p50_latency_ms=latency.p50_ms,
+        p99_latency_ms=latency.p99_ms,
+        throughput_rows_per_s=rows_per_s[throughput_split],
         size_mb=len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
         train_seconds=float(train_seconds),
         threshold=float(threshold),
         model=model,
         scores=scores,
+        latency=latency,
+        throughput_method=(
+            f"Batch throughput: the {throughput_split} split's rows scored in one predict call, over "
+            f"{'its wall-clock time' if latency.clock == 'wall' else 'the CPU time it took'}."
+        ),
     )
 
 

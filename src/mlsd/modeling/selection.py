@@ -24,6 +24,15 @@ bound any measured metric (``min_recall``) or ``throughput_rows_per_s``.
 >>> print(d.reason)
 gbdt: roc_auc 0.742 [0.735, 0.749] on valid, best of 2 candidates meeting p99_latency_ms <= 20 and \
 beating baseline majority (0.500); logreg 0.701; rf rejected: p99 latency 34 ms > 20 ms
+
+``decision.gates[model]`` holds each candidate's :class:`Gate` per constraint: the measured value,
+the bound, whether it passed and by what relative margin; ``close`` flags a margin within
+:data:`CLOSE_MARGIN` of the bound, where a noisier measurement could have decided otherwise.
+
+>>> [(g.constraint, g.value, g.passed, g.margin, g.close) for g in d.gates["gbdt"]]
+[('p99_latency_ms', 8.0, True, 0.6, False)]
+>>> d.gates["rf"][0].margin, d.gates["rf"][0].close
+(-0.7, False)
 """
 
 from __future__ import annotations
@@ -36,7 +45,11 @@ from mlsd.errors import DesignError, GateError, ModelError
 from mlsd.goals.metrics import get_metric
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable
 
-__all__ = ["Decision", "check_constraints", "list_constraint_keys", "select_model"]
+__all__ = ["CLOSE_MARGIN", "Decision", "Gate", "check_constraints", "list_constraint_keys", "select_model"]
+
+# A gate passed or failed within this fraction of its bound is flagged as close: for latency,
+# that is within what a busier or quieter machine can move a measurement.
+CLOSE_MARGIN = 0.2
 
 _UPPER = ("p50_latency_ms", "p99_latency_ms", "size_mb", "train_seconds", "ece", "brier")
 _OPERATIONAL = ("p50_latency_ms", "p99_latency_ms", "size_mb", "train_seconds", "throughput_rows_per_s")
@@ -50,8 +63,32 @@ _LABELS = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Gate:
+    """One constraint as measured for one candidate.
+
+    ``margin`` is the distance to the bound relative to it, positive inside (passed) and negative
+    outside: ``(bound - value) / |bound|`` for an upper bound, ``(value - bound) / |bound|`` for
+    a lower one; ``None`` when the value is undefined or the bound is 0. ``close`` is
+    ``|margin| <= CLOSE_MARGIN``. Iterating gives ``(field, value)`` pairs, so ``dict(gate)``
+    works.
+    """
+
+    constraint: str  # as written in the design, e.g. p99_latency_ms
+    value: float | None
+    bound: float
+    op: str  # "<=" or ">="
+    passed: bool
+    margin: float | None
+    close: bool
+
+    def __iter__(self) -> Any:
+        return iter(dataclasses.asdict(self).items())
+
+
+@dataclasses.dataclass(frozen=True)
 class Decision:
-    """The winner, the sentence explaining it, the ranking of passing candidates and why others failed."""
+    """The winner, the sentence explaining it, the ranking of passing candidates and why others
+    failed; ``gates[name]`` is each candidate's :class:`Gate` per constraint, in design order."""
 
     winner: str
     reason: str
@@ -59,6 +96,12 @@ class Decision:
     rejected: dict[str, str]
     metric: str
     split: str
+    gates: dict[str, list[Gate]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def close_gates(self) -> dict[str, list[Gate]]:
+        """The gates decided by a small margin, per candidate (candidates without any left out)."""
+        return {n: close for n, gs in self.gates.items() if (close := [g for g in gs if g.close])}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -88,6 +131,22 @@ class _Bound:
         if (v > self.limit) if self.upper else (v < self.limit):
             return f"{label} {_fmt(v)}{unit} {'>' if self.upper else '<'} {self.limit:g}{unit}"
         return None
+
+    def gate(self, e: CandidateEvaluation, split: str) -> Gate:
+        v = self.observed(e, split)
+        passed = not math.isnan(v) and ((v <= self.limit) if self.upper else (v >= self.limit))
+        margin = None
+        if not math.isnan(v) and self.limit != 0:
+            margin = round(((self.limit - v) if self.upper else (v - self.limit)) / abs(self.limit), 6)
+        return Gate(
+            constraint=self.key,
+            value=None if math.isnan(v) else v,
+            bound=self.limit,
+            op="<=" if self.upper else ">=",
+            passed=passed,
+            margin=margin,
+            close=margin is not None and abs(margin) <= CLOSE_MARGIN,
+        )
 
 
 def _fmt(v: float) -> str:
@@ -224,7 +283,9 @@ def select_model(
         rejected=rejected,
         metric=metric,
         split=split,
+        gates={e.name: [b.gate(e, split) for b in bounds] for e in candidates},
     )
+
 
 def list_constraint_keys(measured: list[str]) -> list[str]:
     """The ``subject_to`` keys :func:`select_model` accepts when the ``measured`` metrics are measured.
