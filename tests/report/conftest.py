@@ -1,4 +1,9 @@
-"""A realistic design document built from synthetic but plausible measurements."""
+"""A realistic design document built from synthetic but plausible measurements.
+
+The curves, reliability bins and confusion matrix come from the same functions a build uses
+(:mod:`mlsd.modeling.curves`, :mod:`mlsd.modeling.assessment`), so the fixture carries exactly
+the shapes the report receives from the stages.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from mlsd.goals.costs import CostMatrix
+from mlsd.modeling.assessment import confusion_with_costs
+from mlsd.modeling.curves import classification_curves, reliability_bins
 from mlsd.report import DesignDocument
 
 HOSTILE = '<script>alert("x")</script> & "friends"'
@@ -15,6 +23,20 @@ HOSTILE = '<script>alert("x")</script> & "friends"'
 def _scores(rng: np.random.Generator, y: np.ndarray, signal: float) -> np.ndarray:
     logit = signal * (y - 0.5) * 2 + rng.normal(0, 1.2, len(y)) - 1.2
     return 1 / (1 + np.exp(-logit))
+
+
+def _gate(constraint: str, value: float, bound: float) -> dict[str, object]:
+    """An upper-bound gate as the decision reports it (close = within 10 % of the bound)."""
+    margin = (bound - value) / bound
+    return {
+        "constraint": constraint,
+        "value": value,
+        "bound": bound,
+        "op": "<=",
+        "passed": value <= bound,
+        "margin": margin,
+        "close": abs(margin) < 0.1,
+    }
 
 
 def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignDocument:
@@ -28,13 +50,26 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
     best = float(thresholds[cost.argmin()])
     periods = [f"2013-{m:02d}" for m in range(1, 13)]
     split_of = ["train"] * 6 + ["valid"] * 3 + ["test"] * 3
-    curves = {
-        "majority": {"y_true": y, "score": np.full(n, 0.21)},
-        "logreg": {"y_true": y, "score": logreg},
-        "gbdt <b>v2</b>": {"y_true": y, "score": gbdt},
+    scores = {"majority": np.full(n, 0.21), "logreg": logreg, "gbdt <b>v2</b>": gbdt}
+    curves = {name: {"split": "test", **classification_curves(y, s)} for name, s in scores.items()}
+    confusion = {"split": "test", **confusion_with_costs(y, gbdt, best, CostMatrix(1, 4))}
+    calibration = {
+        "split": "test",
+        "n_rows": n,
+        "method": "isotonic",
+        "calibrated": reliability_bins(y, np.clip(gbdt * 0.7, 0, 1)),
+        "uncalibrated": reliability_bins(y, gbdt),
     }
     if task == "regression":
-        curves = {"gbdt <b>v2</b>": {"y_true": y * 30.0, "value": y * 25.0 + rng.normal(0, 5, n)}}
+        sample = rng.choice(n, 2000, replace=False)
+        curves = {
+            "gbdt <b>v2</b>": {
+                "n_rows": n,
+                "y_true": (y * 30.0)[sample],
+                "value": (y * 25.0 + rng.normal(0, 5, n))[sample],
+                "n_sampled": 2000,
+            }
+        }
     return DesignDocument.model_validate(
         {
             "name": "flight-delay",
@@ -50,9 +85,10 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     {"name": "airline ops", "needs": ["staff planning"]},
                 ],
                 "costs": {"false_positive": 1, "false_negative": 4},
+                "cost_unit": "EUR",
                 "constraints": {"p99_latency_ms": 20, "max_ece": 0.05},
                 "threshold": best,
-                "cost_per_1000": float(cost.min()),
+                "cost_per_1000": confusion["cost_per_1000"],
                 "baseline_cost_per_1000": 840.0,
                 "cost_curve": {"thresholds": thresholds, "cost_per_1000": cost},
             },
@@ -143,6 +179,8 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     {
                         "name": "majority",
                         "kind": "baseline",
+                        "role": "baseline",
+                        "cost_per_1000": 840.0,
                         "type": "majority",
                         "valid": {"roc_auc": {"value": 0.5, "low": 0.5, "high": 0.5}},
                         "test": {"roc_auc": {"value": 0.5, "low": 0.5, "high": 0.5}},
@@ -154,7 +192,10 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     },
                     {
                         "name": "logreg",
+                        "role": "passed",
                         "type": "logistic_regression",
+                        "cost_per_1000": 251.0,
+                        "gates": [_gate("p99_latency_ms", 1.1, 20), _gate("max_ece", 0.012, 0.05)],
                         "valid": {"roc_auc": {"value": 0.684, "low": 0.679, "high": 0.689}},
                         "test": {"roc_auc": {"value": 0.671, "low": 0.665, "high": 0.677}},
                         "ece": 0.012,
@@ -167,7 +208,12 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     },
                     {
                         "name": "gbdt <b>v2</b>",
+                        "role": "champion",
                         "type": "lightgbm",
+                        "cost_per_1000": confusion["cost_per_1000"],
+                        "gates": [_gate("p99_latency_ms", 6.5, 20), _gate("max_ece", 0.048, 0.05)],
+                        "p50_wall_ms": 2.4,
+                        "p99_wall_ms": 9.7,
                         "valid": {"roc_auc": {"value": 0.731, "low": 0.726, "high": 0.736}},
                         "test": {"roc_auc": {"value": 0.722, "low": 0.717, "high": 0.728}},
                         "ece": 0.009,
@@ -180,7 +226,9 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     },
                     {
                         "name": "knn",
+                        "role": "rejected",
                         "type": "knn",
+                        "gates": [_gate("p99_latency_ms", 48.0, 20)],
                         "valid": {"roc_auc": {"value": 0.702}},
                         "test": {"roc_auc": {"value": 0.69}},
                         "p50_ms": 18.0,
@@ -195,16 +243,10 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     "rule": "maximize roc_auc subject to p99_latency_ms <= 20",
                 },
                 "curves": curves,
-                "calibration": (
-                    {
-                        "y_true": y,
-                        "score": np.clip(gbdt * 0.7, 0, 1),
-                        "uncalibrated": gbdt,
-                        "method": "isotonic",
-                    }
-                    if task == "binary"
-                    else None
-                ),
+                "calibration": calibration if task == "binary" else None,
+                "confusion": confusion if task == "binary" else None,
+                "latency_method": "p99 of 200 single-row predict calls after 20 warm-up calls, "
+                "process CPU time (perf_counter wall clock shown for information).",
                 "slices": [
                     {
                         "column": "carrier",

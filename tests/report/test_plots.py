@@ -1,15 +1,31 @@
-"""Each plot builder on its own: the traces it draws and the numbers it shows."""
+"""Each plot builder on its own: the traces it draws and the numbers it shows.
+
+The builders draw what the evaluation computed; the inputs here come from the same functions a
+build uses, and the tests check that the figures show those numbers unchanged.
+"""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from mlsd.goals.costs import CostMatrix
+from mlsd.modeling.assessment import confusion_with_costs
+from mlsd.modeling.curves import classification_curves, reliability_bins
 from mlsd.report import plots
-from mlsd.report.document import Calibration, CostCurve, Curve, SliceRow, TimelineRow, TradeoffRow
+from mlsd.report.document import (
+    Calibration,
+    ConfusionMatrix,
+    CostCurve,
+    Curve,
+    SliceRow,
+    TimelineRow,
+    TradeoffRow,
+)
 
 
 def _xy(trace: go.BaseTraceType) -> tuple[np.ndarray, np.ndarray]:
@@ -20,30 +36,32 @@ def _xy(trace: go.BaseTraceType) -> tuple[np.ndarray, np.ndarray]:
 def long_curves() -> dict[str, Curve]:
     rng = np.random.default_rng(1)
     y = (rng.random(20_000) < 0.3).astype(float)
-    return {
-        "weak": Curve(y_true=y, score=rng.random(20_000)),
-        "strong": Curve(y_true=y, score=np.clip(y * 0.3 + rng.random(20_000) * 0.7, 0, 1)),
-    }
+    scores = {"weak": rng.random(20_000), "strong": np.clip(y * 0.3 + rng.random(20_000) * 0.7, 0, 1)}
+    return {name: Curve(**classification_curves(y, s)) for name, s in scores.items()}
 
 
-def test_downsample_keeps_ends_and_limit() -> None:
-    x = np.arange(10_001)
-    (kept,) = plots.downsample(x)
-    assert len(kept) <= plots.MAX_POINTS and kept[0] == 0 and kept[-1] == 10_000
-    assert plots.downsample(x[:5])[0].tolist() == [0, 1, 2, 3, 4]
-
-
-def test_roc_and_pr_all_models_downsampled(long_curves: dict[str, Curve]) -> None:
+def test_roc_and_pr_draw_the_given_points(long_curves: dict[str, Curve]) -> None:
     roc = plots.roc_figure(long_curves)
     names = [t.name for t in roc.data]
-    assert names[0].startswith("weak (AUC 0.4") or names[0].startswith("weak (AUC 0.5")
-    assert names[1].startswith("strong (AUC") and names[-1] == "chance"
-    assert all(len(t.x) <= plots.MAX_POINTS for t in roc.data)
+    assert names[:2] == [
+        f"weak (AUC {long_curves['weak'].roc_auc:.3f})",
+        f"strong (AUC {long_curves['strong'].roc_auc:.3f})",
+    ]
+    assert names[-1] == "chance" and "20,000 rows" in roc.layout.title.text
+    for trace, curve in zip(roc.data, long_curves.values(), strict=False):
+        assert list(trace.x) == curve.roc.x and list(trace.y) == curve.roc.y
     pr = plots.pr_figure(long_curves)
     assert [t.name.split(" ")[0] for t in pr.data] == ["weak", "strong"]
-    assert all(len(t.x) <= plots.MAX_POINTS for t in pr.data)
+    assert list(pr.data[1].x) == long_curves["strong"].pr.x
     strong_ap = float(pr.data[1].name.split("AP ")[1].rstrip(")"))
-    assert strong_ap > 0.6
+    assert strong_ap == pytest.approx(long_curves["strong"].average_precision, abs=5e-4) and strong_ap > 0.6
+    # the label-rate line is the curve's precision at recall 1 (every row predicted positive)
+    assert pr.layout.shapes[0].y0 == pytest.approx(0.3, abs=0.01)
+
+
+def test_plots_compute_no_metric() -> None:
+    assert not hasattr(plots, "expected_calibration_error") and not hasattr(plots, "_reliability")
+    assert "sklearn" not in Path(plots.__file__).read_text(encoding="utf-8")
 
 
 def test_cost_curve_marks_threshold_and_baseline() -> None:
@@ -70,33 +88,48 @@ def test_timeline_stacks_splits_and_weights_label_rate() -> None:
     np.testing.assert_allclose(line.y, [0.1, (20 + 120) / 400, 0.3])
 
 
-def test_confusion_counts_and_costs() -> None:
+def test_confusion_shows_the_given_counts_and_costs() -> None:
     y = [0, 0, 0, 1, 1, 1, 1]
     score = [0.1, 0.6, 0.2, 0.9, 0.4, 0.7, 0.8]
-    fig = plots.confusion_figure(y, score, 0.5, {"false_positive": 1, "false_negative": 4})
+    confusion = ConfusionMatrix(**confusion_with_costs(y, score, 0.5, CostMatrix(1, 4)))
+    fig = plots.confusion_figure(confusion, "EUR")
     heat = fig.data[0]
     assert np.asarray(heat.z).tolist() == [[2, 1], [1, 3]]
-    assert heat.text[1][0] == "FN<br>1<br>cost 4" and heat.text[0][1] == "FP<br>1<br>cost 1"
-    assert "cost 5 (714.3 per 1,000)" in fig.layout.title.text
+    assert heat.text[1][0] == "FN<br>1<br>cost 4 EUR" and heat.text[0][1] == "FP<br>1<br>cost 1 EUR"
+    assert "5 EUR (714.3 per 1,000; 7 test rows)" in fig.layout.title.text
 
 
-def test_calibration_reliability_and_ece() -> None:
+def test_confusion_draws_counts_it_is_given_not_recomputed() -> None:
+    confusion = ConfusionMatrix(
+        threshold=0.3,
+        counts=[[10, 2], [3, 5]],
+        cell_costs=[[0, 2], [12, 0]],
+        total_cost=14,
+        cost_per_1000=700,
+        n_rows=20,
+    )
+    fig = plots.confusion_figure(confusion)
+    assert np.asarray(fig.data[0].z).tolist() == [[10, 2], [3, 5]]
+    assert "700.0 per 1,000" in fig.layout.title.text
+
+
+def test_calibration_draws_the_given_bins_and_ece() -> None:
     rng = np.random.default_rng(2)
     p = rng.random(5000)
     y = (rng.random(5000) < p).astype(float)
+    cal, uncal = reliability_bins(y, p), reliability_bins(y, np.clip(p * 1.6, 0, 1))
     fig = plots.calibration_figure(
-        Calibration(y_true=y, score=p, uncalibrated=np.clip(p * 1.6, 0, 1), method="isotonic"), "gbdt"
+        Calibration(n_rows=5000, calibrated=cal, uncalibrated=uncal, method="isotonic"), "gbdt"
     )
     names = [t.name for t in fig.data]
-    assert (
-        names[0] == "perfect"
-        and names[1].startswith("uncalibrated")
-        and names[2].startswith("calibrated (isotonic)")
-    )
-    ece_uncal, ece_cal = (float(n.split("ECE ")[1].rstrip(")")) for n in names[1:])
-    assert ece_cal < 0.03 < ece_uncal
-    assert plots.expected_calibration_error(y, p) == pytest.approx(ece_cal, abs=1e-3)
-    assert sum(fig.data[2].customdata) == 5000
+    assert names == [
+        "perfect",
+        f"uncalibrated (ECE {uncal['ece']:.3f})",
+        f"calibrated (isotonic) (ECE {cal['ece']:.3f})",
+    ]
+    assert cal["ece"] < 0.03 < uncal["ece"]
+    assert list(fig.data[2].x) == cal["mean_score"] and list(fig.data[2].y) == cal["fraction_positive"]
+    assert sum(fig.data[2].customdata) == 5000 and "5,000 rows" in fig.layout.title.text
 
 
 def test_slice_figure_hover_has_n() -> None:
@@ -111,29 +144,38 @@ def test_slice_figure_hover_has_n() -> None:
     assert fig.layout.title.text == "roc_auc by origin (test split)"
 
 
-def test_tradeoff_separates_failed_models() -> None:
+def test_tradeoff_one_trace_per_role() -> None:
     rows = [
-        TradeoffRow(name="a", test={"auc": {"value": 0.7, "low": 0.68, "high": 0.72}}, p99_ms=2.0),
-        TradeoffRow(name="b", test={"auc": {"value": 0.75}}, p99_ms=40.0, passed=False, reason="slow"),
+        TradeoffRow(name="base", role="baseline", kind="baseline", test={"auc": {"value": 0.5}}, p99_ms=0.1),
+        TradeoffRow(
+            name="a", role="champion", test={"auc": {"value": 0.7, "low": 0.68, "high": 0.72}}, p99_ms=2.0
+        ),
+        TradeoffRow(name="b", role="rejected", test={"auc": {"value": 0.75}}, p99_ms=40.0, passed=False),
     ]
     fig = plots.tradeoff_figure(rows, "auc", latency_limit_ms=20)
-    assert [t.name for t in fig.data] == ["passed the gates", "failed a gate"]
+    assert [t.name for t in fig.data] == ["champion", "rejected", "baseline"]
     np.testing.assert_allclose(fig.data[0].error_y.array, [0.02])
     assert fig.layout.shapes[0].x0 == 20
+    assert "failed" not in " ".join(t.name for t in fig.data)
 
 
-def test_predicted_vs_actual() -> None:
-    y = np.arange(5000, dtype=float)
-    fig = plots.predicted_vs_actual_figure({"m": Curve(y_true=y, value=y + 1)})
-    assert len(fig.data[0].x) <= 2000 and fig.data[-1].name == "identity"
-    assert list(fig.data[-1].x) == [0.0, 5000.0]
+def test_cost_curve_axis_has_the_unit() -> None:
+    fig = plots.cost_curve_figure(CostCurve(thresholds=[0.1, 0.5], cost_per_1000=[5, 3]), unit="EUR")
+    assert fig.layout.yaxis.title.text == "EUR per 1,000 predictions"
+
+
+def test_predicted_vs_actual_draws_every_given_pair() -> None:
+    y = np.arange(2000, dtype=float)
+    fig = plots.predicted_vs_actual_figure({"m": Curve(n_rows=5000, y_true=y, value=y + 1, n_sampled=2000)})
+    assert len(fig.data[0].x) == 2000 and fig.data[-1].name == "identity"
+    assert list(fig.data[-1].x) == [0.0, 2000.0]
 
 
 def test_degenerate_curves_draw_without_warnings() -> None:
     curves = {
-        "one class": Curve(y_true=[0, 0, 0, 0], score=[0.1, 0.2, 0.3, 0.4]),
-        "constant": Curve(y_true=[0, 1, 0, 1], score=[0.5] * 4),
-        "empty": Curve(y_true=[], score=[]),
+        "one class": Curve(**classification_curves([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])),
+        "constant": Curve(**classification_curves([0, 1, 0, 1], [0.5] * 4)),
+        "empty": Curve(**classification_curves([], [])),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -130,3 +130,20 @@ def test_nan_values_render_as_dash(tmp_path: Path) -> None:
     body = html.split("<body>", 1)[1]
     assert "nan" not in body.lower()
     assert '<th scope="row">label rate</th><td>—</td>' in body
+
+
+def test_figures_show_the_stages_numbers(document: DesignDocument) -> None:
+    figs = build_figures(document)
+    confusion = document.models.confusion
+    assert confusion is not None and confusion.cost_per_1000 == document.goals.cost_per_1000
+    assert [list(r) for r in figs["fig-confusion"].data[0].z] == confusion.counts
+    champion = document.models.curves["gbdt <b>v2</b>"]
+    roc = next(t for t in figs["fig-roc"].data if t.name.startswith("gbdt"))
+    assert list(roc.x) == champion.roc.x and f"AUC {champion.roc_auc:.3f}" in roc.name
+
+
+def test_regression_scatter_caption_says_it_is_a_sample(
+    tmp_path: Path, document_factory: Callable[..., DesignDocument]
+) -> None:
+    html = render_design_document(document_factory(task="regression"), tmp_path / "r.html").read_text()
+    assert "a sample of 2,000 of 4,000 test rows" in html

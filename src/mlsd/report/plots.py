@@ -1,7 +1,9 @@
 """Plot builders for the design document: one function per figure, each returns a plotly Figure.
 
-Binary curves take labels coded 1 for the positive class and 0 otherwise. Long curves are
-thinned to at most :data:`MAX_POINTS` points so that the HTML file stays small.
+The report computes no metric: every figure draws points the build's stages measured (ROC and
+PR points with their areas, reliability bins with their ECE, the confusion matrix with its costs),
+already computed on the whole split and thinned for drawing by :mod:`mlsd.modeling.curves`, so
+a figure and a table of the same document cannot disagree.
 
 >>> curve = CostCurve(thresholds=[0.1, 0.5, 0.9], cost_per_1000=[800, 300, 450])
 >>> fig = cost_curve_figure(curve, threshold=0.5)
@@ -18,17 +20,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from mlsd.report.document import Calibration, CostCurve, Curve, SliceRow, TimelineRow, TradeoffRow
+from mlsd.report.document import (
+    Calibration,
+    ConfusionMatrix,
+    CostCurve,
+    Curve,
+    SliceRow,
+    TimelineRow,
+    TradeoffRow,
+)
 
 __all__ = [
-    "MAX_POINTS",
+    "ROLE_COLOURS",
     "calibration_figure",
     "confusion_figure",
     "cost_curve_figure",
-    "downsample",
-    "expected_calibration_error",
     "pr_figure",
     "predicted_vs_actual_figure",
     "roc_figure",
@@ -37,7 +44,15 @@ __all__ = [
     "tradeoff_figure",
 ]
 
-MAX_POINTS = 500
+# What the decision made of a model, in the trade-off figure and table: a baseline is a reference,
+# not a failure, so it is neither green nor grey-as-rejected.
+ROLE_COLOURS = {"champion": "#1a7f37", "passed": "#0969da", "rejected": "#aaaaaa", "baseline": "#8250df"}
+_ROLE_NAMES = {
+    "champion": "champion",
+    "passed": "passed the gates",
+    "rejected": "rejected",
+    "baseline": "baseline",
+}
 _PALETTE = qualitative.Plotly
 _SPLIT_COLOURS = {"train": "#4c78a8", "valid": "#f58518", "test": "#54a24b"}
 _FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
@@ -56,66 +71,31 @@ def _layout(fig: go.Figure, title: str, *, height: int = 380) -> go.Figure:
     return fig
 
 
-def downsample(*arrays: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, ...]:
-    """Keep at most ``max_points`` evenly spaced points (first and last always kept).
-
-    >>> [a.tolist() for a in downsample(np.arange(10), max_points=4)]
-    [[0, 3, 6, 9]]
-    """
-    n = len(arrays[0])
-    if n <= max_points:
-        return arrays
-    keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
-    return tuple(np.asarray(a)[keep] for a in arrays)
-
-
-def expected_calibration_error(y_true: Sequence[float], score: Sequence[float], n_bins: int = 10) -> float:
-    """ECE over ``n_bins`` equal-width bins: mean |observed rate - mean score|, weighted by bin size.
-
-    >>> round(expected_calibration_error([0, 1, 0, 1], [0.0, 1.0, 0.0, 1.0]), 6)
-    0.0
-    """
-    return float(_reliability(np.asarray(y_true, float), np.asarray(score, float), n_bins)[3])
-
-
-def _reliability(
-    y: np.ndarray, p: np.ndarray, n_bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-    counts = np.bincount(idx, minlength=n_bins)
-    filled = counts > 0
-    mean_score = np.bincount(idx, weights=p, minlength=n_bins)[filled] / counts[filled]
-    observed = np.bincount(idx, weights=y, minlength=n_bins)[filled] / counts[filled]
-    ece = float(np.sum(counts[filled] / len(p) * np.abs(observed - mean_score))) if len(p) else float("nan")
-    return mean_score, observed, counts[filled], ece
-
-
-def _both_classes(y_true: Sequence[float]) -> bool:
-    # ROC and PR are undefined without positives and negatives (a one-class slice or split);
-    # sklearn would warn and return NaN curves.
-    return np.unique(np.asarray(y_true, float)).size >= 2
-
-
 def _undefined(name: str, what: str, colour: str) -> go.Scatter:
-    """An empty trace whose legend entry says why the model has no curve."""
+    """An empty trace whose legend entry says why the model has no curve.
+
+    The evaluation leaves a curve out when the split has one class only (ROC and PR need both).
+    """
     return go.Scatter(
         x=[], y=[], mode="lines", name=f"{name} ({what} undefined: needs both classes)", line_color=colour
     )
 
 
 def cost_curve_figure(
-    curve: CostCurve, threshold: float | None = None, baseline_cost: float | None = None
+    curve: CostCurve,
+    threshold: float | None = None,
+    baseline_cost: float | None = None,
+    unit: str = "cost units",
 ) -> go.Figure:
-    """Expected cost per 1,000 predictions against the threshold, the chosen one marked."""
-    x, y = downsample(np.asarray(curve.thresholds, float), np.asarray(curve.cost_per_1000, float))
+    """Expected cost per 1,000 predictions (in ``unit``) against the threshold, the chosen one marked."""
+    x, y = curve.thresholds, curve.cost_per_1000
     fig = go.Figure(
         go.Scatter(
             x=x,
             y=y,
             mode="lines",
             name="expected cost",
-            hovertemplate="threshold %{x:.3f}<br>%{y:,.1f} per 1k",
+            hovertemplate="threshold %{x:.3f}<br>%{y:,.1f} " + unit + " per 1,000<extra></extra>",
         )
     )
     if threshold is not None:
@@ -131,7 +111,7 @@ def cost_curve_figure(
             annotation_position="top left",
         )
     fig.update_xaxes(title="decision threshold", range=[0, 1])
-    fig.update_yaxes(title="cost per 1,000 predictions", rangemode="tozero")
+    fig.update_yaxes(title=f"{unit} per 1,000 predictions", rangemode="tozero")
     return _layout(fig, "Expected cost by threshold (validation split)")
 
 
@@ -171,24 +151,20 @@ def timeline_figure(rows: Sequence[TimelineRow]) -> go.Figure:
 
 
 def roc_figure(curves: Mapping[str, Curve]) -> go.Figure:
-    """ROC curves of all models on one figure, AUC in the legend."""
+    """ROC curves of all models on one figure, with the AUC the evaluation measured in the legend."""
     fig = go.Figure()
     for i, (name, curve) in enumerate(curves.items()):
-        if curve.score is None:
+        colour = _PALETTE[i % len(_PALETTE)]
+        if curve.roc is None or curve.roc_auc is None:
+            fig.add_trace(_undefined(name, "AUC", colour))
             continue
-        if not _both_classes(curve.y_true):
-            fig.add_trace(_undefined(name, "AUC", _PALETTE[i % len(_PALETTE)]))
-            continue
-        fpr, tpr, _ = roc_curve(curve.y_true, curve.score, drop_intermediate=True)
-        area = auc(fpr, tpr)
-        fpr, tpr = downsample(fpr, tpr)
         fig.add_trace(
             go.Scatter(
-                x=fpr,
-                y=tpr,
+                x=curve.roc.x,
+                y=curve.roc.y,
                 mode="lines",
-                name=f"{name} (AUC {area:.3f})",
-                line_color=_PALETTE[i % len(_PALETTE)],
+                name=f"{name} (AUC {curve.roc_auc:.3f})",
+                line_color=colour,
             )
         )
     fig.add_trace(
@@ -196,85 +172,81 @@ def roc_figure(curves: Mapping[str, Curve]) -> go.Figure:
     )
     fig.update_xaxes(title="false positive rate", range=[0, 1])
     fig.update_yaxes(title="true positive rate", range=[0, 1.02])
-    return _layout(fig, "ROC curves (test split)")
+    return _layout(fig, f"ROC curves ({_split_rows(curves)})")
 
 
 def pr_figure(curves: Mapping[str, Curve]) -> go.Figure:
-    """Precision-recall curves of all models on one figure, average precision in the legend."""
+    """Precision-recall curves of all models on one figure, average precision in the legend.
+
+    The label-rate line is read off a drawn curve: at recall 1 every row is predicted positive,
+    so the precision there is the split's positive rate (no label is needed here).
+    """
     fig = go.Figure()
     base_rate = None
     for i, (name, curve) in enumerate(curves.items()):
-        if curve.score is None:
+        colour = _PALETTE[i % len(_PALETTE)]
+        if curve.pr is None or curve.average_precision is None:
+            fig.add_trace(_undefined(name, "AP", colour))
             continue
-        if not _both_classes(curve.y_true):
-            fig.add_trace(_undefined(name, "AP", _PALETTE[i % len(_PALETTE)]))
-            continue
-        precision, recall, _ = precision_recall_curve(curve.y_true, curve.score)
-        ap = average_precision_score(curve.y_true, curve.score)
-        recall, precision = downsample(recall, precision)
-        base_rate = float(np.mean(curve.y_true))
+        if curve.pr.x and base_rate is None:
+            base_rate = curve.pr.y[int(np.argmax(curve.pr.x))]
         fig.add_trace(
             go.Scatter(
-                x=recall,
-                y=precision,
+                x=curve.pr.x,
+                y=curve.pr.y,
                 mode="lines",
-                name=f"{name} (AP {ap:.3f})",
-                line_color=_PALETTE[i % len(_PALETTE)],
+                name=f"{name} (AP {curve.average_precision:.3f})",
+                line_color=colour,
             )
         )
     if base_rate is not None:
         fig.add_hline(y=base_rate, line_dash="dot", line_color="#aaaaaa", annotation_text="label rate")
     fig.update_xaxes(title="recall", range=[0, 1])
     fig.update_yaxes(title="precision", range=[0, 1.02])
-    return _layout(fig, "Precision-recall curves (test split)")
+    return _layout(fig, f"Precision-recall curves ({_split_rows(curves)})")
+
+
+def _split_rows(curves: Mapping[str, Curve]) -> str:
+    """'test split, 84,346 rows': the rows every curve was computed on."""
+    first = next(iter(curves.values()), None)
+    if first is None:
+        return "test split"
+    return f"{first.split} split, {first.n_rows:,} rows" if first.n_rows else f"{first.split} split"
 
 
 def calibration_figure(calibration: Calibration, name: str = "champion") -> go.Figure:
-    """Reliability diagram: observed positive rate per score bin (before/after calibration)."""
-    y = np.asarray(calibration.y_true, float)
+    """Reliability diagram from the evaluation's bins (before/after calibration), ECE in the legend."""
     fig = go.Figure(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "#aaaaaa"})
     )
     series = [("uncalibrated", calibration.uncalibrated, "#7f7f7f")] if calibration.uncalibrated else []
     label = f"calibrated ({calibration.method})" if calibration.method else name
-    series.append((label, calibration.score, _PALETTE[0]))
-    for label_i, score, colour in series:
-        mean_score, observed, counts, ece = _reliability(y, np.asarray(score, float), calibration.n_bins)
+    series.append((label, calibration.calibrated, _PALETTE[0]))
+    for label_i, bins, colour in series:
+        ece = "—" if bins.ece is None or not np.isfinite(bins.ece) else f"{bins.ece:.3f}"
         fig.add_trace(
             go.Scatter(
-                x=mean_score,
-                y=observed,
+                x=bins.mean_score,
+                y=bins.fraction_positive,
                 mode="lines+markers",
-                name=f"{label_i} (ECE {ece:.3f})",
+                name=f"{label_i} (ECE {ece})",
                 line_color=colour,
-                customdata=counts,
+                customdata=bins.count,
                 hovertemplate="mean score %{x:.3f}<br>observed %{y:.3f}<br>n=%{customdata:,}",
             )
         )
     fig.update_xaxes(title="mean predicted probability", range=[0, 1])
     fig.update_yaxes(title="observed positive rate", range=[0, 1.02])
-    return _layout(fig, f"Reliability diagram: {name} (test split)")
+    rows = f", {calibration.n_rows:,} rows" if calibration.n_rows else ""
+    return _layout(fig, f"Reliability diagram: {name} ({calibration.split} split{rows})")
 
 
-def confusion_figure(
-    y_true: Sequence[float], score: Sequence[float], threshold: float, costs: Mapping[str, float]
-) -> go.Figure:
-    """Confusion matrix at ``threshold`` with each cell's count and cost (``costs`` keyed
-    ``true_negative``, ``false_positive``, ``false_negative``, ``true_positive``; missing = 0)."""
-    y = np.asarray(y_true, float) >= 0.5
-    pred = np.asarray(score, float) >= threshold
-    counts = np.array([[np.sum(~y & ~pred), np.sum(~y & pred)], [np.sum(y & ~pred), np.sum(y & pred)]])
-    unit = np.array(
-        [
-            [costs.get("true_negative", 0.0), costs.get("false_positive", 0.0)],
-            [costs.get("false_negative", 0.0), costs.get("true_positive", 0.0)],
-        ],
-        dtype=float,
-    )
-    cell_cost = counts * unit
+def confusion_figure(confusion: ConfusionMatrix, unit: str = "cost units") -> go.Figure:
+    """The evaluation's confusion matrix (``[[TN, FP], [FN, TP]]``) with each cell's count and cost."""
+    counts, cell_cost = confusion.counts, confusion.cell_costs
     labels = [["TN", "FP"], ["FN", "TP"]]
     text = [
-        [f"{labels[r][c]}<br>{counts[r, c]:,}<br>cost {cell_cost[r, c]:,.0f}" for c in range(2)]
+        [f"{labels[r][c]}<br>{counts[r][c]:,}<br>cost {cell_cost[r][c]:,.0f} {unit}" for c in range(2)]
         for r in range(2)
     ]
     fig = go.Figure(
@@ -289,12 +261,12 @@ def confusion_figure(
             hovertemplate="%{y}, %{x}: %{z:,}<extra></extra>",
         )
     )
-    total, n = float(cell_cost.sum()), int(counts.sum())
-    per_1000 = 1000 * total / n if n else float("nan")
     fig.update_yaxes(autorange="reversed")
-    return _layout(
-        fig, f"At threshold {threshold:.3f}: cost {total:,.0f} ({per_1000:,.1f} per 1,000)", height=360
+    title = (
+        f"At threshold {confusion.threshold:.3f}: {confusion.total_cost:,.0f} {unit}"
+        f" ({confusion.cost_per_1000:,.1f} per 1,000; {confusion.n_rows:,} {confusion.split} rows)"
     )
+    return _layout(fig, title, height=360)
 
 
 def slice_figure(rows: Sequence[SliceRow]) -> go.Figure:
@@ -319,10 +291,10 @@ def slice_figure(rows: Sequence[SliceRow]) -> go.Figure:
 def tradeoff_figure(
     rows: Sequence[TradeoffRow], metric: str, split: str = "test", latency_limit_ms: float | None = None
 ) -> go.Figure:
-    """Quality against p99 latency per model, with CI bars; models that failed a gate in grey."""
+    """Quality against gated p99 latency per model, with CI bars, one trace per role."""
     fig = go.Figure()
-    for passed in (True, False):
-        chosen = [r for r in rows if r.passed is passed and metric in getattr(r, split)]
+    for role in ("champion", "passed", "rejected", "baseline"):
+        chosen = [r for r in rows if r.role == role and metric in getattr(r, split)]
         if not chosen:
             continue
         vals = [getattr(r, split)[metric] for r in chosen]
@@ -336,28 +308,30 @@ def tradeoff_figure(
                 mode="markers+text",
                 text=[r.name for r in chosen],
                 textposition="top center",
-                name="passed the gates" if passed else "failed a gate",
-                marker={"size": 12, "color": _PALETTE[0] if passed else "#aaaaaa"},
+                name=_ROLE_NAMES[role],
+                marker={
+                    "size": 14 if role == "champion" else 11,
+                    "color": ROLE_COLOURS[role],
+                    "symbol": "diamond" if role == "baseline" else "circle",
+                },
                 error_y={"type": "data", "array": high - y, "arrayminus": y - low, "visible": True},
             )
         )
     if latency_limit_ms is not None:
         fig.add_vline(x=latency_limit_ms, line_dash="dash", line_color="#d62728", annotation_text="p99 limit")
-    fig.update_xaxes(title="p99 latency (ms)", rangemode="tozero")
+    fig.update_xaxes(title="p99 latency (ms, gated measurement)", rangemode="tozero")
     fig.update_yaxes(title=f"{metric} ({split})")
     return _layout(fig, f"Trade-off: {metric} against latency")
 
 
-def predicted_vs_actual_figure(curves: Mapping[str, Curve], max_points: int = 2000) -> go.Figure:
-    """Regression: predicted against actual values per model, with the identity line."""
+def predicted_vs_actual_figure(curves: Mapping[str, Curve]) -> go.Figure:
+    """Regression: predicted against actual values per model (the pairs given), with the identity line."""
     fig = go.Figure()
     lows, highs = [], []
     for i, (name, curve) in enumerate(curves.items()):
-        if curve.value is None:
+        if curve.value is None or curve.y_true is None:
             continue
-        actual, predicted = downsample(
-            np.asarray(curve.y_true, float), np.asarray(curve.value, float), max_points=max_points
-        )
+        actual, predicted = np.asarray(curve.y_true, float), np.asarray(curve.value, float)
         finite = np.concatenate([actual, predicted])
         finite = finite[np.isfinite(finite)]
         if finite.size:  # an empty or all-NaN curve has no extent

@@ -29,7 +29,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from mlsd.report import plots
-from mlsd.report.document import Calibration, Curve, DesignDocument, SliceRow
+from mlsd.report.document import Curve, DesignDocument, SliceRow
 
 __all__ = ["build_figures", "figure_html", "render_design_document", "write_page"]
 
@@ -48,12 +48,16 @@ def figure_html(fig: go.Figure, div_id: str) -> Markup:
 
 
 def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
-    """Every figure the document's data allows, keyed by its div id (in page order)."""
+    """Every figure the document's data allows, keyed by its div id (in page order).
+
+    Figures draw what the stages measured; a figure whose measurement is absent is left out
+    rather than recomputed here.
+    """
     figs: dict[str, go.Figure] = {}
     goals, models = doc.goals, doc.models
     if goals.cost_curve and goals.cost_curve.thresholds:
         figs["fig-cost-curve"] = plots.cost_curve_figure(
-            goals.cost_curve, goals.threshold, goals.baseline_cost_per_1000
+            goals.cost_curve, goals.threshold, goals.baseline_cost_per_1000, unit=goals.cost_unit
         )
     if doc.data.timeline:
         figs["fig-timeline"] = plots.timeline_figure(doc.data.timeline)
@@ -62,25 +66,17 @@ def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
         figs["fig-tradeoff"] = plots.tradeoff_figure(
             models.tradeoff, goals.metric, latency_limit_ms=float(limit) if limit is not None else None
         )
-    scored = {name: c for name, c in models.curves.items() if c.score is not None}
     if goals.task == "regression":
         if any(c.value is not None for c in models.curves.values()):
             figs["fig-pred-actual"] = plots.predicted_vs_actual_figure(models.curves)
-    elif scored and goals.task == "binary":
-        figs["fig-roc"] = plots.roc_figure(scored)
-        figs["fig-pr"] = plots.pr_figure(scored)
+    elif goals.task == "binary" and models.curves:
+        figs["fig-roc"] = plots.roc_figure(models.curves)
+        figs["fig-pr"] = plots.pr_figure(models.curves)
     if goals.task == "binary":
-        champion = _champion_curve(doc)
-        calibration = models.calibration
-        if calibration is None and champion is not None:
-            calibration = Calibration(y_true=champion.y_true, score=champion.score)
-        if calibration is not None:
-            figs["fig-calibration"] = plots.calibration_figure(calibration, _winner(doc) or "champion")
-        if champion is not None:
-            threshold = goals.threshold if goals.threshold is not None else 0.5
-            figs["fig-confusion"] = plots.confusion_figure(
-                champion.y_true, champion.score, threshold, goals.costs
-            )
+        if models.calibration is not None:
+            figs["fig-calibration"] = plots.calibration_figure(models.calibration, _winner(doc) or "champion")
+        if models.confusion is not None:
+            figs["fig-confusion"] = plots.confusion_figure(models.confusion, goals.cost_unit)
     for column, rows in _slices_by_column(models.slices).items():
         figs[f"fig-slice-{_slug(column)}"] = plots.slice_figure(rows)
     return figs
@@ -97,6 +93,7 @@ def render_design_document(doc: DesignDocument, path: str | Path) -> Path:
         slice_ids={column: f"fig-slice-{_slug(column)}" for column in _slices_by_column(doc.models.slices)},
         winner=_winner(doc),
         saving=_saving(doc),
+        scatter_caption=_scatter_caption(doc.models.curves),
     )
 
 
@@ -124,10 +121,21 @@ def _winner(doc: DesignDocument) -> str | None:
     return doc.models.decision.winner if doc.models.decision else None
 
 
-def _champion_curve(doc: DesignDocument) -> Curve | None:
-    winner = _winner(doc)
-    curve = doc.models.curves.get(winner) if winner else None
-    return curve if curve is not None and curve.score is not None else None
+def _scatter_caption(curves: Mapping[str, Curve]) -> str:
+    """What the regression scatter shows: all test rows, or a sample of them (said so).
+
+    >>> _scatter_caption({"m": Curve(n_rows=84346, y_true=[1.0], value=[1.0], n_sampled=2000)})
+    'Predicted against actual values on a sample of 2,000 of 84,346 test rows.'
+    """
+    curve = next((c for c in curves.values() if c.value is not None), None)
+    if curve is None:
+        return ""
+    n_rows = curve.n_rows or len(curve.value or [])
+    n_sampled = curve.n_sampled if curve.n_sampled is not None else len(curve.value or [])
+    what = "Predicted against actual values on"
+    if n_sampled < n_rows:
+        return f"{what} a sample of {n_sampled:,} of {n_rows:,} {curve.split} rows."
+    return f"{what} all {n_rows:,} {curve.split} rows."
 
 
 def _slices_by_column(rows: list[SliceRow]) -> dict[str, list[SliceRow]]:
