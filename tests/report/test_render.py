@@ -70,7 +70,7 @@ def test_every_expected_figure_div(html: str, document: DesignDocument) -> None:
 
 def test_decision_and_findings(html: str) -> None:
     assert "Decision: ship <code>gbdt &lt;b&gt;v2&lt;/b&gt;</code>" in html
-    assert '<tr class="winner">' in html and '<tr class="failed">' in html
+    assert '<tr class="role-champion winner">' in html and '<tr class="role-rejected">' in html
     assert '<li class="failed"><strong>FAILED</strong> single-feature AUC' in html
     # a finding on a check the design does not fail on is reported, not passed
     assert '<li class="warn"><strong>reported</strong> duplicate_rows' in html
@@ -147,3 +147,71 @@ def test_regression_scatter_caption_says_it_is_a_sample(
 ) -> None:
     html = render_design_document(document_factory(task="regression"), tmp_path / "r.html").read_text()
     assert "a sample of 2,000 of 4,000 test rows" in html
+
+
+def _tradeoff(html: str) -> str:
+    return html.split('<table class="tradeoff">', 1)[1].split("</table>", 1)[0]
+
+
+def _secondary(html: str) -> str:
+    return html.split('<details class="secondary">', 1)[1].split("</details>", 1)[0]
+
+
+def test_tradeoff_table_has_only_decision_columns(html: str) -> None:
+    header = _tradeoff(html).split("</thead>", 1)[0]
+    columns = re.findall(r"<th(?:\s[^>]*)?>(.*?)</th>", header)
+    assert columns == [
+        "model",
+        "role",
+        "roc_auc (valid)",
+        "roc_auc (test)",
+        "gates (value vs bound)",
+        "p99 ms",
+        "cost / 1,000 (EUR)",
+    ]
+    for other in ("ECE", "Brier", "p50 ms", "wall", "rows/s", "MB", "train s"):
+        assert other not in header, other
+        assert other in _secondary(html), other
+    # the secondary table is folded away; the main one is not in a horizontal scroller
+    assert '<details class="secondary">' in html
+    assert '<div class="scroll"><table class="tradeoff">' not in html
+
+
+def test_tradeoff_roles_gates_and_close_badge(html: str) -> None:
+    table = _tradeoff(html)
+    rows = table.split("<tbody>", 1)[1].split("</tr>")
+    baseline = next(r for r in rows if ">majority<" in r)
+    assert '<span class="role baseline">baseline</span>' in baseline and "reference, not gated" in baseline
+    assert "failed" not in baseline and "rejected" not in baseline
+    champion = next(r for r in rows if "gbdt &lt;b&gt;v2&lt;/b&gt;" in r)
+    assert '<span class="role champion">champion</span>' in champion
+    # ECE 0.048 against 0.05 passes by a small margin: marked, visibly
+    assert '<div class="gate pass">✓ <code>max_ece</code> 0.048 ≤ 0.05 <span class="badge close"' in champion
+    assert ">close</span>" in champion and "239.8" in champion
+    knn = next(r for r in rows if ">knn<" in r)
+    assert '<span class="role rejected">rejected</span>' in knn
+    assert '<div class="gate fail">✗ <code>p99_latency_ms</code> 48 ≤ 20' in knn
+    assert "close" not in next(r for r in rows if ">logreg<" in r)
+
+
+def test_latency_method_under_the_table(html: str, document: DesignDocument) -> None:
+    after = html.split('<table class="tradeoff">', 1)[1].split("</table>", 1)[1]
+    assert after.index(document.models.latency_method) < after.index('<details class="secondary">')
+
+
+def test_cost_unit_wherever_costs_appear(html: str, document: DesignDocument) -> None:
+    decision = html.split('<section id="decision"', 1)[1].split("</section>", 1)[0]
+    assert '<span class="unit">EUR</span>' in decision
+    goals = html.split('<section id="goals"', 1)[1].split("</section>", 1)[0]
+    assert "<caption>per prediction, in EUR</caption>" in goals
+    assert "EUR</strong> per 1,000 predictions" in goals
+    figs = build_figures(document)
+    assert figs["fig-cost-curve"].layout.yaxis.title.text == "EUR per 1,000 predictions"
+    confusion = figs["fig-confusion"]
+    assert "EUR" in confusion.layout.title.text and "EUR" in confusion.data[0].text[0][1]
+    assert "cost / 1,000 (EUR)" in _tradeoff(html)
+
+
+def test_tradeoff_fits_1400px(html: str) -> None:
+    # the page is at most 1120 px wide and the decision table wraps inside it
+    assert "main { max-width: 1120px;" in html and "table.tradeoff { width: 100%; }" in html

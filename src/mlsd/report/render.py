@@ -89,7 +89,8 @@ def render_design_document(doc: DesignDocument, path: str | Path) -> Path:
         path,
         build_figures(doc),
         doc=doc,
-        metric_columns=_metric_columns(doc),
+        primary_metric=_primary_metric(doc),
+        other_metrics=[c for c in _metric_columns(doc) if c[1] != _primary_metric(doc)],
         slice_ids={column: f"fig-slice-{_slug(column)}" for column in _slices_by_column(doc.models.slices)},
         winner=_winner(doc),
         saving=_saving(doc),
@@ -153,6 +154,19 @@ def _metric_columns(doc: DesignDocument) -> list[tuple[str, str]]:
             for metric in getattr(row, split):
                 seen[(split, metric)] = None
     return list(seen)
+
+
+def _primary_metric(doc: DesignDocument) -> str | None:
+    """The metric the decision ranked by (the goals' metric), else the first one measured.
+
+    >>> from mlsd.report.document import Goals
+    >>> _primary_metric(DesignDocument(name="x", goals=Goals(task="binary", metric="roc_auc")))
+    'roc_auc'
+    """
+    columns = [metric for _, metric in _metric_columns(doc)]
+    if doc.goals.metric and (doc.goals.metric in columns or not columns):
+        return doc.goals.metric
+    return columns[0] if columns else None
 
 
 def _saving(doc: DesignDocument) -> float | None:
