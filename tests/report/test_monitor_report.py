@@ -14,7 +14,12 @@ from mlsd.data import infer_schema, load_source
 from mlsd.design import MonitoringSpec
 from mlsd.monitoring.monitor import run_monitor
 from mlsd.monitoring.reference import ReferenceStatistics
-from mlsd.report.monitor import build_monitor_figures, render_monitor_report
+from mlsd.report.monitor import (
+    DRIFT_SCALE_MAX,
+    build_monitor_figures,
+    drift_heatmap_figure,
+    render_monitor_report,
+)
 
 NUMERIC, CATEGORICAL = ["distance", "temp"], ["carrier", "origin"]
 
@@ -130,3 +135,30 @@ def test_user_strings_are_escaped(monitor_dicts: dict[str, dict], tmp_path: Path
     data["alerts"][0]["message"] = "<script>alert(1)</script>"
     html = render_monitor_report(data, tmp_path / "m.html", title="<b>x</b>").read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def _quiet_windows(n: int = 4) -> list[dict]:
+    """Windows in which every feature moved a little, far below its drift threshold."""
+    features = [
+        {"column": "temp", "effect_size": 0.004, "threshold": 0.1, "drifted": False},
+        {"column": "origin", "effect_size": 0.02, "threshold": 0.1, "drifted": False},
+        {"column": "distance", "effect_size": 0.03, "threshold": 0.2, "drifted": False},
+    ]
+    return [{"start": f"2024-01-0{i + 1}", "drift": {"features": features}} for i in range(n)]
+
+
+def test_heatmap_scale_is_fixed_to_the_thresholds() -> None:
+    heat = drift_heatmap_figure(_quiet_windows()).data[0]
+    assert (heat.zmin, heat.zmax) == (0, DRIFT_SCALE_MAX)
+    # the colour is effect / threshold: a quiet system stays in the pale part below 1
+    assert np.nanmax(np.asarray(heat.z, float)) < 1
+    stops = dict((round(p, 4), c) for p, c in heat.colorscale)
+    assert stops[round(1 / DRIFT_SCALE_MAX, 4)] != stops[1.0]  # the threshold is a fixed stop
+    assert list(heat.colorbar.ticktext)[1] == "threshold" and list(heat.colorbar.tickvals)[1] == 1
+
+
+def test_heatmap_scale_does_not_follow_the_data(monitor_dicts: dict[str, dict]) -> None:
+    quiet = drift_heatmap_figure(_quiet_windows()).data[0]
+    drifted = build_monitor_figures(monitor_dicts["alerts"])["fig-drift-heatmap"].data[0]
+    assert (quiet.zmin, quiet.zmax) == (drifted.zmin, drifted.zmax)
+    assert quiet.colorscale == drifted.colorscale

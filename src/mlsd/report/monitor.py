@@ -4,7 +4,8 @@
 (``MonitorResult.to_dict()``; any object with a ``to_dict`` method is accepted too) and writes a
 self-contained page: alerts first (red) or "no alert" (green), a heatmap of the drift effect
 size per feature (rows ranked by their largest effect) and window (columns) with drifted cells
-marked, trends over windows (share of drifted features, mean score, label rate, ROC AUC), the
+marked, coloured on a fixed scale of the effect relative to each feature's drift threshold,
+trends over windows (share of drifted features, mean score, label rate, ROC AUC), the
 ranked features of the latest window, data quality, performance and SLO tables.
 
 It reads only plain dicts, so the report does not depend on :mod:`mlsd.monitoring` (both are
@@ -32,6 +33,7 @@ from mlsd.report.plots import _layout
 from mlsd.report.render import write_page
 
 __all__ = [
+    "DRIFT_SCALE_MAX",
     "build_monitor_figures",
     "drift_heatmap_figure",
     "render_monitor_report",
@@ -40,6 +42,17 @@ __all__ = [
 
 _TEMPLATE = "monitor.html.j2"
 _MAX_HEATMAP_ROWS = 40
+# The heatmap colours effect / threshold on a fixed 0..DRIFT_SCALE_MAX scale (1 = the drift
+# threshold, a third of the way up), never on the data's own range: a quiet system stays pale
+# instead of having its largest trivial effect painted dark red.
+DRIFT_SCALE_MAX = 3.0
+_AT_THRESHOLD = 1.0 / DRIFT_SCALE_MAX
+_DRIFT_COLOURS = [
+    [0.0, "#ffffff"],
+    [_AT_THRESHOLD * 0.999, "#fde0c5"],  # below the threshold: no more than a light tint
+    [_AT_THRESHOLD, "#fc8d59"],  # the threshold: a visible step to orange
+    [1.0, "#990000"],
+]
 
 
 def _label(window: Mapping[str, Any]) -> str:
@@ -47,45 +60,67 @@ def _label(window: Mapping[str, Any]) -> str:
     return start[:16].replace("T", " ").removesuffix(" 00:00")
 
 
-def _effects(windows: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Feature names ranked by max effect, and (features x windows) effect and drifted matrices."""
-    cells: dict[str, dict[int, tuple[float, bool]]] = {}
+def _effects(
+    windows: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Feature names ranked by max effect, and (features x windows) effect, threshold and drifted.
+
+    The threshold is the one the run applied to that feature (its method's), read from the run:
+    the report does not import :mod:`mlsd.monitoring`, a sibling stage library.
+    """
+    cells: dict[str, dict[int, tuple[float, float, bool]]] = {}
     for j, w in enumerate(windows):
         for f in (w.get("drift") or {}).get("features", []):
-            effect = f.get("effect_size")
+            effect, threshold = f.get("effect_size"), f.get("threshold")
             cells.setdefault(f["column"], {})[j] = (
                 np.nan if effect is None else float(effect),
+                np.nan if not threshold else float(threshold),
                 bool(f.get("drifted")),
             )
-    names = sorted(cells, key=lambda c: -np.nanmax([e for e, _ in cells[c].values()] or [0.0]))
+    names = sorted(cells, key=lambda c: -np.nanmax([e for e, _, _ in cells[c].values()] or [0.0]))
     effect = np.full((len(names), len(windows)), np.nan)
+    threshold = np.full((len(names), len(windows)), np.nan)
     drifted = np.zeros((len(names), len(windows)), dtype=bool)
     for i, name in enumerate(names):
-        for j, (e, d) in cells[name].items():
-            effect[i, j], drifted[i, j] = e, d
-    return names, effect, drifted
+        for j, (e, t, d) in cells[name].items():
+            effect[i, j], threshold[i, j], drifted[i, j] = e, t, d
+    return names, effect, threshold, drifted
 
 
 def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Effect size per feature (rows, largest effect on top) and window; drifted cells marked ``●``."""
-    names, effect, drifted = _effects(windows)
-    names, effect, drifted = (
-        names[:_MAX_HEATMAP_ROWS],
-        effect[:_MAX_HEATMAP_ROWS],
-        drifted[:_MAX_HEATMAP_ROWS],
-    )
+    """Effect / threshold per feature (rows, largest effect on top) and window; drifted cells ``●``.
+
+    The colour scale is fixed (0 to :data:`DRIFT_SCALE_MAX` times the threshold), so colours
+    mean the same in every report.
+
+    >>> w = [{"start": "2024-01-01", "drift": {"features": [
+    ...     {"column": "x", "effect_size": 0.01, "threshold": 0.1, "drifted": False}]}}]
+    >>> heat = drift_heatmap_figure(w).data[0]
+    >>> heat.zmin, heat.zmax, heat.z.tolist()
+    (0, 3.0, [[0.1]])
+    """
+    names, effect, threshold, drifted = (a[:_MAX_HEATMAP_ROWS] for a in _effects(windows))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.round(effect / threshold, 4)
     marks = np.where(drifted, "●", "")
     fig = go.Figure(
         go.Heatmap(
-            z=effect,
+            z=ratio,
             x=[_label(w) for w in windows],
             y=names,
             text=marks,
             texttemplate="%{text}",
-            colorscale="Reds",
+            customdata=np.dstack([effect, threshold]),
+            colorscale=_DRIFT_COLOURS,
             zmin=0,
-            colorbar={"title": "effect"},
-            hovertemplate="%{y}<br>window %{x}<br>effect %{z:.3f}<extra></extra>",
+            zmax=DRIFT_SCALE_MAX,
+            colorbar={
+                "title": "effect / threshold",
+                "tickvals": [0, 1, 2, 3],
+                "ticktext": ["0", "threshold", "2×", "≥ 3×"],
+            },
+            hovertemplate="%{y}<br>window %{x}<br>effect %{customdata[0]:.3f}"
+            " (threshold %{customdata[1]:.3g})<extra></extra>",
             xgap=1,
             ygap=1,
         )
