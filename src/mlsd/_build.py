@@ -125,7 +125,7 @@ def _package(design: Design, prepared: Any, schema: Any, modeling: Any, decision
     threshold = modeling.thresholds[decision.winner]
     return PackagedModel(
         pipeline=winner,
-        task=design.goals.task,
+        task=design.goals.task,  # type: ignore[arg-type]  # GoalsSpec refuses ranking
         threshold=threshold,
         input_columns=prepared.input_columns,
         schema=schema.model_dump(mode="json"),
@@ -188,7 +188,8 @@ def monitored_columns(design: Design, schema: Any) -> tuple[list[str], list[str]
     them), and so are hashed columns, whose values are expected to be new.
     """
     skip = {design.data.time, *design.features.hashed}
-    numeric, categorical = [], []
+    numeric: list[str] = []
+    categorical: list[str] = []
     for name, col in schema.columns.items():
         if name in skip or col.dtype == "datetime":
             continue

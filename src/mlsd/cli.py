@@ -164,27 +164,32 @@ def build(design: DesignPath) -> None:
 
 def _print_tradeoff(doc) -> None:
     metric = doc.goals.metric
+    unit = doc.goals.cost_unit
     table = Table(title="trade-off table", title_style="bold")
-    for col in ("model", f"{metric} valid", f"{metric} test", "ECE", "p99 ms", "MB", "train s", "decision"):
+    columns = ("model", f"{metric} valid", f"{metric} test", "p99 ms", f"cost/1,000 ({unit})", "decision")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("model", "decision") else "right")
-    winner = doc.models.decision.winner if doc.models.decision else None
     for r in doc.models.tradeoff:
-        verdict = (
-            "[bold green]champion[/]"
-            if r.name == winner
-            else (r.reason or ("baseline" if r.kind == "baseline" else "passed"))
-        )
+        close = [g.constraint for g in r.gates if g.close]
+        verdict = {
+            "champion": "[bold green]champion[/]",
+            "baseline": "[dim]baseline[/]",
+            "passed": "passed",
+            "rejected": f"[red]rejected[/]: {r.reason}",
+        }[r.role]
+        if close:
+            verdict += f" [yellow](close to {', '.join(close)})[/]"
         table.add_row(
             r.name,
             _ci(r.valid.get(metric)),
             _ci(r.test.get(metric)),
-            _num(r.ece, 3),
             _num(r.p99_ms, 2),
-            _num(r.size_mb, 2),
-            _num(r.train_seconds, 1),
+            _num(r.cost_per_1000, 0),
             verdict,
         )
     out.print(table)
+    if doc.models.latency_method:
+        out.print(f"[dim]latency: {doc.models.latency_method}[/]", highlight=False, soft_wrap=True)
 
 
 def _num(value: object, digits: int) -> str:

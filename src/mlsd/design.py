@@ -172,7 +172,7 @@ LeakageCheck = Literal["forbidden_feature", "target_leakage", "time_order", "dup
 
 class LeakageSpec(_Spec):
     fail_on: list[LeakageCheck] = Field(
-        default_factory=lambda: ["forbidden_feature", "target_leakage", "time_order"],
+        default_factory=lambda: list[LeakageCheck](["forbidden_feature", "target_leakage", "time_order"]),
         description="checks whose findings fail the build (the others are reported)",
     )
     max_single_feature_auc: float = Field(
@@ -516,6 +516,7 @@ def _design_error(exc: ValidationError, raw: Any, path: Path) -> DesignError:
     field = _dotted(loc)
     line = _line_of(raw, loc)
     received = first.get("input")
+    expected: str | None
     if first["type"] == "extra_forbidden":
         message, received = "unknown key", loc[-1] if loc else received
         expected = _allowed_keys(loc)

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from mlsd.data import prepare_data, split_prepared
 from mlsd.design import Design
 from mlsd.features import feature_pipeline_for
-from mlsd.goals import CostMatrix, expected_cost_per_1000
+from mlsd.goals import CostMatrix, expected_cost_per_1000, optimal_threshold
 from mlsd.modeling import assess, select_model, train_and_evaluate
 
 
@@ -91,6 +91,8 @@ def test_costs_thresholds_and_confusion_agree(built) -> None:
     choice = modeling.threshold_choices[decision.winner]
     assert winner.threshold == modeling.thresholds[decision.winner] == choice.threshold
     costs = CostMatrix(false_positive=1, false_negative=3)
+    on_valid = optimal_threshold(split.valid["male"].to_numpy(), winner.scores["valid"], costs)
+    assert winner.threshold == on_valid.threshold  # never re-chosen on test
     expected = expected_cost_per_1000(y_test, (winner.scores["test"] >= winner.threshold).astype(int), costs)
     assert assessment.confusion["cost_per_1000"] == pytest.approx(expected)
     assert modeling.test_costs[decision.winner] == pytest.approx(expected)

@@ -109,7 +109,7 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
 def split_prepared(design: Design, frame: pd.DataFrame) -> DataSplit:
     """The design's split: by time, by group, stratified by the label, or random."""
     s = design.data.split
-    sizes = {"valid_size": s.valid_size, "test_size": s.test_size, "seed": s.seed}
+    sizes: dict[str, Any] = {"valid_size": s.valid_size, "test_size": s.test_size, "seed": s.seed}
     if s.by == "time":
         assert design.data.time is not None  # DataSpec refuses a time split without data.time
         return train_valid_test_split_by_time(frame, design.data.time, s.valid_from, s.test_from)

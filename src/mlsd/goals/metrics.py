@@ -368,14 +368,15 @@ def compute_metric(
         )
     if y_score.ndim == 2:
         if classes is None:
-            classes = np.unique(y_true)
-            if len(classes) != y_score.shape[1]:
+            present = np.unique(y_true)
+            if len(present) != y_score.shape[1]:
                 raise DataError(
                     "cannot tell which column is which class; pass classes=",
                     field="classes",
-                    received=list(classes),
+                    received=present.tolist(),
                     expected=f"{y_score.shape[1]} class labels in column order",
                 )
+            classes = present.tolist()
         y_true = _encode(y_true, classes, "y_true")
         y_pred = np.argmax(y_score, axis=1) if metric.needs == "label" else y_score
         return float(metric.func(y_true, y_pred))

@@ -250,6 +250,7 @@ def _split_metrics(
     rows_per_s = len(scores) / max(float(seconds[0]), 1e-9)
     y = np.asarray(y)
     if task == "binary":
+        assert classes is not None  # model_scores returns the classes of every classifier
         unseen = ~np.isin(y, classes)
         if unseen.any():  # they would silently count as negatives
             raise DataError(
@@ -260,8 +261,7 @@ def _split_metrics(
             )
         y = (y == classes[1]).astype(np.int64)
         classes = None
-    if callable(threshold):
-        threshold = float(threshold(y, scores))
+    used = float(threshold(y, scores)) if callable(threshold) else float(threshold)
     return (
         {
             m.name: bootstrap_ci(
@@ -270,14 +270,14 @@ def _split_metrics(
                 scores,
                 n_resamples=n_bootstrap if i == 0 else 0,
                 seed=seed,
-                threshold=threshold,
-                classes=classes,
+                threshold=used,
+                classes=None if classes is None else classes.tolist(),
             )
             for i, m in enumerate(metrics)
         },
         float(rows_per_s),
         scores,
-        float(threshold),
+        used,
     )
 
 
@@ -418,9 +418,10 @@ def evaluate_model(
     throughput_split = "test" if "test" in splits else "valid"
     measured, rows_per_s, scores = {}, {}, {}
     for split, (X, y) in splits.items():  # valid first: a threshold rule chooses on valid only
-        measured[split], rows_per_s[split], scores[split], threshold = _split_metrics(
+        measured[split], rows_per_s[split], scores[split], used = _split_metrics(
             model, X, y, task, resolved, n_bootstrap, seed, threshold, f"y_{split}"
         )
+        threshold = used  # chosen on valid, kept for test
     return CandidateEvaluation(
         name=name,
         kind=kind,
@@ -432,7 +433,7 @@ def evaluate_model(
         throughput_rows_per_s=rows_per_s[throughput_split],
         size_mb=len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
         train_seconds=float(train_seconds),
-        threshold=float(threshold),
+        threshold=used,
         model=model,
         scores=scores,
         latency=latency,

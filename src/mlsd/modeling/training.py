@@ -139,7 +139,7 @@ def train_and_evaluate(
                 seed=m.seed,
                 field=f"models.candidates[{i}]",
             )
-            model: Any = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t

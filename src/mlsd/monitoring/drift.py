@@ -406,7 +406,11 @@ def detect_drift(
     _table_statistics(rows)
     ks = [r for r in rows if r["method"] == "ks" and "statistic" in r]
     if ks:
-        p = uni.ks_p_values([r["statistic"] for r in ks], [r["n_ref"] for r in ks], [r["n_win"] for r in ks])
+        p = uni.ks_p_values(
+            np.array([r["statistic"] for r in ks]),
+            np.array([r["n_ref"] for r in ks]),
+            np.array([r["n_win"] for r in ks]),
+        )
         for r, pv in zip(ks, p, strict=True):
             r["p"] = float(pv)
     tested = [r for r in rows if "p" in r]

@@ -339,7 +339,7 @@ def run_monitor(
     live = req_times is not None and (req_times.max() - req_times.min()) >= step
     entries = []
     for key, part in predictions.groupby(starts, sort=True):
-        start = pd.Timestamp(key)  # type: ignore[arg-type]
+        start = pd.Timestamp(key)
         window_requests = None
         if live:
             window_requests = requests[(req_times >= start) & (req_times < start + step)]

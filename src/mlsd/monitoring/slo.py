@@ -152,8 +152,8 @@ def service_levels(requests: pd.DataFrame, constraints: Mapping[str, float] | No
         error_rate=n_5xx / n if n else None,
         client_error_rate=n_4xx / n if n else None,
         span_seconds=span,
-        requests_per_second=n / span if rate_ok else None,
-        rows_per_second=n_rows / span if rate_ok else None,
+        requests_per_second=n / span if rate_ok and span else None,
+        rows_per_second=n_rows / span if rate_ok and span else None,
     )
     for key, limit in (constraints or {}).items():
         if key not in SLO_KEYS:
