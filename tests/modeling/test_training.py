@@ -40,7 +40,11 @@ def _design(**models: object) -> Design:
                 "baseline": ["majority", {"rule": "body_mass_g > 4200"}],
                 "candidates": [
                     {"name": "logreg", "type": "logistic_regression"},
-                    {"name": "gbdt", "type": "lightgbm", "params": {"n_estimators": 30, "min_child_samples": 5}},
+                    {
+                        "name": "gbdt",
+                        "type": "lightgbm",
+                        "params": {"n_estimators": 30, "min_child_samples": 5},
+                    },
                 ],
                 "slices": ["species"],
                 "bootstrap": 20,
@@ -71,8 +75,15 @@ def test_each_model_scores_each_split_once(built, monkeypatch) -> None:
     monkeypatch.setattr(Pipeline, "predict_proba", counting)
     modeling = train_and_evaluate(design, split, feature_pipeline_for(design), prepared.input_columns)
     decision = select_model(modeling.table, maximize="roc_auc")
-    assess(modeling, decision.winner, split.test, split.test["male"].to_numpy(), task="binary",
-           metric="roc_auc", slices=["species"])
+    assess(
+        modeling,
+        decision.winner,
+        split.test,
+        split.test["male"].to_numpy(),
+        task="binary",
+        metric="roc_auc",
+        slices=["species"],
+    )
     for name in ("logreg", "gbdt"):
         model = modeling.fitted[name]
         assert calls[(id(model), "valid")] == 1, name
@@ -84,8 +95,9 @@ def test_costs_thresholds_and_confusion_agree(built) -> None:
     modeling = train_and_evaluate(design, split, feature_pipeline_for(design), prepared.input_columns)
     decision = select_model(modeling.table, maximize="roc_auc")
     y_test = split.test["male"].to_numpy()
-    assessment = assess(modeling, decision.winner, split.test, y_test, task="binary", metric="roc_auc",
-                        slices=["species"])
+    assessment = assess(
+        modeling, decision.winner, split.test, y_test, task="binary", metric="roc_auc", slices=["species"]
+    )
     winner = modeling.table[decision.winner]
     # the threshold is the cost-optimal one on valid, chosen from the evaluation's own valid scores
     choice = modeling.threshold_choices[decision.winner]

@@ -98,7 +98,9 @@ class WindowResult:
 def _feature(d: Mapping[str, Any]) -> FeatureDrift:
     names = {f.name for f in dataclasses.fields(FeatureDrift)}
     floats = {"statistic", "effect_size", "threshold"}  # NaN was written as null
-    values: dict[str, Any] = {k: (math.nan if v is None and k in floats else v) for k, v in d.items() if k in names}
+    values: dict[str, Any] = {
+        k: (math.nan if v is None and k in floats else v) for k, v in d.items() if k in names
+    }
     return FeatureDrift(**values)
 
 
