@@ -19,7 +19,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,6 +96,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         version=str(settings.model_version),
         description=f"{model.task} model {settings.model_name} v{settings.model_version}, served by mlsd.",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN; /docs is served from local files.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     schema = service.schema
@@ -174,6 +179,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     _install_error_handlers(app)
     _install_openapi(app, row_model)
+    _install_docs(app)
     app.add_middleware(_Observed, service=service)
     return app
 
@@ -243,6 +249,28 @@ def _install_openapi(app: FastAPI, row_model: type) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+DOCS_ROUTE = "/docs"
+_DOCS_ASSETS = "/docs-assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI from the files of the ``swagger-ui-bundle`` package: no CDN, so
+    the page works on a machine without internet access (FastAPI's default loads jsDelivr)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get(DOCS_ROUTE, include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 class _Observed:
