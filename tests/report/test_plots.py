@@ -96,7 +96,7 @@ def test_confusion_shows_the_given_counts_and_costs() -> None:
     heat = fig.data[0]
     assert np.asarray(heat.z).tolist() == [[2, 1], [1, 3]]
     assert heat.text[1][0] == "FN<br>1<br>cost 4 EUR" and heat.text[0][1] == "FP<br>1<br>cost 1 EUR"
-    assert "5 EUR (714.3 per 1,000; 7 test rows)" in fig.layout.title.text
+    assert "5 EUR (714.3 per 1,000)" in fig.layout.title.text
 
 
 def test_confusion_draws_counts_it_is_given_not_recomputed() -> None:

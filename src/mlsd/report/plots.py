@@ -13,6 +13,7 @@ a figure and a table of the same document cannot disagree.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -71,13 +72,26 @@ def _layout(fig: go.Figure, title: str, *, height: int = 380) -> go.Figure:
     return fig
 
 
+def _plain(text: object) -> str:
+    """``text`` shown literally: plotly reads tags such as ``<b>`` in names and labels as markup.
+
+    >>> _plain("gbdt <b>v2</b>")
+    'gbdt &lt;b&gt;v2&lt;/b&gt;'
+    """
+    return html.escape(str(text), quote=False)
+
+
 def _undefined(name: str, what: str, colour: str) -> go.Scatter:
     """An empty trace whose legend entry says why the model has no curve.
 
     The evaluation leaves a curve out when the split has one class only (ROC and PR need both).
     """
     return go.Scatter(
-        x=[], y=[], mode="lines", name=f"{name} ({what} undefined: needs both classes)", line_color=colour
+        x=[],
+        y=[],
+        mode="lines",
+        name=f"{_plain(name)} ({what} undefined: needs both classes)",
+        line_color=colour,
     )
 
 
@@ -163,7 +177,7 @@ def roc_figure(curves: Mapping[str, Curve]) -> go.Figure:
                 x=curve.roc.x,
                 y=curve.roc.y,
                 mode="lines",
-                name=f"{name} (AUC {curve.roc_auc:.3f})",
+                name=f"{_plain(name)} (AUC {curve.roc_auc:.3f})",
                 line_color=colour,
             )
         )
@@ -195,7 +209,7 @@ def pr_figure(curves: Mapping[str, Curve]) -> go.Figure:
                 x=curve.pr.x,
                 y=curve.pr.y,
                 mode="lines",
-                name=f"{name} (AP {curve.average_precision:.3f})",
+                name=f"{_plain(name)} (AP {curve.average_precision:.3f})",
                 line_color=colour,
             )
         )
@@ -220,7 +234,7 @@ def calibration_figure(calibration: Calibration, name: str = "champion") -> go.F
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "#aaaaaa"})
     )
     series = [("uncalibrated", calibration.uncalibrated, "#7f7f7f")] if calibration.uncalibrated else []
-    label = f"calibrated ({calibration.method})" if calibration.method else name
+    label = f"calibrated ({calibration.method})" if calibration.method else _plain(name)
     series.append((label, calibration.calibrated, _PALETTE[0]))
     for label_i, bins, colour in series:
         ece = "—" if bins.ece is None or not np.isfinite(bins.ece) else f"{bins.ece:.3f}"
@@ -238,7 +252,7 @@ def calibration_figure(calibration: Calibration, name: str = "champion") -> go.F
     fig.update_xaxes(title="mean predicted probability", range=[0, 1])
     fig.update_yaxes(title="observed positive rate", range=[0, 1.02])
     rows = f", {calibration.n_rows:,} rows" if calibration.n_rows else ""
-    return _layout(fig, f"Reliability diagram: {name} ({calibration.split} split{rows})")
+    return _layout(fig, f"Reliability diagram: {_plain(name)} ({calibration.split} split{rows})")
 
 
 def confusion_figure(confusion: ConfusionMatrix, unit: str = "cost units") -> go.Figure:
@@ -262,9 +276,10 @@ def confusion_figure(confusion: ConfusionMatrix, unit: str = "cost units") -> go
         )
     )
     fig.update_yaxes(autorange="reversed")
+    # short enough for a half-width figure; the caption gives the rows
     title = (
-        f"At threshold {confusion.threshold:.3f}: {confusion.total_cost:,.0f} {unit}"
-        f" ({confusion.cost_per_1000:,.1f} per 1,000; {confusion.n_rows:,} {confusion.split} rows)"
+        f"Threshold {confusion.threshold:.3f}: {confusion.total_cost:,.0f} {unit}"
+        f" ({confusion.cost_per_1000:,.1f} per 1,000)"
     )
     return _layout(fig, title, height=360)
 
@@ -275,7 +290,7 @@ def slice_figure(rows: Sequence[SliceRow]) -> go.Figure:
     metric = rows[0].metric if rows else ""
     fig = go.Figure(
         go.Bar(
-            x=[r.value for r in rows],
+            x=[_plain(r.value) for r in rows],
             y=[r.metric_value for r in rows],
             customdata=[[r.n, r.label_rate if r.label_rate is not None else float("nan")] for r in rows],
             hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>n=%{customdata[0]:,}"
@@ -306,8 +321,9 @@ def tradeoff_figure(
                 x=[r.p99_ms for r in chosen],
                 y=y,
                 mode="markers+text",
-                text=[r.name for r in chosen],
+                text=[_plain(r.name) for r in chosen],
                 textposition="top center",
+                cliponaxis=False,  # a label at the axis edge (a baseline at 0 ms) stays readable
                 name=_ROLE_NAMES[role],
                 marker={
                     "size": 14 if role == "champion" else 11,
@@ -342,7 +358,7 @@ def predicted_vs_actual_figure(curves: Mapping[str, Curve]) -> go.Figure:
                 x=actual,
                 y=predicted,
                 mode="markers",
-                name=name,
+                name=_plain(name),
                 opacity=0.5,
                 marker_color=_PALETTE[i % len(_PALETTE)],
             )
