@@ -130,6 +130,8 @@ def test_post_departure_columns_not_forbidden_are_named_as_target_leakage(tmp_pa
 def test_forbidden_columns_used_as_features_fail_the_build(tmp_path: Path) -> None:
     path = _design(tmp_path, replace=(("  numeric: [distance,", "  numeric: [dep_delay, distance,"),))
     result = _mlsd("build", str(path))
-    assert result.returncode == 1
+    # refused with the design error before any data is read, not after training
+    assert result.returncode == 2
     message = " ".join(result.stderr.split())
-    assert "forbidden_feature: dep_delay" in message
+    assert "features.numeric[0]: a forbidden column" in message and "'dep_delay'" in message
+    assert "loading data" not in result.stderr
