@@ -101,7 +101,7 @@ def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
     """
     names, effect, threshold, drifted = (a[:_MAX_HEATMAP_ROWS] for a in _effects(windows))
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.round(effect / threshold, 4)
+        ratio = np.round(np.asarray(effect, dtype=float) / np.asarray(threshold, dtype=float), 4)
     marks = np.where(drifted, "●", "")
     fig = go.Figure(
         go.Heatmap(
