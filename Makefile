@@ -31,6 +31,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy src
 
 ## Speed against the tools a user would otherwise pick (see bench/README.md).
 bench: bench-features bench-serving bench-monitor
