@@ -38,6 +38,24 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 DesignPath = Annotated[Path, typer.Argument(help="The design file (design.yaml).", show_default=False)]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"mlsd {version('mlsd')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """An ML system design, executable: design.yaml -> data, features, models, registry, report."""
+
+
 class RichProgress:
     """Draws each build stage as a line with a spinner, a bar where steps are known, and its time.
 
