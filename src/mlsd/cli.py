@@ -284,12 +284,6 @@ def serve(
         f"http://{host}:{port} (docs at /docs; log {settings.log.url})",
         highlight=False,
     )
-    if dep.strategy != "single":
-        err.print(
-            f"[yellow]note[/]: deployment.strategy {dep.strategy!r} is not built yet; "
-            "every request is answered by the champion alone",
-            highlight=False,
-        )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
