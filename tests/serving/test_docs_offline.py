@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
+import uvicorn
 
 from mlsd.report import render_design_document
+from mlsd.serving import ServeSettings, create_app
+from mlsd.store.prediction_log import PredictionLog
 
 # an asset a browser would fetch: a script, stylesheet, image or frame source, or a CSS url()
 _ASSET = re.compile(
@@ -64,3 +77,72 @@ def test_design_document_has_no_external_asset(tmp_path: Path) -> None:
     html = render_design_document(doc, tmp_path / "design.html").read_text(encoding="utf-8")
     assert _external(_assets(html)) == []
     assert "@import" not in html
+
+
+# -- in a real browser, with the network cut off ------------------------------------------------
+
+
+def _chromium() -> str | None:
+    # Debian's chromium (never a browser downloaded by a test tool)
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """A real uvicorn server in a thread on a free local port (a browser needs a socket)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def _rendered_dom(browser: str, url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, every non-local host unreachable.
+
+    Host names other than 127.0.0.1 resolve to nothing and any other traffic goes to a dead
+    proxy, so a page that still needs a CDN renders without its scripts.
+    """
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",  # tests may run as root in a container
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--proxy-server=http://127.0.0.1:9",  # loopback bypasses a proxy by default, nothing else does
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    return done.stdout
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_docs_renders_swagger_ui_in_a_browser_without_network(flights, tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=1, log=log))
+    browser = _chromium()
+    assert browser is not None
+    with _serving(app) as base:
+        dom = _rendered_dom(browser, f"{base}/docs", tmp_path / "profile")
+    # Swagger UI read the spec and drew its operations (it says "Unable to render this definition"
+    # when it cannot read the OpenAPI version, as Swagger UI 4 does with FastAPI's 3.1)
+    assert 'class="swagger-ui"' in dom, dom[:2000]
+    assert "Unable to render this definition" not in dom
+    assert 'id="operations-default-predict_v1_predict_post"' in dom and "opblock-post" in dom

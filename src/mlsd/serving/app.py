@@ -256,11 +256,16 @@ _DOCS_ASSETS = "/docs-assets"
 
 
 def _install_docs(app: FastAPI) -> None:
-    """``/docs`` with Swagger UI from the files of the ``swagger-ui-bundle`` package: no CDN, so
-    the page works on a machine without internet access (FastAPI's default loads jsDelivr)."""
-    from swagger_ui_bundle import swagger_ui_path
+    """``/docs`` with Swagger UI from the files of the ``fastapi-offline`` package: no CDN, so the
+    page works on a machine without internet access (FastAPI's default loads jsDelivr).
 
-    app.mount(_DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    That package ships Swagger UI 5, which reads the OpenAPI 3.1 that FastAPI writes (Swagger UI 4,
+    as in ``swagger-ui-bundle``, refuses it: "Unable to render this definition").
+    """
+    from importlib import resources
+
+    static = resources.files("fastapi_offline") / "static"
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
 
     @app.get(DOCS_ROUTE, include_in_schema=False)
     async def docs() -> Response:
@@ -269,7 +274,7 @@ def _install_docs(app: FastAPI) -> None:
             title=f"{app.title} — API",
             swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon-32x32.png",
+            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon.png",
         )
 
 
