@@ -110,7 +110,7 @@ def test_confusion_draws_counts_it_is_given_not_recomputed() -> None:
     )
     fig = plots.confusion_figure(confusion)
     assert np.asarray(fig.data[0].z).tolist() == [[10, 2], [3, 5]]
-    assert "700.0 per 1,000" in fig.layout.title.text
+    assert "(700 per 1,000)" in fig.layout.title.text
 
 
 def test_calibration_draws_the_given_bins_and_ece() -> None:

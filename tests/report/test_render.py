@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from plotly.offline import get_plotlyjs
 
-from mlsd.report import DesignDocument, Goals, build_figures, render_design_document
+from mlsd.report import DesignDocument, Goals, build_figures, plots, render_design_document
 
 SECTIONS = ("decision", "goals", "data", "features", "models", "monitoring")
 BINARY_FIGURES = (
@@ -215,3 +215,22 @@ def test_cost_unit_wherever_costs_appear(html: str, document: DesignDocument) ->
 def test_tradeoff_fits_1400px(html: str) -> None:
     # the page is at most 1120 px wide and the decision table wraps inside it
     assert "main { max-width: 1120px;" in html and "table.tradeoff { width: 100%; }" in html
+
+
+def test_confusion_total_is_the_headers_cost(html: str, document: DesignDocument) -> None:
+    # the figure shows the evaluation's matrix of the whole split: its counts sum to the split's
+    # rows and its cost per 1,000 is the very figure the decision tile and the goals show
+    confusion = document.models.confusion
+    assert confusion is not None and sum(map(sum, confusion.counts)) == confusion.n_rows
+    fig = build_figures(document)["fig-confusion"]
+    heat = fig.data[0]
+    assert [list(r) for r in heat.z] == confusion.counts
+    labels = [["TN", "FP"], ["FN", "TP"]]
+    for r in range(2):
+        for c in range(2):
+            assert heat.text[r][c].startswith(f"{labels[r][c]}<br>{confusion.counts[r][c]:,}<br>")
+    shown = plots.format_number(document.goals.cost_per_1000)
+    assert f"({shown} per 1,000)" in fig.layout.title.text
+    assert f"{confusion.total_cost:,.0f} EUR" in fig.layout.title.text
+    decision = html.split('<section id="decision"', 1)[1].split("</section>", 1)[0]
+    assert f'<div class="big">{shown} <span class="unit">EUR</span>' in decision

@@ -14,7 +14,9 @@ a figure and a table of the same document cannot disagree.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +39,7 @@ __all__ = [
     "calibration_figure",
     "confusion_figure",
     "cost_curve_figure",
+    "format_number",
     "pr_figure",
     "predicted_vs_actual_figure",
     "roc_figure",
@@ -70,6 +73,25 @@ def _layout(fig: go.Figure, title: str, *, height: int = 380) -> go.Figure:
         legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0, "bgcolor": "rgba(0,0,0,0)"},
     )
     return fig
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    """Readable numbers: 12,345 | 312.5 | 4.27 | 0.0123 (``digits`` significant below 100); NaN is —.
+
+    The design document's tables and figure titles both use it, so the cost in the header and
+    the cost in the confusion matrix's title are the same string.
+
+    >>> [format_number(v) for v in (12345.6, 239.75, 4.2712, 0.01234, 3, float("nan"), None)]
+    ['12,346', '239.8', '4.27', '0.0123', '3', '—', '—']
+    """
+    # NaN comes from degenerate measurements (a one-class slice, an empty split)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
 
 def _plain(text: object) -> str:
@@ -252,7 +274,17 @@ def calibration_figure(calibration: Calibration, name: str = "champion") -> go.F
     fig.update_xaxes(title="mean predicted probability", range=[0, 1])
     fig.update_yaxes(title="observed positive rate", range=[0, 1.02])
     rows = f", {calibration.n_rows:,} rows" if calibration.n_rows else ""
-    return _layout(fig, f"Reliability diagram: {_plain(name)} ({calibration.split} split{rows})")
+    # a half-width figure clips a long title: the model name is cut short, the split and rows are not
+    return _layout(fig, f"Reliability: {_plain(_short(name))} ({calibration.split}{rows})")
+
+
+def _short(text: str, limit: int = 22) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (titles of half-width figures).
+
+    >>> _short("gbdt"), _short("a-very-long-candidate-model-name", 10)
+    ('gbdt', 'a-very-lo…')
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def confusion_figure(confusion: ConfusionMatrix, unit: str = "cost units") -> go.Figure:
@@ -279,7 +311,7 @@ def confusion_figure(confusion: ConfusionMatrix, unit: str = "cost units") -> go
     # short enough for a half-width figure; the caption gives the rows
     title = (
         f"Threshold {confusion.threshold:.3f}: {confusion.total_cost:,.0f} {unit}"
-        f" ({confusion.cost_per_1000:,.1f} per 1,000)"
+        f" ({format_number(confusion.cost_per_1000)} per 1,000)"
     )
     return _layout(fig, title, height=360)
 

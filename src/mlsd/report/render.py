@@ -183,15 +183,8 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    """Readable numbers: 12,345 | 312.5 | 4.27 | 0.0123 (``digits`` significant below 100)."""
-    if _missing(value):
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if float(value).is_integer() or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+# One formatting rule for the tables and the figure titles, so a number reads the same in both.
+_num = plots.format_number
 
 
 def _pct(value: Any, digits: int = 1) -> str:
