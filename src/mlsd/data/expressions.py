@@ -133,7 +133,7 @@ class ParsedExpression:
     def evaluate(self, df: pd.DataFrame) -> pd.Series:
         """Evaluate on ``df``; a scalar result is broadcast to a Series over ``df.index``."""
         self.check_columns(df.columns)
-        namespace = {"__builtins__": {}} | _RUNTIME
+        namespace: dict[str, Any] = {"__builtins__": {}} | _RUNTIME
         namespace |= {ident: df[col] for ident, col in self._names.items()}
         try:
             # where(cond, a, b) computes both branches everywhere, like numpy: log of the masked-out
@@ -176,7 +176,7 @@ class _Transformer(ast.NodeTransformer):
         node.body = self.visit(node.body)
         return node
 
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
         if node.value is None or isinstance(node.value, bool | int | float | str):
             return node
         raise self.fail(node, f"constant of type {type(node.value).__name__} is not allowed")
@@ -189,13 +189,13 @@ class _Transformer(ast.NodeTransformer):
         ident = self.names.setdefault(column, f"_col_{len(self.names)}")
         return ast.copy_location(ast.Name(id=ident, ctx=ast.Load()), node)
 
-    def _constants(self, node: ast.AST) -> ast.AST:
+    def _constants(self, node: ast.AST) -> ast.expr:
         if isinstance(node, ast.List | ast.Tuple):
             elts = [self._constant(e) for e in node.elts]
             return ast.copy_location(ast.List(elts=elts, ctx=ast.Load()), node)
         raise self.fail(node, "expected a list of constants")
 
-    def _constant(self, node: ast.AST) -> ast.AST:
+    def _constant(self, node: ast.AST) -> ast.expr:
         if (
             isinstance(node, ast.UnaryOp)
             and isinstance(node.op, ast.USub | ast.UAdd)

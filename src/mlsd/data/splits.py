@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ __all__ = [
     "train_valid_test_split_stratified",
 ]
 
-TimeLike = str | date | datetime | pd.Timestamp
+TimeLike: TypeAlias = str | date | datetime | pd.Timestamp
 _SPLITS = ("train", "valid", "test")
 
 

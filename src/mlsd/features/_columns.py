@@ -29,6 +29,7 @@ __all__ = ["SMALL", "RawColumns", "category_strings", "float_column", "time_part
 # Up to this many rows, per-value Python (a dict lookup, a regex) beats a vectorised call's fixed cost.
 SMALL = 256
 _BULK_CELLS = 8192  # frames up to this many cells are read as one object array
+_NO_VALUES = np.empty(0, dtype=object)  # the values of a column not read up front (its dtype is None)
 # Only stamps this plain are parsed without pandas; pandas judges anything else (offsets, fractions).
 _ISO_UTC = re.compile(
     r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
@@ -155,7 +156,7 @@ class RawColumns:
 
     def floats(self, column: str) -> np.ndarray:
         if column not in self._floats:
-            dtype, values = self._plain.get(column, (None, None))
+            dtype, values = self._plain.get(column, (None, _NO_VALUES))
             if dtype is not None and dtype.kind in "fiu":
                 self._floats[column] = values.astype(np.float64)
             else:
@@ -164,7 +165,7 @@ class RawColumns:
 
     def strings(self, column: str) -> np.ndarray:
         if column not in self._strings:
-            dtype, values = self._plain.get(column, (None, None))
+            dtype, values = self._plain.get(column, (None, _NO_VALUES))
             if column in self.float_columns:
                 # The reference path sees number columns after their float conversion, crosses included.
                 self._strings[column] = category_strings(pd.Series(self.floats(column)))
@@ -176,7 +177,7 @@ class RawColumns:
 
     def stamps(self, column: str) -> np.ndarray:
         """Naive UTC datetime64 values, as :class:`DateTimeParts` parses them."""
-        dtype, values = self._plain.get(column, (None, None))
+        dtype, values = self._plain.get(column, (None, _NO_VALUES))
         if dtype is not None and len(values) <= SMALL and _is_text(dtype, values):
             stamps = _iso_seconds(values, pd.isna(values))
             if stamps is not None:

@@ -24,8 +24,8 @@ COLUMN_GROUPS = ("numeric", "categorical", "hashed", "cyclical", "time_column")
 
 DEFAULT_TIME_PARTS = ("hour", "dayofweek", "month")
 IMPUTATION_STRATEGIES = ("median", "mean", "most_frequent")
-_KEYS = (*COLUMN_GROUPS, "time_parts", "crosses", "rare_min_frequency", "numeric_imputation", "scale")
-_KEYS = (*_KEYS, "add_missing_indicator")
+_KEYS: tuple[str, ...] = (*COLUMN_GROUPS, "time_parts", "crosses", "rare_min_frequency", "numeric_imputation")
+_KEYS = (*_KEYS, "scale", "add_missing_indicator")
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         """The validated, normalised spec (raises DesignError on a bad one)."""
         return validate_spec(self.get_params())
 
-    def _check_rows(self, X: Any, columns: Sequence[str]) -> None:
+    def _check_rows(self, X: Any, columns: Sequence[str] | np.ndarray) -> None:
         if not isinstance(X, pd.DataFrame):
             raise SchemaError(
                 "features need named raw columns",
@@ -227,7 +227,7 @@ def build_feature_pipeline(
     Traceback (most recent call last):
     mlsd.errors.DesignError: features.cyclical.month: period must be a positive number (received 0; ...)
     """
-    params = {
+    params: dict[str, Any] = {
         "numeric": numeric,
         "categorical": categorical,
         "hashed": hashed,

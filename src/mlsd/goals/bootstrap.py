@@ -151,7 +151,7 @@ def bootstrap_ci(
     if s.ndim == 2:
         # Encode once with the full data's columns: a resample may lack a rare class, and then
         # classes=None could no longer tell the columns apart.
-        y = _encode(y, np.unique(y) if classes is None else classes, "y_true")
+        y = _encode(y, np.unique(y).tolist() if classes is None else classes, "y_true")
         classes = range(s.shape[1])
     if n_resamples == 0 or n == 0:
         return MetricEstimate(value, None, None, n)

@@ -276,7 +276,8 @@ class Service:
                 f"too many feedback items ({len(items)})",
                 [{"field": "body", "received": len(items), "expected": f"at most {limit} items"}],
             )
-        out, errors = [], []
+        out: list[tuple[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             where = "" if single else f"[{i}]."
             if not isinstance(item, dict):
@@ -287,6 +288,7 @@ class Service:
                 errors.append(
                     {"field": f"{where}request_id", "received": rid, "expected": "a request id string"}
                 )
+                rid = ""  # never returned: the errors raise below
             if "outcome" not in item:
                 errors.append(
                     {"field": f"{where}outcome", "received": None, "expected": self._outcome_expected()}

@@ -97,7 +97,7 @@ def example_row(schema: Schema, columns: list[str]) -> dict[str, Any]:
 
 
 def _describe(spec: ColumnSchema) -> str:
-    parts = [spec.dtype]
+    parts: list[str] = [spec.dtype]
     if spec.min is not None and spec.max is not None:
         parts.append(f"seen at build time in [{spec.min}, {spec.max}]")
     if spec.allowed is not None and len(spec.allowed) > MAX_ENUM:
@@ -119,7 +119,7 @@ def build_row_model(schema: Schema, columns: list[str], name: str = "InputRow") 
             continue
         typ: Any = _PY_TYPES[spec.dtype]
         if spec.allowed is not None and len(spec.allowed) <= MAX_ENUM and spec.dtype == "string":
-            typ = Literal[tuple(spec.allowed)]  # type: ignore[valid-type]
+            typ = Literal[tuple(spec.allowed)]
         if spec.nullable:
             typ = typ | None
         fields[key] = (

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _MISSING = object()
+_NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
 # JSON value kinds, as small integers so that the checks are array operations
 _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER = range(7)
 _KINDS: dict[type, int] = {type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR}
@@ -320,16 +321,16 @@ def _type_pass(
         if not (bad | empty).any():
             typed = typed.astype(bool)
     elif dtype == "datetime":
-        text = pd.Series(np.where(kinds == _STR, values, None), dtype=object)
+        text = pd.Series(np.where(kinds == _STR, values, _NONE), dtype=object)
         typed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
         bad = ~empty & typed.isna().to_numpy()
     elif dtype == "string":
         ok = kinds == _STR
         bad = ~ok & ~empty
-        typed = pd.Series(np.where(ok, values, None), dtype="str")
+        typed = pd.Series(np.where(ok, values, _NONE), dtype="str")
     else:  # a column the schema does not describe: any JSON scalar goes through
         bad = kinds == _OTHER
-        typed = np.where(bad | empty, None, values)
+        typed = np.where(bad | empty, _NONE, values)
     if bad.any():
         expected = _EXPECTED.get(dtype or "", "a JSON scalar")
         errors.append(ColumnErrors(column, "type", np.flatnonzero(bad), expected, f"not {expected}"))

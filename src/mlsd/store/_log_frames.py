@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -58,7 +58,10 @@ def micros_to_utc(values: Sequence[int | None]) -> pd.Series:
 
 def decode_json_column(texts: Sequence[str | None], *, frame: bool = False) -> Any:
     """Decode many JSON texts at once (None -> None); a DataFrame of objects if ``frame``."""
-    joined = ",".join("null" if t is None else t for t in texts) if None in texts else ",".join(texts)
+    if None in texts:
+        joined = ",".join("null" if t is None else t for t in texts)
+    else:
+        joined = ",".join(cast("Sequence[str]", texts))
     values = json.loads(f"[{joined}]")
     if frame:
         return (

@@ -94,7 +94,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="mlsd-prediction-log-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, item: Submission) -> Future[None]:
+    def submit(self, item: Submission) -> Future[Any]:
         # RUNNING futures cannot be cancelled: a client that goes away must not un-log its rows.
         item.future.set_running_or_notify_cancel()
         with self._state_lock:
@@ -197,7 +197,8 @@ class GroupCommitWriter:
             .where(predictions.c.request_id.in_(ids))
         )
         stored: dict[str, str | None] = {r.request_id: r.outcome for r in conn.execute(query)}
-        new_rows, outcomes = [], {}
+        new_rows: list[dict[str, Any]] = []
+        outcomes: dict[int, Any] = {}
         for item in items:
             row = item.feedback[0]  # one outcome per submission (PredictionLog.submit_feedback)
             rid = row["request_id"]
@@ -208,18 +209,18 @@ class GroupCommitWriter:
                     received=rid,
                     expected="a request_id returned by POST /v1/predict",
                 )
-            elif stored[rid] is None:
+            elif (previous := stored[rid]) is None:
                 stored[rid] = row["outcome"]  # a second outcome in this batch compares with it
                 new_rows.append(row)
                 outcomes[id(item)] = "created"
-            elif json.loads(stored[rid]) == json.loads(row["outcome"]):
+            elif json.loads(previous) == json.loads(row["outcome"]):
                 outcomes[id(item)] = "unchanged"
             else:
                 outcomes[id(item)] = ConflictError(
-                    f"this prediction already has a different outcome ({stored[rid]})",
+                    f"this prediction already has a different outcome ({previous})",
                     field="outcome",
                     received=json.loads(row["outcome"]),
-                    expected=f"the stored outcome {stored[rid]} (feedback cannot be changed)",
+                    expected=f"the stored outcome {previous} (feedback cannot be changed)",
                 )
         if new_rows:
             conn.execute(sa.insert(feedback), new_rows)

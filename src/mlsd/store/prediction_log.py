@@ -359,7 +359,7 @@ class PredictionLog:
     def count_feedback(self) -> int:
         return int(self._scalar(sa.select(sa.func.count()).select_from(feedback)))
 
-    def _rows(self, stmt: sa.Select[Any]) -> Sequence[Any]:
+    def _rows(self, stmt: sa.Select) -> Sequence[Any]:  # any number of columns
         self._ensure_tables()
         try:
             with self._connect() as conn:
@@ -368,7 +368,7 @@ class PredictionLog:
             raise self._read_error(exc) from exc
 
     @staticmethod
-    def _window(stmt: sa.Select[Any], column: Any, since: Any, until: Any) -> sa.Select[Any]:
+    def _window(stmt: sa.Select, column: Any, since: Any, until: Any) -> sa.Select:
         if since is not None:
             stmt = stmt.where(column >= to_micros(since, field="since"))
         if until is not None:

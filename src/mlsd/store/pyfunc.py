@@ -21,9 +21,9 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 import joblib
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from mlsd.store.packaged import PackagedModel
@@ -35,7 +35,7 @@ ARTIFACT_KEY = "packaged_model"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "lightgbm")
 
 
-class PackagedPyfunc(mlflow.pyfunc.PythonModel):
+class PackagedPyfunc(PythonModel):
     """The MLflow pyfunc face of a :class:`PackagedModel` (joblib artefact inside the model)."""
 
     def load_context(self, context: Any) -> None:

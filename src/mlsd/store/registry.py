@@ -160,7 +160,8 @@ class ModelRegistry:
         try:
             yield self
         finally:
-            mlflow.set_tracking_uri(saved_tracking)  # None unsets it and resets the tracer
+            # None unsets it and resets the tracer (MLflow annotates the parameter as str | Path only)
+            mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
             _registry_utils._registry_uri = saved_registry
             for var, raw in saved_env.items():
                 if raw is None:
