@@ -7,6 +7,9 @@ prediction log in a temporary directory.
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -104,3 +108,36 @@ def make_client(flights: Flights, tmp_path: Path) -> Iterator[AppFactory]:
 def client(make_client: AppFactory) -> Iterator[tuple[TestClient, PredictionLog]]:
     with make_client() as pair:
         yield pair
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """A real uvicorn server in a thread on a free local port; stopped (its lifespan closed) on exit."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def live_server() -> Callable[[Any], Any]:
+    """``with live_server(app) as base_url:`` serves ``app`` with a real uvicorn on 127.0.0.1."""
+    return _serving

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
-import uvicorn
 
 from mlsd.report import render_design_document
 from mlsd.serving import ServeSettings, create_app
@@ -87,30 +80,6 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serving(app: Any) -> Iterator[str]:
-    """A real uvicorn server in a thread on a free local port (a browser needs a socket)."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
-
 def _rendered_dom(browser: str, url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, every non-local host unreachable.
 
@@ -134,12 +103,12 @@ def _rendered_dom(browser: str, url: str, profile: Path) -> str:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
-def test_docs_renders_swagger_ui_in_a_browser_without_network(flights, tmp_path: Path) -> None:
+def test_docs_renders_swagger_ui_in_a_browser_without_network(flights, tmp_path: Path, live_server) -> None:
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
     app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=1, log=log))
     browser = _chromium()
     assert browser is not None
-    with _serving(app) as base:
+    with live_server(app) as base:
         dom = _rendered_dom(browser, f"{base}/docs", tmp_path / "profile")
     # Swagger UI read the spec and drew its operations (it says "Unable to render this definition"
     # when it cannot read the OpenAPI version, as Swagger UI 4 does with FastAPI's 3.1)

@@ -3,48 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 
 import httpx
-import uvicorn
 
 from mlsd.serving import ServeSettings, create_app
 from mlsd.store.prediction_log import PredictionLog
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serving(app) -> Iterator[str]:
-    """A real uvicorn server in a thread on a free port; stopped (and its lifespan closed) on exit."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        assert not thread.is_alive()
-
-
-def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
+def test_real_server_answers_200_concurrent_requests(flights, tmp_path, live_server) -> None:
     log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
     app = create_app(ServeSettings(model=flights.model, model_name="m", model_version=2, log=log))
 
@@ -57,7 +24,7 @@ def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
                 asyncio.gather(*(client.post("/v1/predict", json=b) for b in bodies)), timeout=30
             )
 
-    with _serving(app) as base:
+    with live_server(app) as base:
         responses = asyncio.run(send(base))
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         ready = httpx.get(f"{base}/readyz", timeout=5).status_code
@@ -72,7 +39,7 @@ def test_real_server_answers_200_concurrent_requests(flights, tmp_path) -> None:
     assert float(re.search(r"^mlsd_batch_size_sum (\S+)$", metrics, re.M).group(1)) == 200
 
 
-def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_path) -> None:
+def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_path, live_server) -> None:
     import pandas as pd
 
     from mlsd.serving.replay import replay
@@ -83,7 +50,7 @@ def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_pa
     labels = (rows["arr_delay"] > 15).tolist()
     rows["distance"] = rows["distance"].astype(object)
     rows.loc[7, "distance"] = "far"  # one invalid row: a 422, no prediction, no feedback for it
-    with _serving(app) as base:
+    with live_server(app) as base:
         result = replay(base, rows, labels=labels, concurrency=4, feedback_batch=50, timeout=20)
     assert (result.sent, result.ok, result.statuses) == (130, 129, {"200": 129, "422": 1})
     assert result.feedback_sent == result.feedback_ok == 129  # in lists of 50, 50 and 29
