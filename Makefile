@@ -20,13 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	examples/flights/demo.sh $(VENV)/bin/mlsd
 
-## The whole test suite, slow end-to-end tests included (this is what CI runs).
+## The whole test suite, slow end-to-end tests included (this is what CI runs). Tests marked
+## `exclusive` measure timing under a load they make themselves, so they run first, alone.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -q -m exclusive
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not exclusive"
 
 ## Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow and not exclusive"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -169,6 +169,7 @@ def _table(models, valid, test):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # its quiet and busy phases must not share the cores with other tests
 def test_same_champion_with_two_busy_loops(flights_models, request) -> None:
     from mlsd.modeling import select_model
 

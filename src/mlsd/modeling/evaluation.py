@@ -51,6 +51,11 @@ _KINDS = ("baseline", "candidate")
 _N_DISTINCT_LATENCY_ROWS = 10
 _N_WARMUP = 3
 _N_LATENCY_REPETITIONS = 5
+# Each timed call predicts its row this many times back to back and keeps the cheapest: noise
+# (a preemption with cold caches afterwards, a timer interrupt) only ever adds time, and it
+# rarely hits all of them, while a row that is intrinsically slow is slow every time.
+_N_BEST_OF = 3
+_N_LATENCY_CALLS = 100
 # Process CPU time above this multiple of the calling thread's means other threads did part of
 # the work, which the thread clock would not count: then the gate uses the process clock.
 _ONE_THREAD_RATIO = 1.5
@@ -95,10 +100,11 @@ class LatencyMeasurement:
         >>> m = LatencyMeasurement(1.0, 2.0, 1.5, 9.0, calls=250, repetitions=5, threads=1,
         ...                        clock="thread_cpu")
         >>> print(m.method)  # doctest: +NORMALIZE_WHITESPACE
-        Single-row latency: 250 predict calls on one row each in 5 runs, timed with the calling
-        thread's CPU time (the model predicts on one thread), so time spent waiting while other
-        processes hold the cores does not count; p50 and p99 are the median over the runs of each
-        run's percentile (wall-clock p50/p99 are kept for information).
+        Single-row latency: 250 calls on one row each in 5 runs, each call the cheapest of 3
+        back-to-back predictions of its row, timed with the calling thread's CPU time (the model
+        predicts on one thread), so time spent waiting while other processes hold the cores does
+        not count; p50 and p99 are the median over the runs of each run's percentile (wall-clock
+        p50/p99 are kept for information).
         """
         waiting = (
             ""
@@ -106,8 +112,9 @@ class LatencyMeasurement:
             else (", so time spent waiting while other processes hold the cores does not count")
         )
         return (
-            f"Single-row latency: {self.calls} predict calls on one row each in {self.repetitions} "
-            f"runs, timed with {_CLOCKS.get(self.clock, self.clock)}{waiting}; p50 and p99 are the "
+            f"Single-row latency: {self.calls} calls on one row each in {self.repetitions} runs, "
+            f"each call the cheapest of {_N_BEST_OF} back-to-back predictions of its row, "
+            f"timed with {_CLOCKS.get(self.clock, self.clock)}{waiting}; p50 and p99 are the "
             "median over the runs of each run's percentile (wall-clock p50/p99 are kept for "
             "information)."
         )
@@ -324,7 +331,7 @@ def _gated_clock(wall: np.ndarray, thread: np.ndarray, process: np.ndarray) -> t
 def measure_latency(
     predict: Callable[[Any], Any],
     rows: list[Any],
-    n_calls: int = 250,
+    n_calls: int = _N_LATENCY_CALLS,
     repetitions: int = _N_LATENCY_REPETITIONS,
 ) -> LatencyMeasurement:
     """Time ``predict`` on one row per call, cycling through ``rows``, after a few warm-up calls.
@@ -346,18 +353,21 @@ def measure_latency(
             )
     for row in rows[:_N_WARMUP]:
         predict(row)
-    elapsed = np.empty((n_calls, 3), dtype=np.int64)
+    elapsed = np.empty((n_calls, _N_BEST_OF, 3), dtype=np.int64)
     for i in range(n_calls):  # one call per request is what is being measured, so no vectorising
         row = rows[i % len(rows)]
-        t0 = _now()
-        predict(row)
-        elapsed[i] = _now() - t0
-    wall, thread, process = (elapsed / 1e6).T  # ms
+        for k in range(_N_BEST_OF):
+            t0 = _now()
+            predict(row)
+            elapsed[i, k] = _now() - t0
+    wall_all = elapsed[:, :, 0] / 1e6
+    best = elapsed[np.arange(n_calls), elapsed[:, :, 1].argmin(axis=1)]  # cheapest in thread CPU time
+    wall, thread, process = (best / 1e6).T  # ms
     clock, gated, threads = _gated_clock(wall, thread, process)
     runs = min(repetitions, n_calls)
     per_run = np.array([np.percentile(run, [50, 99]) for run in np.array_split(gated, runs)])
     p50, p99 = np.median(per_run, axis=0)
-    wall_p50, wall_p99 = np.percentile(wall, [50, 99])
+    wall_p50, wall_p99 = np.percentile(wall_all, [50, 99])  # every prediction, as a client saw it
     return LatencyMeasurement(
         p50_ms=float(p50),
         p99_ms=float(p99),
@@ -386,7 +396,7 @@ def evaluate_model(
     seed: int = 0,
     train_seconds: float,
     latency_rows: pd.DataFrame | None = None,
-    n_latency_calls: int = 250,
+    n_latency_calls: int = _N_LATENCY_CALLS,
     threshold: float | ThresholdRule = 0.5,
     n_latency_repetitions: int = _N_LATENCY_REPETITIONS,
 ) -> CandidateEvaluation:
