@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+from mlsd.data import feature_fields, source_columns
 from mlsd.design import Design, SelectSpec, list_strategies
 from mlsd.errors import DesignError
 
@@ -167,38 +168,12 @@ def _expressions(design: Design) -> Problems:
         yield _located(design, exc)
 
 
-def _feature_fields(design: Design) -> Iterator[tuple[str, str]]:
-    """(field, column) of every column a feature reads, in file order within each key."""
-    f = design.features
-    for key in ("numeric", "categorical"):
-        for i, col in enumerate(getattr(f, key)):
-            yield f"features.{key}[{i}]", col
-    for key in ("hashed", "cyclical"):
-        for col in getattr(f, key):
-            yield f"features.{key}.{col}", col
-    for i, cross in enumerate(f.crosses):
-        for j, col in enumerate(cross):
-            yield f"features.crosses[{i}][{j}]", col
-
-
 def _derived_from(design: Design, column: str) -> set[str]:
     """The raw columns a derived column reads, through chains of derived columns."""
-    from mlsd.data import parse_expression
-
-    derive, raw, pending, seen = design.data.derive, set(), [column], set()
-    while pending:
-        col = pending.pop()
-        if col in seen:
-            continue
-        seen.add(col)
-        if col in derive:
-            try:
-                pending.extend(parse_expression(derive[col], field=f"data.derive.{col}").columns)
-            except DesignError:
-                continue  # _expressions reports it
-        else:
-            raw.add(col)
-    return raw
+    try:
+        return set(source_columns(design, column))
+    except DesignError:
+        return set()  # _expressions reports the expression that does not parse
 
 
 def _forbidden_features(design: Design) -> Problems:
@@ -206,7 +181,7 @@ def _forbidden_features(design: Design) -> Problems:
     if not forbidden:
         return
     expected = "drop it from the features, or from features.forbidden if it is known at prediction time"
-    for field, col in _feature_fields(design):
+    for field, col in feature_fields(design):
         if col in forbidden:
             yield design.error(
                 "a forbidden column (known only after the moment of prediction) cannot be a feature",
@@ -333,7 +308,7 @@ def _monitored_columns(design: Design) -> dict[str, str | None]:
     categorical = {*f.categorical, *(c for cross in f.crosses for c in cross)}
     numeric = {*f.numeric, *f.cyclical}
     out: dict[str, str | None] = {}
-    for _, col in _feature_fields(design):
+    for _, col in feature_fields(design):
         for raw in sorted(_derived_from(design, col)) if col in design.data.derive else [col]:
             if raw in f.hashed or raw == design.data.time or raw in out:
                 continue

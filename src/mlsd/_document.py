@@ -7,6 +7,7 @@ schema). This module only chooses what the document shows and in which shape.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -179,7 +180,7 @@ def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> di
     )
     rule = f"{'maximise' if sel.maximize else 'minimise'} {sel.maximize or sel.minimize} on {sel.split}"
     rule += f" subject to {bounds}" if bounds else ""
-    methods = {getattr(e, "latency_method", "") for e in modeling.table.candidates} - {""}
+    methods = {e.latency_method for e in modeling.table.candidates} - {""}
     return {
         "tradeoff": tradeoff,
         "decision": {"winner": decision.winner, "reason": decision.reason, "rule": rule},
@@ -211,8 +212,8 @@ def _tradeoff_row(e: Any, types: dict[str, str], modeling: Any, decision: Any) -
         "brier": _metric(e, "brier"),
         "p50_ms": e.p50_latency_ms,
         "p99_ms": e.p99_latency_ms,
-        "p50_wall_ms": getattr(e, "p50_wall_ms", None),
-        "p99_wall_ms": getattr(e, "p99_wall_ms", None),
+        "p50_wall_ms": e.p50_wall_ms,
+        "p99_wall_ms": e.p99_wall_ms,
         "throughput_rps": e.throughput_rows_per_s,
         "size_mb": e.size_mb,
         "train_seconds": e.train_seconds,
@@ -225,7 +226,7 @@ def _tradeoff_row(e: Any, types: dict[str, str], modeling: Any, decision: Any) -
 
 def _gates(decision: Any, name: str) -> list[dict[str, Any]]:
     """The decision's gate outcomes for one model, as the document's :class:`Gate` rows."""
-    return [dict(g) for g in (getattr(decision, "gates", None) or {}).get(name, [])]
+    return [dataclasses.asdict(g) for g in decision.gates.get(name, [])]
 
 
 def _intervals(e: Any, split: str) -> dict[str, dict[str, float | None]]:

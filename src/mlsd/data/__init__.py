@@ -19,10 +19,12 @@ from mlsd.data.preparation import (
     PreparedData,
     check_expressions,
     check_leakage,
+    feature_fields,
     input_columns,
     label_timeline,
     leakage_checks,
     prepare_data,
+    source_columns,
     split_prepared,
 )
 from mlsd.data.schema import ColumnSchema, Schema, SchemaViolation, infer_schema
@@ -52,6 +54,7 @@ __all__ = [
     "check_time_order",
     "clear_source_cache",
     "evaluate_expression",
+    "feature_fields",
     "find_target_leakage",
     "infer_schema",
     "input_columns",
@@ -63,6 +66,7 @@ __all__ = [
     "prepare_data",
     "run_leakage_checks",
     "single_feature_scores",
+    "source_columns",
     "split_prepared",
     "train_valid_test_split_by_group",
     "train_valid_test_split_by_time",

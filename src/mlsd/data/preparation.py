@@ -49,10 +49,12 @@ __all__ = [
     "PreparedData",
     "check_expressions",
     "check_leakage",
+    "feature_fields",
     "input_columns",
     "label_timeline",
     "leakage_checks",
     "prepare_data",
+    "source_columns",
     "split_prepared",
 ]
 
@@ -176,10 +178,18 @@ def label_timeline(split: DataSplit, time_column: str, target: str, task: str) -
 
 def input_columns(design: Design) -> list[str]:
     """Raw columns a request must carry: features, minus derived ones, plus what they derive from."""
-    features, derive = design.features, design.data.derive
-    cols: list[str] = []
-    pending = list(features.input_columns())
-    seen: set[str] = set()
+    cols = [raw for col in design.features.input_columns() for raw in source_columns(design, col)]
+    if design.features.time_parts and design.data.time:
+        cols.append(design.data.time)
+    return list(dict.fromkeys(cols))
+
+
+def source_columns(design: Design, column: str) -> list[str]:
+    """The raw columns ``column`` reads: itself, or for a derived column what its expression reads,
+    through chains of derived columns (first-seen order)."""
+    derive = design.data.derive
+    raw: list[str] = []
+    pending, seen = [column], set()
     while pending:
         col = pending.pop(0)
         if col in seen:
@@ -188,10 +198,21 @@ def input_columns(design: Design) -> list[str]:
         if col in derive:
             pending.extend(sorted(parse_expression(derive[col], field=f"data.derive.{col}").columns))
         else:
-            cols.append(col)
-    if features.time_parts and design.data.time:
-        cols.append(design.data.time)
-    return list(dict.fromkeys(cols))
+            raw.append(col)
+    return raw
+
+
+def feature_fields(design: Design) -> list[tuple[str, str]]:
+    """``(field, column)`` of every column the features name, in the order of the feature keys."""
+    f = design.features
+    named: list[tuple[str, str]] = []
+    for group in ("numeric", "categorical"):
+        named += [(f"features.{group}[{i}]", c) for i, c in enumerate(getattr(f, group))]
+    for group in ("hashed", "cyclical"):
+        named += [(f"features.{group}.{c}", c) for c in getattr(f, group)]
+    for i, cross in enumerate(f.crosses):
+        named += [(f"features.crosses[{i}][{j}]", c) for j, c in enumerate(cross)]
+    return named
 
 
 def check_expressions(design: Design) -> None:
@@ -273,14 +294,7 @@ def _check_expression_columns(design: Design, expr: str | None, field: str, fram
 
 
 def _check_columns(design: Design, frame: pd.DataFrame) -> None:
-    f = design.features
-    named: list[tuple[str, str]] = []
-    for group in ("numeric", "categorical"):
-        named += [(c, f"features.{group}[{i}]") for i, c in enumerate(getattr(f, group))]
-    for group in ("hashed", "cyclical"):
-        named += [(c, f"features.{group}.{c}") for c in getattr(f, group)]
-    for i, cross in enumerate(f.crosses):
-        named += [(c, f"features.crosses[{i}][{j}]") for j, c in enumerate(cross)]
+    named = [(c, where) for where, c in feature_fields(design)]
     named += [(c, f"models.slices[{i}]") for i, c in enumerate(design.models.slices)]
     if design.data.time:
         named.append((design.data.time, "data.time"))

@@ -67,7 +67,10 @@ _CLOCKS = {
     "every thread's work)",
     "wall": "wall-clock time (this platform's thread clock is too coarse)",
 }
-_ESTIMATOR = "median over repetitions of each repetition's percentile"
+_ESTIMATOR = (
+    f"cheapest of {_N_BEST_OF} predictions per call; median over repetitions of each repetition's "
+    "percentile"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +79,11 @@ class LatencyMeasurement:
 
     ``p50_ms``/``p99_ms`` are in the gated ``clock`` (``"thread_cpu"``, ``"process_cpu"`` or
     ``"wall"``): CPU time leaves out the time a request waits while other processes hold the
-    cores, so a busy machine moves them little while it doubles wall-clock percentiles. Each of
-    ``repetitions`` consecutive runs of ``calls / repetitions`` calls gives a percentile, and the
-    median over runs is reported, so one disturbed run does not move it. ``wall_p50_ms`` and
-    ``wall_p99_ms`` (over all calls) are what a client would have seen at measurement time.
+    cores, so a busy machine moves them little while it doubles wall-clock percentiles. Each call
+    is the cheapest of a few back-to-back predictions of its row; each of ``repetitions``
+    consecutive runs of ``calls / repetitions`` calls gives a percentile, and the median over runs
+    is reported, so one disturbed run does not move it. ``wall_p50_ms`` and ``wall_p99_ms`` (over
+    every prediction) are what a client would have seen at measurement time.
     ``threads`` is how many threads the predict kept busy (process over thread CPU time).
     """
 
