@@ -49,7 +49,8 @@ def _build(label: str) -> None:
         f"{n} {r['p99_ms']:.2f} ms ({r['role']}{', close' if any(g['close'] for g in r['gates']) else ''})"
         for n, r in rows.items()
     )
-    print(f"{label:5} build {seconds:5.0f} s  champion {doc['models']['decision']['winner']}  gated p99: {p99}")
+    winner = doc["models"]["decision"]["winner"]
+    print(f"{label:5} build {seconds:5.0f} s  champion {winner}  gated p99: {p99}", flush=True)
 
 
 _FIT = """
@@ -82,7 +83,7 @@ def _fit(label: str, extra: dict[str, str]) -> None:
     env.update(extra)
     code = _FIT.format(design=str(DESIGN))
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
-    print(f"{label:5} {out.stdout.strip()}")
+    print(f"{label:5} {out.stdout.strip()}", flush=True)
 
 
 def main(what: str) -> None:
