@@ -3,7 +3,7 @@
     .venv/bin/python bench/busy_machine.py build   # mlsd build quiet, then busy: champion, gated p99
     .venv/bin/python bench/busy_machine.py fit     # one LightGBM fit per OpenMP setting, quiet and busy
 
-"Busy" is two CPU-bound processes (``python -c "while True: pass"``) on the machine's cores,
+"Busy" is two CPU-bound processes (a Python loop doing nothing) on the machine's cores,
 started here, stopped when each measurement ends and by themselves after 600 s. Nothing else
 should run meanwhile. ``docs/threads-and-timing.md`` reports what this printed.
 """
@@ -26,9 +26,9 @@ MLSD = Path(sys.executable).parent / "mlsd"
 
 @contextlib.contextmanager
 def busy(n: int = 2) -> Iterator[None]:
-    loops = [
-        subprocess.Popen(["timeout", "600", sys.executable, "-c", "while True: pass"]) for _ in range(n)
-    ]
+    # each loop also stops by itself after 600 s (killing a `timeout` wrapper would leave it running)
+    spin = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass"
+    loops = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
     try:
         time.sleep(0.5)
         yield
