@@ -325,6 +325,13 @@ class DeploymentSpec(_Spec):
     range_tolerance: float = Field(
         0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
     )
+    max_string_length: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="longest string a request field may hold (422 past it); default: 4x the longest "
+        "value seen at build time, at least 256, at most 10,000",
+    )
 
 
 # --- segment 5: monitoring ----------------------------------------------------------------

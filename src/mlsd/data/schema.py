@@ -60,6 +60,7 @@ class ColumnSchema(BaseModel):
     max: float | str | None = None
     allowed: list[str] | None = None
     n_unique: int = 0
+    max_length: int | None = None  # text columns: the longest value seen (request string limits)
 
 
 class SchemaViolation(BaseModel):
@@ -351,6 +352,8 @@ def infer_schema(
             t = _to_datetime(s)
             m = (t.max() - t.min()) * range_margin
             info |= {"min": (t.min() - m).isoformat(), "max": (t.max() + m).isoformat()}
+        if dtype == "string" and s.notna().any():
+            info["max_length"] = int(s.dropna().astype("str").str.len().max())
         is_cat = isinstance(s.dtype, pd.CategoricalDtype)
         if name in declared or (dtype == "string" and (is_cat or info["n_unique"] <= max_categories)):
             keys = _category_keys(s.astype("object") if is_cat else s)

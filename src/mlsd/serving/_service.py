@@ -76,6 +76,8 @@ class Service:
             self.model.input_columns,
             reject_unseen_categories=settings.reject_unseen_categories,
             range_tolerance=settings.range_tolerance,
+            max_string_length=settings.max_string_length,
+            time_column=settings.time_column,
         )
         self.metrics = ServingMetrics(queue_depth=lambda: float(getattr(self.log, "queue_depth", 0)))
         self.batcher: MicroBatcher[Scored] = MicroBatcher(
@@ -104,8 +106,7 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        running = getattr(self.log, "running", True)  # a log that reports on its writer is asked
-        return self._log_started and bool(running) and self.batcher.running
+        return self._log_started and self.log.is_healthy() and self.batcher.running
 
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
     def _score(self, rows: list[dict[str, Any]]) -> Scored:
@@ -122,22 +123,7 @@ class Service:
             score[ok] = pred["score"].to_numpy(dtype="float64")
             for i, d in zip(np.flatnonzero(ok).tolist(), pred["decision"].tolist(), strict=True):
                 decision[i] = d
-        return Scored(checked, score, decision, self._event_times(rows, checked))
-
-    def _event_times(self, rows: list[dict[str, Any]], checked: CheckedRows) -> list[datetime | None]:
-        column = self.settings.time_column
-        if column is None:
-            return [None] * len(rows)
-        if column in checked.frame.columns and pd.api.types.is_datetime64_any_dtype(
-            checked.frame[column].dtype
-        ):
-            stamps = checked.frame[column]
-        else:
-            text = pd.Series([r.get(column) for r in rows], dtype=object)
-            text = text.where(text.map(lambda v: isinstance(v, str)))
-            stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        out = stamps.dt.to_pydatetime().tolist() if len(stamps) else []
-        return [None if pd.isna(t) else t for t in out]
+        return Scored(checked, score, decision, _event_times(checked, n))
 
     # -- routes ---------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
@@ -321,6 +307,14 @@ class Service:
             if value == c and (isinstance(value, str) == isinstance(c, str)):
                 return c, None
         return None, self._outcome_expected()
+
+
+def _event_times(checked: CheckedRows, n: int) -> list[datetime | None]:
+    """The rows' event times, as the validator parsed them (a value that does not parse is a 422)."""
+    stamps = checked.event_time
+    if stamps is None or not len(stamps):
+        return [None] * n
+    return [None if pd.isna(t) else t for t in stamps.dt.to_pydatetime().tolist()]
 
 
 def _started(request: Request) -> tuple[float, datetime]:

@@ -29,7 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlsd.errors import MlsdError
 from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.metrics import CONTENT_TYPE
-from mlsd.serving.models import FeedbackResponse, PredictResponse, build_row_model, example_row
+from mlsd.serving.models import (
+    FeedbackResponse,
+    PredictResponse,
+    example_row,
+    feedback_schemas,
+    request_schemas,
+)
 from mlsd.serving.responses import RequestError, error_body, error_response, mlsd_error_response
 from mlsd.serving.settings import ServeSettings
 
@@ -102,7 +108,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     app.state.service = service
     schema = service.schema
-    row_model = build_row_model(schema, model.input_columns, name="InputRow")
     example = example_row(schema, model.input_columns)
 
     @app.post(
@@ -178,7 +183,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         }
 
     _install_error_handlers(app)
-    _install_openapi(app, row_model)
+    _install_openapi(app)
     _install_docs(app)
     app.add_middleware(_Observed, service=service)
     return app
@@ -214,36 +219,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"internal error ({type(exc).__name__})")
 
 
-def _install_openapi(app: FastAPI, row_model: type) -> None:
+def _install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            row = row_model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)  # type: ignore[attr-defined]
-            schemas.update(row.pop("$defs", {}))
-            schemas["InputRow"] = row
-            schemas["PredictRequest"] = {
-                "type": "object",
-                "required": ["inputs"],
-                "properties": {
-                    "inputs": {
-                        "description": "one row (an object) or a batch (a list of objects)",
-                        "anyOf": [
-                            {"$ref": "#/components/schemas/InputRow"},
-                            {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {"$ref": "#/components/schemas/InputRow"},
-                            },
-                        ],
-                    }
-                },
-            }
-            from mlsd.serving.models import FeedbackItem
-
-            schemas["FeedbackItem"] = FeedbackItem.model_json_schema()
+            # the request schemas come from the validator's rules, so schema and server agree
+            service: Service = app.state.service
+            settings = service.settings
+            schemas.update(
+                request_schemas(
+                    service.validator,
+                    max_rows=settings.max_rows_per_request,
+                    max_body_bytes=settings.max_body_bytes,
+                )
+            )
+            schemas.update(
+                feedback_schemas(
+                    service.model.task, list(service.model.classes), max_items=settings.max_rows_per_request
+                )
+            )
+            body = spec["paths"][FEEDBACK_ROUTE]["post"]["requestBody"]["content"]["application/json"]
+            body["schema"] = {"$ref": "#/components/schemas/FeedbackRequest"}
             schemas["Error"] = _ERROR_SCHEMA
             app.openapi_schema = spec
         return app.openapi_schema

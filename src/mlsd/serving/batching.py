@@ -5,8 +5,9 @@ request, then more for at most ``max_delay_ms`` or until ``max_batch_size`` rows
 concatenated rows to ``fn`` in a worker thread (the event loop keeps accepting requests while
 the model runs, so requests that arrive meanwhile make the next batch bigger) and gives each
 request a :class:`BatchSlice`: the batch result and the positions of its rows. A request with
-more rows than ``max_batch_size`` skips the queue. If ``fn`` raises, exactly the requests of
-that batch get the exception and the consumer goes on.
+more rows than ``max_batch_size`` skips the queue. If ``fn`` raises on a batch of several
+requests, each of them is scored again alone: one bad request fails only itself, the others
+get their result, and the consumer goes on.
 
 With ``adaptive=True`` the consumer waits for more rows only while some request has arrived
 but not yet submitted its rows (the server calls :meth:`MicroBatcher.expect` when a request
@@ -180,11 +181,13 @@ class MicroBatcher(Generic[R]):
             if self.on_batch is not None:
                 self.on_batch(len(rows))
             result = await asyncio.to_thread(self.fn, rows)
-        except Exception as exc:  # the batch's requests fail, the consumer goes on
+        except Exception as exc:
             _log.warning("a batch of %d rows failed: %s: %s", len(rows), type(exc).__name__, exc)
-            for p in live:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            if len(live) == 1:
+                live[0].future.set_exception(exc)
+            else:  # which request broke it is unknown: each is scored alone, and only that one fails
+                for p in live:
+                    await self._score([p])
             return
         start = 0
         for p in live:

@@ -1,10 +1,11 @@
 """Pydantic models of the API, the row model derived from the build schema: what ``/docs`` shows.
 
-The row model documents the fields a request carries (type from the schema's dtype,
-``Optional`` when the column had missing values at build time, ``Literal`` for small
-category sets, the build range in the description, an example). The server validates
-requests itself (:mod:`mlsd.serving.validation`) so that errors use the project's schema
-and wording; these models are the documentation and a convenience for clients.
+The server validates requests itself (:mod:`mlsd.serving.validation`) so that errors use the
+project's schema and wording. What ``/openapi.json`` publishes for a request is built by
+:func:`request_schemas` and :func:`feedback_schemas` from the validator's own rules (types,
+nullability, ranges, categories when unseen ones are rejected, string lengths, row limits,
+extra fields), so a request valid by the schema is accepted and one invalid by it is refused.
+The pydantic row model (:func:`build_row_model`) is a convenience for Python clients.
 
 >>> import pandas as pd
 >>> from mlsd.data import infer_schema
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mlsd.data import ColumnSchema, Schema
+from mlsd.serving.validation import DATETIME_PATTERN, MAX_ABS_NUMBER, RowValidator
 
 __all__ = [
     "FeedbackItem",
@@ -37,6 +39,8 @@ __all__ = [
     "Prediction",
     "build_row_model",
     "example_row",
+    "feedback_schemas",
+    "request_schemas",
 ]
 
 _PY_TYPES: dict[str, Any] = {
@@ -136,3 +140,127 @@ def _py_name(column: str) -> str:
     if out[0].isdigit() or keyword.iskeyword(out) or out.startswith("model_"):
         out = f"f_{out}"
     return out
+
+
+# -- the published request schemas, built from the validator's own rules ----------------------
+_NULL = {"type": "null"}
+
+
+def _field_schema(validator: RowValidator, column: str) -> dict[str, Any]:
+    """JSON Schema of one field: exactly the values :meth:`RowValidator.check` accepts."""
+    spec = validator.spec(column)
+    limit = validator.max_lengths.get(column)
+    big = float(MAX_ABS_NUMBER)
+    if spec is None:
+        return {
+            "type": ["string", "number", "boolean", "null"],
+            "maxLength": limit,
+            "minimum": -big,
+            "maximum": big,
+            "description": f"any JSON scalar (strings up to {limit} characters, numbers in [-1e18, 1e18])",
+        }
+    out: dict[str, Any]
+    if spec.dtype in ("number", "integer"):
+        lo, hi = validator.bounds.get(column, (-big, big))
+        out = {"type": spec.dtype, "minimum": max(lo, -big), "maximum": min(hi, big)}
+    elif spec.dtype == "boolean":
+        out = {"type": "boolean"}
+    elif spec.dtype == "datetime":
+        out = {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
+    else:
+        out = {"type": "string", "maxLength": limit}
+    categories = validator.categories.get(column)
+    if categories is not None:
+        out["enum"] = categories if spec.dtype == "string" else [_number(c) for c in categories]
+    elif spec.allowed:
+        out["examples"] = spec.allowed[:10]
+    body = out if not spec.nullable else {"anyOf": [out, _NULL]}
+    body["description"] = _describe(spec) + (
+        f"; at most {limit} characters" if limit is not None and spec.dtype == "string" else ""
+    )
+    example = _example(spec)
+    if example is not None:
+        body.setdefault("examples", [example])
+    return body
+
+
+def _number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def request_schemas(validator: RowValidator, *, max_rows: int, max_body_bytes: int) -> dict[str, Any]:
+    """``InputRow`` and ``PredictRequest`` for the OpenAPI components, from ``validator``'s rules.
+
+    A row must hold every input column (the design's ``data.time`` column, when the model does
+    not read it, is optional); other fields are allowed and ignored. The body holds ``inputs``
+    only: one row, or a list of 1 to ``max_rows`` rows.
+
+    >>> import pandas as pd
+    >>> from mlsd.data import infer_schema
+    >>> schema = infer_schema(pd.DataFrame({"distance": [100, 1000], "carrier": ["AA", "UA"]}))
+    >>> v = RowValidator(schema, ["distance", "carrier"], range_tolerance=0.0)
+    >>> s = request_schemas(v, max_rows=10, max_body_bytes=10_000)
+    >>> s["InputRow"]["properties"]["distance"]["maximum"], s["InputRow"]["required"]
+    (1000.0, ['distance', 'carrier'])
+    >>> s["PredictRequest"]["properties"]["inputs"]["anyOf"][1]["maxItems"]
+    10
+    """
+    row = {
+        "title": "InputRow",
+        "type": "object",
+        "required": [c for c in validator.columns if c not in validator.optional],
+        "properties": {c: _field_schema(validator, c) for c in validator.columns},
+        "additionalProperties": True,
+        "description": "one row; fields not listed are ignored",
+    }
+    ref = {"$ref": "#/components/schemas/InputRow"}
+    body = {
+        "title": "PredictRequest",
+        "type": "object",
+        "required": ["inputs"],
+        "additionalProperties": False,
+        "description": f"at most {max_body_bytes} bytes (a larger body gets 413)",
+        "properties": {
+            "inputs": {
+                "description": "one row (an object) or a batch (a list of objects)",
+                "anyOf": [ref, {"type": "array", "minItems": 1, "maxItems": max_rows, "items": ref}],
+            }
+        },
+    }
+    return {"InputRow": row, "PredictRequest": body}
+
+
+def feedback_schemas(task: str, classes: list[Any], *, max_items: int) -> dict[str, Any]:
+    """``FeedbackItem`` and ``FeedbackRequest``: what the feedback route accepts.
+
+    An outcome is one of the model's classes, compared as the server compares it (``1`` and
+    ``true`` name the same class, a string only a string class), or any number for regression.
+
+    >>> feedback_schemas("binary", [False, True], max_items=5)["FeedbackItem"]["properties"]["outcome"]
+    {'enum': [False, 0, True, 1], 'description': "the observed label: one of the model's classes"}
+    """
+    if task == "regression":
+        outcome: dict[str, Any] = {"type": "number", "description": "the observed value"}
+    else:
+        values: list[Any] = []
+        for c in (c.item() if hasattr(c, "item") else c for c in classes):
+            values.append(c)
+            if isinstance(c, bool):
+                values.append(int(c))
+            elif isinstance(c, int) and c in (0, 1):
+                values.append(bool(c))
+        unique = list({(type(v), v): v for v in values}.values())
+        outcome = {"enum": unique, "description": "the observed label: one of the model's classes"}
+    item = {
+        "title": "FeedbackItem",
+        "type": "object",
+        "required": ["request_id", "outcome"],
+        "properties": {
+            "request_id": {"type": "string", "minLength": 1, "description": "from the prediction"},
+            "outcome": outcome,
+        },
+    }
+    ref = {"$ref": "#/components/schemas/FeedbackItem"}
+    request = {"anyOf": [ref, {"type": "array", "minItems": 1, "maxItems": max_items, "items": ref}]}
+    return {"FeedbackItem": item, "FeedbackRequest": request}

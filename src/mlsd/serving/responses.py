@@ -17,6 +17,7 @@ of ``errors`` names a ``field`` (``inputs[3].distance``), what was ``received`` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,14 @@ _STATUS_TYPES = {
 }
 
 
+class _ErrorJSON(JSONResponse):
+    """JSON that a received value cannot break: a lone surrogate echoed back is written as ``?``."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
+
+
 class RequestError(ServingError):
     """A request the server refuses, with its HTTP status and the error-schema entries."""
 
@@ -72,7 +81,7 @@ class RequestError(ServingError):
         return error_body(self.error_type, self.message, self.errors, self.n_errors)
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status_code)
+        return _ErrorJSON(self.body(), status_code=self.status_code)
 
 
 def error_body(
@@ -93,7 +102,7 @@ def error_response(status_code: int, message: str, error_type: str | None = None
     kind = error_type or _STATUS_TYPES.get(
         status_code, "http_error" if status_code < 500 else "internal_error"
     )
-    return JSONResponse(error_body(kind, message), status_code=status_code)
+    return _ErrorJSON(error_body(kind, message), status_code=status_code)
 
 
 def status_for(exc: MlsdError) -> int:
@@ -119,7 +128,7 @@ def mlsd_error_response(exc: MlsdError) -> JSONResponse:
     entry = {"field": exc.field, "received": _jsonable(exc.received), "expected": exc.expected}
     errors = [entry] if exc.field else []
     kind = _STATUS_TYPES.get(status, "internal_error")
-    return JSONResponse(error_body(kind, exc.message, errors), status_code=status)
+    return _ErrorJSON(error_body(kind, exc.message, errors), status_code=status)
 
 
 def _jsonable(value: Any) -> Any:

@@ -47,10 +47,14 @@ class ServeSettings:
     reject_unseen_categories: bool = False
     range_tolerance: float = 0.5
     max_errors: int = 100
+    max_string_length: int | None = None  # None: from the build schema (validation.string_limit)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_body_bytes", "max_rows_per_request", "max_errors"):
+        for name in ("max_batch_size", "max_body_bytes", "max_rows_per_request", "max_errors",
+                     "max_string_length"):
             value = getattr(self, name)
+            if value is None and name == "max_string_length":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ServingError(
                     "must be at least 1", field=name, received=value, expected="an integer >= 1"
@@ -92,4 +96,5 @@ def settings_for(system: Any, *, log_url: str | None = None) -> ServeSettings:
         max_rows_per_request=dep.max_rows_per_request,
         reject_unseen_categories=dep.reject_unseen_categories,
         range_tolerance=dep.range_tolerance,
+        max_string_length=dep.max_string_length,
     )

@@ -29,6 +29,7 @@ dtype('float64')
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,18 +40,33 @@ from mlsd.data import ColumnSchema, Schema
 from mlsd.serving.responses import RequestError
 
 __all__ = [
+    "DATETIME_PATTERN",
+    "MAX_ABS_NUMBER",
     "CheckedRows",
     "ColumnErrors",
     "RowValidator",
     "parse_json",
     "parse_predict_body",
+    "string_limit",
 ]
 
 _MISSING = object()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
-# JSON value kinds, as small integers so that the checks are array operations
-_ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER = range(7)
+# JSON value kinds, as small integers so that the checks are array operations; _HUGE is a number
+# beyond MAX_ABS_NUMBER (float64 and int64 arithmetic in the model break well before 1e309)
+_ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
 _KINDS: dict[type, int] = {type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR}
+MAX_ABS_NUMBER = 10**18
+"""Largest magnitude of a JSON number the server takes (below int64's 9.2e18, exact in float64 ops)."""
+# RFC 3339 date-time (JSON Schema's ``date-time``) with a year pandas can hold (1677-2262): every
+# datetime input matches it, so the published schema (format + this pattern) is what is accepted
+DATETIME_PATTERN = (
+    r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+# a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
+STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
+_SURROGATE = "[\ud800-\udfff]"  # lone UTF-16 surrogates: JSON can carry them, UTF-8 cannot
 _OUTSIDE = "value outside the range seen at build time"
 _UNSEEN = "category never seen at build time"
 _EXPECTED = {
@@ -58,16 +74,51 @@ _EXPECTED = {
     "integer": "a whole number",
     "string": "a string",
     "boolean": "true or false",
-    "datetime": "an ISO 8601 date-time string",
+    "datetime": "an RFC 3339 date-time string, e.g. 2024-05-01T12:00:00Z, year 1700 to 2199",
 }
+
+
+def _kind(value: Any) -> int:
+    kind = _KINDS.get(type(value), _OTHER)
+    if kind == _INT and not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:
+        return _HUGE
+    if kind == _FLOAT and not (math.isfinite(value) and abs(value) <= MAX_ABS_NUMBER):
+        return _HUGE
+    return kind
+
+
+def string_limit(spec: ColumnSchema | None, override: int | None = None) -> int:
+    """Longest string a field takes: ``override`` (``deployment.max_string_length``) if given, else
+    STRING_FACTOR times the longest value seen at build time, at least STRING_MIN, at most STRING_CAP.
+
+    >>> string_limit(None), string_limit(None, 40)
+    (256, 40)
+    >>> from mlsd.data import ColumnSchema
+    >>> string_limit(ColumnSchema(name="note", dtype="string", max_length=900))
+    3600
+    """
+    if override is not None:
+        return override
+    longest = getattr(spec, "max_length", None) if spec is not None else None
+    if longest is None and spec is not None and spec.allowed:
+        longest = max(len(a) for a in spec.allowed)  # a schema saved before max_length existed
+    return min(STRING_CAP, max(STRING_MIN, STRING_FACTOR * (longest or 0)))
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e309 is valid JSON syntax, but no finite number
+        raise ValueError(f"{text[:40]} is beyond the largest float (about 1.8e308)")
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
-    """The JSON value of a body; :class:`RequestError` 400 when it is not JSON (``NaN`` included).
+    """The JSON value of a body; :class:`RequestError` 400 when it is not JSON (``NaN`` included)
+    or holds a number no float can hold (``1e309`` would otherwise become ``inf``).
 
     >>> parse_json(b'{"a": 1}')
     {'a': 1}
@@ -75,9 +126,13 @@ def parse_json(raw: bytes) -> Any:
     Traceback (most recent call last):
     ...
     mlsd.serving.responses.RequestError: body: the body is not valid JSON: NaN is not valid JSON ...
+    >>> parse_json(b'[1e309]')
+    Traceback (most recent call last):
+    ...
+    mlsd.serving.responses.RequestError: body: the body is not valid JSON: 1e309 is beyond the largest ...
     """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RequestError(
@@ -99,7 +154,9 @@ def _describe(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
-        return value if len(value) <= 100 else value[:100] + "..."
+        # lone surrogates cannot be written as UTF-8: echoed as U+FFFD
+        text = value[:100].encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text if len(value) <= 100 else text + "..."
     return f"<{type(value).__name__} of {len(value)}>" if hasattr(value, "__len__") else repr(value)[:100]
 
 
@@ -118,7 +175,8 @@ def parse_predict_body(payload: Any, *, max_rows: int) -> tuple[list[dict[str, A
         raise _shape_error("the body must be a JSON object", "body", _describe(payload), expected_body)
     extra = sorted(set(payload) - {"inputs"})
     if extra:
-        raise _shape_error(f"unknown field {extra[0]!r} in the body", extra[0], extra[0], expected_body)
+        name = _describe(str(extra[0]))
+        raise _shape_error(f"unknown field {name!r} in the body", name, name, expected_body)
     if "inputs" not in payload:
         raise _shape_error("the body has no 'inputs'", "inputs", None, expected_body)
     inputs = payload["inputs"]
@@ -159,22 +217,33 @@ class ColumnErrors:
 
 @dataclass
 class CheckedRows:
-    """What :meth:`RowValidator.check` found: typed frame, failures and the rows they make invalid."""
+    """What :meth:`RowValidator.check` found: typed frame, failures and the rows they make invalid.
+
+    ``event_time`` holds the parsed ``time_column`` per row (NaT where absent or null).
+    """
 
     frame: pd.DataFrame
     errors: list[ColumnErrors]
     invalid: np.ndarray
     unseen_categories: dict[str, int] = field(default_factory=dict)
+    event_time: pd.Series | None = None
 
 
 class RowValidator:
     """Checks rows (dicts from JSON) against ``schema`` for ``input_columns``, vectorised per column.
 
     Every input column must be present; ``null`` only where the column is nullable; numbers
-    must be JSON numbers (not strings, not booleans), integers whole, datetimes ISO strings.
-    Numbers outside the build range widened by ``range_tolerance`` of its width on each side
-    are errors (datetimes are never range-checked: time moves forward). Unseen categories are
-    errors only when ``reject_unseen_categories``; otherwise they are counted.
+    must be JSON numbers (not strings, not booleans) of magnitude at most :data:`MAX_ABS_NUMBER`,
+    integers whole, datetimes RFC 3339 strings (:data:`DATETIME_PATTERN`), strings at most
+    :func:`string_limit` characters and free of lone surrogates. Numbers outside the build range
+    widened by ``range_tolerance`` of its width on each side are errors (datetimes are never
+    range-checked: time moves forward). Unseen categories are errors only when
+    ``reject_unseen_categories``; otherwise they are counted. ``time_column`` (the design's
+    ``data.time``), when it is not an input column, is optional, but when a row carries it, it must
+    be a datetime (a row is never logged with an event time that did not parse).
+
+    The rules are attributes (``bounds``, ``categories``, ``max_lengths``, ``optional``) so that
+    the published request schema (:mod:`mlsd.serving.models`) is built from the same numbers.
     """
 
     def __init__(
@@ -184,26 +253,54 @@ class RowValidator:
         *,
         reject_unseen_categories: bool = False,
         range_tolerance: float = 0.5,
+        max_string_length: int | None = None,
+        time_column: str | None = None,
     ) -> None:
         self.schema = schema
         self.input_columns = list(input_columns)
         self.reject_unseen_categories = reject_unseen_categories
         self.range_tolerance = range_tolerance
+        self.time_column = time_column
         self._specs: dict[str, ColumnSchema | None] = {c: schema.columns.get(c) for c in self.input_columns}
+        # the time column is checked as a datetime even when the model does not read it
+        self.optional: set[str] = set()
+        if time_column is not None and time_column not in self._specs:
+            self._specs[time_column] = ColumnSchema(name=time_column, dtype="datetime", nullable=True)
+            self.optional.add(time_column)
         # The bounds and category sets of the schema, checked with numpy: Schema.validate_frame does
         # the same checks but costs ~1.5 ms of pandas overhead per column, too much per micro-batch.
-        self._bounds: dict[str, tuple[float, float, str]] = {}
+        self.bounds: dict[str, tuple[float, float]] = {}
+        self._bound_text: dict[str, str] = {}
         self._allowed: dict[str, tuple[frozenset[str], str]] = {}
+        self.max_lengths: dict[str, int] = {}
         for column, spec in self._specs.items():
+            if spec is None or spec.dtype == "string":
+                self.max_lengths[column] = string_limit(spec, max_string_length)
             if spec is None:
                 continue
             if spec.dtype in ("number", "integer") and spec.min is not None and spec.max is not None:
                 lo, hi = float(spec.min), float(spec.max)
                 margin = (hi - lo) * range_tolerance
-                self._bounds[column] = (lo - margin, hi + margin, f"values in [{lo - margin}, {hi + margin}]")
+                self.bounds[column] = (lo - margin, hi + margin)
+                self._bound_text[column] = f"values in [{lo - margin}, {hi + margin}]"
             if spec.allowed is not None:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """The categories a column must hold (only when unseen ones are rejected)."""
+        if not self.reject_unseen_categories:
+            return {}
+        return {c: sorted(allowed) for c, (allowed, _) in self._allowed.items()}
+
+    def spec(self, column: str) -> ColumnSchema | None:
+        return self._specs.get(column)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every checked field: the input columns, then the optional time column."""
+        return list(self._specs)
 
     def check(self, rows: list[dict[str, Any]]) -> CheckedRows:
         """Check a batch of rows: the typed frame (failed values as missing), the failures per column."""
@@ -211,25 +308,33 @@ class RowValidator:
         data: dict[str, Any] = {}
         errors: list[ColumnErrors] = []
         unseen: dict[str, int] = {}
+        event_time = None
         for column, spec in self._specs.items():
             values = np.empty(n, dtype=object)
             values[:] = [row.get(column, _MISSING) for row in rows]
-            kinds = np.fromiter(
-                (_ABSENT if v is _MISSING else _KINDS.get(type(v), _OTHER) for v in values), np.int8, count=n
-            )
-            typed, column_errors = _type_pass(column, spec, values, kinds)
+            kinds = np.fromiter((_ABSENT if v is _MISSING else _kind(v) for v in values), np.int8, count=n)
+            if column in self.optional:
+                kinds[kinds == _ABSENT] = _NULL  # not an input: it may be left out
+            typed, column_errors = _type_pass(column, spec, values, kinds, self.max_lengths.get(column))
             errors.extend(column_errors)
+            if column == self.time_column:
+                event_time = pd.Series(typed) if spec is not None and spec.dtype == "datetime" else None
+            if column in self.optional:
+                continue
             data[column] = typed
-            if column in self._bounds:
-                lo, hi, expected = self._bounds[column]
+            if column in self.bounds:
+                lo, hi = self.bounds[column]
                 x = np.asarray(typed, dtype="float64")
                 outside = np.flatnonzero((x < lo) | (x > hi))  # NaN (missing, invalid) compares False
                 if outside.size:
-                    errors.append(ColumnErrors(column, "range", outside, expected, _OUTSIDE))
+                    errors.append(ColumnErrors(column, "range", outside, self._bound_text[column], _OUTSIDE))
             if column in self._allowed:
                 allowed, expected = self._allowed[column]
                 if spec is not None and spec.dtype == "string":  # the JSON strings are the keys
-                    present, keys = kinds == _STR, values.tolist()
+                    # only strings that passed the type pass (objects are not hashable; a string
+                    # refused for its length is not also an unseen category)
+                    present = (kinds == _STR) & pd.Series(typed).notna().to_numpy()
+                    keys = np.where(present, values, _NONE).tolist()
                 else:
                     key_series = _category_keys(pd.Series(typed))
                     present, keys = key_series.notna().to_numpy(), key_series.tolist()
@@ -243,7 +348,9 @@ class RowValidator:
         invalid = np.zeros(n, dtype=bool)
         for err in errors:
             invalid[err.rows] = True
-        return CheckedRows(frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen)
+        return CheckedRows(
+            frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen, event_time=event_time
+        )
 
     def field_errors(
         self,
@@ -257,16 +364,17 @@ class RowValidator:
     ) -> tuple[list[dict[str, Any]], int]:
         """Error-schema entries of rows ``start:stop`` of a checked batch (at most ``limit``) and their count.
 
+        Only rows ``start:stop`` are read: the other rows of a micro-batch belong to other requests.
         Fields are named relative to the request: ``inputs[i].column`` (``inputs.column`` when
         the request sent one object), ordered by row, then by column order.
         """
-        order = {c: i for i, c in enumerate(self.input_columns)}
+        order = {c: i for i, c in enumerate(self._specs)}
         found: list[tuple[int, int, ColumnErrors]] = []
         total = 0
         for err in checked.errors:
             lo, hi = np.searchsorted(err.rows, [start, stop])
             total += int(hi - lo)
-            found.extend((int(r), order[err.column], err) for r in err.rows[lo : lo + limit])
+            found.extend((int(r), order[err.column], err) for r in err.rows[lo : min(hi, lo + limit)])
         found.sort(key=lambda t: (t[0], t[1]))
         out = []
         for r, _, err in found[:limit]:
@@ -284,13 +392,41 @@ class RowValidator:
         return out, total
 
 
+def _text_errors(
+    column: str, values: np.ndarray, is_text: np.ndarray, max_length: int | None
+) -> tuple[np.ndarray, list[ColumnErrors]]:
+    """Strings too long or holding lone surrogates (neither can be scored, logged or echoed safely)."""
+    bad = np.zeros(len(values), dtype=bool)
+    if not is_text.any():
+        return bad, []
+    text = pd.Series(values[is_text], dtype=object)  # object: pandas' str dtype would encode to UTF-8
+    errors = []
+    where = np.flatnonzero(is_text)
+    if max_length is not None:
+        long = where[(text.str.len() > max_length).to_numpy()]
+        if long.size:
+            bad[long] = True
+            errors.append(
+                ColumnErrors(column, "length", long, f"at most {max_length} characters", "string too long")
+            )
+    broken = where[text.str.contains(_SURROGATE, regex=True).to_numpy(dtype=bool)]
+    broken = broken[~bad[broken]]
+    if broken.size:
+        bad[broken] = True
+        errors.append(
+            ColumnErrors(column, "type", broken, "valid Unicode text (no lone surrogates)", "not valid text")
+        )
+    return bad, errors
+
+
 def _type_pass(
-    column: str, spec: ColumnSchema | None, values: np.ndarray, kinds: np.ndarray
+    column: str, spec: ColumnSchema | None, values: np.ndarray, kinds: np.ndarray, max_length: int | None
 ) -> tuple[Any, list[ColumnErrors]]:
     """The typed column (invalid values as missing) and the missing / null / type failures."""
     errors = []
     absent = kinds == _ABSENT
     null = kinds == _NULL
+    huge = kinds == _HUGE
     if absent.any():
         errors.append(
             ColumnErrors(column, "missing", np.flatnonzero(absent), "present", "required field is missing")
@@ -303,6 +439,13 @@ def _type_pass(
         )
     empty = absent | null
     dtype = spec.dtype if spec is not None else None
+    if huge.any() and dtype in ("number", "integer", None):
+        errors.append(
+            ColumnErrors(
+                column, "range", np.flatnonzero(huge), "a number in [-1e18, 1e18]", "number too large"
+            )
+        )
+        empty = empty | huge  # reported: not a type error too
     if dtype in ("number", "integer"):
         ok = (kinds == _INT) | (kinds == _FLOAT)
         typed = np.full(len(values), np.nan)
@@ -322,15 +465,21 @@ def _type_pass(
             typed = typed.astype(bool)
     elif dtype == "datetime":
         text = pd.Series(np.where(kinds == _STR, values, _NONE), dtype=object)
-        typed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        shaped = text.str.fullmatch(DATETIME_PATTERN).fillna(False).to_numpy(dtype=bool)
+        typed = pd.to_datetime(text.where(shaped), errors="coerce", utc=True, format="ISO8601")
         bad = ~empty & typed.isna().to_numpy()
     elif dtype == "string":
         ok = kinds == _STR
+        long, text_errors = _text_errors(column, values, ok, max_length)
+        errors.extend(text_errors)
         bad = ~ok & ~empty
+        ok &= ~long
         typed = pd.Series(np.where(ok, values, _NONE), dtype="str")
     else:  # a column the schema does not describe: any JSON scalar goes through
-        bad = kinds == _OTHER
-        typed = np.where(bad | empty, _NONE, values)
+        long, text_errors = _text_errors(column, values, kinds == _STR, max_length)
+        errors.extend(text_errors)
+        bad = (kinds == _OTHER) | ((kinds == _HUGE) & ~empty)
+        typed = np.where(bad | empty | long, _NONE, values)
     if bad.any():
         expected = _EXPECTED.get(dtype or "", "a JSON scalar")
         errors.append(ColumnErrors(column, "type", np.flatnonzero(bad), expected, f"not {expected}"))

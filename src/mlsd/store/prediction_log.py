@@ -162,6 +162,11 @@ class PredictionLog:
             if not self._db.in_memory:  # disposing would drop an in-memory database
                 self._db.engine.dispose()
 
+    def is_healthy(self) -> bool:
+        """True while the log takes writes: started, not closed, and its writer thread alive."""
+        thread = self._writer._thread
+        return self._started and not self._writer.closed and thread is not None and thread.is_alive()
+
     def __enter__(self) -> PredictionLog:
         return self.start()
 
