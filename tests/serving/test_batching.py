@@ -49,3 +49,28 @@ def test_a_non_adaptive_batcher_waits_the_whole_delay_for_more_rows() -> None:
         return sizes
 
     assert asyncio.run(main()) == [2]
+
+
+def test_a_failing_batch_is_rescored_request_by_request() -> None:
+    """Only the request that breaks ``fn`` fails; the others in its batch get their results."""
+    calls: list[list[int]] = []
+
+    def fn(rows: list[int]) -> list[int]:
+        calls.append(list(rows))
+        if 13 in rows:
+            raise ValueError("13 cannot be scored")
+        return [r * 10 for r in rows]
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(fn, max_batch_size=8, max_delay_ms=300)
+        await batcher.start()
+        parts = await asyncio.gather(
+            batcher.submit([1]), batcher.submit([13, 2]), batcher.submit([3]), return_exceptions=True
+        )
+        await batcher.stop()
+        return [p if isinstance(p, BaseException) else p.result[p.start : p.stop] for p in parts]
+
+    results = asyncio.run(main())
+    assert results[0] == [10] and results[2] == [30]
+    assert isinstance(results[1], ValueError)
+    assert calls == [[1, 13, 2, 3], [1], [13, 2], [3]]

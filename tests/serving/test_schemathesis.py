@@ -88,7 +88,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_disagreement(
             operation = result.ok()
             n = BUDGET.get((operation.method.upper(), operation.path), GET_BUDGET)
             # a GET without parameters has no schema-violating request to generate
-            modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * (operation.method.upper() == "POST")
+            modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * (
+                operation.method.upper() == "POST"
+            )
             for mode in modes:
                 _run_operation(operation, mode, n, base_url, out)
     print(f"schemathesis: {out['requests']} requests, {sum(out['failures'].values())} failures")

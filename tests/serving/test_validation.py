@@ -218,3 +218,79 @@ def test_validator_agrees_with_schema_validate_frame(flights) -> None:
     }
     assert ours == theirs == {("distance", "range"), ("dest", "category")}
     assert {e.column: e.rows.tolist() for e in checked.errors} == {"distance": [1], "dest": [0, 2]}
+
+
+def test_field_errors_read_only_the_requests_own_rows() -> None:
+    """Three requests in one batch, all bad: each one's errors are its own (received included)."""
+    schema = infer_schema(pd.DataFrame({"n": [1, 5, 10]}))
+    v = RowValidator(schema, ["n"], range_tolerance=0.0)
+    rows = [{"n": "mine"}, {"n": "theirs"}, {"n": "other"}, {"n": 99}]
+    checked = v.check(rows)
+    errors, total = v.field_errors(rows, checked, 0, 1, single=True)
+    assert [(e["field"], e["received"]) for e in errors] == [("inputs.n", "mine")] and total == 1
+    errors, total = v.field_errors(rows, checked, 1, 3)
+    assert [(e["field"], e["received"]) for e in errors] == [
+        ("inputs[0].n", "theirs"),
+        ("inputs[1].n", "other"),
+    ]
+    assert total == 2
+
+
+def test_an_event_time_column_the_model_does_not_read_must_parse() -> None:
+    schema = infer_schema(pd.DataFrame({"n": [1, 5, 10]}))
+    v = RowValidator(schema, ["n"], time_column="at", range_tolerance=0.0)
+    rows = [
+        {"n": 2},
+        {"n": 2, "at": None},
+        {"n": 2, "at": "2024-05-01T12:00:00Z"},
+        {"n": 2, "at": "yesterday"},
+    ]
+    checked = v.check(rows)
+    assert checked.invalid.tolist() == [False, False, False, True]
+    [error], _ = v.field_errors(rows, checked, 3, 4, single=True)
+    assert (error["field"], error["received"]) == ("inputs.at", "yesterday")
+    assert checked.event_time.isna().tolist() == [True, True, False, True]
+    assert list(checked.frame.columns) == ["n"]  # the model's frame holds only its inputs
+
+
+def test_event_time_that_does_not_parse_is_422_and_never_logged(make_client, flights) -> None:
+    with make_client(time_column="departed_at") as (http, log):
+        bad = http.post("/v1/predict", json={"inputs": flights.row(0, departed_at="yesterday")})
+        good = http.post("/v1/predict", json={"inputs": flights.row(0, departed_at="2013-05-01T10:00:00Z")})
+        assert http.post("/v1/predict", json={"inputs": flights.row(0)}).status_code == 200
+    assert bad.status_code == 422 and bad.json()["error"]["errors"][0]["field"] == "inputs.departed_at"
+    assert good.status_code == 200
+    logged = log.read_predictions()
+    assert len(logged) == 2 and logged["event_time"].iloc[0] == pd.Timestamp("2013-05-01T10:00:00Z")
+
+
+def test_string_limits_from_the_schema_and_the_design_override(flights) -> None:
+    from mlsd.data import Schema
+
+    schema = Schema.from_dict(flights.model.schema)
+    assert schema.columns["carrier"].max_length == 2
+    v = RowValidator(schema, flights.model.input_columns)
+    assert v.max_lengths["carrier"] == 256  # 4 x 2, raised to the floor of 256
+    row = flights.row(0, carrier="U" * 257)
+    assert [(e.column, e.kind) for e in v.check([row]).errors] == [("carrier", "length")]
+    strict = RowValidator(schema, flights.model.input_columns, max_string_length=3)
+    assert [(e.column, e.kind) for e in strict.check([flights.row(0, carrier="UAXX")]).errors] == [
+        ("carrier", "length")
+    ]
+
+
+def test_the_published_row_schema_follows_the_validator(flights) -> None:
+    from mlsd.data import Schema
+    from mlsd.serving.models import request_schemas
+
+    schema = Schema.from_dict(flights.model.schema)
+    for reject in (False, True):
+        v = RowValidator(schema, flights.model.input_columns, reject_unseen_categories=reject)
+        s = request_schemas(v, max_rows=7, max_body_bytes=10_000)
+        fields = s["InputRow"]["properties"]
+        lo, hi = v.bounds["distance"]
+        assert (fields["distance"]["minimum"], fields["distance"]["maximum"]) == (lo, hi)
+        assert ("enum" in fields["dest"]) is reject
+        assert fields["carrier"]["maxLength"] == v.max_lengths["carrier"]
+        assert s["PredictRequest"]["additionalProperties"] is False
+        assert s["PredictRequest"]["properties"]["inputs"]["anyOf"][1]["maxItems"] == 7

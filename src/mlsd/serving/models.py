@@ -166,7 +166,7 @@ def _field_schema(validator: RowValidator, column: str) -> dict[str, Any]:
     elif spec.dtype == "boolean":
         out = {"type": "boolean"}
     elif spec.dtype == "datetime":
-        out = {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
+        out = {"type": "string", "pattern": DATETIME_PATTERN}
     else:
         out = {"type": "string", "maxLength": limit}
     categories = validator.categories.get(column)

@@ -58,12 +58,18 @@ _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
 _KINDS: dict[type, int] = {type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR}
 MAX_ABS_NUMBER = 10**18
 """Largest magnitude of a JSON number the server takes (below int64's 9.2e18, exact in float64 ops)."""
-# RFC 3339 date-time (JSON Schema's ``date-time``) with a year pandas can hold (1677-2262): every
-# datetime input matches it, so the published schema (format + this pattern) is what is accepted
-DATETIME_PATTERN = (
-    r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+# An ISO 8601 date-time: year 1700 to 2199 (pandas holds 1677 to 2262), a real calendar day,
+# an optional UTC offset (none: UTC). Every string it matches parses, and the validator takes no
+# other, so it is also the published schema's ``pattern`` (no ``format``: JSON Schema's
+# ``date-time`` requires the offset, which the build's own rows may lack).
+_YEAR = "(?:1[7-9]|2[01])[0-9]{2}"
+_MONTH_DAY = (
+    "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 )
+_LEAP_DAY = "(?:(?:1[7-9]|2[01])(?:0[48]|[2468][048]|[13579][26])|2000)-02-29"
+_TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+_OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY}){_TIME}{_OFFSET}$"
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
 _SURROGATE = "[\ud800-\udfff]"  # lone UTF-16 surrogates: JSON can carry them, UTF-8 cannot
@@ -74,7 +80,7 @@ _EXPECTED = {
     "integer": "a whole number",
     "string": "a string",
     "boolean": "true or false",
-    "datetime": "an RFC 3339 date-time string, e.g. 2024-05-01T12:00:00Z, year 1700 to 2199",
+    "datetime": "an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z (no offset: UTC), year 1700 to 2199",
 }
 
 
@@ -234,7 +240,7 @@ class RowValidator:
 
     Every input column must be present; ``null`` only where the column is nullable; numbers
     must be JSON numbers (not strings, not booleans) of magnitude at most :data:`MAX_ABS_NUMBER`,
-    integers whole, datetimes RFC 3339 strings (:data:`DATETIME_PATTERN`), strings at most
+    integers whole, datetimes ISO 8601 date-times (:data:`DATETIME_PATTERN`), strings at most
     :func:`string_limit` characters and free of lone surrogates. Numbers outside the build range
     widened by ``range_tolerance`` of its width on each side are errors (datetimes are never
     range-checked: time moves forward). Unseen categories are errors only when
