@@ -284,6 +284,7 @@ def _deployment(design: Design) -> Problems:
             received=dep.strategy,
             expected=f"strategy: {supported}",
         )
+    yield from _body_limit(design)
     for key, strategy in _ROLLOUT_KEYS.items():
         if key in dep.model_fields_set:
             yield design.error(
@@ -292,6 +293,25 @@ def _deployment(design: Design) -> Problems:
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
             )
+
+
+def _body_limit(design: Design) -> Problems:
+    """A max_body_bytes that cannot hold max_rows_per_request rows even of the smallest possible row
+    (every input field present, one-character values) makes the row limit unreachable."""
+    dep = design.deployment
+    if dep.max_body_bytes is None:
+        return  # derived by the server from the row limit and the build schema
+    fields = {raw for _, col in feature_fields(design) for raw in source_columns(design, col)}
+    smallest_row = 2 + sum(len(c.encode()) + 4 for c in fields)  # {"c":0,...}
+    needed = dep.max_rows_per_request * (smallest_row + 1) + len('{"inputs":[]}')
+    if dep.max_body_bytes < needed:
+        yield design.error(
+            f"max_body_bytes cannot hold max_rows_per_request={dep.max_rows_per_request} rows "
+            f"(at least {smallest_row} bytes each)",
+            field="deployment.max_body_bytes",
+            received=dep.max_body_bytes,
+            expected=f"at least {needed}, no max_body_bytes (derived), or a lower max_rows_per_request",
+        )
 
 
 # --- segment 5 -----------------------------------------------------------------------------------

@@ -317,8 +317,13 @@ class DeploymentSpec(_Spec):
         le=1000,
         description="longest wait to fill a batch (0: score only what queued while the last batch ran)",
     )
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
-    max_rows_per_request: int = Field(10_000, ge=1)
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="larger request bodies get 413; default: enough for max_rows_per_request rows as "
+        "large as the largest build row, at least 1 MB",
+    )
+    max_rows_per_request: int = Field(10_000, ge=1, description="rows of one request (422 past it)")
     reject_unseen_categories: bool = Field(
         False, description="422 for a category never seen at build time (else scored as 'infrequent')"
     )

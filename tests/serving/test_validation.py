@@ -48,7 +48,7 @@ CASES: list[tuple[str, Any, int, list[str]]] = [
     ("malformed JSON", lambda r: b'{"inputs": {', 400, ["body"]),
     ("NaN is not JSON", lambda r: b'{"inputs": {"distance": NaN}}', 400, ["body"]),
     ("not UTF-8", lambda r: b"\xff\xfe", 400, ["body"]),
-    ("oversized body", lambda r: {"inputs": [r] * 5, "pad": "x" * 5_000}, 413, ["body"]),
+    ("oversized body", lambda r: {"inputs": [r] * 5, "pad": "x" * 10_000}, 413, ["body"]),
 ]
 
 
@@ -68,7 +68,7 @@ def strict_app(flights, tmp_path_factory):
         time_column="time_hour",
         reject_unseen_categories=True,
         max_rows_per_request=10,
-        max_body_bytes=4_000,
+        max_body_bytes=8_000,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, log

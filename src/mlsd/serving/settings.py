@@ -42,7 +42,7 @@ class ServeSettings:
     variant: str = "champion"
     max_batch_size: int = 64
     max_batch_delay_ms: float = 2.0
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = 0  # 0: derived from the row limit and the schema (validation.body_limit_for)
     max_rows_per_request: int = 10_000
     reject_unseen_categories: bool = False
     range_tolerance: float = 0.5
@@ -50,10 +50,15 @@ class ServeSettings:
     max_string_length: int | None = None  # None: from the build schema (validation.string_limit)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_body_bytes", "max_rows_per_request", "max_errors",
-                     "max_string_length"):
+        for name in (
+            "max_batch_size",
+            "max_body_bytes",
+            "max_rows_per_request",
+            "max_errors",
+            "max_string_length",
+        ):
             value = getattr(self, name)
-            if value is None and name == "max_string_length":
+            if (name, value) in (("max_string_length", None), ("max_body_bytes", 0)):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ServingError(
@@ -65,12 +70,31 @@ class ServeSettings:
                 raise ServingError(
                     "must be a number >= 0", field=name, received=value, expected="a number >= 0"
                 )
+        self._check_body_limit()
         if not self.model_name:
             raise ServingError(
                 "the model needs a name",
                 field="model_name",
                 received=self.model_name,
                 expected="the registered model name",
+            )
+
+    def _check_body_limit(self) -> None:
+        """Derive ``max_body_bytes`` from the row limit, or refuse one that cannot hold it."""
+        from mlsd.data import Schema
+        from mlsd.serving.validation import _BODY_FLOOR, body_limit_for
+
+        schema = Schema.from_dict(self.model.schema) if self.model.schema else Schema(columns={})
+        needed = body_limit_for(schema, list(self.model.input_columns), self.max_rows_per_request)
+        if self.max_body_bytes == 0:
+            self.max_body_bytes = max(_BODY_FLOOR, needed)
+        elif self.max_body_bytes < needed:
+            raise ServingError(
+                f"a body of max_rows_per_request={self.max_rows_per_request} rows as large as the "
+                f"largest build row needs {needed} bytes",
+                field="max_body_bytes",
+                received=self.max_body_bytes,
+                expected=f"at least {needed}, or no max_body_bytes (derived), or fewer max_rows_per_request",
             )
 
 
@@ -92,7 +116,7 @@ def settings_for(system: Any, *, log_url: str | None = None) -> ServeSettings:
         time_column=system.design.data.time,
         max_batch_size=dep.max_batch_size,
         max_batch_delay_ms=dep.max_batch_delay_ms,
-        max_body_bytes=dep.max_body_bytes,
+        max_body_bytes=dep.max_body_bytes or 0,
         max_rows_per_request=dep.max_rows_per_request,
         reject_unseen_categories=dep.reject_unseen_categories,
         range_tolerance=dep.range_tolerance,
