@@ -1,4 +1,4 @@
-"""Row and body limits agree: the default body holds the row limit, and a body limit that cannot is refused."""
+"""Row and body limits agree: the default body holds the row limit; one that cannot is refused."""
 
 from __future__ import annotations
 

@@ -174,7 +174,7 @@ def _field_schema(validator: RowValidator, column: str) -> dict[str, Any]:
         out["enum"] = categories if spec.dtype == "string" else [_number(c) for c in categories]
     elif spec.allowed:
         out["examples"] = spec.allowed[:10]
-    body = out if not spec.nullable else {"anyOf": [out, _NULL]}
+    body: dict[str, Any] = out if not spec.nullable else {"anyOf": [out, _NULL]}
     body["description"] = _describe(spec) + (
         f"; at most {limit} characters" if limit is not None and spec.dtype == "string" else ""
     )
