@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlsd.serving.ids import request_id_time_ms
 
@@ -113,6 +114,7 @@ def test_model_info(client, flights) -> None:
     assert info["schema"]["columns"]["carrier"]["dtype"] == "string"
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash we cause
 def test_readyz_sees_a_dead_log_writer(client, flights, monkeypatch) -> None:
     http, log = client
     assert http.get("/readyz").status_code == 200 and log.is_healthy()

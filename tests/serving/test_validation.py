@@ -294,3 +294,27 @@ def test_the_published_row_schema_follows_the_validator(flights) -> None:
         assert fields["carrier"]["maxLength"] == v.max_lengths["carrier"]
         assert s["PredictRequest"]["additionalProperties"] is False
         assert s["PredictRequest"]["properties"]["inputs"]["anyOf"][1]["maxItems"] == 7
+
+
+def test_feedback_with_numbers_beyond_a_float_or_broken_text_is_a_4xx(client, flights) -> None:
+    http, _ = client
+    r = http.post(
+        "/v1/feedback",
+        content=b'{"request_id": "x", "outcome": 1e309}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["errors"][0]["field"] == "body"
+    # a lone surrogate: valid JSON, but no text the log can store; the field is named
+    r = http.post("/v1/feedback", content=json.dumps({"request_id": "\ud800", "outcome": True}).encode())
+    assert r.status_code == 422, r.text
+    [error] = r.json()["error"]["errors"]
+    assert (error["field"], error["received"]) == ("request_id", "\ufffd")
+    r = http.post("/v1/feedback", content=json.dumps([{"request_id": "ok", "outcome": "\udfff"}]).encode())
+    assert r.status_code == 422 and r.json()["error"]["errors"][0]["field"] == "[0].outcome"
+
+
+def test_an_error_response_survives_text_that_utf8_cannot_write() -> None:
+    from mlsd.serving import RequestError
+
+    err = RequestError(404, "not_found", "unknown id", [{"field": "request_id", "received": "a\ud800"}])
+    assert json.loads(err.response().body)["error"]["errors"][0]["received"] == "a?"

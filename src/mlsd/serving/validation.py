@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,8 @@ DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY}){_TIME}{_OFFSET}$"
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
 _SURROGATE = "[\ud800-\udfff]"  # lone UTF-16 surrogates: JSON can carry them, UTF-8 cannot
+_HAS_SURROGATE = re.compile(_SURROGATE)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how one is written in JSON text
 _OUTSIDE = "value outside the range seen at build time"
 _UNSEEN = "category never seen at build time"
 _EXPECTED = {
@@ -164,7 +167,8 @@ def _finite_float(text: str) -> float:
 
 def parse_json(raw: bytes) -> Any:
     """The JSON value of a body; :class:`RequestError` 400 when it is not JSON (``NaN`` included)
-    or holds a number no float can hold (``1e309`` would otherwise become ``inf``).
+    or holds a number no float can hold (``1e309`` would otherwise become ``inf``), 422 naming the
+    field when a string holds a lone surrogate (``"\\ud800"``: valid JSON, but not storable text).
 
     >>> parse_json(b'{"a": 1}')
     {'a': 1}
@@ -176,9 +180,16 @@ def parse_json(raw: bytes) -> Any:
     Traceback (most recent call last):
     ...
     mlsd.serving.responses.RequestError: body: the body is not valid JSON: 1e309 is beyond the largest ...
+    >>> parse_json(b'{"inputs": [{"dest": "\\ud800"}]}')
+    Traceback (most recent call last):
+    ...
+    mlsd.serving.responses.RequestError: inputs[0].dest: inputs[0].dest is not valid text ...
+    >>> parse_json(b'["\\ud83d\\ude00"]')  # a surrogate pair is one character
+    ['😀']
     """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RequestError(
@@ -187,6 +198,35 @@ def parse_json(raw: bytes) -> Any:
             f"the body is not valid JSON: {detail}",
             [{"field": "body", "received": None, "expected": "a JSON document"}],
         ) from exc
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then is the parsed value walked
+        _refuse_surrogates(value)
+    return value
+
+
+def _refuse_surrogates(value: Any) -> None:
+    """422 naming the first string (or key) holding a lone surrogate: no route can store or echo it."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:  # iterative: a deeply nested body must not exhaust the call stack
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            for key, v in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if _HAS_SURROGATE.search(key):
+                    raise _surrogate_error(_describe(where), key)
+                stack.append((where, v))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+        elif isinstance(item, str) and _HAS_SURROGATE.search(item):
+            raise _surrogate_error(path or "body", item)
+
+
+def _surrogate_error(where: str, text: str) -> RequestError:
+    return _shape_error(
+        f"{where} is not valid text (a lone UTF-16 surrogate)",
+        where,
+        _describe(text),
+        "valid Unicode text (no lone surrogates)",
+    )
 
 
 def _shape_error(message: str, field_name: str, received: Any, expected: str) -> RequestError:
