@@ -184,7 +184,8 @@ class MicroBatcher(Generic[R]):
         except Exception as exc:
             _log.warning("a batch of %d rows failed: %s: %s", len(rows), type(exc).__name__, exc)
             if len(live) == 1:
-                live[0].future.set_exception(exc)
+                if not live[0].future.done():  # cancelled while it was scored
+                    live[0].future.set_exception(exc)
             else:  # which request broke it is unknown: each is scored alone, and only that one fails
                 for p in live:
                     await self._score([p])

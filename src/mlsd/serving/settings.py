@@ -82,12 +82,12 @@ class ServeSettings:
     def _check_body_limit(self) -> None:
         """Derive ``max_body_bytes`` from the row limit, or refuse one that cannot hold it."""
         from mlsd.data import Schema
-        from mlsd.serving.validation import _BODY_FLOOR, body_limit_for
+        from mlsd.serving.validation import MIN_BODY_BYTES, body_limit_for
 
         schema = Schema.from_dict(self.model.schema) if self.model.schema else Schema(columns={})
         needed = body_limit_for(schema, list(self.model.input_columns), self.max_rows_per_request)
         if self.max_body_bytes == 0:
-            self.max_body_bytes = max(_BODY_FLOOR, needed)
+            self.max_body_bytes = max(MIN_BODY_BYTES, needed)
         elif self.max_body_bytes < needed:
             raise ServingError(
                 f"a body of max_rows_per_request={self.max_rows_per_request} rows as large as the "

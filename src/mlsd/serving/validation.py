@@ -43,6 +43,7 @@ from mlsd.serving.responses import RequestError
 __all__ = [
     "DATETIME_PATTERN",
     "MAX_ABS_NUMBER",
+    "MIN_BODY_BYTES",
     "CheckedRows",
     "ColumnErrors",
     "RowValidator",
@@ -118,7 +119,8 @@ def string_limit(spec: ColumnSchema | None, override: int | None = None) -> int:
 
 # JSON bytes of one value as a client writes it, by dtype (numbers: a float's longest repr)
 _VALUE_BYTES = {"number": 24, "boolean": 5, "datetime": 35}
-_BODY_FLOOR = 1_000_000  # the default never goes below the 1 MB that earlier versions took
+MIN_BODY_BYTES = 1_000_000
+"""The derived ``max_body_bytes`` never goes below this (the 1 MB that earlier versions took)."""
 
 
 def row_bytes(schema: Schema, columns: list[str]) -> int:
