@@ -156,7 +156,8 @@ def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: 
         malformed = httpx.post(
             f"{url}/v1/predict", content=b'{"inputs": {', headers={"content-type": "application/json"}
         )
-        huge = httpx.post(f"{url}/v1/predict", content=b"[" + b"1," * 2_000_000 + b"1]")
+        # 20 MB: past the body limit derived from 10,000 rows of this schema (about 5 MB)
+        huge = httpx.post(f"{url}/v1/predict", content=b"[" + b"1," * 10_000_000 + b"1]")
         unknown = httpx.post(f"{url}/v1/feedback", json={"request_id": "nope", "outcome": True})
         ok = httpx.post(f"{url}/v1/predict", json={"inputs": good})
     assert bad_type.status_code == 422 and "distance" in bad_type.text
