@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,17 +16,23 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from mlsd.data import Schema
-from mlsd.errors import ConflictError, MlsdError, NotFoundError
+from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
-from mlsd.serving.responses import RequestError, error_response, mlsd_error_response
+from mlsd.serving.responses import (
+    RequestError,
+    error_response,
+    log_unavailable_response,
+    mlsd_error_response,
+)
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import CheckedRows, RowValidator, parse_json, parse_predict_body
 from mlsd.store.prediction_log import PredictionRecord, RequestRecord
 
 PREDICT_ROUTE = "/v1/predict"
 FEEDBACK_ROUTE = "/v1/feedback"
+READY_ROUTE = "/readyz"
 
 _log = logging.getLogger("mlsd.serving")
 
@@ -77,7 +84,11 @@ class Service:
             reject_unseen_categories=settings.reject_unseen_categories,
             range_tolerance=settings.range_tolerance,
         )
-        self.metrics = ServingMetrics(queue_depth=lambda: float(getattr(self.log, "queue_depth", 0)))
+        self.metrics = ServingMetrics(
+            queue_depth=lambda: float(self.log.queue_depth),
+            log_write_failures=lambda: float(self.log.n_write_failures),
+            log_healthy=lambda: float(self.log.is_healthy()),
+        )
         self.batcher: MicroBatcher[Scored] = MicroBatcher(
             self._score,
             max_batch_size=settings.max_batch_size,
@@ -104,8 +115,27 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        running = getattr(self.log, "running", True)  # a log that reports on its writer is asked
-        return self._log_started and bool(running) and self.batcher.running
+        return self._log_started and self.log.is_healthy() and self.batcher.running
+
+    async def readiness(self) -> str | None:
+        """Why the server is not ready, or None. A failing log is probed with a real commit.
+
+        A load balancer stops sending traffic to a server whose ``/readyz`` says 503, so no
+        prediction would ever find out that space came back; the probe's own request record
+        is that commit.
+        """
+        if not (self._log_started and self.batcher.running):
+            return "the prediction log or the batcher is not running"
+        if self.log.is_healthy():
+            return None
+        if self.log.failing:
+            now = datetime.now(UTC)
+            with contextlib.suppress(Exception):  # still failing: the reason is what the log kept
+                await self.log.write([], RequestRecord(now, READY_ROUTE, 200, 0, 0.0))
+            if self.log.is_healthy():
+                return None
+            return f"the prediction log cannot commit ({self.log.last_write_error})"
+        return "the prediction log writer is not running"
 
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
     def _score(self, rows: list[dict[str, Any]]) -> Scored:
@@ -205,6 +235,8 @@ class Service:
             await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
         except Exception as exc:  # not committed, so not answered with a prediction
             _log.error("prediction log write failed: %s: %s", type(exc).__name__, exc)
+            if isinstance(exc, LogError) and not isinstance(exc, ConflictError):
+                return log_unavailable_response(self.log.last_write_error)
             return error_response(500, "the prediction could not be logged", "log_error")
         self.metrics.predictions.labels(model_version=str(s.model_version)).inc(n_rows)
         body = {
@@ -241,6 +273,8 @@ class Service:
                 if single:
                     return mlsd_error_response(status)
                 failures.append((i, status))
+            elif isinstance(status, LogError):  # not committed: nothing was recorded
+                return log_unavailable_response(self.log.last_write_error)
             elif isinstance(status, BaseException):
                 raise status
             else:

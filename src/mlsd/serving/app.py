@@ -156,11 +156,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The model is loaded and the log writer runs", responses={503: {}})
+    @app.get("/readyz", summary="The model is loaded and the prediction log commits", responses={503: {}})
     async def readyz() -> Response:
-        if service.ready:
+        problem = await service.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready", "model": service.model_ref})
-        return error_response(503, "not ready: the prediction log or the batcher is not running", "not_ready")
+        return error_response(503, f"not ready: {problem}", "not_ready")
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

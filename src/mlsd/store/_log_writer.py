@@ -15,6 +15,11 @@ When the batch hits an ``IntegrityError`` (a duplicate request id), it is retrie
 submission per transaction so only the offending submission fails (with a
 :class:`~mlsd.errors.ConflictError`); any other database error fails the batch's futures
 with a :class:`~mlsd.errors.LogError` and the writer keeps serving later batches.
+
+The writer also says whether the log is *failing*: set by a batch that could not commit (disk
+full, database locked or gone), cleared by the next one that commits. The server reads it for
+``/readyz``, so a load balancer stops sending traffic the log cannot keep, and every later
+commit, a readiness probe's included, tells whether space came back.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ class GroupCommitWriter:
         self.n_commits = 0
         self.n_batches = 0
         self.n_rows = 0
+        self.n_failures = 0  # batches or submissions that could not be committed
+        self.failing = False  # the last commit attempt failed (cleared by the next success)
+        self.last_error: str | None = None
 
     # -- caller side ---------------------------------------------------------------------
     def start(self) -> None:
@@ -116,6 +124,11 @@ class GroupCommitWriter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs (a thread that died would leave every future unresolved)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self, timeout: float | None = None) -> None:
         with self._state_lock:
@@ -186,6 +199,7 @@ class GroupCommitWriter:
                 outcomes = self._record_feedback(conn, notes)
         self.n_commits += 1
         self.n_rows += len(rows) + len(calls)
+        self.failing = False
         return outcomes
 
     @staticmethod
@@ -256,6 +270,9 @@ class GroupCommitWriter:
 
     def _write_error(self, item: Submission, exc: BaseException, what: str) -> LogError:
         _logger.warning("prediction log: could not commit %s: %s", what, _reason(exc))
+        self.n_failures += 1
+        self.failing = True
+        self.last_error = _reason(exc)
         return LogError(
             f"could not commit {what} to the prediction log ({_reason(exc)})",
             field="predictions",

@@ -325,6 +325,27 @@ class PredictionLog:
             )
         return "unchanged"
 
+    # -- health --------------------------------------------------------------------------
+    def is_healthy(self) -> bool:
+        """Started, not closed, its writer thread alive and its last commit attempt successful."""
+        w = self._writer
+        return self._started and not w.closed and w.alive and not w.failing
+
+    @property
+    def failing(self) -> bool:
+        """The last commit attempt failed (disk full, database locked or gone); the next success clears it."""
+        return self._writer.failing
+
+    @property
+    def last_write_error(self) -> str | None:
+        """Why the most recent failed commit failed (kept after recovery, for the operator)."""
+        return self._writer.last_error
+
+    @property
+    def n_write_failures(self) -> int:
+        """Submissions that could not be committed since the log started."""
+        return self._writer.n_failures
+
     # -- reads ---------------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
