@@ -284,6 +284,7 @@ def _deployment(design: Design) -> Problems:
             received=dep.strategy,
             expected=f"strategy: {supported}",
         )
+    yield from _range_tolerances(design)
     for key, strategy in _ROLLOUT_KEYS.items():
         if key in dep.model_fields_set:
             yield design.error(
@@ -291,6 +292,26 @@ def _deployment(design: Design) -> Problems:
                 field=f"deployment.{key}",
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
+            )
+
+
+def _range_tolerances(design: Design) -> Problems:
+    """Every column of deployment.range_tolerances is a raw input column a request carries."""
+    from mlsd.data import input_columns
+
+    if not design.deployment.range_tolerances:
+        return
+    try:
+        inputs = input_columns(design)
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    for col in design.deployment.range_tolerances:
+        if col not in inputs:
+            yield design.error(
+                "not an input column of the model",
+                field=f"deployment.range_tolerances.{col}",
+                received=col,
+                expected="one of the raw input columns: " + ", ".join(inputs),
             )
 
 

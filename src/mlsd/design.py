@@ -325,6 +325,11 @@ class DeploymentSpec(_Spec):
     range_tolerance: float = Field(
         0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
     )
+    range_tolerances: dict[str, Annotated[float, Field(ge=0)] | Literal["growing", "none"]] = Field(
+        default_factory=dict,
+        description="per raw input column: its own tolerance, growing (no upper bound) or none (no range "
+        "check); recorded in the model's schema at build time",
+    )
 
 
 # --- segment 5: monitoring ----------------------------------------------------------------
