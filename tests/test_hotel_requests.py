@@ -167,3 +167,44 @@ def test_time_split_lists_only_its_dates() -> None:
     assert split_params(random) == {"valid_size": 0.15, "test_size": 0.2, "seed": 0}
     group = hotel_design(data__split={"by": "group", "column": "agent"})
     assert split_params(group) == {"column": "agent", "valid_size": 0.15, "test_size": 0.15, "seed": 0}
+
+
+def test_column_baseline_is_checked_against_the_inputs() -> None:
+    check_design(
+        hotel_design(models={"baseline": ["mean", {"column": "historical_adr"}], "candidates": _RIDGE})
+    )
+    check_design(hotel_design(models={"baseline": {"column": "season"}, "candidates": _RIDGE}))  # derived
+    with pytest.raises(DesignError, match="not an input of the design") as info:
+        check_design(
+            hotel_design(models={"baseline": ["mean", {"column": "prev_rate"}], "candidates": _RIDGE})
+        )
+    assert info.value.field == "models.baseline[1].column" and "historical_adr" in str(info.value.expected)
+    binary = hotel_design(
+        goals={"task": "binary", "target": "pricey", "metric": "roc_auc"},
+        data__label="avg_price_per_room > 100",
+        models={
+            "baseline": {"column": "historical_adr"},
+            "candidates": [{"name": "lr", "type": "logistic_regression"}],
+        },
+    )
+    with pytest.raises(DesignError, match="not available for binary"):
+        check_design(binary)
+
+
+_RIDGE = [{"name": "ridge", "type": "ridge"}]
+
+
+def test_column_baseline_in_the_tradeoff_table_matches_a_hand_rmse(hotel: tuple[Design, Any, Any]) -> None:
+    import numpy as np
+
+    from mlsd.features import feature_pipeline_for
+    from mlsd.modeling import train_and_evaluate
+
+    _, prepared, split = hotel
+    design = hotel_design(
+        models={"baseline": {"column": "historical_adr"}, "candidates": _RIDGE, "bootstrap": 0}
+    )
+    result = train_and_evaluate(design, split, feature_pipeline_for(design), prepared.input_columns)
+    rmse = result.table["column: historical_adr"].metrics["test"]["rmse"].value
+    y, prev = split.test["rate"].to_numpy(), split.test["historical_adr"].to_numpy()
+    assert rmse == pytest.approx(float(np.sqrt(np.mean((y - prev) ** 2))), rel=1e-9)

@@ -225,6 +225,9 @@ def _models(design: Design) -> Problems:
             make_baseline(spec, task, seed=m.seed, field=field)
         except DesignError as exc:
             yield _located(design, exc)
+        else:
+            if isinstance(spec, dict) and "column" in spec:
+                yield from _baseline_column(design, spec["column"], f"{field}.column")
     for i, cand in enumerate(m.candidates):
         try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
             make_candidate(
@@ -271,6 +274,31 @@ def _models(design: Design) -> Problems:
                 expected=f"{name} as goals.metric or listed in goals.metrics",
             )
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
+
+
+def _baseline_column(design: Design, column: str, field: str) -> Problems:
+    """A column baseline reads an input column (or a derived one), never a forbidden one."""
+    from mlsd.data import input_columns
+
+    try:
+        known = [*input_columns(design), *design.data.derive]
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    forbidden = set(design.features.forbidden)
+    if column not in known:
+        yield design.error(
+            "the baseline's column is not an input of the design",
+            field=field,
+            received=column,
+            expected="one of the input or derived columns: " + ", ".join(dict.fromkeys(known)),
+        )
+    elif column in forbidden or (column in design.data.derive and _derived_from(design, column) & forbidden):
+        yield design.error(
+            "the baseline's column is known only after the moment of prediction (features.forbidden)",
+            field=field,
+            received=column,
+            expected="a column known at prediction time",
+        )
 
 
 def _deployment(design: Design) -> Problems:
