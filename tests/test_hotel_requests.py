@@ -208,3 +208,39 @@ def test_column_baseline_in_the_tradeoff_table_matches_a_hand_rmse(hotel: tuple[
     rmse = result.table["column: historical_adr"].metrics["test"]["rmse"].value
     y, prev = split.test["rate"].to_numpy(), split.test["historical_adr"].to_numpy()
     assert rmse == pytest.approx(float(np.sqrt(np.mean((y - prev) ** 2))), rel=1e-9)
+
+
+def test_served_hotel_model_answers_the_test_period(hotel: tuple[Design, Any, Any], tmp_path: Any) -> None:
+    """Through the HTTP app: every test-period row scored; a lead time far past the training range 422."""
+    from fastapi.testclient import TestClient
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    from mlsd.features import feature_pipeline_for
+    from mlsd.serving import ServeSettings, create_app
+    from mlsd.store import PackagedModel
+    from mlsd.store.prediction_log import PredictionLog
+
+    design, prepared, split = hotel
+    columns = prepared.input_columns
+    pipeline = Pipeline([("features", feature_pipeline_for(design)), ("model", Ridge())])
+    pipeline.fit(split.train[columns], split.train["rate"])
+    schema = design_schema(design, split.train, columns)
+    model = PackagedModel(pipeline=pipeline, task="regression", input_columns=columns, schema=schema.to_dict())
+    settings = ServeSettings(
+        model=model,
+        model_name="hotel-rates",
+        model_version=1,
+        log=PredictionLog(f"sqlite:///{tmp_path / 'log.db'}"),
+        time_column="arrival_date",
+        reject_unseen_categories=True,
+    )
+    rows = _requests(split.test, columns)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/v1/predict", json={"inputs": rows})
+        assert response.status_code == 200, response.text[:500]
+        assert len(response.json()["predictions"]) == len(rows)
+        bad = {**rows[0], "lead_time": 10 * int(schema.columns["lead_time"].max)}
+        refused = client.post("/v1/predict", json={"inputs": bad})
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["error"]["errors"]] == ["inputs.lead_time"]
