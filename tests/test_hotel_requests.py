@@ -226,7 +226,9 @@ def test_served_hotel_model_answers_the_test_period(hotel: tuple[Design, Any, An
     pipeline = Pipeline([("features", feature_pipeline_for(design)), ("model", Ridge())])
     pipeline.fit(split.train[columns], split.train["rate"])
     schema = design_schema(design, split.train, columns)
-    model = PackagedModel(pipeline=pipeline, task="regression", input_columns=columns, schema=schema.to_dict())
+    model = PackagedModel(
+        pipeline=pipeline, task="regression", input_columns=columns, schema=schema.to_dict()
+    )
     settings = ServeSettings(
         model=model,
         model_name="hotel-rates",

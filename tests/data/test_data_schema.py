@@ -229,6 +229,9 @@ def test_read_through_columns_are_not_range_checked(days: pd.DataFrame) -> None:
 def test_unknown_range_rule_column_is_named(days: pd.DataFrame) -> None:
     with pytest.raises(SchemaError, match="'prise'"):
         infer_schema(days, columns=["price"], range_rules={"prise": "none"})
+    for bad in (-0.1, "sometimes", True):
+        with pytest.raises(SchemaError, match=r"range_rules\.price: a range rule is a tolerance"):
+            infer_schema(days, columns=["price"], range_rules={"price": bad})  # type: ignore[dict-item]
 
 
 def test_hashed_columns_never_get_an_allowed_list(days: pd.DataFrame) -> None:

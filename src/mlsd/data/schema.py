@@ -394,6 +394,15 @@ def infer_schema(
             expected="one of: "
             + ", ".join(map(str, (names if missing[0] in [*rules, *through] else df.columns)[:30])),
         )
+    for name, given in rules.items():
+        number = isinstance(given, int | float) and not isinstance(given, bool) and given >= 0
+        if not (number or given in ("growing", "none")):
+            raise SchemaError(
+                "a range rule is a tolerance, growing or none",
+                field=f"range_rules.{name}",
+                received=given,
+                expected="a number >= 0 (a fraction of the range), 'growing' or 'none'",
+            )
     out: dict[str, ColumnSchema] = {}
     for name in names:
         s = df[name]
