@@ -9,7 +9,7 @@ derived ``season``, ``country`` and ``agent`` are hashed, and unseen categories 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -17,6 +17,7 @@ from mlsd._design_checks import check_design
 from mlsd._document import quality_findings, split_params
 from mlsd.data import infer_schema, prepare_data, split_prepared
 from mlsd.data.request_schema import design_schema
+from mlsd.data.schema import RangeName
 from mlsd.design import Design
 from mlsd.errors import DesignError
 from mlsd.serving.validation import RowValidator
@@ -142,6 +143,27 @@ def test_range_tolerances_name_input_columns() -> None:
     )
     with pytest.raises(Exception, match="range_tolerances"):
         hotel_design(deployment={"range_tolerances": {"lead_time": "sometimes"}})
+
+
+def test_the_design_names_the_schemas_range_rules() -> None:
+    from mlsd.design import DeploymentSpec
+
+    value = get_args(DeploymentSpec.model_fields["range_tolerances"].annotation)[1]
+    number, names = get_args(value)  # Annotated[float, ge=0] | Literal["growing", "none"]
+    assert get_args(number)[0] is float and get_args(names) == get_args(RangeName)
+
+
+@pytest.mark.parametrize("rule", [*get_args(RangeName), 0.25])  # every named rule, and a number
+def test_every_range_rule_validates_and_reaches_the_schema(hotel: tuple[Design, Any, Any], rule: Any) -> None:
+    _, prepared, split = hotel
+    design = hotel_design(deployment={"range_tolerances": {"lead_time": rule}})
+    check_design(design)
+    lead = design_schema(design, split.train, prepared.input_columns).columns["lead_time"]
+    if isinstance(rule, str):
+        assert lead.range_check == rule and lead.range_tolerance is None
+    else:
+        assert (lead.range_check, lead.range_tolerance) == ("bounded", rule)
+    assert lead.range_note.startswith("declared")
 
 
 def test_quality_table_does_not_flag_later_rows(hotel: tuple[Design, Any, Any]) -> None:

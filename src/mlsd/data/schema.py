@@ -52,13 +52,23 @@ from pydantic import BaseModel, Field
 
 from mlsd.errors import SchemaError
 
-__all__ = ["GROWTH_MIN_CORRELATION", "ColumnSchema", "RangeRule", "Schema", "SchemaViolation", "infer_schema"]
+__all__ = [
+    "GROWTH_MIN_CORRELATION",
+    "ColumnSchema",
+    "RangeName",
+    "RangeRule",
+    "Schema",
+    "SchemaViolation",
+    "infer_schema",
+]
 
 DType = Literal["number", "integer", "string", "boolean", "datetime"]
 #: How a column's range is checked: both bounds, the lower one only (it grows with time), or not at all
 RangeCheck = Literal["bounded", "growing", "none"]
+#: The named range rules: no upper bound, or no range check
+RangeName = Literal["growing", "none"]
 #: A declared range rule of one column: its own tolerance (both bounds), ``"growing"`` or ``"none"``
-RangeRule = float | Literal["growing", "none"]
+RangeRule = float | RangeName
 #: Spearman correlation with the time column, on the training rows, from which a column "grows"
 GROWTH_MIN_CORRELATION = 0.9
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
