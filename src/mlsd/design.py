@@ -263,7 +263,11 @@ class SelectSpec(_Spec):
 
 
 class ModelsSpec(_Spec):
-    baseline: str | dict[str, str] | list[str | dict[str, str]] = "majority"
+    baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
+        "majority",
+        description="a name (majority, prior, stratified; mean, median), {rule: <expression>} or, for "
+        "regression, {column: <column>} (predict that column, e.g. the previous value); or a list",
+    )
     candidates: list[CandidateSpec] = Field(min_length=1)
     class_weight: Literal["balanced"] | None = None
     calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
