@@ -36,7 +36,8 @@ class BuildResult:
 def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     """Run segments 1-4 offline and register the winner as ``champion``."""
     from mlsd._document import assemble_document
-    from mlsd.data import check_leakage, infer_schema, prepare_data, split_prepared
+    from mlsd.data import check_leakage, prepare_data, split_prepared
+    from mlsd.data.request_schema import design_schema
     from mlsd.features import feature_pipeline_for
     from mlsd.modeling import assess, select_model, train_and_evaluate
     from mlsd.store import write_json_atomic
@@ -46,13 +47,8 @@ def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     prepared = prepare_data(design, progress=progress)
     with progress.stage("splitting"):
         split = split_prepared(design, prepared.frame)
-    # Hashed columns are high-cardinality by design: new values are expected, so no allowed list.
-    categorical = [*design.features.categorical, *(c for cross in design.features.crosses for c in cross)]
-    schema = infer_schema(
-        split.train,
-        columns=prepared.input_columns,
-        categorical=[c for c in dict.fromkeys(categorical) if c in prepared.input_columns],
-    )
+    # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
+    schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
         leakage = check_leakage(design, prepared, split)
     for finding in leakage.findings:

@@ -225,6 +225,9 @@ def _models(design: Design) -> Problems:
             make_baseline(spec, task, seed=m.seed, field=field)
         except DesignError as exc:
             yield _located(design, exc)
+        else:
+            if isinstance(spec, dict) and "column" in spec:
+                yield from _baseline_column(design, spec["column"], f"{field}.column")
     for i, cand in enumerate(m.candidates):
         try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
             make_candidate(
@@ -273,6 +276,31 @@ def _models(design: Design) -> Problems:
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
 
 
+def _baseline_column(design: Design, column: str, field: str) -> Problems:
+    """A column baseline reads an input column (or a derived one), never a forbidden one."""
+    from mlsd.data import input_columns
+
+    try:
+        known = [*input_columns(design), *design.data.derive]
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    forbidden = set(design.features.forbidden)
+    if column not in known:
+        yield design.error(
+            "the baseline's column is not an input of the design",
+            field=field,
+            received=column,
+            expected="one of the input or derived columns: " + ", ".join(dict.fromkeys(known)),
+        )
+    elif column in forbidden or (column in design.data.derive and _derived_from(design, column) & forbidden):
+        yield design.error(
+            "the baseline's column is known only after the moment of prediction (features.forbidden)",
+            field=field,
+            received=column,
+            expected="a column known at prediction time",
+        )
+
+
 def _deployment(design: Design) -> Problems:
     dep = design.deployment
     built = list_strategies()
@@ -284,6 +312,7 @@ def _deployment(design: Design) -> Problems:
             received=dep.strategy,
             expected=f"strategy: {supported}",
         )
+    yield from _range_tolerances(design)
     for key, strategy in _ROLLOUT_KEYS.items():
         if key in dep.model_fields_set:
             yield design.error(
@@ -291,6 +320,26 @@ def _deployment(design: Design) -> Problems:
                 field=f"deployment.{key}",
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
+            )
+
+
+def _range_tolerances(design: Design) -> Problems:
+    """Every column of deployment.range_tolerances is a raw input column a request carries."""
+    from mlsd.data import input_columns
+
+    if not design.deployment.range_tolerances:
+        return
+    try:
+        inputs = input_columns(design)
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    for col in design.deployment.range_tolerances:
+        if col not in inputs:
+            yield design.error(
+                "not an input column of the model",
+                field=f"deployment.range_tolerances.{col}",
+                received=col,
+                expected="one of the raw input columns: " + ", ".join(inputs),
             )
 
 

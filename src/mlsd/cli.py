@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -87,19 +88,22 @@ class RichProgress:
     def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[], None]]:
         start = time.perf_counter()
         if not self._live:
-            self.console.print(f"… {name}", highlight=False)
-        task = self._progress.add_task(name, total=total or 1)
+            self.console.print(f"… {escape(name)}", highlight=False)
+        task = self._progress.add_task(escape(name), total=total or 1)
         yield lambda: self._progress.advance(task)
-        self._progress.update(task, completed=total or 1, description=f"[green]✓[/] {name}")
+        self._progress.update(task, completed=total or 1, description=f"[green]✓[/] {escape(name)}")
         if not self._live:
-            self.console.print(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)", highlight=False)
+            self.console.print(
+                f"[green]✓[/] {escape(name)} ({time.perf_counter() - start:.1f} s)", highlight=False
+            )
 
     def note(self, message: str) -> None:
-        self.console.print(f"  [dim]·[/] {message}", highlight=False)
+        # notes carry data and design text ("leakage [duplicate_rows] ..."): never read as markup
+        self.console.print(f"  [dim]·[/] {escape(message)}", highlight=False)
 
 
 def _fail(exc: MlsdError) -> None:
-    err.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -140,7 +144,7 @@ def init(
     text = resources.files("mlsd").joinpath("templates/design.yaml.tmpl").read_text(encoding="utf-8")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text.format(name=name), encoding="utf-8")
-    out.print(f"wrote [bold]{target}[/]; next: [cyan]mlsd validate {target}[/]")
+    out.print(f"wrote [bold]{escape(str(target))}[/]; next: [cyan]mlsd validate {escape(str(target))}[/]")
 
 
 @app.command()
@@ -155,7 +159,7 @@ def validate(
     except MlsdError as exc:
         _fail(exc)
     d = system.design
-    line = f"[green]✓[/] {design}: {d.name} ({d.goals.task}, metric {d.goals.metric}, "
+    line = f"[green]✓[/] {escape(str(design))}: {d.name} ({d.goals.task}, metric {d.goals.metric}, "
     line += f"{len(d.models.candidates)} candidates)"
     if prepared is not None:
         line += f"; data: {len(prepared.frame):,} labelled rows, {len(prepared.input_columns)} input columns"
@@ -172,12 +176,12 @@ def build(design: DesignPath) -> None:
         _fail(exc)
     doc = result.document
     out.print(
-        f"[bold green]champion[/]: {result.winner} (version {result.registered_version}) "
+        f"[bold green]champion[/]: {escape(result.winner)} (version {result.registered_version}) "
         f"in {result.seconds:.0f} s",
         highlight=False,
     )
     _print_tradeoff(doc)
-    out.print(f"design document: [bold]{result.report_path}[/]", highlight=False)
+    out.print(f"design document: [bold]{escape(str(result.report_path))}[/]", highlight=False)
 
 
 def _print_tradeoff(doc) -> None:
@@ -193,12 +197,12 @@ def _print_tradeoff(doc) -> None:
             "champion": "[bold green]champion[/]",
             "baseline": "[dim]baseline[/]",
             "passed": "passed",
-            "rejected": f"[red]rejected[/]: {r.reason}",
+            "rejected": f"[red]rejected[/]: {escape(r.reason)}",
         }[r.role]
         if close:
-            verdict += f" [yellow](close to {', '.join(close)})[/]"
+            verdict += f" [yellow](close to {escape(', '.join(close))})[/]"
         table.add_row(
-            r.name,
+            escape(r.name),
             _ci(r.valid.get(metric)),
             _ci(r.test.get(metric)),
             _num(r.p99_ms, 2),
@@ -207,7 +211,7 @@ def _print_tradeoff(doc) -> None:
         )
     out.print(table)
     if doc.models.latency_method:
-        out.print(f"[dim]latency: {doc.models.latency_method}[/]", highlight=False, soft_wrap=True)
+        out.print(f"[dim]latency: {escape(doc.models.latency_method)}[/]", highlight=False, soft_wrap=True)
 
 
 def _num(value: object, digits: int) -> str:
@@ -229,7 +233,7 @@ def report(design: DesignPath) -> None:
         path = _system(design).report()
     except MlsdError as exc:
         _fail(exc)
-    out.print(f"design document: [bold]{path}[/]", highlight=False)
+    out.print(f"design document: [bold]{escape(str(path))}[/]", highlight=False)
 
 
 @app.command()
@@ -240,7 +244,7 @@ def models(design: DesignPath) -> None:
         versions = system.models()
     except MlsdError as exc:
         _fail(exc)
-    table = Table(title=f"{system.design.registry_name} in {system.workspace / 'mlflow.db'}")
+    table = Table(title=escape(f"{system.design.registry_name} in {system.workspace / 'mlflow.db'}"))
     for col in ("version", "aliases", "created", "run", "metrics"):
         table.add_column(col)
     metric = system.design.goals.metric
@@ -253,7 +257,7 @@ def models(design: DesignPath) -> None:
             ", ".join(v.aliases) or "-",
             str(v.created_at)[:19],
             str(v.run_id)[:8],
-            metrics or "-",
+            escape(metrics) or "-",
         )
     out.print(table)
 
@@ -280,8 +284,8 @@ def serve(
     dep = system.design.deployment
     host, port = host or dep.host, port or dep.port
     err.print(
-        f"serving [bold]{settings.model_name}[/] version {settings.model_version} on "
-        f"http://{host}:{port} (docs at /docs; log {settings.log.url})",
+        f"serving [bold]{escape(settings.model_name)}[/] version {settings.model_version} on "
+        f"{escape(f'http://{host}:{port} (docs at /docs; log {settings.log.url})')}",
         highlight=False,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
@@ -311,7 +315,8 @@ def replay(
     if limit is not None:
         rows, labels = rows.head(limit), labels.head(limit)
     err.print(
-        f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})", highlight=False
+        escape(f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})"),
+        highlight=False,
     )
     progress = Progress(
         TextColumn("replay"),
@@ -351,10 +356,10 @@ def replay(
     out.print(table)
     if result.ok < result.sent:
         for line in result.errors[:5]:
-            err.print(f"  [red]·[/] {line}", highlight=False)
+            err.print(f"  [red]·[/] {escape(str(line))}", highlight=False)
         err.print(
             f"[bold red]{result.sent - result.ok} of {result.sent} requests failed[/] "
-            f"(status counts {summary['statuses']})",
+            + escape(f"(status counts {summary['statuses']})"),
             highlight=False,
         )
         raise typer.Exit(1)
@@ -408,10 +413,13 @@ def monitor(
     else:
         _print_monitor(result)
         out.print(
-            f"monitoring report: [bold]{run.html_path}[/] (JSON: {run.json_path.name})", highlight=False
+            f"monitoring report: [bold]{escape(str(run.html_path))}[/] (JSON: {escape(run.json_path.name)})",
+            highlight=False,
         )
     for alert in result.alerts:
-        err.print(f"[bold red]alert[/] {alert.name}: {alert.message}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]alert[/] {escape(f'{alert.name}: {alert.message}')}", highlight=False, soft_wrap=True
+        )
     if result.fired:
         raise typer.Exit(1)
 
@@ -440,7 +448,7 @@ def _print_monitor(result) -> None:
             str(w.start)[:10] if w.start is not None else "-",
             f"{w.n:,}",
             f"{drift.n_drifted}/{len(drift.features)}" if drift is not None else "-",
-            ", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked) or "[green]none[/]",
+            escape(", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked)) or "[green]none[/]",
             _num(w.prediction_drift.effect_size if w.prediction_drift is not None else None, 2),
             _num(perf.label_rate, 3),
             _num(perf.roc_auc, 3),
@@ -486,10 +494,11 @@ def log_command(
         log = system.prediction_log()
         if export is not None:
             n = system.export_log(export, since=since, until=until)
-            out.print(f"exported {n:,} predictions to [bold]{export}[/]", highlight=False)
+            out.print(f"exported {n:,} predictions to [bold]{escape(str(export))}[/]", highlight=False)
             return
         out.print(
-            f"{log.url}: {log.count_predictions():,} predictions, {log.count_feedback():,} with feedback",
+            f"{escape(str(log.url))}: {log.count_predictions():,} predictions, "
+            f"{log.count_feedback():,} with feedback",
             highlight=False,
         )
     except MlsdError as exc:

@@ -263,7 +263,11 @@ class SelectSpec(_Spec):
 
 
 class ModelsSpec(_Spec):
-    baseline: str | dict[str, str] | list[str | dict[str, str]] = "majority"
+    baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
+        "majority",
+        description="a name (majority, prior, stratified; mean, median), {rule: <expression>} or, for "
+        "regression, {column: <column>} (predict that column, e.g. the previous value); or a list",
+    )
     candidates: list[CandidateSpec] = Field(min_length=1)
     class_weight: Literal["balanced"] | None = None
     calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
@@ -324,6 +328,11 @@ class DeploymentSpec(_Spec):
     )
     range_tolerance: float = Field(
         0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
+    )
+    range_tolerances: dict[str, Annotated[float, Field(ge=0)] | Literal["growing", "none"]] = Field(
+        default_factory=dict,
+        description="per raw input column: its own tolerance, growing (no upper bound) or none (no range "
+        "check); recorded in the model's schema at build time",
     )
 
 
