@@ -186,7 +186,8 @@ def _event_times(frame: pd.DataFrame) -> pd.Series:
     if "event_time" in frame.columns:
         t = pd.to_datetime(frame["event_time"], utc=True)
         if "logged_at" in frame.columns:
-            t = t.fillna(pd.to_datetime(frame["logged_at"], utc=True))
+            logged = pd.to_datetime(frame["logged_at"], utc=True)
+            t = t.where(t.notna(), logged.astype(t.dtype))  # one time unit (ns or us) for both
         return t
     if "logged_at" in frame.columns:
         return pd.to_datetime(frame["logged_at"], utc=True)

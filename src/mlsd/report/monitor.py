@@ -4,7 +4,8 @@
 (``MonitorResult.to_dict()``; any object with a ``to_dict`` method is accepted too) and writes a
 self-contained page: alerts first (red) or "no alert" (green), a heatmap of the drift effect
 size per feature (rows ranked by their largest effect) and window (columns) with material (●)
-and detected (○) drift marked, coloured on a fixed scale of the effect relative to each feature's drift threshold,
+and detected (○) drift marked, coloured on a fixed scale of the effect relative to each
+feature's drift threshold,
 trends over windows (shares of features with detected and material drift, mean score, label
 rate and ROC AUC, or for a regression RMSE and the mean prediction against the mean outcome), the
 ranked features of the latest window, data quality, performance and SLO tables.
