@@ -443,10 +443,11 @@ def _print_monitor(result) -> None:
         drift = w.drift
         ranked = [f for f in drift.features if f.drifted][:3] if drift is not None else []
         perf = w.performance
-        if regression:
-            measured = (perf.rmse, perf.mae, perf.mean_score_labelled, perf.outcome_mean)
-        else:
-            measured = (perf.label_rate, perf.roc_auc, perf.ece)
+        measured: tuple[float | None, ...] = (
+            (perf.rmse, perf.mae, perf.mean_score_labelled, perf.outcome_mean)
+            if regression
+            else (perf.label_rate, perf.roc_auc, perf.ece)
+        )
         if drift is None:
             largest = f"[dim]{w.reference}[/]" if w.reference and w.reference.startswith("none") else "-"
         else:
