@@ -9,6 +9,12 @@ p-value drifts only when ``p_adjusted < alpha`` **and** its effect size reaches 
 the effect size stops huge windows from flagging trivial shifts, the corrected p-value stops
 small windows (and many columns) from raising false alarms.
 
+Two tiers per column: ``detected`` (the test says the window differs: ``p_adjusted < alpha``)
+and ``drifted``, the **material** tier (detected *and* ``effect_size >= threshold``). A
+distance-only method has no test, so its effect decides both. ``thresholds`` (per method) and
+``column_thresholds`` (per column) replace the defaults below; a design sets them with
+``monitoring.effect_threshold`` and ``monitoring.effect_thresholds``.
+
 Effect sizes, comparable enough to rank (0 = no change; drifted at ``>= threshold``):
 
 ==================  =====================================  ============================  =========

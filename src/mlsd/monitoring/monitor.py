@@ -4,7 +4,10 @@
 ``1w``) on their ``event_time`` (``logged_at`` where the row has none) and measures per window:
 
 - **feature drift**: :func:`mlsd.monitoring.drift.detect_drift` over the reference's feature
-  columns with the design's method, per-column overrides, correction and alpha;
+  columns (the features the model reads; derived ones are computed from the logged inputs with
+  ``derive``, see :mod:`.columns`) with the design's method, per-column overrides, correction,
+  alpha and effect thresholds, in two tiers: detected (significant after the correction) and
+  material (detected and at or above the effect threshold);
 - **prediction drift**: the same test on the ``score`` column, reported apart from features;
 - **data quality** of every schema column (:mod:`.quality`), **performance** on the rows with
   feedback (:mod:`.performance`);
@@ -20,6 +23,17 @@ SLOs and time: a replay sends months of event time in minutes of wall time, so r
 whole request frame (in ``overall``), and per window (requests whose ``logged_at`` falls in the
 window) only when the requests span at least one window of wall time (live traffic);
 otherwise a window's ``slo`` is ``None``.
+
+References (``spec.reference``): ``training`` compares every window with the build's reference
+statistics; ``previous_window`` with the logged traffic of the window just before it (window
+``k - 1``, empty windows included: then there is nothing to compare with); and
+``same_period_last_year`` with the window holding the same instant one calendar year earlier.
+A window without a reference gets ``drift = None`` and says why in ``reference``; the overall
+entry has a drift only against ``training``. Performance is always judged on the outcomes.
+
+Event time: rows logged without one (the request did not carry ``data.time``) are windowed by
+``logged_at``, which after a replay piles months of traffic into one window. The result counts
+them (``n_missing_event_time``) and carries a warning the CLI and the report show.
 
 Alerts come from ``spec.alerts`` (name -> limit, see :data:`KNOWN_ALERTS`); each breach in a
 window is one :class:`Alert`. SLO alerts are also judged on the ``overall`` entry (its
