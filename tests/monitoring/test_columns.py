@@ -141,3 +141,8 @@ def test_validate_accepts_overrides_and_thresholds_on_derived_features(tmp_path:
     path.write_text(json.dumps(design, indent=2))
     result = CliRunner().invoke(app, ["validate", "--no-data", str(path)])
     assert result.exit_code == 2 and "monitoring.effect_thresholds.hp" in result.output
+
+
+def test_with_derived_leaves_out_a_feature_whose_inputs_cannot_be_read() -> None:
+    frame = pd.DataFrame({"check_in": ["Monday", "Tuesday"], "check_out": [3, 4]})
+    assert "nights" not in with_derived(frame, {"nights": "check_out - check_in"}).columns

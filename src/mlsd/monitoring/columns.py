@@ -31,6 +31,7 @@ from pandas.api import types as ptypes
 
 from mlsd.data import evaluate_expression, feature_fields, parse_expression
 from mlsd.design import Design
+from mlsd.errors import DesignError
 
 __all__ = ["watched_columns", "with_derived"]
 
@@ -63,9 +64,9 @@ def watched_columns(design: Design, frame: pd.DataFrame | None = None) -> dict[s
 def with_derived(frame: pd.DataFrame, derive: Mapping[str, str]) -> pd.DataFrame:
     """``frame`` with the derived columns ``derive`` (name -> expression, in order) added.
 
-    A derived column whose inputs are not all logged is left out (drift then notes the feature
-    as absent from the window and data quality reports the missing input); a column already in
-    the frame is kept as logged.
+    A derived column whose inputs are not all logged, or cannot be read, is left out (drift then
+    notes the feature as absent from the window and data quality reports the input); a column
+    already in the frame is kept as logged.
     """
     out = frame.copy()
     for name, expr in derive.items():
@@ -74,7 +75,13 @@ def with_derived(frame: pd.DataFrame, derive: Mapping[str, str]) -> pd.DataFrame
         needs = parse_expression(expr, field=f"data.derive.{name}").columns
         if not all(c in out.columns for c in needs):
             continue
-        out[name] = _as_column(evaluate_expression(out, expr, field=f"data.derive.{name}"), len(out))
+        try:
+            values = evaluate_expression(out, expr, field=f"data.derive.{name}")
+        except (DesignError, TypeError, ValueError):
+            # logged values the expression cannot read (text where a number was expected): the
+            # feature is noted as absent from the window, and data quality names the bad input
+            continue
+        out[name] = _as_column(values, len(out))
     return out
 
 
