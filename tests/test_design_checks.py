@@ -142,6 +142,27 @@ CASES = {
         "drift_overrides",
         ["does not fit a numeric column", "ks"],
     ),
+    "effect threshold of a column the model does not read": (
+        "drift: auto",
+        "drift: auto\n  effect_thresholds: {qsec: 0.05}",
+        "monitoring.effect_thresholds.qsec",
+        "effect_thresholds",
+        ["not a monitored column", "mpg"],
+    ),
+    "negative effect threshold": (
+        "drift: auto",
+        "drift: auto\n  effect_threshold: -0.1",
+        "monitoring.effect_threshold",
+        "effect_threshold",
+        ["greater than or equal to 0"],
+    ),
+    "unknown reference": (
+        "drift: auto",
+        "drift: auto\n  reference: rolling",
+        "monitoring.reference",
+        "reference: rolling",
+        ["previous_window", "same_period_last_year"],
+    ),
     "forbidden column used as a feature": (
         "numeric: [mpg, hp, wt]",
         "numeric: [mpg, hp, wt, qsec]",

@@ -227,6 +227,23 @@ def test_every_alert(tmp_path: Path, task: str, alert: str) -> None:
     _check(tmp_path, _with(task, monitoring={"alerts": {alert: 0.5}}), ok=alert in list_alerts(task))
 
 
+@pytest.mark.parametrize("reference", [*_literal(MonitoringSpec, "reference"), "rolling"])
+def test_every_monitoring_reference(tmp_path: Path, reference: str) -> None:
+    from mlsd.data import infer_schema
+    from mlsd.monitoring.monitor import REFERENCE_MODES, run_monitor
+
+    ok = reference in REFERENCE_MODES
+    _check(tmp_path, _with("binary", monitoring={"reference": reference}), ok)
+    if ok:  # two years of weekly windows: every mode finds its reference for the last window
+        ref, frame = _reference()
+        times = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(400) * 2, unit="D")
+        log = frame.assign(logged_at=times, event_time=times, score=0.5, decision=True, outcome=None)
+        requests = pd.DataFrame({"logged_at": times[:0], "status": [], "n_rows": [], "latency_ms": []})
+        spec = MonitoringSpec(window="1w", reference=reference)
+        result = run_monitor(ref, infer_schema(frame), log, requests, spec, task="binary", n_resamples=0)
+        assert result.windows[-1].drift is not None and result.reference == reference
+
+
 # --- calibration, splits, rollout ---------------------------------------------------------------
 
 

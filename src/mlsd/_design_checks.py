@@ -347,30 +347,22 @@ def _range_tolerances(design: Design) -> Problems:
 
 
 def _monitored_columns(design: Design) -> dict[str, str | None]:
-    """The raw columns monitoring compares, with their kind where the design tells it.
+    """The columns monitoring compares, with their kind where the design tells it.
 
-    Mirrors the build (``_build.monitored_columns``): the served input columns without data.time
-    and hashed columns. Columns read only through a derived feature get kind ``None``: their type
-    is known once the data is read.
+    The same walk as the build (:func:`mlsd.monitoring.columns.watched_columns`): the features
+    the model reads, derived ones included, without hashed columns and data.time. A column in
+    no single feature group gets kind ``None``: its type is known once the data is read.
     """
-    f = design.features
-    categorical = {*f.categorical, *(c for cross in f.crosses for c in cross)}
-    numeric = {*f.numeric, *f.cyclical}
-    out: dict[str, str | None] = {}
-    for _, col in feature_fields(design):
-        for raw in sorted(_derived_from(design, col)) if col in design.data.derive else [col]:
-            if raw in f.hashed or raw == design.data.time or raw in out:
-                continue
-            kinds = {k for k, cols in (("numeric", numeric), ("categorical", categorical)) if raw in cols}
-            out[raw] = kinds.pop() if len(kinds) == 1 and col not in design.data.derive else None
-    return out
+    from mlsd.monitoring.columns import watched_columns
+
+    return watched_columns(design)
 
 
 def _monitoring(design: Design) -> Problems:
     import difflib
 
     from mlsd.monitoring.drift import CORRECTIONS, list_drift_methods
-    from mlsd.monitoring.monitor import check_alert_names
+    from mlsd.monitoring.monitor import REFERENCE_MODES, check_alert_names
 
     spec = design.monitoring
     methods = list_drift_methods()
@@ -390,7 +382,7 @@ def _monitoring(design: Design) -> Problems:
                 "not a monitored column" + (f"; did you mean {close[0]}?" if close else ""),
                 field=field,
                 received=col,
-                expected="one of the raw input columns: " + ", ".join(columns),
+                expected="one of the monitored feature columns: " + ", ".join(columns),
             )
             continue
         kind = columns[col]
@@ -403,6 +395,22 @@ def _monitoring(design: Design) -> Problems:
                 received=method,
                 expected=f"auto or one of: {', '.join(fits)}" + (f" for a {kind} column" if kind else ""),
             )
+    for col in spec.effect_thresholds:
+        if col not in columns:
+            close = difflib.get_close_matches(col, list(columns), n=1)
+            yield design.error(
+                "not a monitored column" + (f"; did you mean {close[0]}?" if close else ""),
+                field=f"monitoring.effect_thresholds.{col}",
+                received=col,
+                expected="one of the monitored feature columns: " + ", ".join(columns),
+            )
+    if spec.reference not in REFERENCE_MODES:
+        yield design.error(
+            "unknown reference",
+            field="monitoring.reference",
+            received=spec.reference,
+            expected="one of: " + ", ".join(REFERENCE_MODES),
+        )
     if spec.correction not in CORRECTIONS:
         yield design.error(
             "unknown multiple-testing correction",

@@ -408,6 +408,8 @@ def monitor(
     except MlsdError as exc:
         _fail(exc)
     result = run.result
+    for warning in result.warnings:  # before the table: every window below depends on it
+        err.print(f"[bold yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -428,31 +430,45 @@ _VERDICT = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]unmeasur
 
 
 def _print_monitor(result) -> None:
-    table = Table(title=f"monitoring by window ({result.window})", title_style="bold")
+    regression = result.task == "regression"
+    performance = (
+        ("RMSE", "MAE", "mean prediction", "mean outcome") if regression else ("label rate", "ROC AUC", "ECE")
+    )
+    table = Table(
+        title=f"monitoring by window ({result.window}, reference: {result.reference})", title_style="bold"
+    )
     for col in (
         "window",
         "rows",
-        "drifted",
+        "detected",
+        "material",
         "largest drift (effect size)",
         "score drift",
-        "label rate",
-        "ROC AUC",
-        "ECE",
+        *performance,
     ):
         table.add_column(col, justify="left" if col in ("window", "largest drift (effect size)") else "right")
     for w in result.windows:
         drift = w.drift
         ranked = [f for f in drift.features if f.drifted][:3] if drift is not None else []
         perf = w.performance
+        measured: tuple[float | None, ...] = (
+            (perf.rmse, perf.mae, perf.mean_score_labelled, perf.outcome_mean)
+            if regression
+            else (perf.label_rate, perf.roc_auc, perf.ece)
+        )
+        if drift is None:  # a window with nothing to compare with says why
+            no_reference = bool(w.reference) and w.reference.startswith("none")
+            largest = f"[dim]{escape(w.reference)}[/]" if no_reference else "-"
+        else:
+            largest = escape(", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked)) or "[green]none[/]"
         table.add_row(
             str(w.start)[:10] if w.start is not None else "-",
             f"{w.n:,}",
+            f"{drift.n_detected}/{len(drift.features)}" if drift is not None else "-",
             f"{drift.n_drifted}/{len(drift.features)}" if drift is not None else "-",
-            escape(", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked)) or "[green]none[/]",
+            largest,
             _num(w.prediction_drift.effect_size if w.prediction_drift is not None else None, 2),
-            _num(perf.label_rate, 3),
-            _num(perf.roc_auc, 3),
-            _num(perf.ece, 3),
+            *(_num(v, 3) for v in measured),
         )
     out.print(table)
     slo = result.overall.slo

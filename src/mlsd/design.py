@@ -360,7 +360,31 @@ class MonitoringSpec(_Spec):
     drift_overrides: dict[str, str] = Field(default_factory=dict)
     correction: Literal["benjamini_hochberg", "bonferroni", "none"] = "benjamini_hochberg"
     alpha: float = Field(0.05, gt=0, lt=1)
+    effect_threshold: float | None = Field(
+        None,
+        ge=0,
+        description="effect size from which a detected drift is material, for every column "
+        "(default: the method's own threshold, 0.1, or 0.2 for psi)",
+    )
+    effect_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="per monitored column, the effect size from which its drift is material "
+        "(overrides effect_threshold)",
+    )
+    reference: Literal["training", "previous_window", "same_period_last_year"] = Field(
+        "training",
+        description="what each window's drift is compared with: the training split, the window "
+        "before it, or the window of the same dates a year earlier",
+    )
     alerts: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("effect_thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not x >= 0}
+        if bad:
+            raise ValueError(f"effect thresholds must be numbers >= 0, received {bad}")
+        return v
 
     @field_validator("window")
     @classmethod

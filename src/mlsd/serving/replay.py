@@ -7,6 +7,11 @@ would), and measures what a client sees: throughput and latency percentiles of t
 Rows are sent in the order given (the caller sorts them by time); with more than one request in
 flight, responses may complete out of order, as they would in production.
 
+Event time: the rows should carry the design's ``data.time`` column even when no feature reads
+it (``System.replay_rows`` adds it): the server ignores fields the model does not read, except
+that one, which it logs as the prediction's event time. Without it ``mlsd monitor`` can only
+window the rows by the minutes the replay took, and says so.
+
 A request that never gets an answer (connection refused, reset, timeout) is counted as failed
 with status 0, and the replay goes on: a replay against a server that dies midway finishes and
 says how many rows were acknowledged -- :attr:`ReplayResult.acknowledged` keeps their request
