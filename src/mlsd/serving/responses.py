@@ -36,6 +36,8 @@ __all__ = ["RequestError", "error_body", "error_response", "mlsd_error_response"
 
 _STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
