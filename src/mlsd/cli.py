@@ -276,10 +276,16 @@ def serve(
         system = _system(design)
         dep = system.design.deployment
         bound, port = host or dep.host, port or dep.port
+        # bound first, before the model loads and before anything says it serves: a port in use
+        # is one line and exit 2, and no other server can take the port meanwhile
+        sock = bind_socket(bound, port)
+    except MlsdError as exc:
+        _fail(exc)
+    try:
         settings = settings_for(system, log_url=log_url, host=bound)
         app_ = create_app(settings)
-        sock = bind_socket(bound, port)  # before saying it serves: a port in use is exit 2, one line
     except MlsdError as exc:
+        sock.close()
         _fail(exc)
     shown = f"[{bound}]" if ":" in bound else bound
     err.print(
