@@ -383,7 +383,7 @@ class DeploymentSpec(_Spec):
         16_384,
         ge=1024,
         le=1_048_576,
-        description="request line + headers larger than this: connection closed",
+        description="request line + headers larger than this: 431, connection closed",
     )
     max_header_count: int = Field(100, ge=8, le=10_000, description="more request headers than this get 431")
     max_request_line_bytes: int = Field(

@@ -155,13 +155,14 @@ def test_huge_headers_are_refused_without_growing_the_server(flights, tmp_path) 
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         answer = _send_huge_header(port, mb20)
-        assert answer is not None and answer.startswith(b"HTTP/1.1 400 ")
+        assert answer is not None and answer.startswith(b"HTTP/1.1 431 ")
+        assert b'"type": "request_header_fields_too_large"' in answer  # the error schema
         idle = _rss_kib()
         with ThreadPoolExecutor(20) as pool:  # 20 at once: half one header, half 1 KB lines
             answers = list(pool.map(lambda i: _send_huge_header(port, mb20, lines=i % 2 == 1), range(20)))
         after = _rss_kib()
         print(f"server RSS: idle {idle / 1024:.1f} MiB, after 20 x 20 MB headers {after / 1024:.1f} MiB")
-        assert all(a is not None and a.startswith(b"HTTP/1.1 400 ") for a in answers)
+        assert all(a is not None and a.startswith(b"HTTP/1.1 431 ") for a in answers)
         assert after <= idle * 1.10
         # a head under the limit is served
         ok = httpx.get(f"{base}/healthz", headers={"x-big": "a" * 8000}, timeout=10)
@@ -171,10 +172,13 @@ def test_huge_headers_are_refused_without_growing_the_server(flights, tmp_path) 
 def test_an_oversized_head_is_closed_and_normal_requests_continue(flights, tmp_path) -> None:
     with _server(flights, tmp_path, max_header_bytes=4096) as (_, port):
         answer = _send_huge_header(port, 1024 * 1024)
-        assert answer is not None and answer.startswith(b"HTTP/1.1 400 ")
+        assert answer is not None and answer.startswith(b"HTTP/1.1 431 ")
         long_line = _open(port, b"GET /" + b"a" * 8192 + b" HTTP/1.1\r\n")
         with long_line:
-            assert (_read_until_closed(long_line) or b"").startswith(b"HTTP/1.1 400 ")
+            assert (_read_until_closed(long_line) or b"").startswith(b"HTTP/1.1 431 ")
+        garbage = _open(port, b"NOT HTTP AT ALL\r\n\r\n")
+        with garbage:
+            assert (_read_until_closed(garbage) or b"").startswith(b"HTTP/1.1 400 ")
         r = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"x-ok": "a" * 1000}, timeout=10)
         assert r.status_code == 200
 

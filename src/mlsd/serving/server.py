@@ -4,7 +4,7 @@ uvicorn's default HTTP parser (httptools, when installed) has no limit on the si
 request headers, and no uvicorn parser closes a connection that sends its headers or its body
 too slowly (``timeout_keep_alive`` only runs *between* requests). So the server runs h11, whose
 ``max_incomplete_event_size`` bounds the request line + headers (``max_header_bytes``: a
-larger head is answered 400 and the connection closed, never buffered), with a protocol
+larger head is answered 431 and the connection closed, never buffered), with a protocol
 subclass that adds:
 
 - a read deadline: from the connection's start (or the end of the last response) the request
@@ -58,6 +58,7 @@ class _BoundedH11Protocol(H11Protocol):
 
     read_timeout_s: float = 10.0
     max_connections: int = 1000
+    max_header_bytes: int = 16_384
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
@@ -82,6 +83,21 @@ class _BoundedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what h11 cannot parse, in the error schema; 431 for a head past
+        ``max_header_bytes`` (h11 stops buffering there), 400 otherwise."""
+        if len(self.conn.trailing_data[0]) > self.max_header_bytes:
+            raw = _raw_response(
+                431,
+                "Request Header Fields Too Large",
+                "request_header_fields_too_large",
+                f"the request line and headers are larger than {self.max_header_bytes} bytes",
+            )
+        else:
+            raw = _raw_response(400, "Bad Request", "bad_request", "invalid HTTP request")
+        self.transport.write(raw)
+        self.transport.close()
 
     def _cancel(self) -> None:
         if self._deadline is not None:
@@ -123,6 +139,7 @@ def bounded_protocol(settings: ServeSettings) -> type[H11Protocol]:
         {
             "read_timeout_s": float(settings.read_timeout_s),
             "max_connections": int(settings.max_concurrent_connections),
+            "max_header_bytes": int(settings.max_header_bytes),
         },
     )
 
