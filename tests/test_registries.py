@@ -306,3 +306,28 @@ def test_rollout_keys_of_unbuilt_strategies_are_refused(tmp_path: Path, key: dic
 
 def test_only_single_is_built() -> None:
     assert list_strategies() == ["single"]
+
+
+@pytest.mark.parametrize("auth", _literal(DeploymentSpec, "feedback_auth"))
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_every_feedback_auth(tmp_path: Path, auth: str, host: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsd.design import is_loopback_host
+    from mlsd.errors import ServingError
+    from mlsd.serving import ServeSettings
+    from mlsd.store import PackagedModel
+
+    ok = auth != "none" or is_loopback_host(host)
+    _check(tmp_path, _with("binary", deployment={"host": host, "feedback_auth": auth}), ok=ok)
+    x, y = _cars("binary")
+    model = PackagedModel(pipeline=LogisticRegression().fit(x, y), task="binary")
+    secrets = {"feedback_token": "t" * 16, "feedback_secret": "s" * 16}
+    if ok:  # the server accepts what validate accepts
+        assert ServeSettings(model=model, model_name="m", model_version=1, log=None, host=host,
+                             feedback_auth=auth, **secrets).feedback_auth == auth  # fmt: skip
+    else:
+        with pytest.raises(ServingError):
+            ServeSettings(
+                model=model, model_name="m", model_version=1, log=None, host=host, feedback_auth=auth
+            )

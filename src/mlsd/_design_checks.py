@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterator
 
 from mlsd.data import feature_fields, source_columns
-from mlsd.design import Design, SelectSpec, list_strategies
+from mlsd.design import Design, SelectSpec, is_loopback_host, list_strategies
 from mlsd.errors import DesignError
 
 __all__ = ["check_design"]
@@ -321,6 +321,14 @@ def _deployment(design: Design) -> Problems:
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
             )
+    if dep.feedback_auth == "none" and not is_loopback_host(dep.host):
+        # anyone who reaches the port could then write outcomes (first write wins)
+        yield design.error(
+            f"feedback_auth: none is allowed only on a loopback host, and deployment.host is {dep.host}",
+            field="deployment.feedback_auth",
+            received="none",
+            expected="token or signed_id (or host: 127.0.0.1)",
+        )
 
 
 def _range_tolerances(design: Design) -> Problems:

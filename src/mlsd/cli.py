@@ -272,23 +272,34 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
-    import uvicorn
-
     from mlsd.serving import create_app, settings_for
+    from mlsd.serving.server import bind_socket
+    from mlsd.serving.server import serve as run_server
 
     try:
         system = _system(design)
-        settings = settings_for(system, log_url=log_url)
+        dep = system.design.deployment
+        bound, port = host or dep.host, port or dep.port
+        # bound first, before the model loads and before anything says it serves: a port in use
+        # is one line and exit 2, and no other server can take the port meanwhile
+        sock = bind_socket(bound, port)
     except MlsdError as exc:
         _fail(exc)
-    dep = system.design.deployment
-    host, port = host or dep.host, port or dep.port
+    try:
+        settings = settings_for(system, log_url=log_url, host=bound)
+        app_ = create_app(settings)
+    except MlsdError as exc:
+        sock.close()
+        _fail(exc)
+    shown = f"[{bound}]" if ":" in bound else bound
     err.print(
         f"serving [bold]{escape(settings.model_name)}[/] version {settings.model_version} on "
-        f"{escape(f'http://{host}:{port} (docs at /docs; log {settings.log.url})')}",
+        f"{escape(f'http://{shown}:{port} (docs at /docs; log {settings.log.url}; ')}"
+        f"feedback auth: {settings.feedback_auth})",
         highlight=False,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    with sock:
+        run_server(app_, settings, sock)
 
 
 @app.command()

@@ -55,6 +55,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "Stakeholder",
+    "is_loopback_host",
     "list_strategies",
     "load_design",
     "parse_duration",
@@ -303,6 +304,29 @@ def list_strategies() -> list[str]:
     return ["single"]
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HOST_NAME = r"^(\*\.)?[A-Za-z0-9._:-]+$"
+_ORIGIN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$"
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (a bind address) only accepts connections from this machine.
+
+    >>> [is_loopback_host(h) for h in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "10.1.2.3", "example")]
+    [True, True, True, False, False, False]
+    """
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # another host name: it may resolve anywhere
+        return False
+
+
 class DeploymentSpec(_Spec):
     strategy: Strategy = "single"
     steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=list)
@@ -333,6 +357,58 @@ class DeploymentSpec(_Spec):
         default_factory=dict,
         description="per raw input column: its own tolerance, growing (no upper bound) or none (no range "
         "check); recorded in the model's schema at build time",
+    )
+    # -- security of `mlsd serve` (docs/serving-security.md) --
+    feedback_auth: Literal["token", "signed_id", "none"] | None = Field(
+        None,
+        description="how /v1/feedback is authenticated: a bearer token, an HMAC of the request id echoed "
+        "from the prediction, or none (loopback hosts only); default: none on a loopback host, else token",
+    )
+    feedback_token_env: str = Field(
+        "MLSD_FEEDBACK_TOKEN",
+        pattern=_ENV_NAME,
+        description="environment variable holding the bearer token of /v1/feedback (feedback_auth: token)",
+    )
+    feedback_secret_env: str = Field(
+        "MLSD_FEEDBACK_SECRET",
+        pattern=_ENV_NAME,
+        description="environment variable holding the key that signs request ids (feedback_auth: signed_id)",
+    )
+    admin_token_env: str = Field(
+        "MLSD_ADMIN_TOKEN",
+        pattern=_ENV_NAME,
+        description="environment variable of the bearer token that shows /v1/model's schema and threshold",
+    )
+    allowed_hosts: list[Annotated[str, Field(min_length=1, pattern=_HOST_NAME)]] = Field(
+        default_factory=list,
+        description="Host header names accepted (any port; '*.example.com' for subdomains); "
+        "default: the bound address, localhost, 127.0.0.1 and ::1",
+    )
+    cors_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) a browser may call the API from; none: no CORS headers",
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        le=1_048_576,
+        description="request line + headers larger than this: 431, connection closed",
+    )
+    max_header_count: int = Field(100, ge=8, le=10_000, description="more request headers than this get 431")
+    max_request_line_bytes: int = Field(
+        8192, ge=256, le=1_048_576, description="a longer method + target + version gets 414"
+    )
+    max_concurrent_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="open connections at most; more are answered 503 and closed"
+    )
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="headers, then the body, must arrive within this; else the connection is closed",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600, description="idle keep-alive connections closed after this"
     )
 
 

@@ -47,6 +47,8 @@ __all__ = [
 
 _STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
