@@ -344,6 +344,7 @@ def replay(
                 base_url,
                 rows,
                 labels=labels.tolist() if feedback else None,
+                feedback_token=os.environ.get(dep.feedback_token_env) or None,
                 concurrency=concurrency,
                 rate=rate,
                 on_done=lambda k: progress.advance(task, k),
