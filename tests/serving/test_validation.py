@@ -305,11 +305,20 @@ def test_feedback_with_numbers_beyond_a_float_or_broken_text_is_a_4xx(client, fl
     )
     assert r.status_code == 400 and r.json()["error"]["errors"][0]["field"] == "body"
     # a lone surrogate: valid JSON, but no text the log can store; the field is named
-    r = http.post("/v1/feedback", content=json.dumps({"request_id": "\ud800", "outcome": True}).encode())
+    headers = {"content-type": "application/json"}
+    r = http.post(
+        "/v1/feedback",
+        content=json.dumps({"request_id": "\ud800", "outcome": True}).encode(),
+        headers=headers,
+    )
     assert r.status_code == 422, r.text
     [error] = r.json()["error"]["errors"]
     assert (error["field"], error["received"]) == ("request_id", "\ufffd")
-    r = http.post("/v1/feedback", content=json.dumps([{"request_id": "ok", "outcome": "\udfff"}]).encode())
+    r = http.post(
+        "/v1/feedback",
+        content=json.dumps([{"request_id": "ok", "outcome": "\udfff"}]).encode(),
+        headers=headers,
+    )
     assert r.status_code == 422 and r.json()["error"]["errors"][0]["field"] == "[0].outcome"
 
 

@@ -324,8 +324,10 @@ class RowValidator:
     must be JSON numbers (not strings, not booleans) of magnitude at most :data:`MAX_ABS_NUMBER`,
     integers whole, datetimes ISO 8601 date-times (:data:`DATETIME_PATTERN`), strings at most
     :func:`string_limit` characters and free of lone surrogates. Numbers outside the build range
-    widened by ``range_tolerance`` of its width on each side are errors (datetimes are never
-    range-checked: time moves forward). Unseen categories are errors only when
+    widened by ``range_tolerance`` of its width on each side are errors, as the schema rules each
+    column (:meth:`mlsd.data.ColumnSchema.bounds`: its own tolerance, no upper bound for a growing
+    column, no check for one the model reads only through a derived column); datetimes are never
+    range-checked (time moves forward). Unseen categories are errors only when
     ``reject_unseen_categories``; otherwise they are counted. ``time_column`` (the design's
     ``data.time``), when it is not an input column, is optional, but when a row carries it, it must
     be a datetime (a row is never logged with an event time that did not parse).
@@ -366,11 +368,12 @@ class RowValidator:
                 self.max_lengths[column] = string_limit(spec, max_string_length)
             if spec is None:
                 continue
-            if spec.dtype in ("number", "integer") and spec.min is not None and spec.max is not None:
-                lo, hi = float(spec.min), float(spec.max)
-                margin = (hi - lo) * range_tolerance
-                self.bounds[column] = (lo - margin, hi + margin)
-                self._bound_text[column] = f"values in [{lo - margin}, {hi + margin}]"
+            # the schema's rule per column: its own tolerance, no upper bound if it grows, or none
+            bounds = spec.bounds(range_tolerance) if spec.dtype in ("number", "integer") else None
+            if bounds is not None:
+                lo, hi = bounds
+                self.bounds[column] = (float(lo), np.inf if hi is None else float(hi))
+                self._bound_text[column] = spec.range_text(range_tolerance)
             if spec.allowed is not None:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")
