@@ -79,3 +79,23 @@ def test_a_list_of_feedback(scored) -> None:
         http.post("/v1/feedback", content=b"{", headers={"content-type": "application/json"}).status_code
         == 400
     )
+
+
+def test_the_documented_feedback_answer_covers_one_item_and_a_list(client, flights) -> None:
+    from pydantic import TypeAdapter
+
+    from mlsd.serving.models import FeedbackResponse, FeedbackResults
+
+    http, _ = client
+    ids = [
+        p["request_id"]
+        for p in http.post("/v1/predict", json={"inputs": flights.rows[:2]}).json()["predictions"]
+    ]
+    one = http.post("/v1/feedback", json={"request_id": ids[0], "outcome": True})
+    many = http.post("/v1/feedback", json=[{"request_id": i, "outcome": False} for i in ids[1:]])
+    assert one.status_code == many.status_code == 200
+    documented = http.get("/openapi.json").json()["paths"]["/v1/feedback"]["post"]["responses"]["200"]
+    refs = {r["$ref"].rsplit("/", 1)[1] for r in documented["content"]["application/json"]["schema"]["anyOf"]}
+    assert refs == {"FeedbackResponse", "FeedbackResults"}
+    assert isinstance(TypeAdapter(FeedbackResponse).validate_python(one.json()), FeedbackResponse)
+    assert TypeAdapter(FeedbackResults).validate_python(many.json()).results[0].request_id == ids[1]

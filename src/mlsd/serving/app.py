@@ -32,6 +32,7 @@ from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import (
     FeedbackResponse,
+    FeedbackResults,
     PredictResponse,
     example_row,
     feedback_schemas,
@@ -140,7 +141,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.post(
         FEEDBACK_ROUTE,
-        response_model=FeedbackResponse,
+        response_model=FeedbackResponse | FeedbackResults,  # one item or a list of them
         responses=_ERROR_RESPONSES,
         summary="Record the observed outcome of a prediction (idempotent; correct: true replaces one)",
         openapi_extra={

@@ -34,6 +34,7 @@ from mlsd.serving.validation import DATETIME_PATTERN, MAX_ABS_NUMBER, RowValidat
 __all__ = [
     "FeedbackItem",
     "FeedbackResponse",
+    "FeedbackResults",
     "ModelRef",
     "PredictResponse",
     "Prediction",
@@ -87,6 +88,12 @@ class FeedbackItem(BaseModel):
 class FeedbackResponse(BaseModel):
     request_id: str
     status: Literal["created", "unchanged", "corrected"]
+
+
+class FeedbackResults(BaseModel):
+    """The answer to a list of feedback items: one result per item, in order."""
+
+    results: list[FeedbackResponse]
 
 
 def _example(spec: ColumnSchema | None) -> Any:
