@@ -16,6 +16,13 @@ Accepted:
   .str.len() .str.contains(..) .str.startswith(..)`` and the functions
   ``abs log log1p exp sqrt where(cond, a, b)``.
 
+Resources are bounded too, so a hostile expression is refused in milliseconds instead of
+hanging or exhausting memory: its length (:data:`MAX_CHARS`), the number of nodes and the
+depth of its tree (:data:`MAX_NODES`, :data:`MAX_DEPTH`) before it is compiled; an exponent
+(:data:`MAX_EXPONENT`) statically when it is a constant; and at evaluation the size of what
+``**`` on integers, ``*`` and ``+`` on strings or lists can build (:data:`MAX_INT_BITS`,
+:data:`MAX_SEQUENCE`, :data:`MAX_SERIES_CHARS`). ``%`` on strings (formatting) is refused.
+
 >>> import pandas as pd
 >>> df = pd.DataFrame({"arr_delay": [3.0, 20.0, None], "sched_dep_time": [515, 1230, 2359]})
 >>> evaluate_expression(df, "arr_delay > 15", field="data.label").tolist()
@@ -42,9 +49,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pandas.api import types as ptypes
+
 from mlsd.errors import DesignError
 
-__all__ = ["ParsedExpression", "evaluate_expression", "parse_expression"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_EXPONENT",
+    "MAX_INT_BITS",
+    "MAX_NODES",
+    "MAX_SEQUENCE",
+    "MAX_SERIES_CHARS",
+    "ParsedExpression",
+    "evaluate_expression",
+    "parse_expression",
+]
+
+#: longest expression text; a label or filter is a line, a derived column a few
+MAX_CHARS = 10_000
+#: most AST nodes (``a > 1`` has 5); bounds the work of every later step
+MAX_NODES = 2_000
+#: deepest AST nesting; also keeps the recursive compiler far from Python's recursion limit
+MAX_DEPTH = 100
+#: largest constant exponent of ``**`` (and any exponent of a scalar base at evaluation)
+MAX_EXPONENT = 1_000
+#: largest integer ``**`` may build, in bits (about 30,000 decimal digits)
+MAX_INT_BITS = 100_000
+#: longest string or list a scalar ``*`` or ``+`` may build
+MAX_SEQUENCE = 100_000
+#: most characters ``*`` or ``+`` on a column of strings may build over all its rows
+MAX_SERIES_CHARS = 50_000_000
 
 _EXPECTED = (
     "columns, constants, + - * / // % **, comparisons, and/or/not, & | ~, the methods "
@@ -58,6 +93,58 @@ _ASTYPES |= {"bool", "boolean", "category"}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr)
 _CMPOPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 _BACKTICK = re.compile(r"`([^`]+)`")
+
+
+class _LimitError(Exception):
+    """A guarded operator refused to build a result beyond a bound (becomes a DesignError)."""
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer)
+
+
+def _string_chars(x: Any) -> Any:
+    """Characters per row of a string column (``None`` if ``x`` is not one)."""
+    if isinstance(x, pd.Series) and (ptypes.is_object_dtype(x.dtype) or ptypes.is_string_dtype(x.dtype)):
+        return x.str.len().fillna(0)
+    return None
+
+
+def _pow(a: Any, b: Any) -> Any:
+    if np.ndim(b) == 0 and isinstance(b, int | float | np.number) and abs(b) > MAX_EXPONENT:
+        raise _LimitError(f"exponent {b} is larger than {MAX_EXPONENT}")
+    if _is_int(a) and _is_int(b) and b > 0 and int(a).bit_length() * int(b) > MAX_INT_BITS:
+        raise _LimitError(f"{a!r:.40} ** {b} would have about {int(a).bit_length() * int(b):,} bits")
+    return a**b
+
+
+def _mul(a: Any, b: Any) -> Any:
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, str | list | tuple) and _is_int(n) and len(seq) * int(n) > MAX_SEQUENCE:
+            raise _LimitError(f"repeating a {type(seq).__name__} {n} times builds {len(seq) * int(n):,} items")
+        chars = _string_chars(seq)
+        if chars is not None and not isinstance(n, str) and np.ndim(n) <= 1:
+            total = float((chars * pd.to_numeric(n, errors="coerce")).clip(lower=0).sum())
+            if total > MAX_SERIES_CHARS:
+                raise _LimitError(f"repeating the strings of a column builds {total:,.0f} characters")
+    return a * b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, str | list | tuple) and isinstance(b, str | list | tuple) and len(a) + len(b) > MAX_SEQUENCE:
+        raise _LimitError(f"concatenating builds {len(a) + len(b):,} items")
+    chars = [c for c in (_string_chars(a), _string_chars(b)) if c is not None]
+    if chars and sum(float(c.sum()) for c in chars) + sum(len(x) for x in (a, b) if isinstance(x, str)) * max(
+        len(c) for c in chars
+    ) > MAX_SERIES_CHARS:
+        raise _LimitError(f"concatenating strings builds more than {MAX_SERIES_CHARS:,} characters")
+    return a + b
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str) or _string_chars(a) is not None:
+        raise _LimitError("% on strings (formatting) is not allowed")
+    return a % b
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
@@ -103,7 +190,13 @@ _RUNTIME = {f"_fn_{k}": v for k, v in _FUNCTIONS.items()} | {
     "_op_or": _or,
     "_op_not": _not,
     "_op_isin": _isin,
+    "_op_pow": _pow,
+    "_op_mul": _mul,
+    "_op_add": _add,
+    "_op_mod": _mod,
 }
+# operators rewritten into the guarded functions above
+_GUARDED = {ast.Pow: "_op_pow", ast.Mult: "_op_mul", ast.Add: "_op_add", ast.Mod: "_op_mod"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +217,7 @@ class ParsedExpression:
                 close = difflib.get_close_matches(col, available, n=3, cutoff=0.6)
                 hint = f"did you mean: {', '.join(close)}?" if close else "no similar column"
                 raise DesignError(
-                    f"expression {self.expr!r} refers to unknown column {col!r}; {hint}",
+                    f"expression {_shown(self.expr)} refers to unknown column {col!r}; {hint}",
                     field=self.field,
                     received=col,
                     expected="one of the columns: " + ", ".join((close or available)[:20]),
@@ -140,13 +233,21 @@ class ParsedExpression:
             # negatives is expected, so floating-point warnings are silenced
             with np.errstate(all="ignore"):
                 out = eval(self._code, namespace)
-        except Exception as exc:
+        except _LimitError as exc:
             raise DesignError(
-                f"expression {self.expr!r} cannot be evaluated: {type(exc).__name__}: {exc}",
+                f"expression {_shown(self.expr)} is refused: {exc}",
                 field=self.field,
-                received=self.expr,
+                received=_cut(self.expr),
+                expected="an expression whose results stay within the resource limits",
+            ) from None
+        except Exception as exc:  # MemoryError and RecursionError included: both are Exceptions
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise DesignError(
+                f"expression {_shown(self.expr)} cannot be evaluated: {type(exc).__name__}: {detail}",
+                field=self.field,
+                received=_cut(self.expr),
                 expected="an expression whose operations fit the column types",
-            ) from exc
+            ) from None
         if isinstance(out, pd.Series):
             return out
         if np.ndim(out) == 0:
@@ -166,7 +267,10 @@ class _Transformer(ast.NodeTransformer):
         for ident, col in self.backticks.items():
             snippet = snippet.replace(ident, f"`{col}`")
         return DesignError(
-            f"{why} in expression {self.expr!r}", field=self.field, received=snippet, expected=_EXPECTED
+            f"{why} in expression {_shown(self.expr)}",
+            field=self.field,
+            received=_cut(snippet),
+            expected=_EXPECTED,
         )
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
@@ -216,7 +320,15 @@ class _Transformer(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         if not isinstance(node.op, _BINOPS):
             raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
+        exponent = _number(node.right)
+        if isinstance(node.op, ast.Pow) and exponent is not None and abs(exponent) > MAX_EXPONENT:
+            raise self.fail(node, f"exponent {exponent} is larger than {MAX_EXPONENT}")
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            raise self.fail(node, "% on strings (formatting) is not allowed")
         node.left, node.right = self.visit(node.left), self.visit(node.right)
+        guard = _GUARDED.get(type(node.op))
+        if guard is not None:  # evaluated through a function that bounds the size of its result
+            return ast.copy_location(_call(guard, [node.left, node.right]), node)
         return node
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
@@ -291,6 +403,45 @@ class _Transformer(ast.NodeTransformer):
         return ast.copy_location(ast.Call(func=attr, args=args, keywords=keywords), node)
 
 
+def _number(node: ast.AST) -> float | int | None:
+    """The value of a (possibly negated) numeric constant node, else ``None``."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign, node = (-sign if isinstance(node.op, ast.USub) else sign), node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return sign * node.value
+    return None
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    """``text`` as received: a long one is cut and its length given, so an error stays one line."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``text`` quoted for an error message, cut like :func:`_cut`."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[: limit // 2]!r}… ({len(text):,} characters)"
+
+
+def _check_size(tree: ast.AST, expr: str, field: str) -> None:
+    """Refuse a tree beyond :data:`MAX_NODES` or :data:`MAX_DEPTH`, walked without recursion."""
+    nodes, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            what = f"more than {MAX_NODES:,} nodes" if nodes > MAX_NODES else f"nesting deeper than {MAX_DEPTH}"
+            raise DesignError(
+                f"expression {_shown(expr)} is too large: {what}",
+                field=field,
+                received=_cut(expr),
+                expected=f"at most {MAX_NODES:,} nodes nested at most {MAX_DEPTH} deep",
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
     return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
 
@@ -306,6 +457,13 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
     """
     if not isinstance(expr, str) or not expr.strip():
         raise DesignError("empty expression", field=field, received=expr, expected="e.g. 'arr_delay > 15'")
+    if len(expr) > MAX_CHARS:
+        raise DesignError(
+            "expression is too long",
+            field=field,
+            received=_cut(expr),
+            expected=f"at most {MAX_CHARS:,} characters",
+        )
     backticks: dict[str, str] = {}
 
     def _quote(m: re.Match[str]) -> str:
@@ -320,9 +478,18 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
         raise DesignError(
             f"invalid expression syntax at position {exc.offset}: {exc.msg}",
             field=field,
-            received=expr,
+            received=_cut(expr),
             expected="a Python-like expression over columns, e.g. 'arr_delay > 15'",
-        ) from exc
+        ) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        # Python's own parser gives up on deeply nested input (10,000 unary minuses) this way
+        raise DesignError(
+            f"expression cannot be parsed: {type(exc).__name__}: {str(exc)[:120]}",
+            field=field,
+            received=_cut(expr),
+            expected=f"an expression nested at most {MAX_DEPTH} deep",
+        ) from None
+    _check_size(tree, source, field)
     transformer = _Transformer(source, field, backticks)
     tree = ast.fix_missing_locations(transformer.visit(tree))
     columns = transformer.names
