@@ -342,7 +342,10 @@ def parse_duration(text: str) -> dt.timedelta:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a duration; expected a number and a unit (s, m, h, d, w), e.g. 1d")
-    return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    except OverflowError:  # timedelta holds up to 999,999,999 days
+        raise ValueError(f"{text[:40]!r} is too long a duration; expected at most 999999999d") from None
 
 
 class MonitoringSpec(_Spec):

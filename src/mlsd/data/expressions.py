@@ -40,6 +40,7 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -197,6 +198,16 @@ _RUNTIME = {f"_fn_{k}": v for k, v in _FUNCTIONS.items()} | {
 }
 # operators rewritten into the guarded functions above
 _GUARDED = {ast.Pow: "_op_pow", ast.Mult: "_op_mul", ast.Add: "_op_add", ast.Mod: "_op_mod"}
+# constant subexpressions computed at parse time, through the same guards
+_FOLD: dict[type, Any] = {
+    ast.Add: _add,
+    ast.Sub: operator.sub,
+    ast.Mult: _mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: _mod,
+    ast.Pow: _pow,
+}
 
 
 @dataclass(frozen=True)
@@ -442,6 +453,46 @@ def _check_size(tree: ast.AST, expr: str, field: str) -> None:
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
+_NOT_CONSTANT = object()
+
+
+def _check_constants(node: ast.AST, expr: str, field: str) -> Any:
+    """Compute every constant subexpression through the guarded operators, refusing those that
+    exceed a bound (``10**10**10``, ``'a' * 10**8``) before any data is read.
+
+    Returns the value of ``node`` if it is constant, else ``_NOT_CONSTANT``. Recursion is safe:
+    :func:`_check_size` has bounded the depth already.
+    """
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _check_constants(node.operand, expr, field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+        return _NOT_CONSTANT
+    if isinstance(node, ast.List | ast.Tuple):
+        values = [_check_constants(e, expr, field) for e in node.elts]
+        return _NOT_CONSTANT if any(v is _NOT_CONSTANT for v in values) else values
+    if isinstance(node, ast.BinOp) and type(node.op) in _FOLD:
+        left, right = _check_constants(node.left, expr, field), _check_constants(node.right, expr, field)
+        if left is _NOT_CONSTANT or right is _NOT_CONSTANT:
+            return _NOT_CONSTANT
+        try:
+            return _FOLD[type(node.op)](left, right)
+        except _LimitError as exc:
+            raise DesignError(
+                f"expression {_shown(expr)} is refused: {exc}",
+                field=field,
+                received=_cut(ast.get_source_segment(expr, node) or expr),
+                expected="an expression whose results stay within the resource limits",
+            ) from None
+        except Exception:  # division by zero, a type error: evaluation reports it with the data
+            return _NOT_CONSTANT
+    for child in ast.iter_child_nodes(node):
+        _check_constants(child, expr, field)
+    return _NOT_CONSTANT
+
+
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
     return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
 
@@ -490,6 +541,7 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
             expected=f"an expression nested at most {MAX_DEPTH} deep",
         ) from None
     _check_size(tree, source, field)
+    _check_constants(tree, source, field)
     transformer = _Transformer(source, field, backticks)
     tree = ast.fix_missing_locations(transformer.visit(tree))
     columns = transformer.names
