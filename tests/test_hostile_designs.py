@@ -145,7 +145,7 @@ WRONG_TYPES: list[tuple[tuple[Any, ...], Any, str | None]] = [
     (("models", "candidates"), {"name": "x"}, "models.candidates"),
     (("models", "candidates", 0, "params"), ["C"], "models.candidates[0].params"),
     (("models", "candidates", 0, "params", "C"), "big", "models.candidates[0].params"),
-        (("models", "select"), "roc_auc", "models.select"),
+    (("models", "select"), "roc_auc", "models.select"),
     (("models", "bootstrap"), -1, "models.bootstrap"),
     (("models", "calibrate"), True, "models.calibrate"),
     (("models", "slices"), "carrier", "models.slices"),
@@ -183,7 +183,9 @@ def _date_mutations() -> Iterator[Mutation]:
     for i, date in enumerate(BAD_DATES):
         text = TEXT.replace("valid_from: 2013-09-01", f"valid_from: {date}")
         yield Mutation(f"date-{i}-{date}", text.encode(), says="data.split.valid_from")
-    swapped = TEXT.replace("valid_from: 2013-09-01, test_from: 2013-11-01", "valid_from: 2013-11-01, test_from: 2013-09-01")
+    swapped = TEXT.replace(
+        "valid_from: 2013-09-01, test_from: 2013-11-01", "valid_from: 2013-11-01, test_from: 2013-09-01"
+    )
     yield Mutation("date-swapped", swapped.encode(), says="valid_from")
     same = TEXT.replace("test_from: 2013-11-01", "test_from: 2013-09-01")
     yield Mutation("date-equal", same.encode(), says="valid_from")
@@ -197,7 +199,9 @@ def _encodings() -> Iterator[Mutation]:
     yield Mutation("utf32-bom", TEXT.encode("utf-32"), says="UTF-32")
     latin = TEXT.replace("# Flight delay warning", "# Flight delay warning (café)", 1)
     yield Mutation("latin1-comment", latin.encode("latin-1"), says="Latin-1")
-    yield Mutation("cp1252-quotes", TEXT.replace("Fewer", "\u201cFewer\u201d", 1).encode("cp1252"), says="not UTF-8")
+    yield Mutation(
+        "cp1252-quotes", TEXT.replace("Fewer", "\u201cFewer\u201d", 1).encode("cp1252"), says="not UTF-8"
+    )
     yield Mutation("nul-in-middle", TEXT.encode()[:2000] + b"\x00" + TEXT.encode()[2000:], says="NUL")
     yield Mutation("binary-elf", b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4, says="binary")
     yield Mutation("binary-random", bytes((i * 7919) % 255 + 1 for i in range(4096)), says="not UTF-8")
@@ -220,9 +224,16 @@ def _bombs() -> Iterator[Mutation]:
     laughs = "lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
     laughs += "".join(f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
     yield Mutation("billion-laughs", (laughs + TEXT).encode(), says="alias")
-    yield Mutation("billion-laughs-in-params", TEXT.replace("params: {C: 1.0}", "params: {C: 1.0, x: *l9}").replace(
-        "name: flight-delay", laughs.replace("lol", "_l").replace("\n_l", "\n# ").split("\n")[0] + "\nname: flight-delay"
-    ).encode(), "any")
+    yield Mutation(
+        "billion-laughs-in-params",
+        TEXT.replace("params: {C: 1.0}", "params: {C: 1.0, x: *l9}")
+        .replace(
+            "name: flight-delay",
+            laughs.replace("lol", "_l").replace("\n_l", "\n# ").split("\n")[0] + "\nname: flight-delay",
+        )
+        .encode(),
+        "any",
+    )
     wide = "a: &a [" + ", ".join(["x"] * 1000) + "]\nb: [" + ", ".join(["*a"] * 200) + "]\n"
     yield Mutation("wide-aliases", (wide + TEXT).encode(), says="alias")
     many = "a: &a x\nb: [" + ", ".join(["*a"] * 2000) + "]\n"
@@ -230,25 +241,53 @@ def _bombs() -> Iterator[Mutation]:
     yield Mutation("recursive-alias", ("loop: &loop [*loop]\n" + TEXT).encode(), says="recursive")
     yield Mutation("recursive-mapping", ("loop: &m {self: *m}\n" + TEXT).encode(), says="recursive")
     yield Mutation("deep-flow", ("deep: " + "[" * 5000 + "]" * 5000 + "\n" + TEXT).encode(), says="nests")
-    block = "".join("  " * i + f"k{i}:\n" for i in range(MAX_YAML_DEPTH + 10)) + "  " * (MAX_YAML_DEPTH + 10) + "v\n"
+    block = (
+        "".join("  " * i + f"k{i}:\n" for i in range(MAX_YAML_DEPTH + 10))
+        + "  " * (MAX_YAML_DEPTH + 10)
+        + "v\n"
+    )
     yield Mutation("deep-block", (block + TEXT).encode(), says="nests")
-    merge = "base: &b {x: 1}\n" + "".join(f"m{i}: &m{i} {{<<: [*{'b' if i == 0 else f'm{i - 1}'}], y{i}: 1}}\n" for i in range(50))
+    merge = "base: &b {x: 1}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [*{'b' if i == 0 else f'm{i - 1}'}], y{i}: 1}}\n" for i in range(50)
+    )
     yield Mutation("merge-chain", (merge + TEXT).encode(), "any")
 
 
 def _huge() -> Iterator[Mutation]:
     yield Mutation("file-too-large", (TEXT + "#" * (MAX_DESIGN_BYTES + 1)).encode(), "any", says="too large")
-    yield Mutation("int-5000-digits", TEXT.replace("seed: 0", "seed: 0").replace("calibrate: none", "seed: " + "9" * 5000 + "\n  calibrate: none").encode(), says="models.seed")
-    yield Mutation("name-100k-chars", TEXT.replace("name: flight-delay", "name: " + "a" * 100_000 + "!").encode(), says="characters")
-    yield Mutation("description-500k", TEXT.replace("description: >-", "description: " + "z" * 500_000 + "\nx_description: >-").encode(), says="x_description")
+    yield Mutation(
+        "int-5000-digits",
+        TEXT.replace("seed: 0", "seed: 0")
+        .replace("calibrate: none", "seed: " + "9" * 5000 + "\n  calibrate: none")
+        .encode(),
+        says="models.seed",
+    )
+    yield Mutation(
+        "name-100k-chars",
+        TEXT.replace("name: flight-delay", "name: " + "a" * 100_000 + "!").encode(),
+        says="characters",
+    )
+    yield Mutation(
+        "description-500k",
+        TEXT.replace("description: >-", "description: " + "z" * 500_000 + "\nx_description: >-").encode(),
+        says="x_description",
+    )
     yield Mutation("bootstrap-huge", _set(("models", "bootstrap"), 10**12), says="models.bootstrap")
     yield Mutation("port-huge", _set(("deployment", "port"), 10**20), says="deployment.port")
     yield Mutation("float-inf", TEXT.replace("false_positive: 1", "false_positive: .inf").encode(), "any")
     yield Mutation("float-nan", _set(("monitoring", "alpha"), float("nan")), says="monitoring.alpha")
     yield Mutation("float-1e999", TEXT.replace("min_roc_auc: 0.65", "min_roc_auc: 1e999").encode(), "any")
     yield Mutation("window-huge", _set(("monitoring", "window"), "9" * 30 + "d"), says="monitoring.window")
-    yield Mutation("many-candidates", _set(("models", "candidates"), [{"name": f"c{i}", "type": "logistic_regression"} for i in range(2000)]), "any")
-    yield Mutation("label-too-long", _set(("data", "label"), " or ".join(["arr_delay > 15"] * 2000)), says="data.label")
+    yield Mutation(
+        "many-candidates",
+        _set(
+            ("models", "candidates"), [{"name": f"c{i}", "type": "logistic_regression"} for i in range(2000)]
+        ),
+        "any",
+    )
+    yield Mutation(
+        "label-too-long", _set(("data", "label"), " or ".join(["arr_delay > 15"] * 2000)), says="data.label"
+    )
 
 
 def _oddities() -> Iterator[Mutation]:
@@ -258,20 +297,44 @@ def _oddities() -> Iterator[Mutation]:
     yield Mutation("list-document", b"- a\n- b\n", says="mapping")
     yield Mutation("two-documents", (TEXT + "\n---\n" + TEXT).encode(), says="YAML")
     yield Mutation("tab-indent", TEXT.replace("\n  task: binary", "\n\ttask: binary").encode(), says="YAML")
-    yield Mutation("duplicate-key", TEXT.replace("  task: binary", "  task: binary\n  task: regression").encode(), says="duplicate")
-    yield Mutation("python-tag", TEXT.replace("name: flight-delay", "name: !!python/object/apply:os.system [ls]").encode(), says="name")
-    yield Mutation("unknown-tag", TEXT.replace("metric: roc_auc ", "metric: !secret roc_auc ").encode(), says="goals.metric")
-    yield Mutation("binary-tag", TEXT.replace("name: flight-delay", "name: !!binary aGVsbG8=").encode(), "any")
+    yield Mutation(
+        "duplicate-key",
+        TEXT.replace("  task: binary", "  task: binary\n  task: regression").encode(),
+        says="duplicate",
+    )
+    yield Mutation(
+        "python-tag",
+        TEXT.replace("name: flight-delay", "name: !!python/object/apply:os.system [ls]").encode(),
+        says="name",
+    )
+    yield Mutation(
+        "unknown-tag",
+        TEXT.replace("metric: roc_auc ", "metric: !secret roc_auc ").encode(),
+        says="goals.metric",
+    )
+    yield Mutation(
+        "binary-tag", TEXT.replace("name: flight-delay", "name: !!binary aGVsbG8=").encode(), "any"
+    )
     yield Mutation("complex-key", ("? [a, b]\n: 1\n" + TEXT).encode(), says="unknown key")
-    yield Mutation("null-segment", TEXT.replace("deployment: {strategy: single}", "deployment:").encode(), says="deployment")
+    yield Mutation(
+        "null-segment",
+        TEXT.replace("deployment: {strategy: single}", "deployment:").encode(),
+        says="deployment",
+    )
     yield Mutation("null-name", TEXT.replace("name: flight-delay", "name: ~").encode(), says="name")
     yield Mutation("bool-name", TEXT.replace("name: flight-delay", "name: true").encode(), says="name")
     yield Mutation("unknown-top-key", ("colour: blue\n" + TEXT).encode(), says="colour")
-    yield Mutation("misspelt-key", TEXT.replace("  metric: roc_auc ", "  metirc: roc_auc ").encode(), says="metirc")
+    yield Mutation(
+        "misspelt-key", TEXT.replace("  metric: roc_auc ", "  metirc: roc_auc ").encode(), says="metirc"
+    )
     yield Mutation("crlf-line-ends", TEXT.replace("\n", "\r\n").encode(), "any")
     yield Mutation("cr-only-line-ends", TEXT.replace("\n", "\r").encode(), "any")
     yield Mutation("undefined-alias", TEXT.replace("task: binary", "task: *nowhere").encode(), says="YAML")
-    yield Mutation("unclosed-quote", TEXT.replace('label: "arr_delay > 15"', 'label: "arr_delay > 15').encode(), says="YAML")
+    yield Mutation(
+        "unclosed-quote",
+        TEXT.replace('label: "arr_delay > 15"', 'label: "arr_delay > 15').encode(),
+        says="YAML",
+    )
 
 
 def _expressions() -> Iterator[Mutation]:
@@ -379,7 +442,9 @@ def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
 
 
 def test_aliases_within_the_bounds_still_load(tmp_path: Path) -> None:
-    text = TEXT.replace("  metrics: [pr_auc, log_loss, brier, f1]", "  metrics: &m [pr_auc, log_loss, brier, f1]")
+    text = TEXT.replace(
+        "  metrics: [pr_auc, log_loss, brier, f1]", "  metrics: &m [pr_auc, log_loss, brier, f1]"
+    )
     text = text.replace("  slices: [carrier, origin]", "  slices: [carrier, origin]\n  # same metrics: *m")
     path = tmp_path / "design.yaml"
     path.write_text(text.replace("monitoring:\n", "x_monitoring: *m\nmonitoring:\n"))
@@ -398,7 +463,12 @@ def test_huge_value_is_shown_cut_with_its_length(tmp_path: Path) -> None:
     "content",
     [
         TEXT.encode("utf-16"),
-        ("b: &b [1,1,1,1,1,1,1,1,1,1]\n" + "".join(f"b{i}: &b{i} [{', '.join(['*b' if i == 0 else f'*b{i-1}'] * 10)}]\n" for i in range(9))).encode(),
+        (
+            "b: &b [1,1,1,1,1,1,1,1,1,1]\n"
+            + "".join(
+                f"b{i}: &b{i} [{', '.join(['*b' if i == 0 else f'*b{i - 1}'] * 10)}]\n" for i in range(9)
+            )
+        ).encode(),
         TEXT.replace('label: "arr_delay > 15"', 'label: "10**10**10"').encode(),
         TEXT.replace('label: "arr_delay > 15"', 'label: "' + "-" * 9000 + '1"').encode(),
     ],

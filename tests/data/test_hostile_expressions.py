@@ -141,7 +141,17 @@ def test_refused_when_evaluated(expr: str, says: str | None, frame: pd.DataFrame
         ("+".join(["x"] * 50), [50.0, 100.0, 150.0]),
         (" or ".join(["x > 2"] * 200), [False, False, True]),
     ],
-    ids=["square", "max-exponent", "big-int-constant", "repeat-2", "concat", "str-const", "mod", "sum-50", "or-200"],
+    ids=[
+        "square",
+        "max-exponent",
+        "big-int-constant",
+        "repeat-2",
+        "concat",
+        "str-const",
+        "mod",
+        "sum-50",
+        "or-200",
+    ],
 )
 def test_ordinary_expressions_still_work(expr: str, expected: list | None, frame: pd.DataFrame) -> None:
     out = evaluate_expression(frame, expr)
@@ -167,7 +177,9 @@ def test_parser_recursion_error_becomes_a_design_error(monkeypatch: pytest.Monke
         parse_expression("x > 1", field="data.filter")
 
 
-def test_evaluation_memory_error_becomes_a_design_error(frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluation_memory_error_becomes_a_design_error(
+    frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlsd.data import expressions
 
     def exhausted(x: object) -> object:

@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from pandas.api import types as ptypes
 
 from mlsd.errors import DesignError
@@ -107,12 +106,15 @@ def _is_int(x: Any) -> bool:
 def _string_chars(x: Any) -> Any:
     """Characters per row of a string column (``None`` if ``x`` is not one)."""
     if isinstance(x, pd.Series) and (ptypes.is_object_dtype(x.dtype) or ptypes.is_string_dtype(x.dtype)):
-        return x.str.len().fillna(0)
+        try:
+            return x.str.len().fillna(0)
+        except AttributeError:  # an object column without strings has no .str
+            return None
     return None
 
 
 def _pow(a: Any, b: Any) -> Any:
-    if np.ndim(b) == 0 and isinstance(b, int | float | np.number) and abs(b) > MAX_EXPONENT:
+    if np.ndim(b) == 0 and isinstance(b, int | float | np.number) and abs(float(b)) > MAX_EXPONENT:
         raise _LimitError(f"exponent {b} is larger than {MAX_EXPONENT}")
     if _is_int(a) and _is_int(b) and b > 0 and int(a).bit_length() * int(b) > MAX_INT_BITS:
         raise _LimitError(f"{a!r:.40} ** {b} would have about {int(a).bit_length() * int(b):,} bits")
@@ -122,7 +124,9 @@ def _pow(a: Any, b: Any) -> Any:
 def _mul(a: Any, b: Any) -> Any:
     for seq, n in ((a, b), (b, a)):
         if isinstance(seq, str | list | tuple) and _is_int(n) and len(seq) * int(n) > MAX_SEQUENCE:
-            raise _LimitError(f"repeating a {type(seq).__name__} {n} times builds {len(seq) * int(n):,} items")
+            raise _LimitError(
+                f"repeating a {type(seq).__name__} {n} times builds {len(seq) * int(n):,} items"
+            )
         chars = _string_chars(seq)
         if chars is not None and not isinstance(n, str) and np.ndim(n) <= 1:
             total = float((chars * pd.to_numeric(n, errors="coerce")).clip(lower=0).sum())
@@ -132,12 +136,19 @@ def _mul(a: Any, b: Any) -> Any:
 
 
 def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, str | list | tuple) and isinstance(b, str | list | tuple) and len(a) + len(b) > MAX_SEQUENCE:
+    if (
+        isinstance(a, str | list | tuple)
+        and isinstance(b, str | list | tuple)
+        and len(a) + len(b) > MAX_SEQUENCE
+    ):
         raise _LimitError(f"concatenating builds {len(a) + len(b):,} items")
     chars = [c for c in (_string_chars(a), _string_chars(b)) if c is not None]
-    if chars and sum(float(c.sum()) for c in chars) + sum(len(x) for x in (a, b) if isinstance(x, str)) * max(
-        len(c) for c in chars
-    ) > MAX_SERIES_CHARS:
+    if (
+        chars
+        and sum(float(c.sum()) for c in chars)
+        + sum(len(x) for x in (a, b) if isinstance(x, str)) * max(len(c) for c in chars)
+        > MAX_SERIES_CHARS
+    ):
         raise _LimitError(f"concatenating strings builds more than {MAX_SERIES_CHARS:,} characters")
     return a + b
 
@@ -334,7 +345,11 @@ class _Transformer(ast.NodeTransformer):
         exponent = _number(node.right)
         if isinstance(node.op, ast.Pow) and exponent is not None and abs(exponent) > MAX_EXPONENT:
             raise self.fail(node, f"exponent {exponent} is larger than {MAX_EXPONENT}")
-        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+        if (
+            isinstance(node.op, ast.Mod)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+        ):
             raise self.fail(node, "% on strings (formatting) is not allowed")
         node.left, node.right = self.visit(node.left), self.visit(node.right)
         guard = _GUARDED.get(type(node.op))
@@ -419,7 +434,11 @@ def _number(node: ast.AST) -> float | int | None:
     sign = 1
     while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         sign, node = (-sign if isinstance(node.op, ast.USub) else sign), node.operand
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
         return sign * node.value
     return None
 
@@ -443,7 +462,9 @@ def _check_size(tree: ast.AST, expr: str, field: str) -> None:
         node, depth = stack.pop()
         nodes += 1
         if nodes > MAX_NODES or depth > MAX_DEPTH:
-            what = f"more than {MAX_NODES:,} nodes" if nodes > MAX_NODES else f"nesting deeper than {MAX_DEPTH}"
+            what = (
+                f"more than {MAX_NODES:,} nodes" if nodes > MAX_NODES else f"nesting deeper than {MAX_DEPTH}"
+            )
             raise DesignError(
                 f"expression {_shown(expr)} is too large: {what}",
                 field=field,

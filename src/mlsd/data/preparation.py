@@ -130,7 +130,8 @@ def split_prepared(design: Design, frame: pd.DataFrame) -> DataSplit:
         field, message = exc.field or "data.split", exc.message
         if not field.startswith("data."):  # a column (the time or group column): name it
             message = f"column {field!r}: {message}"
-            field = "data.time" if field == design.data.time else "data.split"
+            fields = {design.data.time: "data.time", design.data.split.column: "data.split.column"}
+            field = fields.get(field, "data.split")
         raise type(exc)(
             message,
             field=field,

@@ -19,8 +19,8 @@ vectorised.
 >>> check_frame(d, frame, [("features.numeric[0]", "a")])
 Traceback (most recent call last):
 ...
-mlsd.errors.DataError: features.numeric[0]: column 'a' holds infinite values (received '1 of 3 rows, e.g. inf'; \
-expected finite numbers or missing values (filter the rows or derive a clipped column))
+mlsd.errors.DataError: features.numeric[0]: column 'a' holds infinite values (received '1 of 3 rows, \
+e.g. inf'; expected finite numbers or missing values (filter the rows or derive a clipped column))
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def check_frame(design: Design, frame: pd.DataFrame, features: list[tuple[str, s
     ``features`` are the ``(field, column)`` pairs the features name
     (:func:`mlsd.data.feature_fields`); a column named twice is checked at its first field.
     """
+    if frame.empty:
+        raise _error(
+            design,
+            "the data has no rows",
+            field="data.source",
+            received=f"{frame.shape[1]} columns, 0 rows",
+            expected="a source with rows",
+        )
     numeric = _numeric_fields(design)
     for field, col in _first_fields(features):
         if col not in frame.columns:
@@ -83,7 +91,9 @@ def check_split(design: Design, split: DataSplit, features: list[tuple[str, str]
                     design,
                     f"the {name} split has one class of the label only",
                     field="data.split",
-                    received=f"{len(part):,} rows, all {_py(classes[0])!r}" if len(classes) else "no labelled rows",
+                    received=f"{len(part):,} rows, all {_py(classes[0])!r}"
+                    if len(classes)
+                    else "no labelled rows",
                     expected=f"both classes in the {name} split (move the split boundaries or use "
                     "by: stratified)",
                 )
@@ -118,7 +128,9 @@ def _numeric_fields(design: Design) -> set[str]:
 
 
 def _as_numbers(design: Design, s: pd.Series, col: str, field: str) -> pd.Series:
-    if ptypes.is_bool_dtype(s.dtype) or (ptypes.is_numeric_dtype(s.dtype) and not ptypes.is_complex_dtype(s.dtype)):
+    if ptypes.is_bool_dtype(s.dtype) or (
+        ptypes.is_numeric_dtype(s.dtype) and not ptypes.is_complex_dtype(s.dtype)
+    ):
         return s
     if ptypes.is_datetime64_any_dtype(s.dtype) or ptypes.is_timedelta64_dtype(s.dtype):
         raise _error(
