@@ -142,6 +142,27 @@ CASES = {
         "drift_overrides",
         ["does not fit a numeric column", "ks"],
     ),
+    "effect threshold of a column the model does not read": (
+        "drift: auto",
+        "drift: auto\n  effect_thresholds: {qsec: 0.05}",
+        "monitoring.effect_thresholds.qsec",
+        "effect_thresholds",
+        ["not a monitored column", "mpg"],
+    ),
+    "negative effect threshold": (
+        "drift: auto",
+        "drift: auto\n  effect_threshold: -0.1",
+        "monitoring.effect_threshold",
+        "effect_threshold",
+        ["greater than or equal to 0"],
+    ),
+    "unknown reference": (
+        "drift: auto",
+        "drift: auto\n  reference: rolling",
+        "monitoring.reference",
+        "reference: rolling",
+        ["previous_window", "same_period_last_year"],
+    ),
     "forbidden column used as a feature": (
         "numeric: [mpg, hp, wt]",
         "numeric: [mpg, hp, wt, qsec]",
@@ -287,3 +308,43 @@ def test_checks_run_before_data_and_fast(tmp_path: Path) -> None:
     design = load_design(_design(tmp_path, "type: lightgbm", "type: randomforest"))
     with pytest.raises(DesignError, match="unknown candidate type"):
         check_design(design)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        (
+            "strategy: single",
+            "strategy: single\n  host: 0.0.0.0\n  feedback_auth: none",
+            "deployment.feedback_auth",
+        ),
+        ("strategy: single", "strategy: single\n  cors_origins: ['*']", "deployment.cors_origins"),
+        (
+            "strategy: single",
+            "strategy: single\n  cors_origins: [https://a.example/path]",
+            "deployment.cors_origins",
+        ),
+        (
+            "strategy: single",
+            "strategy: single\n  feedback_token_env: 'MY-TOKEN'",
+            "deployment.feedback_token_env",
+        ),
+        ("strategy: single", "strategy: single\n  allowed_hosts: ['evil host']", "deployment.allowed_hosts"),
+        ("strategy: single", "strategy: single\n  read_timeout_s: 0", "deployment.read_timeout_s"),
+        ("strategy: single", "strategy: single\n  max_header_bytes: 10", "deployment.max_header_bytes"),
+    ],
+)
+def test_unsafe_serving_keys_are_refused(tmp_path: Path, old: str, new: str, field: str) -> None:
+    path = _design(tmp_path, old, new)
+    code, output = _validate(path)
+    assert code == 2 and f"{path}:" in output and field in output, output
+    assert "Traceback" not in output
+
+
+def test_loopback_feedback_without_auth_and_safe_keys_validate(tmp_path: Path) -> None:
+    new = (
+        "strategy: single\n  host: 127.0.0.1\n  feedback_auth: none\n"
+        "  allowed_hosts: [api.example.com, '*.example.org']\n  cors_origins: ['https://app.example.com:8443']"
+    )
+    code, output = _validate(_design(tmp_path, "strategy: single", new))
+    assert code == 0, output

@@ -227,6 +227,23 @@ def test_every_alert(tmp_path: Path, task: str, alert: str) -> None:
     _check(tmp_path, _with(task, monitoring={"alerts": {alert: 0.5}}), ok=alert in list_alerts(task))
 
 
+@pytest.mark.parametrize("reference", [*_literal(MonitoringSpec, "reference"), "rolling"])
+def test_every_monitoring_reference(tmp_path: Path, reference: str) -> None:
+    from mlsd.data import infer_schema
+    from mlsd.monitoring.monitor import REFERENCE_MODES, run_monitor
+
+    ok = reference in REFERENCE_MODES
+    _check(tmp_path, _with("binary", monitoring={"reference": reference}), ok)
+    if ok:  # two years of weekly windows: every mode finds its reference for the last window
+        ref, frame = _reference()
+        times = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(400) * 2, unit="D")
+        log = frame.assign(logged_at=times, event_time=times, score=0.5, decision=True, outcome=None)
+        requests = pd.DataFrame({"logged_at": times[:0], "status": [], "n_rows": [], "latency_ms": []})
+        spec = MonitoringSpec(window="1w", reference=reference)
+        result = run_monitor(ref, infer_schema(frame), log, requests, spec, task="binary", n_resamples=0)
+        assert result.windows[-1].drift is not None and result.reference == reference
+
+
 # --- calibration, splits, rollout ---------------------------------------------------------------
 
 
@@ -289,3 +306,28 @@ def test_rollout_keys_of_unbuilt_strategies_are_refused(tmp_path: Path, key: dic
 
 def test_only_single_is_built() -> None:
     assert list_strategies() == ["single"]
+
+
+@pytest.mark.parametrize("auth", _literal(DeploymentSpec, "feedback_auth"))
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_every_feedback_auth(tmp_path: Path, auth: str, host: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlsd.design import is_loopback_host
+    from mlsd.errors import ServingError
+    from mlsd.serving import ServeSettings
+    from mlsd.store import PackagedModel
+
+    ok = auth != "none" or is_loopback_host(host)
+    _check(tmp_path, _with("binary", deployment={"host": host, "feedback_auth": auth}), ok=ok)
+    x, y = _cars("binary")
+    model = PackagedModel(pipeline=LogisticRegression().fit(x, y), task="binary")
+    secrets = {"feedback_token": "t" * 16, "feedback_secret": "s" * 16}
+    if ok:  # the server accepts what validate accepts
+        assert ServeSettings(model=model, model_name="m", model_version=1, log=None, host=host,
+                             feedback_auth=auth, **secrets).feedback_auth == auth  # fmt: skip
+    else:
+        with pytest.raises(ServingError):
+            ServeSettings(
+                model=model, model_name="m", model_version=1, log=None, host=host, feedback_auth=auth
+            )

@@ -156,7 +156,11 @@ def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: 
         malformed = httpx.post(
             f"{url}/v1/predict", content=b'{"inputs": {', headers={"content-type": "application/json"}
         )
-        huge = httpx.post(f"{url}/v1/predict", content=b"[" + b"1," * 2_000_000 + b"1]")
+        huge = httpx.post(
+            f"{url}/v1/predict",
+            content=b"[" + b"1," * 2_000_000 + b"1]",
+            headers={"content-type": "application/json"},
+        )
         unknown = httpx.post(f"{url}/v1/feedback", json={"request_id": "nope", "outcome": True})
         ok = httpx.post(f"{url}/v1/predict", json={"inputs": good})
     assert bad_type.status_code == 422 and "distance" in bad_type.text

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -195,3 +196,13 @@ def test_a_regression_build_is_monitored_from_its_log(tmp_path: Path) -> None:
     assert latest.alerts and latest.drift[0].max_effect_size >= latest.drift[-1].max_effect_size
     assert "MAE" in latest.performance
     assert "Latest monitoring run" in (system.reports_dir / "design.html").read_text()
+
+
+def test_replay_rows_carry_data_time_when_no_feature_reads_it() -> None:
+    """The server logs data.time as the event time; monitoring windows on it."""
+    system = System(Path(__file__).parents[1] / "examples" / "hotel_rates" / "design.yaml")
+    assert "arrival_date" not in system.prepare_data().input_columns  # no feature reads it
+    rows, labels = system.replay_rows("test")
+    assert "arrival_date" in rows.columns and len(rows) == len(labels)
+    times = pd.to_datetime(rows["arrival_date"])
+    assert times.is_monotonic_increasing and times.min() >= pd.Timestamp("2017-06-01")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlsd._progress import QUIET, Progress
 from mlsd.design import Design
@@ -36,7 +37,8 @@ class BuildResult:
 def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     """Run segments 1-4 offline and register the winner as ``champion``."""
     from mlsd._document import assemble_document
-    from mlsd.data import check_leakage, infer_schema, prepare_data, split_prepared
+    from mlsd.data import check_leakage, prepare_data, split_prepared
+    from mlsd.data.request_schema import design_schema
     from mlsd.features import feature_pipeline_for
     from mlsd.modeling import assess, select_model, train_and_evaluate
     from mlsd.store import write_json_atomic
@@ -46,13 +48,8 @@ def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     prepared = prepare_data(design, progress=progress)
     with progress.stage("splitting"):
         split = split_prepared(design, prepared.frame)
-    # Hashed columns are high-cardinality by design: new values are expected, so no allowed list.
-    categorical = [*design.features.categorical, *(c for cross in design.features.crosses for c in cross)]
-    schema = infer_schema(
-        split.train,
-        columns=prepared.input_columns,
-        categorical=[c for c in dict.fromkeys(categorical) if c in prepared.input_columns],
-    )
+    # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
+    schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
         leakage = check_leakage(design, prepared, split)
     for finding in leakage.findings:
@@ -181,20 +178,15 @@ def _register(
     return info, path
 
 
-def monitored_columns(design: Design, schema: Any) -> tuple[list[str], list[str]]:
-    """The raw input columns monitoring watches: (numeric, categorical).
+def monitored_columns(design: Design, frame: Any) -> tuple[list[str], list[str]]:
+    """The columns monitoring watches, (numeric, categorical): the features the model reads,
+    derived ones included, without helper columns (:func:`mlsd.monitoring.columns.watched_columns`)."""
+    from mlsd.monitoring.columns import watched_columns
 
-    Datetimes are left out (time moves forward by nature; its parts are features and drift through
-    them), and so are hashed columns, whose values are expected to be new.
-    """
-    skip = {design.data.time, *design.features.hashed}
-    numeric: list[str] = []
-    categorical: list[str] = []
-    for name, col in schema.columns.items():
-        if name in skip or col.dtype == "datetime":
-            continue
-        is_categorical = col.allowed is not None or col.dtype in ("string", "boolean")
-        (categorical if is_categorical else numeric).append(name)
+    kinds = watched_columns(design, frame)
+    datetimes = {c for c in kinds if c in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[c])}
+    numeric = [c for c, k in kinds.items() if k == "numeric" and c not in datetimes]
+    categorical = [c for c, k in kinds.items() if k == "categorical" and c not in datetimes]
     return numeric, categorical
 
 
@@ -207,7 +199,7 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
     """
     from mlsd.monitoring import ReferenceStatistics
 
-    numeric, categorical = monitored_columns(design, schema)
+    numeric, categorical = monitored_columns(design, split.train)
     target, task = design.goals.target, design.goals.task
     valid_metrics = evaluation.metrics.get("valid", {})
     scores = np.asarray(evaluation.scores["valid"], dtype=float)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterator
 
 from mlsd.data import feature_fields, source_columns
-from mlsd.design import Design, SelectSpec, list_strategies
+from mlsd.design import Design, SelectSpec, is_loopback_host, list_strategies
 from mlsd.errors import DesignError
 
 __all__ = ["check_design"]
@@ -225,6 +225,9 @@ def _models(design: Design) -> Problems:
             make_baseline(spec, task, seed=m.seed, field=field)
         except DesignError as exc:
             yield _located(design, exc)
+        else:
+            if isinstance(spec, dict) and "column" in spec:
+                yield from _baseline_column(design, spec["column"], f"{field}.column")
     for i, cand in enumerate(m.candidates):
         try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
             make_candidate(
@@ -273,6 +276,31 @@ def _models(design: Design) -> Problems:
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
 
 
+def _baseline_column(design: Design, column: str, field: str) -> Problems:
+    """A column baseline reads an input column (or a derived one), never a forbidden one."""
+    from mlsd.data import input_columns
+
+    try:
+        known = [*input_columns(design), *design.data.derive]
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    forbidden = set(design.features.forbidden)
+    if column not in known:
+        yield design.error(
+            "the baseline's column is not an input of the design",
+            field=field,
+            received=column,
+            expected="one of the input or derived columns: " + ", ".join(dict.fromkeys(known)),
+        )
+    elif column in forbidden or (column in design.data.derive and _derived_from(design, column) & forbidden):
+        yield design.error(
+            "the baseline's column is known only after the moment of prediction (features.forbidden)",
+            field=field,
+            received=column,
+            expected="a column known at prediction time",
+        )
+
+
 def _deployment(design: Design) -> Problems:
     dep = design.deployment
     built = list_strategies()
@@ -284,6 +312,7 @@ def _deployment(design: Design) -> Problems:
             received=dep.strategy,
             expected=f"strategy: {supported}",
         )
+    yield from _range_tolerances(design)
     for key, strategy in _ROLLOUT_KEYS.items():
         if key in dep.model_fields_set:
             yield design.error(
@@ -292,36 +321,56 @@ def _deployment(design: Design) -> Problems:
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
             )
+    if dep.feedback_auth == "none" and not is_loopback_host(dep.host):
+        # anyone who reaches the port could then write outcomes (first write wins)
+        yield design.error(
+            f"feedback_auth: none is allowed only on a loopback host, and deployment.host is {dep.host}",
+            field="deployment.feedback_auth",
+            received="none",
+            expected="token or signed_id (or host: 127.0.0.1)",
+        )
+
+
+def _range_tolerances(design: Design) -> Problems:
+    """Every column of deployment.range_tolerances is a raw input column a request carries."""
+    from mlsd.data import input_columns
+
+    if not design.deployment.range_tolerances:
+        return
+    try:
+        inputs = input_columns(design)
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    for col in design.deployment.range_tolerances:
+        if col not in inputs:
+            yield design.error(
+                "not an input column of the model",
+                field=f"deployment.range_tolerances.{col}",
+                received=col,
+                expected="one of the raw input columns: " + ", ".join(inputs),
+            )
 
 
 # --- segment 5 -----------------------------------------------------------------------------------
 
 
 def _monitored_columns(design: Design) -> dict[str, str | None]:
-    """The raw columns monitoring compares, with their kind where the design tells it.
+    """The columns monitoring compares, with their kind where the design tells it.
 
-    Mirrors the build (``_build.monitored_columns``): the served input columns without data.time
-    and hashed columns. Columns read only through a derived feature get kind ``None``: their type
-    is known once the data is read.
+    The same walk as the build (:func:`mlsd.monitoring.columns.watched_columns`): the features
+    the model reads, derived ones included, without hashed columns and data.time. A column in
+    no single feature group gets kind ``None``: its type is known once the data is read.
     """
-    f = design.features
-    categorical = {*f.categorical, *(c for cross in f.crosses for c in cross)}
-    numeric = {*f.numeric, *f.cyclical}
-    out: dict[str, str | None] = {}
-    for _, col in feature_fields(design):
-        for raw in sorted(_derived_from(design, col)) if col in design.data.derive else [col]:
-            if raw in f.hashed or raw == design.data.time or raw in out:
-                continue
-            kinds = {k for k, cols in (("numeric", numeric), ("categorical", categorical)) if raw in cols}
-            out[raw] = kinds.pop() if len(kinds) == 1 and col not in design.data.derive else None
-    return out
+    from mlsd.monitoring.columns import watched_columns
+
+    return watched_columns(design)
 
 
 def _monitoring(design: Design) -> Problems:
     import difflib
 
     from mlsd.monitoring.drift import CORRECTIONS, list_drift_methods
-    from mlsd.monitoring.monitor import check_alert_names
+    from mlsd.monitoring.monitor import REFERENCE_MODES, check_alert_names
 
     spec = design.monitoring
     methods = list_drift_methods()
@@ -341,7 +390,7 @@ def _monitoring(design: Design) -> Problems:
                 "not a monitored column" + (f"; did you mean {close[0]}?" if close else ""),
                 field=field,
                 received=col,
-                expected="one of the raw input columns: " + ", ".join(columns),
+                expected="one of the monitored feature columns: " + ", ".join(columns),
             )
             continue
         kind = columns[col]
@@ -354,6 +403,22 @@ def _monitoring(design: Design) -> Problems:
                 received=method,
                 expected=f"auto or one of: {', '.join(fits)}" + (f" for a {kind} column" if kind else ""),
             )
+    for col in spec.effect_thresholds:
+        if col not in columns:
+            close = difflib.get_close_matches(col, list(columns), n=1)
+            yield design.error(
+                "not a monitored column" + (f"; did you mean {close[0]}?" if close else ""),
+                field=f"monitoring.effect_thresholds.{col}",
+                received=col,
+                expected="one of the monitored feature columns: " + ", ".join(columns),
+            )
+    if spec.reference not in REFERENCE_MODES:
+        yield design.error(
+            "unknown reference",
+            field="monitoring.reference",
+            received=spec.reference,
+            expected="one of: " + ", ".join(REFERENCE_MODES),
+        )
     if spec.correction not in CORRECTIONS:
         yield design.error(
             "unknown multiple-testing correction",

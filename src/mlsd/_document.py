@@ -16,9 +16,16 @@ from mlsd.data import PreparedData, label_timeline, leakage_checks
 from mlsd.design import Design
 from mlsd.report import DesignDocument
 
-__all__ = ["assemble_document"]
+__all__ = ["assemble_document", "quality_findings", "split_params"]
 
 _MAX_COST_POINTS = 400
+# the SplitSpec fields each kind of split reads (a time split has no sizes, a random one no dates)
+_SPLIT_FIELDS = {
+    "time": {"valid_from", "test_from"},
+    "group": {"column", "valid_size", "test_size", "seed"},
+    "stratified": {"valid_size", "test_size", "seed"},
+    "random": {"valid_size", "test_size", "seed"},
+}
 
 
 def assemble_document(
@@ -91,7 +98,7 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
         "split": {
             "by": d.split.by,
             "sizes": split.sizes(),
-            "params": d.split.model_dump(mode="json", exclude_none=True, exclude={"by"}),
+            "params": split_params(design),
         },
         "timeline": label_timeline(split, d.time, target, task) if d.time else [],
         "schema": [
@@ -102,6 +109,7 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
                 "min": _plain(c.min),
                 "max": _plain(c.max),
                 "n_unique": c.n_unique,
+                "range_check": _range_rule(c, design.deployment.range_tolerance),
             }
             for name, c in schema.columns.items()
         ],
@@ -116,12 +124,43 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
             for f in leakage.findings
         ],
         "leakage_checks": leakage_checks(design),
-        "quality": [
-            {"split": name, **v.model_dump(mode="json")}
-            for name in ("valid", "test")
-            for v in schema.validate_frame(getattr(split, name)[prepared.input_columns])
-        ],
+        "quality": quality_findings(design, schema, split, prepared.input_columns),
     }
+
+
+def split_params(design: Design) -> dict[str, Any]:
+    """The split's settings the document lists: only those its kind of split reads."""
+    spec = design.data.split
+    return spec.model_dump(mode="json", exclude_none=True, include=_SPLIT_FIELDS[spec.by])
+
+
+def quality_findings(
+    design: Design, schema: Any, split: Any, input_columns: list[str]
+) -> list[dict[str, Any]]:
+    """The valid and test rows checked against the schema with the server's own rules
+    (tolerance, unseen categories), so the table shows what the server would refuse."""
+    dep = design.deployment
+    return [
+        {"split": name, **v.model_dump(mode="json")}
+        for name in ("valid", "test")
+        for v in schema.validate_frame(
+            getattr(split, name)[input_columns],
+            range_tolerance=dep.range_tolerance,
+            allow_unseen_categories=not dep.reject_unseen_categories,
+        )
+    ]
+
+
+def _range_rule(col: Any, tolerance: float) -> str | None:
+    """How the server checks the column's range, and why (None: a column without a range)."""
+    if col.min is None:
+        return None
+    if col.range_check == "none":
+        rule = "none"
+    else:
+        t = tolerance if col.range_tolerance is None else col.range_tolerance
+        rule = f"tolerance {t:g}" + (", no upper bound" if col.range_check == "growing" else "")
+    return f"{rule} ({col.range_note})" if col.range_note else rule
 
 
 def _plain(value: Any) -> Any:

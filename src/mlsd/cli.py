@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -87,19 +88,22 @@ class RichProgress:
     def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[], None]]:
         start = time.perf_counter()
         if not self._live:
-            self.console.print(f"… {name}", highlight=False)
-        task = self._progress.add_task(name, total=total or 1)
+            self.console.print(f"… {escape(name)}", highlight=False)
+        task = self._progress.add_task(escape(name), total=total or 1)
         yield lambda: self._progress.advance(task)
-        self._progress.update(task, completed=total or 1, description=f"[green]✓[/] {name}")
+        self._progress.update(task, completed=total or 1, description=f"[green]✓[/] {escape(name)}")
         if not self._live:
-            self.console.print(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)", highlight=False)
+            self.console.print(
+                f"[green]✓[/] {escape(name)} ({time.perf_counter() - start:.1f} s)", highlight=False
+            )
 
     def note(self, message: str) -> None:
-        self.console.print(f"  [dim]·[/] {message}", highlight=False)
+        # notes carry data and design text ("leakage [duplicate_rows] ..."): never read as markup
+        self.console.print(f"  [dim]·[/] {escape(message)}", highlight=False)
 
 
 def _fail(exc: MlsdError) -> None:
-    err.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -140,7 +144,7 @@ def init(
     text = resources.files("mlsd").joinpath("templates/design.yaml.tmpl").read_text(encoding="utf-8")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text.format(name=name), encoding="utf-8")
-    out.print(f"wrote [bold]{target}[/]; next: [cyan]mlsd validate {target}[/]")
+    out.print(f"wrote [bold]{escape(str(target))}[/]; next: [cyan]mlsd validate {escape(str(target))}[/]")
 
 
 @app.command()
@@ -155,7 +159,7 @@ def validate(
     except MlsdError as exc:
         _fail(exc)
     d = system.design
-    line = f"[green]✓[/] {design}: {d.name} ({d.goals.task}, metric {d.goals.metric}, "
+    line = f"[green]✓[/] {escape(str(design))}: {d.name} ({d.goals.task}, metric {d.goals.metric}, "
     line += f"{len(d.models.candidates)} candidates)"
     if prepared is not None:
         line += f"; data: {len(prepared.frame):,} labelled rows, {len(prepared.input_columns)} input columns"
@@ -172,12 +176,12 @@ def build(design: DesignPath) -> None:
         _fail(exc)
     doc = result.document
     out.print(
-        f"[bold green]champion[/]: {result.winner} (version {result.registered_version}) "
+        f"[bold green]champion[/]: {escape(result.winner)} (version {result.registered_version}) "
         f"in {result.seconds:.0f} s",
         highlight=False,
     )
     _print_tradeoff(doc)
-    out.print(f"design document: [bold]{result.report_path}[/]", highlight=False)
+    out.print(f"design document: [bold]{escape(str(result.report_path))}[/]", highlight=False)
 
 
 def _print_tradeoff(doc) -> None:
@@ -193,12 +197,12 @@ def _print_tradeoff(doc) -> None:
             "champion": "[bold green]champion[/]",
             "baseline": "[dim]baseline[/]",
             "passed": "passed",
-            "rejected": f"[red]rejected[/]: {r.reason}",
+            "rejected": f"[red]rejected[/]: {escape(r.reason)}",
         }[r.role]
         if close:
-            verdict += f" [yellow](close to {', '.join(close)})[/]"
+            verdict += f" [yellow](close to {escape(', '.join(close))})[/]"
         table.add_row(
-            r.name,
+            escape(r.name),
             _ci(r.valid.get(metric)),
             _ci(r.test.get(metric)),
             _num(r.p99_ms, 2),
@@ -207,7 +211,7 @@ def _print_tradeoff(doc) -> None:
         )
     out.print(table)
     if doc.models.latency_method:
-        out.print(f"[dim]latency: {doc.models.latency_method}[/]", highlight=False, soft_wrap=True)
+        out.print(f"[dim]latency: {escape(doc.models.latency_method)}[/]", highlight=False, soft_wrap=True)
 
 
 def _num(value: object, digits: int) -> str:
@@ -229,7 +233,7 @@ def report(design: DesignPath) -> None:
         path = _system(design).report()
     except MlsdError as exc:
         _fail(exc)
-    out.print(f"design document: [bold]{path}[/]", highlight=False)
+    out.print(f"design document: [bold]{escape(str(path))}[/]", highlight=False)
 
 
 @app.command()
@@ -240,7 +244,7 @@ def models(design: DesignPath) -> None:
         versions = system.models()
     except MlsdError as exc:
         _fail(exc)
-    table = Table(title=f"{system.design.registry_name} in {system.workspace / 'mlflow.db'}")
+    table = Table(title=escape(f"{system.design.registry_name} in {system.workspace / 'mlflow.db'}"))
     for col in ("version", "aliases", "created", "run", "metrics"):
         table.add_column(col)
     metric = system.design.goals.metric
@@ -253,7 +257,7 @@ def models(design: DesignPath) -> None:
             ", ".join(v.aliases) or "-",
             str(v.created_at)[:19],
             str(v.run_id)[:8],
-            metrics or "-",
+            escape(metrics) or "-",
         )
     out.print(table)
 
@@ -268,23 +272,34 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
-    import uvicorn
-
     from mlsd.serving import create_app, settings_for
+    from mlsd.serving.server import bind_socket
+    from mlsd.serving.server import serve as run_server
 
     try:
         system = _system(design)
-        settings = settings_for(system, log_url=log_url)
+        dep = system.design.deployment
+        bound, port = host or dep.host, port or dep.port
+        # bound first, before the model loads and before anything says it serves: a port in use
+        # is one line and exit 2, and no other server can take the port meanwhile
+        sock = bind_socket(bound, port)
     except MlsdError as exc:
         _fail(exc)
-    dep = system.design.deployment
-    host, port = host or dep.host, port or dep.port
+    try:
+        settings = settings_for(system, log_url=log_url, host=bound)
+        app_ = create_app(settings)
+    except MlsdError as exc:
+        sock.close()
+        _fail(exc)
+    shown = f"[{bound}]" if ":" in bound else bound
     err.print(
-        f"serving [bold]{settings.model_name}[/] version {settings.model_version} on "
-        f"http://{host}:{port} (docs at /docs; log {settings.log.url})",
+        f"serving [bold]{escape(settings.model_name)}[/] version {settings.model_version} on "
+        f"{escape(f'http://{shown}:{port} (docs at /docs; log {settings.log.url}; ')}"
+        f"feedback auth: {settings.feedback_auth})",
         highlight=False,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    with sock:
+        run_server(app_, settings, sock)
 
 
 @app.command()
@@ -311,7 +326,8 @@ def replay(
     if limit is not None:
         rows, labels = rows.head(limit), labels.head(limit)
     err.print(
-        f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})", highlight=False
+        escape(f"replaying {len(rows):,} {split} rows to {base_url} (concurrency {concurrency})"),
+        highlight=False,
     )
     progress = Progress(
         TextColumn("replay"),
@@ -328,6 +344,7 @@ def replay(
                 base_url,
                 rows,
                 labels=labels.tolist() if feedback else None,
+                feedback_token=os.environ.get(dep.feedback_token_env) or None,
                 concurrency=concurrency,
                 rate=rate,
                 on_done=lambda k: progress.advance(task, k),
@@ -351,10 +368,10 @@ def replay(
     out.print(table)
     if result.ok < result.sent:
         for line in result.errors[:5]:
-            err.print(f"  [red]·[/] {line}", highlight=False)
+            err.print(f"  [red]·[/] {escape(str(line))}", highlight=False)
         err.print(
             f"[bold red]{result.sent - result.ok} of {result.sent} requests failed[/] "
-            f"(status counts {summary['statuses']})",
+            + escape(f"(status counts {summary['statuses']})"),
             highlight=False,
         )
         raise typer.Exit(1)
@@ -403,15 +420,20 @@ def monitor(
     except MlsdError as exc:
         _fail(exc)
     result = run.result
+    for warning in result.warnings:  # before the table: every window below depends on it
+        err.print(f"[bold yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
     else:
         _print_monitor(result)
         out.print(
-            f"monitoring report: [bold]{run.html_path}[/] (JSON: {run.json_path.name})", highlight=False
+            f"monitoring report: [bold]{escape(str(run.html_path))}[/] (JSON: {escape(run.json_path.name)})",
+            highlight=False,
         )
     for alert in result.alerts:
-        err.print(f"[bold red]alert[/] {alert.name}: {alert.message}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]alert[/] {escape(f'{alert.name}: {alert.message}')}", highlight=False, soft_wrap=True
+        )
     if result.fired:
         raise typer.Exit(1)
 
@@ -420,31 +442,45 @@ _VERDICT = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]unmeasur
 
 
 def _print_monitor(result) -> None:
-    table = Table(title=f"monitoring by window ({result.window})", title_style="bold")
+    regression = result.task == "regression"
+    performance = (
+        ("RMSE", "MAE", "mean prediction", "mean outcome") if regression else ("label rate", "ROC AUC", "ECE")
+    )
+    table = Table(
+        title=f"monitoring by window ({result.window}, reference: {result.reference})", title_style="bold"
+    )
     for col in (
         "window",
         "rows",
-        "drifted",
+        "detected",
+        "material",
         "largest drift (effect size)",
         "score drift",
-        "label rate",
-        "ROC AUC",
-        "ECE",
+        *performance,
     ):
         table.add_column(col, justify="left" if col in ("window", "largest drift (effect size)") else "right")
     for w in result.windows:
         drift = w.drift
         ranked = [f for f in drift.features if f.drifted][:3] if drift is not None else []
         perf = w.performance
+        measured: tuple[float | None, ...] = (
+            (perf.rmse, perf.mae, perf.mean_score_labelled, perf.outcome_mean)
+            if regression
+            else (perf.label_rate, perf.roc_auc, perf.ece)
+        )
+        if drift is None:  # a window with nothing to compare with says why
+            no_reference = bool(w.reference) and w.reference.startswith("none")
+            largest = f"[dim]{escape(w.reference)}[/]" if no_reference else "-"
+        else:
+            largest = escape(", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked)) or "[green]none[/]"
         table.add_row(
             str(w.start)[:10] if w.start is not None else "-",
             f"{w.n:,}",
+            f"{drift.n_detected}/{len(drift.features)}" if drift is not None else "-",
             f"{drift.n_drifted}/{len(drift.features)}" if drift is not None else "-",
-            ", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked) or "[green]none[/]",
+            largest,
             _num(w.prediction_drift.effect_size if w.prediction_drift is not None else None, 2),
-            _num(perf.label_rate, 3),
-            _num(perf.roc_auc, 3),
-            _num(perf.ece, 3),
+            *(_num(v, 3) for v in measured),
         )
     out.print(table)
     slo = result.overall.slo
@@ -486,10 +522,11 @@ def log_command(
         log = system.prediction_log()
         if export is not None:
             n = system.export_log(export, since=since, until=until)
-            out.print(f"exported {n:,} predictions to [bold]{export}[/]", highlight=False)
+            out.print(f"exported {n:,} predictions to [bold]{escape(str(export))}[/]", highlight=False)
             return
         out.print(
-            f"{log.url}: {log.count_predictions():,} predictions, {log.count_feedback():,} with feedback",
+            f"{escape(str(log.url))}: {log.count_predictions():,} predictions, "
+            f"{log.count_feedback():,} with feedback",
             highlight=False,
         )
     except MlsdError as exc:

@@ -55,6 +55,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "Stakeholder",
+    "is_loopback_host",
     "list_strategies",
     "load_design",
     "parse_duration",
@@ -263,7 +264,11 @@ class SelectSpec(_Spec):
 
 
 class ModelsSpec(_Spec):
-    baseline: str | dict[str, str] | list[str | dict[str, str]] = "majority"
+    baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
+        "majority",
+        description="a name (majority, prior, stratified; mean, median), {rule: <expression>} or, for "
+        "regression, {column: <column>} (predict that column, e.g. the previous value); or a list",
+    )
     candidates: list[CandidateSpec] = Field(min_length=1)
     class_weight: Literal["balanced"] | None = None
     calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
@@ -299,6 +304,29 @@ def list_strategies() -> list[str]:
     return ["single"]
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HOST_NAME = r"^(\*\.)?[A-Za-z0-9._:-]+$"
+_ORIGIN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$"
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (a bind address) only accepts connections from this machine.
+
+    >>> [is_loopback_host(h) for h in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "10.1.2.3", "example")]
+    [True, True, True, False, False, False]
+    """
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # another host name: it may resolve anywhere
+        return False
+
+
 class DeploymentSpec(_Spec):
     strategy: Strategy = "single"
     steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=list)
@@ -324,6 +352,63 @@ class DeploymentSpec(_Spec):
     )
     range_tolerance: float = Field(
         0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
+    )
+    range_tolerances: dict[str, Annotated[float, Field(ge=0)] | Literal["growing", "none"]] = Field(
+        default_factory=dict,
+        description="per raw input column: its own tolerance, growing (no upper bound) or none (no range "
+        "check); recorded in the model's schema at build time",
+    )
+    # -- security of `mlsd serve` (docs/serving-security.md) --
+    feedback_auth: Literal["token", "signed_id", "none"] | None = Field(
+        None,
+        description="how /v1/feedback is authenticated: a bearer token, an HMAC of the request id echoed "
+        "from the prediction, or none (loopback hosts only); default: none on a loopback host, else token",
+    )
+    feedback_token_env: str = Field(
+        "MLSD_FEEDBACK_TOKEN",
+        pattern=_ENV_NAME,
+        description="environment variable holding the bearer token of /v1/feedback (feedback_auth: token)",
+    )
+    feedback_secret_env: str = Field(
+        "MLSD_FEEDBACK_SECRET",
+        pattern=_ENV_NAME,
+        description="environment variable holding the key that signs request ids (feedback_auth: signed_id)",
+    )
+    admin_token_env: str = Field(
+        "MLSD_ADMIN_TOKEN",
+        pattern=_ENV_NAME,
+        description="environment variable of the bearer token that shows /v1/model's schema and threshold",
+    )
+    allowed_hosts: list[Annotated[str, Field(min_length=1, pattern=_HOST_NAME)]] = Field(
+        default_factory=list,
+        description="Host header names accepted (any port; '*.example.com' for subdomains); "
+        "default: the bound address, localhost, 127.0.0.1 and ::1",
+    )
+    cors_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) a browser may call the API from; none: no CORS headers",
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        le=1_048_576,
+        description="request line + headers larger than this: 431, connection closed",
+    )
+    max_header_count: int = Field(100, ge=8, le=10_000, description="more request headers than this get 431")
+    max_request_line_bytes: int = Field(
+        8192, ge=256, le=1_048_576, description="a longer method + target + version gets 414"
+    )
+    max_concurrent_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="open connections at most; more are answered 503 and closed"
+    )
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="headers, then the body, must arrive within this; else the connection is closed",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600, description="idle keep-alive connections closed after this"
     )
 
 
@@ -354,7 +439,31 @@ class MonitoringSpec(_Spec):
     drift_overrides: dict[str, str] = Field(default_factory=dict)
     correction: Literal["benjamini_hochberg", "bonferroni", "none"] = "benjamini_hochberg"
     alpha: float = Field(0.05, gt=0, lt=1)
+    effect_threshold: float | None = Field(
+        None,
+        ge=0,
+        description="effect size from which a detected drift is material, for every column "
+        "(default: the method's own threshold, 0.1, or 0.2 for psi)",
+    )
+    effect_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="per monitored column, the effect size from which its drift is material "
+        "(overrides effect_threshold)",
+    )
+    reference: Literal["training", "previous_window", "same_period_last_year"] = Field(
+        "training",
+        description="what each window's drift is compared with: the training split, the window "
+        "before it, or the window of the same dates a year earlier",
+    )
     alerts: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("effect_thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not x >= 0}
+        if bad:
+            raise ValueError(f"effect thresholds must be numbers >= 0, received {bad}")
+        return v
 
     @field_validator("window")
     @classmethod

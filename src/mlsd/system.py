@@ -130,7 +130,10 @@ class System:
         return PredictionLog.for_workspace(self.workspace, url, max_delay_ms=0.0)
 
     def replay_rows(self, split: str = "test") -> tuple[pd.DataFrame, pd.Series]:
-        """The rows of ``split`` as a client would send them (raw inputs, in time order) and their labels."""
+        """The rows of ``split`` as a client would send them (raw inputs, in time order) and their labels.
+
+        The rows carry ``data.time`` even when no feature reads it: the server logs it as each
+        prediction's event time, which monitoring windows on."""
         from mlsd.data import split_prepared
 
         splits = ("train", "valid", "test")
@@ -143,9 +146,10 @@ class System:
         time_column = self.design.data.time
         if time_column and time_column in part.columns:
             part = part.sort_values(time_column, kind="stable")
-        return part[prepared.input_columns].reset_index(drop=True), part[
-            self.design.goals.target
-        ].reset_index(drop=True)
+        sent = list(prepared.input_columns)
+        if time_column and time_column in part.columns and time_column not in sent:
+            sent.append(time_column)
+        return part[sent].reset_index(drop=True), part[self.design.goals.target].reset_index(drop=True)
 
     def reference(self) -> tuple[Any, Any]:
         """The reference statistics and the input schema the last build saved for monitoring."""
@@ -208,6 +212,8 @@ class System:
             window=window,
             positive_class=reference.positive_class,  # saved by the build: no model load
             costs=costs,
+            derive=self.design.data.derive,  # derived features are drift-checked too
+            time_column=self.design.data.time,
         )
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
@@ -236,7 +242,9 @@ class System:
             windows=len(windows),
             predictions=overall.n,
             labelled=perf.n_labelled,
-            alerts=[f"{a.name}: {a.message}" for a in result.alerts],
+            # a missing event time makes every window wrong: said where the alerts are
+            alerts=[f"{a.name}: {a.message}" for a in result.alerts]
+            + [f"warning: {w}" for w in result.warnings],
             drift=[
                 DriftRow(
                     column=r.column,
@@ -258,6 +266,8 @@ class System:
                     "cost per 1,000": perf.cost_per_1000,
                     "MAE": perf.mae,
                     "RMSE": perf.rmse,
+                    "mean prediction": perf.mean_score_labelled if perf.outcome_mean is not None else None,
+                    "mean outcome": perf.outcome_mean,
                 }.items()
                 if v is not None
             },

@@ -162,3 +162,84 @@ def test_validate_unknown_column_names_it(schema: Schema) -> None:
     with pytest.raises(SchemaError) as info:
         schema.validate_frame(pd.DataFrame({"distance": [1]}), columns=["distnace"])
     assert info.value.field == "columns" and info.value.received == "distnace"
+
+
+# -- range rules and hashed columns ------------------------------------------------------------
+
+
+@pytest.fixture
+def days() -> pd.DataFrame:
+    """Thirty days of bookings: an id and a counter rising with the day, a price that does not."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "day": pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d"),
+            "booking_id": np.arange(1000, 1030),
+            "nights_sold": np.cumsum(rng.integers(1, 5, 30)),
+            "price": rng.normal(100, 10, 30),
+            "country": rng.choice(["pt", "es", "fr"], 30),
+        }
+    )
+
+
+def test_columns_rising_with_time_have_no_upper_bound(days: pd.DataFrame) -> None:
+    schema = infer_schema(days, columns=["booking_id", "nights_sold", "price"], time="day")
+    c = schema.columns
+    assert (c["booking_id"].range_check, c["nights_sold"].range_check) == ("growing", "growing")
+    assert c["price"].range_check == "bounded"
+    assert "grows with day" in c["booking_id"].range_note
+    later = pd.DataFrame({"booking_id": [5000], "nights_sold": [10_000], "price": [100.0]})
+    assert schema.validate_frame(later) == []
+    # growing drops the upper bound only: a value below the training range is still refused
+    earlier = schema.validate_frame(
+        pd.DataFrame({"booking_id": [-5000], "nights_sold": [c["nights_sold"].min], "price": [100]})
+    )
+    assert [(v.column, v.kind) for v in earlier] == [("booking_id", "range")]
+    assert "no upper bound" in earlier[0].expected
+    # without a time column nothing is detected
+    assert infer_schema(days, columns=["booking_id"]).columns["booking_id"].range_check == "bounded"
+
+
+def test_declared_range_rules_win(days: pd.DataFrame) -> None:
+    schema = infer_schema(
+        days,
+        columns=["booking_id", "nights_sold", "price"],
+        time="day",
+        range_rules={"booking_id": 0.0, "nights_sold": "none", "price": "growing"},
+    )
+    c = schema.columns
+    # a number is the column's own tolerance and bounds both sides, even for a rising column
+    assert (c["booking_id"].range_check, c["booking_id"].range_tolerance) == ("bounded", 0.0)
+    assert c["booking_id"].bounds(0.5) == (1000.0, 1029.0)
+    assert c["nights_sold"].bounds(0.5) is None
+    assert c["price"].bounds(0.0) == (c["price"].min, None)
+    found = schema.validate_frame(
+        pd.DataFrame({"booking_id": [1030], "nights_sold": [-(10**6)], "price": [10**6]}), range_tolerance=0.5
+    )
+    assert [(v.column, v.kind) for v in found] == [("booking_id", "range")]
+
+
+def test_read_through_columns_are_not_range_checked(days: pd.DataFrame) -> None:
+    schema = infer_schema(days, columns=["booking_id", "price"], read_through={"price": ["price_band"]})
+    assert schema.columns["price"].range_check == "none"
+    assert schema.columns["price"].range_note == "read by the model only through price_band"
+    assert schema.validate_frame(pd.DataFrame({"booking_id": [1010], "price": [1e9]})) == []
+
+
+def test_unknown_range_rule_column_is_named(days: pd.DataFrame) -> None:
+    with pytest.raises(SchemaError, match="'prise'"):
+        infer_schema(days, columns=["price"], range_rules={"prise": "none"})
+    for bad in (-0.1, "sometimes", True):
+        with pytest.raises(SchemaError, match=r"range_rules\.price: a range rule is a tolerance"):
+            infer_schema(days, columns=["price"], range_rules={"price": bad})  # type: ignore[dict-item]
+
+
+def test_hashed_columns_never_get_an_allowed_list(days: pd.DataFrame) -> None:
+    # three values, well under max_categories, and even when also declared categorical
+    schema = infer_schema(
+        days, columns=["country", "day"], categorical=["country"], hashed=["country"], time="day"
+    )
+    assert schema.columns["country"].allowed is None
+    assert schema.columns["day"].allowed is None  # the time column takes new values by nature
+    assert schema.validate_frame(pd.DataFrame({"country": ["zz"], "day": ["2025-01-01"]})) == []
+    assert infer_schema(days, columns=["country"]).columns["country"].allowed == ["es", "fr", "pt"]

@@ -11,12 +11,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mlsd.errors import DesignError
 from mlsd.modeling import RuleBaseline, RuleRegressor, baseline_name, list_baselines, make_baseline
+from mlsd.modeling.baselines import ColumnRegressor
 
 
 # Arrays get columns x0..x{n-1}, so "x0 > 0" applies to every data set sklearn's checks build.
 # Tags (see __sklearn_tags__) declare: binary only, NaN allowed, and a poor score (a fixed rule
 # cannot reach sklearn's accuracy bar on its synthetic problems); no check is skipped otherwise.
-@parametrize_with_checks([RuleBaseline("x0 > 0"), RuleRegressor("x0 > 0")])
+@parametrize_with_checks([RuleBaseline("x0 > 0"), RuleRegressor("x0 > 0"), ColumnRegressor("x0")])
 def test_sklearn_compatible(estimator, check) -> None:
     check(estimator)
 
@@ -66,6 +67,7 @@ def test_rule_regressor_learns_side_means_unless_given() -> None:
         ("median", "regression", DummyRegressor),
         ({"rule": "a > 0"}, "binary", RuleBaseline),
         ({"rule": "a > 0"}, "regression", RuleRegressor),
+        ({"column": "a"}, "regression", ColumnRegressor),
     ],
 )
 def test_registry_builds_each_baseline_and_it_fits_raw_rows(spec, task, cls) -> None:
@@ -95,6 +97,8 @@ def test_stratified_is_seeded() -> None:
         ("majority", "regression", "unknown baseline"),
         ({"rul": "a > 0"}, "binary", "mapping with a `rule`"),
         ({"rule": "a > 0"}, "multiclass", "not available for multiclass"),
+        ({"column": "a"}, "binary", "not available for binary"),
+        ({"column": "a"}, "multiclass", "not available for multiclass"),
     ],
 )
 def test_bad_specs_list_the_options(spec, task, match) -> None:
@@ -117,9 +121,33 @@ def test_rule_errors_surface_at_fit() -> None:
 def test_baseline_name() -> None:
     assert baseline_name("majority") == "majority"
     assert baseline_name({"rule": "hour >= 17"}) == "rule: hour >= 17"
+    assert baseline_name({"column": "prev_rate"}) == "column: prev_rate"
 
 
 def test_non_numeric_rule_score_names_the_field() -> None:
     with pytest.raises(DesignError, match="number") as info:
         make_baseline({"rule": "a > 0", "score_if_true": "high"}, "binary", field="models.baseline[1]")
     assert info.value.field == "models.baseline[1].score_if_true"
+
+
+def test_column_baseline_predicts_the_column_against_a_hand_computation() -> None:
+    train = pd.DataFrame({"prev_rate": [100.0, 80.0, np.nan, 120.0], "nights": [1, 2, 3, 4]})
+    y = [110.0, 70.0, 90.0, 130.0]
+    model = make_baseline({"column": "prev_rate"}, "regression").fit(train, y)
+    # by hand: the column itself; its missing row gets the mean training label (110+70+90+130)/4 = 100
+    assert model.predict(train).tolist() == [100.0, 80.0, 100.0, 120.0]
+    test = pd.DataFrame({"prev_rate": [95.0, np.nan], "nights": [2, 2]})
+    assert model.predict(test).tolist() == [95.0, 100.0]
+    assert "{column: <column>}" in list_baselines("regression")
+    assert "{column: <column>}" not in list_baselines("binary")
+
+
+def test_column_baseline_errors_name_the_field() -> None:
+    X = pd.DataFrame({"prev_rate": [1.0, 2.0], "carrier": ["UA", "AA"]})
+    with pytest.raises(DesignError, match="not in the data"):
+        ColumnRegressor("nope").fit(X, [1.0, 2.0])
+    with pytest.raises(DesignError, match="numeric column"):
+        ColumnRegressor("carrier").fit(X, [1.0, 2.0])
+    with pytest.raises(DesignError, match="only the key `column`") as info:
+        make_baseline({"column": "prev_rate", "shift": "1"}, "regression", field="models.baseline[1]")
+    assert info.value.field == "models.baseline[1].shift"

@@ -162,3 +162,68 @@ def test_heatmap_scale_does_not_follow_the_data(monitor_dicts: dict[str, dict]) 
     drifted = build_monitor_figures(monitor_dicts["alerts"])["fig-drift-heatmap"].data[0]
     assert (quiet.zmin, quiet.zmax) == (drifted.zmin, drifted.zmax)
     assert quiet.colorscale == drifted.colorscale
+
+
+def test_event_time_warning_and_detected_tier_are_shown(
+    monitor_dicts: dict[str, dict], tmp_path: Path
+) -> None:
+    data = json.loads(json.dumps(monitor_dicts["quiet"]))
+    assert data["warnings"] == [] and data["reference"] == "training"
+    html = render_monitor_report(data, tmp_path / "quiet.html").read_text()
+    assert 'id="warnings"' not in html
+    data["warnings"] = ["1,200 of 4,000 predictions have no event time"]
+    data["n_missing_event_time"] = 1_200
+    html = render_monitor_report(data, tmp_path / "warned.html").read_text()
+    assert 'id="warnings"' in html and "1,200 of 4,000 predictions have no event time" in html
+    assert "reference: training" in html
+    assert "<th>detected</th><th>material</th>" in html and 'id="fig-detected-share"' in html
+
+
+def test_detected_only_cells_are_marked_apart_from_material_ones() -> None:
+    features = [
+        {"column": "sex", "effect_size": 0.043, "threshold": 0.1, "drifted": False, "detected": True},
+        {"column": "age", "effect_size": 0.3, "threshold": 0.1, "drifted": True, "detected": True},
+        {"column": "hours", "effect_size": 0.01, "threshold": 0.1, "drifted": False, "detected": False},
+    ]
+    heat = drift_heatmap_figure([{"start": "2024-01-01", "drift": {"features": features}}]).data[0]
+    assert dict(zip(heat.y, (row[0] for row in heat.text), strict=True)) == {
+        "age": "●",
+        "sex": "○",
+        "hours": "",
+    }
+
+
+def _regression_window(start: str, rmse: float) -> dict:
+    performance = {
+        "task": "regression", "n_predictions": 100, "n_labelled": 100, "label_coverage": 1.0,
+        "score_mean": 120.0, "label_rate": None, "reference_label_rate": None, "label_drift_p_value": None,
+        "label_drift_effect": None, "roc_auc": None, "roc_auc_low": None, "roc_auc_high": None, "ece": None,
+        "mean_score_labelled": 120.0, "accuracy": None, "cost_per_1000": None, "mae": rmse * 0.8,
+        "rmse": rmse, "outcome_mean": 131.5,
+    }  # fmt: skip
+    quality = {"n_rows": 100, "columns": [], "summary": {}}
+    return {
+        "start": start, "end": None, "n": 100, "drift": None, "prediction_drift": None,
+        "quality": quality, "performance": performance, "slo": None, "reference": "training",
+    }  # fmt: skip
+
+
+def test_regression_report_shows_errors_and_means_not_a_label_rate(tmp_path: Path) -> None:
+    windows = [
+        _regression_window("2017-06-05T00:00:00+00:00", 21.0),
+        _regression_window("2017-07-03T00:00:00+00:00", 35.2),
+    ]
+    data = {
+        "task": "regression", "window": "1w", "created_at": "2026-01-01T00:00:00+00:00",
+        "limits": {"max_rmse": 30.0}, "fired": True, "reference": "training", "warnings": [],
+        "alerts": [{"name": "max_rmse", "window_start": windows[1]["start"], "value": 35.2, "limit": 30.0,
+                    "message": "RMSE 35.2 > limit 30 (window 2017-07-03 00:00)"}],
+        "overall": windows[1], "windows": windows,
+    }  # fmt: skip
+    figures = build_monitor_figures(data)
+    assert {"fig-rmse", "fig-mean-outcome"} <= set(figures) and "fig-label-rate" not in figures
+    assert 30.0 in [shape.y0 for shape in figures["fig-rmse"].layout.shapes]  # the alert limit line
+    html = render_monitor_report(data, tmp_path / "regression.html").read_text()
+    table = html[html.index('id="performance"') : html.index("</table>", html.index('id="performance"'))]
+    assert "RMSE" in table and "mean outcome" in table and "131.5" in table
+    assert "label rate" not in table and "ROC AUC" not in table

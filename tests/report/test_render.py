@@ -234,3 +234,33 @@ def test_confusion_total_is_the_headers_cost(html: str, document: DesignDocument
     assert f"{confusion.total_cost:,.0f} EUR" in fig.layout.title.text
     decision = html.split('<section id="decision"', 1)[1].split("</section>", 1)[0]
     assert f'<div class="big">{shown} <span class="unit">EUR</span>' in decision
+
+
+def test_schema_table_shows_each_columns_range_check(tmp_path: Path) -> None:
+    from mlsd.report.document import Data, SchemaColumn, Split
+
+    doc = DesignDocument(
+        name="hotel",
+        goals=Goals(task="regression"),
+        data=Data(
+            split=Split(
+                by="time", params={"valid_from": "2017-04-01T00:00:00", "test_from": "2017-06-01T00:00:00"}
+            ),
+            schema=[
+                SchemaColumn(
+                    column="lead_time", dtype="integer", min=0, max=542, range_check="tolerance 0.5"
+                ),
+                SchemaColumn(
+                    column="arrival_date_num",
+                    dtype="number",
+                    min=2016.5,
+                    max=2017.24,
+                    range_check="none (read by the model only through season)",
+                ),
+            ],
+        ),
+    )
+    html = render_design_document(doc, tmp_path / "hotel.html").read_text()
+    assert "<th>range check</th>" in html
+    assert "<td>none (read by the model only through season)</td>" in html
+    assert "2017-06-01" in html and "valid_size" not in html

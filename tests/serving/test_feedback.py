@@ -75,4 +75,7 @@ def test_a_list_of_feedback(scored) -> None:
     assert r.status_code == 404
     assert [e["field"] for e in r.json()["error"]["errors"]] == ["[1].request_id"]
     assert log.count_feedback() == 3  # the valid item of the failed list was recorded
-    assert http.post("/v1/feedback", content=b"{").status_code == 400
+    assert (
+        http.post("/v1/feedback", content=b"{", headers={"content-type": "application/json"}).status_code
+        == 400
+    )

@@ -80,7 +80,10 @@ def test_the_log_holds_exactly_the_answered_predictions(client, flights) -> None
 def test_rejected_requests_are_logged_as_requests(make_client, flights) -> None:
     with make_client() as (http, log):
         assert http.post("/v1/predict", json={"inputs": flights.row(0, carrier=7)}).status_code == 422
-        assert http.post("/v1/predict", content=b"{").status_code == 400
+        assert (
+            http.post("/v1/predict", content=b"{", headers={"content-type": "application/json"}).status_code
+            == 400
+        )
     requests = log.read_requests()  # after close: drained
     assert sorted(requests["status"].tolist()) == [400, 422]
     assert requests["error"].notna().all()
@@ -103,9 +106,10 @@ def test_openapi_documents_the_row_fields(client) -> None:
     assert http.get("/docs").status_code == 200
 
 
-def test_model_info(client, flights) -> None:
-    http, _ = client
-    info = http.get("/v1/model").json()
+def test_model_info(make_client, flights) -> None:
+    with make_client(admin_token="a" * 16) as (http, _):
+        info = http.get("/v1/model").json()
+        admin = http.get("/v1/model", headers={"authorization": "Bearer " + "a" * 16}).json()
     assert info["model"] == {"name": "flight-delay", "version": 3}
     assert info["input_columns"] == flights.model.input_columns
-    assert info["schema"]["columns"]["carrier"]["dtype"] == "string"
+    assert admin["schema"]["columns"]["carrier"]["dtype"] == "string"  # the schema: admin only

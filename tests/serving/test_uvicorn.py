@@ -6,6 +6,7 @@ import asyncio
 import re
 
 import httpx
+import pytest
 
 from mlsd.serving import ServeSettings, create_app
 from mlsd.store.prediction_log import PredictionLog
@@ -57,3 +58,32 @@ def test_replay_posts_every_outcome_in_lists_and_counts_failures(flights, tmp_pa
     logged = log.read_predictions()
     assert len(logged) == 129 and logged["outcome"].notna().all()
     assert set(logged["request_id"]) == set(result.acknowledged)
+
+
+@pytest.mark.parametrize(
+    ("auth", "replay_token"),
+    [
+        (
+            {"feedback_auth": "token", "feedback_token": "feedback-token-0123456789"},
+            "feedback-token-0123456789",
+        ),
+        ({"feedback_auth": "signed_id", "feedback_secret": "signing-secret-0123456789"}, None),
+    ],
+    ids=["token", "signed_id"],
+)
+def test_replay_authenticates_its_feedback(flights, tmp_path, live_server, auth, replay_token) -> None:
+    import pandas as pd
+
+    from mlsd.serving.replay import replay
+
+    log = PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}")
+    settings = ServeSettings(model=flights.model, model_name="m", model_version=2, log=log, **auth)
+    rows = pd.DataFrame(flights.rows[:20])
+    labels = (rows["arr_delay"] > 15).tolist()
+    with live_server(create_app(settings)) as base:
+        result = replay(base, rows, labels=labels, feedback_batch=8, feedback_token=replay_token, timeout=20)
+        if replay_token:  # the same replay without the token is refused, and records nothing
+            refused = replay(base, rows.head(3), labels=labels[:3], timeout=20)
+            assert refused.feedback_ok == 0 and "401" in refused.errors[0]
+    assert result.feedback_sent == result.feedback_ok == 20, result.errors
+    assert log.count_feedback() == 20

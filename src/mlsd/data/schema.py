@@ -10,7 +10,10 @@ with it, column by column and vectorised, and returns :class:`SchemaViolation` s
                     number column, a fraction in an integer column, an unparseable date,
                     a value other than true/false/1/0 in a boolean column. Strings accept anything.
 ``range``           (error) numbers or datetimes outside ``[min - t, max + t]`` with
-                    ``t = range_tolerance * (max - min)``.
+                    ``t = tolerance * (max - min)``; the column's own ``range_tolerance`` wins over
+                    the one passed in. A column with ``range_check="growing"`` (it grows with time:
+                    ids, dates, counters) has no upper bound, one with ``range_check="none"`` no
+                    range check at all (see :func:`infer_schema`).
 ``category``        a value of a categorical column never seen at build time. A warning when
                     ``allow_unseen_categories`` (the model handles unknown categories), else an error.
 ``missing``         (error) missing values in a column that had none at build time; or (warning) a
@@ -27,11 +30,19 @@ with it, column by column and vectorised, and returns :class:`SchemaViolation` s
 [('distance', 'type', ['x']), ('carrier', 'category', ['ZZ'])]
 >>> Schema.from_json(schema.to_json()) == schema
 True
+
+A column that rises with the time column is recorded as growing: later values pass.
+
+>>> days = pd.DataFrame({"day": pd.date_range("2024-01-01", periods=30), "booking_id": range(30)})
+>>> grown = infer_schema(days, columns=["booking_id"], time="day")
+>>> grown.columns["booking_id"].range_check, grown.validate_frame(pd.DataFrame({"booking_id": [500]}))
+('growing', [])
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -41,9 +52,25 @@ from pydantic import BaseModel, Field
 
 from mlsd.errors import SchemaError
 
-__all__ = ["ColumnSchema", "Schema", "SchemaViolation", "infer_schema"]
+__all__ = [
+    "GROWTH_MIN_CORRELATION",
+    "ColumnSchema",
+    "RangeName",
+    "RangeRule",
+    "Schema",
+    "SchemaViolation",
+    "infer_schema",
+]
 
 DType = Literal["number", "integer", "string", "boolean", "datetime"]
+#: How a column's range is checked: both bounds, the lower one only (it grows with time), or not at all
+RangeCheck = Literal["bounded", "growing", "none"]
+#: The named range rules: no upper bound, or no range check
+RangeName = Literal["growing", "none"]
+#: A declared range rule of one column: its own tolerance (both bounds), ``"growing"`` or ``"none"``
+RangeRule = float | RangeName
+#: Spearman correlation with the time column, on the training rows, from which a column "grows"
+GROWTH_MIN_CORRELATION = 0.9
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0"}
 _EXACT_INT = 2.0**53  # floats are exact integers below this
@@ -60,6 +87,41 @@ class ColumnSchema(BaseModel):
     max: float | str | None = None
     allowed: list[str] | None = None
     n_unique: int = 0
+    range_check: RangeCheck = "bounded"
+    range_tolerance: float | None = Field(None, ge=0, description="this column's tolerance, if declared")
+    range_note: str = Field("", description="why the range is checked this way (the document shows it)")
+
+    def bounds(self, tolerance: float) -> tuple[Any, Any] | None:
+        """``(low, high)`` a value must lie in (``high`` None: no upper bound), or None: no range check.
+
+        ``tolerance`` (a fraction of the range's width, on each side) applies unless the column
+        declares its own. Datetime bounds are naive UTC :class:`pandas.Timestamp` s.
+
+        >>> ColumnSchema(name="x", dtype="number", min=0, max=10).bounds(0.5)
+        (-5.0, 15.0)
+        >>> ColumnSchema(name="x", dtype="number", min=0, max=10, range_check="growing").bounds(0.5)
+        (-5.0, None)
+        """
+        if self.range_check == "none" or self.min is None or self.max is None:
+            return None
+        if self.dtype == "datetime":
+            lo, hi = pd.Timestamp(self.min), pd.Timestamp(self.max)
+            if lo.tzinfo is not None:
+                lo, hi = lo.tz_convert("UTC").tz_localize(None), hi.tz_convert("UTC").tz_localize(None)
+        else:
+            lo, hi = float(self.min), float(self.max)
+        margin = (hi - lo) * (tolerance if self.range_tolerance is None else self.range_tolerance)
+        return lo - margin, (hi + margin if self.range_check == "bounded" else None)
+
+    def range_text(self, tolerance: float) -> str:
+        """What a value of this column is expected to be, as a violation states it."""
+        bounds = self.bounds(tolerance)
+        if bounds is None:
+            return "any value (no range check)"
+        lo, hi = bounds
+        if hi is None:
+            return f"values >= {lo} (no upper bound: the column grows with time)"
+        return f"values in [{lo}, {hi}]"
 
 
 class SchemaViolation(BaseModel):
@@ -241,10 +303,11 @@ def _check_column(
                 expected=expected,
             )
         )
-    if values is not None and col.min is not None and col.max is not None:
-        lo, hi = _bounds(col, tol)
+    bounds = col.bounds(tol) if values is not None else None
+    if values is not None and bounds is not None:
+        lo, hi = bounds
         ok = values.notna() & ~bad
-        outside = ok & ((values < lo) | (values > hi))
+        outside = ok & ((values < lo) | (values > hi)) if hi is not None else ok & (values < lo)
         if outside.any():
             out.append(
                 SchemaViolation(
@@ -252,7 +315,7 @@ def _check_column(
                     kind="range",
                     n_rows=int(outside.sum()),
                     received=_examples(s[outside]),
-                    expected=f"values in [{lo}, {hi}]",
+                    expected=col.range_text(tol),
                 )
             )
     if col.allowed is not None:
@@ -296,17 +359,6 @@ def _check_column(
     return out
 
 
-def _bounds(col: ColumnSchema, tol: float) -> tuple[Any, Any]:
-    if col.dtype == "datetime":
-        lo, hi = pd.Timestamp(col.min), pd.Timestamp(col.max)
-        if lo.tzinfo is not None:
-            lo, hi = lo.tz_convert("UTC").tz_localize(None), hi.tz_convert("UTC").tz_localize(None)
-    else:
-        lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
-    margin = (hi - lo) * tol
-    return lo - margin, hi + margin
-
-
 def infer_schema(
     df: pd.DataFrame,
     *,
@@ -314,23 +366,53 @@ def infer_schema(
     categorical: Iterable[str] | None = None,
     max_categories: int = 200,
     range_margin: float = 0.0,
+    hashed: Iterable[str] | None = None,
+    time: str | None = None,
+    range_rules: Mapping[str, RangeRule] | None = None,
+    read_through: Mapping[str, Sequence[str]] | None = None,
+    growth_min_correlation: float = GROWTH_MIN_CORRELATION,
 ) -> Schema:
     """Infer a :class:`Schema` from ``df`` (usually the training features).
 
     ``allowed`` is recorded for the ``categorical`` columns (whatever their type) and for text
-    columns with at most ``max_categories`` distinct values; ``range_margin`` widens every
-    recorded range by that fraction of its width on each side.
+    columns with at most ``max_categories`` distinct values, but never for a ``hashed`` column
+    (hashing exists to take values never seen) nor for the ``time`` column; ``range_margin``
+    widens every recorded range by that fraction of its width on each side.
+
+    How each number or datetime column's range is checked (``range_check``), first rule that applies:
+
+    1. ``range_rules[column]``: a number is the column's own tolerance (both bounds, growth or
+       not), ``"growing"`` drops the upper bound, ``"none"`` the range check;
+    2. ``read_through[column]`` names the derived columns through which alone the model reads
+       ``column``: no range check (a later date still gives a season the model has seen);
+    3. a column whose Spearman correlation with ``time`` on these rows is at least
+       ``growth_min_correlation`` grows with time (ids, dates, counters): no upper bound;
+    4. otherwise both bounds.
     """
     names = list(df.columns) if columns is None else list(columns)
     declared = set(categorical or [])
-    missing = [c for c in [*names, *declared] if c not in df.columns]
+    no_allowed = {*(hashed or []), *([time] if time else [])}
+    rules = dict(range_rules or {})
+    through = dict(read_through or {})
+    missing = [c for c in [*names, *declared, *([time] if time else [])] if c not in df.columns]
+    missing += [c for c in [*rules, *through] if c not in names]
     if missing:
         raise SchemaError(
             f"column {missing[0]!r} is not in the data",
             field="columns",
             received=missing[0],
-            expected="one of: " + ", ".join(map(str, df.columns[:30])),
+            expected="one of: "
+            + ", ".join(map(str, (names if missing[0] in [*rules, *through] else df.columns)[:30])),
         )
+    for name, given in rules.items():
+        number = isinstance(given, int | float) and not isinstance(given, bool) and given >= 0
+        if not (number or given in ("growing", "none")):
+            raise SchemaError(
+                "a range rule is a tolerance, growing or none",
+                field=f"range_rules.{name}",
+                received=given,
+                expected="a number >= 0 (a fraction of the range), 'growing' or 'none'",
+            )
     out: dict[str, ColumnSchema] = {}
     for name in names:
         s = df[name]
@@ -352,8 +434,53 @@ def infer_schema(
             m = (t.max() - t.min()) * range_margin
             info |= {"min": (t.min() - m).isoformat(), "max": (t.max() + m).isoformat()}
         is_cat = isinstance(s.dtype, pd.CategoricalDtype)
-        if name in declared or (dtype == "string" and (is_cat or info["n_unique"] <= max_categories)):
+        if name not in no_allowed and (
+            name in declared or (dtype == "string" and (is_cat or info["n_unique"] <= max_categories))
+        ):
             keys = _category_keys(s.astype("object") if is_cat else s)
             info["allowed"] = sorted(keys.dropna().unique().tolist())
         out[str(name)] = ColumnSchema(**info)
+    growth = _time_correlations(df, [n for n in names if n not in rules and n not in through], out, time)
+    for name, col in out.items():
+        if col.min is None:
+            continue
+        rule = rules.get(name)
+        if isinstance(rule, str):
+            col.range_check, col.range_note = rule, f"declared {rule}"
+        elif rule is not None:
+            col.range_tolerance, col.range_note = float(rule), f"declared tolerance {float(rule):g}"
+        elif name in through:
+            col.range_check = "none"
+            col.range_note = "read by the model only through " + ", ".join(through[name])
+        elif growth.get(name, 0.0) >= growth_min_correlation:
+            col.range_check = "growing"
+            col.range_note = f"grows with {time} (Spearman {growth[name]:.2f} on the training rows)"
     return Schema(columns=out)
+
+
+def _time_correlations(
+    df: pd.DataFrame, names: list[str], columns: dict[str, ColumnSchema], time: str | None
+) -> dict[str, float]:
+    """Spearman correlation of each number or datetime column with ``time`` (pairwise complete rows)."""
+    ranged = [n for n in names if columns[n].min is not None]
+    if time is None or not ranged:
+        return {}
+    stamps = _to_datetime(df[time])
+    if stamps.notna().sum() < 3:
+        return {}
+    as_numbers = {
+        n: _seconds(_to_datetime(df[n]))
+        if columns[n].dtype == "datetime"
+        else pd.to_numeric(df[n], errors="coerce").astype("float64")
+        for n in ranged
+    }
+    t = _seconds(stamps)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant column has no correlation (NaN)
+        rho = pd.DataFrame(as_numbers, index=df.index).corrwith(t, method="spearman")
+    return {str(k): float(v) for k, v in rho.items() if np.isfinite(v)}
+
+
+def _seconds(stamps: pd.Series) -> pd.Series:
+    """Datetimes as seconds since 1970 (NaT as NaN), so they correlate like numbers."""
+    return (stamps - pd.Timestamp(0)).dt.total_seconds()

@@ -17,6 +17,12 @@ the same way.
 [1.5, 4.0, 1.5, 4.0]
 >>> baseline_name({"rule": "dep_hour >= 17"})
 'rule: dep_hour >= 17'
+
+"Predict this column" (regression): the value of a column known at prediction time, such as
+the previous rate; a row where it is missing gets the training mean.
+
+>>> make_baseline({"column": "distance"}, "regression").fit(df, [1.0, 3.0, 2.0, 5.0]).predict(df).tolist()
+[200.0, 1500.0, 700.0, 2400.0]
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from mlsd.errors import DesignError
 
-__all__ = ["RuleBaseline", "RuleRegressor", "baseline_name", "list_baselines", "make_baseline"]
+__all__ = [
+    "ColumnRegressor",
+    "RuleBaseline",
+    "RuleRegressor",
+    "baseline_name",
+    "list_baselines",
+    "make_baseline",
+]
 
 _CLASSIFIER_SPECS = {
     "majority": "predicts the class prior (the majority label)",
@@ -42,12 +55,11 @@ _CLASSIFIER_SPECS = {
 }
 _REGRESSOR_SPECS = {"mean": "predicts the training mean", "median": "predicts the training median"}
 _RULE_KEYS = {"rule", "score_if_true", "score_if_false"}
+_COLUMN_KEYS = {"column"}
 
 
-class _RuleMixin:
+class _RawRowsMixin:
     """Shared input handling: raw DataFrames pass through; arrays get columns ``x0 .. x{n-1}``."""
-
-    expression: str
 
     def _frame(self, X: Any, *, reset: bool) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
@@ -61,6 +73,12 @@ class _RuleMixin:
         # Fitted on named columns and given an array of the same width: keep reading the rule by name.
         cols = list(names) if names is not None else [f"x{i}" for i in range(arr.shape[1])]
         return pd.DataFrame(arr, columns=cols)
+
+
+class _RuleMixin(_RawRowsMixin):
+    """A rule (a true/false expression) read over raw rows."""
+
+    expression: str
 
     def _rule(self, df: pd.DataFrame) -> np.ndarray:
         from mlsd.data.expressions import evaluate_expression  # lazy: modeling must not need data at import
@@ -175,36 +193,95 @@ class RuleRegressor(_RuleMixin, RegressorMixin, BaseEstimator):
         return tags
 
 
+class ColumnRegressor(_RawRowsMixin, RegressorMixin, BaseEstimator):
+    """Regressor that predicts the value of one column as it is (e.g. the previous rate).
+
+    Where the column is missing (or not a number) the prediction is ``fallback_``, the mean
+    training target: the baseline then says what a system knowing only that column would do.
+    """
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def _values(self, df: pd.DataFrame) -> np.ndarray:
+        if self.column not in df.columns:
+            raise DesignError(
+                "the baseline's column is not in the data",
+                field="models.baseline.column",
+                received=self.column,
+                expected="one of: " + ", ".join(map(str, list(df.columns)[:25])),
+            )
+        s = df[self.column]
+        if not (pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)):
+            raise DesignError(
+                "a column baseline predicts a numeric column",
+                field="models.baseline.column",
+                received=f"{self.column} ({s.dtype})",
+                expected="a numeric column on the scale of the label, e.g. the previous value",
+            )
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+
+    def fit(self, X: Any, y: Any) -> ColumnRegressor:
+        df = self._frame(X, reset=True)
+        if y is None:
+            raise ValueError("ColumnRegressor requires y to be passed, but the target y is None")
+        y = column_or_1d(y, warn=True).astype(float)
+        assert_all_finite(y, input_name="y")
+        check_consistent_length(df, y)
+        self._values(df)  # fail at fit time on a missing or non-numeric column
+        self.fallback_ = float(np.mean(y))
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "fallback_")
+        values = self._values(self._frame(X, reset=False))
+        return np.where(np.isfinite(values), values, self.fallback_)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing previous value gets the fallback
+        tags.regressor_tags.poor_score = True  # one fixed column cannot fit sklearn's synthetic problems
+        return tags
+
+
 def list_baselines(task: str) -> list[str]:
-    """Baseline specs usable for ``task`` (plus ``{"rule": ...}`` for binary and regression).
+    """Baseline specs usable for ``task``: names, ``{rule: ...}`` (binary and regression) and
+    ``{column: ...}`` (regression).
 
     >>> list_baselines("regression")
-    ['mean', 'median', '{rule: <expression>}']
+    ['mean', 'median', '{rule: <expression>}', '{column: <column>}']
     """
-    names = list(_REGRESSOR_SPECS) if task == "regression" else list(_CLASSIFIER_SPECS)
-    return [*names, "{rule: <expression>}"] if task in ("binary", "regression") else names
+    if task == "regression":
+        return [*_REGRESSOR_SPECS, "{rule: <expression>}", "{column: <column>}"]
+    names = list(_CLASSIFIER_SPECS)
+    return [*names, "{rule: <expression>}"] if task == "binary" else names
 
 
 def baseline_name(spec: str | dict[str, Any]) -> str:
     """A readable name for a baseline spec (used in the trade-off table)."""
     if isinstance(spec, dict) and "rule" in spec:
         return f"rule: {spec['rule']}"
+    if isinstance(spec, dict) and "column" in spec:
+        return f"column: {spec['column']}"
     return str(spec)
 
 
 def make_baseline(
     spec: str | dict[str, Any], task: str, *, seed: int = 0, field: str = "models.baseline"
 ) -> BaseEstimator:
-    """An unfitted baseline for ``task`` from a design spec: a name or ``{"rule": "<expression>"}``."""
+    """An unfitted baseline for ``task`` from a design spec: a name, ``{"rule": "<expression>"}``
+    or ``{"column": "<column>"}``."""
     options = ", ".join(list_baselines(task))
+    if isinstance(spec, dict) and "column" in spec:
+        return _column_baseline(spec, task, field, options)
     if isinstance(spec, dict):
         unknown = set(spec) - _RULE_KEYS
         if "rule" not in spec or unknown:
             raise DesignError(
-                "a rule baseline is a mapping with a `rule`",
+                "a rule baseline is a mapping with a `rule`, a column baseline one with a `column`",
                 field=field,
                 received=spec,
-                expected=f"keys {sorted(_RULE_KEYS)}; or one of: {options}",
+                expected=f"keys {sorted(_RULE_KEYS)} or {sorted(_COLUMN_KEYS)}; or one of: {options}",
             )
         kw = {k: spec[k] for k in ("score_if_true", "score_if_false") if k in spec}
         for k, v in kw.items():  # float("high") would fail with a bare ValueError naming nothing
@@ -232,3 +309,30 @@ def make_baseline(
     raise DesignError(
         f"unknown baseline for task {task}", field=field, received=spec, expected=f"one of: {options}"
     )
+
+
+def _column_baseline(spec: dict[str, Any], task: str, field: str, options: str) -> ColumnRegressor:
+    unknown = sorted(set(spec) - _COLUMN_KEYS)
+    if unknown:
+        raise DesignError(
+            "a column baseline has only the key `column`",
+            field=f"{field}.{unknown[0]}",
+            received=unknown[0],
+            expected="{column: <column>}",
+        )
+    column = spec["column"]
+    if not isinstance(column, str) or not column:
+        raise DesignError(
+            "a column baseline names one column",
+            field=f"{field}.column",
+            received=column,
+            expected="a column name",
+        )
+    if task != "regression":
+        raise DesignError(
+            f"column baselines predict a value: not available for {task}",
+            field=field,
+            received=spec,
+            expected=options,
+        )
+    return ColumnRegressor(column)

@@ -68,8 +68,7 @@ _CLOCKS = {
     "wall": "wall-clock time (this platform's thread clock is too coarse)",
 }
 _ESTIMATOR = (
-    f"cheapest of {_N_BEST_OF} predictions per call; median over repetitions of each repetition's "
-    "percentile"
+    f"cheapest of {_N_BEST_OF} predictions per call; median over repetitions of each repetition's percentile"
 )
 
 

@@ -64,6 +64,8 @@ class WindowResult:
     quality: QualityResult
     performance: PerformanceResult
     slo: SloResult | None = None
+    #: what the drift was compared with: "training", "window <start>", or why nothing ("none (...)")
+    reference: str | None = "training"
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -78,6 +80,7 @@ class WindowResult:
                 "quality": self.quality.to_dict(),
                 "performance": self.performance.to_dict(),
                 "slo": None if self.slo is None else self.slo.to_dict(),
+                "reference": self.reference,
             }
         )
 
@@ -92,6 +95,7 @@ class WindowResult:
             quality=QualityResult.from_dict(data["quality"]),
             performance=PerformanceResult.from_dict(data["performance"]),
             slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
+            reference=data.get("reference", "training"),
         )
 
 
@@ -122,6 +126,10 @@ class MonitorResult:
     window: str
     created_at: pd.Timestamp = dataclasses.field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
     limits: dict[str, float] = dataclasses.field(default_factory=dict)
+    reference: str = "training"  # monitoring.reference
+    #: predictions logged without an event time (windowed by their logging time instead)
+    n_missing_event_time: int = 0
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def fired(self) -> bool:
@@ -131,7 +139,8 @@ class MonitorResult:
     def top_drifted(self, n: int = 10) -> pd.DataFrame:
         """Features ranked by their largest effect size over the windows (for the terminal summary).
 
-        Columns: ``column, kind, method, max_effect_size, n_drifted_windows, n_windows, worst_window``.
+        Columns: ``column, kind, method, max_effect_size, n_drifted_windows`` (material drift),
+        ``n_detected_windows`` (significant after the correction), ``n_windows, worst_window``.
         """
         rows = [
             {"window": w.start, **dataclasses.asdict(f)}
@@ -145,6 +154,7 @@ class MonitorResult:
             "method",
             "max_effect_size",
             "n_drifted_windows",
+            "n_detected_windows",
             "n_windows",
             "worst_window",
         ]
@@ -158,6 +168,7 @@ class MonitorResult:
                 "method": worst["method"],
                 "max_effect_size": worst["effect_size"],
                 "n_drifted_windows": df.groupby("column")["drifted"].sum().astype(int),
+                "n_detected_windows": df.groupby("column")["detected"].sum().astype(int),
                 "n_windows": df.groupby("column").size(),
                 "worst_window": worst["window"],
             }
@@ -171,6 +182,9 @@ class MonitorResult:
             "window": self.window,
             "created_at": _iso(self.created_at),
             "limits": jsonable(self.limits),
+            "reference": self.reference,
+            "n_missing_event_time": self.n_missing_event_time,
+            "warnings": list(self.warnings),
             "fired": self.fired,
             "alerts": [a.to_dict() for a in self.alerts],
             "overall": self.overall.to_dict(),
@@ -190,6 +204,9 @@ class MonitorResult:
             window=data["window"],
             created_at=pd.Timestamp(data["created_at"]),
             limits=dict(data.get("limits") or {}),
+            reference=data.get("reference", "training"),
+            n_missing_event_time=int(data.get("n_missing_event_time", 0)),
+            warnings=list(data.get("warnings") or []),
         )
 
     @classmethod

@@ -9,6 +9,12 @@ p-value drifts only when ``p_adjusted < alpha`` **and** its effect size reaches 
 the effect size stops huge windows from flagging trivial shifts, the corrected p-value stops
 small windows (and many columns) from raising false alarms.
 
+Two tiers per column: ``detected`` (the test says the window differs: ``p_adjusted < alpha``)
+and ``drifted``, the **material** tier (detected *and* ``effect_size >= threshold``). A
+distance-only method has no test, so its effect decides both. ``thresholds`` (per method) and
+``column_thresholds`` (per column) replace the defaults below; a design sets them with
+``monitoring.effect_threshold`` and ``monitoring.effect_thresholds``.
+
 Effect sizes, comparable enough to rank (0 = no change; drifted at ``>= threshold``):
 
 ==================  =====================================  ============================  =========
@@ -142,6 +148,8 @@ class FeatureDrift:
     n_window: int
     effect_measure: str = ""
     note: str | None = None
+    #: significant after the correction (distance-only methods, which have no test: ``drifted``)
+    detected: bool = False
 
     @property
     def severity(self) -> float:
@@ -160,6 +168,8 @@ class DriftResult:
     n_drifted: int
     correction: str
     alpha: float
+    share_detected: float = 0.0
+    n_detected: int = 0
 
     def to_frame(self) -> pd.DataFrame:
         """One row per column, in rank order."""
@@ -176,6 +186,8 @@ class DriftResult:
             "features": [{k: clean(v) for k, v in dataclasses.asdict(f).items()} for f in self.features],
             "share_drifted": self.share_drifted,
             "n_drifted": self.n_drifted,
+            "share_detected": self.share_detected,
+            "n_detected": self.n_detected,
             "correction": self.correction,
             "alpha": self.alpha,
         }
@@ -379,9 +391,14 @@ def detect_drift(
     alpha: float = 0.05,
     columns: list[str] | None = None,
     thresholds: dict[str, float] | None = None,
+    column_thresholds: dict[str, float] | None = None,
     missing: Literal["error", "skip"] = "error",
 ) -> DriftResult:
-    """Compare ``window`` with ``reference`` column by column (all reference columns by default)."""
+    """Compare ``window`` with ``reference`` column by column (all reference columns by default).
+
+    ``thresholds`` (method -> effect size) replace :data:`DEFAULT_THRESHOLDS`;
+    ``column_thresholds`` (column -> effect size) replace the method's threshold for one column.
+    """
     if correction not in CORRECTIONS:
         correct_p_values(np.array([]), correction)  # raises the DesignError naming the choices
     if not 0.0 < alpha < 1.0:
@@ -396,6 +413,12 @@ def detect_drift(
             field="thresholds",
             received=bad,
             expected=f"numbers >= 0 for {DRIFT_METHODS}",
+        )
+    per_column = dict(column_thresholds or {})
+    bad = {k: v for k, v in per_column.items() if not v >= 0}
+    if bad:
+        raise DesignError(
+            "bad drift thresholds", field="column_thresholds", received=bad, expected="numbers >= 0"
         )
     if len(window) == 0:
         raise DataError(
@@ -416,9 +439,11 @@ def detect_drift(
     tested = [r for r in rows if "p" in r]
     for r, q in zip(tested, correct_p_values(np.array([r["p"] for r in tested]), correction), strict=True):
         r["p_adj"] = float(q)
-    features = [_verdict(r, limits[r["method"]], alpha) for r in rows] + skipped
+    features = [_verdict(r, per_column.get(r["column"], limits[r["method"]]), alpha) for r in rows]
+    features += skipped
     compared = [f for f in features if math.isfinite(f.statistic)]
     n_drifted = sum(f.drifted for f in features)
+    n_detected = sum(f.detected for f in features)
     features.sort(key=lambda f: (not math.isfinite(f.statistic), -f.severity, f.column))
     return DriftResult(
         features=features,
@@ -426,6 +451,8 @@ def detect_drift(
         n_drifted=n_drifted,
         correction=correction,
         alpha=alpha,
+        share_detected=n_detected / len(compared) if compared else 0.0,
+        n_detected=n_detected,
     )
 
 
@@ -442,7 +469,10 @@ def _verdict(r: dict[str, Any], threshold: float, alpha: float) -> FeatureDrift:
         )
     effect = float(r["effect"])
     p_adj = r.get("p_adj")
-    drifted = effect >= threshold and (p_adj is None or p_adj < alpha)
+    # two tiers: detected = the test says the window differs (after the correction); material =
+    # detected and the effect reaches the threshold. Without a test, the effect decides both.
+    detected = p_adj < alpha if p_adj is not None else effect >= threshold
+    drifted = detected and effect >= threshold
     return FeatureDrift(
         column=r["column"],
         kind=r["kind"],
@@ -457,4 +487,5 @@ def _verdict(r: dict[str, Any], threshold: float, alpha: float) -> FeatureDrift:
         n_window=int(r["n_win"]),
         effect_measure=_EFFECT.get(r["method"], r["method"]),
         note=r.get("note"),
+        detected=bool(detected),
     )

@@ -4,7 +4,10 @@
 ``1w``) on their ``event_time`` (``logged_at`` where the row has none) and measures per window:
 
 - **feature drift**: :func:`mlsd.monitoring.drift.detect_drift` over the reference's feature
-  columns with the design's method, per-column overrides, correction and alpha;
+  columns (the features the model reads; derived ones are computed from the logged inputs with
+  ``derive``, see :mod:`.columns`) with the design's method, per-column overrides, correction,
+  alpha and effect thresholds, in two tiers: detected (significant after the correction) and
+  material (detected and at or above the effect threshold);
 - **prediction drift**: the same test on the ``score`` column, reported apart from features;
 - **data quality** of every schema column (:mod:`.quality`), **performance** on the rows with
   feedback (:mod:`.performance`);
@@ -20,6 +23,17 @@ SLOs and time: a replay sends months of event time in minutes of wall time, so r
 whole request frame (in ``overall``), and per window (requests whose ``logged_at`` falls in the
 window) only when the requests span at least one window of wall time (live traffic);
 otherwise a window's ``slo`` is ``None``.
+
+References (``spec.reference``): ``training`` compares every window with the build's reference
+statistics; ``previous_window`` with the logged traffic of the window just before it (window
+``k - 1``, empty windows included: then there is nothing to compare with); and
+``same_period_last_year`` with the window holding the same instant one calendar year earlier.
+A window without a reference gets ``drift = None`` and says why in ``reference``; the overall
+entry has a drift only against ``training``. Performance is always judged on the outcomes.
+
+Event time: rows logged without one (the request did not carry ``data.time``) are windowed by
+``logged_at``, which after a replay piles months of traffic into one window. The result counts
+them (``n_missing_event_time``) and carries a warning the CLI and the report show.
 
 Alerts come from ``spec.alerts`` (name -> limit, see :data:`KNOWN_ALERTS`); each breach in a
 window is one :class:`Alert`. SLO alerts are also judged on the ``overall`` entry (its
@@ -40,7 +54,8 @@ from mlsd.design import MonitoringSpec, parse_duration
 from mlsd.errors import DataError, DesignError
 from mlsd.goals import CostMatrix
 from mlsd.monitoring._results import Alert, MonitorResult, WindowResult
-from mlsd.monitoring.drift import DriftResult, FeatureDrift, detect_drift
+from mlsd.monitoring.columns import with_derived
+from mlsd.monitoring.drift import DRIFT_METHODS, DriftResult, FeatureDrift, detect_drift
 from mlsd.monitoring.performance import labelled_performance
 from mlsd.monitoring.quality import data_quality
 from mlsd.monitoring.reference import ReferenceStatistics
@@ -48,6 +63,7 @@ from mlsd.monitoring.slo import service_levels
 
 __all__ = [
     "KNOWN_ALERTS",
+    "REFERENCE_MODES",
     "Alert",
     "MonitorResult",
     "WindowResult",
@@ -74,6 +90,11 @@ KNOWN_ALERTS: dict[str, tuple[str, str, Callable[[WindowResult], float | None]]]
         "max",
         lambda w: None if w.drift is None else w.drift.share_drifted,
     ),
+    "max_detected_share": (
+        "share of features with detected drift",
+        "max",
+        lambda w: None if w.drift is None else w.drift.share_detected,
+    ),
     "max_prediction_drift": (
         "prediction drift (score effect size)",
         "max",
@@ -82,6 +103,8 @@ KNOWN_ALERTS: dict[str, tuple[str, str, Callable[[WindowResult], float | None]]]
     "min_roc_auc": ("ROC AUC", "min", lambda w: w.performance.roc_auc),
     "max_ece": ("expected calibration error", "max", lambda w: w.performance.ece),
     "max_label_drift": ("label drift (|Cohen's h|)", "max", lambda w: _abs(w.performance.label_drift_effect)),
+    "max_rmse": ("RMSE", "max", lambda w: w.performance.rmse),
+    "max_mae": ("MAE", "max", lambda w: w.performance.mae),
     "max_missing_rate_increase": (
         "missing-rate increase",
         "max",
@@ -97,9 +120,19 @@ KNOWN_ALERTS: dict[str, tuple[str, str, Callable[[WindowResult], float | None]]]
 }
 
 
-# Alerts on measures only a binary task has (the positive-class score, a label rate): for other
-# tasks they would never fire, so a design naming them is refused instead of silently idle.
-_BINARY_ONLY_ALERTS = ("min_roc_auc", "max_ece", "max_label_drift")
+# Alerts on measures only one task has (the positive-class score and a label rate for binary,
+# errors of a numeric prediction for regression): for other tasks they would never fire, so a
+# design naming them is refused instead of silently idle.
+_TASK_ALERTS = {
+    "min_roc_auc": "binary",
+    "max_ece": "binary",
+    "max_label_drift": "binary",
+    "max_rmse": "regression",
+    "max_mae": "regression",
+}
+
+#: what each window's drift is compared with (``monitoring.reference``, see the module docstring)
+REFERENCE_MODES = ("training", "previous_window", "same_period_last_year")
 
 
 def list_alerts(task: str | None = None) -> list[str]:
@@ -107,8 +140,10 @@ def list_alerts(task: str | None = None) -> list[str]:
 
     >>> "min_roc_auc" in list_alerts("binary"), "min_roc_auc" in list_alerts("regression")
     (True, False)
+    >>> "max_rmse" in list_alerts("regression"), "max_rmse" in list_alerts("binary")
+    (True, False)
     """
-    return [n for n in KNOWN_ALERTS if task in (None, "binary") or n not in _BINARY_ONLY_ALERTS]
+    return [n for n in KNOWN_ALERTS if task is None or _TASK_ALERTS.get(n, task) == task]
 
 
 def check_alert_names(alerts: Mapping[str, float], task: str | None = None) -> None:
@@ -124,7 +159,7 @@ def check_alert_names(alerts: Mapping[str, float], task: str | None = None) -> N
     >>> check_alert_names({"max_ece": 0.1}, task="regression")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mlsd.errors.DesignError: monitoring.alerts.max_ece: the alert max_ece measures a binary classifier ...
+    mlsd.errors.DesignError: monitoring.alerts.max_ece: the alert max_ece measures a binary task ...
     """
     import difflib
 
@@ -139,7 +174,7 @@ def check_alert_names(alerts: Mapping[str, float], task: str | None = None) -> N
             )
         if task is not None and name not in list_alerts(task):
             raise DesignError(
-                f"the alert {name} measures a binary classifier and never fires for a {task} task",
+                f"the alert {name} measures a {_TASK_ALERTS[name]} task and never fires for a {task} task",
                 field=f"monitoring.alerts.{name}",
                 received=name,
                 expected=f"an alert for {task}, one of: " + ", ".join(list_alerts(task)),
@@ -165,7 +200,8 @@ def _event_times(frame: pd.DataFrame) -> pd.Series:
     if "event_time" in frame.columns:
         t = pd.to_datetime(frame["event_time"], utc=True)
         if "logged_at" in frame.columns:
-            t = t.fillna(pd.to_datetime(frame["logged_at"], utc=True))
+            logged = pd.to_datetime(frame["logged_at"], utc=True)
+            t = t.where(t.notna(), logged.astype(t.dtype))  # one time unit (ns or us) for both
         return t
     if "logged_at" in frame.columns:
         return pd.to_datetime(frame["logged_at"], utc=True)
@@ -216,18 +252,38 @@ class _Measure:
         self.features = [c for c in [*reference.numeric, *reference.categorical] if c != _SCORE]
         self.has_score = _SCORE in reference.numeric
         self.missing = _reference_missing(reference)
+        # monitoring.effect_threshold replaces every method's default; effect_thresholds a column's
+        self.thresholds = (
+            None if spec.effect_threshold is None else dict.fromkeys(DRIFT_METHODS, spec.effect_threshold)
+        )
+        unknown = [c for c in spec.effect_thresholds if c not in self.features]
+        if unknown:
+            raise DesignError(
+                "not a monitored column",
+                field=f"monitoring.effect_thresholds.{unknown[0]}",
+                received=unknown[0],
+                expected="one of the monitored columns: " + ", ".join(self.features),
+            )
 
-    def _detect(self, frame: pd.DataFrame, columns: list[str], correction: str) -> DriftResult:
+    def _detect(
+        self, reference: ReferenceStatistics, frame: pd.DataFrame, columns: list[str], correction: str
+    ) -> DriftResult:
         spec = self.spec
         try:
             return detect_drift(
-                self.reference,
+                reference,
                 frame,
                 method=spec.drift,
-                overrides=spec.drift_overrides,
+                # a feature missing from a window's reference is not compared; a name that is no
+                # feature at all stays, so detect_drift refuses it
+                overrides={
+                    k: v for k, v in spec.drift_overrides.items() if k in columns or k not in self.features
+                },
                 correction=correction,
                 alpha=spec.alpha,
                 columns=columns,
+                thresholds=self.thresholds,
+                column_thresholds=spec.effect_thresholds,
                 missing="skip",  # an absent column is listed with a note; quality reports the break
             )
         except DesignError as exc:
@@ -239,19 +295,44 @@ class _Measure:
                 expected=exc.expected,
             ) from exc
 
-    def drift(self, frame: pd.DataFrame) -> tuple[DriftResult | None, FeatureDrift | None]:
-        if not len(frame):
-            return None, None
-        features = self._detect(frame, self.features, self.spec.correction) if self.features else None
-        prediction = None
+    def window_reference(self, frame: pd.DataFrame) -> ReferenceStatistics:
+        """Reference statistics of a window of logged traffic (rolling and seasonal references)."""
+        numeric = [c for c in self.reference.numeric if c != _SCORE and c in frame.columns]
+        categorical = [c for c in self.reference.categorical if c in frame.columns]
+        scores = None
         if self.has_score and _SCORE in frame.columns:
-            prediction = self._detect(frame, [_SCORE], "none").features[0]
+            scores = pd.to_numeric(frame[_SCORE], errors="coerce").to_numpy(dtype="float64")
+        return ReferenceStatistics.from_frame(
+            frame.reset_index(drop=True),
+            numeric=numeric,
+            categorical=categorical,
+            scores=scores,
+            seed=self.reference.seed,
+        )
+
+    def drift(
+        self, frame: pd.DataFrame, reference: ReferenceStatistics | None
+    ) -> tuple[DriftResult | None, FeatureDrift | None]:
+        if not len(frame) or reference is None:
+            return None, None
+        known = {*reference.numeric, *reference.categorical}
+        columns = [c for c in self.features if c in known]
+        features = self._detect(reference, frame, columns, self.spec.correction) if columns else None
+        prediction = None
+        if _SCORE in reference.numeric and _SCORE in frame.columns:
+            prediction = self._detect(reference, frame, [_SCORE], "none").features[0]
         return features, prediction
 
     def __call__(
-        self, frame: pd.DataFrame, start: Any, end: Any, requests: pd.DataFrame | None, constraints: Mapping
+        self,
+        frame: pd.DataFrame,
+        start: Any,
+        end: Any,
+        requests: pd.DataFrame | None,
+        constraints: Mapping,
+        reference: tuple[ReferenceStatistics | None, str],
     ) -> WindowResult:
-        drift, prediction = self.drift(frame)
+        drift, prediction = self.drift(frame, reference[0])
         return WindowResult(
             start=start,
             end=end,
@@ -268,7 +349,34 @@ class _Measure:
                 n_resamples=self.n_resamples,
             ),
             slo=None if requests is None else service_levels(requests, constraints),
+            reference=reference[1],
         )
+
+
+def _reference_start(mode: str, start: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:
+    """The start of the window a rolling or seasonal reference reads, for the window at ``start``."""
+    if mode == "previous_window":
+        return start - step
+    # the window holding the same instant a calendar year earlier (leap days fall back a day)
+    a_year_ago = pd.Series([start - pd.DateOffset(years=1)])
+    return pd.Timestamp(assign_windows(a_year_ago, step.to_pytimedelta()).iloc[0])
+
+
+def _event_time_warning(predictions: pd.DataFrame, time_column: str | None) -> tuple[int, list[str]]:
+    """How many predictions lack an event time, and the warning to print when any does."""
+    n = len(predictions)
+    if "event_time" in predictions.columns:
+        missing = int(pd.to_datetime(predictions["event_time"], utc=True).isna().sum())
+    else:
+        missing = n
+    if not missing:
+        return 0, []
+    field = f"the design's data.time field {time_column!r}" if time_column else "an event time (data.time)"
+    return missing, [
+        f"{missing:,} of {n:,} predictions have no event time: their requests carried no "
+        f"{field}, so they are windowed by the time the server logged them, not by when the "
+        "events happened (mlsd replay sends data.time; live clients must send it too)"
+    ]
 
 
 def _alerts(entries: list[WindowResult], overall: WindowResult, limits: Mapping[str, float]) -> list[Alert]:
@@ -308,14 +416,25 @@ def run_monitor(
     positive_class: Any = None,
     costs: CostMatrix | None = None,
     n_resamples: int = 200,
+    derive: Mapping[str, str] | None = None,
+    time_column: str | None = None,
 ) -> MonitorResult:
     """Measure ``predictions`` (``PredictionLog.read_predictions``) and ``requests`` per window.
 
     ``window`` overrides ``spec.window``; ``constraints`` are the design's ``goals.constraints``
     (SLO objectives); ``costs`` prices the logged decisions; ``n_resamples`` sets the bootstrap
-    of the ROC AUC interval (0 = point value only).
+    of the ROC AUC interval (0 = point value only); ``derive`` (the design's ``data.derive``)
+    computes derived features from the logged inputs, so their drift is measured too;
+    ``time_column`` (``data.time``) names the field a missing event time should have come in.
     """
     check_alert_names(spec.alerts, task)
+    if spec.reference not in REFERENCE_MODES:
+        raise DesignError(
+            "unknown reference",
+            field="monitoring.reference",
+            received=spec.reference,
+            expected="one of: " + ", ".join(REFERENCE_MODES),
+        )
     text = window or spec.window
     try:
         size = parse_duration(text)
@@ -332,24 +451,42 @@ def run_monitor(
         )
     constraints = dict(constraints or {})
     measure = _Measure(reference, schema, spec, task, positive_class, costs, n_resamples)
+    if derive:
+        predictions = with_derived(predictions, derive)
+    n_missing_time, warnings = _event_time_warning(predictions, time_column)
     times = _event_times(predictions)
     starts = assign_windows(times, size)
     step = pd.Timedelta(size)
     req_times = pd.to_datetime(requests["logged_at"], utc=True) if len(requests) else None
     live = req_times is not None and (req_times.max() - req_times.min()) >= step
+    parts = {pd.Timestamp(key): part for key, part in predictions.groupby(starts, sort=True)}
+    window_refs: dict[pd.Timestamp, ReferenceStatistics] = {}
+
+    def reference_for(start: pd.Timestamp) -> tuple[ReferenceStatistics | None, str]:
+        if spec.reference == "training":
+            return reference, "training"
+        ref_start = _reference_start(spec.reference, start, step)
+        if ref_start not in parts:
+            return None, f"none (no logged rows in the window of {ref_start:%Y-%m-%d %H:%M})"
+        if ref_start not in window_refs:
+            window_refs[ref_start] = measure.window_reference(parts[ref_start])
+        return window_refs[ref_start], f"window {ref_start:%Y-%m-%d %H:%M}"
+
     entries = []
-    for key, part in predictions.groupby(starts, sort=True):
-        start = pd.Timestamp(key)
+    for start, part in parts.items():
         window_requests = None
         if live:
             window_requests = requests[(req_times >= start) & (req_times < start + step)]
-        entries.append(measure(part, start, start + step, window_requests, constraints))
+        entries.append(measure(part, start, start + step, window_requests, constraints, reference_for(start)))
+    # a rolling or seasonal reference is defined per window; the whole period has none
+    overall_reference = (reference, "training") if spec.reference == "training" else (None, "per window only")
     overall = measure(
         predictions,
         entries[0].start if entries else None,
         entries[-1].end if entries else None,
         requests,
         constraints,
+        overall_reference,
     )
     return MonitorResult(
         windows=entries,
@@ -358,4 +495,7 @@ def run_monitor(
         task=task,
         window=text,
         limits=dict(spec.alerts),
+        reference=spec.reference,
+        n_missing_event_time=n_missing_time,
+        warnings=warnings,
     )

@@ -10,7 +10,8 @@
   vectorised for AUC);
 - **calibration**: expected calibration error (10 equal-width bins), mean score vs observed rate;
 - **decisions**: accuracy of the logged decision and, with a cost matrix, the cost per 1000;
-- **regression**: MAE and RMSE of the logged prediction (``score``).
+- **regression**: MAE and RMSE of the logged prediction (``score``), and the mean prediction
+  (``mean_score_labelled``) against the mean outcome (``outcome_mean``) of the labelled rows.
 
 ``n_labelled`` and ``label_coverage`` (labelled / predictions) say how much of it to trust.
 Without any labelled row every label-based field is ``None``.
@@ -72,6 +73,7 @@ class PerformanceResult:
     cost_per_1000: float | None = None
     mae: float | None = None
     rmse: float | None = None
+    outcome_mean: float | None = None  # regression: the mean outcome of the labelled rows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,7 +186,10 @@ def labelled_performance(
         y = pd.to_numeric(labelled["outcome"], errors="coerce").to_numpy(dtype=float)
         ok = finite & np.isfinite(y)
         if ok.any():
-            out.label_rate = finite_or_none(y[ok].mean())
+            # a regression has no label rate: the mean prediction against the mean outcome says
+            # whether the model runs high or low, MAE and RMSE how far off it is
+            out.outcome_mean = finite_or_none(y[ok].mean())
+            out.mean_score_labelled = finite_or_none(score[ok].mean())
             out.mae = finite_or_none(compute_metric("mae", y[ok], score[ok]))
             out.rmse = finite_or_none(compute_metric("rmse", y[ok], score[ok]))
         return out

@@ -120,6 +120,7 @@ class SchemaColumn(_Model):
     min: float | str | None = None
     max: float | str | None = None
     n_unique: int | None = None
+    range_check: str | None = None  # how the server checks the range, and why
 
 
 class LeakageFinding(_Model):

@@ -3,9 +3,11 @@
 :func:`render_monitor_report` takes the JSON-ready dict of a monitoring run
 (``MonitorResult.to_dict()``; any object with a ``to_dict`` method is accepted too) and writes a
 self-contained page: alerts first (red) or "no alert" (green), a heatmap of the drift effect
-size per feature (rows ranked by their largest effect) and window (columns) with drifted cells
-marked, coloured on a fixed scale of the effect relative to each feature's drift threshold,
-trends over windows (share of drifted features, mean score, label rate, ROC AUC), the
+size per feature (rows ranked by their largest effect) and window (columns) with material (●)
+and detected (○) drift marked, coloured on a fixed scale of the effect relative to each
+feature's drift threshold,
+trends over windows (shares of features with detected and material drift, mean score, label
+rate and ROC AUC, or for a regression RMSE and the mean prediction against the mean outcome), the
 ranked features of the latest window, data quality, performance and SLO tables.
 
 It reads only plain dicts, so the report does not depend on :mod:`mlsd.monitoring` (both are
@@ -62,13 +64,14 @@ def _label(window: Mapping[str, Any]) -> str:
 
 def _effects(
     windows: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Feature names ranked by max effect, and (features x windows) effect, threshold and drifted.
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Feature names ranked by max effect, and (features x windows) effect, threshold, drifted
+    (material) and detected.
 
     The threshold is the one the run applied to that feature (its method's), read from the run:
     the report does not import :mod:`mlsd.monitoring`, a sibling stage library.
     """
-    cells: dict[str, dict[int, tuple[float, float, bool]]] = {}
+    cells: dict[str, dict[int, tuple[float, float, bool, bool]]] = {}
     for j, w in enumerate(windows):
         for f in (w.get("drift") or {}).get("features", []):
             effect, threshold = f.get("effect_size"), f.get("threshold")
@@ -76,19 +79,22 @@ def _effects(
                 np.nan if effect is None else float(effect),
                 np.nan if not threshold else float(threshold),
                 bool(f.get("drifted")),
+                bool(f.get("detected", f.get("drifted"))),
             )
-    names = sorted(cells, key=lambda c: -np.nanmax([e for e, _, _ in cells[c].values()] or [0.0]))
+    names = sorted(cells, key=lambda c: -np.nanmax([v[0] for v in cells[c].values()] or [0.0]))
     effect = np.full((len(names), len(windows)), np.nan)
     threshold = np.full((len(names), len(windows)), np.nan)
     drifted = np.zeros((len(names), len(windows)), dtype=bool)
+    detected = np.zeros((len(names), len(windows)), dtype=bool)
     for i, name in enumerate(names):
-        for j, (e, t, d) in cells[name].items():
-            effect[i, j], threshold[i, j], drifted[i, j] = e, t, d
-    return names, effect, threshold, drifted
+        for j, (e, t, d, s) in cells[name].items():
+            effect[i, j], threshold[i, j], drifted[i, j], detected[i, j] = e, t, d, s
+    return names, effect, threshold, drifted, detected
 
 
 def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Effect / threshold per feature (rows, largest effect on top) and window; drifted cells ``●``.
+    """Effect / threshold per feature (rows, largest effect on top) and window; material drift
+    ``●``, detected drift below the threshold ``○``.
 
     The colour scale is fixed (0 to :data:`DRIFT_SCALE_MAX` times the threshold), so colours
     mean the same in every report.
@@ -99,10 +105,10 @@ def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
     >>> heat.zmin, heat.zmax, heat.z.tolist()
     (0, 3.0, [[0.1]])
     """
-    names, effect, threshold, drifted = (a[:_MAX_HEATMAP_ROWS] for a in _effects(windows))
+    names, effect, threshold, drifted, detected = (a[:_MAX_HEATMAP_ROWS] for a in _effects(windows))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.round(np.asarray(effect, dtype=float) / np.asarray(threshold, dtype=float), 4)
-    marks = np.where(drifted, "●", "")
+    marks = np.where(drifted, "●", np.where(detected, "○", ""))
     fig = go.Figure(
         go.Heatmap(
             z=ratio,
@@ -128,7 +134,7 @@ def drift_heatmap_figure(windows: Sequence[Mapping[str, Any]]) -> go.Figure:
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", title="window start")
     height = max(260, 60 + 24 * len(names))
-    return _layout(fig, "Drift effect size per feature and window (● = drifted)", height=height)
+    return _layout(fig, "Drift effect size per feature and window (● material, ○ detected)", height=height)
 
 
 def trend_figure(
@@ -195,7 +201,20 @@ def build_monitor_figures(result: Mapping[str, Any]) -> dict[str, go.Figure]:
     share = _series(windows, "drift", "share_drifted")
     if any(v is not None for v in share):
         figs["fig-drift-share"] = trend_figure(
-            windows, "Share of drifted features", share, limit=limits.get("max_drifted_share"), percent=True
+            windows,
+            "Share of features with material drift",
+            share,
+            limit=limits.get("max_drifted_share"),
+            percent=True,
+        )
+    detected = _series(windows, "drift", "share_detected")
+    if any(v is not None for v in detected):
+        figs["fig-detected-share"] = trend_figure(
+            windows,
+            "Share of features with detected drift",
+            detected,
+            limit=limits.get("max_detected_share"),
+            percent=True,
         )
     score = _series(windows, "performance", "score_mean")
     if any(v is not None for v in score):
@@ -215,7 +234,33 @@ def build_monitor_figures(result: Mapping[str, Any]) -> dict[str, go.Figure]:
         figs["fig-roc-auc"] = trend_figure(
             windows, "ROC AUC (band: 95% bootstrap interval)", auc, limit=limits.get("min_roc_auc"), band=band
         )
+    rmse = _series(windows, "performance", "rmse")
+    if any(v is not None for v in rmse):
+        figs["fig-rmse"] = trend_figure(
+            windows, "RMSE (rows with feedback)", rmse, limit=limits.get("max_rmse")
+        )
+    outcome = _series(windows, "performance", "outcome_mean")
+    if any(v is not None for v in outcome):
+        figs["fig-mean-outcome"] = _prediction_vs_outcome(
+            windows, _series(windows, "performance", "mean_score_labelled"), outcome
+        )
     return figs
+
+
+def _prediction_vs_outcome(
+    windows: Sequence[Mapping[str, Any]], predicted: Sequence[float | None], observed: Sequence[float | None]
+) -> go.Figure:
+    """Regression: the mean prediction and the mean outcome of the labelled rows per window."""
+    x = [_label(w) for w in windows]
+    fig = go.Figure()
+    for name, values, colour in (
+        ("mean prediction", predicted, "#4c78a8"),
+        ("mean outcome", observed, "#f58518"),
+    ):
+        y = [np.nan if v is None else v for v in values]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, line_color=colour))
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Mean prediction vs mean outcome (rows with feedback)", height=320)
 
 
 def render_monitor_report(result: Mapping[str, Any] | Any, path: str | Path, *, title: str = "") -> Path:

@@ -5,7 +5,9 @@
 :class:`~mlsd.store.prediction_log.PredictionLog` and limits). Routes: ``POST /v1/predict``
 (one row or a batch, validated against the build schema, micro-batched), ``POST /v1/feedback``,
 ``GET /healthz``, ``/readyz``, ``/metrics`` (Prometheus), ``/v1/model`` and ``/docs``.
-Only the CLI imports this package.
+:mod:`mlsd.serving.security` checks Host, Origin, content type and tokens;
+:mod:`mlsd.serving.server` runs uvicorn with bounded connections on a socket bound first
+(docs/serving-security.md). Only the CLI imports this package.
 
 >>> from mlsd.serving import create_app, ServeSettings
 >>> callable(create_app), ServeSettings.__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,19 +16,37 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from mlsd.data import Schema
-from mlsd.errors import ConflictError, MlsdError, NotFoundError
+from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
-from mlsd.serving.responses import RequestError, error_response, mlsd_error_response
+from mlsd.serving.responses import (
+    RequestError,
+    error_response,
+    log_unavailable_response,
+    mlsd_error_response,
+)
+from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import CheckedRows, RowValidator, parse_json, parse_predict_body
 from mlsd.store.prediction_log import PredictionRecord, RequestRecord
 
 PREDICT_ROUTE = "/v1/predict"
 FEEDBACK_ROUTE = "/v1/feedback"
+READY_ROUTE = "/readyz"
 
 _log = logging.getLogger("mlsd.serving")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackNote:
+    """One feedback item as parsed: ``correct`` replaces a stored outcome; ``signature`` is the
+    HMAC of the request id the prediction answer carried (feedback_auth: signed_id)."""
+
+    request_id: str
+    outcome: Any
+    correct: bool = False
+    signature: Any = None
 
 
 @dataclass
@@ -77,7 +96,11 @@ class Service:
             reject_unseen_categories=settings.reject_unseen_categories,
             range_tolerance=settings.range_tolerance,
         )
-        self.metrics = ServingMetrics(queue_depth=lambda: float(getattr(self.log, "queue_depth", 0)))
+        self.metrics = ServingMetrics(
+            queue_depth=lambda: float(self.log.queue_depth),
+            log_write_failures=lambda: float(self.log.n_write_failures),
+            log_healthy=lambda: float(self.log.is_healthy()),
+        )
         self.batcher: MicroBatcher[Scored] = MicroBatcher(
             self._score,
             max_batch_size=settings.max_batch_size,
@@ -104,8 +127,27 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        running = getattr(self.log, "running", True)  # a log that reports on its writer is asked
-        return self._log_started and bool(running) and self.batcher.running
+        return self._log_started and self.log.is_healthy() and self.batcher.running
+
+    async def readiness(self) -> str | None:
+        """Why the server is not ready, or None. A failing log is probed with a real commit.
+
+        A load balancer stops sending traffic to a server whose ``/readyz`` says 503, so no
+        prediction would ever find out that space came back; the probe's own request record
+        is that commit.
+        """
+        if not (self._log_started and self.batcher.running):
+            return "the prediction log or the batcher is not running"
+        if self.log.is_healthy():
+            return None
+        if self.log.failing:
+            now = datetime.now(UTC)
+            with contextlib.suppress(Exception):  # still failing: the reason is what the log kept
+                await self.log.write([], RequestRecord(now, READY_ROUTE, 200, 0, 0.0))
+            if self.log.is_healthy():
+                return None
+            return f"the prediction log cannot commit ({self.log.last_write_error})"
+        return "the prediction log writer is not running"
 
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
     def _score(self, rows: list[dict[str, Any]]) -> Scored:
@@ -205,15 +247,21 @@ class Service:
             await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
         except Exception as exc:  # not committed, so not answered with a prediction
             _log.error("prediction log write failed: %s: %s", type(exc).__name__, exc)
+            if isinstance(exc, LogError) and not isinstance(exc, ConflictError):
+                return log_unavailable_response(self.log.last_write_error)
             return error_response(500, "the prediction could not be logged", "log_error")
         self.metrics.predictions.labels(model_version=str(s.model_version)).inc(n_rows)
+        answers: list[dict[str, Any]] = [
+            {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
+        ]
         body = {
             "model": self.model_ref,
-            "predictions": [
-                {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
-            ],
+            "predictions": answers,
             "threshold": self.model.threshold,
         }
+        if self.settings.feedback_auth == "signed_id" and self.settings.feedback_secret:
+            for answer in answers:  # the feedback for this id must echo it
+                answer["signature"] = sign_request_id(self.settings.feedback_secret, answer["request_id"])
         return JSONResponse(body)
 
     def _record_failure(self, received: datetime, start: float, status: int, n_rows: int, error: str) -> None:
@@ -227,24 +275,29 @@ class Service:
 
     async def feedback(self, request: Request) -> Response:
         try:
+            self._authenticate_feedback(request)
             payload = parse_json(await read_body(request, self.settings.max_body_bytes))
             items, single = self._feedback_items(payload)
+            self._check_signatures(items, single)
         except RequestError as exc:
             return exc.response()
         # all submitted before any is awaited, so a list of outcomes shares one group commit
         statuses = await asyncio.gather(
-            *(self.log.record_feedback(rid, outcome) for rid, outcome in items), return_exceptions=True
+            *(self.log.record_feedback(i.request_id, i.outcome, correct=i.correct) for i in items),
+            return_exceptions=True,
         )
         results, failures = [], []
-        for i, ((rid, _), status) in enumerate(zip(items, statuses, strict=True)):
+        for i, (item, status) in enumerate(zip(items, statuses, strict=True)):
             if isinstance(status, NotFoundError | ConflictError):
                 if single:
                     return mlsd_error_response(status)
                 failures.append((i, status))
+            elif isinstance(status, LogError):  # not committed: nothing was recorded
+                return log_unavailable_response(self.log.last_write_error)
             elif isinstance(status, BaseException):
                 raise status
             else:
-                results.append({"request_id": rid, "status": status})
+                results.append({"request_id": item.request_id, "status": status})
         if failures:
             code = 404 if all(isinstance(e, NotFoundError) for _, e in failures) else 409
             errors = [
@@ -260,7 +313,36 @@ class Service:
             return RequestError(code, "not_found" if code == 404 else "conflict", message, errors).response()
         return JSONResponse(results[0] if single else {"results": results})
 
-    def _feedback_items(self, payload: Any) -> tuple[list[tuple[str, Any]], bool]:
+    def _authenticate_feedback(self, request: Request) -> None:
+        """401 unless the request carries the feedback token (feedback_auth: token)."""
+        if self.settings.feedback_auth == "token" and not bearer_matches(
+            request, self.settings.feedback_token
+        ):
+            raise unauthorized(
+                "feedback needs the feedback token", expected="Authorization: Bearer <the feedback token>"
+            )
+
+    def _check_signatures(self, items: list[FeedbackNote], single: bool) -> None:
+        """401 unless every item echoes its prediction's signature (feedback_auth: signed_id)."""
+        secret = self.settings.feedback_secret
+        if self.settings.feedback_auth != "signed_id" or secret is None:
+            return
+        bad = [
+            {
+                "field": "signature" if single else f"[{i}].signature",
+                "received": None,
+                "expected": "the signature the prediction answer carried for this request_id",
+            }
+            for i, item in enumerate(items)
+            if not verify_request_id(secret, item.request_id, item.signature)
+        ]
+        if bad:
+            message = f"{len(bad)} of {len(items)} feedback items lack a valid signature; none was recorded"
+            raise RequestError(
+                401, "unauthorized", message, bad[: self.settings.max_errors], n_errors=len(bad)
+            )
+
+    def _feedback_items(self, payload: Any) -> tuple[list[FeedbackNote], bool]:
         single = isinstance(payload, dict)
         items = [payload] if single else payload
         expected = 'an object {"request_id": "...", "outcome": ...} or a list of them'
@@ -276,7 +358,7 @@ class Service:
                 f"too many feedback items ({len(items)})",
                 [{"field": "body", "received": len(items), "expected": f"at most {limit} items"}],
             )
-        out: list[tuple[str, Any]] = []
+        out: list[FeedbackNote] = []
         errors: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             where = "" if single else f"[{i}]."
@@ -289,6 +371,15 @@ class Service:
                     {"field": f"{where}request_id", "received": rid, "expected": "a request id string"}
                 )
                 rid = ""  # never returned: the errors raise below
+            correct = item.get("correct", False)
+            if not isinstance(correct, bool):
+                errors.append(
+                    {
+                        "field": f"{where}correct",
+                        "received": correct,
+                        "expected": "true to replace a stored outcome (kept in the audit table), or false",
+                    }
+                )
             if "outcome" not in item:
                 errors.append(
                     {"field": f"{where}outcome", "received": None, "expected": self._outcome_expected()}
@@ -297,7 +388,7 @@ class Service:
             outcome, problem = self._outcome(item["outcome"])
             if problem:
                 errors.append({"field": f"{where}outcome", "received": item["outcome"], "expected": problem})
-            out.append((rid, outcome))
+            out.append(FeedbackNote(rid, outcome, correct is True, item.get("signature")))
         if errors:
             message = f"{len(errors)} invalid field{'s' * (len(errors) != 1)} in the feedback"
             raise RequestError(

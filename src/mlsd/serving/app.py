@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +32,7 @@ from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import FeedbackResponse, PredictResponse, build_row_model, example_row
 from mlsd.serving.responses import RequestError, error_body, error_response, mlsd_error_response
+from mlsd.serving.security import RequestGuard, bearer_matches, unauthorized
 from mlsd.serving.settings import ServeSettings
 
 __all__ = ["create_app"]
@@ -68,10 +70,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
     for code, text in [
-        (400, "Malformed JSON"),
+        (400, "Malformed JSON, or a Host this server does not answer for"),
+        (401, "Missing or wrong token or signature"),
+        (403, "Cross-origin request from an origin not in deployment.cors_origins"),
         (404, "Unknown request id"),
-        (409, "Conflicting feedback"),
+        (409, "Conflicting feedback (send correct: true to replace an outcome)"),
         (413, "Body too large"),
+        (415, "The body is not declared application/json"),
         (422, "Invalid fields (one entry per field per row)"),
         (500, "Model or server failure"),
     ]
@@ -132,7 +137,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         FEEDBACK_ROUTE,
         response_model=FeedbackResponse,
         responses=_ERROR_RESPONSES,
-        summary="Record the observed outcome of a prediction (idempotent)",
+        summary="Record the observed outcome of a prediction (idempotent; correct: true replaces one)",
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -156,31 +161,58 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The model is loaded and the log writer runs", responses={503: {}})
+    @app.get("/readyz", summary="The model is loaded and the prediction log commits", responses={503: {}})
     async def readyz() -> Response:
-        if service.ready:
+        problem = await service.readiness()
+        if problem is None:
             return JSONResponse({"status": "ready", "model": service.model_ref})
-        return error_response(503, "not ready: the prediction log or the batcher is not running", "not_ready")
+        return error_response(503, f"not ready: {problem}", "not_ready")
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/model", summary="The served model: name, version, task, threshold, input schema")
-    async def model_info() -> dict[str, Any]:
-        return {
+    @app.get(
+        "/v1/model",
+        summary="The served model: name, version, task, classes, input fields; "
+        "the threshold and the build schema (ranges, categories) only with the admin token",
+        responses={401: _ERROR_RESPONSES[401]},
+    )
+    async def model_info(request: Request) -> Response:
+        public: dict[str, Any] = {
             "model": service.model_ref,
             "task": model.task,
-            "threshold": model.threshold,
             "classes": list(model.classes),
             "input_columns": list(model.input_columns),
-            "schema": schema.to_dict(),
         }
+        if "authorization" not in request.headers:
+            return JSONResponse(public)
+        # a token that is sent must be right: a wrong one is told so rather than silently redacted
+        if not bearer_matches(request, settings.admin_token):
+            return unauthorized(
+                "the admin token is missing or wrong", expected="Bearer <the admin token>"
+            ).response()
+        return JSONResponse({**public, "threshold": model.threshold, "schema": schema.to_dict()})
 
     _install_error_handlers(app)
     _install_openapi(app, row_model)
     _install_docs(app)
-    app.add_middleware(_Observed, service=service)
+    if settings.cors_origins:  # no CORS headers at all unless origins are named
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(
+        RequestGuard,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+        max_header_count=settings.max_header_count,
+        max_request_line_bytes=settings.max_request_line_bytes,
+        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE),
+    )
+    app.add_middleware(_Observed, service=service)  # outermost: refused requests are counted too
     return app
 
 

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +20,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "ServingMetrics"]
 
@@ -42,12 +44,32 @@ _LATENCY_BUCKETS = (
     2.5,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
+_FAILURES_HELP = "Submissions the prediction log could not commit (answered 503, nothing recorded)"
+
+
+class _CallbackCounter(Collector):
+    """A counter whose value lives elsewhere (the log writer's), read when scraped."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+        self._name, self._doc, self._value = name, documentation, value
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._doc, value=self._value())
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._doc)
 
 
 class ServingMetrics:
     """The server's metrics; ``queue_depth`` is read at every scrape (records not yet committed)."""
 
-    def __init__(self, queue_depth: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], float] | None = None,
+        *,
+        log_write_failures: Callable[[], float] | None = None,
+        log_healthy: Callable[[], float] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -83,6 +105,13 @@ class ServingMetrics:
         )
         if queue_depth is not None:
             self.queue_depth.set_function(queue_depth)
+        self.log_healthy = Gauge(
+            "mlsd_log_healthy", "1 while the prediction log commits, 0 after a failed commit", registry=r
+        )
+        if log_healthy is not None:
+            self.log_healthy.set_function(log_healthy)
+        if log_write_failures is not None:  # counted by the log's writer, read at every scrape
+            r.register(_CallbackCounter("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures))
 
     def render(self) -> bytes:
         """The text exposition format of this registry."""

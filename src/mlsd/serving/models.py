@@ -58,6 +58,9 @@ class Prediction(BaseModel):
     request_id: str = Field(description="unique per row, time-ordered; send it back with feedback")
     score: float = Field(description="positive-class probability (binary), top-class probability or value")
     decision: Any = Field(description="score >= threshold (binary), the label (multiclass) or the value")
+    signature: str | None = Field(
+        None, description="HMAC of request_id, to echo with its feedback (only with feedback_auth: signed_id)"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -69,11 +72,17 @@ class PredictResponse(BaseModel):
 class FeedbackItem(BaseModel):
     request_id: str
     outcome: Any = Field(description="the observed label: one of the model's classes, or a number")
+    correct: bool = Field(
+        False, description="true replaces a different stored outcome (kept in the audit table); else 409"
+    )
+    signature: str | None = Field(
+        None, description="the prediction answer's signature of this request_id (feedback_auth: signed_id)"
+    )
 
 
 class FeedbackResponse(BaseModel):
     request_id: str
-    status: Literal["created", "unchanged"]
+    status: Literal["created", "unchanged", "corrected"]
 
 
 def _example(spec: ColumnSchema | None) -> Any:

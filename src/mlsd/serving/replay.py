@@ -7,6 +7,11 @@ would), and measures what a client sees: throughput and latency percentiles of t
 Rows are sent in the order given (the caller sorts them by time); with more than one request in
 flight, responses may complete out of order, as they would in production.
 
+Event time: the rows should carry the design's ``data.time`` column even when no feature reads
+it (``System.replay_rows`` adds it): the server ignores fields the model does not read, except
+that one, which it logs as the prediction's event time. Without it ``mlsd monitor`` can only
+window the rows by the minutes the replay took, and says so.
+
 A request that never gets an answer (connection refused, reset, timeout) is counted as failed
 with status 0, and the replay goes on: a replay against a server that dies midway finishes and
 says how many rows were acknowledged -- :attr:`ReplayResult.acknowledged` keeps their request
@@ -90,9 +95,15 @@ async def replay_async(
     rate: float | None = None,
     timeout: float = 30.0,
     feedback_batch: int = 100,
+    feedback_token: str | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``rows`` (one request per row) against the server at ``base_url``."""
+    """Replay ``rows`` (one request per row) against the server at ``base_url``.
+
+    Feedback is authenticated as the server asks: ``feedback_token`` is sent as a bearer token
+    (``feedback_auth: token``), and a ``signature`` in a prediction answer is echoed with its
+    outcome (``feedback_auth: signed_id``).
+    """
     import httpx
 
     if concurrency < 1:
@@ -123,6 +134,7 @@ async def replay_async(
     next_index = 0
     start = time.perf_counter()
 
+    auth = {"Authorization": f"Bearer {feedback_token}"} if feedback_token else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
 
@@ -146,13 +158,17 @@ async def replay_async(
                     latencies[i] = (time.perf_counter() - sent_at) * 1000
                     statuses[str(response.status_code)] += 1
                     if response.status_code == 200:
-                        request_id = response.json()["predictions"][0]["request_id"]
+                        answer = response.json()["predictions"][0]
+                        request_id = answer["request_id"]
                         acknowledged.append(request_id)
                         if outcomes is not None:
-                            labelled.append({"request_id": request_id, "outcome": outcomes[i]})
+                            item = {"request_id": request_id, "outcome": outcomes[i]}
+                            if "signature" in answer:
+                                item["signature"] = answer["signature"]
+                            labelled.append(item)
                             if len(labelled) >= feedback_batch:
                                 batch, labelled[:] = labelled[:], []
-                                await _feedback(client, batch, feedback, errors)
+                                await _feedback(client, batch, feedback, errors, auth)
                     else:
                         _keep(errors, f"row {i}: {response.status_code} {response.text[:300]}")
                 if on_done is not None:
@@ -160,7 +176,7 @@ async def replay_async(
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, max(n, 1)))))
         if labelled:
-            await _feedback(client, labelled, feedback, errors)
+            await _feedback(client, labelled, feedback, errors, auth)
     return ReplayResult(
         sent=n,
         ok=statuses.get("200", 0),
@@ -180,14 +196,18 @@ def replay(base_url: str, rows: pd.DataFrame, **kwargs: Any) -> ReplayResult:
 
 
 async def _feedback(
-    client: Any, batch: list[dict[str, Any]], counts: Counter[str], errors: list[str]
+    client: Any,
+    batch: list[dict[str, Any]],
+    counts: Counter[str],
+    errors: list[str],
+    headers: dict[str, str],
 ) -> None:
     """Post a list of outcomes; the server records the valid ones even when others fail."""
     import httpx
 
     counts["sent"] += len(batch)
     try:
-        response = await client.post("/v1/feedback", json=batch)
+        response = await client.post("/v1/feedback", json=batch, headers=headers)
     except httpx.HTTPError as exc:
         _keep(errors, f"feedback for {len(batch)} rows: {type(exc).__name__}: {exc}")
         return

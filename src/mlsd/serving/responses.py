@@ -13,6 +13,9 @@ of ``errors`` names a ``field`` (``inputs[3].distance``), what was ``received`` 
 >>> from mlsd.errors import ModelError, NotFoundError
 >>> status_for(NotFoundError("unknown request id")), status_for(ModelError("boom"))
 (404, 500)
+>>> from mlsd.errors import LogError
+>>> status_for(LogError("database or disk is full"))
+503
 """
 
 from __future__ import annotations
@@ -26,16 +29,26 @@ from mlsd.errors import (
     ConflictError,
     DataError,
     DesignError,
+    LogError,
     MlsdError,
     NotFoundError,
     SchemaError,
     ServingError,
 )
 
-__all__ = ["RequestError", "error_body", "error_response", "mlsd_error_response", "status_for"]
+__all__ = [
+    "RequestError",
+    "error_body",
+    "error_response",
+    "log_unavailable_response",
+    "mlsd_error_response",
+    "status_for",
+]
 
 _STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -97,13 +110,16 @@ def error_response(status_code: int, message: str, error_type: str | None = None
 
 
 def status_for(exc: MlsdError) -> int:
-    """HTTP status of an mlsd error: 404 / 409 / 422 for the caller's mistakes, 500 for ours."""
+    """HTTP status of an mlsd error: 404 / 409 / 422 for the caller's mistakes, 503 when the log
+    cannot commit (retry later), 500 for ours."""
     if isinstance(exc, RequestError):
         return exc.status_code
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, ConflictError):
         return 409
+    if isinstance(exc, LogError):
+        return 503
     if isinstance(exc, SchemaError):
         return 422
     if isinstance(exc, (DesignError, DataError)):
@@ -120,6 +136,22 @@ def mlsd_error_response(exc: MlsdError) -> JSONResponse:
     errors = [entry] if exc.field else []
     kind = _STATUS_TYPES.get(status, "internal_error")
     return JSONResponse(error_body(kind, exc.message, errors), status_code=status)
+
+
+def log_unavailable_response(reason: str | None = None, retry_after_s: int = 1) -> JSONResponse:
+    """503 with ``Retry-After``: the log could not commit, so nothing was recorded or answered.
+
+    ``reason`` is the database's own word (``database or disk is full``), never a path or URL.
+    One second, because the writer tries again with every batch: space that comes back is used
+    by the next request.
+
+    >>> r = log_unavailable_response("OperationalError: database or disk is full")
+    >>> r.status_code, r.headers["retry-after"]
+    (503, '1')
+    """
+    message = "the prediction log cannot commit right now, so nothing was recorded; retry later"
+    body = error_body("log_unavailable", message + (f" ({reason})" if reason else ""))
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,15 +13,33 @@ mlsd.errors.ServingError: max_batch_size: must be at least 1 (received 0; expect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlsd.design import is_loopback_host
 from mlsd.errors import ServingError
 
 if TYPE_CHECKING:
     from mlsd.store.packaged import PackagedModel
 
-__all__ = ["ServeSettings", "settings_for"]
+__all__ = ["FEEDBACK_AUTH", "MIN_SECRET_CHARS", "ServeSettings", "default_allowed_hosts", "settings_for"]
+
+FEEDBACK_AUTH = ("token", "signed_id", "none")
+MIN_SECRET_CHARS = 16
+_SECRET_HINT = (
+    f"a random value of at least {MIN_SECRET_CHARS} characters, "
+    "e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+
+
+def default_allowed_hosts(host: str) -> tuple[str, ...]:
+    """The Host names a server bound to ``host`` accepts by default (any port).
+
+    >>> default_allowed_hosts("0.0.0.0")
+    ('0.0.0.0', 'localhost', '127.0.0.1', '::1')
+    """
+    return tuple(dict.fromkeys([host.strip("[]").lower(), "localhost", "127.0.0.1", "::1"]))
 
 
 @dataclass
@@ -47,9 +65,77 @@ class ServeSettings:
     reject_unseen_categories: bool = False
     range_tolerance: float = 0.5
     max_errors: int = 100
+    # -- security (docs/serving-security.md); the secrets never appear in repr() --
+    host: str = "127.0.0.1"  # the bound address: feedback_auth "none" needs a loopback one
+    feedback_auth: str = "none"
+    feedback_token: str | None = field(default=None, repr=False)
+    feedback_secret: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] | None = None  # None: no Host check (settings_for always sets it)
+    cors_origins: tuple[str, ...] = ()
+    max_header_count: int = 100
+    max_request_line_bytes: int = 8192
+    # connection limits, applied by mlsd.serving.server (the app alone cannot see them)
+    max_header_bytes: int = 16_384
+    max_concurrent_connections: int = 1000
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_body_bytes", "max_rows_per_request", "max_errors"):
+        self._check_numbers()
+        self._check_security()
+        if not self.model_name:
+            raise ServingError(
+                "the model needs a name",
+                field="model_name",
+                received=self.model_name,
+                expected="the registered model name",
+            )
+
+    def _check_security(self) -> None:
+        if self.feedback_auth not in FEEDBACK_AUTH:
+            raise ServingError(
+                "unknown feedback authentication",
+                field="feedback_auth",
+                received=self.feedback_auth,
+                expected="token, signed_id or none",
+            )
+        if self.feedback_auth == "none" and not is_loopback_host(self.host):
+            _refuse_none(self.host)
+        needed = {
+            "token": ("feedback_token", "feedback_token_env"),
+            "signed_id": ("feedback_secret", "feedback_secret_env"),
+        }
+        for auth, (name, key) in needed.items():
+            value = getattr(self, name)
+            if self.feedback_auth == auth and (not value or len(value) < MIN_SECRET_CHARS):
+                raise ServingError(
+                    f"feedback_auth: {auth} needs a secret of at least {MIN_SECRET_CHARS} characters",
+                    field=f"deployment.{key}",
+                    received=None if not value else f"{len(value)} characters",
+                    expected=_SECRET_HINT,
+                )
+        if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_CHARS:
+            raise ServingError(
+                "the admin token is too short",
+                field="deployment.admin_token_env",
+                received=f"{len(self.admin_token)} characters",
+                expected=_SECRET_HINT,
+            )
+
+    def _check_numbers(self) -> None:
+        ints = (
+            "max_batch_size",
+            "max_body_bytes",
+            "max_rows_per_request",
+            "max_errors",
+            "max_header_count",
+            "max_request_line_bytes",
+            "max_header_bytes",
+            "max_concurrent_connections",
+            "keep_alive_timeout_s",
+        )
+        for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ServingError(
@@ -61,25 +147,61 @@ class ServeSettings:
                 raise ServingError(
                     "must be a number >= 0", field=name, received=value, expected="a number >= 0"
                 )
-        if not self.model_name:
+        value = self.read_timeout_s
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ServingError(
-                "the model needs a name",
-                field="model_name",
-                received=self.model_name,
-                expected="the registered model name",
+                "must be a number > 0", field="read_timeout_s", received=value, expected="a number > 0"
             )
 
 
-def settings_for(system: Any, *, log_url: str | None = None) -> ServeSettings:
+def _refuse_none(host: str) -> None:
+    # anyone who reaches the port could write outcomes, and the first one wins
+    raise ServingError(
+        f"feedback without authentication is allowed only on a loopback host, not {host}",
+        field="deployment.feedback_auth",
+        received="none",
+        expected="token or signed_id, or a loopback host (127.0.0.1, ::1, localhost)",
+    )
+
+
+def settings_for(
+    system: Any, *, log_url: str | None = None, host: str | None = None, environ: Any = None
+) -> ServeSettings:
     """The settings of the design's server: its champion from the registry, its log, its limits.
 
-    ``log_url`` overrides ``deployment.log_url`` (e.g. a scratch log for a load test).
+    ``log_url`` overrides ``deployment.log_url`` (e.g. a scratch log for a load test) and
+    ``host`` overrides ``deployment.host``: the bound address decides the default feedback
+    authentication (none on loopback, else token) and the default Host allow-list. Secrets are
+    read from the environment (``environ``, default ``os.environ``) under the names the design gives.
 
     ``system`` is a :class:`mlsd.system.System`; the model is loaded once, here, so the server
     never touches the registry (nor MLflow's process-wide URI) while it answers.
     """
-    model, name, version = system.champion()
+    env = os.environ if environ is None else environ
     dep = system.design.deployment
+    host = host or dep.host
+    auth = dep.feedback_auth or ("none" if is_loopback_host(host) else "token")
+    if auth == "none" and not is_loopback_host(host):
+        _refuse_none(host)  # before the model loads: a misuse fails at once
+    token = env.get(dep.feedback_token_env) if auth == "token" else None
+    secret = env.get(dep.feedback_secret_env) if auth == "signed_id" else None
+    for needed, value, key, name in (
+        ("token", token, "feedback_token_env", dep.feedback_token_env),
+        ("signed_id", secret, "feedback_secret_env", dep.feedback_secret_env),
+    ):
+        if auth == needed and not value:
+            how = (
+                "the default on a non-loopback host"
+                if dep.feedback_auth is None
+                else "deployment.feedback_auth"
+            )
+            raise ServingError(
+                f"feedback_auth: {auth} ({how}) needs the environment variable {name}, which is not set",
+                field=f"deployment.{key}",
+                received=name,
+                expected=f"{name} set to {_SECRET_HINT}",
+            )
+    model, name, version = system.champion()
     return ServeSettings(
         model=model,
         model_name=name,
@@ -92,4 +214,17 @@ def settings_for(system: Any, *, log_url: str | None = None) -> ServeSettings:
         max_rows_per_request=dep.max_rows_per_request,
         reject_unseen_categories=dep.reject_unseen_categories,
         range_tolerance=dep.range_tolerance,
+        host=host,
+        feedback_auth=auth,
+        feedback_token=token,
+        feedback_secret=secret,
+        admin_token=env.get(dep.admin_token_env) or None,
+        allowed_hosts=tuple(h.lower() for h in dep.allowed_hosts) or default_allowed_hosts(host),
+        cors_origins=tuple(dep.cors_origins),
+        max_header_count=dep.max_header_count,
+        max_request_line_bytes=dep.max_request_line_bytes,
+        max_header_bytes=dep.max_header_bytes,
+        max_concurrent_connections=dep.max_concurrent_connections,
+        read_timeout_s=dep.read_timeout_s,
+        keep_alive_timeout_s=dep.keep_alive_timeout_s,
     )

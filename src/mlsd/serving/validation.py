@@ -173,7 +173,9 @@ class RowValidator:
     Every input column must be present; ``null`` only where the column is nullable; numbers
     must be JSON numbers (not strings, not booleans), integers whole, datetimes ISO strings.
     Numbers outside the build range widened by ``range_tolerance`` of its width on each side
-    are errors (datetimes are never range-checked: time moves forward). Unseen categories are
+    are errors, as the schema rules each column (:meth:`mlsd.data.ColumnSchema.bounds`: its own
+    tolerance, no upper bound for a growing column, no check for one the model reads only through
+    a derived column); datetimes are never range-checked (time moves forward). Unseen categories are
     errors only when ``reject_unseen_categories``; otherwise they are counted.
     """
 
@@ -197,10 +199,11 @@ class RowValidator:
         for column, spec in self._specs.items():
             if spec is None:
                 continue
-            if spec.dtype in ("number", "integer") and spec.min is not None and spec.max is not None:
-                lo, hi = float(spec.min), float(spec.max)
-                margin = (hi - lo) * range_tolerance
-                self._bounds[column] = (lo - margin, hi + margin, f"values in [{lo - margin}, {hi + margin}]")
+            # the schema's rule per column: its own tolerance, no upper bound if it grows, or none
+            bounds = spec.bounds(range_tolerance) if spec.dtype in ("number", "integer") else None
+            if bounds is not None:
+                lo, hi = bounds
+                self._bounds[column] = (lo, np.inf if hi is None else hi, spec.range_text(range_tolerance))
             if spec.allowed is not None:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")

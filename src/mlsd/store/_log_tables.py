@@ -37,6 +37,7 @@ __all__ = [
     "encode_prediction",
     "encode_request",
     "feedback",
+    "feedback_corrections",
     "predictions",
     "requests",
     "to_json",
@@ -85,6 +86,25 @@ feedback = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("received_at", sa.BigInteger, nullable=False),
 )
+
+# The audit trail of corrections: feedback is first-write-wins, and a replacement must be asked
+# for (``correct: true``); each one keeps what it replaced and when both were received.
+feedback_corrections = sa.Table(
+    "feedback_corrections",
+    METADATA,
+    sa.Column("id", _ROWID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "request_id",
+        sa.String(ID_MAX),
+        sa.ForeignKey("predictions.request_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("old_outcome", sa.Text, nullable=False),
+    sa.Column("new_outcome", sa.Text, nullable=False),
+    sa.Column("old_received_at", sa.BigInteger, nullable=False),
+    sa.Column("new_received_at", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_feedback_corrections_request_id", feedback_corrections.c.request_id)
 
 requests = sa.Table(
     "requests",

@@ -8,13 +8,20 @@ resolves every future of the batch. One fsync thus covers many HTTP requests.
 Feedback goes through the same writer: in the batch's transaction, after the batch's
 predictions are inserted, each outcome is checked against the stored prediction and any
 stored outcome (unknown id -> :class:`~mlsd.errors.NotFoundError`, a different outcome ->
-:class:`~mlsd.errors.ConflictError`, the same one -> ``"unchanged"``) and the new ones are
-inserted, so feedback is group-committed too and its future says what happened.
+:class:`~mlsd.errors.ConflictError` unless it asks to ``correct`` the stored one, the same one
+-> ``"unchanged"``) and the new ones are inserted (corrections update the outcome and add a row
+to ``feedback_corrections``), so feedback is group-committed too and its future says what
+happened.
 
 When the batch hits an ``IntegrityError`` (a duplicate request id), it is retried one
 submission per transaction so only the offending submission fails (with a
 :class:`~mlsd.errors.ConflictError`); any other database error fails the batch's futures
 with a :class:`~mlsd.errors.LogError` and the writer keeps serving later batches.
+
+The writer also says whether the log is *failing*: set by a batch that could not commit (disk
+full, database locked or gone), cleared by the next one that commits. The server reads it for
+``/readyz``, so a load balancer stops sending traffic the log cannot keep, and every later
+commit, a readiness probe's included, tells whether space came back.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlsd.errors import ConflictError, LogError, NotFoundError
-from mlsd.store._log_tables import LogEngine, feedback, predictions, requests
+from mlsd.store._log_tables import LogEngine, feedback, feedback_corrections, predictions, requests
 
 __all__ = ["GroupCommitWriter", "Submission"]
 
@@ -88,6 +95,9 @@ class GroupCommitWriter:
         self.n_commits = 0
         self.n_batches = 0
         self.n_rows = 0
+        self.n_failures = 0  # batches or submissions that could not be committed
+        self.failing = False  # the last commit attempt failed (cleared by the next success)
+        self.last_error: str | None = None
 
     # -- caller side ---------------------------------------------------------------------
     def start(self) -> None:
@@ -116,6 +126,11 @@ class GroupCommitWriter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs (a thread that died would leave every future unresolved)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self, timeout: float | None = None) -> None:
         with self._state_lock:
@@ -186,22 +201,30 @@ class GroupCommitWriter:
                 outcomes = self._record_feedback(conn, notes)
         self.n_commits += 1
         self.n_rows += len(rows) + len(calls)
+        self.failing = False
         return outcomes
 
     @staticmethod
     def _record_feedback(conn: Connection, items: list[Submission]) -> dict[int, Any]:
+        """Outcomes checked against what is stored; ``correct`` rows replace a different outcome
+        (UPDATE + one row in ``feedback_corrections``), others conflict with it."""
         ids = list({row["request_id"] for item in items for row in item.feedback})
         query = (
-            sa.select(predictions.c.request_id, feedback.c.outcome)
+            sa.select(predictions.c.request_id, feedback.c.outcome, feedback.c.received_at)
             .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
             .where(predictions.c.request_id.in_(ids))
         )
-        stored: dict[str, str | None] = {r.request_id: r.outcome for r in conn.execute(query)}
+        stored: dict[str, tuple[str | None, int | None]] = {
+            r.request_id: (r.outcome, r.received_at) for r in conn.execute(query)
+        }
         new_rows: list[dict[str, Any]] = []
+        corrections: list[dict[str, Any]] = []
+        replaced: dict[str, dict[str, Any]] = {}  # request id -> its latest replacement in this batch
         outcomes: dict[int, Any] = {}
         for item in items:
             row = item.feedback[0]  # one outcome per submission (PredictionLog.submit_feedback)
-            rid = row["request_id"]
+            rid, correct = row["request_id"], bool(row.get("correct"))
+            record = {k: row[k] for k in ("request_id", "outcome", "received_at")}
             if rid not in stored:
                 outcomes[id(item)] = NotFoundError(
                     "no prediction with this request id",
@@ -209,21 +232,54 @@ class GroupCommitWriter:
                     received=rid,
                     expected="a request_id returned by POST /v1/predict",
                 )
-            elif (previous := stored[rid]) is None:
-                stored[rid] = row["outcome"]  # a second outcome in this batch compares with it
-                new_rows.append(row)
+                continue
+            previous, previous_at = stored[rid]
+            if previous is None:
+                stored[rid] = (record["outcome"], record["received_at"])  # a second outcome compares with it
+                new_rows.append(record)
                 outcomes[id(item)] = "created"
-            elif json.loads(previous) == json.loads(row["outcome"]):
+            elif json.loads(previous) == json.loads(record["outcome"]):
                 outcomes[id(item)] = "unchanged"
+            elif correct:
+                corrections.append(
+                    {
+                        "request_id": rid,
+                        "old_outcome": previous,
+                        "new_outcome": record["outcome"],
+                        "old_received_at": previous_at,
+                        "new_received_at": record["received_at"],
+                    }
+                )
+                stored[rid] = (record["outcome"], record["received_at"])
+                replaced[rid] = record
+                outcomes[id(item)] = "corrected"
             else:
                 outcomes[id(item)] = ConflictError(
                     f"this prediction already has a different outcome ({previous})",
                     field="outcome",
-                    received=json.loads(row["outcome"]),
-                    expected=f"the stored outcome {previous} (feedback cannot be changed)",
+                    received=json.loads(record["outcome"]),
+                    expected=f"the stored outcome {previous}, or correct: true to replace it (audited)",
                 )
-        if new_rows:
-            conn.execute(sa.insert(feedback), new_rows)
+        fresh = {r["request_id"]: r for r in new_rows}
+        for rid, record in replaced.items():
+            if rid in fresh:  # created and corrected in the same batch: insert the latest outcome
+                fresh[rid].update(outcome=record["outcome"], received_at=record["received_at"])
+        if fresh:
+            conn.execute(sa.insert(feedback), list(fresh.values()))
+        updates = [
+            {"rid": rid, "new_outcome": r["outcome"], "new_at": r["received_at"]}
+            for rid, r in replaced.items()
+            if rid not in fresh
+        ]
+        if updates:
+            stmt = (
+                sa.update(feedback)
+                .where(feedback.c.request_id == sa.bindparam("rid"))
+                .values(outcome=sa.bindparam("new_outcome"), received_at=sa.bindparam("new_at"))
+            )
+            conn.execute(stmt, updates)
+        if corrections:
+            conn.execute(sa.insert(feedback_corrections), corrections)
         return outcomes
 
     def _commit_batch(self, batch: list[Submission]) -> None:
@@ -256,6 +312,9 @@ class GroupCommitWriter:
 
     def _write_error(self, item: Submission, exc: BaseException, what: str) -> LogError:
         _logger.warning("prediction log: could not commit %s: %s", what, _reason(exc))
+        self.n_failures += 1
+        self.failing = True
+        self.last_error = _reason(exc)
         return LogError(
             f"could not commit {what} to the prediction log ({_reason(exc)})",
             field="predictions",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -43,15 +42,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from mlsd.errors import ConflictError, LogError, NotFoundError
+from mlsd.errors import LogError
 from mlsd.store._log_frames import (
+    decode_json_column,
+    micros_to_utc,
     parquet_safe,
     predictions_frame,
     requests_frame,
@@ -64,6 +65,7 @@ from mlsd.store._log_tables import (
     encode_prediction,
     encode_request,
     feedback,
+    feedback_corrections,
     predictions,
     requests,
     to_json,
@@ -74,6 +76,7 @@ from mlsd.store._log_writer import GroupCommitWriter, Submission
 __all__ = ["PredictionLog", "PredictionRecord", "RequestRecord"]
 
 TimeAxis = Literal["event_time", "logged_at"]
+FeedbackStatus = Literal["created", "unchanged", "corrected"]
 _TIME_AXES = ("event_time", "logged_at")
 
 
@@ -236,15 +239,15 @@ class PredictionLog:
         self.submit(predictions, request).result()
 
     def submit_feedback(
-        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
-    ) -> Future[Literal["created", "unchanged"]]:
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None, correct: bool = False
+    ) -> Future[FeedbackStatus]:
         """Queue an outcome for the next group commit (the log must be started).
 
-        The future gives ``"created"`` or ``"unchanged"``, or fails with
-        :class:`~mlsd.errors.NotFoundError` / :class:`~mlsd.errors.ConflictError` as
+        The future gives ``"created"``, ``"unchanged"`` or (``correct``) ``"corrected"``, or fails
+        with :class:`~mlsd.errors.NotFoundError` / :class:`~mlsd.errors.ConflictError` as
         :meth:`add_feedback` raises them.
         """
-        row = self._feedback_row(request_id, outcome, received_at)
+        row = self._feedback_row(request_id, outcome, received_at, correct)
         if not self._started or self._writer.closed:
             raise LogError(
                 "the prediction log is not running",
@@ -255,49 +258,48 @@ class PredictionLog:
         return self._writer.submit(Submission([], [], [row]))
 
     async def record_feedback(
-        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
-    ) -> Literal["created", "unchanged"]:
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None, correct: bool = False
+    ) -> FeedbackStatus:
         """:meth:`submit_feedback` and await its commit without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit_feedback(request_id, outcome, received_at=received_at))
+        future = self.submit_feedback(request_id, outcome, received_at=received_at, correct=correct)
+        return await asyncio.wrap_future(future)
 
     @staticmethod
-    def _feedback_row(request_id: str, outcome: Any, received_at: datetime | None) -> dict[str, Any]:
+    def _feedback_row(
+        request_id: str, outcome: Any, received_at: datetime | None, correct: bool
+    ) -> dict[str, Any]:
         return {
             "request_id": request_id,
             "outcome": to_json(outcome, field="outcome"),
             "received_at": to_micros(received_at or datetime.now(UTC), field="received_at"),
+            "correct": bool(correct),
         }
 
     def add_feedback(
-        self, request_id: str, outcome: Any, *, received_at: datetime | None = None
-    ) -> Literal["created", "unchanged"]:
-        """Record the observed outcome of a logged prediction (idempotent).
+        self, request_id: str, outcome: Any, *, received_at: datetime | None = None, correct: bool = False
+    ) -> FeedbackStatus:
+        """Record the observed outcome of a logged prediction (idempotent, first write wins).
 
         Unknown ``request_id`` -> :class:`~mlsd.errors.NotFoundError`; the same outcome again
-        -> ``"unchanged"``; a different outcome than the one stored -> ConflictError. A started
-        log group-commits it with the predictions; otherwise it is its own transaction.
+        -> ``"unchanged"``; a different outcome than the one stored -> ConflictError, unless
+        ``correct``: then it replaces the stored one (``"corrected"``) and the replacement is kept
+        in :meth:`read_corrections`. A started log group-commits it with the predictions;
+        otherwise it is its own transaction.
         """
         if self._started and not self._writer.closed:
-            return self.submit_feedback(request_id, outcome, received_at=received_at).result()
-        row = self._feedback_row(request_id, outcome, received_at)
-        text = row["outcome"]
-        lookup = (
-            sa.select(predictions.c.request_id, feedback.c.outcome)
-            .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
-            .where(predictions.c.request_id == request_id)
-        )
+            return self.submit_feedback(
+                request_id, outcome, received_at=received_at, correct=correct
+            ).result()
+        item = Submission([], [], [self._feedback_row(request_id, outcome, received_at, correct)])
         try:
             self._ensure_tables()
             with self._connect() as conn:
                 try:
                     with conn.begin():
-                        found = conn.execute(lookup).first()
-                        if found is None or found.outcome is not None:
-                            return self._compare_feedback(request_id, found, text)
-                        conn.execute(sa.insert(feedback), row)
+                        status = GroupCommitWriter._record_feedback(conn, [item])[id(item)]
                 except IntegrityError:  # another caller stored feedback for it in between
                     with conn.begin():
-                        return self._compare_feedback(request_id, conn.execute(lookup).first(), text)
+                        status = GroupCommitWriter._record_feedback(conn, [item])[id(item)]
         except SQLAlchemyError as exc:
             raise LogError(
                 f"cannot store feedback ({type(exc).__name__})",
@@ -305,25 +307,30 @@ class PredictionLog:
                 received=request_id,
                 expected="a reachable, writable prediction log",
             ) from exc
-        return "created"
+        if isinstance(status, BaseException):
+            raise status
+        return cast(FeedbackStatus, status)
 
-    @staticmethod
-    def _compare_feedback(request_id: str, found: Any, text: str) -> Literal["unchanged"]:
-        if found is None:
-            raise NotFoundError(
-                "no prediction with this request id",
-                field="request_id",
-                received=request_id,
-                expected="a request_id returned by POST /v1/predict",
-            )
-        if json.loads(found.outcome) != json.loads(text):
-            raise ConflictError(
-                f"this prediction already has a different outcome ({found.outcome})",
-                field="outcome",
-                received=json.loads(text),
-                expected=f"the stored outcome {found.outcome} (feedback cannot be changed)",
-            )
-        return "unchanged"
+    # -- health --------------------------------------------------------------------------
+    def is_healthy(self) -> bool:
+        """Started, not closed, its writer thread alive and its last commit attempt successful."""
+        w = self._writer
+        return self._started and not w.closed and w.alive and not w.failing
+
+    @property
+    def failing(self) -> bool:
+        """The last commit attempt failed (disk full, database locked or gone); the next success clears it."""
+        return self._writer.failing
+
+    @property
+    def last_write_error(self) -> str | None:
+        """Why the most recent failed commit failed (kept after recovery, for the operator)."""
+        return self._writer.last_error
+
+    @property
+    def n_write_failures(self) -> int:
+        """Submissions that could not be committed since the log started."""
+        return self._writer.n_failures
 
     # -- reads ---------------------------------------------------------------------------
     @property
@@ -358,6 +365,25 @@ class PredictionLog:
 
     def count_feedback(self) -> int:
         return int(self._scalar(sa.select(sa.func.count()).select_from(feedback)))
+
+    def read_corrections(self) -> pd.DataFrame:
+        """The audit trail of replaced outcomes, oldest first: request_id, old_outcome,
+        new_outcome, old_received_at, new_received_at (tz-aware UTC)."""
+        c = feedback_corrections.c
+        stmt = sa.select(
+            c.request_id, c.old_outcome, c.new_outcome, c.old_received_at, c.new_received_at
+        ).order_by(c.id)
+        rows = self._rows(stmt)
+        frame = pd.DataFrame(
+            {
+                "request_id": pd.Series([r.request_id for r in rows], dtype=object),
+                "old_outcome": pd.Series(decode_json_column([r.old_outcome for r in rows]), dtype=object),
+                "new_outcome": pd.Series(decode_json_column([r.new_outcome for r in rows]), dtype=object),
+                "old_received_at": micros_to_utc([r.old_received_at for r in rows]),
+                "new_received_at": micros_to_utc([r.new_received_at for r in rows]),
+            }
+        )
+        return frame
 
     def _rows(self, stmt: sa.Select) -> Sequence[Any]:  # any number of columns
         self._ensure_tables()

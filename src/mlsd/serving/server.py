@@ -1,0 +1,219 @@
+"""uvicorn with bounded connections, on a socket bound before anything says it is serving.
+
+uvicorn's default HTTP parser (httptools, when installed) has no limit on the size of the
+request headers, and no uvicorn parser closes a connection that sends its headers or its body
+too slowly (``timeout_keep_alive`` only runs *between* requests). So the server runs h11, whose
+``max_incomplete_event_size`` bounds the request line + headers (``max_header_bytes``: a
+larger head is answered 431 and the connection closed, never buffered), with a protocol
+subclass that adds:
+
+- a read deadline: from the connection's start (or the end of the last response) the request
+  line and headers must arrive within ``read_timeout_s``, and then the body within another
+  ``read_timeout_s``; a client that trickles bytes (slowloris) or stalls is answered 408 when it
+  sent part of a request, and closed;
+- a connection cap: past ``max_concurrent_connections`` open connections a new one is answered
+  503 and closed at once (uvicorn's ``limit_concurrency`` only answers once a request is parsed).
+
+>>> sock = bind_socket("127.0.0.1", 0)
+>>> bind_socket("127.0.0.1", sock.getsockname()[1])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+mlsd.errors.ServingError: port: port ... on 127.0.0.1 is already in use (received ...; expected a free port: \
+stop the other server or pass --port)
+>>> sock.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import socket
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mlsd.errors import ServingError
+from mlsd.serving.responses import error_body
+from mlsd.serving.settings import ServeSettings
+
+__all__ = ["bind_socket", "bounded_protocol", "serve", "uvicorn_config"]
+
+_READING = (h11.IDLE, h11.SEND_BODY)  # the client's h11 states in which the server waits for bytes
+
+
+def _raw_response(status: int, reason: str, kind: str, message: str) -> bytes:
+    body = json.dumps(error_body(kind, message)).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _BoundedH11Protocol(H11Protocol):
+    """h11 plus a read deadline per request phase and a cap on open connections (see the module)."""
+
+    read_timeout_s: float = 10.0
+    max_connections: int = 1000
+    max_header_bytes: int = 16_384
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: Any = None
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self.transport.write(
+                _raw_response(503, "Service Unavailable", "service_unavailable", "too many open connections")
+            )
+            self.transport.close()
+            return
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what h11 cannot parse, in the error schema; 431 for a head past
+        ``max_header_bytes`` (h11 stops buffering there), 400 otherwise."""
+        if len(self.conn.trailing_data[0]) > self.max_header_bytes:
+            raw = _raw_response(
+                431,
+                "Request Header Fields Too Large",
+                "request_header_fields_too_large",
+                f"the request line and headers are larger than {self.max_header_bytes} bytes",
+            )
+        else:
+            raw = _raw_response(400, "Bad Request", "bad_request", "invalid HTTP request")
+        self.transport.write(raw)
+        self.transport.close()
+
+    def _cancel(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _watch(self) -> None:
+        """Arm one deadline per phase (headers, then body); a phase's deadline is not moved by the
+        bytes that arrive in it, so trickling bytes does not keep a connection open."""
+        if self.transport.is_closing():
+            self._cancel()
+            return
+        state = self.conn.their_state
+        phase = state if state in _READING else None
+        if phase is self._phase:
+            return
+        self._cancel()
+        self._phase = phase
+        if phase is not None:
+            self._deadline = self.loop.call_later(self.read_timeout_s, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        partial = bool(self.conn.trailing_data[0])
+        if self._phase is h11.IDLE and partial:  # no response started: the client may learn why
+            message = f"the request headers did not arrive within {self.read_timeout_s:g} s"
+            self.transport.write(_raw_response(408, "Request Timeout", "request_timeout", message))
+        self.logger.info("closing a connection that did not send its request in time")
+        self.transport.close()
+
+
+def bounded_protocol(settings: ServeSettings) -> type[H11Protocol]:
+    """The protocol class for ``settings`` (uvicorn instantiates it per connection)."""
+    return type(
+        "BoundedH11Protocol",
+        (_BoundedH11Protocol,),
+        {
+            "read_timeout_s": float(settings.read_timeout_s),
+            "max_connections": int(settings.max_concurrent_connections),
+            "max_header_bytes": int(settings.max_header_bytes),
+        },
+    )
+
+
+def uvicorn_config(app: Any, settings: ServeSettings, *, log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn's config with every connection limit of ``settings``."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        http=bounded_protocol(settings),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_concurrent_connections,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,  # no version banner for scanners
+        lifespan="on",
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a :class:`ServingError` that says why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServingError(
+            f"cannot resolve the host to bind ({exc.strerror})",
+            field="host",
+            received=host,
+            expected="an address of this machine, e.g. 127.0.0.1",
+        ) from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restarts reuse TIME_WAIT ports
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # listening holds the port: a second server cannot bind it meanwhile
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, exc) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ServingError:
+    if exc.errno == errno.EADDRINUSE:
+        return ServingError(
+            f"port {port} on {host} is already in use",
+            field="port",
+            received=port,
+            expected="a free port: stop the other server or pass --port",
+        )
+    if exc.errno == errno.EACCES:
+        return ServingError(
+            f"no permission to bind port {port} on {host}",
+            field="port",
+            received=port,
+            expected="a port >= 1024, or the privileges to bind below it",
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ServingError(
+            f"{host} is not an address of this machine",
+            field="host",
+            received=host,
+            expected="an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        )
+    return ServingError(
+        f"cannot bind {host}:{port} ({exc.strerror or exc})",
+        field="port",
+        received=port,
+        expected="a free port",
+    )
+
+
+def serve(app: Any, settings: ServeSettings, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Run ``app`` on the already bound ``sock`` until interrupted (the lifespan drains the log)."""
+    uvicorn.Server(uvicorn_config(app, settings, log_level=log_level)).run(sockets=[sock])
