@@ -34,7 +34,7 @@ from mlsd._progress import QUIET, Progress
 from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
-from mlsd.data.problems import check_frame, check_split
+from mlsd.data.problems import check_frame, check_split, located_data_error
 from mlsd.data.sources import join_sources, load_source
 from mlsd.data.splits import (
     DataSplit,
@@ -99,7 +99,7 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
     frame[target] = _label(design, _evaluate(design, frame, spec.label, "data.label"))
     if spec.sample is not None:
         if spec.sample.n is not None and spec.sample.n > len(frame):
-            raise _data_error(
+            raise located_data_error(
                 design,
                 "the sample is larger than the data",
                 field="data.sample.n",
@@ -285,18 +285,6 @@ def _rules(design: Design) -> dict[str, str | None]:
         for i, b in enumerate(design.models.baselines())
         if isinstance(b, dict) and "rule" in b
     }
-
-
-def _data_error(design: Design, message: str, *, field: str, received: Any, expected: str) -> DataError:
-    """A :class:`DataError` at ``field``'s line of the design file."""
-    return DataError(
-        message,
-        field=field,
-        received=received,
-        expected=expected,
-        file=str(design.path) if design.path else None,
-        line=design.line_of(field),
-    )
 
 
 def _located(design: Design, exc: DesignError, field: str) -> DesignError:

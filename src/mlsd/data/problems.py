@@ -36,7 +36,7 @@ from mlsd.data.splits import DataSplit
 from mlsd.design import Design
 from mlsd.errors import DataError
 
-__all__ = ["check_frame", "check_split"]
+__all__ = ["check_frame", "check_split", "located_data_error"]
 
 
 def check_frame(design: Design, frame: pd.DataFrame, features: list[tuple[str, str]]) -> None:
@@ -46,7 +46,7 @@ def check_frame(design: Design, frame: pd.DataFrame, features: list[tuple[str, s
     (:func:`mlsd.data.feature_fields`); a column named twice is checked at its first field.
     """
     if frame.empty:
-        raise _error(
+        raise located_data_error(
             design,
             "the data has no rows",
             field="data.source",
@@ -74,7 +74,7 @@ def check_split(design: Design, split: DataSplit, features: list[tuple[str, str]
     train = split.train
     for field, col in _first_fields(features):
         if col in train.columns and bool(train[col].isna().all()):
-            raise _error(
+            raise located_data_error(
                 design,
                 f"column {col!r} is missing on every row of the training split",
                 field=field,
@@ -87,7 +87,7 @@ def check_split(design: Design, split: DataSplit, features: list[tuple[str, str]
             part = getattr(split, name)
             classes = pd.unique(part[target].dropna())
             if len(classes) < 2:
-                raise _error(
+                raise located_data_error(
                     design,
                     f"the {name} split has one class of the label only",
                     field="data.split",
@@ -102,8 +102,10 @@ def check_split(design: Design, split: DataSplit, features: list[tuple[str, str]
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _error(design: Design, message: str, *, field: str, received: Any, expected: str) -> DataError:
-    """A :class:`DataError` at ``field``'s line of the design file."""
+def located_data_error(
+    design: Design, message: str, *, field: str, received: Any, expected: str
+) -> DataError:
+    """A :class:`DataError` at ``field``'s line of the design file (``design.error`` makes DesignErrors)."""
     return DataError(
         message,
         field=field,
@@ -133,7 +135,7 @@ def _as_numbers(design: Design, s: pd.Series, col: str, field: str) -> pd.Series
     ):
         return s
     if ptypes.is_datetime64_any_dtype(s.dtype) or ptypes.is_timedelta64_dtype(s.dtype):
-        raise _error(
+        raise located_data_error(
             design,
             f"column {col!r} is a numeric feature but holds dates/times",
             field=field,
@@ -144,7 +146,7 @@ def _as_numbers(design: Design, s: pd.Series, col: str, field: str) -> pd.Series
     bad = s[numbers.isna() & s.notna()]
     if len(bad):
         examples = list(dict.fromkeys(map(str, bad.head(20))))[:3]
-        raise _error(
+        raise located_data_error(
             design,
             f"column {col!r} is a numeric feature but holds text",
             field=field,
@@ -158,7 +160,7 @@ def _check_finite(design: Design, s: pd.Series, col: str, field: str) -> None:
     values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     inf = np.isinf(values)
     if inf.any():
-        raise _error(
+        raise located_data_error(
             design,
             f"column {col!r} holds infinite values",
             field=field,
@@ -169,7 +171,7 @@ def _check_finite(design: Design, s: pd.Series, col: str, field: str) -> None:
 
 def _check_informative(design: Design, s: pd.Series, col: str, field: str) -> None:
     if bool(s.isna().all()):
-        raise _error(
+        raise located_data_error(
             design,
             f"column {col!r} is missing on every row",
             field=field,
@@ -178,7 +180,7 @@ def _check_informative(design: Design, s: pd.Series, col: str, field: str) -> No
         )
     values = s.dropna()
     if values.nunique() == 1:
-        raise _error(
+        raise located_data_error(
             design,
             f"column {col!r} has the same value on every row: it cannot inform a model",
             field=field,
@@ -191,7 +193,7 @@ def _check_label(design: Design, frame: pd.DataFrame) -> None:
     expr, target, task = design.data.label, design.goals.target, design.goals.task
     for col in sorted(parse_expression(expr, field="data.label").columns):
         if col in frame.columns and bool(frame[col].isna().all()):
-            raise _error(
+            raise located_data_error(
                 design,
                 f"the label reads column {col!r}, which is missing on every row",
                 field="data.label",
@@ -204,7 +206,7 @@ def _check_label(design: Design, frame: pd.DataFrame) -> None:
     if task == "regression":
         values = label.to_numpy(dtype=float, na_value=np.nan)
         if np.isnan(values).all():
-            raise _error(
+            raise located_data_error(
                 design,
                 "the label is not a number on any row",
                 field="data.label",
@@ -212,7 +214,7 @@ def _check_label(design: Design, frame: pd.DataFrame) -> None:
                 expected="a numeric label expression",
             )
         if np.isinf(values).any():
-            raise _error(
+            raise located_data_error(
                 design,
                 "the label holds infinite values",
                 field="data.label",
@@ -222,7 +224,7 @@ def _check_label(design: Design, frame: pd.DataFrame) -> None:
         return
     classes = pd.unique(label.dropna())
     if len(classes) < 2:
-        raise _error(
+        raise located_data_error(
             design,
             f"the label has one class only: {expr!r} gives {_py(classes[0])!r} on every row"
             if len(classes)
