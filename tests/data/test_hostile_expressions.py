@@ -92,6 +92,10 @@ AT_PARSE = {
     "parens-300": ("(" * 300 + "x" + ")" * 300, "nested parentheses"),
     "call-nesting": ("abs(" * 120 + "x" + ")" * 120, "nesting deeper"),
     "huge-int-literal": ("x > 1" + "0" * 5_000, "digits"),
+    # regular expressions that backtrack exponentially on near-matches
+    "redos-nested-plus": ("o.str.contains('(a+)+$')", "catastrophic backtracking"),
+    "redos-keyword": ("o.str.contains(pat='(.*a){20}')", "catastrophic backtracking"),
+    "redos-words": ("o.str.contains('^(\\\\w+\\\\s?)*$')", "catastrophic backtracking"),
     "null-byte": ("x > 1\x00", "null"),
 }
 
@@ -140,6 +144,8 @@ def test_refused_when_evaluated(expr: str, says: str | None, frame: pd.DataFrame
         ("n % 2", [1, 0, 1]),
         ("+".join(["x"] * 50), [50.0, 100.0, 150.0]),
         (" or ".join(["x > 2"] * 200), [False, False, True]),
+        ("o.str.contains('b+')", [False, True, False]),
+        ("o.str.contains('(a+)+$', regex=False)", [False, False, False]),
     ],
     ids=[
         "square",
@@ -151,6 +157,8 @@ def test_refused_when_evaluated(expr: str, says: str | None, frame: pd.DataFrame
         "mod",
         "sum-50",
         "or-200",
+        "regex",
+        "literal",
     ],
 )
 def test_ordinary_expressions_still_work(expr: str, expected: list | None, frame: pd.DataFrame) -> None:

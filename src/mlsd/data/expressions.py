@@ -21,7 +21,8 @@ hanging or exhausting memory: its length (:data:`MAX_CHARS`), the number of node
 depth of its tree (:data:`MAX_NODES`, :data:`MAX_DEPTH`) before it is compiled; an exponent
 (:data:`MAX_EXPONENT`) statically when it is a constant; and at evaluation the size of what
 ``**`` on integers, ``*`` and ``+`` on strings or lists can build (:data:`MAX_INT_BITS`,
-:data:`MAX_SEQUENCE`, :data:`MAX_SERIES_CHARS`). ``%`` on strings (formatting) is refused.
+:data:`MAX_SEQUENCE`, :data:`MAX_SERIES_CHARS`). ``%`` on strings (formatting) is refused,
+and so is a ``.str.contains`` pattern that repeats a repeated group (catastrophic backtracking).
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"arr_delay": [3.0, 20.0, None], "sched_dep_time": [515, 1230, 2359]})
@@ -93,6 +94,10 @@ _ASTYPES |= {"bool", "boolean", "category"}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr)
 _CMPOPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 _BACKTICK = re.compile(r"`([^`]+)`")
+# a group holding a quantifier, itself quantified: the shape of catastrophic backtracking
+_NESTED_QUANTIFIER = re.compile(
+    r"\((?:[^()\\]|\\.)*(?:[*+]|\{\d*,?\d*\})(?:[^()\\]|\\.)*\)(?:[*+]|\{\d*,?\d*\})"
+)
 
 
 class _LimitError(Exception):
@@ -333,6 +338,17 @@ class _Transformer(ast.NodeTransformer):
             return self.visit_Constant(node)
         raise self.fail(node, "only constants are allowed in a list")
 
+    def _check_pattern(self, node: ast.Call) -> None:
+        """``.str.contains(pat)``: a regular expression that could backtrack exponentially is refused."""
+        regex = next((k.value for k in node.keywords if k.arg == "regex"), None)
+        if isinstance(regex, ast.Constant) and regex.value is False:
+            return
+        pat = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "pat"), None)
+        if isinstance(pat, ast.Constant) and isinstance(pat.value, str) and _backtracks(pat.value):
+            raise self.fail(
+                node, "a pattern that repeats a repeated group (catastrophic backtracking) is not allowed"
+            )
+
     def visit_List(self, node: ast.List) -> ast.AST:
         return self._constants(node)
 
@@ -422,6 +438,8 @@ class _Transformer(ast.NodeTransformer):
             args = [arg]
         else:
             args = [self.visit(a) for a in node.args]
+        if func.attr == "contains":
+            self._check_pattern(node)
         keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
         if any(k.arg is None for k in node.keywords):
             raise self.fail(node, "**kwargs are not allowed")
@@ -512,6 +530,15 @@ def _check_constants(node: ast.AST, expr: str, field: str) -> Any:
     for child in ast.iter_child_nodes(node):
         _check_constants(child, expr, field)
     return _NOT_CONSTANT
+
+
+def _backtracks(pattern: str) -> bool:
+    """Whether ``pattern`` repeats a group that itself repeats (``(a+)+``, ``(.*x)*``, ``(a|b*){9}``).
+
+    Such patterns backtrack exponentially on strings that almost match; Python's ``re`` has
+    no time limit, so they are refused rather than run on every row.
+    """
+    return _NESTED_QUANTIFIER.search(pattern) is not None
 
 
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
