@@ -63,8 +63,15 @@ class System:
         return prepare_data(self.design, progress=self.progress)
 
     def validate(self, *, check_data: bool = True) -> PreparedData | None:
-        """Check the design; with ``check_data``, also that every column it names exists."""
-        return self.prepare_data() if check_data else None
+        """Check the design; with ``check_data``, also that every column it names exists, that
+        the data has no problem a build would stop on, and that the split is possible."""
+        if not check_data:
+            return None
+        from mlsd.data import split_prepared
+
+        prepared = self.prepare_data()
+        split_prepared(self.design, prepared.frame)
+        return prepared
 
     # --- build ----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from mlsd.data.preparation import (
     source_columns,
     split_prepared,
 )
+from mlsd.data.problems import check_frame, check_split
 from mlsd.data.schema import ColumnSchema, Schema, SchemaViolation, infer_schema
 from mlsd.data.sources import clear_source_cache, join_sources, load_source
 from mlsd.data.splits import (
@@ -50,7 +51,9 @@ __all__ = [
     "check_duplicates_across_splits",
     "check_expressions",
     "check_forbidden_features",
+    "check_frame",
     "check_leakage",
+    "check_split",
     "check_time_order",
     "clear_source_cache",
     "evaluate_expression",

@@ -16,6 +16,14 @@ Accepted:
   .str.len() .str.contains(..) .str.startswith(..)`` and the functions
   ``abs log log1p exp sqrt where(cond, a, b)``.
 
+Resources are bounded too, so a hostile expression is refused in milliseconds instead of
+hanging or exhausting memory: its length (:data:`MAX_CHARS`), the number of nodes and the
+depth of its tree (:data:`MAX_NODES`, :data:`MAX_DEPTH`) before it is compiled; an exponent
+(:data:`MAX_EXPONENT`) statically when it is a constant; and at evaluation the size of what
+``**`` on integers, ``*`` and ``+`` on strings or lists can build (:data:`MAX_INT_BITS`,
+:data:`MAX_SEQUENCE`, :data:`MAX_SERIES_CHARS`). ``%`` on strings (formatting) is refused,
+and so is a ``.str.contains`` pattern that repeats a repeated group (catastrophic backtracking).
+
 >>> import pandas as pd
 >>> df = pd.DataFrame({"arr_delay": [3.0, 20.0, None], "sched_dep_time": [515, 1230, 2359]})
 >>> evaluate_expression(df, "arr_delay > 15", field="data.label").tolist()
@@ -33,6 +41,7 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,10 +50,37 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
 from mlsd.errors import DesignError
 
-__all__ = ["ParsedExpression", "evaluate_expression", "parse_expression"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_EXPONENT",
+    "MAX_INT_BITS",
+    "MAX_NODES",
+    "MAX_SEQUENCE",
+    "MAX_SERIES_CHARS",
+    "ParsedExpression",
+    "evaluate_expression",
+    "parse_expression",
+]
+
+#: longest expression text; a label or filter is a line, a derived column a few
+MAX_CHARS = 10_000
+#: most AST nodes (``a > 1`` has 5); bounds the work of every later step
+MAX_NODES = 2_000
+#: deepest AST nesting; also keeps the recursive compiler far from Python's recursion limit
+MAX_DEPTH = 100
+#: largest constant exponent of ``**`` (and any exponent of a scalar base at evaluation)
+MAX_EXPONENT = 1_000
+#: largest integer ``**`` may build, in bits (about 30,000 decimal digits)
+MAX_INT_BITS = 100_000
+#: longest string or list a scalar ``*`` or ``+`` may build
+MAX_SEQUENCE = 100_000
+#: most characters ``*`` or ``+`` on a column of strings may build over all its rows
+MAX_SERIES_CHARS = 50_000_000
 
 _EXPECTED = (
     "columns, constants, + - * / // % **, comparisons, and/or/not, & | ~, the methods "
@@ -58,6 +94,74 @@ _ASTYPES |= {"bool", "boolean", "category"}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr)
 _CMPOPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 _BACKTICK = re.compile(r"`([^`]+)`")
+# a group holding a quantifier, itself quantified: the shape of catastrophic backtracking
+_NESTED_QUANTIFIER = re.compile(
+    r"\((?:[^()\\]|\\.)*(?:[*+]|\{\d*,?\d*\})(?:[^()\\]|\\.)*\)(?:[*+]|\{\d*,?\d*\})"
+)
+
+
+class _LimitError(Exception):
+    """A guarded operator refused to build a result beyond a bound (becomes a DesignError)."""
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer)
+
+
+def _string_chars(x: Any) -> Any:
+    """Characters per row of a string column (``None`` if ``x`` is not one)."""
+    if isinstance(x, pd.Series) and (ptypes.is_object_dtype(x.dtype) or ptypes.is_string_dtype(x.dtype)):
+        try:
+            return x.str.len().fillna(0)
+        except AttributeError:  # an object column without strings has no .str
+            return None
+    return None
+
+
+def _pow(a: Any, b: Any) -> Any:
+    if np.ndim(b) == 0 and isinstance(b, int | float | np.number) and abs(float(b)) > MAX_EXPONENT:
+        raise _LimitError(f"exponent {b} is larger than {MAX_EXPONENT}")
+    if _is_int(a) and _is_int(b) and b > 0 and int(a).bit_length() * int(b) > MAX_INT_BITS:
+        raise _LimitError(f"{a!r:.40} ** {b} would have about {int(a).bit_length() * int(b):,} bits")
+    return a**b
+
+
+def _mul(a: Any, b: Any) -> Any:
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, str | list | tuple) and _is_int(n) and len(seq) * int(n) > MAX_SEQUENCE:
+            raise _LimitError(
+                f"repeating a {type(seq).__name__} {n} times builds {len(seq) * int(n):,} items"
+            )
+        chars = _string_chars(seq)
+        if chars is not None and not isinstance(n, str) and np.ndim(n) <= 1:
+            total = float((chars * pd.to_numeric(n, errors="coerce")).clip(lower=0).sum())
+            if total > MAX_SERIES_CHARS:
+                raise _LimitError(f"repeating the strings of a column builds {total:,.0f} characters")
+    return a * b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if (
+        isinstance(a, str | list | tuple)
+        and isinstance(b, str | list | tuple)
+        and len(a) + len(b) > MAX_SEQUENCE
+    ):
+        raise _LimitError(f"concatenating builds {len(a) + len(b):,} items")
+    chars = [c for c in (_string_chars(a), _string_chars(b)) if c is not None]
+    if (
+        chars
+        and sum(float(c.sum()) for c in chars)
+        + sum(len(x) for x in (a, b) if isinstance(x, str)) * max(len(c) for c in chars)
+        > MAX_SERIES_CHARS
+    ):
+        raise _LimitError(f"concatenating strings builds more than {MAX_SERIES_CHARS:,} characters")
+    return a + b
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str) or _string_chars(a) is not None:
+        raise _LimitError("% on strings (formatting) is not allowed")
+    return a % b
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
@@ -103,6 +207,22 @@ _RUNTIME = {f"_fn_{k}": v for k, v in _FUNCTIONS.items()} | {
     "_op_or": _or,
     "_op_not": _not,
     "_op_isin": _isin,
+    "_op_pow": _pow,
+    "_op_mul": _mul,
+    "_op_add": _add,
+    "_op_mod": _mod,
+}
+# operators rewritten into the guarded functions above
+_GUARDED = {ast.Pow: "_op_pow", ast.Mult: "_op_mul", ast.Add: "_op_add", ast.Mod: "_op_mod"}
+# constant subexpressions computed at parse time, through the same guards
+_FOLD: dict[type, Any] = {
+    ast.Add: _add,
+    ast.Sub: operator.sub,
+    ast.Mult: _mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: _mod,
+    ast.Pow: _pow,
 }
 
 
@@ -124,7 +244,7 @@ class ParsedExpression:
                 close = difflib.get_close_matches(col, available, n=3, cutoff=0.6)
                 hint = f"did you mean: {', '.join(close)}?" if close else "no similar column"
                 raise DesignError(
-                    f"expression {self.expr!r} refers to unknown column {col!r}; {hint}",
+                    f"expression {_shown(self.expr)} refers to unknown column {col!r}; {hint}",
                     field=self.field,
                     received=col,
                     expected="one of the columns: " + ", ".join((close or available)[:20]),
@@ -140,13 +260,21 @@ class ParsedExpression:
             # negatives is expected, so floating-point warnings are silenced
             with np.errstate(all="ignore"):
                 out = eval(self._code, namespace)
-        except Exception as exc:
+        except _LimitError as exc:
             raise DesignError(
-                f"expression {self.expr!r} cannot be evaluated: {type(exc).__name__}: {exc}",
+                f"expression {_shown(self.expr)} is refused: {exc}",
                 field=self.field,
-                received=self.expr,
+                received=_cut(self.expr),
+                expected="an expression whose results stay within the resource limits",
+            ) from None
+        except Exception as exc:  # MemoryError and RecursionError included: both are Exceptions
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise DesignError(
+                f"expression {_shown(self.expr)} cannot be evaluated: {type(exc).__name__}: {detail}",
+                field=self.field,
+                received=_cut(self.expr),
                 expected="an expression whose operations fit the column types",
-            ) from exc
+            ) from None
         if isinstance(out, pd.Series):
             return out
         if np.ndim(out) == 0:
@@ -166,7 +294,10 @@ class _Transformer(ast.NodeTransformer):
         for ident, col in self.backticks.items():
             snippet = snippet.replace(ident, f"`{col}`")
         return DesignError(
-            f"{why} in expression {self.expr!r}", field=self.field, received=snippet, expected=_EXPECTED
+            f"{why} in expression {_shown(self.expr)}",
+            field=self.field,
+            received=_cut(snippet),
+            expected=_EXPECTED,
         )
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
@@ -207,6 +338,17 @@ class _Transformer(ast.NodeTransformer):
             return self.visit_Constant(node)
         raise self.fail(node, "only constants are allowed in a list")
 
+    def _check_pattern(self, node: ast.Call) -> None:
+        """``.str.contains(pat)``: a regular expression that could backtrack exponentially is refused."""
+        regex = next((k.value for k in node.keywords if k.arg == "regex"), None)
+        if isinstance(regex, ast.Constant) and regex.value is False:
+            return
+        pat = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "pat"), None)
+        if isinstance(pat, ast.Constant) and isinstance(pat.value, str) and _backtracks(pat.value):
+            raise self.fail(
+                node, "a pattern that repeats a repeated group (catastrophic backtracking) is not allowed"
+            )
+
     def visit_List(self, node: ast.List) -> ast.AST:
         return self._constants(node)
 
@@ -216,7 +358,19 @@ class _Transformer(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         if not isinstance(node.op, _BINOPS):
             raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
+        exponent = _number(node.right)
+        if isinstance(node.op, ast.Pow) and exponent is not None and abs(exponent) > MAX_EXPONENT:
+            raise self.fail(node, f"exponent {exponent} is larger than {MAX_EXPONENT}")
+        if (
+            isinstance(node.op, ast.Mod)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+        ):
+            raise self.fail(node, "% on strings (formatting) is not allowed")
         node.left, node.right = self.visit(node.left), self.visit(node.right)
+        guard = _GUARDED.get(type(node.op))
+        if guard is not None:  # evaluated through a function that bounds the size of its result
+            return ast.copy_location(_call(guard, [node.left, node.right]), node)
         return node
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
@@ -284,11 +438,107 @@ class _Transformer(ast.NodeTransformer):
             args = [arg]
         else:
             args = [self.visit(a) for a in node.args]
+        if func.attr == "contains":
+            self._check_pattern(node)
         keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
         if any(k.arg is None for k in node.keywords):
             raise self.fail(node, "**kwargs are not allowed")
         attr = ast.Attribute(value=target, attr=func.attr, ctx=ast.Load())
         return ast.copy_location(ast.Call(func=attr, args=args, keywords=keywords), node)
+
+
+def _number(node: ast.AST) -> float | int | None:
+    """The value of a (possibly negated) numeric constant node, else ``None``."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign, node = (-sign if isinstance(node.op, ast.USub) else sign), node.operand
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return sign * node.value
+    return None
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    """``text`` as received: a long one is cut and its length given, so an error stays one line."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``text`` quoted for an error message, cut like :func:`_cut`."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[: limit // 2]!r}… ({len(text):,} characters)"
+
+
+def _check_size(tree: ast.AST, expr: str, field: str) -> None:
+    """Refuse a tree beyond :data:`MAX_NODES` or :data:`MAX_DEPTH`, walked without recursion."""
+    nodes, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            what = (
+                f"more than {MAX_NODES:,} nodes" if nodes > MAX_NODES else f"nesting deeper than {MAX_DEPTH}"
+            )
+            raise DesignError(
+                f"expression {_shown(expr)} is too large: {what}",
+                field=field,
+                received=_cut(expr),
+                expected=f"at most {MAX_NODES:,} nodes nested at most {MAX_DEPTH} deep",
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+_NOT_CONSTANT = object()
+
+
+def _check_constants(node: ast.AST, expr: str, field: str) -> Any:
+    """Compute every constant subexpression through the guarded operators, refusing those that
+    exceed a bound (``10**10**10``, ``'a' * 10**8``) before any data is read.
+
+    Returns the value of ``node`` if it is constant, else ``_NOT_CONSTANT``. Recursion is safe:
+    :func:`_check_size` has bounded the depth already.
+    """
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _check_constants(node.operand, expr, field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+        return _NOT_CONSTANT
+    if isinstance(node, ast.List | ast.Tuple):
+        values = [_check_constants(e, expr, field) for e in node.elts]
+        return _NOT_CONSTANT if any(v is _NOT_CONSTANT for v in values) else values
+    if isinstance(node, ast.BinOp) and type(node.op) in _FOLD:
+        left, right = _check_constants(node.left, expr, field), _check_constants(node.right, expr, field)
+        if left is _NOT_CONSTANT or right is _NOT_CONSTANT:
+            return _NOT_CONSTANT
+        try:
+            return _FOLD[type(node.op)](left, right)
+        except _LimitError as exc:
+            raise DesignError(
+                f"expression {_shown(expr)} is refused: {exc}",
+                field=field,
+                received=_cut(ast.get_source_segment(expr, node) or expr),
+                expected="an expression whose results stay within the resource limits",
+            ) from None
+        except Exception:  # division by zero, a type error: evaluation reports it with the data
+            return _NOT_CONSTANT
+    for child in ast.iter_child_nodes(node):
+        _check_constants(child, expr, field)
+    return _NOT_CONSTANT
+
+
+def _backtracks(pattern: str) -> bool:
+    """Whether ``pattern`` repeats a group that itself repeats (``(a+)+``, ``(.*x)*``, ``(a|b*){9}``).
+
+    Such patterns backtrack exponentially on strings that almost match; Python's ``re`` has
+    no time limit, so they are refused rather than run on every row.
+    """
+    return _NESTED_QUANTIFIER.search(pattern) is not None
 
 
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
@@ -306,6 +556,13 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
     """
     if not isinstance(expr, str) or not expr.strip():
         raise DesignError("empty expression", field=field, received=expr, expected="e.g. 'arr_delay > 15'")
+    if len(expr) > MAX_CHARS:
+        raise DesignError(
+            "expression is too long",
+            field=field,
+            received=_cut(expr),
+            expected=f"at most {MAX_CHARS:,} characters",
+        )
     backticks: dict[str, str] = {}
 
     def _quote(m: re.Match[str]) -> str:
@@ -320,9 +577,19 @@ def parse_expression(expr: str, *, field: str) -> ParsedExpression:
         raise DesignError(
             f"invalid expression syntax at position {exc.offset}: {exc.msg}",
             field=field,
-            received=expr,
+            received=_cut(expr),
             expected="a Python-like expression over columns, e.g. 'arr_delay > 15'",
-        ) from exc
+        ) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        # Python's own parser gives up on deeply nested input (10,000 unary minuses) this way
+        raise DesignError(
+            f"expression cannot be parsed: {type(exc).__name__}: {str(exc)[:120]}",
+            field=field,
+            received=_cut(expr),
+            expected=f"an expression nested at most {MAX_DEPTH} deep",
+        ) from None
+    _check_size(tree, source, field)
+    _check_constants(tree, source, field)
     transformer = _Transformer(source, field, backticks)
     tree = ast.fix_missing_locations(transformer.visit(tree))
     columns = transformer.names

@@ -34,6 +34,7 @@ from mlsd._progress import QUIET, Progress
 from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
+from mlsd.data.problems import check_frame, check_split, located_data_error
 from mlsd.data.sources import join_sources, load_source
 from mlsd.data.splits import (
     DataSplit,
@@ -97,9 +98,18 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
     target = design.goals.target
     frame[target] = _label(design, _evaluate(design, frame, spec.label, "data.label"))
     if spec.sample is not None:
+        if spec.sample.n is not None and spec.sample.n > len(frame):
+            raise located_data_error(
+                design,
+                "the sample is larger than the data",
+                field="data.sample.n",
+                received=spec.sample.n,
+                expected=f"at most the {len(frame):,} rows the data has after data.filter",
+            )
         frame = frame.sample(n=spec.sample.n, frac=spec.sample.frac, random_state=spec.sample.seed)
         frame = frame.reset_index(drop=True)
     _check_columns(design, frame)
+    check_frame(design, frame, feature_fields(design))
     return PreparedData(
         frame=frame,
         sources=sources,
@@ -109,7 +119,32 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
 
 
 def split_prepared(design: Design, frame: pd.DataFrame) -> DataSplit:
-    """The design's split: by time, by group, stratified by the label, or random."""
+    """The design's split: by time, by group, stratified by the label, or random.
+
+    Errors point at the design file's line (split boundaries outside the data, an empty split),
+    and a training split that cannot train (one class, a feature missing throughout) is refused.
+    """
+    try:
+        split = _split(design, frame)
+    except (DataError, DesignError) as exc:
+        field, message = exc.field or "data.split", exc.message
+        if not field.startswith("data."):  # a column (the time or group column): name it
+            message = f"column {field!r}: {message}"
+            fields = {design.data.time: "data.time", design.data.split.column: "data.split.column"}
+            field = fields.get(field, "data.split")
+        raise type(exc)(
+            message,
+            field=field,
+            received=exc.received,
+            expected=exc.expected,
+            file=str(design.path) if design.path else None,
+            line=design.line_of(field),
+        ) from None
+    check_split(design, split, feature_fields(design))
+    return split
+
+
+def _split(design: Design, frame: pd.DataFrame) -> DataSplit:
     s = design.data.split
     sizes: dict[str, Any] = {"valid_size": s.valid_size, "test_size": s.test_size, "seed": s.seed}
     if s.by == "time":
