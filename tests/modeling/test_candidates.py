@@ -107,3 +107,34 @@ def test_lists_are_per_task() -> None:
     assert "logistic_regression" in list_candidate_types("binary")
     assert "logistic_regression" not in list_candidate_types("regression")
     assert list_candidate_types("binary") == list_candidate_types("multiclass")
+
+
+@pytest.mark.parametrize(
+    ("params", "bad"),
+    [
+        ({"n_estimators": "-5"}, "n_estimators"),
+        ({"n_estimators": 0}, "n_estimators"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"num_leaves": 1}, "num_leaves"),
+        ({"subsample": 1.5}, "subsample"),
+        ({"colsample_bytree": 0}, "colsample_bytree"),
+        ({"reg_lambda": -1.0}, "reg_lambda"),
+        ({"boosting_type": "gbm"}, "boosting_type"),
+    ],
+)
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_lightgbm_values_are_checked_before_training(params: dict, bad: str, task: str) -> None:
+    # LightGBM's sklearn API declares no constraints of its own, so sklearn's check would pass these
+    with pytest.raises(DesignError) as excinfo:
+        make_candidate("lightgbm", task, params, field="models.candidates[0]")
+    assert excinfo.value.field == f"models.candidates[0].params.{bad}"
+    assert excinfo.value.received == params[bad]
+
+
+def test_lightgbm_values_in_range_pass_and_fit() -> None:
+    params = {"n_estimators": 5, "learning_rate": 1.0, "num_leaves": 2, "subsample": 1.0, "max_depth": -1}
+    est = make_candidate("lightgbm", "binary", params, field="models.candidates[0]")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    est.fit(X, X[:, 0] > 0)
+    assert est.booster_.num_trees() == 5

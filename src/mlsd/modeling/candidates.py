@@ -24,9 +24,11 @@ import difflib
 import importlib
 import os
 from collections.abc import Callable
+from numbers import Integral, Real
 from typing import Any
 
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
 from mlsd.errors import DesignError
 
@@ -39,7 +41,8 @@ class CandidateType:
 
     ``factory()`` imports and returns the estimator class; ``defaults`` are the project's
     defaults; ``seed_param`` and ``class_weight_param`` name the estimator's parameters for the
-    seed and the class weights (``None`` if unsupported).
+    seed and the class weights (``None`` if unsupported); ``constraints`` (``{param: [...]}`` in
+    sklearn's ``Interval``/``StrOptions`` language) check values of an estimator without its own.
     """
 
     name: str
@@ -48,6 +51,9 @@ class CandidateType:
     defaults: dict[str, Any]
     seed_param: str | None = "random_state"
     class_weight_param: str | None = "class_weight"
+    #: sklearn-style constraints for estimators that do not declare their own (LightGBM), so a
+    #: bad value fails at design time too; sklearn's estimators carry ``_parameter_constraints``.
+    constraints: dict[str, list[Any]] | None = None
 
 
 def _lazy(module: str, name: str) -> Callable[[], type[BaseEstimator]]:
@@ -59,6 +65,25 @@ _CLS = ("binary", "multiclass")
 _REG = ("regression",)
 _LGBM = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "verbose": -1}
 # Forests stay fast on 100k+ rows: each tree sees 30 % of the rows and leaves hold >= 20 rows.
+# LightGBM's sklearn API checks nothing before fit, and some bad values only warn there: the
+# documented ranges of its parameters (https://lightgbm.readthedocs.io/en/latest/Parameters.html).
+_LGBM_CONSTRAINTS: dict[str, list[Any]] = {
+    "n_estimators": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "num_leaves": [Interval(Integral, 2, 131_072, closed="both")],
+    "max_depth": [Interval(Integral, None, None, closed="neither")],
+    "min_child_samples": [Interval(Integral, 0, None, closed="left")],
+    "min_child_weight": [Interval(Real, 0, None, closed="left")],
+    "min_split_gain": [Interval(Real, 0, None, closed="left")],
+    "subsample": [Interval(Real, 0, 1, closed="right")],
+    "subsample_freq": [Interval(Integral, 0, None, closed="left")],
+    "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
+    "reg_alpha": [Interval(Real, 0, None, closed="left")],
+    "reg_lambda": [Interval(Real, 0, None, closed="left")],
+    "max_bin": [Interval(Integral, 2, None, closed="left")],
+    "boosting_type": [StrOptions({"gbdt", "dart", "rf"})],
+    "importance_type": [StrOptions({"split", "gain"})],
+}
 _RF = {"n_estimators": 100, "min_samples_leaf": 20, "max_samples": 0.3}
 _THREADED = ("lightgbm", "random_forest")
 
@@ -90,7 +115,9 @@ for _ct in [
     CandidateType(
         "logistic_regression", _CLS, _lazy("sklearn.linear_model", "LogisticRegression"), {"max_iter": 1000}
     ),
-    CandidateType("lightgbm", _CLS, _lazy("lightgbm", "LGBMClassifier"), _LGBM),
+    CandidateType(
+        "lightgbm", _CLS, _lazy("lightgbm", "LGBMClassifier"), _LGBM, constraints=_LGBM_CONSTRAINTS
+    ),
     CandidateType("random_forest", _CLS, _lazy("sklearn.ensemble", "RandomForestClassifier"), _RF),
     CandidateType(
         "hist_gradient_boosting", _CLS, _lazy("sklearn.ensemble", "HistGradientBoostingClassifier"), {}
@@ -104,7 +131,14 @@ for _ct in [
         class_weight_param=None,
     ),
     CandidateType("ridge", _REG, _lazy("sklearn.linear_model", "Ridge"), {}, class_weight_param=None),
-    CandidateType("lightgbm", _REG, _lazy("lightgbm", "LGBMRegressor"), _LGBM, class_weight_param=None),
+    CandidateType(
+        "lightgbm",
+        _REG,
+        _lazy("lightgbm", "LGBMRegressor"),
+        _LGBM,
+        class_weight_param=None,
+        constraints=_LGBM_CONSTRAINTS,
+    ),
     CandidateType(
         "random_forest",
         _REG,
@@ -180,15 +214,28 @@ def make_candidate(
         kwargs[ct.class_weight_param] = class_weight
     kwargs.update(params)
     estimator = cls(**kwargs)
-    _check_values(estimator, type_name, params, field)
+    _check_values(estimator, ct.constraints, type_name, params, field)
     return estimator
 
 
-def _check_values(estimator: BaseEstimator, type_name: str, params: dict[str, Any], field: str) -> None:
-    """Fail at design time, not after minutes of training, on a value sklearn would reject at fit."""
-    if not hasattr(estimator, "_parameter_constraints"):  # sklearn's own estimators only (not lightgbm)
+def _check_values(
+    estimator: BaseEstimator,
+    constraints: dict[str, list[Any]] | None,
+    type_name: str,
+    params: dict[str, Any],
+    field: str,
+) -> None:
+    """Fail at design time, not after minutes of training, on a value the estimator would reject."""
+    if hasattr(estimator, "_parameter_constraints"):  # sklearn's own estimators
+        validate = estimator._validate_params
+    elif constraints:
+        given = {k: v for k, v in params.items() if k in constraints}
+        known = {k: constraints[k] for k in given}
+
+        def validate() -> None:
+            validate_parameter_constraints(known, given, caller_name=type(estimator).__name__)
+    else:
         return
-    validate = estimator._validate_params
     try:
         validate()
     except ValueError as exc:  # InvalidParameterError: "The 'C' parameter of ... must be ..."
