@@ -95,7 +95,8 @@ def test_test_period_requests_are_not_refused(hotel: tuple[Design, Any, Any]) ->
     schema = design_schema(design, split.train, columns)
     assert _refused(design, schema, columns, rows) == {}
     assert schema.columns["arrival_date_num"].range_check == "none"
-    assert schema.columns["arrival_date_num"].range_note == "read by the model only through season"
+    assert schema.columns["arrival_date_num"].range_note == "checked through season (its build range)"
+    assert schema.derived["season"].sources == ["arrival_date_num"]  # season itself stays in range
     assert schema.columns["country"].allowed is None and schema.columns["agent"].allowed is None
 
 

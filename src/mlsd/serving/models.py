@@ -123,6 +123,8 @@ def _describe(spec: ColumnSchema) -> str:
     if spec.allowed is not None and len(spec.allowed) > MAX_ENUM:
         parts.append(f"{len(spec.allowed)} categories, e.g. {', '.join(spec.allowed[:10])}")
     parts.append("nullable" if spec.nullable else "required, never null")
+    if spec.range_note.startswith("checked through"):  # not expressible in JSON Schema
+        parts.append(spec.range_note)
     return "; ".join(parts)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.data import ColumnSchema, Schema
+from mlsd.data import ColumnSchema, Schema, evaluate_expression
 from mlsd.serving.responses import RequestError
 
 __all__ = [
@@ -378,6 +378,24 @@ class RowValidator:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")
 
+        # derived numbers the model reads in place of raw columns without a range check of their own
+        self._derive = dict(schema.derive)
+        self._derived_bounds: dict[str, tuple[float, float, str, str]] = {}
+        for name, spec in schema.derived.items():
+            sources = [c for c in spec.sources if c in self._specs]
+            bounds = spec.bounds(range_tolerance)
+            if bounds is None or not sources:
+                continue
+            lo, hi = bounds
+            expected = f"a value that gives {name} = {spec.expression} in the build range: "
+            expected += spec.range_text(range_tolerance)
+            self._derived_bounds[name] = (
+                float(lo),
+                np.inf if hi is None else float(hi),
+                expected,
+                sources[0],
+            )
+
     @property
     def categories(self) -> dict[str, list[str]]:
         """The categories a column must hold (only when unseen ones are rejected)."""
@@ -436,12 +454,31 @@ class RowValidator:
                 elif new.size:
                     unseen[column] = int(new.size)
         frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+        if self._derived_bounds:
+            errors.extend(self._derived_errors(frame))
         invalid = np.zeros(n, dtype=bool)
         for err in errors:
             invalid[err.rows] = True
         return CheckedRows(
             frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen, event_time=event_time
         )
+
+    def _derived_errors(self, frame: pd.DataFrame) -> list[ColumnErrors]:
+        """Rows whose derived values leave their build range, reported on the raw field they come from."""
+        derived = frame.copy()
+        try:  # the served pipeline derives the same way; a failure here fails there and is isolated
+            for name, expr in self._derive.items():
+                derived[name] = evaluate_expression(derived, expr, field=f"data.derive.{name}")
+        except Exception:
+            return []
+        errors = []
+        for name, (lo, hi, expected, source) in self._derived_bounds.items():
+            x = pd.to_numeric(derived[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            outside = np.flatnonzero((x < lo) | (x > hi))
+            if outside.size:
+                message = f"gives {name} outside its build range"
+                errors.append(ColumnErrors(source, "range", outside, expected, message))
+        return errors
 
     def field_errors(
         self,
