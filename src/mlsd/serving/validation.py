@@ -427,7 +427,14 @@ class RowValidator:
             typed, column_errors = _type_pass(column, spec, values, kinds, self.max_lengths.get(column))
             errors.extend(column_errors)
             if column == self.time_column:
-                event_time = pd.Series(typed) if spec is not None and spec.dtype == "datetime" else None
+                if spec is not None and spec.dtype == "datetime":
+                    event_time = pd.Series(typed)
+                else:  # trained on text (a CSV's timestamps): the event time must still parse
+                    flagged = np.zeros(n, dtype=bool)  # too long, lone surrogates: reported once
+                    for err in column_errors:
+                        flagged[err.rows] = True
+                    event_time, time_errors = _event_time_of_text(column, values, (kinds == _STR) & ~flagged)
+                    errors.extend(time_errors)
             if column in self.optional:
                 continue
             data[column] = typed
@@ -612,6 +619,23 @@ def _type_pass(
         expected = _EXPECTED.get(dtype or "", "a JSON scalar")
         errors.append(ColumnErrors(column, "type", np.flatnonzero(bad), expected, f"not {expected}"))
     return typed, errors
+
+
+def _event_time_of_text(
+    column: str, values: np.ndarray, is_text: np.ndarray
+) -> tuple[pd.Series, list[ColumnErrors]]:
+    """The event time of a time column the model reads as text, and the rows where it does not parse.
+
+    The model gets the text as it was trained on; the log gets the parsed time. A string that is
+    not an ISO 8601 date-time is a 422 (a row is never logged without the event time it sent).
+    """
+    text = pd.Series(np.where(is_text, values, _NONE), dtype=object)
+    shaped = text.str.fullmatch(DATETIME_PATTERN).fillna(False).to_numpy(dtype=bool)
+    stamps = pd.to_datetime(text.where(shaped), errors="coerce", utc=True, format="ISO8601")
+    bad = np.flatnonzero(is_text & stamps.isna().to_numpy())
+    expected = _EXPECTED["datetime"]
+    errors = [ColumnErrors(column, "type", bad, expected, f"not {expected}")] if bad.size else []
+    return stamps, errors
 
 
 def _category_keys(values: pd.Series) -> pd.Series:
