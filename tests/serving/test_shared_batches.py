@@ -71,10 +71,10 @@ BAD: list[tuple[str, Any, int, dict[str, Any]]] = [
         {"inputs.time_hour": "yesterday"},
     ),
     (
-        "date without a time",
-        lambda r: {"inputs": {**r, "time_hour": "2013-05-01"}},
+        "hour 25",
+        lambda r: {"inputs": {**r, "time_hour": "2013-05-01T25:00:00Z"}},
         422,
-        {"inputs.time_hour": "2013-05-01"},
+        {"inputs.time_hour": "2013-05-01T25:00:00Z"},
     ),
     (
         "year pandas cannot hold",

@@ -387,3 +387,23 @@ def test_a_time_column_trained_as_text_still_gives_the_event_time() -> None:
         ("inputs[1].time_hour", "type"),
         ("inputs[2].time_hour", "null"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("2017-06-01", True),  # a date alone: midnight UTC (daily data)
+        ("2017-06-01T10:30:00Z", True),
+        ("2017-06-01T10:30:00+02:00", True),
+        ("2017-02-29", False),
+        ("2017-06-01T24:00:00Z", False),
+        ("06/01/2017", False),
+    ],
+)
+def test_event_times_are_iso_dates_or_date_times(text: str, ok: bool) -> None:
+    train = pd.DataFrame({"day": pd.to_datetime(["2017-01-01", "2017-05-01"], utc=True), "x": [1.0, 2.0]})
+    validator = RowValidator(infer_schema(train), ["day", "x"], time_column="day")
+    checked = validator.check([{"day": text, "x": 1.0}])
+    assert checked.invalid.tolist() == [not ok]
+    if ok:
+        assert checked.event_time.iloc[0] == pd.Timestamp(text if "+" in text or "Z" in text else text + "Z")

@@ -62,8 +62,8 @@ _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
 _KINDS: dict[type, int] = {type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR}
 MAX_ABS_NUMBER = 10**18
 """Largest magnitude of a JSON number the server takes (below int64's 9.2e18, exact in float64 ops)."""
-# An ISO 8601 date-time: year 1700 to 2199 (pandas holds 1677 to 2262), a real calendar day,
-# an optional UTC offset (none: UTC). Every string it matches parses, and the validator takes no
+# An ISO 8601 date or date-time: year 1700 to 2199 (pandas holds 1677 to 2262), a real calendar
+# day, an optional UTC offset (none: UTC). Every string it matches parses, and the validator takes no
 # other, so it is also the published schema's ``pattern`` (no ``format``: JSON Schema's
 # ``date-time`` requires the offset, which the build's own rows may lack).
 _YEAR = "(?:1[7-9]|2[01])[0-9]{2}"
@@ -73,7 +73,8 @@ _MONTH_DAY = (
 _LEAP_DAY = "(?:(?:1[7-9]|2[01])(?:0[48]|[2468][048]|[13579][26])|2000)-02-29"
 _TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
 _OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
-DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY}){_TIME}{_OFFSET}$"
+# A date alone is midnight UTC: daily data (arrival dates, days of ridership) sends no time.
+DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET})?$"
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
 _SURROGATE = "[\ud800-\udfff]"  # lone UTF-16 surrogates: JSON can carry them, UTF-8 cannot
@@ -86,7 +87,8 @@ _EXPECTED = {
     "integer": "a whole number",
     "string": "a string",
     "boolean": "true or false",
-    "datetime": "an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z (no offset: UTC), year 1700 to 2199",
+    "datetime": "an ISO 8601 date or date-time, e.g. 2024-05-01 or 2024-05-01T12:00:00Z (no offset: UTC), "
+    "year 1700 to 2199",
 }
 
 
