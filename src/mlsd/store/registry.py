@@ -175,7 +175,7 @@ class ModelRegistry:
         self.tracking_uri = f"sqlite:///{self.workspace / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self._run_id: str | None = None
-        # the old artefact roots this workspace's mlflow.db pointed at (it was moved or copied)
+        # the folders this workspace's mlflow.db pointed at before it was moved or copied here
         self.relocated_from: list[str] = self._relocate()
 
     def __repr__(self) -> str:
@@ -565,7 +565,9 @@ class ModelRegistry:
             return []
         try:
             with conn:  # one transaction: every location moves, or none
-                locations = [row[0] or "" for row in conn.execute("SELECT artifact_location FROM experiments")]
+                locations = [
+                    row[0] or "" for row in conn.execute("SELECT artifact_location FROM experiments")
+                ]
                 old_roots = {
                     loc[: loc.rindex("/mlartifacts/") + len("/mlartifacts")]
                     for loc in locations
@@ -574,7 +576,7 @@ class ModelRegistry:
                 for old in sorted(old_roots):
                     for table, column in _LOCATION_COLUMNS:
                         conn.execute(
-                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
                             f"WHERE substr({column}, 1, ?) = ?",
                             (root, len(old) + 1, len(old), old),
                         )
@@ -582,7 +584,9 @@ class ModelRegistry:
             return []  # read-only, locked for long, or not an MLflow store yet: nothing rewritten
         finally:
             conn.close()
-        return sorted(old_roots)
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return sorted(str(Path(local_file_uri_to_path(old)).parent) for old in old_roots)
 
     def _local_folder(self, uri: str) -> Path:
         """The local folder of a ``file://`` artefact URI, which must lie in this workspace."""
@@ -605,7 +609,6 @@ class ModelRegistry:
             self.client.delete_logged_model(model_id)
             # artifacts/ is the model's folder; its parent (models/<id>) holds nothing else
             shutil.rmtree(folder.parent if folder.name == "artifacts" else folder, ignore_errors=True)
-
 
     @staticmethod
     def _quote(name: str) -> str:
