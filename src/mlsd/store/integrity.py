@@ -18,7 +18,7 @@ that rewriting both a file and its recorded hash is detected too.
 ...     verify_manifest(folder, recorded, what="demo")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-mlsd.errors.ArtifactIntegrityError: ...model.joblib: demo: the file is truncated (5 of 7 bytes) ...
+mlsd.errors.ArtifactIntegrityError: ...model.joblib: demo: the file is truncated or replaced (5 of 7 bytes) ...
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
     size, expected_size = path.stat().st_size, int(record.get("bytes", -1))
     if size < expected_size:
         raise ArtifactIntegrityError(
-            f"{what}: the file is truncated ({size} of {expected_size} bytes)",
+            f"{what}: the file is truncated or replaced ({size} of {expected_size} bytes)",
             field=str(path),
             received=f"{size} bytes",
             expected=f"{expected_size} bytes with SHA-256 {record.get('sha256')}; {_REBUILD}",
