@@ -124,10 +124,17 @@ def test_a_version_without_a_record_is_refused(registry: ModelRegistry) -> None:
 
 
 def _rewrite_file_and_record(registry: ModelRegistry, other: PackagedModel) -> None:
-    """What someone who can write the workspace's files and mlflow.db can do: both sides agree."""
+    """What someone who can write the workspace's files and mlflow.db can do: every record agrees."""
     import joblib
+    import yaml
+
+    from mlsd.store.integrity import file_record
 
     joblib.dump(other, _joblib(registry))
+    mlmodel = _folder(registry) / "MLmodel"
+    spec = yaml.safe_load(mlmodel.read_text())
+    spec["flavors"]["python_function"]["config"].update(file_record(_joblib(registry)))
+    mlmodel.write_text(yaml.safe_dump(spec))
     registry.client.set_model_version_tag(NAME, "1", HASHES_TAG, json.dumps(manifest(_folder(registry))))
 
 
@@ -143,7 +150,7 @@ def test_the_signature_catches_a_file_and_record_rewritten_together(
     _rewrite_file_and_record(registry, other)
     _every_loader_refuses(registry, "do not match their HMAC signature")
     # the pyfunc loader's own record (model_config in MLmodel) is signed as well
-    with pytest.raises(ArtifactIntegrityError, match="does not match|HMAC"), registry.activated():
+    with pytest.raises(ArtifactIntegrityError, match="do not match their HMAC"), registry.activated():
         mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     # another key is no better than none
     monkeypatch.setenv(SIGNING_KEY_ENV, "guess")
@@ -157,6 +164,10 @@ def test_without_a_key_a_rewritten_record_is_not_detected(
     other = PackagedModel(packaged.pipeline, "binary", threshold=0.99, classes=[0, 1])
     _rewrite_file_and_record(registry, other)
     assert registry.load(NAME).threshold == 0.99
+    with registry.activated():
+        assert (
+            mlflow.pyfunc.load_model(f"models:/{NAME}@champion").unwrap_python_model().model.threshold == 0.99
+        )
 
 
 def test_with_a_key_an_unsigned_version_is_refused(
