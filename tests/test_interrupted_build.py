@@ -166,3 +166,41 @@ def test_an_exception_between_logging_and_registering_deletes_the_logged_model(
     assert _logged_models(registry) == [] and _model_folders(system.workspace) == []
     monkeypatch.undo()
     assert System(system.design).build().notes == []  # nothing left to clean
+
+
+def test_only_runs_whose_process_is_gone_are_marked_killed(tmp_path: Path) -> None:
+    """A concurrent build's run is left RUNNING; a dead pid, or a reused one, is not that build."""
+    import socket
+
+    from mlsd.store.registry import _process_token
+
+    registry = ModelRegistry(tmp_path / "ws")
+    experiment_id = registry.experiment_id("tiny")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        host = socket.gethostname()
+        token = _process_token(live.pid) or ""
+        tags = {
+            "live build": {"mlsd.pid": str(live.pid), "mlsd.host": host, "mlsd.pid_start": token},
+            "dead build": {"mlsd.pid": str(gone.pid), "mlsd.host": host},
+            "reused pid": {"mlsd.pid": str(live.pid), "mlsd.host": host, "mlsd.pid_start": token + "0"},
+            "other host": {"mlsd.pid": str(gone.pid), "mlsd.host": host + "-elsewhere"},
+            "older mlsd": {},
+        }
+        for name, run_tags in tags.items():
+            registry.client.create_run(experiment_id, run_name=name, tags=run_tags)
+        [note] = registry.clean_interrupted("tiny")
+    finally:
+        live.kill()
+        live.wait()
+    status = {r.info.run_name: r.info.status for r in _runs(registry)}
+    assert status == {
+        "live build": "RUNNING",
+        "dead build": "KILLED",
+        "reused pid": "KILLED",
+        "other host": "RUNNING",
+        "older mlsd": "KILLED",
+    }
+    assert note.startswith("marked 3 runs left RUNNING by a killed build KILLED: ")
