@@ -121,24 +121,19 @@ class System:
         from mlsd.store import ModelRegistry
 
         name = self.design.registry_name
+        missing = RegistryError(
+            f"no {alias} is registered for {name!r}; run `mlsd build` first",
+            field="models.registry_name",
+            received=str(self.workspace),
+            expected=f"a workspace where a build registered {name}@{alias}",
+        )
         if not (self.workspace / "mlflow.db").is_file():
-            # ModelRegistry would create an empty store here: there is nothing to serve
-            raise RegistryError(
-                f"no {alias} is registered for {name!r}; run `mlsd build` first",
-                field="models.registry_name",
-                received=str(self.workspace),
-                expected=f"a workspace where a build registered {name}@{alias}",
-            )
+            raise missing  # ModelRegistry would create an empty store here: nothing to serve
         registry = ModelRegistry(self.workspace)
         try:
             info = next(v for v in registry.versions(name) if alias in v.aliases)
         except (RegistryError, StopIteration) as exc:
-            raise RegistryError(
-                f"no {alias} is registered for {name!r}; run `mlsd build` first",
-                field="models.registry_name",
-                received=str(self.workspace),
-                expected=f"a workspace where a build registered {name}@{alias}",
-            ) from exc
+            raise missing from exc
         return registry, info
 
     def prediction_log(self, url: str | None = None) -> Any:
