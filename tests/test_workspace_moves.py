@@ -112,3 +112,48 @@ def test_a_copy_builds_on_its_own_and_leaves_the_original_untouched(tmp_path: Pa
     after = _files(original.workspace)
     assert after == before  # not one byte of the original changed
     assert original.champion()[2] == 1
+
+
+def test_mlsd_serve_answers_from_a_moved_workspace(tmp_path: Path) -> None:
+    """The issue's case through the real CLI: `mlsd serve` of a moved workspace, a live server."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    _build(tmp_path / "before")
+    shutil.move(tmp_path / "before", tmp_path / "after")
+    system = System(tmp_path / "after" / "design.yaml")
+    rows, _ = system.replay_rows("test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlsd = Path(sys.executable).parent / "mlsd"
+    server = subprocess.Popen(
+        [str(mlsd), "serve", str(tmp_path / "after" / "design.yaml"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        answer = httpx.post(f"{base}/v1/predict", json={"inputs": json_records(rows.head(3))}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == 3
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
