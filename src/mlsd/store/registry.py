@@ -528,7 +528,10 @@ class ModelRegistry:
                 f"marked {len(killed)} run{'s' if len(killed) > 1 else ''} left RUNNING by a killed "
                 f"build KILLED: {', '.join(killed)}"
             )
-        registered = {mv.model_id for mv in self.client.search_model_versions(max_results=10_000)}
+        # a version's source is ``models:/<model id>`` (search results leave ``model_id`` empty)
+        registered = {
+            mv.source.removeprefix("models:/") for mv in self.client.search_model_versions(max_results=10_000)
+        }
         removed = []
         for logged in self.client.search_logged_models([found.experiment_id], max_results=1000):
             if logged.model_id in registered:
