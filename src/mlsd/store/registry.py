@@ -530,7 +530,8 @@ class ModelRegistry:
             )
         # a version's source is ``models:/<model id>`` (search results leave ``model_id`` empty)
         registered = {
-            mv.source.removeprefix("models:/") for mv in self.client.search_model_versions(max_results=10_000)
+            (mv.source or "").removeprefix("models:/")
+            for mv in self.client.search_model_versions(max_results=10_000)
         }
         removed = []
         for logged in self.client.search_logged_models([found.experiment_id], max_results=1000):
