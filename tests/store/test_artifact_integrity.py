@@ -184,3 +184,21 @@ def test_a_record_pointing_outside_the_workspace_is_refused(registry: ModelRegis
     registry.client.set_model_version_tag(NAME, "1", PATH_TAG, "../../elsewhere")
     (error, _) = _every_loader_refuses(registry, "outside the workspace")
     assert error.received == "../../elsewhere"
+
+
+def test_a_file_swapped_right_after_the_check_is_not_unpickled(
+    registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.store import registry as registry_module
+
+    marker = tmp_path / "pwned"
+    real = registry_module.verify_manifest
+
+    def check_then_swap(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        _joblib(registry).write_bytes(pickle.dumps(_RunsCode(marker)))
+
+    monkeypatch.setattr(registry_module, "verify_manifest", check_then_swap)
+    with pytest.raises(ArtifactIntegrityError, match="changed while it was being checked"):
+        registry.load(NAME)
+    assert not marker.exists()

@@ -14,6 +14,8 @@ methods that need it) and restored afterwards, so several workspaces can coexist
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -420,10 +422,19 @@ class ModelRegistry:
         Raises :class:`ArtifactIntegrityError` naming the file when a file of the version differs
         from what its build recorded (see :meth:`verify`).
         """
-        folder = self.verify(name, alias)
+        folder, hashes = self._verified(name, alias)
         path = folder / _PACKAGED_FILE
+        # Unpickle the very bytes that are hashed, so a file swapped after the check is not read.
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != hashes.get(_PACKAGED_FILE, {}).get("sha256"):
+            raise ArtifactIntegrityError(
+                f"model {name!r} ({alias}): the file changed while it was being checked",
+                field=str(path),
+                received=hashlib.sha256(data).hexdigest(),
+                expected=str(hashes.get(_PACKAGED_FILE, {}).get("sha256")),
+            )
         try:
-            model = joblib.load(path)
+            model = joblib.load(io.BytesIO(data))
         except Exception as exc:  # the bytes are the build's: the environment cannot read them
             raise ModelError(
                 f"cannot unpickle the verified model ({type(exc).__name__}: {exc})".splitlines()[0],
@@ -447,6 +458,10 @@ class ModelRegistry:
         file's size and SHA-256 must be the recorded ones and no file may be added; with
         ``MLSD_SIGNING_KEY`` set the record must carry a valid HMAC. Nothing is unpickled.
         """
+        return self._verified(name, alias)[0]
+
+    def _verified(self, name: str, alias: str) -> tuple[Path, dict[str, Any]]:
+        """The verified folder of ``NAME@ALIAS`` and the record it was verified against."""
         version = self._resolve(name, alias)
         mv = self.client.get_model_version(name, version)
         tags = dict(mv.tags or {})
@@ -471,7 +486,7 @@ class ModelRegistry:
                 expected=f"a folder under {self.workspace}",
             )
         verify_manifest(folder, hashes, what=what)
-        return folder
+        return folder, hashes
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
         """Every version of ``name``, oldest first."""
