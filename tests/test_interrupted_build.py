@@ -210,3 +210,20 @@ def test_only_runs_whose_process_is_gone_are_marked_killed(tmp_path: Path) -> No
         "older mlsd": "KILLED",
     }
     assert note.startswith("marked 3 runs left RUNNING by a killed build KILLED: ")
+
+
+def test_an_interrupt_while_the_model_is_logged_deletes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # as Ctrl-C while MLflow copies the model's files
+
+    monkeypatch.setattr(MlflowClient, "log_model_artifacts", interrupted)
+    system = System(_design(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        system.build()
+    registry = ModelRegistry(system.workspace)
+    assert [r.info.status for r in _runs(registry)] == ["FAILED"]
+    assert _logged_models(registry) == [] and _model_folders(system.workspace) == []

@@ -361,7 +361,12 @@ class ModelRegistry:
             signature = sign(signed_file_payload(record["sha256"]))
             if signature is not None:
                 model_config["hmac"] = signature
-            with self.activated(), _quiet_logger("mlflow.pyfunc", "mlflow.models"), warnings.catch_warnings():
+            with (
+                self.activated(),
+                _quiet_logger("mlflow.pyfunc", "mlflow.models"),
+                warnings.catch_warnings(),
+                self._no_half_logged_model(run_id),
+            ):
                 warnings.filterwarnings(
                     "ignore", message=".*input example was not provided", category=UserWarning
                 )
@@ -543,11 +548,7 @@ class ModelRegistry:
                 f"marked {len(killed)} run{'s' if len(killed) > 1 else ''} left RUNNING by a killed "
                 f"build KILLED: {', '.join(killed)}"
             )
-        # a version's source is ``models:/<model id>`` (search results leave ``model_id`` empty)
-        registered = {
-            (mv.source or "").removeprefix("models:/")
-            for mv in self.client.search_model_versions(max_results=10_000)
-        }
+        registered = self._registered_model_ids()
         removed = []
         for logged in self.client.search_logged_models([found.experiment_id], max_results=1000):
             if logged.model_id in registered:
@@ -620,6 +621,29 @@ class ModelRegistry:
                 expected=f"a folder under {self.artifact_root}",
             )
         return folder
+
+    @contextmanager
+    def _no_half_logged_model(self, run_id: str) -> Iterator[None]:
+        """Delete what an interrupted ``log_model`` created in ``run_id`` (it has no version yet)."""
+        try:
+            yield
+        except BaseException:
+            with suppress(MlflowException):
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+                registered = self._registered_model_ids()
+                for logged in self.client.search_logged_models(
+                    [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+                ):
+                    if logged.model_id not in registered:
+                        self._delete_logged_model(logged.model_id)
+            raise
+
+    def _registered_model_ids(self) -> set[str]:
+        # a version's source is ``models:/<model id>`` (search results leave ``model_id`` empty)
+        return {
+            (mv.source or "").removeprefix("models:/")
+            for mv in self.client.search_model_versions(max_results=10_000)
+        }
 
     def _delete_logged_model(self, model_id: str) -> None:
         """Delete a logged model and its files (best effort: it is tidying, never the point)."""
