@@ -202,3 +202,11 @@ def test_a_file_swapped_right_after_the_check_is_not_unpickled(
     with pytest.raises(ArtifactIntegrityError, match="changed while it was being checked"):
         registry.load(NAME)
     assert not marker.exists()
+
+
+def test_mlflows_own_loader_leaves_a_model_that_still_verifies(registry: ModelRegistry) -> None:
+    # loading models:/NAME@ALIAS writes registered_model_meta into the model's folder
+    with registry.activated():
+        mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    assert (_folder(registry) / "registered_model_meta").is_file()
+    assert registry.load(NAME).threshold == 0.4

@@ -131,8 +131,18 @@ def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
         )
 
 
-def verify_manifest(folder: Path, recorded: Mapping[str, Mapping[str, Any]] | None, *, what: str) -> None:
-    """Refuse ``folder`` unless it holds exactly the recorded files, each with its recorded hash."""
+def verify_manifest(
+    folder: Path,
+    recorded: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    what: str,
+    tolerated: frozenset[str] = frozenset(),
+) -> None:
+    """Refuse ``folder`` unless it holds exactly the recorded files, each with its recorded hash.
+
+    ``tolerated`` names files that may appear later without being recorded (written by a loader,
+    never read as code).
+    """
     if not recorded:
         raise no_record_error(str(folder), what=what)
     if not folder.is_dir():
@@ -147,7 +157,7 @@ def verify_manifest(folder: Path, recorded: Mapping[str, Mapping[str, Any]] | No
     # A file the build did not write may be read by a loader (MLflow reads MLmodel's paths),
     # so an added file is refused as well.
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    extra = sorted(present - set(recorded))
+    extra = sorted(present - set(recorded) - tolerated)
     if extra:
         raise ArtifactIntegrityError(
             f"{what}: {len(extra)} file(s) not written by the build",

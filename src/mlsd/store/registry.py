@@ -71,6 +71,9 @@ SIGNATURE_TAG = "mlsd.hmac"
 # Tags of a build's run: which process runs it, so a later build can tell a live build on the
 # same workspace from one that was killed and left its run RUNNING.
 _PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
+# mlflow.pyfunc.load_model("models:/...") writes this (the name and version, YAML) into a local
+# model folder; it is metadata for MLflow's UI, never unpickled nor imported
+_WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
 _PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
 # (table, column) of every artefact location MLflow stores; rewritten when the workspace moved
 _LOCATION_COLUMNS = (
@@ -490,7 +493,7 @@ class ModelRegistry:
                 received=relative,
                 expected=f"a folder under {self.workspace}",
             )
-        verify_manifest(folder, hashes, what=what)
+        verify_manifest(folder, hashes, what=what, tolerated=_WRITTEN_BY_MLFLOW_LOADER)
         return folder, hashes
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
