@@ -85,7 +85,13 @@ def test_a_gate_no_candidate_meets_exits_with_every_rejection(tmp_path: Path) ->
         System(_write(tmp_path, design)).build()
     assert info.value.exit_code == 1
     assert "ridge" in str(info.value) and "gbdt" in str(info.value)
-    assert not (tmp_path / ".mlsd" / "diamond-price" / "mlflow.db").exists()
+    # the build's run records the failure; no model is registered and no reference written
+    workspace = tmp_path / ".mlsd" / "diamond-price"
+    registry = ModelRegistry(workspace)
+    experiment = registry.client.get_experiment_by_name("diamond-price")
+    runs = registry.client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert registry.models() == [] and not (workspace / "reference").exists()
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,21 @@ prepare data -> split -> schema -> leakage checks -> feature pipeline -> baselin
 candidates (each evaluated once) -> decision -> assessment of the decided models -> design
 document -> reference statistics -> registry. This module only wires the stages; each
 computes in its own package and returns a result object.
+
+The whole build is one MLflow run. It ends FAILED when the build raises or is interrupted
+(SIGINT, or SIGTERM, which is turned into :class:`BuildInterrupted` for the build's duration);
+a model logged but not registered is deleted then. What a build killed outright (SIGKILL)
+leaves behind, the next build cleans and lists as build notes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +28,7 @@ import pandas as pd
 from mlsd._progress import QUIET, Progress
 from mlsd.design import Design
 
-__all__ = ["BuildResult", "monitored_columns", "run_build"]
+__all__ = ["BuildInterrupted", "BuildResult", "monitored_columns", "run_build"]
 
 
 @dataclasses.dataclass
@@ -32,10 +41,57 @@ class BuildResult:
     seconds: float
     document: Any = dataclasses.field(repr=False)
     leakage: Any = dataclasses.field(repr=False, default=None)
+    # what the build tidied before it started (runs of killed builds, unregistered models)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """SIGTERM during a build: raised like Ctrl-C, so the run ends FAILED and nothing half-registers."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    # Python turns SIGINT into KeyboardInterrupt already; SIGTERM would end the process without
+    # unwinding, leaving the run RUNNING. Handlers can only be set from the main thread.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise BuildInterrupted(f"build stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     """Run segments 1-4 offline and register the winner as ``champion``."""
+    from mlsd.store import ModelRegistry
+
+    start = time.perf_counter()
+    registry = ModelRegistry(design.workspace_dir())
+    notes = [
+        f"the workspace moved from {old}: MLflow's artefact locations now point here"
+        for old in registry.relocated_from
+    ]
+    notes += registry.clean_interrupted(design.name)
+    for note in notes:
+        progress.note(note)
+    with (
+        _terminate_as_interrupt(),
+        registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
+    ):
+        registry.log_params(_params(design))
+        result = _run_stages(design, registry, start, progress)
+    result.notes = notes
+    return result
+
+
+def _run_stages(design: Design, registry: Any, start: float, progress: Progress) -> BuildResult:
+    """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._document import assemble_document
     from mlsd.data import check_leakage, prepare_data, split_prepared
     from mlsd.data.request_schema import design_schema
@@ -43,7 +99,6 @@ def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     from mlsd.modeling import assess, select_model, train_and_evaluate
     from mlsd.store import write_json_atomic
 
-    start = time.perf_counter()
     reports = design.workspace_dir() / "reports"
     prepared = prepare_data(design, progress=progress)
     with progress.stage("splitting"):
@@ -103,7 +158,7 @@ def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
     document.monitoring.reference = _reference_summary(reference)
     with progress.stage("registering the champion"):
         info, path = _register(
-            design, packaged, modeling, decision, leakage, schema, reference, document, start
+            design, registry, packaged, modeling, decision, leakage, schema, reference, document, start
         )
     return BuildResult(
         winner=decision.winner,
@@ -138,6 +193,7 @@ def _package(design: Design, prepared: Any, schema: Any, modeling: Any, decision
 
 def _register(
     design: Design,
+    registry: Any,
     packaged: Any,
     modeling: Any,
     decision: Any,
@@ -148,33 +204,28 @@ def _register(
     start: float,
 ) -> tuple[Any, Path]:
     from mlsd.report import render_design_document
-    from mlsd.store import ModelRegistry, write_json_atomic
+    from mlsd.store import write_json_atomic
 
     workspace = design.workspace_dir()
     reports = workspace / "reports"
-    registry = ModelRegistry(workspace)
-    with registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"):
-        registry.log_params(_params(design))
-        registry.log_metrics(_winner_metrics(modeling, decision.winner))
-        registry.log_table("tradeoff", modeling.table.to_records())
-        registry.log_table("leakage", leakage.to_dict().get("findings", []))
-        info = registry.register(
-            packaged, design.registry_name, alias="champion", description=decision.reason
-        )
-        document.models.registry = {
-            "name": info.name,
-            "version": info.version,
-            "alias": "champion",
-            "uri": info.uri,
-        }
-        # reference/ describes the champion monitoring compares against: written only once a
-        # build has registered one, so a failed build never replaces the champion's reference
-        write_json_atomic(workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
-        reference.save(workspace / "reference")
-        document.build_seconds = round(time.perf_counter() - start, 1)
-        document.save(reports / "design.json")
-        path = render_design_document(document, reports / "design.html")
-        registry.log_artifact(path)
+    registry.log_metrics(_winner_metrics(modeling, decision.winner))
+    registry.log_table("tradeoff", modeling.table.to_records())
+    registry.log_table("leakage", leakage.to_dict().get("findings", []))
+    info = registry.register(packaged, design.registry_name, alias="champion", description=decision.reason)
+    document.models.registry = {
+        "name": info.name,
+        "version": info.version,
+        "alias": "champion",
+        "uri": info.uri,
+    }
+    # reference/ describes the champion monitoring compares against: written only once a
+    # build has registered one, so a failed build never replaces the champion's reference
+    write_json_atomic(workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
+    reference.save(workspace / "reference")
+    document.build_seconds = round(time.perf_counter() - start, 1)
+    document.save(reports / "design.json")
+    path = render_design_document(document, reports / "design.html")
+    registry.log_artifact(path)
     return info, path
 
 

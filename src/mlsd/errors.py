@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "AlertError",
+    "ArtifactIntegrityError",
     "ConflictError",
     "DataError",
     "DesignError",
@@ -109,6 +110,10 @@ class ModelError(MlsdError):
 
 class RegistryError(MlsdError):
     """The model registry has no such model, version or alias, or cannot be written."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """A registered artefact differs from what its build recorded (changed, truncated, unsigned)."""
 
 
 class GateError(MlsdError):

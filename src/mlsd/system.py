@@ -4,6 +4,10 @@
 (sources, joins, derived columns, filter, label), and runs the build (split, leakage checks,
 features, baselines and candidates, evaluation, decision, threshold, registry, design document).
 It holds no ML logic of its own: each step calls a stage library.
+
+Every operation that writes the workspace runs under :func:`mlsd.store.files.private_files`
+(umask 0o077, then owner-only modes), and every one that uses the champion (serving, replay,
+monitoring) first checks its files against the hashes its build recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from mlsd._progress import QUIET, Progress
 from mlsd.data.preparation import PreparedData
 from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
+from mlsd.store.files import private_files
 
 __all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "System"]
 
@@ -77,7 +82,8 @@ class System:
 
     def build(self) -> BuildResult:
         """Run segments 1-4 offline and register the winner as ``champion``."""
-        return run_build(self.design, progress=self.progress)
+        with private_files(self.workspace, create=True):
+            return run_build(self.design, progress=self.progress)
 
     def report(self) -> Path:
         """Re-render the design document from the last build's measurements."""
@@ -91,7 +97,8 @@ class System:
                 expected="a workspace with a finished build",
             )
         document = DesignDocument.model_validate_json(saved.read_text())
-        return render_design_document(document, self.reports_dir / "design.html")
+        with private_files(self.workspace):
+            return render_design_document(document, self.reports_dir / "design.html")
 
     def models(self) -> list[Any]:
         """The registered versions of this design's model, newest first."""
@@ -102,22 +109,39 @@ class System:
     # --- serve, log, watch ----------------------------------------------------------------
 
     def champion(self, alias: str = "champion") -> tuple[Any, str, int]:
-        """The registered model behind ``alias``: (PackagedModel, registered name, version)."""
+        """The registered model behind ``alias``: (PackagedModel, registered name, version).
+
+        Its files are checked against the hashes its build recorded before it is unpickled
+        (:class:`~mlsd.errors.ArtifactIntegrityError` names a changed or truncated file).
+        """
+        registry, info = self._champion_version(alias)
+        return registry.load(info.name, alias), info.name, int(info.version)
+
+    def verify_champion(self, alias: str = "champion") -> Any:
+        """Check the files of the model behind ``alias`` without loading it; its version info."""
+        registry, info = self._champion_version(alias)
+        registry.verify(info.name, alias)
+        return info
+
+    def _champion_version(self, alias: str) -> tuple[Any, Any]:
         from mlsd.errors import RegistryError
         from mlsd.store import ModelRegistry
 
-        registry = ModelRegistry(self.workspace)
         name = self.design.registry_name
+        missing = RegistryError(
+            f"no {alias} is registered for {name!r}; run `mlsd build` first",
+            field="models.registry_name",
+            received=str(self.workspace),
+            expected=f"a workspace where a build registered {name}@{alias}",
+        )
+        if not (self.workspace / "mlflow.db").is_file():
+            raise missing  # ModelRegistry would create an empty store here: nothing to serve
+        registry = ModelRegistry(self.workspace)
         try:
             info = next(v for v in registry.versions(name) if alias in v.aliases)
         except (RegistryError, StopIteration) as exc:
-            raise RegistryError(
-                f"no {alias} is registered for {name!r}; run `mlsd build` first",
-                field="models.registry_name",
-                received=str(self.workspace),
-                expected=f"a workspace where a build registered {name}@{alias}",
-            ) from exc
-        return registry.load(name, alias), name, int(info.version)
+            raise missing from exc
+        return registry, info
 
     def prediction_log(self, url: str | None = None) -> Any:
         """The prediction + feedback log (not started): ``url``, else ``deployment.log_url``, else
@@ -141,6 +165,9 @@ class System:
             raise DesignError(
                 "unknown split", field="split", received=split, expected="one of: " + ", ".join(splits)
             )
+        if (self.workspace / "mlflow.db").is_file():
+            # the server replayed against serves this workspace's champion: refuse a tampered one
+            self.verify_champion()
         prepared = self.prepare_data()
         part = getattr(split_prepared(self.design, prepared.frame), split)
         time_column = self.design.data.time
@@ -186,6 +213,7 @@ class System:
                 raise DesignError(str(exc), field="window", received=window, expected="e.g. 1d, 1w") from exc
         since_ts, until_ts = _timestamp(since, "since"), _timestamp(until, "until")
         reference, schema = self.reference()
+        self.verify_champion()  # the traffic judged is the champion's: refuse a tampered one
         log = self.prediction_log()
         predictions = log.read_predictions(since_ts, until_ts)
         requests = log.read_requests()
@@ -218,9 +246,10 @@ class System:
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
         saved = result.to_dict()
-        write_json_atomic(json_path, saved)
-        html_path = render_monitor_report(saved, self.reports_dir / f"monitor-{stamp}.html")
-        self._document_monitoring(result, html_path)
+        with private_files(self.workspace):
+            write_json_atomic(json_path, saved)
+            html_path = render_monitor_report(saved, self.reports_dir / f"monitor-{stamp}.html")
+            self._document_monitoring(result, html_path)
         return MonitorRun(result=result, html_path=html_path, json_path=json_path)
 
     def _document_monitoring(self, result: Any, html_path: Path) -> None:
@@ -291,7 +320,8 @@ class System:
     def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
         """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""
         log = self.prediction_log()
-        return int(log.export(Path(path), _timestamp(since, "since"), _timestamp(until, "until")))
+        with private_files(self.workspace):  # the export holds the same raw inputs as the log
+            return int(log.export(Path(path), _timestamp(since, "since"), _timestamp(until, "until")))
 
 
 @dataclass

@@ -72,6 +72,7 @@ from mlsd.store._log_tables import (
     to_micros,
 )
 from mlsd.store._log_writer import GroupCommitWriter, Submission
+from mlsd.store.files import create_private_file
 
 __all__ = ["PredictionLog", "PredictionRecord", "RequestRecord"]
 
@@ -141,6 +142,7 @@ class PredictionLog:
         if url is not None:
             return cls(url, **kwargs)
         path = Path(workspace).expanduser().resolve() / "predictions.db"
+        create_private_file(path)  # raw inputs: 0600 before SQLite opens it (-wal/-shm follow)
         return cls(URL.create("sqlite", database=os.fspath(path)), **kwargs)
 
     def __repr__(self) -> str:

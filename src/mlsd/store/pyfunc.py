@@ -6,6 +6,11 @@ and predicts from raw rows. MLflow pickles the wrapper by reference, so the clas
 importable under its name (``mlsd.store.registry`` re-exports it for models logged before
 it moved here).
 
+Before unpickling the joblib, :meth:`PackagedPyfunc.load_context` checks its size and SHA-256
+against the ones the build stored in the model's ``model_config`` (and their HMAC when
+``MLSD_SIGNING_KEY`` is set). MLflow itself has already unpickled ``python_model.pkl`` by
+then; :meth:`mlsd.store.ModelRegistry.load` checks every file of the model before either.
+
 >>> import pandas as pd
 >>> from sklearn.linear_model import LogisticRegression
 >>> X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
@@ -18,6 +23,7 @@ it moved here).
 from __future__ import annotations
 
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -26,9 +32,10 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
+from mlsd.store.integrity import no_record_error, verify_file, verify_signature
 from mlsd.store.packaged import PackagedModel
 
-__all__ = ["ARTIFACT_KEY", "PackagedPyfunc", "model_signature", "pip_requirements"]
+__all__ = ["ARTIFACT_KEY", "PackagedPyfunc", "model_signature", "pip_requirements", "signed_file_payload"]
 
 ARTIFACT_KEY = "packaged_model"
 # Libraries needed to unpickle and run a packaged pipeline; pinned to what built it.
@@ -39,7 +46,21 @@ class PackagedPyfunc(PythonModel):
     """The MLflow pyfunc face of a :class:`PackagedModel` (joblib artefact inside the model)."""
 
     def load_context(self, context: Any) -> None:
-        self.model: PackagedModel = joblib.load(context.artifacts[ARTIFACT_KEY])
+        path = Path(context.artifacts[ARTIFACT_KEY])
+        config = dict(context.model_config or {})
+        what = "the packaged model of this MLflow model"
+        if not config.get("sha256"):
+            raise no_record_error(str(path), what=what)
+        # the record lives in MLmodel, beside the file: without a key it catches a truncated or
+        # swapped file, with the key also a file whose record was rewritten to match
+        verify_signature(
+            signed_file_payload(str(config.get("sha256", ""))),
+            config.get("hmac"),
+            what=what,
+            field=f"{path.parent.parent / 'MLmodel'}: model_config.hmac",
+        )
+        verify_file(path, config, what=what)
+        self.model: PackagedModel = joblib.load(path)
 
     # MLflow 3 reads this hint: a DataFrame hint means "no signature from hints" (it is given
     # explicitly at logging time); no hint or any other hint makes MLflow warn at import.
@@ -48,6 +69,11 @@ class PackagedPyfunc(PythonModel):
     ) -> pd.DataFrame:
         rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return self.model.predict_frame(rows)
+
+
+def signed_file_payload(sha256: str) -> dict[str, str]:
+    """What the HMAC in a pyfunc's ``model_config`` covers: the joblib's name and SHA-256."""
+    return {"file": f"{ARTIFACT_KEY}.joblib", "sha256": sha256}
 
 
 def pip_requirements() -> list[str]:

@@ -14,8 +14,14 @@ methods that need it) and restored afterwards, so several workspaces can coexist
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import os
+import shutil
+import socket
+import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -36,13 +42,46 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking._model_registry import utils as _registry_utils
 from mlflow.tracking._tracking_service import utils as _tracking_utils
 
-from mlsd.errors import RegistryError
+from mlsd.errors import ArtifactIntegrityError, ModelError, RegistryError
+from mlsd.store.integrity import (
+    file_record,
+    manifest,
+    no_record_error,
+    sign,
+    verify_manifest,
+    verify_signature,
+)
 from mlsd.store.packaged import PackagedModel
-from mlsd.store.pyfunc import ARTIFACT_KEY, PackagedPyfunc, model_signature, pip_requirements
+from mlsd.store.pyfunc import (
+    ARTIFACT_KEY,
+    PackagedPyfunc,
+    model_signature,
+    pip_requirements,
+    signed_file_payload,
+)
 
-__all__ = ["ModelRegistry", "ModelVersionInfo", "PackagedPyfunc"]
+__all__ = ["HASHES_TAG", "PATH_TAG", "SIGNATURE_TAG", "ModelRegistry", "ModelVersionInfo", "PackagedPyfunc"]
 
 _METRIC_TAG = "metric."
+# Tags of a registered version: where its folder is (relative to the workspace, so a moved or
+# copied workspace still finds it), the SHA-256 and size of each of its files, and their HMAC.
+PATH_TAG = "mlsd.artifact_path"
+HASHES_TAG = "mlsd.sha256"
+SIGNATURE_TAG = "mlsd.hmac"
+# Tags of a build's run: which process runs it, so a later build can tell a live build on the
+# same workspace from one that was killed and left its run RUNNING.
+_PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
+# mlflow.pyfunc.load_model("models:/...") writes this (the name and version, YAML) into a local
+# model folder; it is metadata for MLflow's UI, never unpickled nor imported
+_WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
+_PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
+# (table, column) of every artefact location MLflow stores; rewritten when the workspace moved
+_LOCATION_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+)
 _ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
 
@@ -141,6 +180,8 @@ class ModelRegistry:
         self.tracking_uri = f"sqlite:///{self.workspace / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self._run_id: str | None = None
+        # the folders this workspace's mlflow.db pointed at before it was moved or copied here
+        self.relocated_from: list[str] = self._relocate()
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.workspace)!r})"
@@ -200,7 +241,16 @@ class ModelRegistry:
                 expected="one run at a time (finish the current run first)",
             )
         experiment_id = self.experiment_id(experiment)
-        with self.activated(), mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        tags = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname()}
+        token = _process_token(os.getpid())
+        if token is not None:
+            tags[_PID_START_TAG] = token
+        # MLflow's run context ends the run FAILED on any exception, KeyboardInterrupt and
+        # SystemExit included, and FINISHED otherwise.
+        with (
+            self.activated(),
+            mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run,
+        ):
             self._run_id = run.info.run_id
             try:
                 yield run
@@ -308,7 +358,18 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory() as tmp:
             artefact = Path(tmp) / f"{ARTIFACT_KEY}.joblib"
             joblib.dump(model, artefact)
-            with self.activated(), _quiet_logger("mlflow.pyfunc", "mlflow.models"), warnings.catch_warnings():
+            # what the pyfunc loader checks before it unpickles the joblib (see PackagedPyfunc)
+            record = file_record(artefact)
+            model_config: dict[str, Any] = dict(record)
+            signature = sign(signed_file_payload(record["sha256"]))
+            if signature is not None:
+                model_config["hmac"] = signature
+            with (
+                self.activated(),
+                _quiet_logger("mlflow.pyfunc", "mlflow.models"),
+                warnings.catch_warnings(),
+                self._no_half_logged_model(run_id),
+            ):
                 warnings.filterwarnings(
                     "ignore", message=".*input example was not provided", category=UserWarning
                 )
@@ -320,13 +381,18 @@ class ModelRegistry:
                     signature=model_signature(model),
                     input_example=example,
                     metadata=json.loads(json.dumps(model.summary(), default=str)),
+                    model_config=model_config,
                 )
         mv = None
         try:
+            folder = self._local_folder(self.client.get_logged_model(info.model_id).artifact_location)
+            relative = folder.relative_to(self.workspace).as_posix()
+            hashes = manifest(folder)
             self._create_model(name, description)
             tags = {"task": model.task, **{f"{_METRIC_TAG}{k}": str(v) for k, v in metrics.items()}}
             if model.threshold is not None:
                 tags["threshold"] = str(model.threshold)
+            tags |= {PATH_TAG: relative, HASHES_TAG: json.dumps(hashes, sort_keys=True)}
             mv = self.client.create_model_version(
                 name,
                 source=info.model_uri,
@@ -335,27 +401,100 @@ class ModelRegistry:
                 description=description or None,
                 model_id=info.model_id,
             )
+            # signed once the version is known, so a record cannot be moved to another version
+            version_signature = sign(_signed_version_payload(name, int(mv.version), relative, hashes))
+            if version_signature is not None:
+                self.client.set_model_version_tag(name, mv.version, SIGNATURE_TAG, version_signature)
             if alias:
                 self.client.set_registered_model_alias(name, alias, mv.version)
-        except MlflowException as exc:
+        except BaseException as exc:
+            # Interrupted or refused between logging and aliasing: a version without its alias
+            # would be a silent half-registration, and a logged model without a version is litter.
             if mv is not None:
-                # a version without its alias would be a silent half-registration: drop it
                 with suppress(MlflowException):
                     self.client.delete_model_version(name, mv.version)
-            raise RegistryError(
-                f"cannot register the model: {exc.message}",
-                field="name",
-                received=name,
-                expected="a registered model name MLflow accepts and a writable mlflow.db",
-            ) from exc
+            self._delete_logged_model(info.model_id)
+            if isinstance(exc, MlflowException):
+                raise RegistryError(
+                    f"cannot register the model: {exc.message}",
+                    field="name",
+                    received=name,
+                    expected="a registered model name MLflow accepts and a writable mlflow.db",
+                ) from exc
+            raise
         return self._info(self.client.get_model_version(name, mv.version))
 
     def load(self, name: str, alias: str = "champion") -> PackagedModel:
-        """The :class:`PackagedModel` behind ``models:/NAME@ALIAS``."""
+        """The :class:`PackagedModel` behind ``models:/NAME@ALIAS``, verified before it is unpickled.
+
+        Raises :class:`ArtifactIntegrityError` naming the file when a file of the version differs
+        from what its build recorded (see :meth:`verify`).
+        """
+        folder, hashes = self._verified(name, alias)
+        path = folder / _PACKAGED_FILE
+        # Unpickle the very bytes that are hashed, so a file swapped after the check is not read.
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != hashes.get(_PACKAGED_FILE, {}).get("sha256"):
+            raise ArtifactIntegrityError(
+                f"model {name!r} ({alias}): the file changed while it was being checked",
+                field=str(path),
+                received=hashlib.sha256(data).hexdigest(),
+                expected=str(hashes.get(_PACKAGED_FILE, {}).get("sha256")),
+            )
+        try:
+            model = joblib.load(io.BytesIO(data))
+        except Exception as exc:  # the bytes are the build's: the environment cannot read them
+            raise ModelError(
+                f"cannot unpickle the verified model ({type(exc).__name__}: {exc})".splitlines()[0],
+                field=str(path),
+                received=type(exc).__name__,
+                expected="the library versions that built it (requirements.txt beside MLmodel)",
+            ) from exc
+        if not isinstance(model, PackagedModel):
+            raise ModelError(
+                "the artefact is not a packaged model",
+                field=str(path),
+                received=type(model).__name__,
+                expected="mlsd.store.PackagedModel",
+            )
+        return model
+
+    def verify(self, name: str, alias: str = "champion") -> Path:
+        """Check every file of ``NAME@ALIAS`` against its build's record; return its folder.
+
+        The folder is found relative to this workspace (wherever the workspace now lives); each
+        file's size and SHA-256 must be the recorded ones and no file may be added; with
+        ``MLSD_SIGNING_KEY`` set the record must carry a valid HMAC. Nothing is unpickled.
+        """
+        return self._verified(name, alias)[0]
+
+    def _verified(self, name: str, alias: str) -> tuple[Path, dict[str, Any]]:
+        """The verified folder of ``NAME@ALIAS`` and the record it was verified against."""
         version = self._resolve(name, alias)
-        with self.activated():
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        return pyfunc.unwrap_python_model().model
+        mv = self.client.get_model_version(name, version)
+        tags = dict(mv.tags or {})
+        what = f"model {name!r} version {version} ({alias})"
+        relative = tags.get(PATH_TAG, "")
+        hashes = _json_object(tags.get(HASHES_TAG))
+        if not relative or hashes is None:
+            # registered before mlsd recorded paths and hashes: nothing to check it against
+            raise no_record_error(f"{name}/{version}.tags.{HASHES_TAG}", what=what)
+        verify_signature(
+            _signed_version_payload(name, int(version), relative, hashes),
+            tags.get(SIGNATURE_TAG),
+            what=what,
+            field=f"{name}/{version}.tags.{SIGNATURE_TAG}",
+        )
+        folder = (self.workspace / relative).resolve()
+        if not folder.is_relative_to(self.workspace):
+            raise ArtifactIntegrityError(
+                f"{what}: the recorded artefact folder lies outside the workspace",
+                field=f"{name}/{version}.tags.{PATH_TAG}",
+                received=relative,
+                expected=f"a folder under {self.workspace}",
+            )
+        verify_manifest(folder, hashes, what=what, tolerated=_WRITTEN_BY_MLFLOW_LOADER)
+        return folder, hashes
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
         """Every version of ``name``, oldest first."""
@@ -386,7 +525,136 @@ class ModelRegistry:
         """The pyfunc URI ``models:/NAME@ALIAS`` (load it inside :meth:`activated`)."""
         return f"models:/{name}@{alias}"
 
+    # -- interrupted builds -------------------------------------------------------------------
+
+    def clean_interrupted(self, experiment: str) -> list[str]:
+        """Tidy what killed builds left in ``experiment``; one line per thing cleaned.
+
+        A run left RUNNING by a process that no longer exists (a build killed with SIGKILL, or
+        a machine that lost power) is marked KILLED; a run of a live process (another build on
+        this workspace) is left alone. A logged model that no version registers, whose run is
+        over, is deleted with its files.
+        """
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        notes: list[str] = []
+        killed = []
+        for run in self.client.search_runs(
+            [found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        ):
+            if not _process_alive(run.data.tags):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                killed.append(run.info.run_name or run.info.run_id)
+        if killed:
+            notes.append(
+                f"marked {len(killed)} run{'s' if len(killed) > 1 else ''} left RUNNING by a killed "
+                f"build KILLED: {', '.join(killed)}"
+            )
+        registered = self._registered_model_ids()
+        removed = []
+        for logged in self.client.search_logged_models([found.experiment_id], max_results=1000):
+            if logged.model_id in registered:
+                continue
+            if logged.source_run_id and self.client.get_run(logged.source_run_id).info.status == "RUNNING":
+                continue  # a live build between logging and registering its model
+            self._delete_logged_model(logged.model_id)
+            removed.append(logged.model_id)
+        if removed:
+            notes.append(
+                f"removed {len(removed)} logged model{'s' if len(removed) > 1 else ''} that no "
+                f"version registers: {', '.join(removed)}"
+            )
+        return notes
+
     # -- private ----------------------------------------------------------------------------
+
+    def _relocate(self) -> list[str]:
+        """Point MLflow's stored artefact locations at this workspace if it was moved or copied.
+
+        MLflow stores absolute ``file://`` URIs; a workspace is meant to be one folder that can
+        be moved, so locations under another folder's ``mlartifacts`` are rewritten to this one.
+        Loading does not depend on it (it resolves folders relative to the workspace); new runs
+        and MLflow's own loaders do. A read-only copy is left as it is.
+        """
+        db = self.workspace / "mlflow.db"
+        if not db.is_file():
+            return []
+        root = self.artifact_root.as_uri()
+        old_roots: set[str] = set()
+        try:
+            conn = sqlite3.connect(db, timeout=30)
+        except sqlite3.Error:
+            return []
+        try:
+            with conn:  # one transaction: every location moves, or none
+                locations = [
+                    row[0] or "" for row in conn.execute("SELECT artifact_location FROM experiments")
+                ]
+                old_roots = {
+                    loc[: loc.rindex("/mlartifacts/") + len("/mlartifacts")]
+                    for loc in locations
+                    if loc.startswith("file:") and "/mlartifacts/" in loc and not loc.startswith(root + "/")
+                }
+                for old in sorted(old_roots):
+                    for table, column in _LOCATION_COLUMNS:
+                        conn.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (root, len(old) + 1, len(old), old),
+                        )
+        except sqlite3.Error:
+            return []  # read-only, locked for long, or not an MLflow store yet: nothing rewritten
+        finally:
+            conn.close()
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return sorted(str(Path(local_file_uri_to_path(old)).parent) for old in old_roots)
+
+    def _local_folder(self, uri: str) -> Path:
+        """The local folder of a ``file://`` artefact URI, which must lie in this workspace."""
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        folder = Path(local_file_uri_to_path(uri)).resolve()
+        if not folder.is_relative_to(self.workspace):
+            raise RegistryError(
+                "MLflow stored the model outside the workspace",
+                field="artifact_location",
+                received=uri,
+                expected=f"a folder under {self.artifact_root}",
+            )
+        return folder
+
+    @contextmanager
+    def _no_half_logged_model(self, run_id: str) -> Iterator[None]:
+        """Delete what an interrupted ``log_model`` created in ``run_id`` (it has no version yet)."""
+        try:
+            yield
+        except BaseException:
+            with suppress(MlflowException):
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+                registered = self._registered_model_ids()
+                for logged in self.client.search_logged_models(
+                    [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+                ):
+                    if logged.model_id not in registered:
+                        self._delete_logged_model(logged.model_id)
+            raise
+
+    def _registered_model_ids(self) -> set[str]:
+        # a version's source is ``models:/<model id>`` (search results leave ``model_id`` empty)
+        return {
+            (mv.source or "").removeprefix("models:/")
+            for mv in self.client.search_model_versions(max_results=10_000)
+        }
+
+    def _delete_logged_model(self, model_id: str) -> None:
+        """Delete a logged model and its files (best effort: it is tidying, never the point)."""
+        with suppress(MlflowException, RegistryError, OSError):
+            folder = self._local_folder(self.client.get_logged_model(model_id).artifact_location)
+            self.client.delete_logged_model(model_id)
+            # artifacts/ is the model's folder; its parent (models/<id>) holds nothing else
+            shutil.rmtree(folder.parent if folder.name == "artifacts" else folder, ignore_errors=True)
 
     @staticmethod
     def _quote(name: str) -> str:
@@ -440,3 +708,45 @@ class ModelRegistry:
             metrics=metrics,
             description=mv.description or "",
         )
+
+
+def _signed_version_payload(name: str, version: int, path: str, hashes: Any) -> dict[str, Any]:
+    """What a version's HMAC covers: its name, number, folder and every file's hash."""
+    return {"name": name, "version": version, "path": path, "files": hashes}
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text or "null")
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+def _process_token(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux ``/proc``), so a reused pid is not taken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces; the start time is field 22
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _process_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the build that started a run (its pid and host tags) may still be running."""
+    pid, host = tags.get(_PID_TAG), tags.get(_HOST_TAG)
+    if not pid or not pid.isdigit():
+        return False  # started by an mlsd that did not record its process: no live build
+    if host != socket.gethostname():
+        return True  # another machine's build: nothing here can tell
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    recorded = tags.get(_PID_START_TAG)
+    return recorded is None or _process_token(int(pid)) in (None, recorded)
