@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -122,9 +123,10 @@ def test_post_departure_columns_not_forbidden_are_named_as_target_leakage(tmp_pa
         assert column in message.split("target_leakage", 1)[1], column
     for legit in ("distance", "carrier", "temp"):
         assert f"target_leakage: {legit}" not in message
-    assert not (path.parent / ".mlsd" / "flight-delay" / "mlflow.db").exists(), (
-        "a failed build registers nothing"
-    )
+    # a failed build registers nothing, and its MLflow run says it failed
+    with sqlite3.connect(path.parent / ".mlsd" / "flight-delay" / "mlflow.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM model_versions").fetchone() == (0,)
+        assert db.execute("SELECT status FROM runs").fetchall() == [("FAILED",)]
 
 
 def test_forbidden_columns_used_as_features_fail_the_build(tmp_path: Path) -> None:

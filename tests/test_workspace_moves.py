@@ -69,7 +69,7 @@ def test_a_moved_workspace_serves_and_monitors_then_builds_in_place(tmp_path: Pa
     model, name, version = system.champion()
     assert (name, version) == ("tiny", 1)
     expected = model.predict_frame(rows)["score"].tolist()
-    with TestClient(create_app(settings_for(system))) as http:
+    with TestClient(create_app(settings_for(system)), base_url="http://127.0.0.1") as http:
         answer = http.post("/v1/predict", json={"inputs": json_records(rows)})
         assert answer.status_code == 200, answer.text
         predictions = answer.json()["predictions"]

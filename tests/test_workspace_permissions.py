@@ -62,7 +62,7 @@ def test_every_file_of_a_built_served_and_monitored_workspace_is_owner_only(
     assert _not_private(system.workspace.parent) == {}  # .mlsd/ and everything in it
 
     rows, labels = system.replay_rows("test")
-    with TestClient(create_app(settings_for(system))) as http:
+    with TestClient(create_app(settings_for(system)), base_url="http://127.0.0.1") as http:
         answer = http.post("/v1/predict", json={"inputs": json_records(rows)})
         assert answer.status_code == 200, answer.text
         for p, label in zip(answer.json()["predictions"], labels, strict=True):
