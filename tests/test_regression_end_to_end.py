@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,29 +22,20 @@ import httpx
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).parents[1]
+from support import BIN, ROOT, free_port, mlsd_cli
+
 EXAMPLE = ROOT / "examples" / "hotel_rates" / "design.yaml"
-BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hotel-serve")]
 
 
 def _mlsd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "220"}
-    return subprocess.run(
-        [str(BIN / "mlsd"), *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return mlsd_cli(*args, timeout=timeout, columns=220)
 
 
 @contextlib.contextmanager
 def _server(design: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "mlsd"), "serve", str(design), "--port", str(port)],
         stdout=subprocess.PIPE,

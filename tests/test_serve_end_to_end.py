@@ -13,9 +13,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,24 +23,15 @@ import httpx
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).parents[1]
+from support import BIN, ROOT, free_port, mlsd_cli
+
 EXAMPLE = ROOT / "examples" / "flights" / "design.yaml"
-BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flights-serve")]
 
 
 def _mlsd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [str(BIN / "mlsd"), *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return mlsd_cli(*args, timeout=timeout, columns=200)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +57,7 @@ def design(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def _server(design: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "mlsd"), "serve", str(design), "--port", str(port), *options],
         stdout=subprocess.PIPE,

