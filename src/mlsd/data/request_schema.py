@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mlsd.data.expressions import parse_expression
 from mlsd.data.preparation import source_columns
 from mlsd.data.schema import Schema, infer_schema
 from mlsd.design import Design
@@ -58,6 +59,19 @@ def derived_only_columns(design: Design, input_columns: list[str]) -> dict[str, 
     return through
 
 
+def _derived_chain(design: Design, column: str) -> list[str]:
+    """The derived columns ``column`` is computed through, itself included."""
+    derive = design.data.derive
+    chain: list[str] = []
+    pending = [column]
+    while pending:
+        col = pending.pop()
+        if col in derive and col not in chain:
+            chain.append(col)
+            pending.extend(parse_expression(derive[col], field=f"data.derive.{col}").columns)
+    return chain
+
+
 def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str]) -> Schema:
     """The schema of ``input_columns`` inferred on ``train`` with the design's range and category rules."""
     f = design.features
@@ -73,21 +87,30 @@ def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str])
         range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
         read_through=through,
     )
-    # the derived numbers the model reads in place of those raw columns, on their own build range
+    # the derived numbers the model reads in place of those raw columns, on their own build range;
+    # a raw column with a declared rule keeps it (none: no check, through derived values either)
+    declared = set(design.deployment.range_tolerances)
     names = [d for d in dict.fromkeys(d for ds in through.values() for d in ds) if d in train.columns]
-    numeric = [d for d in names if pd.api.types.is_numeric_dtype(train[d].dtype)]
-    numeric = [d for d in numeric if not pd.api.types.is_bool_dtype(train[d].dtype)]
+    numeric = [
+        d
+        for d in names
+        if pd.api.types.is_numeric_dtype(train[d].dtype) and not pd.api.types.is_bool_dtype(train[d].dtype)
+    ]
+    sources = {d: source_columns(design, d) for d in numeric}
+    numeric = [d for d in numeric if set(sources[d]) <= set(input_columns) and not declared & set(sources[d])]
     if numeric:
         inferred = infer_schema(train, columns=numeric, time=time)
         for name, col in inferred.columns.items():
             col.expression = design.data.derive[name]
-            col.sources = [c for c in source_columns(design, name) if c in input_columns]
+            col.sources = sources[name]
             schema.derived[name] = col
-        schema.derive = dict(design.data.derive)
+        # only the expressions these need, in design order: a derived helper of the label (which
+        # a request cannot compute) must not stop the checks
+        needed = {d for name in numeric for d in _derived_chain(design, name)}
+        schema.derive = {d: e for d, e in design.data.derive.items() if d in needed}
         for raw, ds in through.items():
             checked = [d for d in ds if d in schema.derived]
             if checked and raw in schema.columns:
-                schema.columns[raw].range_note = (
-                    "checked through " + ", ".join(checked) + " (its build range)"
-                )
+                note = "checked through " + ", ".join(checked) + " (its build range)"
+                schema.columns[raw].range_note = note
     return schema
