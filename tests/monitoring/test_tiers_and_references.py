@@ -181,15 +181,18 @@ def test_same_period_last_year_reference_leaves_only_the_step(seasonal) -> None:
     reference, schema, predictions = seasonal
     spec = MonitoringSpec(window="1w", reference="same_period_last_year")
     result = run_monitor(reference, schema, predictions, _NO_REQUESTS, spec, task="regression")
-    # week 52 (2024-12-30) looks back to 2023-12-30, before the log starts
-    first_year, second_year = result.windows[:53], result.windows[53:]
+    # each week looks back to the week holding its middle a year earlier: 52 weeks back, so week
+    # 52 (2024-12-30, middle 2025-01-02) is compared with the log's first week (2024-01-01)
+    first_year, second_year = result.windows[:52], result.windows[52:]
     assert all(w.drift is None and w.reference.startswith("none") for w in first_year)
     assert all(w.drift is not None for w in second_year)
     weeks = _material_weeks(result)
     assert 70 in weeks and 71 not in weeks and len(weeks) <= 4
-    # week 70 (2025-05-05) is compared with the week holding 2024-05-05, the week starting 2024-04-29
+    # week 70 (2025-05-05) is compared with the week of the same dates, starting 2024-05-06 (the
+    # week holding 2024-05-05, a Sunday, would share one day of dates)
     week70 = result.windows[70]
-    assert str(week70.start.date()) == "2025-05-05" and week70.reference == "window 2024-04-29 00:00"
+    assert str(week70.start.date()) == "2025-05-05" and week70.reference == "window 2024-05-06 00:00"
+    assert result.windows[52].reference == "window 2024-01-01 00:00"
     assert result.to_dict()["reference"] == "same_period_last_year"
 
 

@@ -357,8 +357,10 @@ def _reference_start(mode: str, start: pd.Timestamp, step: pd.Timedelta) -> pd.T
     """The start of the window a rolling or seasonal reference reads, for the window at ``start``."""
     if mode == "previous_window":
         return start - step
-    # the window holding the same instant a calendar year earlier (leap days fall back a day)
-    a_year_ago = pd.Series([start - pd.DateOffset(years=1)])
+    # The window holding the *middle* of this one a calendar year earlier: a year is not a whole
+    # number of weeks, so a Monday a year back is a Sunday, and the window holding the start
+    # would be 53 weeks back and share one day of dates; the middle's window shares most of them.
+    a_year_ago = pd.Series([start + step / 2 - pd.DateOffset(years=1)])
     return pd.Timestamp(assign_windows(a_year_ago, step.to_pytimedelta()).iloc[0])
 
 
@@ -369,13 +371,13 @@ def _event_time_warning(predictions: pd.DataFrame, time_column: str | None) -> t
         missing = int(pd.to_datetime(predictions["event_time"], utc=True).isna().sum())
     else:
         missing = n
-    if not missing:
-        return 0, []
-    field = f"the design's data.time field {time_column!r}" if time_column else "an event time (data.time)"
+    # without data.time no request can carry an event time: windows of log time are the design
+    if not missing or time_column is None:
+        return missing, []
     return missing, [
         f"{missing:,} of {n:,} predictions have no event time: their requests carried no "
-        f"{field}, so they are windowed by the time the server logged them, not by when the "
-        "events happened (mlsd replay sends data.time; live clients must send it too)"
+        f"{time_column!r} (the design's data.time), so they are windowed by the time the server "
+        "logged them, not by when the events happened (mlsd replay sends it; live clients must too)"
     ]
 
 
