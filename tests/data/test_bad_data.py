@@ -317,3 +317,10 @@ def test_split_checks_run_on_the_training_split(tmp_path: Path) -> None:
         split_prepared(design, frame)
     split = split_prepared(design, frame.assign(label=np.tile([0, 1], N // 2)))
     check_split(design, split, feature_fields(design))
+
+
+def test_one_value_and_missing_ones_is_informative(tmp_path: Path) -> None:
+    # a flag that is 1 or missing: the pipeline's missing-value indicator is the signal
+    design = _write(tmp_path, _set("b", np.where(np.arange(N) % 3 == 0, 1.0, np.nan)))
+    result = runner.invoke(app, ["validate", str(design)])
+    assert result.exit_code == 0, result.output

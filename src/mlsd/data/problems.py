@@ -179,12 +179,13 @@ def _check_informative(design: Design, s: pd.Series, col: str, field: str) -> No
             expected="a column with values (or drop it from the features)",
         )
     values = s.dropna()
-    if values.nunique() == 1:
+    # one value plus missing ones still informs: the pipeline adds a missing-value indicator
+    if values.nunique() == 1 and len(values) == len(s):
         raise located_data_error(
             design,
             f"column {col!r} has the same value on every row: it cannot inform a model",
             field=field,
-            received=f"{_py(values.iloc[0])!r} on all {len(values):,} rows with a value",
+            received=f"{_py(values.iloc[0])!r} on all {len(values):,} rows",
             expected="a column whose values vary (or drop it from the features)",
         )
 
@@ -204,7 +205,9 @@ def _check_label(design: Design, frame: pd.DataFrame) -> None:
         return
     label = frame[target]
     if task == "regression":
-        values = label.to_numpy(dtype=float, na_value=np.nan)
+        # prepare_data makes a text label missing (unlabelled); a frame checked directly may hold it
+        numbers = pd.to_numeric(label, errors="coerce")
+        values = numbers.to_numpy(dtype=float, na_value=np.nan)
         if np.isnan(values).all():
             raise located_data_error(
                 design,
