@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,13 @@ from mlsd.serving.responses import (
 )
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
-from mlsd.serving.validation import CheckedRows, RowValidator, parse_json, parse_predict_body
+from mlsd.serving.validation import (
+    MAX_ABS_NUMBER,
+    CheckedRows,
+    RowValidator,
+    parse_json,
+    parse_predict_body,
+)
 from mlsd.store.prediction_log import PredictionRecord, RequestRecord
 
 PREDICT_ROUTE = "/v1/predict"
@@ -148,7 +155,7 @@ class Service:
                 await self.log.write([], RequestRecord(now, READY_ROUTE, 200, 0, 0.0))
             if self.log.is_healthy():
                 return None
-            return f"the prediction log cannot commit ({self.log.last_write_error})"
+            return f"the prediction log cannot commit ({self.log.last_write_problem})"
         return "the prediction log writer is not running"
 
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
@@ -234,8 +241,10 @@ class Service:
             await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
         except Exception as exc:  # not committed, so not answered with a prediction
             _log.error("prediction log write failed: %s: %s", type(exc).__name__, exc)
-            if isinstance(exc, LogError) and not isinstance(exc, ConflictError):
-                return log_unavailable_response(self.log.last_write_error)
+            if isinstance(exc, ConflictError):  # a request id already logged: this request only
+                return mlsd_error_response(exc)
+            if isinstance(exc, LogError):
+                return log_unavailable_response(self.log.last_write_problem)
             return error_response(500, "the prediction could not be logged", "log_error")
         self.metrics.predictions.labels(model_version=str(s.model_version)).inc(n_rows)
         answers: list[dict[str, Any]] = [
@@ -244,7 +253,6 @@ class Service:
         body = {
             "model": self.model_ref,
             "predictions": answers,
-            "threshold": self.model.threshold,
         }
         if self.settings.feedback_auth == "signed_id" and self.settings.feedback_secret:
             for answer in answers:  # the feedback for this id must echo it
@@ -280,7 +288,7 @@ class Service:
                     return mlsd_error_response(status)
                 failures.append((i, status))
             elif isinstance(status, LogError):  # not committed: nothing was recorded
-                return log_unavailable_response(self.log.last_write_error)
+                return log_unavailable_response(self.log.last_write_problem, partial=not single)
             elif isinstance(status, BaseException):
                 raise status
             else:
@@ -391,8 +399,13 @@ class Service:
     def _outcome(self, value: Any) -> tuple[Any, str | None]:
         """The outcome as the model's class value (so ``1`` and ``true`` store alike) or a problem."""
         if self.model.task == "regression":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-            return (value, None) if ok else (None, "a number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None, "a number"
+            # np.isfinite raises on ints beyond 2**64: the same bound as request numbers
+            ok = abs(value) <= MAX_ABS_NUMBER and (isinstance(value, int) or math.isfinite(value))
+            return (
+                (value, None) if ok else (None, f"a number in [-{MAX_ABS_NUMBER:.0e}, {MAX_ABS_NUMBER:.0e}]")
+            )
         if isinstance(value, (list, dict)) or value is None:
             return None, self._outcome_expected()
         for c in self._classes:

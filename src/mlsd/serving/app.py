@@ -81,11 +81,15 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or wrong token or signature"),
         (403, "Cross-origin request from an origin not in deployment.cors_origins"),
         (404, "Unknown request id"),
-        (409, "Conflicting feedback (send correct: true to replace an outcome)"),
+        (
+            409,
+            "Conflicting feedback (send correct: true to replace an outcome), or a request id already logged",
+        ),
         (413, "Body too large"),
         (415, "The body is not declared application/json"),
         (422, "Invalid fields (one entry per field per row)"),
         (500, "Model or server failure"),
+        (503, "The prediction log cannot commit (Retry-After says when to retry); nothing was recorded"),
     ]
 }
 
@@ -271,7 +275,10 @@ def _install_openapi(app: FastAPI) -> None:
             )
             schemas.update(
                 feedback_schemas(
-                    service.model.task, list(service.model.classes), max_items=settings.max_rows_per_request
+                    service.model.task,
+                    list(service.model.classes),
+                    max_items=settings.max_rows_per_request,
+                    signed=settings.feedback_auth == "signed_id",
                 )
             )
             body = spec["paths"][FEEDBACK_ROUTE]["post"]["requestBody"]["content"]["application/json"]

@@ -70,8 +70,7 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     model: ModelRef
-    predictions: list[Prediction]
-    threshold: float | None = Field(description="the cost-optimal decision threshold (binary models)")
+    predictions: list[Prediction]  # no threshold: /v1/model shows it with the admin token only
 
 
 class FeedbackItem(BaseModel):
@@ -189,7 +188,14 @@ def _field_schema(validator: RowValidator, column: str) -> dict[str, Any]:
         out = {"type": "string", "maxLength": limit}
     categories = validator.categories.get(column)
     if categories is not None:
-        out["enum"] = categories if spec.dtype == "string" else [_number(c) for c in categories]
+        if spec.dtype == "string":
+            out["enum"] = categories
+        elif spec.dtype in ("number", "integer"):
+            out["enum"] = [_number(c) for c in categories]
+        elif spec.dtype == "boolean":
+            out["enum"] = [c == "True" for c in categories]
+        else:  # datetimes: the pattern says the shape; their keys are not what a client sends
+            out["examples"] = categories[:10]
     elif spec.allowed:
         out["examples"] = spec.allowed[:10]
     body: dict[str, Any] = out if not spec.nullable else {"anyOf": [out, _NULL]}
@@ -249,17 +255,27 @@ def request_schemas(validator: RowValidator, *, max_rows: int, max_body_bytes: i
     return {"InputRow": row, "PredictRequest": body}
 
 
-def feedback_schemas(task: str, classes: list[Any], *, max_items: int) -> dict[str, Any]:
+def feedback_schemas(
+    task: str, classes: list[Any], *, max_items: int, signed: bool = False
+) -> dict[str, Any]:
     """``FeedbackItem`` and ``FeedbackRequest``: what the feedback route accepts.
 
     An outcome is one of the model's classes, compared as the server compares it (``1`` and
-    ``true`` name the same class, a string only a string class), or any number for regression.
+    ``true`` name the same class, a string only a string class), or a number for regression.
+    ``correct: true`` replaces a stored outcome; ``signature`` (required when ``signed``, i.e.
+    ``feedback_auth: signed_id``) echoes the one the prediction answer carried.
 
     >>> feedback_schemas("binary", [False, True], max_items=5)["FeedbackItem"]["properties"]["outcome"]
     {'enum': [False, 0, True, 1], 'description': "the observed label: one of the model's classes"}
     """
     if task == "regression":
-        outcome: dict[str, Any] = {"type": "number", "description": "the observed value"}
+        big = float(MAX_ABS_NUMBER)
+        outcome: dict[str, Any] = {
+            "type": "number",
+            "minimum": -big,
+            "maximum": big,
+            "description": "the observed value",
+        }
     else:
         values: list[Any] = []
         for c in (c.item() if hasattr(c, "item") else c for c in classes):
@@ -273,10 +289,12 @@ def feedback_schemas(task: str, classes: list[Any], *, max_items: int) -> dict[s
     item = {
         "title": "FeedbackItem",
         "type": "object",
-        "required": ["request_id", "outcome"],
+        "required": ["request_id", "outcome", *(["signature"] if signed else [])],
         "properties": {
             "request_id": {"type": "string", "minLength": 1, "description": "from the prediction"},
             "outcome": outcome,
+            "correct": {"type": "boolean", "description": "true: replace a stored outcome (audited)"},
+            "signature": {"type": "string", "description": "the prediction's signature (signed_id)"},
         },
     }
     ref = {"$ref": "#/components/schemas/FeedbackItem"}

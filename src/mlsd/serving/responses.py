@@ -94,7 +94,9 @@ class RequestError(ServingError):
         return error_body(self.error_type, self.message, self.errors, self.n_errors)
 
     def response(self) -> JSONResponse:
-        return _ErrorJSON(self.body(), status_code=self.status_code)
+        # RFC 9110: a 401 names the scheme it wants
+        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+        return _ErrorJSON(self.body(), status_code=self.status_code, headers=headers)
 
 
 def error_body(
@@ -147,18 +149,26 @@ def mlsd_error_response(exc: MlsdError) -> JSONResponse:
     return _ErrorJSON(error_body(kind, exc.message, errors), status_code=status)
 
 
-def log_unavailable_response(reason: str | None = None, retry_after_s: int = 1) -> JSONResponse:
-    """503 with ``Retry-After``: the log could not commit, so nothing was recorded or answered.
+def log_unavailable_response(
+    reason: str | None = None, retry_after_s: int = 1, *, partial: bool = False
+) -> JSONResponse:
+    """503 with ``Retry-After``: the log could not commit, so nothing (or, for a list of feedback
+    items committed in several transactions, not everything: ``partial``) was recorded.
 
-    ``reason`` is the database's own word (``database or disk is full``), never a path or URL.
+    ``reason`` is a fixed phrase (``the disk is full``), never the driver's text, a path or a URL.
     One second, because the writer tries again with every batch: space that comes back is used
     by the next request.
 
-    >>> r = log_unavailable_response("OperationalError: database or disk is full")
+    >>> r = log_unavailable_response("the disk is full")
     >>> r.status_code, r.headers["retry-after"]
     (503, '1')
     """
-    message = "the prediction log cannot commit right now, so nothing was recorded; retry later"
+    message = (
+        "the prediction log cannot commit right now, so some items may not be recorded; retrying "
+        "the same items is safe (recorded ones answer unchanged)"
+        if partial
+        else "the prediction log cannot commit right now, so nothing was recorded; retry later"
+    )
     body = error_body("log_unavailable", message + (f" ({reason})" if reason else ""))
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
 

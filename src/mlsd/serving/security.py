@@ -172,7 +172,12 @@ class RequestGuard:
                 400,
                 "bad_request",
                 "this server does not answer for this Host",
-                {"field": "Host", "received": host, "expected": "one of: " + ", ".join(self.allowed_hosts)},
+                # not the list itself: it would tell a DNS-rebinding page the internal names
+                {
+                    "field": "Host",
+                    "received": host,
+                    "expected": "a Host this server answers for (deployment.allowed_hosts)",
+                },
             )
         origin = headers.get("origin")
         if origin is not None and scope.get("method") in _UNSAFE and not self._origin_allowed(origin, host):

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from mlsd.errors import ConflictError, LogError, NotFoundError
 from mlsd.store._log_tables import LogEngine, feedback, feedback_corrections, predictions, requests
 
-__all__ = ["GroupCommitWriter", "Submission"]
+__all__ = ["GroupCommitWriter", "Submission", "public_reason"]
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
@@ -77,6 +77,26 @@ def _describe(ids: list[str]) -> list[str] | str:
 def _reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return f"{type(orig).__name__}: {orig}".splitlines()[0]
+
+
+def public_reason(reason: str) -> str:
+    """What a client may be told of a failed commit: a fixed phrase, never the driver's text.
+
+    A PostgreSQL driver's message names the database host, address and port.
+
+    >>> public_reason('OperationalError: connection to server at "db.internal" (10.0.0.5) failed')
+    'the database is unreachable'
+    >>> public_reason("OperationalError: database or disk is full")
+    'the disk is full'
+    """
+    text = reason.lower()
+    if "full" in text or "no space" in text:
+        return "the disk is full"
+    if "locked" in text or "busy" in text:
+        return "the database is locked"
+    if "i/o" in text or "readonly" in text or "read-only" in text:
+        return "the disk cannot be written"
+    return "the database is unreachable"
 
 
 class GroupCommitWriter:

@@ -71,7 +71,7 @@ from mlsd.store._log_tables import (
     to_json,
     to_micros,
 )
-from mlsd.store._log_writer import GroupCommitWriter, Submission
+from mlsd.store._log_writer import GroupCommitWriter, Submission, public_reason
 from mlsd.store.files import create_private_file
 
 __all__ = ["PredictionLog", "PredictionRecord", "RequestRecord"]
@@ -328,6 +328,12 @@ class PredictionLog:
     def last_write_error(self) -> str | None:
         """Why the most recent failed commit failed (kept after recovery, for the operator)."""
         return self._writer.last_error
+
+    @property
+    def last_write_problem(self) -> str | None:
+        """:attr:`last_write_error` as a client may read it: a fixed phrase without hosts or paths."""
+        error = self._writer.last_error
+        return None if error is None else public_reason(error)
 
     @property
     def n_write_failures(self) -> int:
