@@ -65,3 +65,16 @@ def test_empty_and_malformed() -> None:
     assert slo.objectives[0].passed is None and slo.passed  # unmeasured is not a failure
     with pytest.raises(DataError, match="status"):
         service_levels(requests_frame().drop(columns=["status"]))
+
+
+def test_readiness_probe_records_are_not_traffic() -> None:
+    # while the log fails, /readyz commits its own request record (status 200, 0 ms)
+    traffic = requests_frame()
+    probes = traffic.head(300).assign(route="/readyz", status=200, latency_ms=0.0, n_rows=0)
+    with_probes = service_levels(pd.concat([traffic, probes], ignore_index=True))
+    alone = service_levels(traffic)
+    assert (with_probes.n_requests, with_probes.p50_ms, with_probes.error_rate) == (
+        alone.n_requests,
+        alone.p50_ms,
+        alone.error_rate,
+    )

@@ -126,6 +126,8 @@ def service_levels(requests: pd.DataFrame, constraints: Mapping[str, float] | No
             received=list(requests.columns),
             expected="the columns of PredictionLog.read_requests: " + ", ".join(_COLUMNS),
         )
+    if "route" in requests.columns:  # the readiness probe's own commits are not traffic
+        requests = requests[requests["route"] != "/readyz"]
     status = pd.to_numeric(requests["status"], errors="coerce").to_numpy(dtype=float)
     latency = pd.to_numeric(requests["latency_ms"], errors="coerce").to_numpy(dtype=float)
     n = len(requests)

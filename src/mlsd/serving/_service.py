@@ -134,10 +134,6 @@ class Service:
         self._log_started = False
         await asyncio.to_thread(self.log.close)  # drains: every submitted record is committed
 
-    @property
-    def ready(self) -> bool:
-        return self._log_started and self.log.is_healthy() and self.batcher.running
-
     async def readiness(self) -> str | None:
         """Why the server is not ready, or None. A failing log is probed with a real commit.
 

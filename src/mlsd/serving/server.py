@@ -151,7 +151,9 @@ def uvicorn_config(app: Any, settings: ServeSettings, *, log_level: str = "warni
         host=settings.host,
         http=bounded_protocol(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        limit_concurrency=settings.max_concurrent_connections,
+        # no uvicorn cap: the protocol already refuses connections past the limit with the error
+        # schema, and uvicorn's (>= where ours is >) would answer a plain-text 503 one earlier
+        limit_concurrency=None,
         timeout_keep_alive=settings.keep_alive_timeout_s,
         log_level=log_level,
         access_log=False,

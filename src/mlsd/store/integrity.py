@@ -41,6 +41,7 @@ __all__ = [
     "no_record_error",
     "sign",
     "signing_key",
+    "verified_bytes",
     "verify_file",
     "verify_manifest",
     "verify_signature",
@@ -106,6 +107,12 @@ def verify_signature(payload: Any, signature: str | None, *, what: str, field: s
 
 def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
     """Refuse ``path`` unless its size and SHA-256 are those of ``record``."""
+    verified_bytes(path, record, what=what)
+
+
+def verified_bytes(path: Path, record: Mapping[str, Any], *, what: str) -> bytes:
+    """The bytes of ``path``, read once and checked against ``record``: unpickle these, not the
+    file again, so a file swapped after the check is never read."""
     if not path.is_file():
         raise ArtifactIntegrityError(
             f"{what}: the file is missing",
@@ -113,7 +120,8 @@ def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
             received="(no such file)",
             expected=f"the file the build registered; {_REBUILD}",
         )
-    size, expected_size = path.stat().st_size, int(record.get("bytes", -1))
+    data = path.read_bytes()
+    size, expected_size = len(data), int(record.get("bytes", -1))
     if size < expected_size:
         raise ArtifactIntegrityError(
             f"{what}: the file is truncated or replaced ({size} of {expected_size} bytes)",
@@ -121,7 +129,7 @@ def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
             received=f"{size} bytes",
             expected=f"{expected_size} bytes with SHA-256 {record.get('sha256')}; {_REBUILD}",
         )
-    actual = file_record(path)["sha256"]
+    actual = hashlib.sha256(data).hexdigest()
     if not hmac.compare_digest(actual, str(record.get("sha256", ""))):
         raise ArtifactIntegrityError(
             f"{what}: the file does not match the SHA-256 recorded at build time",
@@ -129,6 +137,7 @@ def verify_file(path: Path, record: Mapping[str, Any], *, what: str) -> None:
             received=actual,
             expected=f"{record.get('sha256')} ({expected_size} bytes); {_REBUILD}",
         )
+    return data
 
 
 def verify_manifest(

@@ -22,6 +22,7 @@ then; :meth:`mlsd.store.ModelRegistry.load` checks every file of the model befor
 
 from __future__ import annotations
 
+import io
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
-from mlsd.store.integrity import no_record_error, verify_file, verify_signature
+from mlsd.store.integrity import no_record_error, verified_bytes, verify_signature
 from mlsd.store.packaged import PackagedModel
 
 __all__ = ["ARTIFACT_KEY", "PackagedPyfunc", "model_signature", "pip_requirements", "signed_file_payload"]
@@ -59,8 +60,8 @@ class PackagedPyfunc(PythonModel):
             what=what,
             field=f"{path.parent.parent / 'MLmodel'}: model_config.hmac",
         )
-        verify_file(path, config, what=what)
-        self.model: PackagedModel = joblib.load(path)
+        # unpickle the very bytes that were hashed: a file swapped after the check is never read
+        self.model: PackagedModel = joblib.load(io.BytesIO(verified_bytes(path, config, what=what)))
 
     # MLflow 3 reads this hint: a DataFrame hint means "no signature from hints" (it is given
     # explicitly at logging time); no hint or any other hint makes MLflow warn at import.
