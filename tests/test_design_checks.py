@@ -354,10 +354,16 @@ def test_loopback_feedback_without_auth_and_safe_keys_validate(tmp_path: Path) -
 def test_imbalance_of_a_regression_is_refused(tmp_path: Path, task: str) -> None:
     text = BASE
     if task == "regression":
-        text = text.replace("  task: binary", "  task: regression").replace('label: "am == 1"', 'label: "drat"')
-        text = text.replace("metric: roc_auc", "metric: rmse").replace("metrics: [pr_auc]", "metrics: []")
-        text = text.replace("maximize: roc_auc", "minimize: rmse").replace("baseline: majority", "baseline: mean")
-        text = text.replace("type: logistic_regression", "type: ridge")
+        for old, new in [
+            ("  task: binary", "  task: regression"),
+            ('label: "am == 1"', 'label: "drat"'),
+            ("metric: roc_auc", "metric: rmse"),
+            ("metrics: [pr_auc]", "metrics: []"),
+            ("maximize: roc_auc", "minimize: rmse"),
+            ("baseline: majority", "baseline: mean"),
+            ("type: logistic_regression", "type: ridge"),
+        ]:
+            text = text.replace(old, new)
     path = tmp_path / "design.yaml"
     path.write_text(text.replace("  select:", "  imbalance: smote\n  select:"))
     code, output = _validate(path)
