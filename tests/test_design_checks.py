@@ -348,3 +348,28 @@ def test_loopback_feedback_without_auth_and_safe_keys_validate(tmp_path: Path) -
     )
     code, output = _validate(_design(tmp_path, "strategy: single", new))
     assert code == 0, output
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_imbalance_of_a_regression_is_refused(tmp_path: Path, task: str) -> None:
+    text = BASE
+    if task == "regression":
+        for old, new in [
+            ("  task: binary", "  task: regression"),
+            ('label: "am == 1"', 'label: "drat"'),
+            ("metric: roc_auc", "metric: rmse"),
+            ("metrics: [pr_auc]", "metrics: []"),
+            ("maximize: roc_auc", "minimize: rmse"),
+            ("baseline: majority", "baseline: mean"),
+            ("type: logistic_regression", "type: ridge"),
+        ]:
+            text = text.replace(old, new)
+    path = tmp_path / "design.yaml"
+    path.write_text(text.replace("  select:", "  imbalance: smote\n  select:"))
+    code, output = _validate(path)
+    if task == "binary":
+        assert code == 0, output
+        return
+    line = _line(path, "imbalance:")
+    assert code == 2 and f"{path}:{line}: models.imbalance:" in output, output
+    assert "smote" in output and "none for a regression task" in output and "Traceback" not in output

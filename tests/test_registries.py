@@ -23,6 +23,7 @@ from mlsd.design import DeploymentSpec, GoalsSpec, ModelsSpec, MonitoringSpec, S
 from mlsd.goals.metrics import compute_metric, get_metric, list_metrics
 from mlsd.modeling.calibration import CALIBRATION_METHODS, calibrate
 from mlsd.modeling.candidates import list_candidate_types, make_candidate
+from mlsd.modeling.imbalance import IMBALANCE_METHODS, resampled_model
 from mlsd.modeling.selection import list_constraint_keys
 from mlsd.monitoring.drift import CORRECTIONS, correct_p_values, detect_drift, list_drift_methods
 from mlsd.monitoring.monitor import list_alerts
@@ -256,6 +257,17 @@ def test_every_calibration_method(tmp_path: Path, task: str, method: str) -> Non
         x, y = _cars(task)
         model = make_candidate("logistic_regression", task).fit(x, y)
         assert calibrate(model, x, y, method=method).predict_proba(x).shape[0] == len(x)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("method", _literal(ModelsSpec, "imbalance"))
+def test_every_imbalance_method(tmp_path: Path, task: str, method: str) -> None:
+    ok = method == "none" or (method in IMBALANCE_METHODS and task != "regression")
+    _check(tmp_path, _with(task, models__imbalance=method), ok)
+    if ok and method != "none":
+        x, y = _cars(task)
+        model = resampled_model([], make_candidate("logistic_regression", task), method).fit(x, y)
+        assert model.predict_proba(x).shape == (len(x), len(np.unique(y)))
 
 
 SPLITS = {

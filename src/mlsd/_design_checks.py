@@ -250,6 +250,13 @@ def _models(design: Design) -> Problems:
                 received=m.calibrate,
                 expected="none for a regression task",
             )
+    if m.imbalance != "none" and task == "regression":
+        yield design.error(
+            "resampling balances classes; a regression has none",
+            field="models.imbalance",
+            received=m.imbalance,
+            expected="none for a regression task",
+        )
     sel = m.select
     assert sel is not None  # Design fills it in from goals.metric
     direction = "maximize" if sel.maximize is not None else "minimize"

@@ -195,7 +195,7 @@ def _find(model: Any, kind: type, depth: int = 0) -> Any:
     if depth > 6:
         return None
     children = [step for _, step in getattr(model, "steps", [])]
-    children += [getattr(model, a) for a in ("estimator", "base_estimator") if hasattr(model, a)]
+    children += [getattr(model, a) for a in ("estimator", "base_estimator", "pipeline_") if hasattr(model, a)]
     for cal in getattr(model, "calibrated_classifiers_", [])[:1]:
         children.append(cal.estimator)
     for child in children:

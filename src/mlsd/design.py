@@ -272,6 +272,12 @@ class ModelsSpec(_Spec):
     candidates: list[CandidateSpec] = Field(min_length=1)
     class_weight: Literal["balanced"] | None = None
     calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
+    imbalance: Literal["none", "smote", "tomek", "smote_tomek", "random_under", "random_over"] = Field(
+        "none",
+        description="resample the training rows of each candidate (imbalanced-learn, inside the model's "
+        "pipeline, so valid/test/served rows never are); probabilities are corrected for the base-rate "
+        "shift; classification only (docs/imbalance.md)",
+    )
     select: SelectSpec | None = None
     bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for confidence intervals")
     slices: list[str] = Field(default_factory=list, description="columns to report metrics per value of")

@@ -274,6 +274,8 @@ def predict_on_one_thread(model: Any) -> Any:
             est.n_jobs = 1
         stack += [step for _, step in getattr(est, "steps", [])]
         stack += [
-            getattr(est, a) for a in ("estimator", "base_estimator") if getattr(est, a, None) is not None
+            getattr(est, a)
+            for a in ("estimator", "base_estimator", "pipeline_")  # pipeline_: ResampledClassifier
+            if getattr(est, a, None) is not None
         ]
     return model

@@ -139,7 +139,13 @@ def train_and_evaluate(
                 seed=m.seed,
                 field=f"models.candidates[{i}]",
             )
-            model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            if m.imbalance != "none" and task != "regression":
+                # lazy: imbalanced-learn is imported only by designs that resample
+                from mlsd.modeling.imbalance import resampled_model
+
+                model = resampled_model(clone(feature_pipeline).steps, est, m.imbalance, seed=m.seed)
+            else:
+                model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t
