@@ -212,6 +212,13 @@ def test_column_baseline_is_checked_against_the_inputs() -> None:
     )
     with pytest.raises(DesignError, match="not available for binary"):
         check_design(binary)
+    # a derived copy of the label is not an input a request carries: it would be a perfect baseline
+    leaky = hotel_design(
+        data__derive={"season": "((arrival_date_num % 1) * 4) // 1", "price_copy": "avg_price_per_room * 1"},
+        models={"baseline": {"column": "price_copy"}, "candidates": _RIDGE},
+    )
+    with pytest.raises(DesignError, match="not an input of the design"):
+        check_design(leaky)
 
 
 _RIDGE = [{"name": "ridge", "type": "ridge"}]

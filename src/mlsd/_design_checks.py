@@ -287,8 +287,14 @@ def _baseline_column(design: Design, column: str, field: str) -> Problems:
     """A column baseline reads an input column (or a derived one), never a forbidden one."""
     from mlsd.data import input_columns
 
+    from mlsd.data import source_columns
+
     try:
-        known = [*input_columns(design), *design.data.derive]
+        inputs = input_columns(design)
+        # a derived column counts only if a request can compute it: all its sources are inputs
+        # (a helper of the label, e.g. price_next = adr * 1, would hand the baseline the answer)
+        derived = [d for d in design.data.derive if set(source_columns(design, d)) <= set(inputs)]
+        known = [*inputs, *derived]
     except DesignError:
         return  # _expressions reports the expression that does not parse
     forbidden = set(design.features.forbidden)
