@@ -90,7 +90,7 @@ AT_PARSE = {
     "compare-chain": ("<".join(["x"] * 2_500), "nodes"),
     "big-isin": ("x.isin([" + ",".join(["1"] * 2_500) + "])", "nodes"),
     "parens-300": ("(" * 300 + "x" + ")" * 300, "nested parentheses"),
-    "call-nesting": ("abs(" * 120 + "x" + ")" * 120, "nesting deeper"),
+    "deep-nesting": ("-" * 300 + "x", "nesting deeper"),
     "huge-int-literal": ("x > 1" + "0" * 5_000, "digits"),
     # regular expressions that backtrack exponentially on near-matches
     "redos-nested-plus": ("o.str.contains('(a+)+$')", "catastrophic backtracking"),
@@ -219,3 +219,10 @@ def test_validate_refuses_them_without_data(key: str, tmp_path: Path) -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     assert ": data.label: " in lines[0] and says in lines[0], lines[0]
+
+
+def test_a_sum_of_200_columns_is_an_ordinary_expression() -> None:
+    # each term of a chain nests one level deeper: the depth bound must leave room for wide sums
+    frame = pd.DataFrame({f"c{i}": [1.0, 2.0] for i in range(200)})
+    total = evaluate_expression(frame, " + ".join(frame.columns))
+    assert total.tolist() == [200.0, 400.0]

@@ -71,8 +71,11 @@ __all__ = [
 MAX_CHARS = 10_000
 #: most AST nodes (``a > 1`` has 5); bounds the work of every later step
 MAX_NODES = 2_000
-#: deepest AST nesting; also keeps the recursive compiler far from Python's recursion limit
-MAX_DEPTH = 100
+#: deepest AST nesting. A chain ``a + b + ...`` nests one level per term, so this admits sums of
+#: about 245 columns; the recursive compiler uses about two frames a level, which keeps it well
+#: inside Python's recursion limit of 1,000 even when called from deep stacks (a 600-term sum
+#: is what first breaks it)
+MAX_DEPTH = 250
 #: largest constant exponent of ``**`` (and any exponent of a scalar base at evaluation)
 MAX_EXPONENT = 1_000
 #: largest integer ``**`` may build, in bits (about 30,000 decimal digits)
