@@ -332,6 +332,16 @@ def test_checks_run_before_data_and_fast(tmp_path: Path) -> None:
         ("strategy: single", "strategy: single\n  allowed_hosts: ['evil host']", "deployment.allowed_hosts"),
         ("strategy: single", "strategy: single\n  read_timeout_s: 0", "deployment.read_timeout_s"),
         ("strategy: single", "strategy: single\n  max_header_bytes: 10", "deployment.max_header_bytes"),
+        (  # unreachable: the head is cut at max_header_bytes first
+            "strategy: single",
+            "strategy: single\n  max_header_bytes: 4096\n  max_request_line_bytes: 8192",
+            "deployment.max_request_line_bytes",
+        ),
+        (  # an idle connection is closed by the header deadline first
+            "strategy: single",
+            "strategy: single\n  read_timeout_s: 5\n  keep_alive_timeout_s: 30",
+            "deployment.keep_alive_timeout_s",
+        ),
     ],
 )
 def test_unsafe_serving_keys_are_refused(tmp_path: Path, old: str, new: str, field: str) -> None:

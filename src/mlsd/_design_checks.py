@@ -335,6 +335,7 @@ def _deployment(design: Design) -> Problems:
                 received=key,
                 expected=f"no deployment.{key}; strategy {supported}",
             )
+    yield from _connection_limits(design)
     if dep.feedback_auth == "none" and not is_loopback_host(dep.host):
         # anyone who reaches the port could then write outcomes (first write wins)
         yield design.error(
@@ -342,6 +343,27 @@ def _deployment(design: Design) -> Problems:
             field="deployment.feedback_auth",
             received="none",
             expected="token or signed_id (or host: 127.0.0.1)",
+        )
+
+
+def _connection_limits(design: Design) -> Problems:
+    """Limits that another limit makes unreachable would parse and do nothing."""
+    dep = design.deployment
+    if dep.max_request_line_bytes >= dep.max_header_bytes:
+        # the whole head (request line included) is cut at max_header_bytes first: 431, never 414
+        yield design.error(
+            "the request-line limit cannot be reached under the header limit",
+            field="deployment.max_request_line_bytes",
+            received=dep.max_request_line_bytes,
+            expected=f"less than deployment.max_header_bytes ({dep.max_header_bytes})",
+        )
+    if dep.keep_alive_timeout_s > dep.read_timeout_s:
+        # an idle connection waits for the next request's headers, which read_timeout_s bounds
+        yield design.error(
+            "the keep-alive timeout cannot be longer than the read timeout",
+            field="deployment.keep_alive_timeout_s",
+            received=dep.keep_alive_timeout_s,
+            expected=f"at most deployment.read_timeout_s ({dep.read_timeout_s:g})",
         )
 
 
