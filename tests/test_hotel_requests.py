@@ -167,6 +167,15 @@ def test_every_range_rule_validates_and_reaches_the_schema(hotel: tuple[Design, 
     assert lead.range_note.startswith("declared")
 
 
+def test_a_range_rule_on_a_text_column_is_refused(hotel: tuple[Design, Any, Any]) -> None:
+    # it would parse and do nothing: text has no range
+    _, prepared, split = hotel
+    design = hotel_design(deployment={"range_tolerances": {"country": 0.2}})
+    with pytest.raises(DesignError, match="no range to check") as info:
+        design_schema(design, split.train, prepared.input_columns)
+    assert info.value.field == "deployment.range_tolerances.country"
+
+
 def test_quality_table_does_not_flag_later_rows(hotel: tuple[Design, Any, Any]) -> None:
     design, prepared, split = hotel
     schema = design_schema(design, split.train, prepared.input_columns)

@@ -285,9 +285,7 @@ def _models(design: Design) -> Problems:
 
 def _baseline_column(design: Design, column: str, field: str) -> Problems:
     """A column baseline reads an input column (or a derived one), never a forbidden one."""
-    from mlsd.data import input_columns
-
-    from mlsd.data import source_columns
+    from mlsd.data import input_columns, source_columns
 
     try:
         inputs = input_columns(design)

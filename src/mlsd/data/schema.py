@@ -453,6 +453,13 @@ def infer_schema(
         out[str(name)] = ColumnSchema(**info)
     growth = _time_correlations(df, [n for n in names if n not in rules and n not in through], out, time)
     for name, col in out.items():
+        if name in rules and col.dtype not in ("number", "integer", "datetime"):
+            raise SchemaError(  # a rule that would parse and do nothing
+                f"column {name!r} holds {col.dtype} values, which have no range to check",
+                field=f"range_rules.{name}",
+                received=rules[name],
+                expected="a range rule on a number or date column (or no rule)",
+            )
         if col.min is None:
             continue
         rule = rules.get(name)
