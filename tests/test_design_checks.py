@@ -337,6 +337,11 @@ def test_checks_run_before_data_and_fast(tmp_path: Path) -> None:
             "strategy: single\n  max_header_bytes: 4096\n  max_request_line_bytes: 8192",
             "deployment.max_request_line_bytes",
         ),
+        (  # the Host header's port is stripped before the comparison: it could never match
+            "strategy: single",
+            "strategy: single\n  allowed_hosts: ['api.example.com:8000']",
+            "deployment.allowed_hosts[0]",
+        ),
         (  # an idle connection is closed by the header deadline first
             "strategy: single",
             "strategy: single\n  read_timeout_s: 5\n  keep_alive_timeout_s: 30",

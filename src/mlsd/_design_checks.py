@@ -334,6 +334,7 @@ def _deployment(design: Design) -> Problems:
                 expected=f"no deployment.{key}; strategy {supported}",
             )
     yield from _connection_limits(design)
+    yield from _allowed_hosts(design)
     if dep.feedback_auth == "none" and not is_loopback_host(dep.host):
         # anyone who reaches the port could then write outcomes (first write wins)
         yield design.error(
@@ -342,6 +343,24 @@ def _deployment(design: Design) -> Problems:
             received="none",
             expected="token or signed_id (or host: 127.0.0.1)",
         )
+
+
+def _allowed_hosts(design: Design) -> Problems:
+    """Host names without a port: the Host header's port is stripped before it is compared."""
+    import ipaddress
+
+    for i, entry in enumerate(design.deployment.allowed_hosts):
+        if ":" not in entry:
+            continue
+        try:
+            ipaddress.IPv6Address(entry.strip("[]"))
+        except ValueError:
+            yield design.error(
+                "an allowed host is a name or address without a port (any port is accepted)",
+                field=f"deployment.allowed_hosts[{i}]",
+                received=entry,
+                expected=entry.rsplit(":", 1)[0],
+            )
 
 
 def _connection_limits(design: Design) -> Problems:
