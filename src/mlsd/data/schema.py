@@ -258,6 +258,14 @@ class Schema(BaseModel):
                     min_rows_for_rates,
                 )
             )
+        # the derived values the server checks in place of their raw columns, where df has them
+        # (a prepared frame does; a request's raw rows do not)
+        for name, col in self.derived.items():
+            if name in df.columns and (columns is None or set(col.sources) & set(names)):
+                found = _check_column(
+                    col, df[name], True, range_tolerance, max_missing_rate_increase, min_rows_for_rates
+                )
+                out.extend(v for v in found if v.kind == "range")
         return out
 
     def check(self, df: pd.DataFrame, **kwargs: Any) -> None:
