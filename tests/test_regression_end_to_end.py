@@ -10,19 +10,15 @@ report.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from support import BIN, ROOT, free_port, mlsd_cli
+from support import ROOT, mlsd_cli, mlsd_server
 
 EXAMPLE = ROOT / "examples" / "hotel_rates" / "design.yaml"
 
@@ -31,36 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hotel-serve")]
 
 def _mlsd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return mlsd_cli(*args, timeout=timeout, columns=220)
-
-
-@contextlib.contextmanager
-def _server(design: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlsd"), "serve", str(design), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {proc.communicate(timeout=5)}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +52,7 @@ def test_validate_checks_the_regression_alerts(design: Path, tmp_path: Path) -> 
 def test_build_serve_replay_and_monitor_in_weekly_windows(design: Path) -> None:
     build = _mlsd("build", str(design), timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr
-    with _server(design) as url:
+    with mlsd_server(design) as (_, url):
         replay = _mlsd("replay", str(design), "--url", url, "--feedback", "--concurrency", "8")
         assert replay.returncode == 0, replay.stdout + replay.stderr
         monitor = _mlsd("monitor", str(design), "--json")

