@@ -334,3 +334,13 @@ def test_a_port_in_use_is_exit_2_with_one_line(tmp_path) -> None:
     assert result.exit_code == 2, output
     assert f"port: port {port} on 127.0.0.1 is already in use" in output
     assert "serving" not in output and "Traceback" not in output
+
+
+def test_the_bound_socket_is_ipv4_for_localhost_and_not_inherited() -> None:
+    from mlsd.serving.server import bind_socket
+
+    sock = bind_socket("localhost", 0)
+    try:  # the address the CLI prints and clients use; a child process must not hold the port
+        assert sock.getsockname()[0] == "127.0.0.1" and not sock.get_inheritable()
+    finally:
+        sock.close()

@@ -173,6 +173,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
             received=host,
             expected="an address of this machine, e.g. 127.0.0.1",
         ) from exc
+    # IPv4 first, as uvicorn binds a name: `localhost` then answers on 127.0.0.1, which the
+    # CLI prints and clients use, even where the resolver lists ::1 first
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restarts reuse TIME_WAIT ports
@@ -182,8 +185,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise _bind_error(host, port, exc) from exc
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: the server runs in this process, children must not hold the port
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> ServingError:
