@@ -216,13 +216,18 @@ def test_a_request_that_breaks_the_model_fails_alone(flights, tmp_path, monkeypa
         return predict_frame(self, frame)
 
     monkeypatch.setattr(type(model), "predict_frame", fragile)
-    app = create_app(_settings(flights, tmp_path, max_batch_size=10_000, max_batch_delay_ms=1_000))
+    settings = _settings(
+        flights, tmp_path, max_batch_size=10_000, max_batch_delay_ms=1_000, reject_unseen_categories=False
+    )
+    app = create_app(settings)
     sizes: list[int] = []
     app.state.service.batcher.on_batch = sizes.append
-    bodies = [
-        _content({"inputs": flights.row(i, **({"distance": 1234} if i == 3 else {}))}) for i in range(8)
-    ]
+    changes = {3: {"distance": 1234}, 5: {"dest": "never-seen"}}  # one breaks, one has a new category
+    bodies = [_content({"inputs": flights.row(i, **changes.get(i, {}))}) for i in range(8)]
     responses = asyncio.run(_send_all(app, bodies))
     assert sizes[0] == 8  # one shared batch failed, then each request was scored alone
     assert [r.status_code for r in responses] == [200, 200, 200, 500, 200, 200, 200, 200]
     assert responses[3].json()["error"]["type"] == "model_error"
+    # the unseen category is counted once, by the scoring that answered, not by the failed batch too
+    unseen = app.state.service.metrics.unseen_categories.labels(column="dest")._value.get()
+    assert unseen == 1

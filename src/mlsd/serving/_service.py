@@ -158,8 +158,6 @@ class Service:
     def _score(self, rows: list[dict[str, Any]]) -> Scored:
         n = len(rows)
         checked = self.validator.check(rows)
-        for column, count in checked.unseen_categories.items():
-            self.metrics.unseen_categories.labels(column=column).inc(count)
         ok = ~checked.invalid
         score = np.full(n, np.nan)
         decision: list[Any] = [None] * n
@@ -169,6 +167,9 @@ class Service:
             score[ok] = pred["score"].to_numpy(dtype="float64")
             for i, d in zip(np.flatnonzero(ok).tolist(), pred["decision"].tolist(), strict=True):
                 decision[i] = d
+        # counted once the batch scored: a failed batch is scored again request by request
+        for column, count in checked.unseen_categories.items():
+            self.metrics.unseen_categories.labels(column=column).inc(count)
         return Scored(checked, score, decision, _event_times(checked, n))
 
     # -- routes ---------------------------------------------------------------------------
