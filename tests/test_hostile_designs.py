@@ -23,8 +23,9 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
+from mlsd._design_file import MAX_DESIGN_BYTES, MAX_YAML_DEPTH
 from mlsd.cli import app
-from mlsd.design import MAX_DESIGN_BYTES, MAX_YAML_DEPTH, load_design
+from mlsd.design import load_design
 from mlsd.errors import DesignError
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "flights" / "design.yaml"
