@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from mlsd.serving.app import create_app
 from mlsd.serving.batching import BatchSlice, MicroBatcher
+from mlsd.serving.bodies import parse_json, parse_predict_body
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.models import build_row_model, example_row
 from mlsd.serving.responses import RequestError, error_body
 from mlsd.serving.settings import ServeSettings, settings_for
-from mlsd.serving.validation import RowValidator, parse_json, parse_predict_body
+from mlsd.serving.validation import RowValidator
 
 __all__ = [
     "BatchSlice",

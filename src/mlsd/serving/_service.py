@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from mlsd.data import Schema
 from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
+from mlsd.serving.bodies import parse_json, parse_predict_body
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.responses import (
@@ -29,13 +30,7 @@ from mlsd.serving.responses import (
 )
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
-from mlsd.serving.validation import (
-    MAX_ABS_NUMBER,
-    CheckedRows,
-    RowValidator,
-    parse_json,
-    parse_predict_body,
-)
+from mlsd.serving.validation import MAX_ABS_NUMBER, CheckedRows, RowValidator
 from mlsd.store.prediction_log import PredictionRecord, RequestRecord
 
 PREDICT_ROUTE = "/v1/predict"

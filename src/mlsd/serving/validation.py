@@ -2,9 +2,10 @@
 
 Three steps, from cheap to vectorised:
 
-1. :func:`parse_json` reads the raw bytes (malformed JSON, ``NaN`` or bad UTF-8 -> 400);
-2. :func:`parse_predict_body` checks the shape: ``{"inputs": {...}}`` or ``{"inputs": [{...}, ...]}``
-   with 1 to ``max_rows`` objects (-> 422 naming ``inputs`` or ``inputs[2]``);
+1. :func:`~mlsd.serving.bodies.parse_json` reads the raw bytes (malformed JSON, ``NaN`` or bad
+   UTF-8 -> 400);
+2. :func:`~mlsd.serving.bodies.parse_predict_body` checks the shape: ``{"inputs": {...}}`` or
+   ``{"inputs": [{...}, ...]}`` with 1 to ``max_rows`` objects (-> 422 naming ``inputs[2]``);
 3. :meth:`RowValidator.check` checks a whole micro-batch of rows column by column: the JSON type
    of every value (pandas would coerce ``"12"`` or ``true`` silently), then the ranges and
    categories of the schema (the rules of :meth:`mlsd.data.Schema.validate_frame`, on numpy
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data import ColumnSchema, Schema, evaluate_expression
-from mlsd.serving.responses import RequestError
+from mlsd.serving.bodies import LONE_SURROGATE, describe_value
 
 __all__ = [
     "DATETIME_PATTERN",
@@ -48,8 +48,6 @@ __all__ = [
     "ColumnErrors",
     "RowValidator",
     "body_limit_for",
-    "parse_json",
-    "parse_predict_body",
     "row_bytes",
     "string_limit",
 ]
@@ -77,9 +75,6 @@ _OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET})?$"
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
-_SURROGATE = "[\ud800-\udfff]"  # lone UTF-16 surrogates: JSON can carry them, UTF-8 cannot
-_HAS_SURROGATE = re.compile(_SURROGATE)
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how one is written in JSON text
 _OUTSIDE = "value outside the range seen at build time"
 _UNSEEN = "category never seen at build time"
 _EXPECTED = {
@@ -156,142 +151,6 @@ def body_limit_for(schema: Schema, columns: list[str], max_rows: int) -> int:
     The default ``max_body_bytes`` is this, or 1 MB if that is more: the row limit is reachable.
     """
     return max_rows * (row_bytes(schema, columns) + 2) + len('{"inputs": []}')
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e309 is valid JSON syntax, but no finite number
-        raise ValueError(f"{text[:40]} is beyond the largest float (about 1.8e308)")
-    return value
-
-
-def parse_json(raw: bytes) -> Any:
-    """The JSON value of a body; :class:`RequestError` 400 when it is not JSON (``NaN`` included)
-    or holds a number no float can hold (``1e309`` would otherwise become ``inf``), 422 naming the
-    field when a string holds a lone surrogate (``"\\ud800"``: valid JSON, but not storable text).
-
-    >>> parse_json(b'{"a": 1}')
-    {'a': 1}
-    >>> parse_json(b'{"a": NaN}')
-    Traceback (most recent call last):
-    ...
-    mlsd.serving.responses.RequestError: body: the body is not valid JSON: NaN is not valid JSON ...
-    >>> parse_json(b'[1e309]')
-    Traceback (most recent call last):
-    ...
-    mlsd.serving.responses.RequestError: body: the body is not valid JSON: 1e309 is beyond the largest ...
-    >>> parse_json(b'{"inputs": [{"dest": "\\ud800"}]}')
-    Traceback (most recent call last):
-    ...
-    mlsd.serving.responses.RequestError: inputs[0].dest: inputs[0].dest is not valid text ...
-    >>> parse_json(b'["\\ud83d\\ude00"]')  # a surrogate pair is one character
-    ['😀']
-    """
-    try:
-        text = raw.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise RequestError(
-            400,
-            "invalid_json",
-            f"the body is not valid JSON: {detail}",
-            [{"field": "body", "received": None, "expected": "a JSON document"}],
-        ) from exc
-    if _SURROGATE_ESCAPE.search(text):  # rare: only then is the parsed value walked
-        _refuse_surrogates(value)
-    return value
-
-
-def _refuse_surrogates(value: Any) -> None:
-    """422 naming the first string (or key) holding a lone surrogate: no route can store or echo it."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:  # iterative: a deeply nested body must not exhaust the call stack
-        path, item = stack.pop()
-        if isinstance(item, dict):
-            for key, v in item.items():
-                where = f"{path}.{key}" if path else str(key)
-                if _HAS_SURROGATE.search(key):
-                    raise _surrogate_error(_describe(where), key)
-                stack.append((where, v))
-        elif isinstance(item, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
-        elif isinstance(item, str) and _HAS_SURROGATE.search(item):
-            raise _surrogate_error(path or "body", item)
-
-
-def _surrogate_error(where: str, text: str) -> RequestError:
-    return _shape_error(
-        f"{where} is not valid text (a lone UTF-16 surrogate)",
-        where,
-        _describe(text),
-        "valid Unicode text (no lone surrogates)",
-    )
-
-
-def _shape_error(message: str, field_name: str, received: Any, expected: str) -> RequestError:
-    return RequestError(
-        422, "validation_error", message, [{"field": field_name, "received": received, "expected": expected}]
-    )
-
-
-def _describe(value: Any) -> Any:
-    """A short JSON-ready stand-in for a received value (big objects are not echoed back)."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        # lone surrogates cannot be written as UTF-8: echoed as U+FFFD
-        text = value[:100].encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return text if len(value) <= 100 else text + "..."
-    return f"<{type(value).__name__} of {len(value)}>" if hasattr(value, "__len__") else repr(value)[:100]
-
-
-def parse_predict_body(payload: Any, *, max_rows: int) -> tuple[list[dict[str, Any]], bool]:
-    """The rows of a predict body and whether it was a single row (``inputs`` an object).
-
-    >>> parse_predict_body({"inputs": {"x": 1}}, max_rows=10)
-    ([{'x': 1}], True)
-    >>> parse_predict_body({"inputs": []}, max_rows=10)
-    Traceback (most recent call last):
-    ...
-    mlsd.serving.responses.RequestError: inputs: inputs is an empty list (received []; expected 1 to 10 ...)
-    """
-    expected_body = 'an object {"inputs": {...}} or {"inputs": [{...}, ...]}'
-    if not isinstance(payload, dict):
-        raise _shape_error("the body must be a JSON object", "body", _describe(payload), expected_body)
-    extra = sorted(set(payload) - {"inputs"})
-    if extra:
-        name = _describe(str(extra[0]))
-        raise _shape_error(f"unknown field {name!r} in the body", name, name, expected_body)
-    if "inputs" not in payload:
-        raise _shape_error("the body has no 'inputs'", "inputs", None, expected_body)
-    inputs = payload["inputs"]
-    if isinstance(inputs, dict):
-        return [inputs], True
-    if not isinstance(inputs, list):
-        raise _shape_error(
-            "inputs must be an object or a list of objects", "inputs", _describe(inputs), expected_body
-        )
-    if not inputs:
-        raise _shape_error("inputs is an empty list", "inputs", [], f"1 to {max_rows} row objects")
-    if len(inputs) > max_rows:
-        raise _shape_error(
-            f"too many rows in one request ({len(inputs)})", "inputs", len(inputs), f"at most {max_rows} rows"
-        )
-    bad = [i for i, row in enumerate(inputs) if not isinstance(row, dict)]
-    if bad:
-        errors = [
-            {"field": f"inputs[{i}]", "received": _describe(inputs[i]), "expected": "a row object"}
-            for i in bad[:100]
-        ]
-        raise RequestError(
-            422, "validation_error", f"{len(bad)} rows are not JSON objects", errors, n_errors=len(bad)
-        )
-    return inputs, False
 
 
 @dataclass(frozen=True)
@@ -522,7 +381,7 @@ class RowValidator:
                     "field": f"{where}.{err.column}",
                     "kind": err.kind,
                     "message": err.message,
-                    "received": None if raw is _MISSING else _describe(raw),
+                    "received": None if raw is _MISSING else describe_value(raw),
                     "expected": err.expected,
                 }
             )
@@ -546,7 +405,7 @@ def _text_errors(
             errors.append(
                 ColumnErrors(column, "length", long, f"at most {max_length} characters", "string too long")
             )
-    broken = where[text.str.contains(_SURROGATE, regex=True).to_numpy(dtype=bool)]
+    broken = where[text.str.contains(LONE_SURROGATE, regex=True).to_numpy(dtype=bool)]
     broken = broken[~bad[broken]]
     if broken.size:
         bad[broken] = True
