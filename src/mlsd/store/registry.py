@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import socket
-import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -43,6 +42,7 @@ from mlflow.tracking._model_registry import utils as _registry_utils
 from mlflow.tracking._tracking_service import utils as _tracking_utils
 
 from mlsd.errors import ArtifactIntegrityError, ModelError, RegistryError
+from mlsd.store._relocation import relocate_artifact_locations
 from mlsd.store.integrity import (
     file_record,
     manifest,
@@ -75,13 +75,6 @@ _PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
 # model folder; it is metadata for MLflow's UI, never unpickled nor imported
 _WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
 _PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
-# (table, column) of every artefact location MLflow stores; rewritten when the workspace moved
-_LOCATION_COLUMNS = (
-    ("experiments", "artifact_location"),
-    ("runs", "artifact_uri"),
-    ("logged_models", "artifact_location"),
-    ("model_versions", "storage_location"),
-)
 _ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
 
@@ -181,7 +174,9 @@ class ModelRegistry:
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self._run_id: str | None = None
         # the folders this workspace's mlflow.db pointed at before it was moved or copied here
-        self.relocated_from: list[str] = self._relocate()
+        self.relocated_from: list[str] = relocate_artifact_locations(
+            self.workspace / "mlflow.db", self.artifact_root
+        )
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.workspace)!r})"
@@ -568,48 +563,6 @@ class ModelRegistry:
         return notes
 
     # -- private ----------------------------------------------------------------------------
-
-    def _relocate(self) -> list[str]:
-        """Point MLflow's stored artefact locations at this workspace if it was moved or copied.
-
-        MLflow stores absolute ``file://`` URIs; a workspace is meant to be one folder that can
-        be moved, so locations under another folder's ``mlartifacts`` are rewritten to this one.
-        Loading does not depend on it (it resolves folders relative to the workspace); new runs
-        and MLflow's own loaders do. A read-only copy is left as it is.
-        """
-        db = self.workspace / "mlflow.db"
-        if not db.is_file():
-            return []
-        root = self.artifact_root.as_uri()
-        old_roots: set[str] = set()
-        try:
-            conn = sqlite3.connect(db, timeout=30)
-        except sqlite3.Error:
-            return []
-        try:
-            with conn:  # one transaction: every location moves, or none
-                locations = [
-                    row[0] or "" for row in conn.execute("SELECT artifact_location FROM experiments")
-                ]
-                old_roots = {
-                    loc[: loc.rindex("/mlartifacts/") + len("/mlartifacts")]
-                    for loc in locations
-                    if loc.startswith("file:") and "/mlartifacts/" in loc and not loc.startswith(root + "/")
-                }
-                for old in sorted(old_roots):
-                    for table, column in _LOCATION_COLUMNS:
-                        conn.execute(
-                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                            f"WHERE substr({column}, 1, ?) = ?",
-                            (root, len(old) + 1, len(old), old),
-                        )
-        except sqlite3.Error:
-            return []  # read-only, locked for long, or not an MLflow store yet: nothing rewritten
-        finally:
-            conn.close()
-        from mlflow.utils.file_utils import local_file_uri_to_path
-
-        return sorted(str(Path(local_file_uri_to_path(old)).parent) for old in old_roots)
 
     def _local_folder(self, uri: str) -> Path:
         """The local folder of a ``file://`` artefact URI, which must lie in this workspace."""
