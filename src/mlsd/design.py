@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -37,12 +36,14 @@ from pydantic import (
     model_validator,
 )
 
+from mlsd._deployment import DeploymentSpec, is_loopback_host, list_strategies
 from mlsd._design_file import (
     MAX_YAML_DEPTH,
     check_yaml_expansion,
     read_design_text,
     reader_line,
 )
+from mlsd._spec import StrictSpec
 from mlsd.errors import DesignError
 
 __all__ = [
@@ -71,10 +72,7 @@ Task = Literal["binary", "multiclass", "regression", "ranking"]
 _NAME = r"^[A-Za-z][A-Za-z0-9_.-]*$"
 
 
-class _Spec(BaseModel):
-    """Strict base: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+_Spec = StrictSpec
 
 
 # --- segment 1: goals ---------------------------------------------------------------------
@@ -301,139 +299,6 @@ class ModelsSpec(_Spec):
         if dupes:
             raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
         return v
-
-
-#: rollout strategies the schema names; the planned ones are refused by ``mlsd validate`` until built
-Strategy = Literal["single", "shadow", "canary", "ab", "interleaving", "bandit"]
-
-
-def list_strategies() -> list[str]:
-    """The rollout strategies that are built: ``mlsd serve`` answers every request with the champion.
-
-    >>> list_strategies()
-    ['single']
-    """
-    return ["single"]
-
-
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_HOST_NAME = r"^(\*\.)?[A-Za-z0-9._:-]+$"
-_ORIGIN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$"
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (a bind address) only accepts connections from this machine.
-
-    >>> [is_loopback_host(h) for h in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "10.1.2.3", "example")]
-    [True, True, True, False, False, False]
-    """
-    import ipaddress
-
-    name = host.strip().strip("[]").lower()
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:  # another host name: it may resolve anywhere
-        return False
-
-
-class DeploymentSpec(_Spec):
-    strategy: Strategy = "single"
-    steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=list)
-    traffic: dict[str, float] = Field(default_factory=dict, description="A/B split by model alias")
-    bandit: Literal["epsilon_greedy", "ucb", "thompson"] | None = None
-    sticky_by: str | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(8000, gt=0, lt=65536)
-    log_url: str | None = Field(
-        None, description="SQLAlchemy URL of the prediction log; defaults to SQLite in the workspace"
-    )
-    max_batch_size: int = Field(64, ge=1, le=100_000, description="rows scored together (micro-batching)")
-    max_batch_delay_ms: float = Field(
-        2.0,
-        ge=0,
-        le=1000,
-        description="longest wait to fill a batch (0: score only what queued while the last batch ran)",
-    )
-    max_body_bytes: int | None = Field(
-        None,
-        ge=1024,
-        description="larger request bodies get 413; default: enough for max_rows_per_request rows as "
-        "large as the largest build row, at least 1 MB",
-    )
-    max_rows_per_request: int = Field(10_000, ge=1, description="rows of one request (422 past it)")
-    reject_unseen_categories: bool = Field(
-        False, description="422 for a category never seen at build time (else scored as 'infrequent')"
-    )
-    range_tolerance: float = Field(
-        0.5, ge=0, description="numbers may exceed the build range by this fraction of it before a 422"
-    )
-    max_string_length: int | None = Field(
-        None,
-        ge=1,
-        le=1_000_000,
-        description="longest string a request field may hold (422 past it); default: 4x the longest "
-        "value seen at build time, at least 256, at most 10,000",
-    )
-    range_tolerances: dict[str, Annotated[float, Field(ge=0)] | Literal["growing", "none"]] = Field(
-        default_factory=dict,
-        description="per raw input column: its own tolerance, growing (no upper bound) or none (no range "
-        "check); recorded in the model's schema at build time",
-    )
-    # -- security of `mlsd serve` (docs/serving-security.md) --
-    feedback_auth: Literal["token", "signed_id", "none"] | None = Field(
-        None,
-        description="how /v1/feedback is authenticated: a bearer token, an HMAC of the request id echoed "
-        "from the prediction, or none (loopback hosts only); default: none on a loopback host, else token",
-    )
-    feedback_token_env: str = Field(
-        "MLSD_FEEDBACK_TOKEN",
-        pattern=_ENV_NAME,
-        description="environment variable holding the bearer token of /v1/feedback (feedback_auth: token)",
-    )
-    feedback_secret_env: str = Field(
-        "MLSD_FEEDBACK_SECRET",
-        pattern=_ENV_NAME,
-        description="environment variable holding the key that signs request ids (feedback_auth: signed_id)",
-    )
-    admin_token_env: str = Field(
-        "MLSD_ADMIN_TOKEN",
-        pattern=_ENV_NAME,
-        description="environment variable of the bearer token that shows /v1/model's schema and threshold",
-    )
-    allowed_hosts: list[Annotated[str, Field(min_length=1, pattern=_HOST_NAME)]] = Field(
-        default_factory=list,
-        description="Host header names accepted (any port; '*.example.com' for subdomains); "
-        "default: the bound address, localhost, 127.0.0.1 and ::1",
-    )
-    cors_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] = Field(
-        default_factory=list,
-        description="origins (scheme://host[:port]) a browser may call the API from; none: no CORS headers",
-    )
-    max_header_bytes: int = Field(
-        16_384,
-        ge=1024,
-        le=1_048_576,
-        description="request line + headers larger than this: 431, connection closed",
-    )
-    max_header_count: int = Field(100, ge=8, le=10_000, description="more request headers than this get 431")
-    max_request_line_bytes: int = Field(
-        8192, ge=256, le=1_048_576, description="a longer method + target + version gets 414"
-    )
-    max_concurrent_connections: int = Field(
-        1000, ge=1, le=1_000_000, description="open connections at most; more are answered 503 and closed"
-    )
-    read_timeout_s: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="headers, then the body, must arrive within this; else the connection is closed",
-    )
-    keep_alive_timeout_s: int = Field(
-        5, ge=1, le=3600, description="idle keep-alive connections closed after this"
-    )
 
 
 # --- segment 5: monitoring ----------------------------------------------------------------
