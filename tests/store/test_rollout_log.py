@@ -1,9 +1,9 @@
 """The prediction log's rollout part: routing fields, migration, shared state, events, outcomes,
-reward counts and shadow answers (SQLite here; tests/store/test_rollout_postgres.py on PostgreSQL)."""
+reward counts and shadow answers, each on SQLite and on PostgreSQL (one throw-away cluster per
+test process, the session fixture ``postgres_url``; its tests share one xdist worker)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,11 +11,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from mlsd.errors import ConflictError, LogError, NotFoundError
 from mlsd.store import PredictionLog, PredictionRecord, ShadowRecord
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.xdist_group("postgres"))]
 
 # The predictions table as mlsd created it before the rollout columns (kept verbatim).
 OLD_SCHEMA = """
@@ -65,10 +68,47 @@ def shadow(i: int, variant: str = "challenger", **changes: Any) -> ShadowRecord:
     return ShadowRecord(**{**fields, **changes})
 
 
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty log database: a SQLite file, or the PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'predictions.db'}"
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return postgres_url
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Any:
-    with PredictionLog.for_workspace(tmp_path / "ws", max_delay_ms=1.0) as opened:
+def log(url: str) -> Any:
+    with PredictionLog(url, max_delay_ms=1.0) as opened:
         yield opened
+
+
+def create_old_log(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in filter(str.strip, OLD_SCHEMA.split(";")):
+            conn.exec_driver_sql(statement)  # raw: the JSON text holds a colon
+    engine.dispose()
+
+
+def predictions_columns(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        return [c["name"] for c in sa.inspect(engine).get_columns("predictions")]
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 # -- routing fields and migration ----------------------------------------------------------------
@@ -108,11 +148,10 @@ def test_invalid_routing_fields_are_refused_before_queueing(
     assert log.count_predictions() == 0
 
 
-def test_an_old_database_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        conn.executescript(OLD_SCHEMA)
-    with PredictionLog(f"sqlite:///{path}", max_delay_ms=0) as log:
+def test_an_old_database_gains_the_columns_and_keeps_its_rows(url: str) -> None:
+    create_old_log(url)
+    assert "assigned_variant" not in predictions_columns(url)
+    with PredictionLog(url, max_delay_ms=0) as log:
         log.write_sync([record(5, "challenger", assigned_variant="challenger", assignment="random")])
         frame = log.read_predictions(time="logged_at").set_index("request_id")
         outcomes = log.read_outcomes()
@@ -122,25 +161,22 @@ def test_an_old_database_gains_the_columns_and_keeps_its_rows(tmp_path: Path) ->
     assert frame.loc["old-1", "assigned_variant"] is None
     assert frame.loc["r5", "assignment"] == "random"
     assert outcomes["outcome"].tolist() == [True, None]
-    with sqlite3.connect(path) as conn:
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(predictions)")]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    columns = predictions_columns(url)
     assert columns[-5:] == ["assigned_variant", "propensity", "unit", "assignment", "fallback"]
-    assert {"shadow_predictions", "rollout_state", "rollout_events"} <= tables
-    with PredictionLog(f"sqlite:///{path}") as again:  # reopening a migrated log changes nothing
+    assert {"shadow_predictions", "rollout_state", "rollout_events"} <= table_names(url)
+    with PredictionLog(url) as again:  # reopening a migrated log changes nothing
         assert again.count_predictions() == 2
+    assert predictions_columns(url) == columns
 
 
-def test_two_logs_migrating_the_same_old_database_at_once_both_open(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        conn.executescript(OLD_SCHEMA)
+def test_logs_migrating_the_same_old_database_at_once_all_open(url: str) -> None:
+    create_old_log(url)
     barrier, errors = threading.Barrier(4), []
 
     def open_it() -> None:
         barrier.wait()
         try:
-            with PredictionLog(f"sqlite:///{path}") as log:
+            with PredictionLog(url) as log:
                 log.read_outcomes()
         except Exception as exc:  # collected, asserted below
             errors.append(exc)
@@ -151,6 +187,13 @@ def test_two_logs_migrating_the_same_old_database_at_once_both_open(tmp_path: Pa
     for t in threads:
         t.join()
     assert errors == []
+    assert predictions_columns(url)[-5:] == [
+        "assigned_variant",
+        "propensity",
+        "unit",
+        "assignment",
+        "fallback",
+    ]
 
 
 # -- shared state (compare-and-set) -----------------------------------------------------------------
@@ -211,8 +254,7 @@ def check_race(logs: list[PredictionLog], key: str) -> None:
     assert logs[0].read_state(key) == (2, {"writer": updated.index(2)})
 
 
-def test_two_logs_on_one_sqlite_database_race_and_exactly_one_wins(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_logs_on_one_database_race_and_exactly_one_wins(url: str) -> None:
     with PredictionLog(url) as a, PredictionLog(url) as b:
         check_race([a, b], "flights")
 
@@ -374,7 +416,7 @@ def test_shadow_failures_are_the_futures_never_the_callers(log: PredictionLog) -
 
 
 def test_shadow_on_a_log_that_is_not_running_fails_the_future(tmp_path: Path) -> None:
-    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")  # no database work: SQLite only
     with pytest.raises(LogError, match="not running"):
         log.submit_shadow([shadow(1)]).result()
     log.start()
