@@ -1,0 +1,171 @@
+"""Rollout end to end through the real CLI: two registered versions, `mlsd serve` routing between
+them, `mlsd replay` sending real flights, the prediction log read back.
+
+- ``ab`` 50/50 sticky by tailnum: 2,000 flights split within 45-55 %, every tailnum keeps its
+  variant, and a restarted server gives every tailnum the variant it had;
+- a canary whose challenger is planted bad (trained on the inverted label) is rolled back, and a
+  good one reaches its last step, both as events in the log; the step survives a restart;
+- two replicas on one real PostgreSQL database route by the same canary state.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from support import ROOT, mlsd_cli, mlsd_server
+
+EXAMPLE = ROOT / "examples" / "flights" / "design.yaml"
+ADMIN_TOKEN = "rollout-end-to-end-admin-token"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flights-rollout")]
+
+
+def _mlsd(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return mlsd_cli(*args, timeout=timeout, columns=200)
+
+
+def _design_text(deployment: str, *, label: str = "arr_delay > 15") -> str:
+    """The flights example on 30,000 flights, one quick candidate, and ``deployment``."""
+    text = EXAMPLE.read_text()
+    text = text.replace("  label: ", "  sample: {n: 30000, seed: 0}\n  label: ", 1)
+    text = re.sub(r"(?m)^  label: .*$", f'  label: "{label}"', text, count=1)
+    text = text.replace("p99_latency_ms: 20}", "p99_latency_ms: 500}")
+    start, end = text.index("  candidates:"), text.index("  select:")
+    text = text[:start] + "  candidates:\n    - {name: logreg, type: logistic_regression}\n" + text[end:]
+    text = re.sub(r"(?ms)^deployment:.*?(?=^\S|\Z)", f"deployment: {deployment}\n\n", text)
+    return text
+
+
+def _build(folder: Path, deployment: str, *, challenger_label: str) -> Path:
+    """A champion, then a challenger under the alias ``challenger`` from ``challenger_label``."""
+    design = folder / "design.yaml"
+    design.write_text(_design_text(deployment))
+    result = _mlsd("build", str(design))
+    assert result.returncode == 0, result.stdout + result.stderr
+    other = folder / "challenger.yaml"
+    # the same name and workspace: a new version of the same registered model
+    other.write_text(
+        _design_text(deployment, label=challenger_label)
+        + f"\nworkspace: {folder / '.mlsd' / 'flight-delay'}\n"
+    )
+    result = _mlsd("build", str(other), "--alias", "challenger")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return design
+
+
+def _predictions(design: Path, url: str | None = None) -> pd.DataFrame:
+    from mlsd.system import System
+
+    log = System(design).prediction_log(url)
+    return log.read_predictions()
+
+
+def _replay(design: Path, url: str, *options: str) -> None:
+    result = _mlsd("replay", str(design), "--url", url, *options)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def ab_design(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    deployment = "{strategy: ab, traffic: {champion: 50, challenger: 50}, sticky_by: tailnum, seed: 7}"
+    return _build(tmp_path_factory.mktemp("ab"), deployment, challenger_label="arr_delay > 15")
+
+
+def test_ab_split_is_sticky_by_tailnum_and_survives_a_restart(ab_design: Path) -> None:
+    with mlsd_server(ab_design) as (_, url):
+        _replay(ab_design, url, "--limit", "2000")
+    first = _predictions(ab_design)
+    assert len(first) == 2000
+    share = (first["variant"] == "challenger").mean()
+    assert 0.45 <= share <= 0.55, share
+    with_unit = first[first["unit"].notna()]
+    assert len(with_unit) > 1900 and (with_unit["assignment"] == "sticky").all()
+    assert with_unit.groupby("unit")["variant"].nunique().max() == 1
+    assert (first.loc[first["unit"].isna(), "assignment"] == "random").all()
+    assert first["propensity"].between(0.49, 0.51).all()
+
+    with mlsd_server(ab_design) as (_, url):  # a new process: nothing kept in memory
+        _replay(ab_design, url, "--limit", "2000")
+    both = _predictions(ab_design)
+    second = both[~both["request_id"].isin(first["request_id"])]
+    assert len(second) == 2000
+    before = with_unit.groupby("unit")["variant"].first()
+    after = second[second["unit"].notna()].groupby("unit")["variant"].first()
+    assert after.equals(before.reindex(after.index))
+
+
+def _events(design: Path, url: str | None = None) -> pd.DataFrame:
+    from mlsd.system import System
+
+    return System(design).prediction_log(url).read_events()
+
+
+def _admin_state(url: str) -> dict:
+    answer = httpx.get(
+        f"{url}/v1/admin/state", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+CANARY = (
+    "{strategy: canary, steps: [10, 50, 100], step_min_requests: 150, state_refresh_s: 0.3, "
+    "max_degradation: 0.02}"
+)
+
+
+@pytest.mark.parametrize(
+    ("challenger_label", "expected"),
+    [("arr_delay <= 15", "rollback"), ("arr_delay > 15", "complete")],
+    ids=["bad-challenger-rolled-back", "good-challenger-reaches-100"],
+)
+def test_canary_rolls_back_a_bad_challenger_and_completes_a_good_one(
+    tmp_path: Path, challenger_label: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSD_ADMIN_TOKEN", ADMIN_TOKEN)
+    design = _build(tmp_path, CANARY, challenger_label=challenger_label)
+    with mlsd_server(design) as (_, url):
+        # a limited rate: the feedback of one step's requests arrives before the next is judged
+        _replay(design, url, "--limit", "2500", "--feedback", "--rate", "400")
+        state = _admin_state(url)
+    events = _events(design)
+    assert expected in set(events["kind"]), events
+    if expected == "rollback":
+        assert state["rolled_back"], state
+        reason = events.loc[events["kind"] == "rollback", "reason"].iloc[0]
+        assert reason
+    else:
+        assert (events["kind"] == "advance").sum() == 2, events
+        assert state["canary_step"] == 2 and not state["rolled_back"], state
+    # the canary's state lives in the log: a restarted server continues where it stopped
+    with mlsd_server(design) as (_, url):
+        again = _admin_state(url)
+    assert again["canary_step"] == state["canary_step"]
+    assert again["rolled_back"] == state["rolled_back"]
+
+
+def test_two_replicas_on_postgresql_share_the_canary_step(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSD_ADMIN_TOKEN", ADMIN_TOKEN)
+    canary = "{strategy: canary, steps: [20, 100], step_min_requests: 100000, state_refresh_s: 0.3}"
+    design = _build(tmp_path, canary, challenger_label="arr_delay > 15")
+    with (
+        mlsd_server(design, "--log-url", postgres_url) as (_, one),
+        mlsd_server(design, "--log-url", postgres_url) as (_, two),
+    ):
+        _replay(design, one, "--limit", "1000")
+        _replay(design, two, "--limit", "1000")
+        states = [_admin_state(one), _admin_state(two)]
+    assert states[0]["canary_step"] == states[1]["canary_step"] == 0
+    served = _predictions(design, postgres_url)
+    assert len(served) == 2000
+    share = (served["assigned_variant"].fillna(served["variant"]) == "challenger").mean()
+    # 20 % of 2,000: sd 0.9 %; 4 sd either side
+    assert abs(share - 0.20) < 0.036, share
