@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,7 +29,11 @@ def _update(stats_: dict[str, ArmStats], arm: str, rewards: np.ndarray) -> None:
 
 
 def _simulate(
-    name: str, draw: dict[str, object], reward: str, rounds: int = 40, batch: int = 100
+    name: str,
+    draw: Mapping[str, Callable[[np.random.Generator, int], np.ndarray]],
+    reward: str,
+    rounds: int = 40,
+    batch: int = 100,
 ) -> dict[str, float]:
     """Run the policy on simulated feedback; its final probabilities."""
     rng = np.random.default_rng(7)
@@ -39,7 +45,7 @@ def _simulate(
         assert all(v >= 0 for v in p.values())
         chosen = rng.choice(list(p), size=batch, p=list(p.values()))
         for arm in set(chosen):
-            _update(arms, arm, draw[arm](rng, int((chosen == arm).sum())))  # type: ignore[operator]
+            _update(arms, arm, draw[arm](rng, int((chosen == arm).sum())))
     return policy.probabilities(arms, rng)
 
 

@@ -14,6 +14,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from mlsd.design import DeploymentSpec
 from mlsd.errors import DesignError
 from mlsd.rollout.canary import (
+    Action,
     CanaryDecision,
     VariantWindow,
     judge_canary,
@@ -214,7 +215,7 @@ def test_next_state_applies_each_decision() -> None:
         next_state(SPEC, s1, CanaryDecision("jump", "?", {}), NOW)  # type: ignore[arg-type]
 
 
-def _run_canary(challenger_error: float, seed: int) -> tuple[RolloutState, list[str]]:
+def _run_canary(challenger_error: float, seed: int) -> tuple[RolloutState, list[Action]]:
     """Route simulated traffic through the router, judge each window, apply it: the whole loop."""
     rng = np.random.default_rng(seed)
     spec = DeploymentSpec(strategy="canary", steps=[10, 50, 100], step_min_requests=300)

@@ -37,6 +37,7 @@ from mlsd.rollout.state import RolloutState
 
 __all__ = [
     "MIN_LABELLED",
+    "Action",
     "MIN_LATENCY_ROWS",
     "MIN_REQUESTS_FOR_ERRORS",
     "CanaryDecision",
