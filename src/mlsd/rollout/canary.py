@@ -37,9 +37,9 @@ from mlsd.rollout.state import RolloutState
 
 __all__ = [
     "MIN_LABELLED",
-    "Action",
     "MIN_LATENCY_ROWS",
     "MIN_REQUESTS_FOR_ERRORS",
+    "Action",
     "CanaryDecision",
     "VariantWindow",
     "judge_canary",
