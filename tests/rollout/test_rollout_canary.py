@@ -110,7 +110,7 @@ def test_window_stats_regression_loss_and_thin_windows() -> None:
     with pytest.raises(DesignError, match="lacks columns"):
         window_stats(frame.drop(columns="fallback"), "a", "binary")
     with pytest.raises(DesignError) as err:
-        window_stats(frame, "a", "ranking")
+        window_stats(frame.iloc[:0], "a", "ranking")
     assert err.value.field == "goals.task"
 
 

@@ -143,7 +143,7 @@ def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
     p99 = float(np.percentile(latency, 99)) if latency.size >= MIN_LATENCY_ROWS else None
 
     rows = frame[own & frame["outcome"].notna().to_numpy()]
-    loss = _losses(rows, task) if len(rows) else np.empty(0)
+    loss = _losses(rows, task)  # also on no rows: an unsupported task fails at once
     loss = loss[np.isfinite(loss)]  # a regression row whose score or outcome is not a number
     return VariantWindow(
         requests=int(mine.sum()),
