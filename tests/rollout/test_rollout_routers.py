@@ -8,7 +8,7 @@ import pytest
 
 from mlsd.design import DeploymentSpec, list_strategies
 from mlsd.errors import DesignError
-from mlsd.rollout.bandits import ArmStats
+from mlsd.rollout.bandits import POLICIES, ArmStats
 from mlsd.rollout.routers import STRATEGIES, Assignment, Router, router_for
 from mlsd.rollout.state import RolloutState, initial_state
 
@@ -142,3 +142,15 @@ def test_bandit_favours_the_better_arm_and_logs_its_probability() -> None:
 
 def test_bandit_default_arms_are_champion_and_challenger() -> None:
     assert router_for(DeploymentSpec(strategy="bandit")).variants == ["champion", "challenger"]
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_bandit_router_with_every_policy(policy: str) -> None:
+    spec = DeploymentSpec(strategy="bandit", bandit=policy, arms=["champion", "b", "c"])
+    a = router_for(spec).assign(UNITS, initial_state(spec), ARMS, np.random.default_rng(0))
+    assert ((a.propensity > 0) & (a.propensity <= 1)).all() and (a.assignment == "random").all()
+    for variant in set(a.variant):
+        p = a.propensity[a.variant == variant]
+        assert (p == p[0]).all() and _within_4_sigma(int((a.variant == variant).sum()), N, float(p[0]))
+    # "b" has the best mean reward (0.75): every policy favours it
+    assert (a.variant == "b").mean() > 0.5

@@ -68,10 +68,11 @@ def test_srm_is_scipys_chisquare_over_weighted_variants() -> None:
 def test_srm_detects_a_broken_split_and_passes_a_fair_one() -> None:
     rng = np.random.default_rng(0)
     fair = rng.multinomial(10_000, [0.9, 0.1])
-    assert sample_ratio_mismatch({"a": fair[0], "b": fair[1]}, {"a": 90, "b": 10}) > 1e-3
-    assert sample_ratio_mismatch({"a": 9200, "b": 800}, {"a": 90, "b": 10}) < 1e-6
-    # a variant never served counts as 0
-    assert sample_ratio_mismatch({"a": 100}, {"a": 1, "b": 1}) < 1e-6
+    p_fair = sample_ratio_mismatch({"a": int(fair[0]), "b": int(fair[1])}, {"a": 90, "b": 10})
+    p_broken = sample_ratio_mismatch({"a": 9200, "b": 800}, {"a": 90, "b": 10})
+    p_unserved = sample_ratio_mismatch({"a": 100}, {"a": 1, "b": 1})  # a variant never served counts as 0
+    assert p_fair is not None and p_broken is not None and p_unserved is not None
+    assert p_fair > 1e-3 and p_broken < 1e-6 and p_unserved < 1e-6
 
 
 def test_srm_undefined_cases() -> None:

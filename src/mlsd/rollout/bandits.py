@@ -4,8 +4,9 @@ An arm's evidence is an :class:`ArmStats` (count, sum and sum of squares of rewa
 smallest and largest reward seen), built by :func:`arm_stats` from the log's
 ``reward_counts()`` frame. A policy turns the arms' stats into probabilities; the router draws
 each request's arm from them and logs that probability as the propensity, so off-policy
-estimates (inverse propensity weighting) stay unbiased. Every policy keeps each arm's
-probability > 0 except epsilon-greedy with ``epsilon: 0`` (pure exploitation, by request).
+estimates (inverse propensity weighting) stay unbiased where every arm keeps a probability > 0:
+Thompson floors each arm at 1e-3 and epsilon-greedy gives each ``epsilon / K``, while UCB1 is
+deterministic (one arm per refresh, the others 0), so its log does not support IPS.
 
 >>> import numpy as np
 >>> arms = {"champion": ArmStats(100, 60.0, 60.0), "challenger": ArmStats(100, 70.0, 70.0)}

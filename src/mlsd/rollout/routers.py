@@ -73,7 +73,7 @@ def _uniforms(
     """The hash of each unit where there is one, a fresh random number elsewhere."""
     u = np.empty(len(units), dtype=float)
     if has.any():
-        u[has] = unit_hash(prefix, [x for x in units if x is not None])  # type: ignore[arg-type]
+        u[has] = unit_hash(prefix, [x for x in units if x is not None])
     u[~has] = rng.random(int((~has).sum()))
     return u
 
@@ -154,7 +154,13 @@ class SingleRouter(Router):
     def weights(self, state: RolloutState) -> dict[str, float]:
         return {"champion": 100.0}
 
-    def assign(self, units, state, arms=None, rng=None) -> Assignment:  # type: ignore[no-untyped-def]
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
         return _fixed("champion", units)
 
 
@@ -170,7 +176,13 @@ class ShadowRouter(Router):
     def weights(self, state: RolloutState) -> dict[str, float]:
         return {"champion": 100.0}
 
-    def assign(self, units, state, arms=None, rng=None) -> Assignment:  # type: ignore[no-untyped-def]
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
         out = _fixed("champion", units)
         _, has = _units(units)
         # "<seed>/shadow" never equals str(int): no seed of an A/B hash collides with it
@@ -198,7 +210,13 @@ class CanaryRouter(Router):
         p = self.percent(state)
         return {"champion": 100.0 - p, self.spec.challenger: p}
 
-    def assign(self, units, state, arms=None, rng=None) -> Assignment:  # type: ignore[no-untyped-def]
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
         return self._weighted(self.weights(state), units, rng, self.spec.seed)
 
 
@@ -219,7 +237,13 @@ class AbRouter(Router):
             )
         return weights
 
-    def assign(self, units, state, arms=None, rng=None) -> Assignment:  # type: ignore[no-untyped-def]
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
         return self._weighted(self.weights(state), units, rng, self.spec.seed)
 
 
@@ -252,7 +276,13 @@ class BanditRouter(Router):
         """The policy's current split in percent (uniform without stats): it moves with feedback."""
         return {k: 100.0 * v for k, v in self.probabilities(arms, rng).items()}
 
-    def assign(self, units, state, arms=None, rng=None) -> Assignment:  # type: ignore[no-untyped-def]
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
         rng = _rng(rng)
         listed, _ = _units(units)
         probs = self.probabilities(arms, rng)

@@ -117,6 +117,7 @@ class RolloutState:
                 received=complete,
                 expected="true or false",
             )
+        assert isinstance(weights, dict)  # checked above; narrows the type for mypy
         return cls(
             weights={k: float(v) for k, v in weights.items()},
             canary_step=step,

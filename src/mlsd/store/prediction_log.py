@@ -6,6 +6,11 @@ per scored row, keyed by request id), ``feedback`` (the observed outcome of a pr
 joined by request id) and ``requests`` (one row per HTTP call, rejected ones included, for
 SLOs). Times are stored as UTC microseconds, so windows sort and filter the same everywhere.
 
+For rollouts (docs/prediction-log.md) each prediction also records how it was routed, and
+three more tables hold shadow answers (``shadow_predictions``), the state every server process
+shares (``rollout_state``, changed by compare-and-set: :meth:`PredictionLog.write_state`) and
+the rollout's audit trail (``rollout_events``). A log written before them gains them on open.
+
 Writes use group commit: :meth:`PredictionLog.submit` returns a future that is done only
 after the record is COMMITTED, together with the records of other requests that arrived
 meanwhile (one transaction, one fsync). A server answers only once that future is done, so
@@ -435,6 +440,13 @@ class PredictionLog:
         otherwise the row is replaced only if it still has ``expected_revision``. The database
         decides (one UPDATE ... WHERE revision = ?, or the primary key of an INSERT), so this is
         safe between threads, processes and machines sharing the log, on SQLite and PostgreSQL.
+
+        >>> with PredictionLog("sqlite://") as log:
+        ...     created = log.write_state("m", {"step": 0}, expected_revision=None)
+        ...     won = log.write_state("m", {"step": 1}, expected_revision=created)
+        ...     lost = log.write_state("m", {"step": 9}, expected_revision=created)  # stale
+        ...     created, won, lost, log.read_state("m")
+        (1, 2, None, (2, {'step': 1}))
         """
         self._check_key(key)
         if not isinstance(state, dict):
@@ -608,7 +620,7 @@ class PredictionLog:
     # -- reads ---------------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
-        """Rows (predictions + request records) submitted but not yet committed or failed."""
+        """Rows (predictions, request records, feedback, shadows) submitted but not yet committed."""
         return self._writer.pending
 
     @property

@@ -1,0 +1,325 @@
+"""The canary's gate: advance, hold, roll back or complete, from one window of the log.
+
+:func:`window_stats` summarises a variant's rows of ``PredictionLog.read_outcomes(since=
+step_started_at)``; :func:`judge_canary` compares the challenger with the champion and
+:func:`next_state` applies the decision to the shared state. The statistics are in
+docs/rollout-statistics.md: a one-sided normal (Welch) bound on the difference of mean losses,
+rolled back when the challenger is significantly worse by more than the margin, advanced when it
+is shown non-inferior (or no labels have arrived) after ``step_min_requests``.
+
+>>> from mlsd.design import DeploymentSpec
+>>> from mlsd.rollout.state import initial_state
+>>> spec = DeploymentSpec(strategy="canary", steps=[10, 100], step_min_requests=100)
+>>> champ = VariantWindow(900, 0, 12.0, 0, 0.0, 0.0)
+>>> def judge(failures):
+...     canary = VariantWindow(100, failures, 13.0, 0, 0.0, 0.0)
+...     return judge_canary(spec, None, initial_state(spec), champ, canary, "binary")
+>>> judge(0).action
+'advance'
+>>> judge(5).reason
+'challenger error rate 5.0% above max_error_rate 1.0% (5 of 100 requests)'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlsd._deployment import DeploymentSpec
+from mlsd.errors import DesignError
+from mlsd.rollout.state import RolloutState
+
+__all__ = [
+    "MIN_LABELLED",
+    "MIN_LATENCY_ROWS",
+    "MIN_REQUESTS_FOR_ERRORS",
+    "Action",
+    "CanaryDecision",
+    "VariantWindow",
+    "judge_canary",
+    "loss_difference_bounds",
+    "next_state",
+    "window_stats",
+]
+
+#: fewer rows than this give no p99 (the 99th percentile of 19 numbers is just the maximum)
+MIN_LATENCY_ROWS = 20
+#: the error-rate gate needs this many challenger requests (1 failure in 3 is no evidence)
+MIN_REQUESTS_FOR_ERRORS = 20
+#: labelled rows each side before the loss comparison counts (the normal approximation)
+MIN_LABELLED = 30
+
+Action = Literal["advance", "rollback", "hold", "complete"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantWindow:
+    """One variant in one window: requests assigned, failures, p99 latency, labelled losses."""
+
+    requests: int
+    failures: int
+    p99_latency_ms: float | None
+    labelled: int
+    loss_sum: float
+    loss_sq_sum: float
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean loss over the labelled rows (NaN without labels)."""
+        return self.loss_sum / self.labelled if self.labelled else math.nan
+
+    @property
+    def loss_var(self) -> float:
+        """Sample variance (ddof=1) of the losses (NaN under 2 labels)."""
+        if self.labelled < 2:
+            return math.nan
+        return max(self.loss_sq_sum - self.loss_sum**2 / self.labelled, 0.0) / (self.labelled - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryDecision:
+    """What the gate decided, why (one sentence) and the numbers it decided on (JSON-safe)."""
+
+    action: Action
+    reason: str
+    details: dict[str, Any]
+
+
+def _losses(frame: pd.DataFrame, task: str) -> np.ndarray:
+    if task in ("binary", "multiclass"):
+        # object columns compare with Python equality of the decoded JSON values (1 == 1.0)
+        same = frame["decision"].astype(object) == frame["outcome"].astype(object)
+        return 1.0 - same.to_numpy(dtype=float)
+    if task == "regression":
+        score = pd.to_numeric(frame["score"], errors="coerce").to_numpy(dtype=float)
+        outcome = pd.to_numeric(frame["outcome"], errors="coerce").to_numpy(dtype=float)
+        return np.abs(score - outcome)
+    raise DesignError(
+        "the canary compares losses of binary, multiclass or regression tasks",
+        field="goals.task",
+        received=task,
+        expected="binary, multiclass or regression",
+    )
+
+
+def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
+    """A variant's window from ``read_outcomes`` rows (any order; other variants' rows ignored).
+
+    - requests: rows assigned to the variant (``assigned_variant``, else ``variant``);
+    - failures: those answered by a fallback (``fallback`` not null);
+    - p99 / losses: rows the variant answered itself (``variant`` is it, no fallback), so the
+      champion's figures never absorb the time or the errors of a challenger it stood in for;
+    - loss: ``1 - (decision == outcome)`` (binary, multiclass) or ``|score - outcome|``
+      (regression), over rows with an outcome.
+
+    >>> rows = pd.DataFrame({"variant": ["a", "a", "b"], "assigned_variant": [None, "b", None],
+    ...     "fallback": [None, "timeout", None], "latency_ms": [3.0, 9.0, 4.0],
+    ...     "decision": [1, 1, 0], "outcome": [1, None, 1], "score": [0.9, 0.8, 0.2]})
+    >>> window_stats(rows, "b", "binary")
+    VariantWindow(requests=2, failures=1, p99_latency_ms=None, labelled=1, loss_sum=1.0, loss_sq_sum=1.0)
+    """
+    needed = {"variant", "assigned_variant", "fallback", "latency_ms", "decision", "outcome", "score"}
+    missing = sorted(needed - set(frame.columns))
+    if missing:
+        raise DesignError(
+            "the outcomes frame lacks columns",
+            field="read_outcomes",
+            received=missing,
+            expected=", ".join(sorted(needed)),
+        )
+    answered_by = frame["variant"].astype(object)
+    assigned = frame["assigned_variant"].astype(object).where(frame["assigned_variant"].notna(), answered_by)
+    fell_back = frame["fallback"].notna().to_numpy()
+    mine = (assigned == variant).to_numpy()
+    own = (answered_by == variant).to_numpy() & ~fell_back
+
+    latency = pd.to_numeric(frame["latency_ms"][own], errors="coerce").dropna().to_numpy(dtype=float)
+    p99 = float(np.percentile(latency, 99)) if latency.size >= MIN_LATENCY_ROWS else None
+
+    rows = frame[own & frame["outcome"].notna().to_numpy()]
+    loss = _losses(rows, task)  # also on no rows: an unsupported task fails at once
+    loss = loss[np.isfinite(loss)]  # a regression row whose score or outcome is not a number
+    return VariantWindow(
+        requests=int(mine.sum()),
+        failures=int((mine & fell_back).sum()),
+        p99_latency_ms=p99,
+        labelled=int(loss.size),
+        loss_sum=float(loss.sum()),
+        loss_sq_sum=float((loss**2).sum()),
+    )
+
+
+def loss_difference_bounds(
+    champion: VariantWindow, challenger: VariantWindow, confidence: float
+) -> tuple[float, float, float]:
+    """``(difference, lower, upper)`` of challenger minus champion mean loss.
+
+    Each bound is one-sided at ``confidence``: a normal approximation with each side's own
+    variance (Welch's standard error), ``diff -+ z * sqrt(var_c / n_c + var_0 / n_0)``.
+
+    >>> d, lo, hi = loss_difference_bounds(VariantWindow(0, 0, None, 100, 20.0, 20.0),
+    ...                                    VariantWindow(0, 0, None, 100, 30.0, 30.0), 0.95)
+    >>> round(d, 3), round(lo, 3), round(hi, 3)
+    (0.1, -0.001, 0.201)
+    """
+    diff = challenger.mean_loss - champion.mean_loss
+    se = math.sqrt(challenger.loss_var / challenger.labelled + champion.loss_var / champion.labelled)
+    z = float(stats.norm.ppf(confidence))
+    return diff, diff - z * se, diff + z * se
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def judge_canary(
+    spec: DeploymentSpec,
+    p99_limit_ms: float | None,
+    state: RolloutState,
+    champion: VariantWindow,
+    challenger: VariantWindow,
+    task: str,
+) -> CanaryDecision:
+    """The decision for the current step; the gates in order: errors, latency, loss, volume.
+
+    ``p99_limit_ms`` is ``goals.constraints["p99_latency_ms"]`` (None: no latency gate).
+    """
+    steps = spec.steps
+    step = min(state.canary_step, len(steps) - 1) if steps else 0
+    details: dict[str, Any] = {
+        "step": step,
+        "percent": float(steps[step]) if steps else None,
+        "challenger_requests": challenger.requests,
+        "challenger_failures": challenger.failures,
+        "champion_p99_latency_ms": champion.p99_latency_ms,
+        "challenger_p99_latency_ms": challenger.p99_latency_ms,
+        "p99_limit_ms": p99_limit_ms,
+        "champion_labelled": champion.labelled,
+        "challenger_labelled": challenger.labelled,
+    }
+    if state.rolled_back is not None:
+        return CanaryDecision("hold", f"rolled back earlier: {state.rolled_back}", details)
+    if state.complete:
+        return CanaryDecision("hold", "the canary is complete", details)
+
+    if challenger.requests >= MIN_REQUESTS_FOR_ERRORS:
+        rate = challenger.failures / challenger.requests
+        details["challenger_error_rate"] = rate
+        if rate > spec.max_error_rate:
+            return CanaryDecision(
+                "rollback",
+                f"challenger error rate {_percent(rate)} above max_error_rate "
+                f"{_percent(spec.max_error_rate)} "
+                f"({challenger.failures} of {challenger.requests} requests)",
+                details,
+            )
+
+    c99, o99 = challenger.p99_latency_ms, champion.p99_latency_ms
+    # A busy machine slows both variants: the challenger is blamed only when it is over the
+    # limit AND slower than the champion in the same window. Without a champion p99 (too few
+    # rows, e.g. at 100 %) the limit alone decides.
+    if p99_limit_ms is not None and c99 is not None and c99 > p99_limit_ms and (o99 is None or c99 > o99):
+        versus = f", champion {o99:.1f} ms" if o99 is not None else ""
+        return CanaryDecision(
+            "rollback",
+            f"challenger p99 latency {c99:.1f} ms above the limit {p99_limit_ms:g} ms{versus}",
+            details,
+        )
+
+    labels = champion.labelled >= MIN_LABELLED and challenger.labelled >= MIN_LABELLED
+    upper = None
+    if labels:
+        diff, lower, upper = loss_difference_bounds(champion, challenger, spec.confidence)
+        # classification: losses are error rates, the margin is absolute accuracy points;
+        # regression: absolute errors have the target's unit, the margin is relative
+        margin = spec.max_degradation if task != "regression" else spec.max_degradation * champion.mean_loss
+        details.update(
+            champion_mean_loss=champion.mean_loss,
+            challenger_mean_loss=challenger.mean_loss,
+            loss_difference=diff,
+            lower_bound=lower,
+            upper_bound=upper,
+            margin=margin,
+            confidence=spec.confidence,
+        )
+        if lower > margin:
+            return CanaryDecision(
+                "rollback",
+                f"challenger loss worse by {diff:.4g} (at {_percent(spec.confidence)} confidence at least "
+                f"{lower:.4g}) than the champion, beyond the margin {margin:.4g}",
+                details,
+            )
+
+    if challenger.requests < spec.step_min_requests:
+        return CanaryDecision(
+            "hold",
+            f"{challenger.requests} of {spec.step_min_requests} challenger requests in this step",
+            details,
+        )
+    if labels and upper is not None and upper > details["margin"]:
+        return CanaryDecision(
+            "hold",
+            f"challenger not yet shown non-inferior: loss difference up to {upper:.4g} at "
+            f"{_percent(spec.confidence)} confidence, margin {details['margin']:.4g}",
+            details,
+        )
+    evidence = (
+        "non-inferior on labels" if labels else f"no comparison yet (under {MIN_LABELLED} labels a side)"
+    )
+    if step >= len(steps) - 1:
+        return CanaryDecision(
+            "complete", f"last step reached {spec.step_min_requests} requests, {evidence}", details
+        )
+    return CanaryDecision(
+        "advance",
+        f"{challenger.requests} challenger requests at {steps[step]:g}%, {evidence}: "
+        f"on to {steps[step + 1]:g}%",
+        details,
+    )
+
+
+def next_state(
+    spec: DeploymentSpec, state: RolloutState, decision: CanaryDecision, now: dt.datetime
+) -> RolloutState:
+    """The state after ``decision`` (hold: unchanged). ``now`` naive is taken as UTC.
+
+    >>> from mlsd.rollout.state import initial_state
+    >>> spec = DeploymentSpec(strategy="canary", steps=[10, 50, 100])
+    >>> now = dt.datetime(2026, 12, 2, 14, 0, tzinfo=dt.UTC)
+    >>> s = next_state(spec, initial_state(spec), CanaryDecision("advance", "ok", {}), now)
+    >>> s.canary_step, s.weights, s.step_started_at
+    (1, {'champion': 50.0, 'challenger': 50.0}, '2026-12-02T14:00:00+00:00')
+    >>> next_state(spec, s, CanaryDecision("rollback", "p99", {}), now).weights
+    {'champion': 100.0, 'challenger': 0.0}
+    """
+    stamp = (now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)).isoformat()
+    last = len(spec.steps) - 1
+    if decision.action == "advance":
+        step = min(state.canary_step + 1, last)
+        p = float(spec.steps[step])
+        return dataclasses.replace(
+            state,
+            canary_step=step,
+            step_started_at=stamp,
+            weights={"champion": 100.0 - p, spec.challenger: p},
+        )
+    if decision.action == "rollback":
+        return dataclasses.replace(
+            state, rolled_back=decision.reason, weights={"champion": 100.0, spec.challenger: 0.0}
+        )
+    if decision.action == "complete":
+        return dataclasses.replace(state, complete=True)
+    if decision.action == "hold":
+        return dataclasses.replace(state)
+    raise DesignError(
+        "unknown canary action",
+        field="decision.action",
+        received=decision.action,
+        expected="advance, rollback, hold or complete",
+    )
