@@ -204,7 +204,7 @@ class System:
     ) -> MonitorRun:
         """Watch the logged traffic against the build's reference; write the HTML and JSON reports."""
         from mlsd.design import parse_duration
-        from mlsd.monitoring import run_monitor
+        from mlsd.monitoring import run_monitor, variants_from_log
         from mlsd.report import render_monitor_report
         from mlsd.store import write_json_atomic
 
@@ -245,6 +245,16 @@ class System:
             derive=self.design.data.derive,  # derived features are drift-checked too
             time_column=self.design.data.time,
         )
+        # a rollout (several variants, shadow rows or rollout events): the per-variant comparison
+        result.variants = variants_from_log(
+            log,
+            predictions,
+            self.design.deployment,
+            state_key=self.design.registry_name,
+            task=self.design.goals.task,
+            positive_class=reference.positive_class,
+            period_given=since_ts is not None or until_ts is not None,
+        )
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
         saved = result.to_dict()
@@ -265,6 +275,9 @@ class System:
         overall, windows = result.overall, result.windows
         perf, slo = overall.performance, overall.slo
         top = result.top_drifted(15)
+        variants = None if result.variants is None else result.variants.to_dict()
+        if variants is not None:  # the document keeps the last 50 rollout events; the report all
+            variants["timeline"] = variants["timeline"][-50:]
         document.monitoring.latest = MonitoringRun(
             report=html_path.name,
             generated_at=str(result.created_at)[:19],
@@ -315,6 +328,7 @@ class System:
                     for o in slo.objectives
                 },
             },
+            variants=variants,
         )
         document.save(saved)
         render_design_document(document, self.reports_dir / "design.html")

@@ -238,3 +238,74 @@ def test_has_variants_and_errors():
         compare_variants(one, task="ranking")
     with pytest.raises(DataError):
         compare_variants(one.drop(columns="score"), task="binary")
+
+
+class _FakeLog:
+    """The read methods of PredictionLog that variants_from_log uses."""
+
+    def __init__(self, shadow=None, events=None, state=None):
+        self.shadow, self.events, self.state, self.keys = shadow, events, state, []
+
+    def read_shadow(self):
+        return self.shadow if self.shadow is not None else _shadow().iloc[:0]
+
+    def read_events(self):
+        return self.events if self.events is not None else pd.DataFrame(columns=["logged_at", "kind"])
+
+    def read_state(self, key):
+        self.keys.append(key)
+        return self.state
+
+
+def _deployment(**kwargs):
+    from mlsd._deployment import DeploymentSpec
+
+    return DeploymentSpec(**kwargs)
+
+
+def test_variants_from_log_absent_for_a_single_model():
+    from mlsd.monitoring import variants_from_log
+
+    got = variants_from_log(_FakeLog(), _predictions(10, 0), _deployment(), state_key="m", task="binary")
+    assert got is None
+
+
+def test_variants_from_log_ab_traffic_and_state():
+    from mlsd.monitoring import variants_from_log
+
+    p = _predictions(600, 400)
+    ab = _deployment(strategy="ab", traffic={"champion": 3, "challenger": 2})
+    r = variants_from_log(_FakeLog(), p, ab, state_key="m", task="binary")
+    assert r.weights == {"champion": 0.6, "challenger": 0.4} and r.srm_p_value == pytest.approx(1.0)
+    # the shared state's weights win over the design's
+    log = _FakeLog(state=(3, {"weights": {"champion": 0.5, "challenger": 0.5}}))
+    r = variants_from_log(log, p, ab, state_key="credit-model", task="binary")
+    assert log.keys == ["credit-model"] and r.srm_detected
+    # a bandit has no fixed split
+    bandit = _deployment(strategy="bandit", bandit="thompson")
+    assert variants_from_log(log, p, bandit, state_key="m", task="binary").srm_p_value is None
+
+
+def test_variants_from_log_keeps_shadow_rows_of_the_judged_requests():
+    from mlsd.monitoring import variants_from_log
+
+    p = _predictions(5, 0)  # request ids r0..r4; the shadow frame has r0..r7
+    r = variants_from_log(
+        _FakeLog(shadow=_shadow()), p, _deployment(strategy="shadow"), state_key="m", task="binary"
+    )
+    assert [s.n for s in r.shadow] == [5]
+
+
+def test_print_monitor_prints_the_variant_table(capsys):
+    from mlsd import cli
+
+    p = _predictions(600, 400)
+    r = compare_variants(p, task="binary", weights={"champion": 1, "challenger": 1}, shadow=_shadow())
+    perf = PerformanceResult(task="binary", n_predictions=0, n_labelled=0, label_coverage=None)
+    w = WindowResult(None, None, 0, None, None, QualityResult(n_rows=0, columns=[]), perf)
+    result = MonitorResult(windows=[], overall=w, alerts=[], task="binary", window="1d", variants=r)
+    cli._print_monitor(result)
+    text = capsys.readouterr().out
+    assert "variants (the alias that answered)" in text
+    assert "champion" in text and "60.0%" in text and "50.0%" in text
+    assert "sample-ratio mismatch" in text and "shadow challenger" in text

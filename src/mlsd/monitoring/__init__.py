@@ -51,6 +51,7 @@ from mlsd.monitoring.variants import (
     compare_variants,
     has_variants,
     sample_ratio_mismatch,
+    variants_from_log,
 )
 
 __all__ = [
@@ -94,4 +95,5 @@ __all__ = [
     "run_monitor",
     "sample_ratio_mismatch",
     "service_levels",
+    "variants_from_log",
 ]

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlsd._deployment import DeploymentSpec
 from mlsd.errors import DataError, DesignError
 from mlsd.monitoring._json import finite_or_none, jsonable
 from mlsd.monitoring.performance import _as_binary
@@ -61,6 +62,7 @@ __all__ = [
     "compare_variants",
     "has_variants",
     "sample_ratio_mismatch",
+    "variants_from_log",
 ]
 
 #: the score quantiles reported per variant
@@ -560,4 +562,56 @@ def compare_variants(
         timeline=[] if events is None else _timeline(events),
         traffic=_traffic(frame, names),
         warnings=warnings,
+    )
+
+
+def variants_from_log(
+    log: Any,
+    predictions: pd.DataFrame,
+    deployment: DeploymentSpec,
+    *,
+    state_key: str,
+    task: str,
+    positive_class: Any = None,
+    period_given: bool = False,
+) -> VariantReport | None:
+    """The per-variant comparison of ``predictions`` read from ``log`` (a ``PredictionLog``), or
+    ``None`` when one model served alone (no second variant, shadow row or rollout event).
+
+    The shadow rows are those of the requests judged (the predictions were chosen on event time,
+    shadow rows carry only their logging time); with a period asked for (``period_given``) the
+    events are those logged while its predictions were. The intended split is the shared rollout
+    state's (``log.read_state(state_key)``, the registered model name), else the design's
+    ``deployment.traffic`` for an A/B test; a canary's SRM counts the current step only (from its
+    ``step_started_at``), and a bandit has no fixed split to test. A log without the rollout
+    tables (an older store) gives the comparison of the answered variants alone.
+    """
+    shadow = log.read_shadow() if hasattr(log, "read_shadow") else None
+    if shadow is not None and "request_id" in predictions.columns:
+        shadow = shadow[shadow["request_id"].isin(predictions["request_id"])]
+    events = log.read_events() if hasattr(log, "read_events") else None
+    if events is not None and len(events) and period_given and "logged_at" in predictions.columns:
+        logged = pd.to_datetime(predictions["logged_at"], utc=True)
+        at = pd.to_datetime(events["logged_at"], utc=True)
+        events = events[(at >= logged.min()) & (at <= logged.max())]
+    if not has_variants(predictions, shadow, events):
+        return None
+    weights: Mapping[str, float] | None = None
+    step_started = None
+    state = log.read_state(state_key) if hasattr(log, "read_state") else None
+    if state is not None:  # the split the servers route by now
+        weights, step_started = state[1].get("weights"), state[1].get("step_started_at")
+    elif deployment.strategy == "ab" and deployment.traffic:
+        weights = dict(deployment.traffic)
+    if deployment.strategy == "bandit":
+        weights = None  # the split follows the rewards
+    return compare_variants(
+        predictions,
+        shadow=shadow,
+        events=events,
+        weights=weights,
+        task=task,
+        positive_class=positive_class,
+        srm_since=step_started if deployment.strategy == "canary" else None,
+        order=deployment.routed_aliases(),
     )
