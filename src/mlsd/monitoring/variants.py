@@ -387,7 +387,11 @@ def _shadow_comparisons(shadow: pd.DataFrame, task: str) -> list[ShadowCompariso
 def _timeline(events: pd.DataFrame) -> list[TimelineEvent]:
     if events.empty:
         return []
-    at = pd.to_datetime(events["logged_at"], utc=True) if "logged_at" in events else pd.Series(pd.NaT)
+    at = (
+        pd.to_datetime(events["logged_at"], utc=True)
+        if "logged_at" in events
+        else pd.Series(pd.NaT, index=events.index, dtype="datetime64[ns, UTC]")
+    )
     frame = events.assign(_at=at).sort_values("_at", kind="stable")
 
     def col(name: str) -> list[Any]:

@@ -53,7 +53,6 @@ def variant_scores_figure(variants: Mapping[str, Any]) -> go.Figure:
     """The score distribution of each variant (share of its requests per bin), overlaid."""
     edges = np.asarray(variants.get("histogram_edges") or [], dtype=float)
     centres = (edges[:-1] + edges[1:]) / 2 if edges.size > 1 else np.array([])
-    width = float(edges[1] - edges[0]) if edges.size > 1 else None
     rows = variants.get("variants") or []
     colours = variant_colours([r["variant"] for r in rows])
     fig = go.Figure()
@@ -61,21 +60,20 @@ def variant_scores_figure(variants: Mapping[str, Any]) -> go.Figure:
         counts = np.asarray(r.get("histogram") or [], dtype=float)
         if counts.size != centres.size or counts.sum() == 0:
             continue
+        # outlines, not overlaid bars: two or three variants stay readable where they overlap
         fig.add_trace(
-            go.Bar(
+            go.Scatter(
                 x=centres,
                 y=counts / counts.sum(),
-                width=width,
+                mode="lines",
+                line={"color": colours[r["variant"]], "shape": "hvh", "width": 2},
                 name=r["variant"],
-                marker_color=colours[r["variant"]],
-                opacity=0.55,
                 customdata=counts,
                 hovertemplate=r["variant"] + " %{x:.3g}: %{y:.1%} (%{customdata:,} requests)<extra></extra>",
             )
         )
-    fig.update_layout(barmode="overlay")
     fig.update_xaxes(title="score")
-    fig.update_yaxes(title="share of the variant's requests", tickformat=".0%")
+    fig.update_yaxes(title="share of the variant's requests", tickformat=".0%", rangemode="tozero")
     return _layout(fig, "Score distribution per variant", height=340)
 
 
