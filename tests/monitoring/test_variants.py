@@ -309,3 +309,11 @@ def test_print_monitor_prints_the_variant_table(capsys):
     assert "variants (the alias that answered)" in text
     assert "champion" in text and "60.0%" in text and "50.0%" in text
     assert "sample-ratio mismatch" in text and "shadow challenger" in text
+
+
+def test_an_older_log_counts_the_answering_variant_and_says_so():
+    p = _predictions(500, 500).drop(columns=["assigned_variant", "fallback"])
+    r = compare_variants(p, task="binary", weights={"champion": 1, "challenger": 1})
+    assert r.srm_counts == {"champion": 500, "challenger": 500}
+    assert any("assigned_variant" in w for w in r.warnings)
+    assert not compare_variants(p, task="binary").warnings  # no split tested: nothing to warn of

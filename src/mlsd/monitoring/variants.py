@@ -68,7 +68,10 @@ __all__ = [
 #: the score quantiles reported per variant
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 _BINS = 20  # score histogram bins, shared by every variant
-_TIME_BINS = 48  # bins of the traffic-share timeline
+# bins of the traffic-share timeline: about 100 requests each (a share of a handful of requests
+# jumps about), between 6 and 48 bins
+_TIME_BINS = (6, 48)
+_PER_TIME_BIN = 100
 _TASKS = ("binary", "multiclass", "regression")
 
 
@@ -427,9 +430,10 @@ def _traffic(predictions: pd.DataFrame, names: list[str]) -> dict[str, Any]:
     t = pd.to_datetime(predictions["logged_at"], utc=True)
     if t.isna().all() or t.max() == t.min():
         return {}
-    edges = pd.date_range(t.min(), t.max(), periods=_TIME_BINS + 1)
+    n_bins = int(np.clip(len(t) // _PER_TIME_BIN, *_TIME_BINS))
+    edges = pd.date_range(t.min(), t.max(), periods=n_bins + 1)
     bins = pd.cut(t, edges, include_lowest=True, labels=False)
-    table = pd.crosstab(bins, predictions["variant"]).reindex(range(_TIME_BINS), fill_value=0)
+    table = pd.crosstab(bins, predictions["variant"]).reindex(range(n_bins), fill_value=0)
     return {
         "starts": [e.isoformat() for e in edges[:-1]],
         "counts": {n: table[n].astype(int).tolist() for n in names if n in table.columns},
@@ -543,7 +547,7 @@ def compare_variants(
         srm_p = sample_ratio_mismatch(srm_counts, normalised)
 
     warnings = []
-    if n and "assigned_variant" not in frame.columns:
+    if normalised and n and "assigned_variant" not in frame.columns:
         warnings.append(
             "the log has no assigned_variant column: the SRM test counts the variant that answered"
         )
