@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,8 @@ __all__ = [
     "free_port",
     "mlsd_cli",
     "mlsd_server",
+    "postgres_bindir",
+    "postgres_cluster",
     "scheduled_hour_schema",
     "tiny_design",
     "write_tiny_design",
@@ -126,3 +131,74 @@ def scheduled_hour_schema() -> Any:
     train = pd.DataFrame({"distance": [200.0, 1000.0, 2500.0], "sched_dep_time": [515, 1230, 2359]})
     train["sched_dep_hour"] = train["sched_dep_time"] // 100
     return design_schema(design, train, ["distance", "sched_dep_time"])
+
+
+def postgres_bindir() -> Path | None:
+    """The newest Debian PostgreSQL server binaries (``initdb``, ``pg_ctl``), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parents[1].name))
+    return Path(found[-1]).parent if found else None
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster with a database ``mlsd``: its SQLAlchemy URL.
+
+    Listens on 127.0.0.1 only, on a free port, with trust authentication (nobody else can
+    reach it) and without fsync (it is deleted on exit). As root, the server runs as the
+    ``postgres`` user, which owns the data folder: PostgreSQL refuses to run as root.
+    """
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="mlsd-postgres-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data, log = folder / "data", folder / "server.log"
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*as_postgres, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            server_log = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stdout}{done.stderr}{server_log}")
+
+    started = False
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "mlsd", "--auth=trust", "--no-sync",
+            "-E", "UTF8", "--no-locale")  # fmt: skip
+        for attempt in range(5):  # another process may take the free port before the server does
+            port = free_port()
+            options = (
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            )
+            try:
+                run(
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                )
+                started = True
+                break
+            except RuntimeError:
+                if attempt == 4:
+                    raise
+        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlsd", "mlsd")
+        yield f"postgresql+psycopg://mlsd@127.0.0.1:{port}/mlsd"
+    finally:
+        if started:
+            with contextlib.suppress(Exception):
+                run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

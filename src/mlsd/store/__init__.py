@@ -7,7 +7,8 @@ pipeline plus task, threshold, input columns, schema, classes and metadata.
 is imported on first use: ``from mlsd.store import PackagedModel`` stays fast.
 
 ``PredictionLog`` is the durable log of every served prediction (``PredictionRecord``),
-every HTTP call (``RequestRecord``) and every feedback outcome, behind any SQLAlchemy URL
+every HTTP call (``RequestRecord``), every feedback outcome and every shadow answer
+(``ShadowRecord``), plus the shared rollout state and its events, behind any SQLAlchemy URL
 (SQLite WAL ``predictions.db`` in the workspace by default), written by group commit.
 
 >>> from mlsd.store import ModelRegistry, PackagedModel
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlsd.store.files import write_json_atomic
 from mlsd.store.packaged import PackagedModel
-from mlsd.store.prediction_log import PredictionLog, PredictionRecord, RequestRecord
+from mlsd.store.prediction_log import PredictionLog, PredictionRecord, RequestRecord, ShadowRecord
 
 if TYPE_CHECKING:
     from mlsd.store.registry import ModelRegistry, ModelVersionInfo
@@ -34,6 +35,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "RequestRecord",
+    "ShadowRecord",
     "write_json_atomic",
 ]
 

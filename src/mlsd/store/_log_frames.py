@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -30,6 +30,7 @@ __all__ = [
     "parquet_safe",
     "predictions_frame",
     "requests_frame",
+    "typed_frame",
     "write_parquet_atomically",
 ]
 
@@ -45,6 +46,11 @@ META_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "outcome",
     "feedback_at",
+    "assigned_variant",
+    "propensity",
+    "unit",
+    "assignment",
+    "fallback",
 )
 REQUEST_COLUMNS: tuple[str, ...] = ("logged_at", "route", "status", "n_rows", "latency_ms", "error")
 # object columns pyarrow converts as they are; anything else (e.g. ints mixed with strings) -> str
@@ -70,11 +76,38 @@ def decode_json_column(texts: Sequence[str | None], *, frame: bool = False) -> A
     return pd.Series(values, dtype=object if not values else None)
 
 
+ColumnKind = Literal["str", "object", "int", "float", "time", "json"]
+
+
+def _typed(values: Sequence[Any], kind: ColumnKind) -> pd.Series:
+    if kind == "time":
+        return micros_to_utc(values)
+    if kind == "json":
+        return pd.Series(decode_json_column(values), dtype=object)
+    dtype = {"str": "str", "object": object, "int": "int64", "float": "float64"}[kind]
+    return pd.Series(values, dtype=dtype)
+
+
+def typed_frame(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, ColumnKind]]) -> pd.DataFrame:
+    """Rows of a SELECT -> a frame, column by column: ``time`` micros -> UTC, ``json`` decoded,
+    ``object`` keeps None (nullable text), ``float`` None -> NaN.
+
+    >>> typed_frame([(1_000_000, '{"a":1}', None)], [("at", "time"), ("d", "json"), ("v", "object")])
+                             at         d     v
+    0 1970-01-01 00:00:01+00:00  {'a': 1}  None
+    """
+    values: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return pd.DataFrame(
+        {name: _typed(column, kind) for (name, kind), column in zip(columns, values, strict=True)},
+        index=pd.RangeIndex(len(rows)),
+    )
+
+
 def predictions_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Rows of (META_COLUMNS..., inputs) -> the frame documented by ``read_predictions``."""
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * (len(META_COLUMNS) + 1)
     (request_id, logged_at, event_time, name, version, variant, score, decision, latency, outcome,
-     feedback_at, inputs) = columns  # fmt: skip
+     feedback_at, assigned, propensity, unit, assignment, fallback, inputs) = columns  # fmt: skip
     meta = pd.DataFrame(
         {
             "request_id": pd.Series(request_id, dtype="str"),
@@ -88,6 +121,11 @@ def predictions_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
             "latency_ms": pd.Series(latency, dtype="float64"),
             "outcome": decode_json_column(outcome),
             "feedback_at": micros_to_utc(feedback_at),
+            "assigned_variant": pd.Series(assigned, dtype=object),
+            "propensity": pd.Series(propensity, dtype="float64"),
+            "unit": pd.Series(unit, dtype=object),
+            "assignment": pd.Series(assignment, dtype=object),
+            "fallback": pd.Series(fallback, dtype=object),
         }
     )
     expanded = decode_json_column(inputs, frame=True)

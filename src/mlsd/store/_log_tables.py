@@ -23,23 +23,29 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from mlsd.errors import LogError
 
 __all__ = [
     "METADATA",
+    "PREDICTION_ROLLOUT_COLUMNS",
     "URL_EXPECTED",
     "LogEngine",
+    "add_missing_columns",
     "create_log_engine",
     "encode_prediction",
     "encode_request",
+    "encode_shadow",
     "feedback",
     "feedback_corrections",
     "predictions",
     "requests",
+    "rollout_events",
+    "rollout_state",
+    "shadow_predictions",
     "to_json",
     "to_micros",
 ]
@@ -67,6 +73,22 @@ predictions = sa.Table(
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("decision", sa.Text, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=True),
+    # Rollout (all nullable, so a log written before them reads as "routing not recorded"):
+    # the alias routing chose, its probability under the policy then, the unit it was chosen
+    # for, how ("sticky" | "random" | "fixed") and why another model answered, if one did.
+    sa.Column("assigned_variant", sa.String(255), nullable=True),
+    sa.Column("propensity", sa.Float, nullable=True),
+    sa.Column("unit", sa.String(ID_MAX), nullable=True),
+    sa.Column("assignment", sa.String(16), nullable=True),
+    sa.Column("fallback", sa.Text, nullable=True),
+)
+# Columns added after the first release: an existing database gets them on open (ALTER TABLE).
+PREDICTION_ROLLOUT_COLUMNS: tuple[str, ...] = (
+    "assigned_variant",
+    "propensity",
+    "unit",
+    "assignment",
+    "fallback",
 )
 sa.Index("ix_predictions_event_time", predictions.c.event_time)
 sa.Index("ix_predictions_logged_at", predictions.c.logged_at)
@@ -118,6 +140,86 @@ requests = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 sa.Index("ix_requests_logged_at", requests.c.logged_at)
+
+# What a shadow model answered for a request it did not serve: compared with the primary's row.
+shadow_predictions = sa.Table(
+    "shadow_predictions",
+    METADATA,
+    sa.Column(
+        "request_id",
+        sa.String(ID_MAX),
+        sa.ForeignKey("predictions.request_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("variant", sa.String(255), primary_key=True),
+    sa.Column("logged_at", sa.BigInteger, nullable=False),
+    sa.Column("model_name", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("decision", sa.Text, nullable=False),  # JSON; null when the shadow failed
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+sa.Index("ix_shadow_predictions_logged_at", shadow_predictions.c.logged_at)
+
+# The shared rollout state of every server process: one row per key, changed only by a
+# compare-and-set on ``revision`` so two processes never both apply a step.
+rollout_state = sa.Table(
+    "rollout_state",
+    METADATA,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # JSON object
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# The audit trail of the rollout: every step, rollback, promotion and admin action.
+rollout_events = sa.Table(
+    "rollout_events",
+    METADATA,
+    sa.Column("id", _ROWID, primary_key=True, autoincrement=True),
+    sa.Column("logged_at", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("variant", sa.String(255), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # JSON object
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),
+)
+sa.Index("ix_rollout_events_logged_at", rollout_events.c.logged_at)
+
+
+def _missing_columns(conn: Connection) -> list[str]:
+    present = {c["name"] for c in sa.inspect(conn).get_columns(predictions.name)}
+    return [name for name in PREDICTION_ROLLOUT_COLUMNS if name not in present]
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Add the columns of ``predictions`` a log written by an older mlsd lacks; the names added.
+
+    ``ALTER TABLE ... ADD COLUMN`` of a nullable column keeps every row (the new fields read
+    NULL: "not recorded"). Processes may open the same old database at once, so each column is
+    its own statement and transaction: the one that loses the race for a column sees "duplicate
+    column" and then finds the column there. ``conn`` must not be in a transaction.
+    """
+    missing = _missing_columns(conn)
+    conn.rollback()  # end the inspection's implicit transaction
+    added: list[str] = []
+    quote = conn.dialect.identifier_preparer.quote
+    for name in missing:
+        kind = predictions.c[name].type.compile(dialect=conn.dialect)
+        ddl = f"ALTER TABLE {quote(predictions.name)} ADD COLUMN {quote(name)} {kind}"
+        try:
+            with conn.begin():
+                conn.execute(sa.text(ddl))
+        except SQLAlchemyError:
+            there = name not in _missing_columns(conn)
+            conn.rollback()
+            if not there:
+                raise
+        else:
+            added.append(name)
+    return added
 
 
 class LogEngine:
@@ -246,13 +348,51 @@ def _number(value: Any, kind: type, field: str, *, nullable: bool = False) -> An
     return None if nullable and isinstance(out, float) and math.isnan(out) else out
 
 
-def encode_prediction(record: Any) -> dict[str, Any]:
-    """A :class:`~mlsd.store.PredictionRecord` as a row of ``predictions`` (LogError if invalid)."""
-    rid = record.request_id
+_ASSIGNMENTS = ("sticky", "random", "fixed")
+
+
+def _request_id(rid: Any) -> str:
     if not isinstance(rid, str) or not rid or len(rid) > ID_MAX:
         raise LogError(
             "invalid request id", field="request_id", received=rid, expected=f"a string of 1-{ID_MAX} chars"
         )
+    return rid
+
+
+def _optional_text(value: Any, field: str, limit: int | None = 255) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+        shown = value if not isinstance(value, str) else f"{value[:40]}... ({len(value)} chars)"
+        expected = "a string or None" if limit is None else f"a string of at most {limit} chars or None"
+        raise LogError("not a short string", field=field, received=shown, expected=expected)
+    return value
+
+
+def _rollout_fields(record: Any) -> dict[str, Any]:
+    """The routing fields of a prediction record, checked (None where not recorded)."""
+    assignment = record.assignment
+    if assignment is not None and assignment not in _ASSIGNMENTS:
+        raise LogError(
+            "unknown assignment", field="assignment", received=assignment, expected=" | ".join(_ASSIGNMENTS)
+        )
+    propensity = _number(record.propensity, float, "propensity", nullable=True)
+    if propensity is not None and not 0.0 <= propensity <= 1.0:
+        raise LogError(
+            "not a probability", field="propensity", received=propensity, expected="a float in [0, 1] or None"
+        )
+    return {
+        "assigned_variant": _optional_text(record.assigned_variant, "assigned_variant"),
+        "propensity": propensity,
+        "unit": _optional_text(record.unit, "unit", ID_MAX),
+        "assignment": assignment,
+        "fallback": _optional_text(record.fallback, "fallback", None),
+    }
+
+
+def encode_prediction(record: Any) -> dict[str, Any]:
+    """A :class:`~mlsd.store.PredictionRecord` as a row of ``predictions`` (LogError if invalid)."""
+    rid = _request_id(record.request_id)
     if not isinstance(record.inputs, dict):
         raise LogError(
             "inputs must be one JSON object per row",
@@ -271,6 +411,22 @@ def encode_prediction(record: Any) -> dict[str, Any]:
         "score": _number(record.score, float, "score", nullable=True),
         "decision": to_json(record.decision, field="decision"),
         "latency_ms": _number(record.latency_ms, float, "latency_ms", nullable=True),
+        **_rollout_fields(record),
+    }
+
+
+def encode_shadow(record: Any) -> dict[str, Any]:
+    """A :class:`~mlsd.store.ShadowRecord` as a row of ``shadow_predictions``."""
+    return {
+        "request_id": _request_id(record.request_id),
+        "variant": str(record.variant),
+        "logged_at": to_micros(record.logged_at, field="logged_at"),
+        "model_name": str(record.model_name),
+        "model_version": _number(record.model_version, int, "model_version"),
+        "score": _number(record.score, float, "score", nullable=True),
+        "decision": to_json(record.decision, field="decision"),  # a failed shadow's None -> null
+        "latency_ms": _number(record.latency_ms, float, "latency_ms", nullable=True),
+        "error": None if record.error is None else str(record.error),
     }
 
 

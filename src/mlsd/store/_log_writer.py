@@ -13,6 +13,10 @@ stored outcome (unknown id -> :class:`~mlsd.errors.NotFoundError`, a different o
 to ``feedback_corrections``), so feedback is group-committed too and its future says what
 happened.
 
+Shadow predictions (what a challenger answered for a request it did not serve) go through it
+too, inserted after the batch's predictions since each refers to its primary's row; a shadow row
+whose primary is not logged fails its own submission only (NotFoundError), like a duplicate.
+
 When the batch hits an ``IntegrityError`` (a duplicate request id), it is retried one
 submission per transaction so only the offending submission fails (with a
 :class:`~mlsd.errors.ConflictError`); any other database error fails the batch's futures
@@ -42,7 +46,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlsd.errors import ConflictError, LogError, NotFoundError
-from mlsd.store._log_tables import LogEngine, feedback, feedback_corrections, predictions, requests
+from mlsd.store._log_tables import (
+    LogEngine,
+    feedback,
+    feedback_corrections,
+    predictions,
+    requests,
+    shadow_predictions,
+)
 
 __all__ = ["GroupCommitWriter", "Submission", "public_reason"]
 
@@ -58,14 +69,15 @@ class Submission:
     predictions: list[dict[str, Any]]
     requests: list[dict[str, Any]]
     feedback: list[dict[str, Any]] = field(default_factory=list)
+    shadows: list[dict[str, Any]] = field(default_factory=list)
     future: Future[Any] = field(default_factory=Future)
 
     @property
     def size(self) -> int:
-        return len(self.predictions) + len(self.requests) + len(self.feedback)
+        return len(self.predictions) + len(self.requests) + len(self.feedback) + len(self.shadows)
 
     def ids(self) -> list[str]:
-        return [row["request_id"] for row in (*self.predictions, *self.feedback)]
+        return [row["request_id"] for row in (*self.predictions, *self.feedback, *self.shadows)]
 
 
 def _describe(ids: list[str]) -> list[str] | str:
@@ -210,17 +222,20 @@ class GroupCommitWriter:
         """One transaction for the batch; returns what each feedback submission's future gets."""
         rows = [row for item in batch for row in item.predictions]
         calls = [row for item in batch for row in item.requests]
+        shadows = [row for item in batch for row in item.shadows]
         outcomes: dict[int, Any] = {}
         with self._connection() as conn, conn.begin():
             if rows:
                 conn.execute(sa.insert(predictions), rows)
             if calls:
                 conn.execute(sa.insert(requests), calls)
+            if shadows:  # after the predictions: a shadow row refers to its primary's row
+                conn.execute(sa.insert(shadow_predictions), shadows)
             notes = [item for item in batch if item.feedback]
             if notes:
                 outcomes = self._record_feedback(conn, notes)
         self.n_commits += 1
-        self.n_rows += len(rows) + len(calls)
+        self.n_rows += len(rows) + len(calls) + len(shadows)
         self.failing = False
         return outcomes
 
@@ -342,7 +357,32 @@ class GroupCommitWriter:
             expected="a reachable, writable database with the prediction-log tables",
         )
 
+    def _shadow_error(self, item: Submission) -> LogError:
+        """A shadow submission that broke a constraint: its primary is not logged, or it is a
+        second answer of the same variant. Not a failure of the log (``failing`` stays)."""
+        ids = sorted({row["request_id"] for row in item.shadows})
+        query = sa.select(predictions.c.request_id).where(predictions.c.request_id.in_(ids))
+        known: set[str] = set(ids)
+        with contextlib.suppress(SQLAlchemyError), self._connection() as conn, conn.begin():
+            known = set(conn.execute(query).scalars())
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            return NotFoundError(
+                "shadow predictions of requests that are not logged",
+                field="request_id",
+                received=_describe(unknown),
+                expected="the request id of a logged prediction, submitted before its shadows",
+            )
+        return ConflictError(
+            "shadow predictions already logged for this request and variant",
+            field="request_id",
+            received=_describe(ids),
+            expected="one shadow answer per request id and variant",
+        )
+
     def _integrity_error(self, item: Submission, exc: IntegrityError) -> LogError:
+        if item.shadows and not item.predictions and not item.feedback:
+            return self._shadow_error(item)
         ids = item.ids()
         duplicated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
         if not duplicated and ids:

@@ -60,7 +60,15 @@ from mlsd.store.pyfunc import (
     signed_file_payload,
 )
 
-__all__ = ["HASHES_TAG", "PATH_TAG", "SIGNATURE_TAG", "ModelRegistry", "ModelVersionInfo", "PackagedPyfunc"]
+__all__ = [
+    "CHAMPION_HISTORY_TAG",
+    "HASHES_TAG",
+    "PATH_TAG",
+    "SIGNATURE_TAG",
+    "ModelRegistry",
+    "ModelVersionInfo",
+    "PackagedPyfunc",
+]
 
 _METRIC_TAG = "metric."
 # Tags of a registered version: where its folder is (relative to the workspace, so a moved or
@@ -74,6 +82,10 @@ _PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
 # mlflow.pyfunc.load_model("models:/...") writes this (the name and version, YAML) into a local
 # model folder; it is metadata for MLflow's UI, never unpickled nor imported
 _WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
+# Tag of a registered model: the versions that were champion, oldest first (a JSON list), so a
+# rollback knows where to go back to. Kept to its last entries: MLflow caps a tag's length.
+CHAMPION_HISTORY_TAG = "mlsd.champion_history"
+_HISTORY_KEPT = 200
 _PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
 _ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
@@ -101,6 +113,26 @@ def _quiet_logger(*names: str) -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextmanager
+def _moving_champion(name: str, client: MlflowClient, *, back_to: int | None) -> Iterator[None]:
+    """Move the champion alias and its history together: if either write fails, the alias goes
+    back to ``back_to`` (the history is written last, so it never holds a move that failed)."""
+    try:
+        yield
+    except MlflowException as exc:
+        with suppress(MlflowException):
+            if back_to is None:
+                client.delete_registered_model_alias(name, "champion")
+            else:
+                client.set_registered_model_alias(name, "champion", str(back_to))
+        raise RegistryError(
+            f"cannot move the champion alias: {exc.message}",
+            field="name",
+            received=name,
+            expected="a writable mlflow.db",
+        ) from exc
 
 
 @contextmanager
@@ -378,7 +410,7 @@ class ModelRegistry:
                     metadata=json.loads(json.dumps(model.summary(), default=str)),
                     model_config=model_config,
                 )
-        mv = None
+        mv, previous = None, None
         try:
             folder = self._local_folder(self.client.get_logged_model(info.model_id).artifact_location)
             relative = folder.relative_to(self.workspace).as_posix()
@@ -401,13 +433,19 @@ class ModelRegistry:
             if version_signature is not None:
                 self.client.set_model_version_tag(name, mv.version, SIGNATURE_TAG, version_signature)
             if alias:
+                previous = self._alias_version(name, "champion") if alias == "champion" else None
                 self.client.set_registered_model_alias(name, alias, mv.version)
+                if alias == "champion":
+                    self._record_champion(name, int(mv.version), previous)
         except BaseException as exc:
             # Interrupted or refused between logging and aliasing: a version without its alias
             # would be a silent half-registration, and a logged model without a version is litter.
             if mv is not None:
                 with suppress(MlflowException):
                     self.client.delete_model_version(name, mv.version)
+                if previous is not None:  # the champion had moved to the deleted version: back
+                    with suppress(MlflowException):
+                        self.client.set_registered_model_alias(name, "champion", str(previous))
             self._delete_logged_model(info.model_id)
             if isinstance(exc, MlflowException):
                 raise RegistryError(
@@ -511,6 +549,99 @@ class ModelRegistry:
             )
         self.client.set_registered_model_alias(name, alias, str(int(version)))
         return self._info(self.client.get_model_version(name, str(int(version))))
+
+    # -- promotion ---------------------------------------------------------------------------
+
+    def alias_versions(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` and the version it points at, e.g. ``{"champion": 3}``."""
+        self._require_model(name)
+        aliases = self.client.get_registered_model(name).aliases
+        return {alias: int(version) for alias, version in sorted(aliases.items())}
+
+    def champion_history(self, name: str) -> list[int]:
+        """The versions that were champion of ``name``, oldest first (tag ``mlsd.champion_history``)."""
+        self._require_model(name)
+        return self._history(name)
+
+    def promote(self, name: str, alias: str = "challenger") -> tuple[int | None, int]:
+        """Make the version behind ``alias`` the champion: ``(old champion or None, new champion)``.
+
+        The new champion is appended to the champion history, so :meth:`rollback` can undo it.
+        ``alias`` keeps pointing at its version. Promoting the champion itself changes nothing.
+        """
+        if alias == "champion":
+            raise RegistryError(
+                "the champion cannot be promoted to champion",
+                field="alias",
+                received=alias,
+                expected="the alias of another version, e.g. challenger",
+            )
+        new = int(self._resolve(name, alias))
+        old = self.alias_versions(name).get("champion")
+        if old == new:
+            return old, new
+        with _moving_champion(name, self.client, back_to=old):
+            self.client.set_registered_model_alias(name, "champion", str(new))
+            self._record_champion(name, new, old)
+        return old, new
+
+    def rollback(self, name: str) -> tuple[int, int]:
+        """Point ``champion`` back at the previous champion: ``(from version, to version)``.
+
+        Walks the champion history back one step (the entry of the champion it leaves is
+        dropped, so a second rollback goes one further back). RegistryError when there is no
+        champion or no earlier one to go back to.
+        """
+        current = self.alias_versions(name).get("champion")
+        if current is None:
+            raise RegistryError(
+                f"model {name!r} has no champion to roll back",
+                field="alias",
+                received="champion",
+                expected="a champion set by a build or by promote",
+            )
+        history = self._history(name)
+        while history and history[-1] == current:
+            history.pop()
+        if not history:
+            raise RegistryError(
+                f"model {name!r} has no previous champion to roll back to",
+                field=CHAMPION_HISTORY_TAG,
+                received=self._history(name),
+                expected=f"an earlier champion than version {current}",
+            )
+        target = history[-1]
+        with _moving_champion(name, self.client, back_to=current):
+            self.client.set_registered_model_alias(name, "champion", str(target))
+            self.client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history))
+        return current, target
+
+    def _alias_version(self, name: str, alias: str) -> int | None:
+        version = self.client.get_registered_model(name).aliases.get(alias)
+        return None if version is None else int(version)
+
+    def _history(self, name: str) -> list[int]:
+        text = self.client.get_registered_model(name).tags.get(CHAMPION_HISTORY_TAG)
+        try:
+            values = json.loads(text) if text else []
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
+            raise RegistryError(
+                f"model {name!r}: the champion history tag is not a list of versions",
+                field=CHAMPION_HISTORY_TAG,
+                received=text,
+                expected="a JSON list of version numbers, e.g. [1, 3]",
+            )
+        return values
+
+    def _record_champion(self, name: str, version: int, previous: int | None) -> None:
+        history = self._history(name)
+        if not history and previous is not None:  # a champion set before the history was kept
+            history = [previous]
+        if not history or history[-1] != version:
+            history.append(version)
+        self.client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history[-_HISTORY_KEPT:]))
 
     def models(self) -> list[str]:
         """Names of all registered models in this workspace."""
