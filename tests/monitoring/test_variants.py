@@ -89,7 +89,8 @@ def test_srm_since_counts_the_current_step_only():
 
 
 def test_srm_edge_cases():
-    assert sample_ratio_mismatch({"a": 5, "z": 1}, {"a": 1, "b": 1}) == 0.0
+    # a variant without weight is left out of the test, as mlsd.rollout.srm does
+    assert sample_ratio_mismatch({"a": 5, "b": 5, "z": 9}, {"a": 1, "b": 1}) == pytest.approx(1.0)
     assert sample_ratio_mismatch({"a": 5}, {"a": 1, "b": 0}) is None
     assert sample_ratio_mismatch({}, {"a": 1, "b": 1}) is None
     got = sample_ratio_mismatch({"a": 90, "b": 10, "c": 0}, {"a": 8, "b": 1, "c": 1})
@@ -243,8 +244,8 @@ def test_has_variants_and_errors():
 class _FakeLog:
     """The read methods of PredictionLog that variants_from_log uses."""
 
-    def __init__(self, shadow=None, events=None, state=None):
-        self.shadow, self.events, self.state, self.keys = shadow, events, state, []
+    def __init__(self, shadow=None, events=None):
+        self.shadow, self.events = shadow, events
 
     def read_shadow(self):
         return self.shadow if self.shadow is not None else _shadow().iloc[:0]
@@ -252,48 +253,58 @@ class _FakeLog:
     def read_events(self):
         return self.events if self.events is not None else pd.DataFrame(columns=["logged_at", "kind"])
 
-    def read_state(self, key):
-        self.keys.append(key)
-        return self.state
-
-
-def _deployment(**kwargs):
-    from mlsd._deployment import DeploymentSpec
-
-    return DeploymentSpec(**kwargs)
-
 
 def test_variants_from_log_absent_for_a_single_model():
     from mlsd.monitoring import variants_from_log
 
-    got = variants_from_log(_FakeLog(), _predictions(10, 0), _deployment(), state_key="m", task="binary")
-    assert got is None
+    assert variants_from_log(_FakeLog(), _predictions(10, 0), task="binary") is None
 
 
-def test_variants_from_log_ab_traffic_and_state():
+def test_variants_from_log_passes_the_split_on():
     from mlsd.monitoring import variants_from_log
 
     p = _predictions(600, 400)
-    ab = _deployment(strategy="ab", traffic={"champion": 3, "challenger": 2})
-    r = variants_from_log(_FakeLog(), p, ab, state_key="m", task="binary")
+    r = variants_from_log(_FakeLog(), p, task="binary", weights={"champion": 60.0, "challenger": 40.0})
     assert r.weights == {"champion": 0.6, "challenger": 0.4} and r.srm_p_value == pytest.approx(1.0)
-    # the shared state's weights win over the design's
-    log = _FakeLog(state=(3, {"weights": {"champion": 0.5, "challenger": 0.5}}))
-    r = variants_from_log(log, p, ab, state_key="credit-model", task="binary")
-    assert log.keys == ["credit-model"] and r.srm_detected
-    # a bandit has no fixed split
-    bandit = _deployment(strategy="bandit", bandit="thompson")
-    assert variants_from_log(log, p, bandit, state_key="m", task="binary").srm_p_value is None
+    since = p["logged_at"].iloc[900]  # the last 100 rows, all the challenger's
+    r = variants_from_log(
+        _FakeLog(), p, task="binary", weights={"champion": 1, "challenger": 1}, srm_since=since
+    )
+    assert r.srm_counts == {"challenger": 100} and r.srm_detected
 
 
 def test_variants_from_log_keeps_shadow_rows_of_the_judged_requests():
     from mlsd.monitoring import variants_from_log
 
     p = _predictions(5, 0)  # request ids r0..r4; the shadow frame has r0..r7
-    r = variants_from_log(
-        _FakeLog(shadow=_shadow()), p, _deployment(strategy="shadow"), state_key="m", task="binary"
-    )
+    r = variants_from_log(_FakeLog(shadow=_shadow()), p, task="binary")
     assert [s.n for s in r.shadow] == [5]
+
+
+def test_variants_from_log_events_of_the_period():
+    from mlsd.monitoring import variants_from_log
+
+    p = _predictions(5, 0)
+    events = pd.DataFrame(
+        {
+            "logged_at": [p["logged_at"].iloc[2], p["logged_at"].iloc[-1] + pd.Timedelta("1h")],
+            "kind": ["a", "b"],
+        }
+    )
+    assert [e.kind for e in variants_from_log(_FakeLog(events=events), p, task="binary").timeline] == [
+        "a",
+        "b",
+    ]
+    r = variants_from_log(_FakeLog(events=events), p, task="binary", period_given=True)
+    assert [e.kind for e in r.timeline] == ["a"]
+
+
+def test_a_variant_outside_the_split_is_named():
+    p = _predictions(500, 500)
+    p.loc[p.index[:10], ["variant", "assigned_variant"]] = "old"
+    r = compare_variants(p, task="binary", weights={"champion": 1, "challenger": 1})
+    assert r.srm_counts["old"] == 10 and any("old 10" in w for w in r.warnings)
+    assert r.srm_p_value == pytest.approx(stats.chisquare([490, 500], f_exp=[495, 495]).pvalue)
 
 
 def test_print_monitor_prints_the_variant_table(capsys):

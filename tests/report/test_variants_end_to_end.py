@@ -20,7 +20,7 @@ def test_two_variants_are_compared_in_every_report(tmp_path: Path) -> None:
     from mlsd.store import PredictionRecord
 
     # the default strategy (single): the log still holds two variants (say, after a rollback),
-    # so the comparison is made; without an intended split there is no SRM test
+    # so the comparison is made
     path = write_tiny_design(tmp_path)
     system = System(path)
     system.build()
@@ -61,7 +61,9 @@ def test_two_variants_are_compared_in_every_report(tmp_path: Path) -> None:
     assert champion.requests + challenger.requests == n
     assert (champion.latency_p50_ms, challenger.latency_p50_ms) == (2.0, 3.0)
     assert challenger.requests == math.ceil(n / 3)  # every third request
-    assert variants.srm_p_value is None and variants.weights is None
+    # a single deployment intends everything for the champion: one variant, no split to test
+    assert variants.weights == {"champion": 1.0} and variants.srm_p_value is None
+    assert challenger.intended_share == 0.0
     assert champion.labelled == champion.requests and champion.accuracy is not None
     saved = json.loads(run.json_path.read_text())
     assert saved["variants"]["variants"][0]["variant"] == "champion"  # routed aliases first

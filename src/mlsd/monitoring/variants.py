@@ -13,9 +13,10 @@ alias routing chose, ``fallback`` = why another model answered), the shadow log
 - the **sample-ratio mismatch**: a chi-squared goodness-of-fit test
   (:func:`scipy.stats.chisquare`) of the requests routing *assigned* to each variant
   (``assigned_variant``, else ``variant``: a fallback moves who answered, not the assignment)
-  against the intended ``weights``. A variant assigned traffic it should get none of makes the
-  split impossible (p = 0). A tiny p-value means the split is not the one intended: a bug in
-  assignment or logging, and every comparison between the variants is suspect;
+  against the intended ``weights``, the same test as the servers' :mod:`mlsd.rollout.srm`.
+  A tiny p-value means the split is not the one intended: a bug in assignment or logging, and
+  every comparison between the variants is suspect. Requests assigned to a variant without
+  weight are left out of the test and named in a warning;
 - **shadow**: per shadow variant, on the requests it scored beside the primary, the decision
   agreement, Pearson and Spearman correlation of the scores, the latency difference (shadow
   minus primary) at p50 and p99, and its errors;
@@ -48,7 +49,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlsd._deployment import DeploymentSpec
 from mlsd.errors import DataError, DesignError
 from mlsd.monitoring._json import finite_or_none, jsonable
 from mlsd.monitoring.performance import _as_binary
@@ -236,22 +236,22 @@ def has_variants(predictions: pd.DataFrame, shadow: pd.DataFrame | None, events:
 def sample_ratio_mismatch(counts: Mapping[str, int], weights: Mapping[str, float]) -> float | None:
     """The chi-squared p-value of the observed ``counts`` against the intended ``weights``.
 
-    Weights are normalised over the variants with a positive weight; a count for a variant with no
-    (or zero) weight makes the split impossible: p = 0. ``None`` when fewer than two variants have
-    a positive weight or nothing was counted (there is no split to test).
+    Over the variants of weight > 0 (normalised), as :func:`mlsd.rollout.srm.sample_ratio_mismatch`
+    computes it for the servers: monitoring, a sibling stage library, may not import
+    :mod:`mlsd.rollout`, so the same test is here. A variant counted despite no weight is left
+    out (:func:`compare_variants` warns about it). ``None`` when fewer than two variants have a
+    positive weight or none of them was counted: there is no split to test.
 
     >>> round(sample_ratio_mismatch({"a": 550, "b": 450}, {"a": 1, "b": 1}), 5)
     0.00157
-    >>> sample_ratio_mismatch({"a": 10, "c": 1}, {"a": 1, "b": 1})
-    0.0
+    >>> round(sample_ratio_mismatch({"a": 550, "b": 450, "c": 7}, {"a": 1, "b": 1, "c": 0}), 5)
+    0.00157
     >>> sample_ratio_mismatch({"a": 10}, {"a": 1}) is None
     True
     """
-    positive = {k: float(w) for k, w in weights.items() if w is not None and float(w) > 0}
+    positive = {k: float(w) for k, w in weights.items() if w is not None and np.isfinite(w) and float(w) > 0}
     if len(positive) < 2:
         return None
-    if any(n > 0 and k not in positive for k, n in counts.items()):
-        return 0.0
     names = list(positive)
     observed = np.array([counts.get(k, 0) for k in names], dtype=float)
     total = observed.sum()
@@ -547,6 +547,14 @@ def compare_variants(
         srm_p = sample_ratio_mismatch(srm_counts, normalised)
 
     warnings = []
+    outside = {k: c for k, c in srm_counts.items() if c and not (normalised or {}).get(k)}
+    if srm_p is not None and outside:
+        warnings.append(
+            "requests assigned to variants without weight in the intended split, left out of the "
+            "sample-ratio test: "
+            + ", ".join(f"{k} {c:,}" for k, c in outside.items())
+            + " (the split changed within the period, or routing sent them there)"
+        )
     if normalised and n and "assigned_variant" not in frame.columns:
         warnings.append(
             "the log has no assigned_variant column: the SRM test counts the variant that answered"
@@ -576,10 +584,11 @@ def compare_variants(
 def variants_from_log(
     log: Any,
     predictions: pd.DataFrame,
-    deployment: DeploymentSpec,
     *,
-    state_key: str,
     task: str,
+    weights: Mapping[str, float] | None = None,
+    srm_since: Any = None,
+    order: Sequence[str] | None = None,
     positive_class: Any = None,
     period_given: bool = False,
 ) -> VariantReport | None:
@@ -588,11 +597,10 @@ def variants_from_log(
 
     The shadow rows are those of the requests judged (the predictions were chosen on event time,
     shadow rows carry only their logging time); with a period asked for (``period_given``) the
-    events are those logged while its predictions were. The intended split is the shared rollout
-    state's (``log.read_state(state_key)``, the registered model name), else the design's
-    ``deployment.traffic`` for an A/B test; a canary's SRM counts the current step only (from its
-    ``step_started_at``), and a bandit has no fixed split to test. A log without the rollout
-    tables (an older store) gives the comparison of the answered variants alone.
+    events are those logged while its predictions were. ``weights``, ``srm_since`` and ``order``
+    go to :func:`compare_variants` (the caller reads the intended split from the rollout state:
+    monitoring does not import :mod:`mlsd.rollout`). A log without the rollout tables (an older
+    store) gives the comparison of the answered variants alone.
     """
     shadow = log.read_shadow() if hasattr(log, "read_shadow") else None
     if shadow is not None and "request_id" in predictions.columns:
@@ -604,15 +612,6 @@ def variants_from_log(
         events = events[(at >= logged.min()) & (at <= logged.max())]
     if not has_variants(predictions, shadow, events):
         return None
-    weights: Mapping[str, float] | None = None
-    step_started = None
-    state = log.read_state(state_key) if hasattr(log, "read_state") else None
-    if state is not None:  # the split the servers route by now
-        weights, step_started = state[1].get("weights"), state[1].get("step_started_at")
-    elif deployment.strategy == "ab" and deployment.traffic:
-        weights = dict(deployment.traffic)
-    if deployment.strategy == "bandit":
-        weights = None  # the split follows the rewards
     return compare_variants(
         predictions,
         shadow=shadow,
@@ -620,6 +619,6 @@ def variants_from_log(
         weights=weights,
         task=task,
         positive_class=positive_class,
-        srm_since=step_started if deployment.strategy == "canary" else None,
-        order=deployment.routed_aliases(),
+        srm_since=srm_since,
+        order=order,
     )
