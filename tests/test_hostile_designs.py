@@ -171,7 +171,9 @@ BAD_CHOICES: list[tuple[tuple[Any, ...], Any, str]] = [
     (("monitoring", "correction"), "holm", "monitoring.correction"),
     (("monitoring", "window"), "1 fortnight", "monitoring.window"),
     (("deployment", "strategy"), "yolo", "deployment.strategy"),
-    (("deployment", "strategy"), "canary", "deployment.strategy"),
+    # canary without steps, interleaving (planned, for rankers): refused until they run
+    (("deployment", "strategy"), "canary", "deployment.steps"),
+    (("deployment", "strategy"), "interleaving", "deployment.strategy"),
 ]
 
 BAD_DATES = [

@@ -316,8 +316,28 @@ def test_rollout_keys_of_unbuilt_strategies_are_refused(tmp_path: Path, key: dic
     _check(tmp_path, _with("binary", deployment={"strategy": "single", **key}), ok=False)
 
 
-def test_only_single_is_built() -> None:
-    assert list_strategies() == ["single"]
+# the minimal deployment of each built strategy (a new strategy must add its entry here)
+_STRATEGY_KEYS: dict[str, dict[str, Any]] = {
+    "single": {},
+    "shadow": {},
+    "canary": {"steps": [10, 100]},
+    "ab": {"traffic": {"champion": 50, "challenger": 50}},
+    "bandit": {"bandit": "thompson"},
+}
+
+
+@pytest.mark.parametrize("strategy", _literal(DeploymentSpec, "strategy"))
+def test_every_strategy_is_routed_or_refused(tmp_path: Path, strategy: str) -> None:
+    from mlsd.rollout.routers import STRATEGIES, router_for
+
+    built = strategy in list_strategies()
+    assert built == (strategy in STRATEGIES) == (strategy in _STRATEGY_KEYS)
+    deployment = {"strategy": strategy, **_STRATEGY_KEYS.get(strategy, {})}
+    _check(tmp_path, _with("binary", deployment=deployment), ok=built)
+    if built:
+        spec = DeploymentSpec(**deployment)
+        router = router_for(spec)
+        assert router.variants == spec.routed_aliases()
 
 
 @pytest.mark.parametrize("auth", _literal(DeploymentSpec, "feedback_auth"))
