@@ -58,6 +58,7 @@ def _events(design: Path):
         return log.read_events()
 
 
+@pytest.mark.slow  # builds with MLflow: about ten seconds each
 def test_a_challenger_build_leaves_the_champion_and_its_reference(built: tuple[Path, Path]) -> None:
     champion, challenger = built
     workspace = champion.parent / ".mlsd" / "tiny"
@@ -83,6 +84,7 @@ def test_a_challenger_build_leaves_the_champion_and_its_reference(built: tuple[P
     assert _digest(workspace / "reference") != reference
 
 
+@pytest.mark.slow  # builds with MLflow: about ten seconds each
 def test_promote_then_rollback_move_the_champion_and_log_events(built: tuple[Path, Path]) -> None:
     champion, challenger = built
     assert _cli("build", str(challenger), "--alias", "challenger")[0] == 0
@@ -105,6 +107,7 @@ def test_promote_then_rollback_move_the_champion_and_log_events(built: tuple[Pat
     assert len(_events(champion)) == 2
 
 
+@pytest.mark.slow  # builds with MLflow: about ten seconds each
 def test_promote_of_a_missing_alias_or_without_a_build_is_refused(
     tmp_path: Path, built: tuple[Path, Path]
 ) -> None:
