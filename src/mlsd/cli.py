@@ -551,6 +551,46 @@ def _print_monitor(result) -> None:
             + (f"; {checks}" if checks else ""),
             highlight=False,
         )
+    variants = getattr(result, "variants", None)
+    if variants is None:  # one model served alone
+        return
+    metric = next((v.metric for v in variants.variants if v.metric), None)
+    names = {"roc_auc": "ROC AUC", "rmse": "RMSE"}
+    table = Table(title="variants (the alias that answered)", title_style="bold")
+    columns = ["variant", "requests", "share", "intended", "fallbacks", "p50 ms", "p99 ms", "mean score"]
+    columns += ["labelled", "accuracy", *([names.get(metric, metric)] if metric else [])]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in variants.variants:
+        table.add_row(
+            escape(v.variant),
+            f"{v.requests:,}",
+            "-" if v.share is None else f"{100 * v.share:.1f}%",
+            "-" if v.intended_share is None else f"{100 * v.intended_share:.1f}%",
+            f"[red]{v.fallbacks:,}[/]" if v.fallbacks else "0",
+            _num(v.latency_p50_ms, 1),
+            _num(v.latency_p99_ms, 1),
+            _num(v.score_mean, 3),
+            f"{v.labelled:,}",
+            _num(v.accuracy, 3),
+            *([_num(v.metric_value, 3)] if metric else []),
+        )
+    out.print(table)
+    if variants.srm_p_value is not None:
+        verdict = "[red]sample-ratio mismatch[/]" if variants.srm_detected else "[green]split as intended[/]"
+        out.print(f"SRM: {verdict} (chi-squared p = {variants.srm_p_value:.3g})", highlight=False)
+    for s in variants.shadow:
+        out.print(
+            f"shadow {escape(s.variant)}: {s.n:,} scored, agreement {_num(s.agreement, 3)}, "
+            f"Spearman {_num(s.spearman, 3)}, p99 {_num(s.latency_p99_ms, 1)} ms "
+            f"(Δ {_num(s.latency_p99_diff_ms, 1)}), {s.n_errors:,} errors",
+            highlight=False,
+        )
+    for e in variants.timeline[-5:]:
+        at = "-" if e.at is None else f"{e.at:%Y-%m-%d %H:%M}"
+        out.print(
+            f"event {at} {escape(e.kind)} {escape(e.variant or '')}: {escape(e.reason)}", highlight=False
+        )
 
 
 @app.command("log")

@@ -248,8 +248,10 @@ class System:
     ) -> MonitorRun:
         """Watch the logged traffic against the build's reference; write the HTML and JSON reports."""
         from mlsd.design import parse_duration
-        from mlsd.monitoring import run_monitor
+        from mlsd.monitoring import run_monitor, variants_from_log
         from mlsd.report import render_monitor_report
+        from mlsd.rollout.routers import router_for
+        from mlsd.rollout.state import RolloutState, initial_state
         from mlsd.store import write_json_atomic
 
         if window is not None:
@@ -289,6 +291,29 @@ class System:
             derive=self.design.data.derive,  # derived features are drift-checked too
             time_column=self.design.data.time,
         )
+        # a rollout (several variants, shadow rows or rollout events): the per-variant comparison,
+        # its sample-ratio test against the split the routers intend now (from the shared state)
+        spec = self.design.deployment
+        stored = log.read_state(self.design.registry_name)
+        weights, state, unfit = None, None, None
+        try:
+            state = RolloutState.from_dict(stored[1]) if stored is not None else initial_state(spec)
+            # a bandit's split follows the rewards: there is no fixed split to test
+            weights = None if spec.strategy == "bandit" else router_for(spec).weights(state)
+        except DesignError as exc:  # a state the design no longer fits: judge the traffic anyway
+            unfit = f"no sample-ratio test: the rollout state does not fit the design ({exc})"
+        result.variants = variants_from_log(
+            log,
+            predictions,
+            task=self.design.goals.task,
+            weights=weights,
+            srm_since=None if state is None else state.step_started_at,  # the current step alone
+            order=spec.routed_aliases(),
+            positive_class=reference.positive_class,
+            period_given=since_ts is not None or until_ts is not None,
+        )
+        if result.variants is not None and unfit:
+            result.variants.warnings.append(unfit)
         stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
         json_path = self.reports_dir / f"monitor-{stamp}.json"
         saved = result.to_dict()
@@ -309,6 +334,9 @@ class System:
         overall, windows = result.overall, result.windows
         perf, slo = overall.performance, overall.slo
         top = result.top_drifted(15)
+        variants = None if result.variants is None else result.variants.to_dict()
+        if variants is not None:  # the document keeps the last 50 rollout events; the report all
+            variants["timeline"] = variants["timeline"][-50:]
         document.monitoring.latest = MonitoringRun(
             report=html_path.name,
             generated_at=str(result.created_at)[:19],
@@ -359,6 +387,7 @@ class System:
                     for o in slo.objectives
                 },
             },
+            variants=variants,
         )
         document.save(saved)
         render_design_document(document, self.reports_dir / "design.html")

@@ -154,3 +154,10 @@ def test_bandit_router_with_every_policy(policy: str) -> None:
         assert (p == p[0]).all() and _within_4_sigma(int((a.variant == variant).sum()), N, float(p[0]))
     # "b" has the best mean reward (0.75): every policy favours it
     assert (a.variant == "b").mean() > 0.5
+
+
+@pytest.mark.parametrize("strategy", sorted(CASES))
+def test_an_empty_batch_gives_an_empty_assignment(strategy: str) -> None:
+    spec, state = CASES[strategy]
+    a = router_for(spec).assign([], state or initial_state(spec), ARMS, np.random.default_rng(0))
+    assert len(a) == 0 and a.propensity.dtype == float and a.unit == [] and a.shadow.size == 0

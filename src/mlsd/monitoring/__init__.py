@@ -8,6 +8,8 @@ auto rule, Benjamini-Hochberg / Bonferroni, effect sizes); :mod:`~mlsd.monitorin
 checks a window against the build schema, :mod:`~mlsd.monitoring.performance` scores it where
 feedback arrived, :mod:`~mlsd.monitoring.slo` measures the service from the request log, and
 :func:`run_monitor` cuts the log into windows, runs them all and fires the design's alerts.
+:mod:`~mlsd.monitoring.variants` compares the variants of a rollout (:func:`compare_variants`:
+per-variant volume, latency, scores and feedback, sample-ratio mismatch, shadow, timeline).
 """
 
 from mlsd.monitoring.drift import (
@@ -41,6 +43,16 @@ from mlsd.monitoring.reference import (
     category_keys,
 )
 from mlsd.monitoring.slo import SLO_KEYS, Objective, SloResult, service_levels
+from mlsd.monitoring.variants import (
+    ShadowComparison,
+    TimelineEvent,
+    VariantReport,
+    VariantStats,
+    compare_variants,
+    has_variants,
+    sample_ratio_mismatch,
+    variants_from_log,
+)
 
 __all__ = [
     "CORRECTIONS",
@@ -60,20 +72,28 @@ __all__ = [
     "PerformanceResult",
     "QualityResult",
     "ReferenceStatistics",
+    "ShadowComparison",
     "SloResult",
+    "TimelineEvent",
+    "VariantReport",
+    "VariantStats",
     "WindowResult",
     "assign_windows",
     "category_keys",
     "check_alert_names",
     "choose_method",
     "cohens_h",
+    "compare_variants",
     "correct_p_values",
     "data_quality",
     "detect_drift",
+    "has_variants",
     "label_drift_test",
     "labelled_performance",
     "list_alerts",
     "list_drift_methods",
     "run_monitor",
+    "sample_ratio_mismatch",
     "service_levels",
+    "variants_from_log",
 ]

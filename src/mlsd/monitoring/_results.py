@@ -26,6 +26,7 @@ from mlsd.monitoring.drift import DriftResult, FeatureDrift
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
 from mlsd.monitoring.slo import SloResult
+from mlsd.monitoring.variants import VariantReport
 
 __all__ = ["Alert", "MonitorResult", "WindowResult"]
 
@@ -130,6 +131,9 @@ class MonitorResult:
     #: predictions logged without an event time (windowed by their logging time instead)
     n_missing_event_time: int = 0
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: the per-variant comparison of a rollout (several variants, shadow rows or rollout events
+    #: in the period); ``None`` for a single model, and then absent from :meth:`to_dict`
+    variants: VariantReport | None = None
 
     @property
     def fired(self) -> bool:
@@ -177,7 +181,7 @@ class MonitorResult:
         return out.rename_axis("column").reset_index()[cols]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "task": self.task,
             "window": self.window,
             "created_at": _iso(self.created_at),
@@ -190,6 +194,9 @@ class MonitorResult:
             "overall": self.overall.to_dict(),
             "windows": [w.to_dict() for w in self.windows],
         }
+        if self.variants is not None:
+            out["variants"] = self.variants.to_dict()
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -207,6 +214,7 @@ class MonitorResult:
             reference=data.get("reference", "training"),
             n_missing_event_time=int(data.get("n_missing_event_time", 0)),
             warnings=list(data.get("warnings") or []),
+            variants=None if data.get("variants") is None else VariantReport.from_dict(data["variants"]),
         )
 
     @classmethod

@@ -360,6 +360,9 @@ class MonitoringRun(_Model):
     drift: list[DriftRow] = Field(default_factory=list)
     performance: dict[str, Any] = Field(default_factory=dict)  # over all windows: AUC, ECE, label rate
     service: dict[str, Any] = Field(default_factory=dict)  # from the request log: latency, errors
+    #: a rollout's per-variant comparison, the plain dict of ``VariantReport.to_dict()`` (the
+    #: document keeps at most the last 50 rollout events); None for a single model
+    variants: dict[str, Any] | None = None
 
 
 class Monitoring(_Model):

@@ -8,7 +8,10 @@ and detected (○) drift marked, coloured on a fixed scale of the effect relativ
 feature's drift threshold,
 trends over windows (shares of features with detected and material drift, mean score, label
 rate and ROC AUC, or for a regression RMSE and the mean prediction against the mean outcome), the
-ranked features of the latest window, data quality, performance and SLO tables.
+ranked features of the latest window, data quality, performance and SLO tables, and for a
+rollout (the run's ``variants``) the per-variant comparison: volume against the intended split
+with the sample-ratio mismatch test, latency, score distributions, performance with feedback,
+the shadow comparison and the timeline of rollout events (:mod:`mlsd.report.variants`).
 
 It reads only plain dicts, so the report does not depend on :mod:`mlsd.monitoring` (both are
 stage libraries). plotly.js is inlined once, as in the design document, with the same look.
@@ -33,6 +36,7 @@ import plotly.graph_objects as go
 
 from mlsd.report.plots import _layout
 from mlsd.report.render import write_page
+from mlsd.report.variants import variant_figures
 
 __all__ = [
     "DRIFT_SCALE_MAX",
@@ -193,7 +197,8 @@ def build_monitor_figures(result: Mapping[str, Any]) -> dict[str, go.Figure]:
     """Every figure the run allows, keyed by div id (page order)."""
     windows = result.get("windows") or []
     limits = result.get("limits") or {}
-    figs: dict[str, go.Figure] = {}
+    # a rollout's comparison (present only with several variants, shadow rows or events)
+    figs: dict[str, go.Figure] = variant_figures(result.get("variants"))
     if not windows:
         return figs
     if any((w.get("drift") or {}).get("features") for w in windows):

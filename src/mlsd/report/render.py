@@ -30,6 +30,7 @@ from plotly.offline import get_plotlyjs
 
 from mlsd.report import plots
 from mlsd.report.document import Curve, DesignDocument, SliceRow
+from mlsd.report.variants import variant_figures
 
 __all__ = ["build_figures", "figure_html", "render_design_document", "write_page"]
 
@@ -79,6 +80,8 @@ def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
             figs["fig-confusion"] = plots.confusion_figure(models.confusion, goals.cost_unit)
     for column, rows in _slices_by_column(models.slices).items():
         figs[f"fig-slice-{_slug(column)}"] = plots.slice_figure(rows)
+    if doc.monitoring.latest is not None:  # a rollout's variants, from the latest monitoring run
+        figs.update(variant_figures(doc.monitoring.latest.variants))
     return figs
 
 

@@ -78,6 +78,14 @@ def _uniforms(
     return u
 
 
+def _probability_of(share: Mapping[str, float], variant: np.ndarray) -> np.ndarray:
+    """Each row's probability of its variant (a vectorised lookup, not a loop over rows)."""
+    names = np.array(list(share), dtype=object)
+    order = np.argsort(names)
+    idx = order[np.searchsorted(names[order], variant)]
+    return np.asarray(list(share.values()), dtype=float)[idx]
+
+
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
 
@@ -120,7 +128,7 @@ class Router(abc.ABC):
         listed, has = _units(units)
         share = normalised(weights, field="rollout_state.weights")
         variant = choose(share, _uniforms(seed, listed, has, _rng(rng)))
-        propensity = np.array([share[v] for v in variant], dtype=float)
+        propensity = _probability_of(share, variant)
         return Assignment(
             variant=variant,
             propensity=propensity,
@@ -289,7 +297,7 @@ class BanditRouter(Router):
         variant = choose(probs, rng.random(len(listed)))
         return Assignment(
             variant=variant,
-            propensity=np.array([probs[v] for v in variant], dtype=float),
+            propensity=_probability_of(probs, variant),
             unit=listed,
             assignment=np.full(len(listed), "random", dtype=object),
             shadow=np.zeros(len(listed), dtype=bool),

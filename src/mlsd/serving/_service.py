@@ -16,6 +16,7 @@ import pandas as pd
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from mlsd._deployment import DeploymentSpec
 from mlsd.data import Schema
 from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
@@ -28,6 +29,7 @@ from mlsd.serving.responses import (
     log_unavailable_response,
     mlsd_error_response,
 )
+from mlsd.serving.routing import Routing, Variant, _Counters
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import MAX_ABS_NUMBER, CheckedRows, RowValidator
@@ -36,6 +38,8 @@ from mlsd.store.prediction_log import PredictionRecord, RequestRecord
 PREDICT_ROUTE = "/v1/predict"
 FEEDBACK_ROUTE = "/v1/feedback"
 READY_ROUTE = "/readyz"
+#: the unit of assignment when the design names no sticky_by field (or a row lacks it)
+UNIT_HEADER = "x-mlsd-unit"
 
 _log = logging.getLogger("mlsd.serving")
 
@@ -51,6 +55,14 @@ class FeedbackNote:
     signature: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A row on its way into a micro-batch, with the variant its rollout assigned it."""
+
+    row: Any
+    variant: str
+
+
 @dataclass
 class Scored:
     """One micro-batch after validation and scoring (invalid rows have no score)."""
@@ -59,6 +71,9 @@ class Scored:
     score: np.ndarray
     decision: list[Any]
     event_time: list[datetime | None]
+    answered_by: np.ndarray  # object: the alias whose model answered each row
+    version: np.ndarray  # int: its registered version
+    fallback: list[str | None]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -113,6 +128,21 @@ class Service:
             adaptive=True,
         )
         self.model_ref = {"name": settings.model_name, "version": settings.model_version}
+        self.routing = settings.routing or Routing(
+            DeploymentSpec(),
+            {"champion": Variant("champion", self.model, settings.model_version)},
+            log=self.log,
+            model_name=settings.model_name,
+            task=self.model.task,
+        )
+        self.routing.counters = _Counters(
+            fallbacks=lambda variant, reason, n: self.metrics.fallbacks.labels(
+                variant=variant, reason=reason
+            ).inc(n),
+            shadow_dropped=self.metrics.shadow_dropped.inc,
+        )
+        self.strategy = self.routing.spec.strategy
+        self._refresher: asyncio.Task[None] | None = None
         self._log_started = False
         self._inputs_kept = list(
             dict.fromkeys([*self.model.input_columns, *filter(None, [settings.time_column])])
@@ -122,12 +152,26 @@ class Service:
     async def start(self) -> None:
         await asyncio.to_thread(self.log.start)
         self._log_started = True
+        if self.strategy != "single":  # the shared state is known before the first request
+            await asyncio.to_thread(self.routing.refresh)
+            self._refresher = asyncio.create_task(self._refresh_forever())
         await self.batcher.start()
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         await self.batcher.stop()
+        await asyncio.to_thread(self.routing.close)  # queued shadows reach the log writer
         self._log_started = False
         await asyncio.to_thread(self.log.close)  # drains: every submitted record is committed
+
+    async def _refresh_forever(self) -> None:
+        interval = self.routing.spec.state_refresh_s
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.routing.refresh)
 
     async def readiness(self) -> str | None:
         """Why the server is not ready, or None. A failing log is probed with a real commit.
@@ -150,22 +194,44 @@ class Service:
         return "the prediction log writer is not running"
 
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
-    def _score(self, rows: list[dict[str, Any]]) -> Scored:
-        n = len(rows)
-        checked = self.validator.check(rows)
+    def _score(self, items: list[Routed]) -> Scored:
+        n = len(items)
+        checked = self.validator.check([item.row for item in items])
         ok = ~checked.invalid
         score = np.full(n, np.nan)
         decision: list[Any] = [None] * n
+        assigned = np.array([item.variant for item in items], dtype=object)
+        answered, version = assigned.copy(), np.zeros(n, dtype=np.int64)
+        fallback: list[str | None] = [None] * n
         if ok.any():
             frame = checked.frame if ok.all() else checked.frame.loc[ok]
-            pred = self.model.predict_frame(frame)
-            score[ok] = pred["score"].to_numpy(dtype="float64")
-            for i, d in zip(np.flatnonzero(ok).tolist(), pred["decision"].tolist(), strict=True):
-                decision[i] = d
+            got = self.routing.score(frame, assigned[ok])
+            positions = np.flatnonzero(ok)
+            score[positions] = got.score
+            answered[positions], version[positions] = got.answered_by, got.version
+            for i, d, why in zip(positions.tolist(), got.decision, got.fallback, strict=True):
+                decision[i], fallback[i] = d, why
         # counted once the batch scored: a failed batch is scored again request by request
         for column, count in checked.unseen_categories.items():
             self.metrics.unseen_categories.labels(column=column).inc(count)
-        return Scored(checked, score, decision, _event_times(checked, n))
+        return Scored(checked, score, decision, _event_times(checked, n), answered, version, fallback)
+
+    def _units(self, request: Request, rows: list[Any]) -> list[str | None]:
+        """Each row's unit of assignment: its ``sticky_by`` field, else the X-Mlsd-Unit header."""
+        header = request.headers.get(UNIT_HEADER) or None
+        if header is not None:
+            header = header[:255]
+        key = self.routing.spec.sticky_by
+        if key is None:
+            return [header] * len(rows)
+        units: list[str | None] = []
+        for row in rows:
+            value = row.get(key) if isinstance(row, dict) else None
+            if value is None or isinstance(value, (dict, list, bool)) or value != value:
+                units.append(header)
+            else:
+                units.append(str(value)[:255])
+        return units
 
     # -- routes ---------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
@@ -179,12 +245,15 @@ class Service:
             n_rows = len(rows)
             expected = False
             self.batcher.unexpect()
-            part = await self.batcher.submit(rows)
+            assignment = self.routing.assign(self._units(request, rows))
+            part = await self.batcher.submit(
+                [Routed(row, v) for row, v in zip(rows, assignment.variant.tolist(), strict=True)]
+            )
             scored = part.result
             bad = scored.checked.invalid[part.start : part.stop]
             if bad.any():
                 errors, total = self.validator.field_errors(
-                    part.rows,
+                    [item.row for item in part.rows],
                     scored.checked,
                     part.start,
                     part.stop,
@@ -220,14 +289,19 @@ class Service:
                 logged_at=received,
                 event_time=scored.event_time[i],
                 model_name=s.model_name,
-                model_version=s.model_version,
-                variant=s.variant,
+                model_version=int(scored.version[i]),
+                variant=scored.answered_by[i],
                 inputs={k: row[k] for k in self._inputs_kept if k in row},
                 score=float(scored.score[i]),
                 decision=scored.decision[i],
                 latency_ms=latency_ms,
+                assigned_variant=assignment.variant[j],
+                propensity=float(assignment.propensity[j]),
+                unit=assignment.unit[j],
+                assignment=assignment.assignment[j],
+                fallback=scored.fallback[i],
             )
-            for rid, i, row in zip(ids, range(part.start, part.stop), rows, strict=True)
+            for j, (rid, i, row) in enumerate(zip(ids, range(part.start, part.stop), rows, strict=True))
         ]
         try:
             await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
@@ -238,10 +312,22 @@ class Service:
             if isinstance(exc, LogError):
                 return log_unavailable_response(self.log.last_write_problem)
             return error_response(500, "the prediction could not be logged", "log_error")
-        self.metrics.predictions.labels(model_version=str(s.model_version)).inc(n_rows)
+        for r in records:
+            self.metrics.predictions.labels(model_version=str(r.model_version)).inc()
+            self.metrics.variant_predictions.labels(variant=r.variant).inc()
         answers: list[dict[str, Any]] = [
             {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
         ]
+        if self.strategy in ("canary", "ab", "bandit"):
+            for answer, r in zip(answers, records, strict=True):
+                answer["variant"], answer["model_version"] = r.variant, r.model_version
+        shadowed = np.flatnonzero(assignment.shadow)
+        if len(shadowed):  # answered and committed: the shadow can only run behind it now
+            self.routing.shadow(
+                scored.checked.frame.iloc[part.start + shadowed],
+                [ids[k] for k in shadowed.tolist()],
+                received,
+            )
         body = {
             "model": self.model_ref,
             "predictions": answers,

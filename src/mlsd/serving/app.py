@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsd.errors import MlsdError
 from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
+from mlsd.serving.admin import ADMIN_ROUTES, install_admin_routes
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import (
     FeedbackResponse,
@@ -204,6 +205,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             ).response()
         return JSONResponse({**public, "threshold": model.threshold, "schema": schema.to_dict()})
 
+    app.state.admin_token_env = settings.admin_token_env
+    install_admin_routes(app, service)
     _install_error_handlers(app)
     _install_openapi(app)
     _install_docs(app)
@@ -220,7 +223,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         cors_origins=settings.cors_origins,
         max_header_count=settings.max_header_count,
         max_request_line_bytes=settings.max_request_line_bytes,
-        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE),
+        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE, *ADMIN_ROUTES[1:3]),
     )
     app.add_middleware(_Observed, service=service)  # outermost: refused requests are counted too
     return app

@@ -85,6 +85,23 @@ class ServingMetrics:
         self.predictions = Counter(
             "mlsd_predictions", "Rows scored and committed to the log", ["model_version"], registry=r
         )
+        self.variant_predictions = Counter(
+            "mlsd_variant_predictions",
+            "Rows answered and committed, by the rollout variant (registry alias) that answered",
+            ["variant"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "mlsd_fallbacks",
+            "Rows a variant was assigned but the champion answered (failed, timed out, circuit open)",
+            ["variant", "reason"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "mlsd_shadow_dropped",
+            "Shadow batches dropped because the shadow queue was full (the answer never waits)",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "mlsd_batch_size",
             "Rows per call of the model (micro-batches)",

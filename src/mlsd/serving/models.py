@@ -66,6 +66,10 @@ class Prediction(BaseModel):
     signature: str | None = Field(
         None, description="HMAC of request_id, to echo with its feedback (only with feedback_auth: signed_id)"
     )
+    variant: str | None = Field(
+        None, description="the registry alias that answered (only under a canary, ab or bandit rollout)"
+    )
+    model_version: int | None = Field(None, description="its registered version (with variant)")
 
 
 class PredictResponse(BaseModel):

@@ -72,6 +72,7 @@ class ServeSettings:
     feedback_token: str | None = field(default=None, repr=False)
     feedback_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    admin_token_env: str = "MLSD_ADMIN_TOKEN"  # named in the 403 of a disabled admin API
     allowed_hosts: tuple[str, ...] | None = None  # None: no Host check (settings_for always sets it)
     cors_origins: tuple[str, ...] = ()
     max_header_count: int = 100
@@ -81,6 +82,8 @@ class ServeSettings:
     max_concurrent_connections: int = 1000
     read_timeout_s: float = 10.0
     keep_alive_timeout_s: int = 5
+    # the rollout (serving.routing.Routing); None: the champion answers every request
+    routing: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -187,6 +190,62 @@ def _refuse_none(host: str) -> None:
     )
 
 
+def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: Any) -> Any:
+    """The rollout of ``dep.strategy``: every alias it routes between, loaded once, here."""
+    from mlsd.errors import RegistryError
+    from mlsd.serving.routing import Routing, Variant
+
+    variants = {"champion": Variant("champion", model, version)}
+    for alias in dep.routed_aliases():
+        if alias in variants:
+            continue
+        try:
+            other, _, other_version = system.champion(alias)
+        except RegistryError as exc:
+            raise ServingError(
+                f"the {dep.strategy} rollout routes to {alias!r}, which is not registered for {name!r}",
+                field="deployment.strategy",
+                received=dep.strategy,
+                expected=f"a version registered as {alias}: mlsd build FILE --alias {alias}",
+            ) from exc
+        if list(other.input_columns) != list(model.input_columns):
+            raise ServingError(
+                f"{alias} (version {other_version}) reads other input columns than the champion",
+                field=f"deployment.{'traffic' if dep.strategy == 'ab' else 'challenger'}",
+                received=list(other.input_columns),
+                expected=list(model.input_columns),
+            )
+        variants[alias] = Variant(alias, other, other_version)
+    if dep.strategy == "single":
+        return Routing(dep, variants, log=log, model_name=name, task=model.task)
+
+    def load(alias: str) -> Variant:
+        loaded, _, loaded_version = system.champion(alias)
+        return Variant(alias, loaded, loaded_version)
+
+    def registry() -> Any:
+        from mlsd.store import ModelRegistry
+
+        return ModelRegistry(system.workspace)
+
+    goals = system.design.goals
+    classes = list(model.classes)
+    return Routing(
+        dep,
+        variants,
+        log=log,
+        model_name=name,
+        task=model.task,
+        costs=goals.costs,
+        positive_class=classes[-1] if model.task == "binary" and classes else None,
+        p99_limit_ms=goals.constraints.get("p99_latency_ms"),
+        reload=lambda: registry().alias_versions(name),
+        load=load,
+        promote=lambda alias: registry().promote(name, alias),
+        rollback=lambda: registry().rollback(name),
+    )
+
+
 def settings_for(
     system: Any, *, log_url: str | None = None, host: str | None = None, environ: Any = None
 ) -> ServeSettings:
@@ -225,11 +284,13 @@ def settings_for(
                 expected=f"{name} set to {_SECRET_HINT}",
             )
     model, name, version = system.champion()
+    log = system.prediction_log(log_url)
     return ServeSettings(
         model=model,
         model_name=name,
         model_version=version,
-        log=system.prediction_log(log_url),
+        log=log,
+        routing=_routing(system, dep, model, name, version, log),
         time_column=system.design.data.time,
         max_batch_size=dep.max_batch_size,
         max_batch_delay_ms=dep.max_batch_delay_ms,
@@ -243,6 +304,7 @@ def settings_for(
         feedback_token=token,
         feedback_secret=secret,
         admin_token=env.get(dep.admin_token_env) or None,
+        admin_token_env=dep.admin_token_env,
         allowed_hosts=tuple(h.lower() for h in dep.allowed_hosts) or default_allowed_hosts(host),
         cors_origins=tuple(dep.cors_origins),
         max_header_count=dep.max_header_count,

@@ -1,0 +1,345 @@
+"""The rollout inside a running server: the loaded variants, who answers each row, the fallback,
+the shadow, and the shared state re-read from the prediction log.
+
+:mod:`mlsd.rollout` decides (routers, bandit policies, the canary's gates); this module holds
+what a process needs to act on it:
+
+- **variants**: every alias the strategy routes between, loaded once; a moved alias (``mlsd
+  promote``, ``mlsd rollback`` or the admin API, in any process) is loaded by :meth:`refresh`
+  and swapped in whole, so a batch that is being scored finishes on the model it started with;
+- **scoring with a fallback**: a variant other than the champion is scored in a worker pool
+  and waited for at most ``variant_timeout_ms``; when it raises, times out or its circuit is
+  open, the champion answers its rows and each record says why (``fallback``);
+- **shadow**: after the answer is committed, the shadow variant scores a copy of the rows in
+  its own thread; a bounded queue drops (and counts) rather than slow anything down;
+- **shared state**: weights, canary step and bandit statistics come from the log database
+  (``rollout_state`` compare-and-set; rewards from the feedback joined to predictions), so a
+  restarted server continues where it stopped and replicas on one PostgreSQL route alike.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd.errors import ServingError
+from mlsd.rollout.bandits import ArmStats, arm_stats
+from mlsd.rollout.canary import judge_canary, next_state, window_stats
+from mlsd.rollout.routers import Assignment, Router, router_for
+from mlsd.rollout.state import RolloutState, initial_state
+from mlsd.serving.breaker import CircuitBreaker
+from mlsd.store.prediction_log import ShadowRecord
+
+__all__ = ["MAX_SHADOW_PENDING", "Routing", "Variant", "VariantScores"]
+
+_log = logging.getLogger("mlsd.serving")
+
+#: shadow batches waiting for their thread at most; more are dropped (and counted)
+MAX_SHADOW_PENDING = 64
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One loaded registry version behind an alias."""
+
+    alias: str
+    model: Any  # PackagedModel
+    version: int
+
+
+@dataclass
+class VariantScores:
+    """What a batch's rows got: score, decision, who answered and why another did."""
+
+    score: np.ndarray
+    decision: list[Any]
+    answered_by: np.ndarray  # object: alias
+    version: np.ndarray  # int
+    fallback: list[str | None]
+
+
+@dataclass
+class _Counters:
+    fallbacks: Callable[[str, str, int], None] = lambda variant, reason, n: None
+    shadow_dropped: Callable[[], None] = lambda: None
+
+
+class Routing:
+    """The rollout of one server process (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: Any,  # DeploymentSpec
+        variants: dict[str, Variant],
+        *,
+        log: Any,
+        model_name: str,
+        task: str,
+        costs: Any = None,
+        positive_class: Any = None,
+        p99_limit_ms: float | None = None,
+        reload: Callable[[], dict[str, int]] | None = None,
+        load: Callable[[str], Variant] | None = None,
+        promote: Callable[[str], tuple[int | None, int]] | None = None,
+        rollback: Callable[[], tuple[int, int]] | None = None,
+        counters: _Counters | None = None,
+    ) -> None:
+        self.spec = spec
+        self.router: Router = router_for(spec)
+        missing = [a for a in self.router.variants if a not in variants]
+        if missing:
+            raise ServingError(
+                f"the {spec.strategy} rollout routes to {', '.join(missing)}, which is not loaded",
+                field="deployment.strategy",
+                received=sorted(variants),
+                expected=f"every alias of {self.router.variants} registered (mlsd build FILE --alias NAME)",
+            )
+        self.variants = dict(variants)
+        self.log = log
+        self.key = model_name
+        self.task = task
+        self.costs = costs
+        self.positive_class = positive_class
+        self.p99_limit_ms = p99_limit_ms
+        self._reload = reload
+        self._load = load
+        self.promote, self.rollback = promote, rollback  # the registry's, for the admin API
+        self.counters = counters or _Counters()
+        self.state: RolloutState = initial_state(spec)
+        self.revision: int | None = None
+        self.arms: dict[str, ArmStats] = {}
+        self.breakers = {
+            a: CircuitBreaker(spec.breaker_failures, spec.breaker_cooldown_s)
+            for a in self.router.variants
+            if a != "champion"
+        }
+        # variants other than the champion run here so that a slow one can be given up on
+        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlsd-variant")
+        self._shadow_pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlsd-shadow")
+        self._shadow_pending = 0
+        self._shadow_lock = threading.Lock()
+        self._rng = np.random.default_rng()
+        self.last_refresh_problem: str | None = None
+
+    @property
+    def shadow_alias(self) -> str | None:
+        return self.spec.challenger if self.spec.strategy == "shadow" else None
+
+    def close(self) -> None:
+        self._shadow_pool.shutdown(wait=True)  # every queued shadow reaches the log writer
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- assignment (on the event loop, per request) ------------------------------------------
+    def assign(self, units: Sequence[str | None]) -> Assignment:
+        return self.router.assign(units, self.state, self.arms, self._rng)
+
+    def weights(self) -> dict[str, float]:
+        if self.spec.strategy == "bandit":
+            return self.router.weights(self.state, self.arms, self._rng)  # type: ignore[call-arg]
+        return self.router.weights(self.state)
+
+    # -- scoring (in the batcher's worker thread) ---------------------------------------------
+    def score(self, frame: pd.DataFrame, assigned: np.ndarray) -> VariantScores:
+        """Score each row of ``frame`` with its assigned variant; the champion answers for a
+        variant that fails, times out or whose circuit is open. The champion failing raises."""
+        n = len(frame)
+        score = np.full(n, np.nan)
+        decision: list[Any] = [None] * n
+        answered = np.asarray(assigned, dtype=object).copy()
+        fallback: list[str | None] = [None] * n
+        variants = self.variants  # one snapshot per batch: a reload swaps the dict, not its models
+        champion_rows: list[np.ndarray] = [np.flatnonzero(answered == "champion")]
+        for alias in dict.fromkeys(answered.tolist()):
+            if alias == "champion":
+                continue
+            rows = np.flatnonzero(answered == alias)
+            pred, why = self._score_variant(variants[alias], frame.iloc[rows])
+            if pred is None:
+                answered[rows] = "champion"
+                for i in rows.tolist():
+                    fallback[i] = why
+                self.counters.fallbacks(alias, why.split(":")[0], len(rows))
+                champion_rows.append(rows)
+                continue
+            score[rows] = pred["score"].to_numpy(dtype="float64")
+            for i, d in zip(rows.tolist(), pred["decision"].tolist(), strict=True):
+                decision[i] = d
+        rows = np.sort(np.concatenate(champion_rows))
+        if len(rows):
+            pred = variants["champion"].model.predict_frame(frame.iloc[rows])
+            score[rows] = pred["score"].to_numpy(dtype="float64")
+            for i, d in zip(rows.tolist(), pred["decision"].tolist(), strict=True):
+                decision[i] = d
+        version = np.array([variants[a].version for a in answered], dtype=np.int64)
+        return VariantScores(score, decision, answered, version, fallback)
+
+    def _score_variant(self, variant: Variant, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+        breaker = self.breakers.get(variant.alias)
+        if breaker is not None and not breaker.allow():
+            return None, f"circuit open: {variant.alias} failed {breaker.failures} times in a row"
+        timeout = self.spec.variant_timeout_ms
+        future = self._pool.submit(variant.model.predict_frame, frame)
+        try:
+            pred = future.result(timeout=None if timeout is None else timeout / 1000)
+            if len(pred) != len(frame):
+                raise ValueError(f"{len(pred)} answers for {len(frame)} rows")
+        except cf.TimeoutError:
+            why = f"timed out: {variant.alias} took longer than {timeout:g} ms"
+        except Exception as exc:
+            why = f"failed: {variant.alias} raised {type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            if breaker is not None:
+                breaker.record_success()
+            return pred, ""
+        _log.warning("variant %s fell back to the champion (%s)", variant.alias, why)
+        if breaker is not None:
+            breaker.record_failure()
+        return None, why
+
+    # -- shadow (off the request path) --------------------------------------------------------
+    def shadow(self, frame: pd.DataFrame, request_ids: list[str], logged_at: datetime) -> None:
+        """Queue the shadow's scoring of ``frame`` (rows already answered and logged)."""
+        alias = self.shadow_alias
+        if alias is None or not len(frame):
+            return
+        with self._shadow_lock:
+            if self._shadow_pending >= MAX_SHADOW_PENDING:
+                self.counters.shadow_dropped()
+                return
+            self._shadow_pending += 1
+        try:
+            self._shadow_pool.submit(self._run_shadow, self.variants[alias], frame, request_ids, logged_at)
+        except RuntimeError:  # shutting down
+            with self._shadow_lock:
+                self._shadow_pending -= 1
+
+    def _run_shadow(self, variant: Variant, frame: pd.DataFrame, ids: list[str], logged_at: datetime) -> None:
+        try:
+            start = time.perf_counter()
+            error = None
+            try:
+                pred = variant.model.predict_frame(frame)
+                scores = pred["score"].to_numpy(dtype="float64").tolist()
+                decisions = pred["decision"].tolist()
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                scores, decisions = [None] * len(ids), [None] * len(ids)
+            latency_ms = (time.perf_counter() - start) * 1000
+            name = self.key
+            self.log.submit_shadow(
+                [
+                    ShadowRecord(
+                        rid, logged_at, variant.alias, name, variant.version, s, d, latency_ms, error
+                    )
+                    for rid, s, d in zip(ids, scores, decisions, strict=True)
+                ]
+            )
+        finally:
+            with self._shadow_lock:
+                self._shadow_pending -= 1
+
+    # -- shared state (in a worker thread, every state_refresh_s) -----------------------------
+    def refresh(self, now: datetime | None = None) -> None:
+        """Re-read the state, judge the canary, count the bandit's rewards, reload moved aliases."""
+        now = now or datetime.now(UTC)
+        try:
+            self._read_state(now)
+            if self.spec.strategy == "bandit":
+                counts = self.log.reward_counts()
+                self.arms = arm_stats(
+                    counts, self.router.variants, self.spec.reward, self.costs, self.positive_class
+                )
+            if self.spec.strategy == "canary" and not (self.state.rolled_back or self.state.complete):
+                self._judge_canary(now)
+            self._reload_aliases()
+            self.last_refresh_problem = None
+        except Exception as exc:  # the server keeps answering with the state it has
+            self.last_refresh_problem = f"{type(exc).__name__}: {exc}"
+            _log.warning("rollout state refresh failed: %s", self.last_refresh_problem)
+
+    def _read_state(self, now: datetime) -> None:
+        got = self.log.read_state(self.key)
+        if got is None:
+            fresh = initial_state(self.spec)
+            if self.spec.strategy == "canary":
+                fresh.step_started_at = now.isoformat()
+            revision = self.log.write_state(self.key, fresh.to_dict(), expected_revision=None)
+            if revision is not None:
+                self.log.add_event(
+                    "start",
+                    reason=f"{self.spec.strategy} rollout started with weights {fresh.weights}",
+                    actor="server",
+                    details=fresh.to_dict(),
+                )
+            got = self.log.read_state(self.key)
+        if got is not None:
+            self.revision, state = got
+            self.state = RolloutState.from_dict(state)
+
+    def _judge_canary(self, now: datetime) -> None:
+        since = self.state.step_started_at
+        frame = self.log.read_outcomes(since=None if since is None else datetime.fromisoformat(since))
+        champion = window_stats(frame, "champion", self.task)
+        challenger = window_stats(frame, self.spec.challenger, self.task)
+        decision = judge_canary(self.spec, self.p99_limit_ms, self.state, champion, challenger, self.task)
+        if decision.action == "hold":
+            return
+        new = next_state(self.spec, self.state, decision, now)
+        revision = self.log.write_state(self.key, new.to_dict(), expected_revision=self.revision)
+        if revision is None:  # another replica judged first: take what it wrote
+            self._read_state(now)
+            return
+        self.revision, self.state = revision, new
+        self.log.add_event(
+            decision.action,
+            reason=decision.reason,
+            actor="canary",
+            variant=self.spec.challenger,
+            details={**decision.details, "weights": new.weights},
+        )
+
+    def write_state(self, new: RolloutState, *, kind: str, reason: str, actor: str) -> bool:
+        """Compare-and-set ``new`` (admin changes); False when another writer changed it first."""
+        revision = self.log.write_state(self.key, new.to_dict(), expected_revision=self.revision)
+        if revision is None:
+            return False
+        self.revision, self.state = revision, new
+        self.log.add_event(kind, reason=reason, actor=actor, details=new.to_dict())
+        return True
+
+    def _reload_aliases(self) -> None:
+        if self._reload is None or self._load is None:
+            return
+        current = self._reload()
+        moved = [a for a in self.router.variants if a in current and current[a] != self.variants[a].version]
+        if not moved:
+            return
+        loaded = {a: self._load(a) for a in moved}
+        for alias, variant in loaded.items():
+            expected = list(self.variants["champion"].model.input_columns)
+            if list(variant.model.input_columns) != expected:
+                raise ServingError(
+                    f"{alias} moved to version {variant.version}, whose input columns differ",
+                    field=alias,
+                    received=list(variant.model.input_columns),
+                    expected=expected,
+                )
+        old = {a: self.variants[a].version for a in moved}
+        self.variants = {**self.variants, **loaded}  # one assignment: a batch sees old or new
+        for alias in moved:
+            self.log.add_event(
+                "reload",
+                reason=f"{alias} moved from version {old[alias]} to {loaded[alias].version}",
+                actor="server",
+                variant=alias,
+                details={"from": old[alias], "to": loaded[alias].version},
+            )

@@ -1,0 +1,202 @@
+"""The rollout inside the server: routing, the logged assignment, fallback, circuit breaker,
+shadow, the shared state and the admin API, on the real app with a real SQLite log."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mlsd._deployment import DeploymentSpec
+from mlsd.serving import ServeSettings, create_app
+from mlsd.serving.routing import Routing, Variant
+from mlsd.store import PackagedModel
+from mlsd.store.prediction_log import PredictionLog
+
+TOKEN = "an-admin-token-of-32-characters!"
+
+
+class _Failing:
+    """A fitted pipeline whose scoring raises (a planted broken challenger)."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.classes_ = pipeline.classes_
+
+    def predict_proba(self, rows: Any) -> Any:
+        raise RuntimeError("planted failure")
+
+
+class _Slow:
+    """A fitted pipeline that sleeps before it answers (a challenger past its timeout)."""
+
+    def __init__(self, pipeline: Any, seconds: float) -> None:
+        self.pipeline, self.seconds, self.classes_ = pipeline, seconds, pipeline.classes_
+
+    def predict_proba(self, rows: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.pipeline.predict_proba(rows)
+
+
+def _variant(model: PackagedModel, alias: str, version: int, pipeline: Any = None) -> Variant:
+    if pipeline is not None:
+        model = copy.copy(model)
+        object.__setattr__(model, "pipeline", pipeline)
+    return Variant(alias, model, version)
+
+
+@pytest.fixture
+def serve(flights, tmp_path: Path):
+    counter = iter(range(1000))
+
+    @contextmanager
+    def factory(
+        spec: DeploymentSpec, challenger: Any = None, *, log_path: Path | None = None, **settings: Any
+    ) -> Iterator[tuple[TestClient, PredictionLog, Routing]]:
+        path = log_path or tmp_path / f"log{next(counter)}.db"
+        log = PredictionLog(f"sqlite:///{path}")
+        variants = {"champion": _variant(flights.model, "champion", 3)}
+        for alias in spec.routed_aliases()[1:]:
+            variants[alias] = _variant(flights.model, alias, 4, challenger)
+        routing = Routing(
+            spec, variants, log=log, model_name="flight-delay", task="binary", p99_limit_ms=None
+        )
+        app = create_app(
+            ServeSettings(
+                model=flights.model,
+                model_name="flight-delay",
+                model_version=3,
+                log=log,
+                time_column="time_hour",
+                routing=routing,
+                **settings,
+            )
+        )
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client, log, routing
+
+    return factory
+
+
+def _send(client: TestClient, flights, n: int, unit_of=None, start: int = 0) -> list[dict]:
+    answers = []
+    for i in range(start, start + n):
+        headers = {} if unit_of is None else {"X-Mlsd-Unit": unit_of(i)}
+        r = client.post("/v1/predict", json={"inputs": flights.row(i % len(flights.rows))}, headers=headers)
+        assert r.status_code == 200, r.text
+        answers.append(r.json()["predictions"][0])
+    return answers
+
+
+def _logged(log: PredictionLog):
+    log.close()  # drain the writer before reading
+    return log.read_predictions()
+
+
+def test_ab_assignment_is_sticky_by_unit_and_logs_its_propensity(serve, flights) -> None:
+    spec = DeploymentSpec(strategy="ab", traffic={"champion": 70, "challenger": 30}, seed=3)
+    with serve(spec) as (client, log, _):
+        answers = _send(client, flights, 300, unit_of=lambda i: f"user-{i % 60}")
+        again = _send(client, flights, 60, unit_of=lambda i: f"user-{i % 60}")
+        no_unit = _send(client, flights, 40)
+    frame = _logged(log)
+    assert {a["variant"] for a in answers} == {"champion", "challenger"}
+    by_unit = frame[frame["unit"].notna()].groupby("unit")["variant"].nunique()
+    assert len(by_unit) == 60 and by_unit.max() == 1
+    first = {f"user-{i % 60}": a["variant"] for i, a in enumerate(answers)}
+    assert all(first[f"user-{i}"] == a["variant"] for i, a in enumerate(again))
+    share = (frame["variant"] == "challenger").mean()
+    assert 0.15 < share < 0.45
+    sticky = frame[frame["assignment"] == "sticky"]
+    expected = np.where(sticky["variant"] == "challenger", 0.3, 0.7)
+    np.testing.assert_allclose(sticky["propensity"], expected)
+    assert (frame.loc[frame["unit"].isna(), "assignment"] == "random").sum() == len(no_unit)
+    versions = frame.groupby("variant")["model_version"].unique()
+    assert list(versions["champion"]) == [3] and list(versions["challenger"]) == [4]
+
+
+def test_a_failing_variant_is_answered_by_the_champion_and_counted(serve, flights) -> None:
+    spec = DeploymentSpec(strategy="ab", traffic={"champion": 0, "challenger": 100}, breaker_failures=3)
+    with serve(spec, _Failing(flights.model.pipeline)) as (client, log, routing):
+        answers = _send(client, flights, 8)
+        metrics = client.get("/metrics").text
+    assert all(a["variant"] == "champion" and a["model_version"] == 3 for a in answers)
+    frame = _logged(log)
+    assert (frame["assigned_variant"] == "challenger").all()
+    reasons = frame.sort_values("request_id")["fallback"].tolist()
+    assert all(r.startswith("failed: challenger raised RuntimeError") for r in reasons[:3])
+    assert all(r.startswith("circuit open") for r in reasons[3:])  # after 3 in a row
+    assert 'mlsd_fallbacks_total{reason="failed",variant="challenger"} 3.0' in metrics
+    assert 'mlsd_fallbacks_total{reason="circuit open",variant="challenger"} 5.0' in metrics
+    assert routing.breakers["challenger"].state == "open"
+
+
+def test_a_variant_past_its_timeout_is_answered_by_the_champion(serve, flights) -> None:
+    spec = DeploymentSpec(strategy="ab", traffic={"champion": 0, "challenger": 100}, variant_timeout_ms=50)
+    with serve(spec, _Slow(flights.model.pipeline, 0.5)) as (client, log, _):
+        answers = _send(client, flights, 2)
+    assert [a["variant"] for a in answers] == ["champion", "champion"]
+    assert _logged(log)["fallback"].str.startswith("timed out: challenger").all()
+
+
+def test_shadow_scores_every_request_off_the_path_and_never_answers(serve, flights) -> None:
+    with serve(DeploymentSpec(strategy="shadow")) as (client, log, _):
+        answers = _send(client, flights, 30)
+    assert all("variant" not in a for a in answers)
+    primary = _logged(log)
+    shadow = log.read_shadow()
+    assert len(shadow) == 30 and set(shadow["request_id"]) == set(primary["request_id"])
+    assert (shadow["variant"] == "challenger").all() and (shadow["model_version"] == 4).all()
+    # the same model in both seats: the same scores
+    np.testing.assert_allclose(shadow["score"], shadow["primary_score"])
+    assert (primary["variant"] == "champion").all()
+
+
+def test_canary_state_is_shared_through_the_log_and_survives_a_restart(serve, flights, tmp_path) -> None:
+    spec = DeploymentSpec(strategy="canary", steps=[20, 100], step_min_requests=10, state_refresh_s=3600)
+    path = tmp_path / "shared.db"
+    with serve(spec, log_path=path) as (client, log, routing):
+        assert routing.state.canary_step == 0 and routing.revision == 1
+        _send(client, flights, 120, unit_of=lambda i: f"u{i}")
+        routing.refresh()
+        assert routing.state.canary_step == 1, log.read_events()
+    events = log.read_events()
+    assert list(events["kind"]) == ["start", "advance"]
+    with serve(spec, log_path=path) as (_, _, again):  # a new process would read the same row
+        assert again.state.canary_step == 1 and again.revision == 2
+
+
+def test_admin_routes_need_a_configured_and_matching_token(serve, flights) -> None:
+    spec = DeploymentSpec(strategy="ab", traffic={"champion": 50, "challenger": 50})
+    with serve(spec) as (client, _, _):
+        disabled = client.get("/v1/admin/state")
+    assert disabled.status_code == 403 and "admin API disabled" in disabled.text
+    with serve(spec, admin_token=TOKEN) as (client, log, routing):
+        assert client.get("/v1/admin/state").status_code == 401
+        wrong = client.get("/v1/admin/state", headers={"Authorization": "Bearer " + "x" * 32})
+        assert wrong.status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        _send(client, flights, 20, unit_of=lambda i: f"u{i}")
+        state = client.get("/v1/admin/state", headers=auth)
+        assert state.status_code == 200, state.text
+        body = state.json()
+        assert body["strategy"] == "ab" and sum(v["requests"] for v in body["variants"]) == 20
+        assert 0 <= body["srm_p_value"] <= 1
+        moved = client.post(
+            "/v1/admin/traffic", headers=auth, json={"weights": {"champion": 90, "challenger": 10}}
+        )
+        assert moved.status_code == 200, moved.text
+        assert routing.state.weights == {"champion": 90.0, "challenger": 10.0}
+        bad = client.post("/v1/admin/traffic", headers=auth, json={"weights": {"nobody": 1}})
+        assert bad.status_code == 422 and bad.json()["error"]["errors"][0]["field"] == "weights.nobody"
+    events = log.read_events()
+    assert list(zip(events["kind"], events["outcome"], strict=True))[-2:] == [
+        ("traffic", "ok"),
+        ("traffic", "refused"),
+    ]
