@@ -129,3 +129,20 @@ def test_a_reserved_or_malformed_alias_is_refused_before_building(tmp_path: Path
     code, output = _cli("build", str(design), "--alias", alias)
     assert code == 2 and "alias:" in output and "challenger" in output, output
     assert not (tmp_path / ".mlsd" / "tiny" / "mlflow.db").exists()
+
+
+def test_the_flights_challenger_differs_from_the_design_only_in_its_candidates() -> None:
+    from mlsd.design import load_design
+
+    folder = Path(__file__).parents[1] / "examples" / "flights"
+    champion, challenger = load_design(folder / "design.yaml"), load_design(folder / "challenger.yaml")
+    assert challenger.workspace_dir() == champion.workspace_dir()  # one registry for both
+    assert champion.deployment.strategy == "canary"
+    a, b = champion.model_dump(exclude={"models"}), challenger.model_dump(exclude={"models"})
+    assert a == b
+    assert champion.models.model_dump(exclude={"candidates"}) == challenger.models.model_dump(
+        exclude={"candidates"}
+    )
+    assert {c.name for c in challenger.models.candidates}.isdisjoint(
+        c.name for c in champion.models.candidates
+    )
