@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The flights system end to end on the full data set: build, serve, replay the test months with
-## feedback, monitor, check the log (examples/flights/demo.sh says each step).
+## The flights system end to end on the full data set: build the champion and a challenger, serve
+## them with the design's canary, replay the test months with feedback, show the rollout's state,
+## monitor, check the log (examples/flights/demo.sh says each step; docs/rollout.md the rollout).
 demo: $(STAMP)
 	examples/flights/demo.sh $(VENV)/bin/mlsd
 

@@ -177,19 +177,173 @@ CASES = {
         "cyclical:",
         ["forbidden", "qsec", "data.derive.power_to_weight"],
     ),
-    "unimplemented strategy": (
+    "planned strategy": (
         "strategy: single",
-        "strategy: canary",
+        "strategy: interleaving",
         "deployment.strategy",
-        "strategy: canary",
-        ["not built yet", "single"],
+        "strategy: interleaving",
+        ["not built yet", "ranking", "canary"],
     ),
-    "rollout key of an unimplemented strategy": (
+    "canary steps with a single rollout": (
         "strategy: single",
         "strategy: single\n  steps: [5, 50, 100]",
         "deployment.steps",
         "steps:",
-        ["not built yet", "single"],
+        ["not read by the single rollout", "[5.0, 50.0, 100.0]", "strategy: canary"],
+    ),
+    "canary gate with an ab rollout": (
+        "strategy: single",
+        "strategy: ab\n  traffic: {champion: 50, challenger: 50}\n  step_min_requests: 100",
+        "deployment.step_min_requests",
+        "step_min_requests:",
+        ["not read by the ab rollout", "strategy: canary"],
+    ),
+    "canary error rate with a shadow rollout": (
+        "strategy: single",
+        "strategy: shadow\n  max_error_rate: 0.05",
+        "deployment.max_error_rate",
+        "max_error_rate:",
+        ["not read by the shadow rollout", "strategy: canary"],
+    ),
+    "max_degradation with a single rollout": (
+        "strategy: single",
+        "strategy: single\n  max_degradation: 0.1",
+        "deployment.max_degradation",
+        "max_degradation:",
+        ["not read by the single rollout"],
+    ),
+    "traffic without ab": (
+        "strategy: single",
+        "strategy: canary\n  steps: [10, 100]\n  traffic: {champion: 90, challenger: 10}",
+        "deployment.traffic",
+        "traffic:",
+        ["not read by the canary rollout", "strategy: ab"],
+    ),
+    "shadow_percent without shadow": (
+        "strategy: single",
+        "strategy: canary\n  steps: [10, 100]\n  shadow_percent: 20",
+        "deployment.shadow_percent",
+        "shadow_percent:",
+        ["not read by the canary rollout", "strategy: shadow"],
+    ),
+    "bandit policy without bandit": (
+        "strategy: single",
+        "strategy: ab\n  traffic: {champion: 1, challenger: 1}\n  bandit: ucb",
+        "deployment.bandit",
+        "bandit: ucb",
+        ["not read by the ab rollout", "strategy: bandit"],
+    ),
+    "arms without bandit": (
+        "strategy: single",
+        "strategy: single\n  arms: [champion, challenger]",
+        "deployment.arms",
+        "arms:",
+        ["not read by the single rollout", "strategy: bandit"],
+    ),
+    "epsilon without bandit": (
+        "strategy: single",
+        "strategy: shadow\n  epsilon: 0.2",
+        "deployment.epsilon",
+        "epsilon:",
+        ["not read by the shadow rollout"],
+    ),
+    "epsilon with a ucb bandit": (
+        "strategy: single",
+        "strategy: bandit\n  bandit: ucb\n  epsilon: 0.2",
+        "deployment.epsilon",
+        "epsilon:",
+        ["only epsilon_greedy", "ucb"],
+    ),
+    "reward without bandit": (
+        "strategy: single",
+        "strategy: single\n  reward: match",
+        "deployment.reward",
+        "reward:",
+        ["not read by the single rollout"],
+    ),
+    "sticky_by with a single rollout": (
+        "strategy: single",
+        "strategy: single\n  sticky_by: cyl",
+        "deployment.sticky_by",
+        "sticky_by:",
+        ["not read by the single rollout", "'cyl'"],
+    ),
+    "challenger with an ab rollout": (
+        "strategy: single",
+        "strategy: ab\n  traffic: {champion: 1, b: 1}\n  challenger: b",
+        "deployment.challenger",
+        "challenger: b",
+        ["not read by the ab rollout", "strategy: shadow or canary or bandit"],
+    ),
+    "challenger beside bandit arms": (
+        "strategy: single",
+        "strategy: bandit\n  bandit: thompson\n  arms: [champion, b]\n  challenger: c",
+        "deployment.challenger",
+        "challenger: c",
+        ["arms name the aliases"],
+    ),
+    "canary without steps": (
+        "strategy: single",
+        "strategy: canary",
+        "deployment.strategy",
+        "strategy: canary",
+        ["needs its steps", "steps: [5, 25, 100]"],
+    ),
+    "ab with one alias": (
+        "strategy: single",
+        "strategy: ab\n  traffic: {champion: 100}",
+        "deployment.traffic",
+        "traffic:",
+        ["at least two aliases", "{'champion': 100.0}"],
+    ),
+    "ab with zero total weight": (
+        "strategy: single",
+        "strategy: ab\n  traffic: {champion: 0, challenger: 0}",
+        "deployment.traffic",
+        "traffic:",
+        ["positive total"],
+    ),
+    "ab without traffic": (
+        "strategy: single",
+        "strategy: ab",
+        "deployment.strategy",
+        "strategy: ab",
+        ["at least two aliases", "traffic: {champion: 50, challenger: 50}"],
+    ),
+    "bandit without a policy": (
+        "strategy: single",
+        "strategy: bandit",
+        "deployment.strategy",
+        "strategy: bandit",
+        ["needs its policy", "thompson"],
+    ),
+    "bandit with one arm": (
+        "strategy: single",
+        "strategy: bandit\n  bandit: ucb\n  arms: [champion]",
+        "deployment.arms",
+        "arms:",
+        ["at least two arms"],
+    ),
+    "bandit with a repeated arm": (
+        "strategy: single",
+        "strategy: bandit\n  bandit: ucb\n  arms: [champion, champion]",
+        "deployment.arms",
+        "arms:",
+        ["at least two arms", "distinct"],
+    ),
+    "cost reward without goals.costs": (
+        "strategy: single",
+        "strategy: bandit\n  bandit: thompson\n  reward: cost",
+        "deployment.reward",
+        "reward: cost",
+        ["goals.costs", "no goals.costs"],
+    ),
+    "challenger that is the champion": (
+        "strategy: single",
+        "strategy: shadow\n  challenger: champion",
+        "deployment.challenger",
+        "challenger: champion",
+        ["compare a model with itself"],
     ),
     "unknown constraint": (
         "constraints: {p99_latency_ms: 50}",
@@ -291,7 +445,7 @@ def test_calibration_of_a_regression_is_refused(tmp_path: Path) -> None:
 
 
 def test_first_problem_in_file_order_is_reported(tmp_path: Path) -> None:
-    path = _design(tmp_path, "strategy: single", "strategy: canary")
+    path = _design(tmp_path, "strategy: single", "strategy: canary")  # refused: no steps
     path.write_text(path.read_text().replace("metrics: [pr_auc]", "metrics: [pr_acu]"))
     code, output = _validate(path)
     assert code == 2 and "goals.metrics[0]" in output and "deployment" not in output
@@ -388,3 +542,37 @@ def test_imbalance_of_a_regression_is_refused(tmp_path: Path, task: str) -> None
     line = _line(path, "imbalance:")
     assert code == 2 and f"{path}:{line}: models.imbalance:" in output, output
     assert "smote" in output and "none for a regression task" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [
+        "strategy: shadow\n  shadow_percent: 25\n  sticky_by: cyl\n  challenger: next",
+        "strategy: canary\n  steps: [10, 50, 100]\n  step_min_requests: 200\n  max_degradation: 0.05"
+        "\n  confidence: 0.9\n  max_error_rate: 0.02\n  sticky_by: cyl\n  seed: 3",
+        "strategy: ab\n  traffic: {champion: 70, challenger: 20, other: 10}\n  sticky_by: cyl",
+        "strategy: bandit\n  bandit: epsilon_greedy\n  epsilon: 0.2\n  arms: [champion, b, c]",
+        "strategy: bandit\n  bandit: thompson\n  reward: cost\n  variant_timeout_ms: 50",
+    ],
+)
+def test_each_strategy_with_the_keys_it_reads_validates(tmp_path: Path, deployment: str) -> None:
+    path = _design(tmp_path, "strategy: single", deployment)
+    text = path.read_text().replace(
+        "  metric: roc_auc", "  metric: roc_auc\n  costs: {false_positive: 1, false_negative: 5}"
+    )
+    path.write_text(text)
+    code, output = _validate(path)
+    assert code == 0, output
+
+
+def test_a_bandit_of_a_regression_is_refused(tmp_path: Path) -> None:
+    text = BASE.replace("  task: binary", "  task: regression").replace('label: "am == 1"', 'label: "drat"')
+    text = text.replace("metric: roc_auc", "metric: rmse").replace("metrics: [pr_auc]", "metrics: []")
+    text = text.replace("maximize: roc_auc", "minimize: rmse").replace("baseline: majority", "baseline: mean")
+    text = text.replace("type: logistic_regression", "type: ridge")
+    path = tmp_path / "design.yaml"
+    path.write_text(text.replace("strategy: single", "strategy: bandit\n  bandit: ucb"))
+    code, output = _validate(path)
+    assert code == 2, output
+    assert f"{path}:{_line(path, 'strategy: bandit')}: deployment.strategy:" in output, output
+    assert "regression" in output and "not built" in output

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# The flights system end to end, as `make demo` runs it: build, serve, replay the test months
-# with feedback, monitor, and check that the log holds every prediction the replay sent.
+# The flights system end to end, as `make demo` runs it: build the champion and a challenger,
+# serve them with the design's canary, replay the test months with feedback (the canary advances
+# or rolls back on it), show the rollout's state, monitor, and check that the log holds every
+# prediction the replay sent.
 #   usage: examples/flights/demo.sh [path/to/mlsd]
 set -euo pipefail
 MLSD=${1:-.venv/bin/mlsd}
 PY=$(dirname "$MLSD")/python
 DESIGN=examples/flights/design.yaml
+CHALLENGER=examples/flights/challenger.yaml
+# the admin API (/v1/admin/*) answers only with this bearer token set in the server's environment
+export MLSD_ADMIN_TOKEN=${MLSD_ADMIN_TOKEN:-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')}
 PORT=${MLSD_DEMO_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 URL=http://127.0.0.1:$PORT
 
-echo "== 1/5 build =========================================================================="
+echo "== 1/7 build the champion ============================================================="
 "$MLSD" build "$DESIGN"
 
-echo "== 2/5 serve the champion on $URL (background) ======================================="
+echo "== 2/7 build the challenger (another candidate; the champion and its reference stay) ==="
+"$MLSD" build "$CHALLENGER" --alias challenger
+"$MLSD" models "$DESIGN"
+
+echo "== 3/7 serve champion + challenger with the canary on $URL (background) ==============="
 # A fresh log so that the counts below are this replay's: an earlier demo's log is moved aside
 # (with its WAL files), never deleted.
 WORKSPACE=examples/flights/.mlsd/flight-delay
@@ -40,14 +49,17 @@ while True:
 print("server ready")
 PYEOF
 
-echo "== 3/5 replay Nov-Dec 2013 in time order, with each flight's true outcome as feedback ==="
+echo "== 4/7 replay Nov-Dec 2013 in time order, with each flight's true outcome as feedback ==="
 "$MLSD" replay "$DESIGN" --split test --url "$URL" --concurrency 16 --feedback | tee /tmp/mlsd-demo-replay.txt
 
-echo "== 4/5 stop the server (SIGTERM: it drains the log before exiting) ======================"
+echo "== 5/7 the rollout's state: the canary step, each variant's weight and requests ========"
+curl -fsS -H "Authorization: Bearer $MLSD_ADMIN_TOKEN" "$URL/v1/admin/state" | "$PY" -m json.tool
+
+echo "== 6/7 stop the server (SIGTERM: it drains the log before exiting) ======================"
 kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
 "$MLSD" log "$DESIGN"
 
-echo "== 5/5 monitor the logged weeks against the training months ============================"
+echo "== 7/7 monitor the logged weeks: per variant, the canary timeline, against the training months"
 set +e
 "$MLSD" monitor "$DESIGN"
 STATUS=$?

@@ -41,6 +41,7 @@ class BuildResult:
     seconds: float
     document: Any = dataclasses.field(repr=False)
     leakage: Any = dataclasses.field(repr=False, default=None)
+    alias: str = "champion"  # the registry alias the winner was registered under
     # what the build tidied before it started (runs of killed builds, unregistered models)
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -67,8 +68,13 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
-    """Run segments 1-4 offline and register the winner as ``champion``."""
+def run_build(design: Design, *, alias: str = "champion", progress: Progress = QUIET) -> BuildResult:
+    """Run segments 1-4 offline and register the winner under ``alias`` (``champion`` by default).
+
+    Another alias (``challenger``) leaves the champion, its reference/ for monitoring and its
+    design document (reports/design.html) in place: the challenger's document is
+    reports/design-<alias>.html.
+    """
     from mlsd.store import ModelRegistry
 
     start = time.perf_counter()
@@ -85,12 +91,12 @@ def run_build(design: Design, *, progress: Progress = QUIET) -> BuildResult:
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress)
+        result = _run_stages(design, registry, start, progress, alias)
     result.notes = notes
     return result
 
 
-def _run_stages(design: Design, registry: Any, start: float, progress: Progress) -> BuildResult:
+def _run_stages(design: Design, registry: Any, start: float, progress: Progress, alias: str) -> BuildResult:
     """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._document import assemble_document
     from mlsd.data import check_leakage, prepare_data, split_prepared
@@ -156,13 +162,14 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress)
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
     document.monitoring.reference = _reference_summary(reference)
-    with progress.stage("registering the champion"):
+    with progress.stage(f"registering the {alias}"):
         info, path = _register(
-            design, registry, packaged, modeling, decision, leakage, schema, reference, document, start
+            design, registry, packaged, modeling, decision, leakage, schema, reference, document, start, alias
         )
     return BuildResult(
         winner=decision.winner,
         registered_version=str(info.version),
+        alias=alias,
         report_path=path,
         seconds=time.perf_counter() - start,
         document=document,
@@ -202,6 +209,7 @@ def _register(
     reference: Any,
     document: Any,
     start: float,
+    alias: str,
 ) -> tuple[Any, Path]:
     from mlsd.report import render_design_document
     from mlsd.store import write_json_atomic
@@ -211,20 +219,25 @@ def _register(
     registry.log_metrics(_winner_metrics(modeling, decision.winner))
     registry.log_table("tradeoff", modeling.table.to_records())
     registry.log_table("leakage", leakage.to_dict().get("findings", []))
-    info = registry.register(packaged, design.registry_name, alias="champion", description=decision.reason)
+    info = registry.register(packaged, design.registry_name, alias=alias, description=decision.reason)
     document.models.registry = {
         "name": info.name,
         "version": info.version,
-        "alias": "champion",
+        "alias": alias,
         "uri": info.uri,
     }
-    # reference/ describes the champion monitoring compares against: written only once a
-    # build has registered one, so a failed build never replaces the champion's reference
-    write_json_atomic(workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
-    reference.save(workspace / "reference")
+    stem = "design"
+    if alias == "champion":
+        # reference/ describes the champion monitoring compares against: written only once a
+        # build has registered one, so a failed build never replaces the champion's reference
+        write_json_atomic(workspace / "reference" / "schema.json", schema.model_dump(mode="json"))
+        reference.save(workspace / "reference")
+    else:
+        # a challenger is not yet what serves: the champion's reference and document stay
+        stem = f"design-{alias}"
     document.build_seconds = round(time.perf_counter() - start, 1)
-    document.save(reports / "design.json")
-    path = render_design_document(document, reports / "design.html")
+    document.save(reports / f"{stem}.json")
+    path = render_design_document(document, reports / f"{stem}.html")
     registry.log_artifact(path)
     return info, path
 

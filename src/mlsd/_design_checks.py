@@ -32,12 +32,25 @@ __all__ = ["check_design"]
 
 Problems = Iterator[DesignError]
 
-# Keys of deployment that only a planned rollout strategy reads, and which strategy that is.
-_ROLLOUT_KEYS = {
-    "steps": "canary",
-    "traffic": "ab",
-    "bandit": "bandit",
-    "sticky_by": "ab, interleaving or bandit",
+# The rollout keys of deployment and the strategies that read them (docs/rollout.md): a key the
+# chosen strategy does not read would be silently ignored, so validate refuses it.
+_CANARY = ("canary",)
+_ROLLOUT_KEYS: dict[str, tuple[str, ...]] = {
+    "challenger": ("shadow", "canary", "bandit"),
+    "shadow_percent": ("shadow",),
+    "steps": _CANARY,
+    "step_min_requests": _CANARY,
+    "max_degradation": _CANARY,
+    "confidence": _CANARY,
+    "max_error_rate": _CANARY,
+    "traffic": ("ab",),
+    # the shadow share is sticky by unit too (rollout.routers.ShadowRouter), so shadow reads them
+    "sticky_by": ("shadow", "canary", "ab", "bandit"),
+    "seed": ("shadow", "canary", "ab", "bandit"),
+    "bandit": ("bandit",),
+    "arms": ("bandit",),
+    "epsilon": ("bandit",),
+    "reward": ("bandit",),
 }
 
 # SLO keys the monitor judges but the build cannot measure offline, and what to write instead.
@@ -315,24 +328,16 @@ def _baseline_column(design: Design, column: str, field: str) -> Problems:
 def _deployment(design: Design) -> Problems:
     dep = design.deployment
     built = list_strategies()
-    supported = f"{' or '.join(built)} (the only rollout supported today: the champion answers every request)"
     if dep.strategy not in built:
         yield design.error(
-            f"the {dep.strategy} rollout is planned but not built yet",
+            f"the {dep.strategy} rollout is planned but not built yet (it needs the ranking task)",
             field="deployment.strategy",
             received=dep.strategy,
-            expected=f"strategy: {supported}",
+            expected=f"strategy: {' or '.join(built)}",
         )
     yield from _range_tolerances(design)
     yield from _body_limit(design)
-    for key, strategy in _ROLLOUT_KEYS.items():
-        if key in dep.model_fields_set:
-            yield design.error(
-                f"deployment.{key} configures a {strategy} rollout, which is not built yet",
-                field=f"deployment.{key}",
-                received=key,
-                expected=f"no deployment.{key}; strategy {supported}",
-            )
+    yield from _rollout(design)
     yield from _connection_limits(design)
     yield from _allowed_hosts(design)
     if dep.feedback_auth == "none" and not is_loopback_host(dep.host):
@@ -342,6 +347,100 @@ def _deployment(design: Design) -> Problems:
             field="deployment.feedback_auth",
             received="none",
             expected="token or signed_id (or host: 127.0.0.1)",
+        )
+
+
+def _readers(design: Design, key: str) -> tuple[str, ...]:
+    """The strategies that read deployment.``key`` (a rollout key), given the rest of the design."""
+    dep = design.deployment
+    if key == "challenger" and dep.strategy == "bandit" and dep.arms:
+        return ()  # arms name every alias the bandit routes; challenger is then never read
+    if key == "epsilon" and dep.strategy == "bandit" and dep.bandit not in (None, "epsilon_greedy"):
+        return ()  # only epsilon_greedy explores a fixed share
+    return _ROLLOUT_KEYS[key]
+
+
+def _rollout(design: Design) -> Problems:
+    """Each rollout key is read by the chosen strategy, and each strategy has what it needs."""
+    dep = design.deployment
+    task = design.goals.task
+    for key in _ROLLOUT_KEYS:
+        readers = _readers(design, key)
+        if key in dep.model_fields_set and dep.strategy not in readers:
+            value = getattr(dep, key)
+            yield design.error(
+                f"deployment.{key} is not read by the {dep.strategy} rollout"
+                + (f" ({_why_unread(design, key)})" if not readers else ""),
+                field=f"deployment.{key}",
+                received=f"{key}: {value!r} with strategy: {dep.strategy}",
+                expected=f"no deployment.{key}"
+                + (f", or strategy: {' or '.join(readers)}" if readers else ""),
+            )
+    reads_challenger = dep.strategy in ("shadow", "canary") or (dep.strategy == "bandit" and not dep.arms)
+    if reads_challenger and dep.challenger == "champion":
+        yield design.error(
+            "the challenger is the champion: the rollout would compare a model with itself",
+            field="deployment.challenger",
+            received="champion",
+            expected="another alias, e.g. challenger (mlsd build --alias challenger)",
+        )
+    if dep.strategy == "canary" and not dep.steps:
+        yield design.error(
+            "a canary rollout needs its steps: the percent of requests the challenger gets, step by step",
+            field="deployment.strategy",
+            received="strategy: canary without steps",
+            expected="steps: [5, 25, 100] (increasing percents, the last usually 100)",
+        )
+    if dep.strategy == "ab":
+        positive = [alias for alias, weight in dep.traffic.items() if weight > 0]
+        if len(dep.traffic) < 2 or not positive:
+            yield design.error(
+                "an ab rollout needs traffic weights for at least two aliases, with a positive total",
+                field="deployment.traffic" if "traffic" in dep.model_fields_set else "deployment.strategy",
+                received=f"traffic: {dict(dep.traffic)}",
+                expected="traffic: {champion: 50, challenger: 50}",
+            )
+    if dep.strategy == "bandit":
+        yield from _bandit(design, task)
+
+
+def _why_unread(design: Design, key: str) -> str:
+    if key == "challenger":
+        return "deployment.arms name the aliases it chooses between"
+    return f"only epsilon_greedy reads it, and deployment.bandit is {design.deployment.bandit}"
+
+
+def _bandit(design: Design, task: str) -> Problems:
+    dep = design.deployment
+    if dep.bandit is None:
+        yield design.error(
+            "a bandit rollout needs its policy",
+            field="deployment.strategy",
+            received="strategy: bandit without bandit:",
+            expected="bandit: epsilon_greedy, ucb or thompson",
+        )
+    if task not in ("binary", "multiclass"):
+        # the reward of a bandit is built for decisions (match/cost), not for a regression's numbers
+        yield design.error(
+            f"a bandit rollout rewards classification decisions; for a {task} task it is not built",
+            field="deployment.strategy",
+            received=f"strategy: bandit with goals.task: {task}",
+            expected="strategy: canary or ab (or a binary/multiclass task)",
+        )
+    if "arms" in dep.model_fields_set and len(set(dep.arms)) < 2:
+        yield design.error(
+            "a bandit needs at least two arms to choose between",
+            field="deployment.arms",
+            received=f"arms: {list(dep.arms)}",
+            expected="arms: [champion, challenger] (distinct aliases)",
+        )
+    if dep.reward == "cost" and (task != "binary" or design.goals.costs is None):
+        yield design.error(
+            "reward: cost is minus the cost of each decision's error, from goals.costs of a binary task",
+            field="deployment.reward",
+            received=f"reward: cost with goals.task: {task}"
+            + ("" if design.goals.costs is not None else " and no goals.costs"),
+            expected="reward: match, or goals.task: binary with goals.costs",
         )
 
 

@@ -167,21 +167,77 @@ def validate(
 
 
 @app.command()
-def build(design: DesignPath) -> None:
+def build(
+    design: DesignPath,
+    alias: Annotated[
+        str,
+        typer.Option(
+            help="Register the winner under this alias; another than champion (e.g. challenger) "
+            "leaves the champion and its monitoring reference in place."
+        ),
+    ] = "champion",
+) -> None:
     """Build segments 1-4 offline: data, split, leakage checks, features, candidates, decision, registry."""
     try:
         with RichProgress(err) as progress:
-            result = _system(design, progress).build()
+            result = _system(design, progress).build(alias=alias)
     except MlsdError as exc:
         _fail(exc)
     doc = result.document
     out.print(
-        f"[bold green]champion[/]: {escape(result.winner)} (version {result.registered_version}) "
-        f"in {result.seconds:.0f} s",
+        f"[bold green]{escape(result.alias)}[/]: {escape(result.winner)} "
+        f"(version {result.registered_version}) in {result.seconds:.0f} s",
         highlight=False,
     )
+    if result.alias != "champion":
+        out.print(
+            f"registered as [bold]{escape(result.alias)}[/]; the champion and its monitoring reference "
+            f"are unchanged (promote with [cyan]mlsd promote {escape(str(design))} --alias "
+            f"{escape(result.alias)}[/])",
+            highlight=False,
+            soft_wrap=True,
+        )
     _print_tradeoff(doc)
     out.print(f"design document: [bold]{escape(str(result.report_path))}[/]", highlight=False)
+
+
+LogUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="SQLAlchemy URL of the prediction log the event is written to (default: deployment.log_url)."
+    ),
+]
+
+
+@app.command()
+def promote(
+    design: DesignPath,
+    alias: Annotated[str, typer.Option(help="The alias whose version becomes the champion.")] = "challenger",
+    log_url: LogUrl = None,
+) -> None:
+    """Make the version behind --alias the champion (servers pick it up within state_refresh_s)."""
+    try:
+        old, new = _system(design).promote(alias, log_url=log_url)
+    except MlsdError as exc:
+        _fail(exc)
+    before = f"version {old}" if old is not None else "none"
+    out.print(
+        f"[bold green]champion[/]: version {new} (was {before}), promoted from {escape(alias)}; event logged",
+        highlight=False,
+    )
+
+
+@app.command()
+def rollback(design: DesignPath, log_url: LogUrl = None) -> None:
+    """Point the champion back at the previous champion (the one before the last promote or build)."""
+    try:
+        old, new = _system(design).rollback(log_url=log_url)
+    except MlsdError as exc:
+        _fail(exc)
+    out.print(
+        f"[bold yellow]champion[/]: rolled back from version {old} to version {new}; event logged",
+        highlight=False,
+    )
 
 
 def _print_tradeoff(doc) -> None:

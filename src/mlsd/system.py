@@ -82,10 +82,16 @@ class System:
 
     # --- build ----------------------------------------------------------------------------
 
-    def build(self) -> BuildResult:
-        """Run segments 1-4 offline and register the winner as ``champion``."""
+    def build(self, alias: str = "champion") -> BuildResult:
+        """Run segments 1-4 offline and register the winner under ``alias``.
+
+        ``champion`` (the default) replaces what serves and the reference monitoring compares
+        against; another alias (``challenger``, for shadow, canary, ab or bandit) registers a new
+        version beside the champion and leaves both in place.
+        """
+        _check_alias(alias)
         with private_files(self.workspace, create=True):
-            return run_build(self.design, progress=self.progress)
+            return run_build(self.design, alias=alias, progress=self.progress)
 
     def report(self) -> Path:
         """Re-render the design document from the last build's measurements."""
@@ -107,6 +113,44 @@ class System:
         from mlsd.store import ModelRegistry
 
         return ModelRegistry(self.workspace).versions(self.design.registry_name)
+
+    # --- rollout ----------------------------------------------------------------------------
+
+    def promote(self, alias: str = "challenger", *, log_url: str | None = None) -> tuple[int | None, int]:
+        """Make the version behind ``alias`` the champion; ``(old champion, new champion)``.
+
+        The change is written to the prediction log as a ``promote`` event (actor ``cli``), so
+        the monitor's rollout timeline shows it beside the servers' own decisions.
+        """
+        _check_alias(alias)
+        registry = self._registry(alias)
+        old, new = registry.promote(self.design.registry_name, alias)
+        reason = f"{alias} (version {new}) promoted to champion" + (
+            f", replacing version {old}" if old is not None else ""
+        )
+        self._event("promote", reason, {"from": old, "to": new, "alias": alias}, log_url)
+        return old, new
+
+    def rollback(self, *, log_url: str | None = None) -> tuple[int, int]:
+        """Point the champion back at the previous champion; ``(from version, to version)``.
+
+        :class:`~mlsd.errors.RegistryError` when no earlier champion exists. Logged as a
+        ``rollback`` event (actor ``cli``).
+        """
+        registry = self._registry("champion")
+        old, new = registry.rollback(self.design.registry_name)
+        self._event(
+            "rollback", f"champion rolled back from version {old} to {new}", {"from": old, "to": new}, log_url
+        )
+        return old, new
+
+    def _registry(self, alias: str) -> Any:
+        registry, _ = self._champion_version(alias)  # a clear error when nothing is registered
+        return registry
+
+    def _event(self, kind: str, reason: str, details: dict[str, Any], log_url: str | None) -> None:
+        with private_files(self.workspace), self.prediction_log(log_url) as log:
+            log.add_event(kind, reason=reason, actor="cli", details=details)
 
     # --- serve, log, watch ----------------------------------------------------------------
 
@@ -362,6 +406,22 @@ class MonitorRun:
     result: Any
     html_path: Path
     json_path: Path
+
+
+def _check_alias(alias: str) -> None:
+    """A registry alias MLflow accepts and does not reserve (``latest``, ``v<digits>``)."""
+    import re
+
+    from mlsd._deployment import ALIAS_PATTERN
+
+    if not re.fullmatch(ALIAS_PATTERN, alias) or alias == "latest" or re.fullmatch(r"v[0-9]+", alias):
+        raise DesignError(
+            "not a registry alias mlsd can use",
+            field="alias",
+            received=alias,
+            expected="a letter, then letters, digits, _ or - (at most 64); not latest or v<digits>, "
+            "e.g. challenger",
+        )
 
 
 def _timestamp(value: Any, field_name: str) -> pd.Timestamp | None:
