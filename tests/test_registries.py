@@ -298,11 +298,6 @@ def test_every_split_kind(tmp_path: Path, by: str) -> None:
     assert min(len(split.train), len(split.valid), len(split.test)) > 0
 
 
-@pytest.mark.parametrize("strategy", _literal(DeploymentSpec, "strategy"))
-def test_every_strategy(tmp_path: Path, strategy: str) -> None:
-    _check(tmp_path, _with("binary", deployment={"strategy": strategy}), ok=strategy in list_strategies())
-
-
 @pytest.mark.parametrize(
     "key",
     [
@@ -312,7 +307,7 @@ def test_every_strategy(tmp_path: Path, strategy: str) -> None:
         {"sticky_by": "carrier"},
     ],
 )
-def test_rollout_keys_of_unbuilt_strategies_are_refused(tmp_path: Path, key: dict[str, Any]) -> None:
+def test_rollout_keys_a_single_rollout_does_not_read_are_refused(tmp_path: Path, key: dict[str, Any]) -> None:
     _check(tmp_path, _with("binary", deployment={"strategy": "single", **key}), ok=False)
 
 
