@@ -328,3 +328,15 @@ def test_an_older_log_counts_the_answering_variant_and_says_so():
     assert r.srm_counts == {"champion": 500, "challenger": 500}
     assert any("assigned_variant" in w for w in r.warnings)
     assert not compare_variants(p, task="binary").warnings  # no split tested: nothing to warn of
+
+
+def test_timeline_events_carry_the_split_they_set():
+    events = pd.DataFrame(
+        {
+            "logged_at": pd.to_datetime(["2026-01-01 00:01", "2026-01-01 00:02"], utc=True),
+            "kind": ["advance", "note"],
+            "details": [{"weights": {"champion": 75.0, "challenger": 25.0}}, {}],
+        }
+    )
+    r = compare_variants(_predictions(10, 10), events=events, task="binary")
+    assert [e.weights for e in r.timeline] == [{"champion": 0.75, "challenger": 0.25}, None]

@@ -185,3 +185,12 @@ def test_regression_columns(tmp_path, task):
     head = _table(html, "variants-table")
     assert '<th class="n">RMSE</th>' in head and '<th class="n">MAE</th>' in head
     assert json.loads(json.dumps(v)) == v
+
+
+def test_traffic_figure_draws_the_split_the_events_set():
+    variants = _report()
+    variants["timeline"][0]["weights"] = {"champion": 0.75, "challenger": 0.25}
+    variants["timeline"][1]["weights"] = {"champion": 1.0, "challenger": 0.0}
+    fig = variant_traffic_figure(variants)
+    intended = {t.name: list(t.y) for t in fig.data if t.name.endswith("intended")}
+    assert intended == {"champion intended": [0.75, 1.0, 1.0], "challenger intended": [0.25, 0.0, 0.0]}

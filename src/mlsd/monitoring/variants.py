@@ -137,9 +137,24 @@ class TimelineEvent:
     reason: str
     actor: str | None = None
     outcome: str | None = None
+    #: the split set by the event (normalised), when its details carry one (canary steps, traffic)
+    weights: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))
+
+
+def _event_weights(details: Any) -> dict[str, float] | None:
+    """The normalised ``weights`` of an event's details, or None."""
+    weights = details.get("weights") if isinstance(details, Mapping) else None
+    if not isinstance(weights, Mapping):
+        return None
+    try:
+        values = {str(k): float(v) for k, v in weights.items()}
+    except (TypeError, ValueError):
+        return None
+    total = sum(v for v in values.values() if np.isfinite(v) and v > 0)
+    return {k: v / total for k, v in values.items()} if total > 0 else None
 
 
 @dataclasses.dataclass
@@ -410,14 +425,16 @@ def _timeline(events: pd.DataFrame) -> list[TimelineEvent]:
             reason=r or "",
             actor=a,
             outcome=o,
+            weights=_event_weights(d),
         )
-        for t, k, v, r, a, o in zip(
+        for t, k, v, r, a, o, d in zip(
             frame["_at"],
             col("kind"),
             col("variant"),
             col("reason"),
             col("actor"),
             col("outcome"),
+            frame["details"] if "details" in frame.columns else [None] * len(frame),
             strict=True,
         )
     ]

@@ -6,7 +6,8 @@ the report does not import a sibling stage library:
 - :func:`variant_scores_figure`: each variant's score histogram on the shared bin edges, as a
   share of that variant's requests (variants of very different volume stay comparable);
 - :func:`variant_traffic_figure`: the share of requests each variant answered per time bin, with
-  the rollout events (canary steps, rollbacks, admin actions) marked where they happened.
+  the rollout events (canary steps, rollbacks, admin actions) marked where they happened and
+  the split they set (dashed).
 
 >>> v = {"histogram_edges": [0.0, 0.5, 1.0], "variants": [
 ...     {"variant": "champion", "histogram": [3, 1]}, {"variant": "challenger", "histogram": [0, 2]}]}
@@ -100,6 +101,26 @@ def variant_traffic_figure(variants: Mapping[str, Any]) -> go.Figure:
                     )
                 )
     events = [e for e in variants.get("timeline") or [] if e.get("at")]
+    # the intended split as the events set it (canary steps, admin traffic): dashed steps
+    set_split = [e for e in events if e.get("weights")]
+    if set_split:
+        at = pd.to_datetime([e["at"] for e in set_split], utc=True, format="ISO8601")
+        end = starts.max() if len(starts) else at.max()
+        x = [*at, max(end, at.max())]
+        names = list(dict.fromkeys([*colours, *(k for e in set_split for k in e["weights"])]))
+        colours = {**variant_colours(names), **colours}
+        for name in names:
+            y = [e["weights"].get(name, 0.0) for e in set_split]
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[*y, y[-1]],
+                    mode="lines",
+                    name=f"{name} intended",
+                    line={"color": colours[name], "dash": "dash", "shape": "hv", "width": 1},
+                    hovertemplate=name + " intended from %{x}: %{y:.0%}<extra></extra>",
+                )
+            )
     if events:
         at = pd.to_datetime([e["at"] for e in events], utc=True, format="ISO8601")
         colour = [
