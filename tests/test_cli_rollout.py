@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import tiny_design, write_tiny_design
 from typer.testing import CliRunner
 
 from mlsd.cli import app
 from mlsd.store import ModelRegistry, PredictionLog
+from support import tiny_design, write_tiny_design
 
 runner = CliRunner()
 

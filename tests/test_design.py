@@ -18,10 +18,8 @@ def test_example_design_loads_every_segment() -> None:
     assert design.data.split.by == "time"
     assert "dep_delay" in design.features.forbidden
     assert design.models.select.maximize == "roc_auc"
-    assert design.deployment.strategy == "canary" and design.deployment.routed_aliases() == [
-        "champion",
-        "challenger",
-    ]
+    assert design.deployment.strategy == "canary" and design.deployment.steps == [10, 50, 100]
+    assert design.deployment.sticky_by == "tailnum"
     assert design.monitoring.correction == "benjamini_hochberg"
     assert design.workspace_dir() == EXAMPLE.parent.resolve() / ".mlsd" / "flight-delay"
 
