@@ -116,7 +116,7 @@ def _admin_state(url: str) -> dict:
 
 CANARY = (
     "{strategy: canary, steps: [10, 50, 100], step_min_requests: 150, state_refresh_s: 0.3, "
-    "max_degradation: 0.02}"
+    "max_degradation: 0.1}"
 )
 
 
