@@ -199,7 +199,20 @@ class ShadowRouter(Router):
         return out
 
 
-class CanaryRouter(Router):
+class _WeightedRouter(Router):
+    """Routes by :meth:`weights`, sticky by ``unit_hash(seed, unit)`` where a unit exists."""
+
+    def assign(
+        self,
+        units: Sequence[str | None],
+        state: RolloutState,
+        arms: Mapping[str, ArmStats] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Assignment:
+        return self._weighted(self.weights(state), units, rng, self.spec.seed)
+
+
+class CanaryRouter(_WeightedRouter):
     """``steps[canary_step]`` percent to the challenger (0 once rolled back).
 
     Sticky by unit: the champion takes ``u < 1 - p``, so as ``p`` grows units only move from
@@ -218,17 +231,8 @@ class CanaryRouter(Router):
         p = self.percent(state)
         return {"champion": 100.0 - p, self.spec.challenger: p}
 
-    def assign(
-        self,
-        units: Sequence[str | None],
-        state: RolloutState,
-        arms: Mapping[str, ArmStats] | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> Assignment:
-        return self._weighted(self.weights(state), units, rng, self.spec.seed)
 
-
-class AbRouter(Router):
+class AbRouter(_WeightedRouter):
     """``state.weights`` (initially ``traffic``), sticky by ``unit_hash(seed, unit)``."""
 
     strategy = "ab"
@@ -244,15 +248,6 @@ class AbRouter(Router):
                 expected=f"some of {self.variants}",
             )
         return weights
-
-    def assign(
-        self,
-        units: Sequence[str | None],
-        state: RolloutState,
-        arms: Mapping[str, ArmStats] | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> Assignment:
-        return self._weighted(self.weights(state), units, rng, self.spec.seed)
 
 
 class BanditRouter(Router):

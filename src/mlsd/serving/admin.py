@@ -127,6 +127,11 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
             details=details,
         )
 
+    async def _changed_meanwhile(kind: str) -> Response:
+        """409 for a compare-and-set another replica won (the event says so)."""
+        await _event(kind, "another writer changed the state first", "conflict")
+        return error_response(409, "the rollout state changed meanwhile; read it and try again", "conflict")
+
     @app.get("/v1/admin/state", summary="The rollout's state (admin token)", **meta)
     async def admin_state(request: Request) -> Response:
         refused = _refusal(request, settings.admin_token)
@@ -158,10 +163,7 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
             routing.write_state, new, kind="traffic", reason=f"weights set to {weights}", actor="admin"
         )
         if not ok:
-            await _event("traffic", "another writer changed the state first", "conflict")
-            return error_response(
-                409, "the rollout state changed meanwhile; read it and try again", "conflict"
-            )
+            return await _changed_meanwhile("traffic")
         return JSONResponse(await asyncio.to_thread(state_view, service))
 
     @app.post("/v1/admin/promote", summary="Make a variant's version the champion (admin token)", **meta)
@@ -213,8 +215,7 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
                 routing.write_state, new, kind="rollback", reason=decision.reason, actor="admin"
             )
             if not ok:
-                await _event("rollback", "another writer changed the state first", "conflict")
-                return error_response(409, "the rollout state changed meanwhile; try again", "conflict")
+                return await _changed_meanwhile("rollback")
             return JSONResponse({"rolled_back": "canary", "weights": new.weights})
         if routing.rollback is None:
             return error_response(409, "this server has no registry to roll back", "conflict")
