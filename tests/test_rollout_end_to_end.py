@@ -150,10 +150,23 @@ def test_canary_rolls_back_a_bad_challenger_and_completes_a_good_one(
     assert again["rolled_back"] == state["rolled_back"]
 
 
+def _fresh_database(url: str, name: str) -> str:
+    """A database of its own on the shared test cluster (other tests log there too)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
 def test_two_replicas_on_postgresql_share_the_canary_step(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLSD_ADMIN_TOKEN", ADMIN_TOKEN)
+    postgres_url = _fresh_database(postgres_url, "rollout_replicas")
     canary = "{strategy: canary, steps: [20, 100], step_min_requests: 100000, state_refresh_s: 0.3}"
     design = _build(tmp_path, canary, challenger_label="arr_delay > 15")
     with (

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -38,6 +39,8 @@ def design(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = EXAMPLE.read_text()
     text = text.replace("  label: ", "  sample: {n: 30000, seed: 0}\n  label: ", 1)
     text = text.replace("p99_latency_ms: 20}", "p99_latency_ms: 250}")
+    # one model: this module tests serving and logging; tests/test_rollout_end_to_end.py the rollout
+    text = re.sub(r"(?ms)^deployment:.*?(?=^\S)", "deployment: {strategy: single}\n", text)
     # two quick candidates: this module tests serving, not model choice
     start = text.index("  candidates:")
     end = text.index("  select:")

@@ -251,3 +251,21 @@ def test_a_good_challenger_completes_and_a_bad_one_is_rolled_back() -> None:
     assert good.complete and actions.count("advance") == 2 and good.canary_step == 2
     bad, actions = _run_canary(0.3, seed=5)
     assert bad.rolled_back and "loss worse" in bad.rolled_back and not bad.complete
+
+
+def test_a_busy_machine_slowing_both_variants_does_not_roll_the_canary_back() -> None:
+    from mlsd.rollout.canary import LATENCY_RATIO, VariantWindow, judge_canary
+    from mlsd.rollout.state import initial_state
+
+    spec = DeploymentSpec(strategy="canary", steps=[10, 100], step_min_requests=10_000)
+    state = initial_state(spec)
+
+    def window(p99: float) -> VariantWindow:
+        return VariantWindow(
+            requests=500, failures=0, p99_latency_ms=p99, labelled=0, loss_sum=0.0, loss_sq_sum=0.0
+        )
+
+    # the flights demo under a concurrent test run: both near 100 ms against a 20 ms limit
+    assert judge_canary(spec, 20.0, state, window(99.5), window(100.0), "binary").action == "hold"
+    slow = judge_canary(spec, 20.0, state, window(99.5), window(99.5 * LATENCY_RATIO + 1), "binary")
+    assert slow.action == "rollback" and "p99" in slow.reason

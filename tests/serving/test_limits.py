@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,10 @@ def test_a_body_limit_that_cannot_hold_the_row_limit_is_refused(flights) -> None
 
 
 def test_validate_refuses_a_body_limit_below_the_row_limit(tmp_path: Path) -> None:
-    text = DESIGN.read_text().replace(
-        "deployment: {strategy: single}",
-        "deployment: {strategy: single, max_body_bytes: 100000, max_rows_per_request: 10000}",
+    text = re.sub(
+        r"(?ms)^deployment:.*?(?=^\S)",
+        "deployment: {strategy: single, max_body_bytes: 100000, max_rows_per_request: 10000}\n",
+        DESIGN.read_text(),
     )
     path = tmp_path / "design.yaml"
     path.write_text(text)

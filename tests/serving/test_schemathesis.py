@@ -89,6 +89,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_disagreement(
             schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
             for result in schema.get_all_operations():
                 operation = result.ok()
+                if operation.path.startswith("/v1/admin/"):
+                    # refused without the admin token (403): tests/serving/test_rollout_serving.py
+                    continue
                 n = BUDGET.get((operation.method.upper(), operation.path), GET_BUDGET)
                 # a GET without parameters has no schema-violating request to generate
                 post = operation.method.upper() == "POST"
