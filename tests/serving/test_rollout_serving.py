@@ -200,3 +200,20 @@ def test_admin_routes_need_a_configured_and_matching_token(serve, flights) -> No
         ("traffic", "ok"),
         ("traffic", "refused"),
     ]
+
+
+def test_bandit_rewards_come_from_the_log_and_survive_a_restart(serve, flights, tmp_path) -> None:
+    spec = DeploymentSpec(strategy="bandit", bandit="thompson", state_refresh_s=3600)
+    path = tmp_path / "bandit.db"
+    with serve(spec, log_path=path) as (client, _, routing):
+        answers = _send(client, flights, 60)
+        for a, i in zip(answers, range(60), strict=True):
+            outcome = bool(flights.rows[i]["arr_delay"] > 15)
+            r = client.post("/v1/feedback", json={"request_id": a["request_id"], "outcome": outcome})
+            assert r.status_code == 200, r.text
+        routing.refresh()
+        arms = dict(routing.arms)
+    assert sum(a.n for a in arms.values()) == 60  # every reward attributed to the arm that answered
+    assert {a["variant"] for a in answers} <= {"champion", "challenger"}
+    with serve(spec, log_path=path) as (_, _, again):
+        assert again.arms == arms  # read back from the log at start, not kept in memory
