@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/rollout_shadow.py [--seconds 20] [--connections 16] [--rounds 2]
 
-The flights champion and a challenger (the same design built again under the alias
-``challenger``, so both models cost the same to score) answer real test-split flights, one row
-per request. The server is pinned to one core and ``wrk`` (Debian's package) to the other; each
+The flights champion and the registered challenger (``make demo`` registers
+examples/flights/challenger.yaml, a deeper LightGBM; without one the bench builds the design again
+under the alias ``challenger``) answer real test-split flights, one row per request.
+The server is pinned to one core and ``wrk`` (Debian's package) to the other; each
 configuration runs ``--rounds`` times, alternating, so the spread between rounds of the same
 configuration shows the noise. After each shadow round the bench counts the shadow rows the log
 holds against the predictions it answered. Results go to bench/results/rollout_shadow.json;
@@ -168,7 +169,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores; server pinned to core 1 (OMP_NUM_THREADS=1), wrk -t1 on core 0",
         "load": f"wrk, {args.connections} keep-alive connections, {args.seconds} s per round, "
         f"one real flights test row per request ({len(bodies)} distinct rows)",
-        "models": "flights champion and a challenger built from the same design (equal scoring cost)",
+        "models": "flights champion and the registered challenger (make demo: a deeper LightGBM)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"conditions": conditions, "results": results}, indent=2))
