@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -114,6 +115,29 @@ def _admin_state(url: str) -> dict:
     return answer.json()
 
 
+def _decided(state: dict) -> bool:
+    return bool(state["rolled_back"] or state["complete"])
+
+
+def _until_decided(design: Path, url: str, *, wait_s: float = 10.0) -> dict:
+    """The admin state once the canary has rolled back or completed.
+
+    On a busy machine the replay may end before the last step has its requests (a step counts
+    only the requests after it started) or before the refresher has judged it: wait for the
+    judgement, then send the validation split's flights too, at most twice.
+    """
+    for extra in range(3):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            state = _admin_state(url)
+            if _decided(state):
+                return state
+            time.sleep(0.3)
+        if extra < 2:
+            _replay(design, url, "--split", "valid", "--limit", "1000", "--feedback", "--rate", "400")
+    return state
+
+
 CANARY = (
     "{strategy: canary, steps: [10, 50, 100], step_min_requests: 150, state_refresh_s: 0.3, "
     "max_degradation: 0.1}"
@@ -133,7 +157,7 @@ def test_canary_rolls_back_a_bad_challenger_and_completes_a_good_one(
     with mlsd_server(design) as (_, url):
         # a limited rate: the feedback of one step's requests arrives before the next is judged
         _replay(design, url, "--limit", "2500", "--feedback", "--rate", "400")
-        state = _admin_state(url)
+        state = _until_decided(design, url)
     events = _events(design)
     assert expected in set(events["kind"]), events
     if expected == "rollback":
