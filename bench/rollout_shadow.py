@@ -1,14 +1,16 @@
 """What shadow scoring costs the answer: `mlsd serve` with strategy single vs shadow, driven by wrk.
 
-    .venv/bin/python bench/rollout_shadow.py [--seconds 20] [--connections 16] [--rounds 2]
+    .venv/bin/python bench/rollout_shadow.py [--seconds 20] [--connections 1,16] [--rounds 2]
 
 The flights champion and the registered challenger (``make demo`` registers
 examples/flights/challenger.yaml, a deeper LightGBM; without one the bench builds the design again
 under the alias ``challenger``) answer real test-split flights, one row per request.
 The server is pinned to one core and ``wrk`` (Debian's package) to the other; each
 configuration runs ``--rounds`` times, alternating, so the spread between rounds of the same
-configuration shows the noise. After each shadow round the bench counts the shadow rows the log
-holds against the predictions it answered. Results go to bench/results/rollout_shadow.json;
+configuration shows the noise. One connection measures the answer's latency with the server
+mostly idle; 16 saturate the server's core, where the shadow competes with the answers for it.
+After each shadow round the bench counts the shadow rows the log holds against the predictions
+it answered. Results go to bench/results/rollout_shadow.json;
 docs/rollout.md and the closing note report them.
 """
 
@@ -79,7 +81,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     raise SystemExit(f"{url} not ready after {seconds} s")
 
 
-def _run(design: Path, lua: Path, args: argparse.Namespace, scratch: Path) -> dict:
+def _run(design: Path, lua: Path, args: argparse.Namespace, connections: int, scratch: Path) -> dict:
     port = _free_port()
     log = scratch / f"log-{port}.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -93,7 +95,7 @@ def _run(design: Path, lua: Path, args: argparse.Namespace, scratch: Path) -> di
     )
     try:
         _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
-        wrk = ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s"]
+        wrk = ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{args.seconds}s"]
         subprocess.run([*wrk[:-1], "-d3s", "-s", str(lua), f"http://127.0.0.1:{port}"], capture_output=True)
         out = subprocess.run(
             [*wrk, "--latency", "-s", str(lua), f"http://127.0.0.1:{port}"],
@@ -122,6 +124,7 @@ def _run(design: Path, lua: Path, args: argparse.Namespace, scratch: Path) -> di
         "p99_ms": float(p99),
         "logged_predictions": predictions,
         "shadow_rows": shadow,
+        "shadow_coverage": shadow / predictions if predictions else None,
     }
 
 
@@ -131,7 +134,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", default="1,16", help="comma-separated connection counts")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rollout_shadow.json")
@@ -157,12 +160,15 @@ def main() -> None:
         lua = scratch / "rows.lua"
         lua.write_text(_LUA % ",".join(json.dumps(b) for b in bodies))
         designs = {name: _design_copy(scratch, system.workspace, name) for name in ("single", "shadow")}
-        results: dict[str, list[dict]] = {name: [] for name in designs}
-        for round_ in range(args.rounds):
-            for name, design in designs.items():
-                print(f"round {round_ + 1}: {name} ...", flush=True)
-                results[name].append(_run(design, lua, args, scratch))
-                print("   ", results[name][-1], flush=True)
+        counts = [int(c) for c in str(args.connections).split(",")]
+        results: dict[str, list[dict]] = {f"{n}@{c}": [] for c in counts for n in designs}
+        for connections in counts:
+            for round_ in range(args.rounds):
+                for name, design in designs.items():
+                    key = f"{name}@{connections}"
+                    print(f"round {round_ + 1}: {key} ...", flush=True)
+                    results[key].append(_run(design, lua, args, connections, scratch))
+                    print("   ", results[key][-1], flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     conditions = {
@@ -176,9 +182,21 @@ def main() -> None:
     print(json.dumps(conditions, indent=2))
     for name, rounds in results.items():
         rps = [r["requests_per_s"] for r in rounds]
+        p50 = [r["p50_ms"] for r in rounds]
         p99 = [r["p99_ms"] for r in rounds]
-        rate, tail = f"{min(rps):.0f}-{max(rps):.0f}", f"{min(p99):.1f}-{max(p99):.1f}"
-        print(f"{name:7s} requests/s {rate:>12s}   p99 {tail:>12s} ms")
+        cover = [r["shadow_coverage"] or 0.0 for r in rounds]
+        print(
+            f"{name:10s} requests/s {min(rps):6.0f}-{max(rps):<6.0f} p50 {min(p50):6.1f}-{max(p50):<6.1f} ms"
+            f"  p99 {min(p99):6.1f}-{max(p99):<6.1f} ms  shadow rows {min(cover):.1%}-{max(cover):.1%}"
+        )
+    for connections in counts:
+        single, shadow = results[f"single@{connections}"], results[f"shadow@{connections}"]
+        ratio = [b["requests_per_s"] / a["requests_per_s"] for a, b in zip(single, shadow, strict=True)]
+        tail = [b["p99_ms"] / a["p99_ms"] for a, b in zip(single, shadow, strict=True)]
+        print(
+            f"shadow / single at {connections} connections: requests/s x{min(ratio):.2f}-{max(ratio):.2f}, "
+            f"p99 x{min(tail):.2f}-{max(tail):.2f} (round by round)"
+        )
     print(f"wrote {args.out}")
 
 

@@ -4,6 +4,7 @@ shadow, the shared state and the admin API, on the real app with a real SQLite l
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,29 +20,10 @@ from mlsd.serving import ServeSettings, create_app
 from mlsd.serving.routing import Routing, Variant
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
+from planted_models import Failing as _Failing
+from planted_models import Slow as _Slow
 
 TOKEN = "an-admin-token-of-32-characters!"
-
-
-class _Failing:
-    """A fitted pipeline whose scoring raises (a planted broken challenger)."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.classes_ = pipeline.classes_
-
-    def predict_proba(self, rows: Any) -> Any:
-        raise RuntimeError("planted failure")
-
-
-class _Slow:
-    """A fitted pipeline that sleeps before it answers (a challenger past its timeout)."""
-
-    def __init__(self, pipeline: Any, seconds: float) -> None:
-        self.pipeline, self.seconds, self.classes_ = pipeline, seconds, pipeline.classes_
-
-    def predict_proba(self, rows: Any) -> Any:
-        time.sleep(self.seconds)
-        return self.pipeline.predict_proba(rows)
 
 
 def _variant(model: PackagedModel, alias: str, version: int, pipeline: Any = None) -> Variant:
@@ -156,6 +138,62 @@ def test_shadow_scores_every_request_off_the_path_and_never_answers(serve, fligh
     # the same model in both seats: the same scores
     np.testing.assert_allclose(shadow["score"], shadow["primary_score"])
     assert (primary["variant"] == "champion").all()
+
+
+def test_the_shadow_scores_its_backlog_in_one_call_per_batch(serve, flights) -> None:
+    # the shadow runs in a process of its own: each call's latency is the mark of one batch
+    with serve(DeploymentSpec(strategy="shadow"), _Slow(flights.model.pipeline, 0.3)) as (client, log, _):
+        _send(client, flights, 40)  # faster than one call per 0.3 s: a backlog builds up
+    primary, shadow = _logged(log), log.read_shadow()
+    assert shadow["error"].isna().all(), shadow["error"].dropna().unique()
+    calls = shadow["latency_ms"].nunique()
+    assert calls < 20 and (shadow["latency_ms"] >= 300).all(), shadow["latency_ms"].value_counts()
+    assert sorted(shadow["request_id"]) == sorted(primary["request_id"])
+    # each row keeps its own request's time and gets its own row's score from the batch
+    np.testing.assert_allclose(shadow["score"], shadow["primary_score"])
+    times = primary.set_index("request_id")["logged_at"]
+    assert (shadow.set_index("request_id")["logged_at"] == times.reindex(shadow["request_id"])).all()
+
+
+def test_a_full_shadow_queue_drops_rows_and_counts_them(serve, flights, monkeypatch) -> None:
+    import mlsd.serving.shadow as shadow_module
+
+    monkeypatch.setattr(shadow_module, "MAX_SHADOW_PENDING_ROWS", 5)
+    with serve(DeploymentSpec(strategy="shadow"), _Slow(flights.model.pipeline, 1.0)) as (client, log, _):
+        _send(client, flights, 20)
+        metrics = client.get("/metrics").text
+    _logged(log)
+    shadow = log.read_shadow()
+    dropped = float(re.search(r"^mlsd_shadow_dropped_total (\S+)$", metrics, re.M).group(1))
+    assert dropped > 0 and len(shadow) + dropped == 20, (len(shadow), dropped)
+    assert shadow["error"].isna().all() and shadow["score"].notna().all()
+
+
+def test_a_shadow_that_raises_logs_its_error_and_answers_go_on(serve, flights) -> None:
+    with serve(DeploymentSpec(strategy="shadow"), _Failing(flights.model.pipeline)) as (client, log, _):
+        answers = _send(client, flights, 10)
+    assert all(a["score"] is not None for a in answers)
+    shadow = log.read_shadow() if _logged(log) is not None else None
+    assert len(shadow) == 10 and shadow["score"].isna().all()
+    assert shadow["error"].str.contains("planted failure").all()
+
+
+class _OnlyHere(_Slow):
+    """A model the shadow process cannot unpickle (this test module is not importable there)."""
+
+
+def test_a_shadow_process_that_keeps_crashing_rests_and_logs_why(serve, flights) -> None:
+    with serve(DeploymentSpec(strategy="shadow"), _OnlyHere(flights.model.pipeline, 0.0)) as (client, log, _):
+        for i in range(8):  # one at a time: each its own batch
+            _send(client, flights, 1, start=i)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(log.read_shadow()) < i + 1:
+                time.sleep(0.05)
+    _logged(log)
+    errors = log.read_shadow().sort_values("logged_at")["error"].tolist()
+    assert len(errors) == 8 and all(errors), errors
+    assert all(e.startswith("BrokenProcessPool") for e in errors[:3]), errors
+    assert all("resting" in e for e in errors[3:]), errors
 
 
 def test_canary_state_is_shared_through_the_log_and_survives_a_restart(serve, flights, tmp_path) -> None:

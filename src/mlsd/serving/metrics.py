@@ -99,7 +99,7 @@ class ServingMetrics:
         )
         self.shadow_dropped = Counter(
             "mlsd_shadow_dropped",
-            "Shadow batches dropped because the shadow queue was full (the answer never waits)",
+            "Shadow rows dropped because the shadow queue was full (the answer never waits)",
             registry=r,
         )
         self.batch_size = Histogram(

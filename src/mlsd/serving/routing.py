@@ -11,7 +11,8 @@ what a process needs to act on it:
   and waited for at most ``variant_timeout_ms``; when it raises, times out or its circuit is
   open, the champion answers its rows and each record says why (``fallback``);
 - **shadow**: after the answer is committed, the shadow variant scores a copy of the rows in
-  its own thread; a bounded queue drops (and counts) rather than slow anything down;
+  a low-priority process of its own, a backlog in one call (:mod:`mlsd.serving.shadow`); a
+  queue bounded in rows drops (and counts) rather than slow anything down;
 - **shared state**: weights, canary step and bandit statistics come from the log database
   (``rollout_state`` compare-and-set; rewards from the feedback joined to predictions), so a
   restarted server continues where it stopped and replicas on one PostgreSQL route alike.
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,14 +36,11 @@ from mlsd.rollout.canary import judge_canary, next_state, window_stats
 from mlsd.rollout.routers import Assignment, Router, router_for
 from mlsd.rollout.state import RolloutState, initial_state
 from mlsd.serving.breaker import CircuitBreaker
-from mlsd.store.prediction_log import ShadowRecord
+from mlsd.serving.shadow import ShadowScorer
 
-__all__ = ["MAX_SHADOW_PENDING", "Routing", "Variant", "VariantScores"]
+__all__ = ["Routing", "Variant", "VariantScores"]
 
 _log = logging.getLogger("mlsd.serving")
-
-#: shadow batches waiting for their thread at most; more are dropped (and counted)
-MAX_SHADOW_PENDING = 64
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class VariantScores:
 @dataclass
 class _Counters:
     fallbacks: Callable[[str, str, int], None] = lambda variant, reason, n: None
-    shadow_dropped: Callable[[], None] = lambda: None
+    shadow_dropped: Callable[[int], None] = lambda rows: None
 
 
 class Routing:
@@ -124,9 +120,14 @@ class Routing:
         }
         # variants other than the champion run here so that a slow one can be given up on
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlsd-variant")
-        self._shadow_pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlsd-shadow")
-        self._shadow_pending = 0
-        self._shadow_lock = threading.Lock()
+        alias = self.shadow_alias
+        self._shadow = (
+            None
+            if alias is None
+            else ShadowScorer(
+                lambda: self.variants[alias], log, model_name, lambda rows: self.counters.shadow_dropped(rows)
+            )
+        )
         self._rng = np.random.default_rng()
         self.last_refresh_problem: str | None = None
 
@@ -135,7 +136,8 @@ class Routing:
         return self.spec.challenger if self.spec.strategy == "shadow" else None
 
     def close(self) -> None:
-        self._shadow_pool.shutdown(wait=True)  # every queued shadow reaches the log writer
+        if self._shadow is not None:
+            self._shadow.close()  # every queued shadow reaches the log writer
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- assignment (on the event loop, per request) ------------------------------------------
@@ -208,44 +210,8 @@ class Routing:
     # -- shadow (off the request path) --------------------------------------------------------
     def shadow(self, frame: pd.DataFrame, request_ids: list[str], logged_at: datetime) -> None:
         """Queue the shadow's scoring of ``frame`` (rows already answered and logged)."""
-        alias = self.shadow_alias
-        if alias is None or not len(frame):
-            return
-        with self._shadow_lock:
-            if self._shadow_pending >= MAX_SHADOW_PENDING:
-                self.counters.shadow_dropped()
-                return
-            self._shadow_pending += 1
-        try:
-            self._shadow_pool.submit(self._run_shadow, self.variants[alias], frame, request_ids, logged_at)
-        except RuntimeError:  # shutting down
-            with self._shadow_lock:
-                self._shadow_pending -= 1
-
-    def _run_shadow(self, variant: Variant, frame: pd.DataFrame, ids: list[str], logged_at: datetime) -> None:
-        try:
-            start = time.perf_counter()
-            error = None
-            try:
-                pred = variant.model.predict_frame(frame)
-                scores = pred["score"].to_numpy(dtype="float64").tolist()
-                decisions = pred["decision"].tolist()
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                scores, decisions = [None] * len(ids), [None] * len(ids)
-            latency_ms = (time.perf_counter() - start) * 1000
-            name = self.key
-            self.log.submit_shadow(
-                [
-                    ShadowRecord(
-                        rid, logged_at, variant.alias, name, variant.version, s, d, latency_ms, error
-                    )
-                    for rid, s, d in zip(ids, scores, decisions, strict=True)
-                ]
-            )
-        finally:
-            with self._shadow_lock:
-                self._shadow_pending -= 1
+        if self._shadow is not None:
+            self._shadow.submit(frame, request_ids, logged_at)
 
     # -- shared state (in a worker thread, every state_refresh_s) -----------------------------
     def refresh(self, now: datetime | None = None) -> None:
