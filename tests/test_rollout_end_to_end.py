@@ -3,6 +3,7 @@ them, `mlsd replay` sending real flights, the prediction log read back.
 
 - ``ab`` 50/50 sticky by tailnum: 2,000 flights split within 45-55 %, every tailnum keeps its
   variant, and a restarted server gives every tailnum the variant it had;
+- ``shadow``: every replayed flight has the challenger's score beside the champion's answer;
 - a canary whose challenger is planted bad (trained on the inverted label) is rolled back, and a
   good one reaches its last step, both as events in the log; the step survives a restart;
 - two replicas on one real PostgreSQL database route by the same canary state.
@@ -99,6 +100,25 @@ def test_ab_split_is_sticky_by_tailnum_and_survives_a_restart(ab_design: Path) -
     before = with_unit.groupby("unit")["variant"].first()
     after = second[second["unit"].notna()].groupby("unit")["variant"].first()
     assert after.equals(before.reindex(after.index))
+
+
+def test_shadow_scores_every_replayed_flight_in_its_own_process(ab_design: Path, tmp_path: Path) -> None:
+    shadow = ab_design.parent / "shadow.yaml"
+    shadow.write_text(
+        _design_text("{strategy: shadow}") + f"\nworkspace: {ab_design.parent / '.mlsd' / 'flight-delay'}\n"
+    )
+    log_url = f"sqlite:///{tmp_path / 'shadow.db'}"  # a log of its own: the ab test counts its rows
+    with mlsd_server(shadow, "--log-url", log_url) as (_, url):
+        _replay(shadow, url, "--limit", "300", "--concurrency", "16")
+    from mlsd.system import System
+
+    log = System(shadow).prediction_log(log_url)
+    served, rows = log.read_predictions(), log.read_shadow()
+    assert len(served) == 300 and (served["variant"] == "champion").all()
+    # every answer has its shadow row, scored (stopping the server drains the queue first)
+    assert sorted(rows["request_id"]) == sorted(served["request_id"])
+    assert rows["error"].isna().all() and rows["score"].notna().all(), rows["error"].dropna().unique()
+    assert (rows["variant"] == "challenger").all()
 
 
 def _events(design: Path, url: str | None = None) -> pd.DataFrame:
