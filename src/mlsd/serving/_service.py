@@ -29,7 +29,7 @@ from mlsd.serving.responses import (
     log_unavailable_response,
     mlsd_error_response,
 )
-from mlsd.serving.routing import Routing, Variant, _Counters
+from mlsd.serving.routing import BASELINE, Routing, Variant, _Counters
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import MAX_ABS_NUMBER, CheckedRows, RowValidator
@@ -318,8 +318,10 @@ class Service:
         answers: list[dict[str, Any]] = [
             {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
         ]
-        if self.strategy in ("canary", "ab", "bandit"):
-            for answer, r in zip(answers, records, strict=True):
+        rollout = self.strategy in ("canary", "ab", "bandit")
+        for answer, r in zip(answers, records, strict=True):
+            # the rule baseline answering for a failed champion is said under every strategy
+            if rollout or r.variant == BASELINE:
                 answer["variant"], answer["model_version"] = r.variant, r.model_version
         shadowed = np.flatnonzero(assignment.shadow)
         if len(shadowed):  # answered and committed: the shadow can only run behind it now
