@@ -7,6 +7,7 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from mlsd.design import Design
 from mlsd.modeling import RuleBaseline
 from mlsd.serving import ServeSettings, create_app
 from mlsd.serving.routing import Routing, Variant
-from mlsd.serving.settings import BASELINE_VERSION, rule_baseline
+from mlsd.serving.settings import BASELINE_VERSION, rule_baseline, settings_for
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
 
@@ -27,8 +28,8 @@ RULE = "dep_hour >= 17"
 DERIVE = {"dep_hour": "sched_dep_time // 100"}
 
 
-def _design(baseline: Any, derive: dict[str, str] | None = None) -> Design:
-    """A flights design (never built: only its baselines and derived columns are read)."""
+def _design(baseline: Any, derive: dict[str, str] | None = None, **deployment: Any) -> Design:
+    """A flights design (never built: only its baselines, derived columns and deployment are read)."""
     return Design.model_validate(
         {
             "name": "flights",
@@ -44,6 +45,7 @@ def _design(baseline: Any, derive: dict[str, str] | None = None) -> Design:
                 "baseline": baseline,
                 "candidates": [{"name": "lr", "type": "logistic_regression"}],
             },
+            "deployment": deployment,
         }
     )
 
@@ -199,16 +201,21 @@ def test_a_champion_answering_the_wrong_number_of_rows_is_a_failure(serve, fligh
     [None, _design("majority"), _design({"rule": "air_time > 100"})],
     ids=["no design", "no rule", "a column requests lack"],
 )
-def test_without_a_usable_rule_baseline_a_failing_champion_is_an_error(serve, flights, design) -> None:
-    with serve(DeploymentSpec(), _Failing(flights.model.pipeline), design) as (client, log, _):
+def test_without_a_usable_rule_baseline_a_failing_champion_is_an_error(
+    serve, flights, design, caplog
+) -> None:
+    with serve(DeploymentSpec(), _Failing(flights.model.pipeline), design) as (client, log, routing):
         r = client.post("/v1/predict", json={"inputs": flights.row(0)})
         metrics = client.get("/metrics").text
     assert r.status_code == 500
+    assert r.json()["error"]["type"] == "model_error"
     message = r.json()["error"]["message"]
-    assert "no fallback model was available" in message and "planted failure" not in message
-    assert "RuntimeError" in message
+    assert "no fallback model was available" in message and "RuntimeError" in message
+    assert "planted failure" not in message  # the model's own text stays in the server log
+    logged = [rec.getMessage() for rec in caplog.records if "no fallback model" in rec.getMessage()]
+    assert logged and routing.no_baseline in logged[0] and "planted failure" in logged[0]
     if design is not None:
-        assert ("no rule baseline" in message) or ("air_time" in message)
+        assert ("no rule baseline" in routing.no_baseline) or ("air_time" in routing.no_baseline)
     assert "mlsd_fallbacks_total{" not in metrics  # nothing answered in the champion's place
     assert len(_logged(log)) == 0
 
@@ -245,3 +252,38 @@ def test_rule_baseline_reads_derived_columns_and_says_why_it_cannot(flights) -> 
     # derived from a column requests lack
     _, why = rule_baseline(_design({"rule": "late"}, derive={"late": "dep_delay > 0"}), flights.model)
     assert why is not None and "dep_delay" in why
+
+
+@pytest.mark.parametrize(
+    "deployment", [{}, {"strategy": "canary", "steps": [10, 100]}], ids=["single", "canary"]
+)
+def test_the_server_of_a_design_builds_its_rule_baseline_at_start(
+    flights, tmp_path, monkeypatch, deployment
+) -> None:
+    system = SimpleNamespace(
+        design=_design({"rule": RULE}, **deployment),
+        champion=lambda alias="champion": (flights.model, "flight-delay", 3 if alias == "champion" else 4),
+        prediction_log=lambda url=None: PredictionLog(f"sqlite:///{tmp_path / 'log.db'}"),
+        workspace=tmp_path,
+    )
+    settings = settings_for(system, environ={})
+    routing = settings.routing
+    assert routing.baseline is not None and routing.baseline.version == BASELINE_VERSION
+    routing._reload = None  # no registry here: the aliases never move
+    with TestClient(
+        create_app(settings), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as client:
+        routing.variants = {
+            **routing.variants,
+            "champion": Variant("champion", _with(flights.model, _Failing(flights.model.pipeline)), 3),
+        }
+        r = client.post("/v1/predict", json={"inputs": flights.rows[:5]}, headers={"X-Mlsd-Unit": "u1"})
+    assert r.status_code == 200, r.text
+    score, _ = _reference(flights, flights.rows[:5])
+    answers = r.json()["predictions"]
+    baseline = [a for a in answers if a["variant"] == "baseline"]
+    assert baseline and all(a["model_version"] == BASELINE_VERSION for a in baseline)
+    np.testing.assert_array_equal(
+        [a["score"] for a in answers if a["variant"] == "baseline"],
+        score[[a["variant"] == "baseline" for a in answers]],
+    )

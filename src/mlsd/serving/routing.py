@@ -224,15 +224,23 @@ class Routing:
         return pred, None
 
     def _score_baseline(self, frame: pd.DataFrame, why: str, error: Exception) -> pd.DataFrame:
-        """The rule baseline's answers for rows the champion failed on (``why``), or ServingError
-        (its message names only the exception's type, as the 500 it becomes always did)."""
+        """The rule baseline's answers for rows the champion failed on (``why``), or ServingError.
+
+        The error's message becomes the 500's: it names the exception's type only, as the 500
+        always did; the champion's text and why there is no baseline go to the server log."""
         kind = type(error).__name__
         if self.baseline is None:
-            _log.error("the champion failed on %d rows, no fallback (%s)", len(frame), why)
+            _log.error(
+                "the champion failed on %d rows and no fallback model was available (%s): %s",
+                len(frame),
+                self.no_baseline,
+                why,
+            )
             raise ServingError(
-                f"the champion raised {kind} and no fallback model was available ({self.no_baseline})",
+                f"the champion raised {kind} and no fallback model was available "
+                "(no usable rule baseline; the server log says why)",
                 field="models.baseline",
-                received=kind,
+                received=self.no_baseline,
                 expected="a rule baseline in the design (models.baseline: {rule: ...}) to answer "
                 "when the champion fails",
             ) from error

@@ -312,8 +312,10 @@ def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: An
     from mlsd.serving.routing import Routing, Variant
 
     baseline, no_baseline = rule_baseline(system.design, model)
-    if no_baseline is not None:
-        logging.getLogger("mlsd.serving").info("no fallback for the champion: %s", no_baseline)
+    if no_baseline is not None:  # a rule the server cannot use is a warning; no rule at all is not
+        has_rule = any(isinstance(b, dict) and "rule" in b for b in system.design.models.baselines())
+        level = logging.WARNING if has_rule else logging.INFO
+        logging.getLogger("mlsd.serving").log(level, "no fallback for the champion: %s", no_baseline)
     fallback = {"baseline": baseline, "no_baseline": no_baseline}
     variants = {"champion": Variant("champion", model, version)}
     for alias in dep.routed_aliases():
