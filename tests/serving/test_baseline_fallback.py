@@ -3,6 +3,7 @@ app with a real SQLite log; without one the request is the error it always was."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,6 +63,18 @@ class _Failing:
         self.calls += 1
         if self.calls <= self.failures:
             raise RuntimeError("planted failure")
+        return self.pipeline.predict_proba(rows)
+
+
+class _Fragile:
+    """A fitted pipeline that raises on any batch holding a flight of 1234 miles."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline, self.classes_ = pipeline, pipeline.classes_
+
+    def predict_proba(self, rows: Any) -> Any:
+        if (rows["distance"] == 1234).any():
+            raise ValueError("the model cannot score 1234")
         return self.pipeline.predict_proba(rows)
 
 
@@ -287,3 +301,54 @@ def test_the_server_of_a_design_builds_its_rule_baseline_at_start(
         [a["score"] for a in answers if a["variant"] == "baseline"],
         score[[a["variant"] == "baseline" for a in answers]],
     )
+
+
+def test_only_the_request_that_breaks_the_champion_gets_the_baseline(flights, tmp_path) -> None:
+    """Requests sharing a micro-batch: the batch fails, each is scored again alone, and only the
+    one the champion cannot score is answered by the baseline; the others get the champion."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    baseline, _ = rule_baseline(_design({"rule": RULE}), flights.model)
+    champion = Variant("champion", _with(flights.model, _Fragile(flights.model.pipeline)), 3)
+    routing = Routing(
+        DeploymentSpec(),
+        {"champion": champion},
+        log=log,
+        model_name="flight-delay",
+        task="binary",
+        baseline=baseline,
+    )
+    app = create_app(
+        ServeSettings(
+            model=flights.model,
+            model_name="flight-delay",
+            model_version=3,
+            log=log,
+            time_column="time_hour",
+            routing=routing,
+            max_batch_size=10_000,
+            max_batch_delay_ms=1_000,
+        )
+    )
+    sizes: list[int] = []
+    app.state.service.batcher.on_batch = sizes.append
+    bodies = [{"inputs": flights.row(i, **({"distance": 1234} if i == 3 else {}))} for i in range(8)]
+
+    async def send_all() -> list[httpx.Response]:
+        service = app.state.service
+        await service.start()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+                return await asyncio.gather(*(http.post("/v1/predict", json=b) for b in bodies))
+        finally:
+            await service.stop()
+
+    responses = asyncio.run(send_all())
+    assert sizes[0] == 8  # one shared batch failed, then each request was scored alone
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    answers = [r.json()["predictions"][0] for r in responses]
+    assert [a.get("variant") for a in answers] == [None, None, None, "baseline", None, None, None, None]
+    frame = log.read_predictions()
+    assert sorted(frame["variant"]) == ["baseline"] + ["champion"] * 7
+    [reason] = frame["fallback"].dropna()
+    assert reason.startswith("failed: champion raised ValueError: the model cannot score 1234")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -57,10 +58,12 @@ class FeedbackNote:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """A row on its way into a micro-batch, with the variant its rollout assigned it."""
+    """A row on its way into a micro-batch, with the variant its rollout assigned it and its
+    request's number (the champion's fallback answers one request at a time)."""
 
     row: Any
     variant: str
+    request: int = 0
 
 
 @dataclass
@@ -148,6 +151,7 @@ class Service:
             dict.fromkeys([*self.model.input_columns, *filter(None, [settings.time_column])])
         )
         self._classes = list(self.model.classes)
+        self._request_numbers = itertools.count()  # on the event loop only
 
     async def start(self) -> None:
         await asyncio.to_thread(self.log.start)
@@ -205,8 +209,9 @@ class Service:
         fallback: list[str | None] = [None] * n
         if ok.any():
             frame = checked.frame if ok.all() else checked.frame.loc[ok]
-            got = self.routing.score(frame, assigned[ok])
             positions = np.flatnonzero(ok)
+            one_request = len({items[i].request for i in positions.tolist()}) == 1
+            got = self.routing.score(frame, assigned[ok], one_request=one_request)
             score[positions] = got.score
             answered[positions], version[positions] = got.answered_by, got.version
             for i, d, why in zip(positions.tolist(), got.decision, got.fallback, strict=True):
@@ -246,8 +251,9 @@ class Service:
             expected = False
             self.batcher.unexpect()
             assignment = self.routing.assign(self._units(request, rows))
+            number = next(self._request_numbers)
             part = await self.batcher.submit(
-                [Routed(row, v) for row, v in zip(rows, assignment.variant.tolist(), strict=True)]
+                [Routed(row, v, number) for row, v in zip(rows, assignment.variant.tolist(), strict=True)]
             )
             scored = part.result
             bad = scored.checked.invalid[part.start : part.stop]

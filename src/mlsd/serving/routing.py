@@ -166,10 +166,14 @@ class Routing:
         return self.router.weights(self.state)
 
     # -- scoring (in the batcher's worker thread) ---------------------------------------------
-    def score(self, frame: pd.DataFrame, assigned: np.ndarray) -> VariantScores:
+    def score(self, frame: pd.DataFrame, assigned: np.ndarray, *, one_request: bool = True) -> VariantScores:
         """Score each row of ``frame`` with its assigned variant; the champion answers for a
         variant that fails, times out or whose circuit is open, and the rule baseline for a
-        champion that fails. The champion failing without a baseline raises ServingError."""
+        champion that fails. The champion failing without a baseline raises ServingError.
+
+        Rows of several requests (``one_request`` False) are not handed to the baseline: the
+        champion's error is raised, so that the batcher scores each request again alone and
+        only the request that broke the champion is answered by the baseline."""
         n = len(frame)
         score = np.full(n, np.nan)
         decision: list[Any] = [None] * n
@@ -195,6 +199,8 @@ class Routing:
         rows = np.sort(np.concatenate(champion_rows))
         if len(rows):
             pred, error = self._score_champion(variants["champion"].model, frame.iloc[rows])
+            if error is not None and not one_request and self.baseline is not None:
+                raise error
             if error is not None:  # the rule baseline answers, or this raises
                 why = f"failed: champion raised {type(error).__name__}: {str(error)[:200]}"
                 pred = self._score_baseline(frame.iloc[rows], why, error)
