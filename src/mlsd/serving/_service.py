@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from mlsd.serving.responses import (
     log_unavailable_response,
     mlsd_error_response,
 )
-from mlsd.serving.routing import Routing, Variant, _Counters
+from mlsd.serving.routing import BASELINE, Routing, Variant, _Counters
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import MAX_ABS_NUMBER, CheckedRows, RowValidator
@@ -57,10 +58,12 @@ class FeedbackNote:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """A row on its way into a micro-batch, with the variant its rollout assigned it."""
+    """A row on its way into a micro-batch, with the variant its rollout assigned it and its
+    request's number (the champion's fallback answers one request at a time)."""
 
     row: Any
     variant: str
+    request: int = 0
 
 
 @dataclass
@@ -148,6 +151,7 @@ class Service:
             dict.fromkeys([*self.model.input_columns, *filter(None, [settings.time_column])])
         )
         self._classes = list(self.model.classes)
+        self._request_numbers = itertools.count()  # on the event loop only
 
     async def start(self) -> None:
         await asyncio.to_thread(self.log.start)
@@ -205,8 +209,9 @@ class Service:
         fallback: list[str | None] = [None] * n
         if ok.any():
             frame = checked.frame if ok.all() else checked.frame.loc[ok]
-            got = self.routing.score(frame, assigned[ok])
             positions = np.flatnonzero(ok)
+            one_request = len({items[i].request for i in positions.tolist()}) == 1
+            got = self.routing.score(frame, assigned[ok], one_request=one_request)
             score[positions] = got.score
             answered[positions], version[positions] = got.answered_by, got.version
             for i, d, why in zip(positions.tolist(), got.decision, got.fallback, strict=True):
@@ -246,8 +251,9 @@ class Service:
             expected = False
             self.batcher.unexpect()
             assignment = self.routing.assign(self._units(request, rows))
+            number = next(self._request_numbers)
             part = await self.batcher.submit(
-                [Routed(row, v) for row, v in zip(rows, assignment.variant.tolist(), strict=True)]
+                [Routed(row, v, number) for row, v in zip(rows, assignment.variant.tolist(), strict=True)]
             )
             scored = part.result
             bad = scored.checked.invalid[part.start : part.stop]
@@ -318,8 +324,10 @@ class Service:
         answers: list[dict[str, Any]] = [
             {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
         ]
-        if self.strategy in ("canary", "ab", "bandit"):
-            for answer, r in zip(answers, records, strict=True):
+        rollout = self.strategy in ("canary", "ab", "bandit")
+        for answer, r in zip(answers, records, strict=True):
+            # the rule baseline answering for a failed champion is said under every strategy
+            if rollout or r.variant == BASELINE:
                 answer["variant"], answer["model_version"] = r.variant, r.model_version
         shadowed = np.flatnonzero(assignment.shadow)
         if len(shadowed):  # answered and committed: the shadow can only run behind it now

@@ -93,7 +93,8 @@ class ServingMetrics:
         )
         self.fallbacks = Counter(
             "mlsd_fallbacks",
-            "Rows a variant was assigned but the champion answered (failed, timed out, circuit open)",
+            "Rows a variant was assigned but another model answered: the champion for a variant that "
+            "failed, timed out or whose circuit is open; the rule baseline for a failed champion",
             ["variant", "reason"],
             registry=r,
         )

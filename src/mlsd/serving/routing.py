@@ -9,7 +9,10 @@ what a process needs to act on it:
   and swapped in whole, so a batch that is being scored finishes on the model it started with;
 - **scoring with a fallback**: a variant other than the champion is scored in a worker pool
   and waited for at most ``variant_timeout_ms``; when it raises, times out or its circuit is
-  open, the champion answers its rows and each record says why (``fallback``);
+  open, the champion answers its rows and each record says why (``fallback``); when the
+  champion itself raises (or answers the wrong number of rows), the design's rule baseline
+  answers them (variant ``baseline``), or, without one, the batch fails saying so. The champion
+  has no circuit: it is tried again with every batch;
 - **shadow**: after the answer is committed, the shadow variant scores a copy of the rows in
   a low-priority process of its own, a backlog in one call (:mod:`mlsd.serving.shadow`); a
   queue bounded in rows drops (and counts) rather than slow anything down;
@@ -38,9 +41,12 @@ from mlsd.rollout.state import RolloutState, initial_state
 from mlsd.serving.breaker import CircuitBreaker
 from mlsd.serving.shadow import ShadowScorer
 
-__all__ = ["Routing", "Variant", "VariantScores"]
+__all__ = ["BASELINE", "Routing", "Variant", "VariantScores"]
 
 _log = logging.getLogger("mlsd.serving")
+
+#: the ``variant`` of rows the design's rule baseline answered because the champion failed
+BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,13 @@ class VariantScores:
     answered_by: np.ndarray  # object: alias
     version: np.ndarray  # int
     fallback: list[str | None]
+
+
+def _fill(score: np.ndarray, decision: list[Any], rows: np.ndarray, pred: pd.DataFrame) -> None:
+    """Put a model's answers for ``rows`` in place."""
+    score[rows] = pred["score"].to_numpy(dtype="float64")
+    for i, d in zip(rows.tolist(), pred["decision"].tolist(), strict=True):
+        decision[i] = d
 
 
 @dataclass
@@ -88,6 +101,8 @@ class Routing:
         promote: Callable[[str], tuple[int | None, int]] | None = None,
         rollback: Callable[[], tuple[int, int]] | None = None,
         counters: _Counters | None = None,
+        baseline: Variant | None = None,
+        no_baseline: str | None = None,
     ) -> None:
         self.spec = spec
         self.router: Router = router_for(spec)
@@ -110,6 +125,9 @@ class Routing:
         self._load = load
         self.promote, self.rollback = promote, rollback  # the registry's, for the admin API
         self.counters = counters or _Counters()
+        # answers for the champion when it fails (settings.rule_baseline); else why there is none
+        self.baseline = baseline
+        self.no_baseline = no_baseline or "no rule baseline was loaded"
         self.state: RolloutState = initial_state(spec)
         self.revision: int | None = None
         self.arms: dict[str, ArmStats] = {}
@@ -150,15 +168,22 @@ class Routing:
         return self.router.weights(self.state)
 
     # -- scoring (in the batcher's worker thread) ---------------------------------------------
-    def score(self, frame: pd.DataFrame, assigned: np.ndarray) -> VariantScores:
+    def score(self, frame: pd.DataFrame, assigned: np.ndarray, *, one_request: bool = True) -> VariantScores:
         """Score each row of ``frame`` with its assigned variant; the champion answers for a
-        variant that fails, times out or whose circuit is open. The champion failing raises."""
+        variant that fails, times out or whose circuit is open, and the rule baseline for a
+        champion that fails. The champion failing without a baseline raises ServingError.
+
+        Rows of several requests (``one_request`` False) are not handed to the baseline: the
+        champion's error is raised, so that the batcher scores each request again alone and
+        only the request that broke the champion is answered by the baseline."""
         n = len(frame)
         score = np.full(n, np.nan)
         decision: list[Any] = [None] * n
         answered = np.asarray(assigned, dtype=object).copy()
         fallback: list[str | None] = [None] * n
         variants = self.variants  # one snapshot per batch: a reload swaps the dict, not its models
+        # counted once the batch is answered: a batch that raises is scored again request by request
+        counts: list[tuple[str, str, int]] = []
         champion_rows: list[np.ndarray] = [np.flatnonzero(answered == "champion")]
         for alias in dict.fromkeys(answered.tolist()):
             if alias == "champion":
@@ -169,20 +194,79 @@ class Routing:
                 answered[rows] = "champion"
                 for i in rows.tolist():
                     fallback[i] = why
-                self.counters.fallbacks(alias, why.split(":")[0], len(rows))
+                counts.append((alias, why.split(":")[0], len(rows)))
                 champion_rows.append(rows)
                 continue
-            score[rows] = pred["score"].to_numpy(dtype="float64")
-            for i, d in zip(rows.tolist(), pred["decision"].tolist(), strict=True):
-                decision[i] = d
+            _fill(score, decision, rows, pred)
         rows = np.sort(np.concatenate(champion_rows))
         if len(rows):
-            pred = variants["champion"].model.predict_frame(frame.iloc[rows])
-            score[rows] = pred["score"].to_numpy(dtype="float64")
-            for i, d in zip(rows.tolist(), pred["decision"].tolist(), strict=True):
-                decision[i] = d
-        version = np.array([variants[a].version for a in answered], dtype=np.int64)
+            pred, error = self._score_champion(variants["champion"].model, frame.iloc[rows])
+            if error is not None and not one_request and self.baseline is not None:
+                raise error
+            if error is not None:  # the rule baseline answers, or this raises
+                why = f"failed: champion raised {type(error).__name__}: {str(error)[:200]}"
+                pred = self._score_baseline(frame.iloc[rows], why, error)
+                answered[rows] = BASELINE
+                for i in rows.tolist():  # a variant's failure before it stays in the reason
+                    fallback[i] = why if fallback[i] is None else f"{why}; after {fallback[i]}"
+                counts.append(("champion", why.split(":")[0], len(rows)))
+            _fill(score, decision, rows, pred)
+        versions = {a: v.version for a, v in variants.items()}
+        if self.baseline is not None:
+            versions[BASELINE] = self.baseline.version
+        version = np.array([versions[a] for a in answered], dtype=np.int64)
+        for alias, reason, count in counts:
+            self.counters.fallbacks(alias, reason, count)
         return VariantScores(score, decision, answered, version, fallback)
+
+    @staticmethod
+    def _score_champion(model: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, Exception | None]:
+        """The champion's answers, or what it raised. Scored in this thread, with no timeout and
+        no circuit: it is the model of record, tried again with every batch."""
+        try:
+            pred = model.predict_frame(frame)
+            if len(pred) != len(frame):
+                raise ValueError(f"{len(pred)} answers for {len(frame)} rows")
+        except Exception as exc:
+            return pd.DataFrame(), exc
+        return pred, None
+
+    def _score_baseline(self, frame: pd.DataFrame, why: str, error: Exception) -> pd.DataFrame:
+        """The rule baseline's answers for rows the champion failed on (``why``), or ServingError.
+
+        The error's message becomes the 500's: it names the exception's type only, as the 500
+        always did; the champion's text and why there is no baseline go to the server log."""
+        kind = type(error).__name__
+        if self.baseline is None:
+            _log.error(
+                "the champion failed on %d rows and no fallback model was available (%s): %s",
+                len(frame),
+                self.no_baseline,
+                why,
+            )
+            raise ServingError(
+                f"the champion raised {kind} and no fallback model was available "
+                "(no usable rule baseline; the server log says why)",
+                field="models.baseline",
+                received=self.no_baseline,
+                expected="a rule baseline in the design (models.baseline: {rule: ...}) to answer "
+                "when the champion fails",
+            ) from error
+        try:
+            pred = self.baseline.model.predict_frame(frame)
+            if len(pred) != len(frame):
+                raise ValueError(f"{len(pred)} answers for {len(frame)} rows")
+        except Exception as exc:
+            _log.error("the champion failed (%s) and so did the rule baseline: %s", why, exc)
+            raise ServingError(
+                f"the champion raised {kind} and the rule baseline, its fallback, "
+                f"raised {type(exc).__name__}",
+                field="models.baseline",
+                received=type(exc).__name__,
+                expected="a rule that reads the request's columns",
+            ) from exc
+        _log.warning("the champion failed on %d rows; the rule baseline answered (%s)", len(frame), why)
+        return pred
 
     def _score_variant(self, variant: Variant, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
         breaker = self.breakers.get(variant.alias)

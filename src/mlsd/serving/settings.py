@@ -23,7 +23,15 @@ from mlsd.errors import ServingError
 if TYPE_CHECKING:
     from mlsd.store.packaged import PackagedModel
 
-__all__ = ["FEEDBACK_AUTH", "MIN_SECRET_CHARS", "ServeSettings", "default_allowed_hosts", "settings_for"]
+__all__ = [
+    "BASELINE_VERSION",
+    "FEEDBACK_AUTH",
+    "MIN_SECRET_CHARS",
+    "ServeSettings",
+    "default_allowed_hosts",
+    "rule_baseline",
+    "settings_for",
+]
 
 FEEDBACK_AUTH = ("token", "signed_id", "none")
 MIN_SECRET_CHARS = 16
@@ -190,11 +198,125 @@ def _refuse_none(host: str) -> None:
     )
 
 
+#: the ``model_version`` logged for rows the rule baseline answered: not a registry version (those
+#: start at 1), and the log's column is NOT NULL
+BASELINE_VERSION = 0
+
+
+def rule_baseline(design: Any, model: PackagedModel) -> tuple[Any, str | None]:
+    """The design's rule baseline as a fallback for ``model`` (the champion), or why there is none.
+
+    Returns ``(Variant("baseline", ..., BASELINE_VERSION), None)`` or ``(None, reason)``. The
+    first ``{rule: ...}`` of ``models.baseline`` is used. A rule needs no training rows: a binary
+    rule is "fitted" on two empty rows typed as requests are, labelled with the champion's two
+    classes (fit only records them and checks that the rule reads); a regression rule needs both
+    ``score_if_true`` and ``score_if_false``, since learning them needs the training rows. The
+    rule reads the rows the server validated (the champion's input columns), plus the derived
+    columns it names, computed as training computed them; a rule reading another column is refused.
+    Its decision is the baseline's own (score >= 0.5), not the champion's cost-optimal threshold.
+
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from mlsd.store import PackagedModel
+    >>> X = pd.DataFrame({"sched_dep_time": [600.0, 900.0, 1800.0, 2100.0]})
+    >>> champion = PackagedModel(pipeline=LogisticRegression().fit(X, [0, 0, 1, 1]), task="binary")
+    >>> design = SimpleNamespace(
+    ...     models=SimpleNamespace(baselines=lambda: ["majority", {"rule": "dep_hour >= 17"}]),
+    ...     data=SimpleNamespace(derive={"dep_hour": "sched_dep_time // 100"}),
+    ... )
+    >>> variant, why = rule_baseline(design, champion)
+    >>> variant.alias, variant.version, why
+    ('baseline', 0, None)
+    >>> variant.model.predict_frame(X)["decision"].tolist()
+    [False, False, True, True]
+    >>> design.models.baselines = lambda: ["majority"]
+    >>> rule_baseline(design, champion)
+    (None, 'the design has no rule baseline (models.baseline: {rule: ...})')
+    """
+    from sklearn.pipeline import Pipeline
+
+    from mlsd.data import Schema, parse_expression
+    from mlsd.features import DeriveColumns
+    from mlsd.modeling import make_baseline
+    from mlsd.serving.routing import BASELINE, Variant
+    from mlsd.serving.validation import RowValidator
+    from mlsd.store.packaged import PackagedModel
+
+    specs = [s for s in design.models.baselines() if isinstance(s, dict) and "rule" in s]
+    if not specs:
+        return None, "the design has no rule baseline (models.baseline: {rule: ...})"
+    spec, task = specs[0], model.task
+    rule = spec["rule"]
+    if task not in ("binary", "regression"):
+        return None, f"a rule baseline cannot answer for a {task} task"
+    if task == "regression" and any(spec.get(k) is None for k in ("score_if_true", "score_if_false")):
+        return None, (
+            f"the rule baseline {rule!r} learns its values from the training rows, which a server "
+            "does not have (give score_if_true and score_if_false)"
+        )
+    # the derived columns the rule reads, through chains, in the design's order
+    derive = dict(design.data.derive)
+    needed, pending = set(), list(parse_expression(rule, field="models.baseline.rule").columns)
+    raw: set[str] = set()
+    while pending:
+        col = pending.pop()
+        if col in needed or col in raw:
+            continue
+        if col in derive:
+            needed.add(col)
+            pending.extend(parse_expression(derive[col], field=f"data.derive.{col}").columns)
+        else:
+            raw.add(col)
+    unread = sorted(raw - set(model.input_columns))
+    if unread:
+        return None, (
+            f"the rule baseline {rule!r} reads {', '.join(unread)}, which requests to this model do "
+            "not carry (not among its input columns)"
+        )
+    try:
+        # two rows typed exactly as the validator types a request, every value missing
+        empty = RowValidator(
+            Schema.from_dict(model.schema) if model.schema else Schema(columns={}), model.input_columns
+        ).check([{}, {}])
+        estimator = make_baseline(spec, task)
+        pipeline = Pipeline(
+            [("derive", DeriveColumns({c: e for c, e in derive.items() if c in needed})), ("rule", estimator)]
+        )
+        if task == "binary":
+            classes = list(model.classes)
+            if sorted(classes) != classes:  # the rule's probability is of its greater class
+                return None, f"the rule baseline scores the greater class, not the champion's {classes[1]!r}"
+            pipeline.fit(empty.frame, classes)
+        else:  # both values given: the targets are not read
+            pipeline.fit(empty.frame, [0.0, 0.0])
+        packaged = PackagedModel(
+            pipeline=pipeline,
+            task=task,
+            threshold=0.5 if task == "binary" else None,
+            input_columns=list(model.input_columns),
+            classes=list(model.classes) if task == "binary" else [],
+            metadata={"baseline": f"rule: {rule}"},
+        )
+    except Exception as exc:  # the server still starts; a champion failure is then an error
+        return None, f"the rule baseline {rule!r} cannot be built: {type(exc).__name__}: {str(exc)[:200]}"
+    return Variant(BASELINE, packaged, BASELINE_VERSION), None
+
+
 def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: Any) -> Any:
-    """The rollout of ``dep.strategy``: every alias it routes between, loaded once, here."""
+    """The rollout of ``dep.strategy``: every alias it routes between, loaded once, here, and
+    the design's rule baseline, which answers when the champion fails."""
+    import logging
+
     from mlsd.errors import RegistryError
     from mlsd.serving.routing import Routing, Variant
 
+    baseline, no_baseline = rule_baseline(system.design, model)
+    if no_baseline is not None:  # a rule the server cannot use is a warning; no rule at all is not
+        has_rule = any(isinstance(b, dict) and "rule" in b for b in system.design.models.baselines())
+        level = logging.WARNING if has_rule else logging.INFO
+        logging.getLogger("mlsd.serving").log(level, "no fallback for the champion: %s", no_baseline)
+    fallback = {"baseline": baseline, "no_baseline": no_baseline}
     variants = {"champion": Variant("champion", model, version)}
     for alias in dep.routed_aliases():
         if alias in variants:
@@ -217,7 +339,7 @@ def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: An
             )
         variants[alias] = Variant(alias, other, other_version)
     if dep.strategy == "single":
-        return Routing(dep, variants, log=log, model_name=name, task=model.task)
+        return Routing(dep, variants, log=log, model_name=name, task=model.task, **fallback)
 
     def load(alias: str) -> Variant:
         loaded, _, loaded_version = system.champion(alias)
@@ -243,6 +365,7 @@ def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: An
         load=load,
         promote=lambda alias: registry().promote(name, alias),
         rollback=lambda: registry().rollback(name),
+        **fallback,
     )
 
 
