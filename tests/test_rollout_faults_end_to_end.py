@@ -254,14 +254,7 @@ def _assert_switched(
     "deployment",
     [
         HOLDING_CANARY,
-        pytest.param(
-            "{strategy: single, state_refresh_s: 0.3}",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a single server never re-reads the registry's aliases: serving.settings._routing "
-                "gives Routing no reload/load for single and Service.start runs no refresher for it",
-            ),
-        ),
+        "{strategy: single, state_refresh_s: 0.3}",
     ],
     ids=["canary", "single"],
 )

@@ -24,6 +24,7 @@ from mlsd.serving.batching import MicroBatcher
 from mlsd.serving.bodies import parse_json, parse_predict_body
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
+from mlsd.serving.models import example_row
 from mlsd.serving.responses import (
     RequestError,
     error_response,
@@ -156,9 +157,13 @@ class Service:
     async def start(self) -> None:
         await asyncio.to_thread(self.log.start)
         self._log_started = True
-        if self.strategy != "single":  # the shared state is known before the first request
-            await asyncio.to_thread(self.routing.refresh)
-            self._refresher = asyncio.create_task(self._refresh_forever())
+        # every loaded model answers once before the first request: a cold first call (lazy
+        # imports, allocations) is not a request's latency, nor the canary's p99
+        example = self.validator.check([example_row(self.schema, self.model.input_columns)]).frame
+        await asyncio.to_thread(self.routing.warm, example)
+        # the shared state is known before the first request; a single server reloads aliases
+        await asyncio.to_thread(self.routing.refresh)
+        self._refresher = asyncio.create_task(self._refresh_forever())
         await self.batcher.start()
 
     async def stop(self) -> None:

@@ -147,6 +147,7 @@ class Routing:
             )
         )
         self._rng = np.random.default_rng()
+        self._example: pd.DataFrame | None = None  # a checked request frame (warm)
         self.last_refresh_problem: str | None = None
 
     @property
@@ -297,12 +298,35 @@ class Routing:
         if self._shadow is not None:
             self._shadow.submit(frame, request_ids, logged_at)
 
+    def warm(self, example: pd.DataFrame) -> None:
+        """Score ``example`` (a checked request frame) with every variant, and keep it to warm
+        the versions a moved alias loads before they answer. Best effort: a model that fails
+        here fails again on a request, and is handled there."""
+        self._example = example
+        for variant in [*self.variants.values(), *filter(None, [self.baseline])]:
+            self._warm(variant)
+
+    def _warm(self, variant: Variant) -> None:
+        if self._example is None:
+            return
+        try:
+            variant.model.predict_frame(self._example)
+        except Exception as exc:
+            _log.warning(
+                "warming %s (version %s) failed: %s: %s",
+                variant.alias,
+                variant.version,
+                type(exc).__name__,
+                exc,
+            )
+
     # -- shared state (in a worker thread, every state_refresh_s) -----------------------------
     def refresh(self, now: datetime | None = None) -> None:
         """Re-read the state, judge the canary, count the bandit's rewards, reload moved aliases."""
         now = now or datetime.now(UTC)
         try:
-            self._read_state(now)
+            if self.spec.strategy != "single":  # single has no state: it only follows its alias
+                self._read_state(now)
             if self.spec.strategy == "bandit":
                 counts = self.log.reward_counts()
                 self.arms = arm_stats(
@@ -383,6 +407,8 @@ class Routing:
                     received=list(variant.model.input_columns),
                     expected=expected,
                 )
+        for variant in loaded.values():  # warm before swapping in: no request meets it cold
+            self._warm(variant)
         old = {a: self.variants[a].version for a in moved}
         self.variants = {**self.variants, **loaded}  # one assignment: a batch sees old or new
         for alias in moved:

@@ -338,8 +338,6 @@ def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: An
                 expected=list(model.input_columns),
             )
         variants[alias] = Variant(alias, other, other_version)
-    if dep.strategy == "single":
-        return Routing(dep, variants, log=log, model_name=name, task=model.task, **fallback)
 
     def load(alias: str) -> Variant:
         loaded, _, loaded_version = system.champion(alias)
