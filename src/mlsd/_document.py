@@ -91,6 +91,7 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
     fail_on = set(d.leakage.fail_on)
     return {
         "sources": prepared.sources,
+        "sample": prepared.sample.to_dict() if prepared.sample is not None else None,
         "label": d.label,
         "filter": d.filter,
         "n_rows": len(frame),

@@ -190,9 +190,58 @@ class LeakageSpec(_Spec):
 
 
 class SampleSpec(_Spec):
-    n: int | None = Field(None, gt=0)
-    frac: float | None = Field(None, gt=0, le=1)
+    """``data.sample``: which rows of the labelled table the build keeps (docs/sampling.md)."""
+
+    method: Literal["random", "stratified", "weighted", "quota", "importance"] = Field(
+        "random", description="how rows are drawn; each changes the estimates differently (docs/sampling.md)"
+    )
+    n: int | None = Field(None, gt=0, description="rows to keep")
+    frac: float | None = Field(None, gt=0, le=1, description="share of rows to keep")
+    by: str | None = Field(None, description="stratified, quota: the column whose values are strata")
+    weights: str | None = Field(None, description="weighted: the column of non-negative weights")
+    per: int | None = Field(None, gt=0, description="quota: rows kept per value of `by` at most")
+    quota: dict[str, int] | None = Field(None, description="quota: rows kept per value of `by` (0 drops it)")
+    target: str | None = Field(
+        None, description="importance: an expression selecting the population the sample should resemble"
+    )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SampleSpec:
+        if self.n is not None and self.frac is not None:
+            raise ValueError("give `n` or `frac`, not both")
+        needs = {"stratified": "by", "quota": "by", "weighted": "weights", "importance": "target"}
+        key = needs.get(self.method)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"method {self.method} needs `{key}`")
+        if self.method == "quota" and (self.per is None) == (self.quota is None):
+            raise ValueError(
+                "method quota needs exactly one of `per` (rows per value) or `quota` (per value)"
+            )
+        if self.quota is not None and any(v < 0 for v in self.quota.values()):
+            raise ValueError(f"quota counts must be >= 0, received {self.quota}")
+        if (
+            self.method in ("random", "stratified", "weighted", "importance")
+            and self.n is None
+            and self.frac is None
+        ):
+            raise ValueError(f"method {self.method} needs `n` or `frac` (how many rows to keep)")
+        if self.method == "quota" and (self.n is not None or self.frac is not None):
+            raise ValueError("method quota keeps what its quotas say: no `n` or `frac`")
+        used = {
+            "stratified": {"by"},
+            "quota": {"by", "per", "quota"},
+            "weighted": {"weights"},
+            "importance": {"target"},
+        }
+        unused = [
+            k
+            for k in ("by", "weights", "per", "quota", "target")
+            if getattr(self, k) is not None and k not in used.get(self.method, set())
+        ]
+        if unused:
+            raise ValueError(f"method {self.method} does not read {', '.join(f'`{k}`' for k in unused)}")
+        return self
 
 
 class DataSpec(_Spec):

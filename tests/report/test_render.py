@@ -264,3 +264,8 @@ def test_schema_table_shows_each_columns_range_check(tmp_path: Path) -> None:
     assert "<th>range check</th>" in html
     assert "<td>none (read by the model only through season)</td>" in html
     assert "2017-06-01" in html and "valid_size" not in html
+
+
+def test_the_sample_and_what_it_does_to_estimates(html: str) -> None:
+    assert "Sampled <strong>stratified</strong> by <code>carrier</code>" in html
+    assert "kept 30,000 of 327,346 rows" in html and "strata shares kept exactly" in html

@@ -35,6 +35,7 @@ from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
 from mlsd.data.problems import check_frame, check_split, located_data_error
+from mlsd.data.sampling import SampleReport, draw_sample
 from mlsd.data.sources import join_sources, load_source
 from mlsd.data.splits import (
     DataSplit,
@@ -68,6 +69,7 @@ class PreparedData:
     sources: list[dict[str, Any]]
     input_columns: list[str]  # raw columns the served model reads
     feature_columns: list[str]  # columns the feature pipeline reads (derived ones included)
+    sample: SampleReport | None = None  # data.sample: what it kept
 
 
 def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
@@ -97,17 +99,24 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
         _check_expression_columns(design, rule, where, frame)
     target = design.goals.target
     frame[target] = _label(design, _evaluate(design, frame, spec.label, "data.label"))
+    sample = None
     if spec.sample is not None:
-        if spec.sample.n is not None and spec.sample.n > len(frame):
+        for key in ("by", "weights"):
+            column = getattr(spec.sample, key)
+            if column is not None and column not in frame.columns:
+                raise _missing_column(design, column, f"data.sample.{key}", frame)
+        if spec.sample.target:
+            _check_expression_columns(design, spec.sample.target, "data.sample.target", frame)
+        try:
+            frame, sample = draw_sample(frame, spec.sample, feature_columns=design.features.input_columns())
+        except (DataError, DesignError) as exc:
             raise located_data_error(
                 design,
-                "the sample is larger than the data",
-                field="data.sample.n",
-                received=spec.sample.n,
-                expected=f"at most the {len(frame):,} rows the data has after data.filter",
-            )
-        frame = frame.sample(n=spec.sample.n, frac=spec.sample.frac, random_state=spec.sample.seed)
-        frame = frame.reset_index(drop=True)
+                exc.message,
+                field=exc.field or "data.sample",
+                received=exc.received,
+                expected=exc.expected,
+            ) from exc
     _check_columns(design, frame)
     check_frame(design, frame, feature_fields(design))
     return PreparedData(
@@ -115,6 +124,7 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
         sources=sources,
         input_columns=input_columns(design),
         feature_columns=design.features.input_columns(),
+        sample=sample,
     )
 
 
@@ -256,6 +266,8 @@ def check_expressions(design: Design) -> None:
     named: dict[str, str | None] = {f"data.derive.{k}": v for k, v in spec.derive.items()}
     named |= {"data.filter": spec.filter, "data.label": spec.label}
     named |= _rules(design)
+    if spec.sample is not None and spec.sample.target:
+        named["data.sample.target"] = spec.sample.target
     for where, expr in named.items():
         if expr:
             try:

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.data.expressions import evaluate_expression
 from mlsd.errors import DataError, DesignError
 
 __all__ = ["SAMPLING_METHODS", "SampleReport", "draw_sample", "importance_weights", "reservoir_sample"]
@@ -125,15 +126,14 @@ def _allocate(counts: pd.Series, size: int) -> pd.Series:
     return base
 
 
-def _take_per_value(frame: pd.DataFrame, key: pd.Series, take: pd.Series, rng: np.random.Generator) -> np.ndarray:
+def _take_per_value(key: pd.Series, take: pd.Series, rng: np.random.Generator) -> np.ndarray:
     """Row positions: ``take[v]`` rows at random among the rows whose key is ``v``."""
     codes, uniques = pd.factorize(key, use_na_sentinel=False)
     wanted = take.reindex(uniques).fillna(0).to_numpy(dtype=int)
     # a random rank within each value: sort by (value, random key), keep ranks below the quota
-    random_key = rng.random(len(frame))
-    order = np.lexsort((random_key, codes))
+    order = np.lexsort((rng.random(len(key)), codes))
     starts = np.searchsorted(codes[order], np.arange(len(uniques)))
-    rank = np.arange(len(frame)) - starts[codes[order]]
+    rank = np.arange(len(key)) - starts[codes[order]]
     return np.sort(order[rank < wanted[codes[order]]])
 
 
@@ -189,23 +189,35 @@ def draw_sample(
     effect = SAMPLING_METHODS.get(method)
     if effect is None:
         raise DesignError(
-            "unknown sampling method", field=f"{field}.method", received=method, expected=", ".join(SAMPLING_METHODS)
+            "unknown sampling method",
+            field=f"{field}.method",
+            received=method,
+            expected=", ".join(SAMPLING_METHODS),
         )
     extra: dict[str, Any] = {}
     if method == "random":
         keep = np.sort(rng.choice(rows, size=size, replace=False))
     elif method in ("stratified", "quota"):
-        key = _column(frame, s.get("by"), f"{field}.by").astype(object).where(lambda v: v.notna(), "(missing)")
+        column = _column(frame, s.get("by"), f"{field}.by")
+        # values as text, as a YAML quota names them; a missing value is a stratum of its own
+        key = column.astype(object).where(column.notna(), "(missing)").astype(str)
         counts = key.value_counts(sort=False)
         if method == "stratified":
             take = _allocate(counts, size)
         elif s.get("quota"):
-            take = pd.Series({str(k): int(v) for k, v in s["quota"].items()}).reindex(counts.index.astype(str))
-            take.index = counts.index
-            take = take.fillna(0).astype(int).clip(upper=counts)
+            quota = pd.Series({str(k): int(v) for k, v in s["quota"].items()}, dtype=int)
+            unknown = sorted(set(quota.index) - set(counts.index))
+            if unknown:  # a typo would silently keep none of the value meant
+                raise DataError(
+                    f"the quota names values {s['by']!r} does not hold",
+                    field=f"{field}.quota",
+                    received=unknown,
+                    expected=f"values of {s['by']!r}, e.g. {', '.join(list(counts.index[:5]))}",
+                )
+            take = quota.reindex(counts.index).fillna(0).astype(int).clip(upper=counts)
         else:
             take = counts.clip(upper=int(s["per"]))
-        keep = _take_per_value(frame, key, take, rng)
+        keep = _take_per_value(key, take, rng)
         kept = key.iloc[keep].value_counts(sort=False)
         extra = {"by": s["by"], "per_value": {str(k): int(v) for k, v in kept.items()}}
     elif method == "weighted":
@@ -222,8 +234,6 @@ def draw_sample(
         keep = _weighted_without_replacement(w, size, rng)
         extra = {"by": s["weights"], "effective_sample_size": _ess(w)}
     else:  # importance
-        from mlsd.data.expressions import evaluate_expression
-
         target = evaluate_expression(frame, s["target"], field=f"{field}.target")
         target = pd.Series(target).fillna(False).astype(bool).to_numpy()
         n_target = int(target.sum())

@@ -100,6 +100,20 @@ class Source(_Model):
     columns: int | None = None
 
 
+class Sample(_Model):
+    """``data.sample``: which method, what it kept, and what it does to estimates."""
+
+    method: str
+    rows_before: int
+    rows_kept: int
+    effect: str
+    by: str | None = None
+    per_value: dict[str, int] | None = None
+    effective_sample_size: float | None = None
+    target_rows: int | None = None
+    domain_auc: float | None = None
+
+
 class Split(_Model):
     by: str = ""
     sizes: dict[str, int] = Field(default_factory=dict)  # train / valid / test
@@ -145,6 +159,7 @@ class QualityFinding(_Model):
 
 class Data(_Model):
     sources: list[Source] = Field(default_factory=list)
+    sample: Sample | None = None
     label: str = ""
     filter: str | None = None
     n_rows: int | None = None
