@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mlsd._cli_tables import num as _num
+from mlsd._cli_tables import print_monitor, print_tradeoff
 from mlsd.errors import MlsdError
 
 __all__ = ["app", "main"]
@@ -240,48 +242,6 @@ def rollback(design: DesignPath, log_url: LogUrl = None) -> None:
     )
 
 
-def _print_tradeoff(doc) -> None:
-    metric = doc.goals.metric
-    unit = doc.goals.cost_unit
-    table = Table(title="trade-off table", title_style="bold")
-    columns = ("model", f"{metric} valid", f"{metric} test", "p99 ms", f"cost/1,000 ({unit})", "decision")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("model", "decision") else "right")
-    for r in doc.models.tradeoff:
-        close = [g.constraint for g in r.gates if g.close]
-        verdict = {
-            "champion": "[bold green]champion[/]",
-            "baseline": "[dim]baseline[/]",
-            "passed": "passed",
-            "rejected": f"[red]rejected[/]: {escape(r.reason)}",
-        }[r.role]
-        if close:
-            verdict += f" [yellow](close to {escape(', '.join(close))})[/]"
-        table.add_row(
-            escape(r.name),
-            _ci(r.valid.get(metric)),
-            _ci(r.test.get(metric)),
-            _num(r.p99_ms, 2),
-            _num(r.cost_per_1000, 0),
-            verdict,
-        )
-    out.print(table)
-    if doc.models.latency_method:
-        out.print(f"[dim]latency: {escape(doc.models.latency_method)}[/]", highlight=False, soft_wrap=True)
-
-
-def _num(value: object, digits: int) -> str:
-    return "-" if not isinstance(value, int | float) else f"{value:.{digits}f}"
-
-
-def _ci(interval) -> str:
-    if interval is None or interval.value is None:
-        return "-"
-    if interval.low is not None and interval.high is not None:
-        return f"{interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
-    return f"{interval.value:.3f}"
-
-
 @app.command()
 def report(design: DesignPath) -> None:
     """Write reports/design.html, the design document, from the last build's measurements."""
@@ -494,103 +454,14 @@ def monitor(
         raise typer.Exit(1)
 
 
-_VERDICT = {True: "[green]met[/]", False: "[red]missed[/]", None: "[dim]unmeasured[/]"}
+def _print_tradeoff(doc) -> None:
+    """The build's trade-off table on this command's console (:func:`mlsd._cli_tables.print_tradeoff`)."""
+    print_tradeoff(out, doc)
 
 
 def _print_monitor(result) -> None:
-    regression = result.task == "regression"
-    performance = (
-        ("RMSE", "MAE", "mean prediction", "mean outcome") if regression else ("label rate", "ROC AUC", "ECE")
-    )
-    table = Table(
-        title=f"monitoring by window ({result.window}, reference: {result.reference})", title_style="bold"
-    )
-    for col in (
-        "window",
-        "rows",
-        "detected",
-        "material",
-        "largest drift (effect size)",
-        "score drift",
-        *performance,
-    ):
-        table.add_column(col, justify="left" if col in ("window", "largest drift (effect size)") else "right")
-    for w in result.windows:
-        drift = w.drift
-        ranked = [f for f in drift.features if f.drifted][:3] if drift is not None else []
-        perf = w.performance
-        measured: tuple[float | None, ...] = (
-            (perf.rmse, perf.mae, perf.mean_score_labelled, perf.outcome_mean)
-            if regression
-            else (perf.label_rate, perf.roc_auc, perf.ece)
-        )
-        if drift is None:  # a window with nothing to compare with says why
-            no_reference = bool(w.reference) and w.reference.startswith("none")
-            largest = f"[dim]{escape(w.reference)}[/]" if no_reference else "-"
-        else:
-            largest = escape(", ".join(f"{f.column} {f.effect_size:.2f}" for f in ranked)) or "[green]none[/]"
-        table.add_row(
-            str(w.start)[:10] if w.start is not None else "-",
-            f"{w.n:,}",
-            f"{drift.n_detected}/{len(drift.features)}" if drift is not None else "-",
-            f"{drift.n_drifted}/{len(drift.features)}" if drift is not None else "-",
-            largest,
-            _num(w.prediction_drift.effect_size if w.prediction_drift is not None else None, 2),
-            *(_num(v, 3) for v in measured),
-        )
-    out.print(table)
-    slo = result.overall.slo
-    if slo is not None and slo.n_requests:
-        checks = ", ".join(
-            f"{o.name} {_VERDICT[o.passed]} ({_num(o.value, 1)} vs {o.limit:g})" for o in slo.objectives
-        )
-        out.print(
-            f"service: {slo.n_requests:,} requests, "
-            f"p50 {_num(slo.p50_ms, 1)} ms, p99 {_num(slo.p99_ms, 1)} ms, "
-            f"5xx rate {_num(slo.error_rate, 4)}, {_num(slo.requests_per_second, 0)} req/s"
-            + (f"; {checks}" if checks else ""),
-            highlight=False,
-        )
-    variants = getattr(result, "variants", None)
-    if variants is None:  # one model served alone
-        return
-    metric = next((v.metric for v in variants.variants if v.metric), None)
-    names = {"roc_auc": "ROC AUC", "rmse": "RMSE"}
-    table = Table(title="variants (the alias that answered)", title_style="bold")
-    columns = ["variant", "requests", "share", "intended", "fallbacks", "p50 ms", "p99 ms", "mean score"]
-    columns += ["labelled", "accuracy", *([names.get(metric, metric)] if metric else [])]
-    for col in columns:
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for v in variants.variants:
-        table.add_row(
-            escape(v.variant),
-            f"{v.requests:,}",
-            "-" if v.share is None else f"{100 * v.share:.1f}%",
-            "-" if v.intended_share is None else f"{100 * v.intended_share:.1f}%",
-            f"[red]{v.fallbacks:,}[/]" if v.fallbacks else "0",
-            _num(v.latency_p50_ms, 1),
-            _num(v.latency_p99_ms, 1),
-            _num(v.score_mean, 3),
-            f"{v.labelled:,}",
-            _num(v.accuracy, 3),
-            *([_num(v.metric_value, 3)] if metric else []),
-        )
-    out.print(table)
-    if variants.srm_p_value is not None:
-        verdict = "[red]sample-ratio mismatch[/]" if variants.srm_detected else "[green]split as intended[/]"
-        out.print(f"SRM: {verdict} (chi-squared p = {variants.srm_p_value:.3g})", highlight=False)
-    for s in variants.shadow:
-        out.print(
-            f"shadow {escape(s.variant)}: {s.n:,} scored, agreement {_num(s.agreement, 3)}, "
-            f"Spearman {_num(s.spearman, 3)}, p99 {_num(s.latency_p99_ms, 1)} ms "
-            f"(Δ {_num(s.latency_p99_diff_ms, 1)}), {s.n_errors:,} errors",
-            highlight=False,
-        )
-    for e in variants.timeline[-5:]:
-        at = "-" if e.at is None else f"{e.at:%Y-%m-%d %H:%M}"
-        out.print(
-            f"event {at} {escape(e.kind)} {escape(e.variant or '')}: {escape(e.reason)}", highlight=False
-        )
+    """The monitor's tables on this command's console (:func:`mlsd._cli_tables.print_monitor`)."""
+    print_monitor(out, result)
 
 
 @app.command("log")

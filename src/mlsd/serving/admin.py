@@ -1,7 +1,8 @@
 """The admin API of a rollout: its state, the traffic split, promotion and rollback.
 
 Every route needs ``Authorization: Bearer <token>`` where the token is the environment
-variable ``deployment.admin_token_env`` (``MLSD_ADMIN_TOKEN``), compared in constant time.
+variable ``deployment.admin_token_env`` (``MLSD_ADMIN_TOKEN``), compared in constant time
+(one FastAPI dependency, :func:`admin_token_check`, that every admin route runs first).
 Without a configured token the routes answer 403 "admin API disabled"; a missing or wrong one
 gets 401. Every action that changes something is an event in the prediction log
 (``rollout_events``) with its time, actor ``admin`` and outcome, refused ones included.
@@ -21,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -38,21 +41,29 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mlsd.serving._service import Service
+    from mlsd.serving.settings import ServeSettings
 
-__all__ = ["ADMIN_ROUTES", "install_admin_routes"]
+__all__ = ["ADMIN_ROUTES", "admin_token_check", "install_admin_routes", "state_view"]
 
 ADMIN_ROUTES = ("/v1/admin/state", "/v1/admin/traffic", "/v1/admin/promote", "/v1/admin/rollback")
 _MAX_ADMIN_BODY = 16_384
 
 
-def _refusal(request: Request, token: str | None) -> Response | None:
-    if not token:
-        return error_response(403, f"admin API disabled: set {_token_env(request)} to enable it", "forbidden")
-    if not bearer_matches(request, token):
-        return unauthorized(
-            "the admin token is missing or wrong", expected="Bearer <the admin token>"
-        ).response()
-    return None
+def admin_token_check(settings: ServeSettings) -> Callable[[Request], Awaitable[None]]:
+    """The FastAPI dependency every admin route runs first: :class:`RequestError` 403 "admin API
+    disabled" without a configured token (``settings.admin_token``, read at each request), 401
+    for a missing or wrong one (compared in constant time by :func:`bearer_matches`). The app's
+    error handler answers it in the error schema, before the route reads anything."""
+
+    async def require_admin_token(request: Request) -> None:
+        token = settings.admin_token
+        if not token:
+            message = f"admin API disabled: set {_token_env(request)} to enable it"
+            raise RequestError(403, "forbidden", message)
+        if not bearer_matches(request, token):
+            raise unauthorized("the admin token is missing or wrong", expected="Bearer <the admin token>")
+
+    return require_admin_token
 
 
 def _token_env(request: Request) -> str:
@@ -70,9 +81,10 @@ def state_view(service: Service) -> dict[str, Any]:
     routing = service.routing
     state = routing.state
     since = datetime.fromisoformat(state.step_started_at) if state.step_started_at else None
-    served = routing.log.read_outcomes(since=since)
-    assigned = served["assigned_variant"].fillna(served["variant"]) if len(served) else served.get("variant")
-    counts = {} if assigned is None else {str(k): int(v) for k, v in assigned.value_counts().items()}
+    # counted in SQL: the step may hold millions of rows, the answer a handful of variants
+    counted = routing.log.variant_counts(since=since)
+    counts = {str(k): int(n) for k, n in zip(counted["variant"], counted["requests"], strict=True) if n}
+    answered = {str(k): int(n) for k, n in zip(counted["variant"], counted["answered"], strict=True)}
     weights = routing.weights()
     variants = [
         {
@@ -80,7 +92,7 @@ def state_view(service: Service) -> dict[str, Any]:
             "version": routing.variants[alias].version,
             "weight": weights.get(alias, 0.0),
             "requests": counts.get(alias, 0),
-            "answered": int((served["variant"] == alias).sum()) if len(served) else 0,
+            "answered": answered.get(alias, 0),
             "circuit": routing.breakers[alias].state if alias in routing.breakers else None,
         }
         for alias in routing.router.variants
@@ -109,8 +121,8 @@ def state_view(service: Service) -> dict[str, Any]:
 
 def install_admin_routes(app: FastAPI, service: Service) -> None:
     """Add the admin routes to ``app`` (served by ``service``)."""
-    settings = service.settings
-    meta: dict[str, Any] = {"tags": ["admin"]}
+    # every admin route checks the token first, in one dependency
+    meta: dict[str, Any] = {"tags": ["admin"], "dependencies": [Depends(admin_token_check(service.settings))]}
 
     async def _body(request: Request) -> Any:
         from mlsd.serving._service import read_body
@@ -134,16 +146,10 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/v1/admin/state", summary="The rollout's state (admin token)", **meta)
     async def admin_state(request: Request) -> Response:
-        refused = _refusal(request, settings.admin_token)
-        if refused is not None:
-            return refused
         return JSONResponse(await asyncio.to_thread(state_view, service))
 
     @app.post("/v1/admin/traffic", summary="Set the ab split (admin token)", **meta)
     async def admin_traffic(request: Request) -> Response:
-        refused = _refusal(request, settings.admin_token)
-        if refused is not None:
-            return refused
         routing = service.routing
         try:
             payload = await _body(request)
@@ -168,9 +174,6 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/v1/admin/promote", summary="Make a variant's version the champion (admin token)", **meta)
     async def admin_promote(request: Request) -> Response:
-        refused = _refusal(request, settings.admin_token)
-        if refused is not None:
-            return refused
         routing = service.routing
         try:
             payload = await _body(request)
@@ -203,9 +206,6 @@ def install_admin_routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/v1/admin/rollback", summary="Stop the canary, or restore the previous champion", **meta)
     async def admin_rollback(request: Request) -> Response:
-        refused = _refusal(request, settings.admin_token)
-        if refused is not None:
-            return refused
         routing = service.routing
         state = routing.state
         if routing.spec.strategy == "canary" and not state.rolled_back:

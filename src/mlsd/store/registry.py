@@ -10,6 +10,10 @@ A :class:`PackagedModel` is registered as an MLflow pyfunc model, so the standar
 
 MLflow's global tracking URI is only set inside :meth:`ModelRegistry.activated` (and the
 methods that need it) and restored afterwards, so several workspaces can coexist.
+
+The class is assembled from three modules: runs and their logging (:mod:`mlsd.store._tracking`),
+champion moves and their history (:mod:`mlsd.store._promotion`), and here the versions, their
+artefacts and the integrity checks done before a model is unpickled.
 """
 
 from __future__ import annotations
@@ -18,12 +22,10 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
-import socket
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,14 +37,13 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.environment_variables import MLFLOW_REGISTRY_URI, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-from mlflow.tracking._model_registry import utils as _registry_utils
-from mlflow.tracking._tracking_service import utils as _tracking_utils
 
 from mlsd.errors import ArtifactIntegrityError, ModelError, RegistryError
+from mlsd.store._promotion import CHAMPION_HISTORY_TAG, ChampionMoves
 from mlsd.store._relocation import relocate_artifact_locations
+from mlsd.store._tracking import _ALREADY_EXISTS, Tracking
+from mlsd.store._tracking import _process_token as _process_token  # re-exported (tests)
 from mlsd.store.integrity import (
     file_record,
     manifest,
@@ -76,18 +77,10 @@ _METRIC_TAG = "metric."
 PATH_TAG = "mlsd.artifact_path"
 HASHES_TAG = "mlsd.sha256"
 SIGNATURE_TAG = "mlsd.hmac"
-# Tags of a build's run: which process runs it, so a later build can tell a live build on the
-# same workspace from one that was killed and left its run RUNNING.
-_PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
 # mlflow.pyfunc.load_model("models:/...") writes this (the name and version, YAML) into a local
 # model folder; it is metadata for MLflow's UI, never unpickled nor imported
 _WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
-# Tag of a registered model: the versions that were champion, oldest first (a JSON list), so a
-# rollback knows where to go back to. Kept to its last entries: MLflow caps a tag's length.
-CHAMPION_HISTORY_TAG = "mlsd.champion_history"
-_HISTORY_KEPT = 200
 _PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
-_ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
 
 
 def _quiet_mlflow() -> None:
@@ -115,40 +108,6 @@ def _quiet_logger(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-@contextmanager
-def _moving_champion(name: str, client: MlflowClient, *, back_to: int | None) -> Iterator[None]:
-    """Move the champion alias and its history together: if either write fails, the alias goes
-    back to ``back_to`` (the history is written last, so it never holds a move that failed)."""
-    try:
-        yield
-    except MlflowException as exc:
-        with suppress(MlflowException):
-            if back_to is None:
-                client.delete_registered_model_alias(name, "champion")
-            else:
-                client.set_registered_model_alias(name, "champion", str(back_to))
-        raise RegistryError(
-            f"cannot move the champion alias: {exc.message}",
-            field="name",
-            received=name,
-            expected="a writable mlflow.db",
-        ) from exc
-
-
-@contextmanager
-def _as_registry_error(field_name: str, received: Any) -> Iterator[None]:
-    try:
-        yield
-    except MlflowException as exc:
-        # e.g. a parameter logged twice with different values, or a metric name MLflow rejects
-        raise RegistryError(
-            f"MLflow refused to log {field_name}: {exc.message}",
-            field=field_name,
-            received=received,
-            expected="names of letters, digits, _ - . / and space; each parameter logged once",
-        ) from exc
-
-
 @dataclass(frozen=True)
 class ModelVersionInfo:
     """One registered version of a model (JSON-ready via :meth:`to_dict`)."""
@@ -174,18 +133,7 @@ class ModelVersionInfo:
         return out
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, prefix=f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-class ModelRegistry:
+class ModelRegistry(Tracking, ChampionMoves):
     """MLflow tracking + registry rooted at one workspace folder.
 
     >>> import tempfile
@@ -213,137 +161,7 @@ class ModelRegistry:
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.workspace)!r})"
 
-    # -- tracking ---------------------------------------------------------------------------
-
-    @contextmanager
-    def activated(self) -> Iterator[ModelRegistry]:
-        """Point MLflow's global tracking and registry URIs at this workspace, then restore them."""
-        # Restore the raw state, not the resolved URIs: setting a URI also exports it as an
-        # environment variable (inherited by subprocesses) and would pin the registry to a
-        # default that no longer follows later ``mlflow.set_tracking_uri`` calls.
-        saved_env = {var: var.get_raw() for var in (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI)}
-        saved_tracking, saved_registry = _tracking_utils._tracking_uri, _registry_utils._registry_uri
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        try:
-            yield self
-        finally:
-            # None unsets it and resets the tracer (MLflow annotates the parameter as str | Path only)
-            mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]
-            _registry_utils._registry_uri = saved_registry
-            for var, raw in saved_env.items():
-                if raw is None:
-                    var.unset()
-                else:
-                    var.set(raw)
-
-    def experiment_id(self, experiment: str) -> str:
-        """The id of ``experiment``, created with its artefacts under ``mlartifacts/`` if new."""
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        location = (self.artifact_root / experiment.replace("/", "_")).as_uri()
-        try:
-            return self.client.create_experiment(experiment, artifact_location=location)
-        except MlflowException as exc:
-            # another build on this workspace created it since we looked
-            found = self.client.get_experiment_by_name(experiment)
-            if exc.error_code == _ALREADY_EXISTS and found is not None:
-                return found.experiment_id
-            raise RegistryError(
-                f"cannot create the MLflow experiment: {exc.message}",
-                field="experiment",
-                received=experiment,
-                expected="an experiment name MLflow accepts",
-            ) from exc
-
-    @contextmanager
-    def start_run(self, experiment: str, run_name: str) -> Iterator[Any]:
-        """Start an MLflow run in ``experiment`` (the helpers below log into it)."""
-        if self._run_id is not None:
-            raise RegistryError(
-                "a run is already active in this registry",
-                field="run_name",
-                received=run_name,
-                expected="one run at a time (finish the current run first)",
-            )
-        experiment_id = self.experiment_id(experiment)
-        tags = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname()}
-        token = _process_token(os.getpid())
-        if token is not None:
-            tags[_PID_START_TAG] = token
-        # MLflow's run context ends the run FAILED on any exception, KeyboardInterrupt and
-        # SystemExit included, and FINISHED otherwise.
-        with (
-            self.activated(),
-            mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run,
-        ):
-            self._run_id = run.info.run_id
-            try:
-                yield run
-            finally:
-                self._run_id = None
-
-    def _active_run(self, what: str) -> str:
-        if self._run_id is None:
-            raise RegistryError(
-                f"{what} needs an active run",
-                field="run",
-                received=None,
-                expected="a call inside `with registry.start_run(experiment, run_name):`",
-            )
-        return self._run_id
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log parameters; nested dicts are flattened to dotted names (``select.maximize``)."""
-        run_id = self._active_run("log_params")
-        flat = {
-            k: json.dumps(v, default=str) if isinstance(v, list | tuple) else v
-            for k, v in _flatten(params).items()
-        }
-        with self.activated(), _as_registry_error("params", list(flat)):
-            mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()}, run_id=run_id)
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log numeric metrics (nested dicts flattened; ``None`` values skipped)."""
-        run_id = self._active_run("log_metrics")
-        flat: dict[str, float] = {}
-        for key, value in _flatten(metrics).items():
-            if value is None:
-                continue
-            try:
-                flat[key] = float(value)
-            except (TypeError, ValueError) as exc:
-                raise RegistryError(
-                    "a metric must be a number", field=key, received=value, expected="a float or None"
-                ) from exc
-        with self.activated(), _as_registry_error("metrics", list(flat)):
-            mlflow.log_metrics(flat, step=step, run_id=run_id)
-
-    def log_table(self, name: str, records: list[Mapping[str, Any]]) -> None:
-        """Log ``records`` as ``tables/<name>.json`` and ``tables/<name>.csv`` artefacts."""
-        run_id = self._active_run("log_table")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / f"{name}.json").write_text(json.dumps(list(records), indent=2, default=str))
-            pd.DataFrame.from_records(list(records)).to_csv(folder / f"{name}.csv", index=False)
-            self.client.log_artifact(run_id, str(folder / f"{name}.json"), artifact_path="tables")
-            self.client.log_artifact(run_id, str(folder / f"{name}.csv"), artifact_path="tables")
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Log a local file or folder as an artefact of the active run."""
-        run_id = self._active_run("log_artifact")
-        local = Path(path)
-        if not local.exists():
-            raise RegistryError(
-                "no such file to log", field="path", received=str(local), expected="an existing path"
-            )
-        if local.is_dir():
-            self.client.log_artifacts(run_id, str(local), artifact_path=artifact_path)
-        else:
-            self.client.log_artifact(run_id, str(local), artifact_path=artifact_path)
-
-    # -- registry ---------------------------------------------------------------------------
+    # -- registry (runs: mlsd.store._tracking, champion moves: mlsd.store._promotion) ------
 
     def register(
         self,
@@ -550,99 +368,6 @@ class ModelRegistry:
         self.client.set_registered_model_alias(name, alias, str(int(version)))
         return self._info(self.client.get_model_version(name, str(int(version))))
 
-    # -- promotion ---------------------------------------------------------------------------
-
-    def alias_versions(self, name: str) -> dict[str, int]:
-        """Every alias of ``name`` and the version it points at, e.g. ``{"champion": 3}``."""
-        self._require_model(name)
-        aliases = self.client.get_registered_model(name).aliases
-        return {alias: int(version) for alias, version in sorted(aliases.items())}
-
-    def champion_history(self, name: str) -> list[int]:
-        """The versions that were champion of ``name``, oldest first (tag ``mlsd.champion_history``)."""
-        self._require_model(name)
-        return self._history(name)
-
-    def promote(self, name: str, alias: str = "challenger") -> tuple[int | None, int]:
-        """Make the version behind ``alias`` the champion: ``(old champion or None, new champion)``.
-
-        The new champion is appended to the champion history, so :meth:`rollback` can undo it.
-        ``alias`` keeps pointing at its version. Promoting the champion itself changes nothing.
-        """
-        if alias == "champion":
-            raise RegistryError(
-                "the champion cannot be promoted to champion",
-                field="alias",
-                received=alias,
-                expected="the alias of another version, e.g. challenger",
-            )
-        new = int(self._resolve(name, alias))
-        old = self.alias_versions(name).get("champion")
-        if old == new:
-            return old, new
-        with _moving_champion(name, self.client, back_to=old):
-            self.client.set_registered_model_alias(name, "champion", str(new))
-            self._record_champion(name, new, old)
-        return old, new
-
-    def rollback(self, name: str) -> tuple[int, int]:
-        """Point ``champion`` back at the previous champion: ``(from version, to version)``.
-
-        Walks the champion history back one step (the entry of the champion it leaves is
-        dropped, so a second rollback goes one further back). RegistryError when there is no
-        champion or no earlier one to go back to.
-        """
-        current = self.alias_versions(name).get("champion")
-        if current is None:
-            raise RegistryError(
-                f"model {name!r} has no champion to roll back",
-                field="alias",
-                received="champion",
-                expected="a champion set by a build or by promote",
-            )
-        history = self._history(name)
-        while history and history[-1] == current:
-            history.pop()
-        if not history:
-            raise RegistryError(
-                f"model {name!r} has no previous champion to roll back to",
-                field=CHAMPION_HISTORY_TAG,
-                received=self._history(name),
-                expected=f"an earlier champion than version {current}",
-            )
-        target = history[-1]
-        with _moving_champion(name, self.client, back_to=current):
-            self.client.set_registered_model_alias(name, "champion", str(target))
-            self.client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history))
-        return current, target
-
-    def _alias_version(self, name: str, alias: str) -> int | None:
-        version = self.client.get_registered_model(name).aliases.get(alias)
-        return None if version is None else int(version)
-
-    def _history(self, name: str) -> list[int]:
-        text = self.client.get_registered_model(name).tags.get(CHAMPION_HISTORY_TAG)
-        try:
-            values = json.loads(text) if text else []
-        except json.JSONDecodeError:
-            values = None
-        if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
-            raise RegistryError(
-                f"model {name!r}: the champion history tag is not a list of versions",
-                field=CHAMPION_HISTORY_TAG,
-                received=text,
-                expected="a JSON list of version numbers, e.g. [1, 3]",
-            )
-        return values
-
-    def _record_champion(self, name: str, version: int, previous: int | None) -> None:
-        history = self._history(name)
-        if not history and previous is not None:  # a champion set before the history was kept
-            history = [previous]
-        if not history or history[-1] != version:
-            history.append(version)
-        self.client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history[-_HISTORY_KEPT:]))
-
     def models(self) -> list[str]:
         """Names of all registered models in this workspace."""
         return sorted(m.name for m in self.client.search_registered_models())
@@ -650,48 +375,6 @@ class ModelRegistry:
     def uri(self, name: str, alias: str = "champion") -> str:
         """The pyfunc URI ``models:/NAME@ALIAS`` (load it inside :meth:`activated`)."""
         return f"models:/{name}@{alias}"
-
-    # -- interrupted builds -------------------------------------------------------------------
-
-    def clean_interrupted(self, experiment: str) -> list[str]:
-        """Tidy what killed builds left in ``experiment``; one line per thing cleaned.
-
-        A run left RUNNING by a process that no longer exists (a build killed with SIGKILL, or
-        a machine that lost power) is marked KILLED; a run of a live process (another build on
-        this workspace) is left alone. A logged model that no version registers, whose run is
-        over, is deleted with its files.
-        """
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        notes: list[str] = []
-        killed = []
-        for run in self.client.search_runs(
-            [found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
-        ):
-            if not _process_alive(run.data.tags):
-                self.client.set_terminated(run.info.run_id, "KILLED")
-                killed.append(run.info.run_name or run.info.run_id)
-        if killed:
-            notes.append(
-                f"marked {len(killed)} run{'s' if len(killed) > 1 else ''} left RUNNING by a killed "
-                f"build KILLED: {', '.join(killed)}"
-            )
-        registered = self._registered_model_ids()
-        removed = []
-        for logged in self.client.search_logged_models([found.experiment_id], max_results=1000):
-            if logged.model_id in registered:
-                continue
-            if logged.source_run_id and self.client.get_run(logged.source_run_id).info.status == "RUNNING":
-                continue  # a live build between logging and registering its model
-            self._delete_logged_model(logged.model_id)
-            removed.append(logged.model_id)
-        if removed:
-            notes.append(
-                f"removed {len(removed)} logged model{'s' if len(removed) > 1 else ''} that no "
-                f"version registers: {', '.join(removed)}"
-            )
-        return notes
 
     # -- private ----------------------------------------------------------------------------
 
@@ -805,32 +488,3 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) and value else None
-
-
-def _process_token(pid: int) -> str | None:
-    """The start time of process ``pid`` (Linux ``/proc``), so a reused pid is not taken for it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces; the start time is field 22
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _process_alive(tags: Mapping[str, str]) -> bool:
-    """Whether the build that started a run (its pid and host tags) may still be running."""
-    pid, host = tags.get(_PID_TAG), tags.get(_HOST_TAG)
-    if not pid or not pid.isdigit():
-        return False  # started by an mlsd that did not record its process: no live build
-    if host != socket.gethostname():
-        return True  # another machine's build: nothing here can tell
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    recorded = tags.get(_PID_START_TAG)
-    return recorded is None or _process_token(int(pid)) in (None, recorded)
