@@ -13,19 +13,14 @@ from typing import Any
 import numpy as np
 
 from mlsd.data import PreparedData, label_timeline, leakage_checks
-from mlsd.design import Design
+from mlsd.design import SPLIT_KEYS, Design
 from mlsd.report import DesignDocument
 
 __all__ = ["assemble_document", "quality_findings", "split_params"]
 
 _MAX_COST_POINTS = 400
 # the SplitSpec fields each kind of split reads (a time split has no sizes, a random one no dates)
-_SPLIT_FIELDS = {
-    "time": {"valid_from", "test_from"},
-    "group": {"column", "valid_size", "test_size", "seed"},
-    "stratified": {"valid_size", "test_size", "seed"},
-    "random": {"valid_size", "test_size", "seed"},
-}
+_SPLIT_FIELDS = {kind: {*keys, "dedupe"} for kind, keys in SPLIT_KEYS.items()}
 
 
 def assemble_document(
