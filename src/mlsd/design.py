@@ -209,7 +209,13 @@ class SplitSpec(_Spec):
                 )
         if self.by in ("group", "time+group") and not self.column:
             raise ValueError(f"a {self.by} split needs `column` (the group column)")
-        unused = sorted(self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"})
+        # a key its kind does not read, set to something else than its default, would do nothing
+        fields = type(self).model_fields
+        unused = sorted(
+            k
+            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"}
+            if getattr(self, k) != fields[k].default
+        )
         if unused:
             raise ValueError(
                 f"`{unused[0]}` does nothing in a {self.by} split: received {unused[0]}="
