@@ -336,3 +336,68 @@ def test_time_and_group_design_loads(tmp_path: Path) -> None:
         "group_overlap",
         "near_duplicates",
     ]
+
+
+# --- end to end: the design keys drive the build and the document says what they did ----------------
+
+
+def _flights_design(tmp_path: Path, frame: pd.DataFrame, split: dict, fail_on: list[str]) -> Path:
+    csv = tmp_path / "flights.csv"
+    frame.to_csv(csv, index=False)
+    design = {
+        "name": "dedupe-e2e",
+        "goals": {"task": "binary", "target": "late", "metric": "roc_auc"},
+        "data": {
+            "source": str(csv),
+            "label": "arr_delay > 15",
+            "filter": "arr_delay.notna()",
+            "time": "time_hour",
+            "split": split,
+            "leakage": {"fail_on": fail_on},
+        },
+        "features": {
+            "numeric": ["distance", "dep_delay"],
+            "categorical": ["carrier", "origin", "dest"],
+            "forbidden": [],
+        },
+        "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}], "bootstrap": 10},
+    }
+    path = tmp_path / "design.yaml"
+    path.write_text(yaml.safe_dump(design, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("split", "says"),
+    [
+        ({"by": "random", "dedupe": True}, "rows moved to keep near-duplicates in one split"),
+        ({"by": ["time", "group"], "column": "tailnum", **TIME, "dedupe": True}, "rows held out"),
+    ],
+)
+def test_build_with_dedupe_finds_no_near_duplicates(sample: pd.DataFrame, tmp_path: Path, split: dict, says: str) -> None:
+    from mlsd.system import System
+
+    frame, _ = _planted(sample[sample["arr_delay"].notna()].reset_index(drop=True), 60)
+    fail_on = ["near_duplicates", "duplicate_rows", "time_order"] + (["group_overlap"] if "column" in split else [])
+    path = _flights_design(tmp_path, frame, split, fail_on)
+    System(load_design(path)).build()  # a near-duplicate or a shared aircraft would fail it
+    reports = tmp_path / ".mlsd" / "dedupe-e2e" / "reports"
+    leakage = yaml.safe_load((reports / "leakage.json").read_text())
+    checks = {f["check"] for f in leakage["findings"]}
+    assert "near_duplicates" not in checks and "group_overlap" not in checks
+    [dedupe] = [f for f in leakage["findings"] if f["check"] == "dedupe"]
+    html = (reports / "design.html").read_text()
+    assert says in dedupe["detail"] and dedupe["detail"] in html
+    assert "near_duplicates: no finding" in html
+
+
+@pytest.mark.slow
+def test_build_without_dedupe_fails_on_planted_near_duplicates(sample: pd.DataFrame, tmp_path: Path) -> None:
+    from mlsd.errors import LeakageError
+    from mlsd.system import System
+
+    frame, _ = _planted(sample[sample["arr_delay"].notna()].reset_index(drop=True), 60)
+    path = _flights_design(tmp_path, frame, {"by": "random"}, ["near_duplicates"])
+    with pytest.raises(LeakageError, match="near_duplicates"):
+        System(load_design(path)).build()
