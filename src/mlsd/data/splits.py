@@ -160,7 +160,7 @@ def train_valid_test_split_by_time(
         parts = {name: df[period == i] for i, name in enumerate(_SPLITS)}
         _check_periods(parts, df, time_column, valid_from, test_from)
         return DataSplit(**parts, by="time", column=time_column)
-    keep, note = _earliest_period(period, link, "near-duplicate group")
+    keep, note = _earliest_period(period, link, "set of near-duplicates", "near-duplicates")
     parts = {name: df[keep & (period == i)] for i, name in enumerate(_SPLITS)}
     _check_periods(parts, df, time_column, valid_from, test_from)
     return DataSplit(**parts, by="time", column=time_column, adjustments=[_dedupe_finding(note)])
@@ -194,8 +194,8 @@ def train_valid_test_split_by_time_and_group(
     period = _periods(df, time_column, valid_from, test_from)
     groups, _ = pd.factorize(df[group_column], use_na_sentinel=False)
     unit = groups if link is None else link_components(groups, link)
-    what = f"{group_column} group" if link is None else f"{group_column} group (joined by near-duplicates)"
-    keep, note = _earliest_period(period, unit, what)
+    what = f"{group_column} group" + ("" if link is None else " (groups sharing near-duplicates joined)")
+    keep, note = _earliest_period(period, unit, what, f"{group_column} groups")
     parts = {name: df[keep & (period == i)] for i, name in enumerate(_SPLITS)}
     _check_periods(parts, df, time_column, valid_from, test_from)
     finding = LeakageFinding(
@@ -230,8 +230,11 @@ def _periods(df: pd.DataFrame, time_column: str, valid_from: TimeLike, test_from
     return np.where(times < lo, 0, np.where(times < hi, 1, 2))
 
 
-def _earliest_period(period: np.ndarray, unit: np.ndarray, what: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Rows to keep (those in their unit's earliest period) and a note on the rows held out."""
+def _earliest_period(
+    period: np.ndarray, unit: np.ndarray, what: str, plural: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Rows to keep (those in their unit's earliest period) and a note on the rows held out;
+    ``what`` / ``plural`` name a unit in the note (``"tailnum group"``, ``"tailnum groups"``)."""
     first = pd.Series(period).groupby(np.asarray(unit)).transform("min").to_numpy()
     keep = period == first
     held = pd.crosstab(first[~keep], period[~keep]) if (~keep).any() else pd.DataFrame()
@@ -243,10 +246,11 @@ def _earliest_period(period: np.ndarray, unit: np.ndarray, what: str) -> tuple[n
     }
     n = int((~keep).sum())
     pairs = ", ".join(
-        f"{v} of {k.split('->')[0]} units in the {k.split('->')[1]} period" for k, v in by_pair.items()
+        f"{v:,} rows of {k.split('->')[0]} {plural} in the {k.split('->')[1]} period"
+        for k, v in by_pair.items()
     )
     detail = (
-        f"{n} rows held out: each {what} belongs to the earliest split it appears in, "
+        f"{n:,} rows held out: each {what} belongs to the earliest split it appears in, "
         f"and its rows in later periods are used by no split" + (f" ({pairs})" if pairs else "")
     )
     return keep, {"detail": detail, "evidence": {"held_out": n, "moved": 0, "by_pair": by_pair}}
@@ -378,7 +382,7 @@ def _moved_finding(before: np.ndarray, after: np.ndarray, what: str) -> LeakageF
     n = int(moved.sum())
     return LeakageFinding(
         check="dedupe",
-        detail=f"{n} rows moved to keep {what} in one split"
+        detail=f"{n:,} rows moved to keep {what} in one split"
         + (f" ({pairs})" if pairs else "")
         + "; none dropped",
         evidence={"moved": n, "held_out": 0, "by_pair": by_pair},
