@@ -37,7 +37,7 @@ from mlsd.data.splits import (
     train_valid_test_split_random,
 )
 from mlsd.design import SplitSpec, load_design
-from mlsd.errors import DesignError
+from mlsd.errors import DataError, DesignError
 
 # what a model of flights could read: numbers with and without missing values, text, integers
 COLUMNS = [
@@ -255,6 +255,11 @@ def test_time_and_group_split_errors(sample: pd.DataFrame) -> None:
         train_valid_test_split_by_time_and_group(sample, "time_hour", "nope", VALID_FROM, TEST_FROM)
     with pytest.raises(DesignError, match="valid_from must be earlier"):
         train_valid_test_split_by_time_and_group(sample, "time_hour", "tailnum", TEST_FROM, VALID_FROM)
+    # the carriers all fly before September: a later period holds no carrier of its own
+    with pytest.raises(
+        DataError, match=r"the (valid|test) split is empty: all [\d,]+ rows of its period belong to groups"
+    ):
+        train_valid_test_split_by_time_and_group(sample, "time_hour", "carrier", VALID_FROM, TEST_FROM)
 
 
 # --- the design keys -------------------------------------------------------------------------------
@@ -375,11 +380,15 @@ def _flights_design(tmp_path: Path, frame: pd.DataFrame, split: dict, fail_on: l
         ({"by": ["time", "group"], "column": "tailnum", **TIME, "dedupe": True}, "rows held out"),
     ],
 )
-def test_build_with_dedupe_finds_no_near_duplicates(sample: pd.DataFrame, tmp_path: Path, split: dict, says: str) -> None:
+def test_build_with_dedupe_finds_no_near_duplicates(
+    sample: pd.DataFrame, tmp_path: Path, split: dict, says: str
+) -> None:
     from mlsd.system import System
 
     frame, _ = _planted(sample[sample["arr_delay"].notna()].reset_index(drop=True), 60)
-    fail_on = ["near_duplicates", "duplicate_rows", "time_order"] + (["group_overlap"] if "column" in split else [])
+    fail_on = ["near_duplicates", "duplicate_rows", "time_order"] + (
+        ["group_overlap"] if "column" in split else []
+    )
     path = _flights_design(tmp_path, frame, split, fail_on)
     System(load_design(path)).build()  # a near-duplicate or a shared aircraft would fail it
     reports = tmp_path / ".mlsd" / "dedupe-e2e" / "reports"

@@ -162,7 +162,7 @@ def train_valid_test_split_by_time(
         return DataSplit(**parts, by="time", column=time_column)
     keep, note = _earliest_period(period, link, "set of near-duplicates", "near-duplicates")
     parts = {name: df[keep & (period == i)] for i, name in enumerate(_SPLITS)}
-    _check_periods(parts, df, time_column, valid_from, test_from)
+    _check_periods(parts, df, time_column, valid_from, test_from, period)
     return DataSplit(**parts, by="time", column=time_column, adjustments=[_dedupe_finding(note)])
 
 
@@ -197,7 +197,7 @@ def train_valid_test_split_by_time_and_group(
     what = f"{group_column} group" + ("" if link is None else " (groups sharing near-duplicates joined)")
     keep, note = _earliest_period(period, unit, what, f"{group_column} groups")
     parts = {name: df[keep & (period == i)] for i, name in enumerate(_SPLITS)}
-    _check_periods(parts, df, time_column, valid_from, test_from)
+    _check_periods(parts, df, time_column, valid_from, test_from, period)
     finding = LeakageFinding(
         check="group_time_split" if link is None else "dedupe",
         columns=[group_column],
@@ -268,17 +268,30 @@ def _check_periods(
     time_column: str,
     valid_from: TimeLike,
     test_from: TimeLike,
+    period: np.ndarray | None = None,
 ) -> None:
-    for name, part in parts.items():
-        if part.empty:
-            times = parse_time_column(df, time_column)
+    """An empty split is an error; with ``period``, one emptied by holding rows out says so."""
+    for i, (name, part) in enumerate(parts.items()):
+        if not part.empty:
+            continue
+        field_name = f"data.split.{'valid_from' if name != 'test' else 'test_from'}"
+        received = {"valid_from": str(valid_from), "test_from": str(test_from)}
+        if period is not None and (period == i).any():
             raise DataError(
-                f"the {name} split is empty: the data spans "
-                f"{times.min().isoformat()} to {times.max().isoformat()}",
-                field=f"data.split.{'valid_from' if name != 'test' else 'test_from'}",
-                received={"valid_from": str(valid_from), "test_from": str(test_from)},
-                expected="boundaries inside the time range of the data",
+                f"the {name} split is empty: all {int((period == i).sum()):,} rows of its period belong "
+                "to groups (or near-duplicates) first seen in an earlier split, and are held out",
+                field=field_name,
+                received=received,
+                expected="groups that first appear in every period (or a plain time split)",
             )
+        times = parse_time_column(df, time_column)
+        raise DataError(
+            f"the {name} split is empty: the data spans "
+            f"{times.min().isoformat()} to {times.max().isoformat()}",
+            field=field_name,
+            received=received,
+            expected="boundaries inside the time range of the data",
+        )
 
 
 def _require_column(df: pd.DataFrame, column: str, field_name: str) -> None:
