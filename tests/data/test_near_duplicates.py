@@ -255,7 +255,7 @@ def test_time_and_group_split_errors(sample: pd.DataFrame) -> None:
         train_valid_test_split_by_time_and_group(sample, "time_hour", "nope", VALID_FROM, TEST_FROM)
     with pytest.raises(DesignError, match="valid_from must be earlier"):
         train_valid_test_split_by_time_and_group(sample, "time_hour", "tailnum", TEST_FROM, VALID_FROM)
-    # the carriers all fly before September: a later period holds no carrier of its own
+    # carriers fly all year: a later period holds no carrier of its own, so it is empty
     with pytest.raises(
         DataError, match=r"the (valid|test) split is empty: all [\d,]+ rows of its period belong to groups"
     ):
