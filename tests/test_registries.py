@@ -273,6 +273,12 @@ def test_every_imbalance_method(tmp_path: Path, task: str, method: str) -> None:
 SPLITS = {
     "time": {"by": "time", "valid_from": "2024-01-07", "test_from": "2024-01-10"},
     "group": {"by": "group", "column": "cyl"},
+    "time+group": {
+        "by": ["time", "group"],
+        "column": "batch",
+        "valid_from": "2024-01-07",
+        "test_from": "2024-01-10",
+    },
     "stratified": {"by": "stratified"},
     "random": {"by": "random"},
 }
@@ -291,6 +297,7 @@ def test_every_split_kind(tmp_path: Path, by: str) -> None:
         {
             "when": pd.date_range("2024-01-01", periods=120, freq="3h"),
             "cyl": rng.choice(["4", "6", "8"], 120),
+            "batch": np.arange(120) // 10,  # 30 hours each: some cross a split boundary
             "manual": rng.integers(0, 2, 120),
         }
     )

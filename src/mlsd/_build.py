@@ -312,7 +312,7 @@ def _params(design: Design) -> dict[str, Any]:
         "candidates": ",".join(f"{c.name}:{c.type}" for c in d.models.candidates),
         "features": ",".join(d.features.input_columns()),
     }
-    if d.data.split.by == "time":
+    if d.data.split.uses_time:
         params |= {"valid_from": str(d.data.split.valid_from), "test_from": str(d.data.split.test_from)}
     return params
 

@@ -13,19 +13,14 @@ from typing import Any
 import numpy as np
 
 from mlsd.data import PreparedData, label_timeline, leakage_checks
-from mlsd.design import Design
+from mlsd.design import SPLIT_KEYS, Design
 from mlsd.report import DesignDocument
 
 __all__ = ["assemble_document", "quality_findings", "split_params"]
 
 _MAX_COST_POINTS = 400
 # the SplitSpec fields each kind of split reads (a time split has no sizes, a random one no dates)
-_SPLIT_FIELDS = {
-    "time": {"valid_from", "test_from"},
-    "group": {"column", "valid_size", "test_size", "seed"},
-    "stratified": {"valid_size", "test_size", "seed"},
-    "random": {"valid_size", "test_size", "seed"},
-}
+_SPLIT_FIELDS = SPLIT_KEYS
 
 
 def assemble_document(
@@ -132,7 +127,8 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
 def split_params(design: Design) -> dict[str, Any]:
     """The split's settings the document lists: only those its kind of split reads."""
     spec = design.data.split
-    return spec.model_dump(mode="json", exclude_none=True, include=_SPLIT_FIELDS[spec.by])
+    shown = _SPLIT_FIELDS[spec.by] | ({"dedupe"} if spec.dedupe else set())
+    return spec.model_dump(mode="json", exclude_none=True, include=shown)
 
 
 def quality_findings(

@@ -142,27 +142,90 @@ class JoinSpec(_Spec):
     _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
 
 
+SplitBy = Literal["time", "group", "time+group", "stratified", "random"]
+
+# the keys each kind of split reads; setting one it does not read is refused (it would do nothing)
+SPLIT_KEYS: dict[str, frozenset[str]] = {
+    "time": frozenset({"valid_from", "test_from"}),
+    "group": frozenset({"column", "valid_size", "test_size", "seed"}),
+    "time+group": frozenset({"valid_from", "test_from", "column"}),
+    "stratified": frozenset({"valid_size", "test_size", "seed"}),
+    "random": frozenset({"valid_size", "test_size", "seed"}),
+}
+
+
 class SplitSpec(_Spec):
-    by: Literal["time", "group", "stratified", "random"]
+    """How rows become train / valid / test.
+
+    ``by: [time, group]`` (or ``time+group``): time decides the periods and every value of
+    ``column`` lives in one split (the earliest it appears in; its later rows are held out).
+    ``dedupe: true`` keeps near-duplicate rows (``data.leakage.near_duplicate_digits``) in one split.
+
+    >>> SplitSpec.model_validate({"by": ["group", "time"], "column": "tailnum",
+    ...     "valid_from": "2013-09-01", "test_from": "2013-11-01", "dedupe": True}).by
+    'time+group'
+    """
+
+    by: SplitBy
     valid_from: dt.datetime | None = None
     test_from: dt.datetime | None = None
-    column: str | None = Field(None, description="group column for by: group")
+    column: str | None = Field(None, description="group column for by: group and by: [time, group]")
     valid_size: float = Field(0.15, gt=0, lt=1)
     test_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 0
+    dedupe: bool = Field(
+        False, description="keep near-duplicate rows in one split (moved or held out, counted)"
+    )
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _by_list(cls, v: Any) -> Any:
+        if not isinstance(v, list | tuple):
+            return v
+        kinds = [str(k) for k in v]
+        if sorted(set(kinds)) == ["group", "time"] and len(kinds) == 2:
+            return "time+group"
+        if len(kinds) == 1:
+            return kinds[0]
+        raise ValueError(
+            f"`by` as a list combines time and group only: received {kinds}, expected [time, group] "
+            "(or one of time, group, stratified, random)"
+        )
+
+    @property
+    def uses_time(self) -> bool:
+        """Whether the split reads the time column (``data.time``)."""
+        return self.by in ("time", "time+group")
 
     @model_validator(mode="after")
     def _check(self) -> SplitSpec:
-        if self.by == "time":
+        if self.uses_time:
             if self.valid_from is None or self.test_from is None:
-                raise ValueError("a time split needs `valid_from` and `test_from` dates")
+                raise ValueError(f"a {self.by} split needs `valid_from` and `test_from` dates")
             if _utc(self.valid_from) >= _utc(self.test_from):
                 raise ValueError(
                     f"valid_from ({self.valid_from:%Y-%m-%d}) must be earlier than test_from "
                     f"({self.test_from:%Y-%m-%d})"
                 )
-        if self.by == "group" and not self.column:
-            raise ValueError("a group split needs `column` (the group column)")
+        if self.by in ("group", "time+group") and not self.column:
+            raise ValueError(f"a {self.by} split needs `column` (the group column)")
+        # a key its kind does not read, set to something else than its default, would do nothing
+        fields = type(self).model_fields
+        unused = sorted(
+            k
+            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"}
+            if getattr(self, k) != fields[k].default
+        )
+        if unused:
+            raise ValueError(
+                f"`{unused[0]}` does nothing in a {self.by} split: received {unused[0]}="
+                f"{getattr(self, unused[0])!r}, expected only {', '.join(sorted(SPLIT_KEYS[self.by]))}"
+                + (
+                    " (use by: [time, group] to keep groups apart in a time split)"
+                    if unused[0] == "column"
+                    else ""
+                )
+            )
         if self.valid_size + self.test_size >= 1:
             raise ValueError("valid_size + test_size must leave rows for training (sum < 1)")
         return self
@@ -172,7 +235,9 @@ def _utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
-LeakageCheck = Literal["forbidden_feature", "target_leakage", "time_order", "duplicate_rows"]
+LeakageCheck = Literal[
+    "forbidden_feature", "target_leakage", "time_order", "duplicate_rows", "near_duplicates", "group_overlap"
+]
 
 
 class LeakageSpec(_Spec):
@@ -187,6 +252,13 @@ class LeakageSpec(_Spec):
         0.99, gt=0, le=1.0, description="regression: a feature (or few) reaching this R2 is a leak"
     )
     min_uplift: float = Field(0.1, gt=0, le=0.5)
+    near_duplicate_digits: int = Field(
+        6,
+        ge=1,
+        le=15,
+        description="significant digits numbers keep when rows are compared as near-duplicates "
+        "(6: a relative tolerance of about 5e-6); the near_duplicates check and split.dedupe use it",
+    )
 
 
 class SampleSpec(_Spec):
@@ -259,8 +331,13 @@ class DataSpec(_Spec):
 
     @model_validator(mode="after")
     def _time_split_needs_time(self) -> DataSpec:
-        if self.split.by == "time" and not self.time:
-            raise ValueError("`split.by: time` needs `data.time`, the timestamp column")
+        if self.split.uses_time and not self.time:
+            raise ValueError(f"`split.by: {self.split.by}` needs `data.time`, the timestamp column")
+        if "group_overlap" in self.leakage.fail_on and self.split.by not in ("group", "time+group"):
+            raise ValueError(
+                f"`leakage.fail_on: group_overlap` needs a group split: received split.by={self.split.by}, "
+                "expected split.by: group or [time, group]"
+            )
         return self
 
 

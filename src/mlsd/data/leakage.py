@@ -1,4 +1,5 @@
-"""Leakage checks: forbidden features, time order, duplicates across splits, target leakage.
+"""Leakage checks: forbidden features, time order, duplicates and near-duplicates across splits,
+groups crossing splits, target leakage.
 
 Each check returns :class:`LeakageFinding` s; :func:`run_leakage_checks` runs them all into a
 :class:`LeakageReport`, and the caller decides which checks fail the build (``failing``).
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data.leakage_report import LeakageFinding, LeakageReport
+from mlsd.data.near_duplicates import near_duplicate_keys
 from mlsd.data.splits import DataSplit, parse_time_column
 from mlsd.data.target_leakage import find_target_leakage
 from mlsd.errors import DesignError
@@ -24,12 +26,16 @@ __all__ = [
     "LeakageReport",
     "check_duplicates_across_splits",
     "check_forbidden_features",
+    "check_group_overlap",
+    "check_near_duplicates_across_splits",
     "check_time_order",
     "find_target_leakage",
     "run_leakage_checks",
 ]
 
-Check = Literal["forbidden_feature", "time_order", "duplicate_rows", "target_leakage"]
+Check = Literal[
+    "forbidden_feature", "time_order", "duplicate_rows", "near_duplicates", "group_overlap", "target_leakage"
+]
 _PAIRS = (("train", "valid"), ("train", "test"), ("valid", "test"))
 
 
@@ -71,10 +77,8 @@ def check_time_order(split: DataSplit, time_column: str) -> list[LeakageFinding]
     return out
 
 
-def check_duplicates_across_splits(split: DataSplit, columns: list[str]) -> list[LeakageFinding]:
-    """Rows identical over ``columns`` (include the label) found in two splits, counted per pair."""
-    parts = split.parts()
-    for name, df in parts.items():
+def _require_columns(split: DataSplit, columns: list[str]) -> None:
+    for name, df in split.parts().items():
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise DesignError(
@@ -83,6 +87,12 @@ def check_duplicates_across_splits(split: DataSplit, columns: list[str]) -> list
                 received=missing[0],
                 expected="columns present in every split",
             )
+
+
+def check_duplicates_across_splits(split: DataSplit, columns: list[str]) -> list[LeakageFinding]:
+    """Rows identical over ``columns`` (include the label) found in two splits, counted per pair."""
+    parts = split.parts()
+    _require_columns(split, columns)
     hashes = {
         name: pd.util.hash_pandas_object(df[columns], index=False).to_numpy() for name, df in parts.items()
     }
@@ -103,6 +113,104 @@ def check_duplicates_across_splits(split: DataSplit, columns: list[str]) -> list
     return out
 
 
+def check_near_duplicates_across_splits(
+    split: DataSplit, columns: list[str], *, digits: int = 6, examples: int = 3
+) -> list[LeakageFinding]:
+    """Rows equal over ``columns`` after normalisation (numbers to ``digits`` significant digits,
+    text trimmed and case-folded, missing as a value; :mod:`mlsd.data.near_duplicates`) found in
+    two splits. Per pair: the later split's rows with a near-duplicate in the earlier one, the
+    earlier split's rows involved, how many are not exact duplicates, and a few index pairs.
+
+    >>> import pandas as pd
+    >>> from mlsd.data.splits import DataSplit
+    >>> df = pd.DataFrame({"x": [1.0, 2.0, 1.0000001, 3.0], "s": ["a", "b", " A", "c"]})
+    >>> s = DataSplit(train=df.iloc[:2], valid=df.iloc[[3]], test=df.iloc[[2]], by="random")
+    >>> [found] = check_near_duplicates_across_splits(s, ["x", "s"])
+    >>> found.evidence["pair"], found.evidence["rows"], found.evidence["examples"]
+    (['train', 'test'], 1, [{'train': 0, 'test': 2}])
+    """
+    _require_columns(split, columns)
+    parts = split.parts()
+    near = {n: near_duplicate_keys(df, columns, digits=digits) for n, df in parts.items()}
+    exact = {n: pd.util.hash_pandas_object(df[columns], index=False).to_numpy() for n, df in parts.items()}
+    out = []
+    for a, b in _PAIRS:
+        in_a = np.isin(near[b], near[a])
+        n = int(in_a.sum())
+        if not n:
+            continue
+        n_a = int(np.isin(near[a], near[b][in_a]).sum())
+        not_exact = int((in_a & ~np.isin(exact[b], exact[a])).sum())
+        first_a = pd.Series(parts[a].index, index=near[a]).groupby(level=0).first()
+        shown = [
+            {a: _plain(ia), b: _plain(ib)}
+            for ib, ia in zip(
+                parts[b].index[in_a][:examples], first_a.reindex(near[b][in_a][:examples]), strict=True
+            )
+        ]
+        out.append(
+            LeakageFinding(
+                check="near_duplicates",
+                columns=list(columns),
+                score=n / max(len(near[b]), 1),
+                detail=(
+                    f"{n} {b} rows have a near-duplicate among {n_a} {a} rows ({not_exact} of them "
+                    f"not exact copies; equal over {len(columns)} columns with numbers rounded to "
+                    f"{digits} significant digits and text case-folded), e.g. "
+                    + ", ".join(f"{b} row {e[b]} ~ {a} row {e[a]}" for e in shown)
+                ),
+                evidence={
+                    "pair": [a, b],
+                    "rows": n,
+                    f"rows_{a}": n_a,
+                    "not_exact": not_exact,
+                    "examples": shown,
+                },
+            )
+        )
+    return out
+
+
+def _plain(label: object) -> object:
+    """An index label JSON can hold (numpy integers become int, the rest their text)."""
+    if isinstance(label, np.integer | int):
+        return int(label)
+    return label if isinstance(label, str) else str(label)
+
+
+def check_group_overlap(split: DataSplit, group_column: str) -> list[LeakageFinding]:
+    """Values of ``group_column`` (missing counts as one value) present in two splits, per pair.
+
+    >>> import pandas as pd
+    >>> from mlsd.data.splits import DataSplit
+    >>> df = pd.DataFrame({"g": ["a", "b", "a", "c"]})
+    >>> s = DataSplit(train=df.iloc[:2], valid=df.iloc[[3]], test=df.iloc[[2]], by="random")
+    >>> check_group_overlap(s, "g")[0].detail
+    "1 g values are in both train and test (1 test rows), e.g. 'a'"
+    """
+    _require_columns(split, [group_column])
+    parts = split.parts()
+    values = {
+        n: df[group_column].astype(object).where(df[group_column].notna(), None) for n, df in parts.items()
+    }
+    out = []
+    for a, b in _PAIRS:
+        shared = pd.Index(values[a].unique()).intersection(pd.Index(values[b].unique()))
+        if len(shared):
+            rows = int(values[b].isin(shared).sum())
+            out.append(
+                LeakageFinding(
+                    check="group_overlap",
+                    columns=[group_column],
+                    score=len(shared) / max(values[b].nunique(dropna=False), 1),
+                    detail=f"{len(shared)} {group_column} values are in both {a} and {b} ({rows} {b} rows), "
+                    f"e.g. " + ", ".join(repr(v) for v in list(shared[:3])),
+                    evidence={"pair": [a, b], "groups": len(shared), "rows": rows},
+                )
+            )
+    return out
+
+
 def run_leakage_checks(
     split: DataSplit,
     *,
@@ -111,6 +219,8 @@ def run_leakage_checks(
     forbidden: list[str] | None = None,
     time_column: str | None = None,
     duplicate_columns: list[str] | None = None,
+    near_duplicate_digits: int = 6,
+    group_column: str | None = None,
     task: Literal["binary", "multiclass", "regression"] = "binary",
     target_leakage: bool = True,
     target_features: list[str] | None = None,
@@ -121,7 +231,10 @@ def run_leakage_checks(
 ) -> LeakageReport:
     """Run every check that the arguments allow and collect the findings.
 
-    Duplicates are checked over ``duplicate_columns`` (default: the features plus the label);
+    Duplicates and near-duplicates are checked over ``duplicate_columns`` (default: the features
+    plus the label), near-duplicates with numbers rounded to ``near_duplicate_digits``; groups
+    crossing splits over ``group_column`` (default: the split's own group column, if any). What
+    the split changed to keep linked rows together (``split.adjustments``) is reported too.
     target leakage needs ``label`` and is skipped with ``target_leakage=False``; it is measured on
     ``target_features`` (default: the features; a build leaves out the forbidden ones, which the
     forbidden-feature check reports already).
@@ -133,6 +246,11 @@ def run_leakage_checks(
         findings += check_time_order(split, time_column)
     dup_cols = duplicate_columns or [*features, *([label] if label else [])]
     findings += check_duplicates_across_splits(split, dup_cols)
+    findings += check_near_duplicates_across_splits(split, dup_cols, digits=near_duplicate_digits)
+    group = group_column or split.group_column
+    if group is not None:
+        findings += check_group_overlap(split, group)
+    findings += [f.model_copy() for f in split.adjustments]
     if target_leakage and label is not None:
         scored = features if target_features is None else target_features
         findings += find_target_leakage(

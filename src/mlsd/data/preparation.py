@@ -34,6 +34,7 @@ from mlsd._progress import QUIET, Progress
 from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
+from mlsd.data.near_duplicates import near_duplicate_keys
 from mlsd.data.problems import check_frame, check_split, located_data_error
 from mlsd.data.sampling import SampleReport, draw_sample
 from mlsd.data.sources import join_sources, load_source
@@ -41,6 +42,7 @@ from mlsd.data.splits import (
     DataSplit,
     train_valid_test_split_by_group,
     train_valid_test_split_by_time,
+    train_valid_test_split_by_time_and_group,
     train_valid_test_split_random,
     train_valid_test_split_stratified,
 )
@@ -157,21 +159,40 @@ def split_prepared(design: Design, frame: pd.DataFrame) -> DataSplit:
 def _split(design: Design, frame: pd.DataFrame) -> DataSplit:
     s = design.data.split
     sizes: dict[str, Any] = {"valid_size": s.valid_size, "test_size": s.test_size, "seed": s.seed}
-    if s.by == "time":
+    link = (
+        near_duplicate_keys(
+            frame, _duplicate_columns(design, frame), digits=design.data.leakage.near_duplicate_digits
+        )
+        if s.dedupe
+        else None
+    )
+    if s.uses_time:
         assert design.data.time is not None  # DataSpec refuses a time split without data.time
-        return train_valid_test_split_by_time(frame, design.data.time, s.valid_from, s.test_from)
+        if s.by == "time+group":
+            assert s.column is not None  # SplitSpec refuses a group split without a column
+            return train_valid_test_split_by_time_and_group(
+                frame, design.data.time, s.column, s.valid_from, s.test_from, link=link
+            )
+        return train_valid_test_split_by_time(frame, design.data.time, s.valid_from, s.test_from, link=link)
     if s.by == "group":
         assert s.column is not None  # SplitSpec refuses a group split without a column
-        return train_valid_test_split_by_group(frame, s.column, **sizes)
+        return train_valid_test_split_by_group(frame, s.column, **sizes, link=link)
     if s.by == "stratified" and design.goals.task != "regression":
-        return train_valid_test_split_stratified(frame, design.goals.target, **sizes)
-    return train_valid_test_split_random(frame, **sizes)
+        return train_valid_test_split_stratified(frame, design.goals.target, **sizes, link=link)
+    return train_valid_test_split_random(frame, **sizes, link=link)
+
+
+def _duplicate_columns(design: Design, frame: pd.DataFrame) -> list[str]:
+    """The columns rows are compared on for (near-)duplicates: what the model reads, and the label."""
+    return [c for c in dict.fromkeys([*input_columns(design), design.goals.target]) if c in frame.columns]
 
 
 def leakage_checks(design: Design) -> list[str]:
     """The leakage checks a build of ``design`` runs (the document lists each, findings or not)."""
-    checks = ["forbidden_feature", "duplicate_rows", "target_leakage"]
-    return [*checks, "time_order"] if design.data.split.by == "time" else checks
+    checks = ["forbidden_feature", "duplicate_rows", "near_duplicates", "target_leakage"]
+    if design.data.split.by in ("group", "time+group"):
+        checks.append("group_overlap")
+    return [*checks, "time_order"] if design.data.split.uses_time else checks
 
 
 def check_leakage(design: Design, prepared: PreparedData, split: DataSplit) -> LeakageReport:
@@ -189,8 +210,9 @@ def check_leakage(design: Design, prepared: PreparedData, split: DataSplit) -> L
         features=read,
         label=target,
         forbidden=design.features.forbidden,
-        time_column=design.data.time if design.data.split.by == "time" else None,
-        duplicate_columns=[c for c in dict.fromkeys([*prepared.input_columns, target]) if c in split.train],
+        time_column=design.data.time if design.data.split.uses_time else None,
+        duplicate_columns=_duplicate_columns(design, split.train),
+        near_duplicate_digits=spec.near_duplicate_digits,
         task=design.goals.task,  # type: ignore[arg-type]  # ranking is refused by GoalsSpec
         target_features=[c for c in prepared.feature_columns if c not in forbidden],
         threshold=spec.max_single_feature_r2
