@@ -91,6 +91,27 @@ def test_window_stats_counts_failures_latency_and_losses() -> None:
     assert c.p99_latency_ms == pytest.approx(np.percentile(champ["latency_ms"], 99))
 
 
+def test_window_stats_judge_the_models_own_time_where_the_log_has_it() -> None:
+    rng = np.random.default_rng(2)
+    champ, canary = _outcomes(300, "champion", 0.1, rng), _outcomes(300, "challenger", 0.1, rng)
+    # both waited ~400 ms in the request (a slow challenger batch holds the champion's rows up
+    # too), but only the challenger's own call took that long
+    frame = pd.concat([champ, canary], ignore_index=True)
+    frame["latency_ms"] = 400.0 + rng.random(len(frame))
+    frame["scoring_ms"] = np.where(frame["variant"] == "challenger", 400.0, 2.0) + rng.random(len(frame))
+    frame.loc[:1, "scoring_ms"] = np.nan  # rows logged before scoring_ms: the request's time (2 of 300)
+    c, o = window_stats(frame, "challenger", "binary"), window_stats(frame, "champion", "binary")
+    assert c.p99_latency_ms > 400 and o.p99_latency_ms < 400, (c.p99_latency_ms, o.p99_latency_ms)
+    expected = frame["scoring_ms"].fillna(frame["latency_ms"])[frame["variant"] == "champion"]
+    assert o.p99_latency_ms == pytest.approx(np.percentile(expected, 99))
+    spec = DeploymentSpec(strategy="canary", steps=[10, 100], step_min_requests=100)
+    decision = judge_canary(spec, 250.0, initial_state(spec), o, c, "binary")
+    assert decision.action == "rollback" and "p99 latency" in decision.reason
+    # judged on the request's time alone, both look alike and the gate cannot blame either
+    same = window_stats(frame.drop(columns="scoring_ms"), "champion", "binary")
+    assert judge_canary(spec, 250.0, initial_state(spec), same, c, "binary").action != "rollback"
+
+
 def test_window_stats_regression_loss_and_thin_windows() -> None:
     frame = pd.DataFrame(
         {

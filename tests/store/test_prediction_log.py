@@ -67,12 +67,12 @@ def test_round_trip_columns_types_and_values(log: PredictionLog) -> None:
     ]
     log.write_sync(rows, RequestRecord(T0, "/v1/predict", 200, 2, 3.25))
     frame = log.read_predictions()
-    assert list(frame.columns[:16]) == [
+    assert list(frame.columns[:17]) == [
         "request_id", "logged_at", "event_time", "model_name", "model_version", "variant",
         "score", "decision", "latency_ms", "outcome", "feedback_at",
-        "assigned_variant", "propensity", "unit", "assignment", "fallback",
+        "assigned_variant", "propensity", "unit", "assignment", "fallback", "scoring_ms",
     ]  # fmt: skip
-    assert set(frame.columns[16:]) == {"distance", "carrier", "input_score", "extra"}
+    assert set(frame.columns[17:]) == {"distance", "carrier", "input_score", "extra"}
     assert frame["request_id"].tolist() == ["r1", "r2"]
     assert str(frame["logged_at"].dtype) == "datetime64[us, UTC]"
     assert frame["logged_at"].tolist() == [T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)]

@@ -168,7 +168,7 @@ def test_an_old_database_gains_the_columns_and_keeps_its_rows(url: str) -> None:
     assert frame.loc["r5", "assignment"] == "random"
     assert outcomes["outcome"].tolist() == [True, None]
     columns = predictions_columns(url)
-    assert columns[-5:] == ["assigned_variant", "propensity", "unit", "assignment", "fallback"]
+    assert columns[-6:] == ["assigned_variant", "propensity", "unit", "assignment", "fallback", "scoring_ms"]
     assert {"shadow_predictions", "rollout_state", "rollout_events"} <= table_names(url)
     with PredictionLog(url) as again:  # reopening a migrated log changes nothing
         assert again.count_predictions() == 2
@@ -193,12 +193,13 @@ def test_logs_migrating_the_same_old_database_at_once_all_open(url: str) -> None
     for t in threads:
         t.join()
     assert errors == []
-    assert predictions_columns(url)[-5:] == [
+    assert predictions_columns(url)[-6:] == [
         "assigned_variant",
         "propensity",
         "unit",
         "assignment",
         "fallback",
+        "scoring_ms",
     ]
 
 
@@ -373,7 +374,7 @@ def test_read_outcomes_is_the_labelled_window_without_inputs(log: PredictionLog)
     out = log.read_outcomes()
     assert list(out.columns) == [
         "request_id", "logged_at", "variant", "assigned_variant", "model_version", "propensity", "unit",
-        "assignment", "fallback", "score", "decision", "latency_ms", "outcome",
+        "assignment", "fallback", "score", "decision", "latency_ms", "scoring_ms", "outcome",
     ]  # fmt: skip
     assert out["request_id"].tolist() == [f"r{i}" for i in range(1, 8)]
     assert out["outcome"].tolist() == [True, True, False, False, None, True, True]
@@ -411,7 +412,7 @@ def test_reward_counts_group_labelled_rows_without_fallback(log: PredictionLog) 
 
 def test_reads_of_an_empty_log_have_their_columns(log: PredictionLog) -> None:
     assert list(log.reward_counts().columns) == ["variant", "decision", "outcome", "n"]
-    assert len(log.read_outcomes().columns) == 13
+    assert len(log.read_outcomes().columns) == 14
     assert len(log.read_shadow().columns) == 12
     assert len(log.read_events().columns) == 7
 

@@ -118,6 +118,9 @@ def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
     - failures: those answered by a fallback (``fallback`` not null);
     - p99 / losses: rows the variant answered itself (``variant`` is it, no fallback), so the
       champion's figures never absorb the time or the errors of a challenger it stood in for;
+    - p99 of ``scoring_ms``, the model call that answered the row, where the log has it (else
+      the request's ``latency_ms``): a row queued behind another variant's call in the same
+      micro-batch, or behind a busy machine's other requests, is not its model's latency;
     - loss: ``1 - (decision == outcome)`` (binary, multiclass) or ``|score - outcome|``
       (regression), over rows with an outcome.
 
@@ -142,7 +145,10 @@ def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
     mine = (assigned == variant).to_numpy()
     own = (answered_by == variant).to_numpy() & ~fell_back
 
-    latency = pd.to_numeric(frame["latency_ms"][own], errors="coerce").dropna().to_numpy(dtype=float)
+    latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    if "scoring_ms" in frame.columns:  # a log written before scoring_ms: the request's time
+        latency = pd.to_numeric(frame["scoring_ms"], errors="coerce").fillna(latency)
+    latency = latency[own].dropna().to_numpy(dtype=float)
     p99 = float(np.percentile(latency, 99)) if latency.size >= MIN_LATENCY_ROWS else None
 
     rows = frame[own & frame["outcome"].notna().to_numpy()]

@@ -78,6 +78,11 @@ class Scored:
     answered_by: np.ndarray  # object: the alias whose model answered each row
     version: np.ndarray  # int: its registered version
     fallback: list[str | None]
+    scoring_ms: np.ndarray  # float: the model call that answered each row (NaN: not scored)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -212,6 +217,7 @@ class Service:
         assigned = np.array([item.variant for item in items], dtype=object)
         answered, version = assigned.copy(), np.zeros(n, dtype=np.int64)
         fallback: list[str | None] = [None] * n
+        scoring_ms = np.full(n, np.nan)
         if ok.any():
             frame = checked.frame if ok.all() else checked.frame.loc[ok]
             positions = np.flatnonzero(ok)
@@ -219,12 +225,16 @@ class Service:
             got = self.routing.score(frame, assigned[ok], one_request=one_request)
             score[positions] = got.score
             answered[positions], version[positions] = got.answered_by, got.version
+            if got.scoring_ms is not None:
+                scoring_ms[positions] = got.scoring_ms
             for i, d, why in zip(positions.tolist(), got.decision, got.fallback, strict=True):
                 decision[i], fallback[i] = d, why
         # counted once the batch scored: a failed batch is scored again request by request
         for column, count in checked.unseen_categories.items():
             self.metrics.unseen_categories.labels(column=column).inc(count)
-        return Scored(checked, score, decision, _event_times(checked, n), answered, version, fallback)
+        return Scored(
+            checked, score, decision, _event_times(checked, n), answered, version, fallback, scoring_ms
+        )
 
     def _units(self, request: Request, rows: list[Any]) -> list[str | None]:
         """Each row's unit of assignment: its ``sticky_by`` field, else the X-Mlsd-Unit header."""
@@ -311,6 +321,7 @@ class Service:
                 unit=assignment.unit[j],
                 assignment=assignment.assignment[j],
                 fallback=scored.fallback[i],
+                scoring_ms=_finite_or_none(scored.scoring_ms[i]),
             )
             for j, (rid, i, row) in enumerate(zip(ids, range(part.start, part.stop), rows, strict=True))
         ]

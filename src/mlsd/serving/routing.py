@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +69,15 @@ class VariantScores:
     answered_by: np.ndarray  # object: alias
     version: np.ndarray  # int
     fallback: list[str | None]
+    # the duration of the model call that answered each row (its batch's), ms: what the canary's
+    # latency gate judges, free of the queue and of other variants' calls in the same batch
+    scoring_ms: np.ndarray | None = None
+
+
+def _timed_predict(model: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    start = time.perf_counter()
+    pred = model.predict_frame(frame)
+    return pred, (time.perf_counter() - start) * 1000
 
 
 def _fill(score: np.ndarray, decision: list[Any], rows: np.ndarray, pred: pd.DataFrame) -> None:
@@ -182,6 +193,7 @@ class Routing:
         decision: list[Any] = [None] * n
         answered = np.asarray(assigned, dtype=object).copy()
         fallback: list[str | None] = [None] * n
+        scoring_ms = np.full(n, np.nan)
         variants = self.variants  # one snapshot per batch: a reload swaps the dict, not its models
         # counted once the batch is answered: a batch that raises is scored again request by request
         counts: list[tuple[str, str, int]] = []
@@ -190,7 +202,7 @@ class Routing:
             if alias == "champion":
                 continue
             rows = np.flatnonzero(answered == alias)
-            pred, why = self._score_variant(variants[alias], frame.iloc[rows])
+            pred, why, took = self._score_variant(variants[alias], frame.iloc[rows])
             if pred is None:
                 answered[rows] = "champion"
                 for i in rows.tolist():
@@ -199,8 +211,10 @@ class Routing:
                 champion_rows.append(rows)
                 continue
             _fill(score, decision, rows, pred)
+            scoring_ms[rows] = took
         rows = np.sort(np.concatenate(champion_rows))
         if len(rows):
+            start = time.perf_counter()
             pred, error = self._score_champion(variants["champion"].model, frame.iloc[rows])
             if error is not None and not one_request and self.baseline is not None:
                 raise error
@@ -212,13 +226,14 @@ class Routing:
                     fallback[i] = why if fallback[i] is None else f"{why}; after {fallback[i]}"
                 counts.append(("champion", why.split(":")[0], len(rows)))
             _fill(score, decision, rows, pred)
+            scoring_ms[rows] = (time.perf_counter() - start) * 1000
         versions = {a: v.version for a, v in variants.items()}
         if self.baseline is not None:
             versions[BASELINE] = self.baseline.version
         version = np.array([versions[a] for a in answered], dtype=np.int64)
         for alias, reason, count in counts:
             self.counters.fallbacks(alias, reason, count)
-        return VariantScores(score, decision, answered, version, fallback)
+        return VariantScores(score, decision, answered, version, fallback, scoring_ms)
 
     @staticmethod
     def _score_champion(model: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, Exception | None]:
@@ -269,14 +284,15 @@ class Routing:
         _log.warning("the champion failed on %d rows; the rule baseline answered (%s)", len(frame), why)
         return pred
 
-    def _score_variant(self, variant: Variant, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    def _score_variant(self, variant: Variant, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str, float]:
+        """The variant's answers, "" and its call's duration (ms); or None, why, NaN."""
         breaker = self.breakers.get(variant.alias)
         if breaker is not None and not breaker.allow():
-            return None, f"circuit open: {variant.alias} failed {breaker.failures} times in a row"
+            return None, f"circuit open: {variant.alias} failed {breaker.failures} times in a row", math.nan
         timeout = self.spec.variant_timeout_ms
-        future = self._pool.submit(variant.model.predict_frame, frame)
+        future = self._pool.submit(_timed_predict, variant.model, frame)
         try:
-            pred = future.result(timeout=None if timeout is None else timeout / 1000)
+            pred, took = future.result(timeout=None if timeout is None else timeout / 1000)
             if len(pred) != len(frame):
                 raise ValueError(f"{len(pred)} answers for {len(frame)} rows")
         except cf.TimeoutError:
@@ -286,11 +302,11 @@ class Routing:
         else:
             if breaker is not None:
                 breaker.record_success()
-            return pred, ""
+            return pred, "", took
         _log.warning("variant %s fell back to the champion (%s)", variant.alias, why)
         if breaker is not None:
             breaker.record_failure()
-        return None, why
+        return None, why, math.nan
 
     # -- shadow (off the request path) --------------------------------------------------------
     def shadow(self, frame: pd.DataFrame, request_ids: list[str], logged_at: datetime) -> None:

@@ -51,6 +51,7 @@ META_COLUMNS: tuple[str, ...] = (
     "unit",
     "assignment",
     "fallback",
+    "scoring_ms",
 )
 REQUEST_COLUMNS: tuple[str, ...] = ("logged_at", "route", "status", "n_rows", "latency_ms", "error")
 # object columns pyarrow converts as they are; anything else (e.g. ints mixed with strings) -> str
@@ -107,7 +108,7 @@ def predictions_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Rows of (META_COLUMNS..., inputs) -> the frame documented by ``read_predictions``."""
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * (len(META_COLUMNS) + 1)
     (request_id, logged_at, event_time, name, version, variant, score, decision, latency, outcome,
-     feedback_at, assigned, propensity, unit, assignment, fallback, inputs) = columns  # fmt: skip
+     feedback_at, assigned, propensity, unit, assignment, fallback, scoring, inputs) = columns  # fmt: skip
     meta = pd.DataFrame(
         {
             "request_id": pd.Series(request_id, dtype="str"),
@@ -126,6 +127,7 @@ def predictions_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
             "unit": pd.Series(unit, dtype=object),
             "assignment": pd.Series(assignment, dtype=object),
             "fallback": pd.Series(fallback, dtype=object),
+            "scoring_ms": pd.Series(scoring, dtype="float64"),
         }
     )
     expanded = decode_json_column(inputs, frame=True)

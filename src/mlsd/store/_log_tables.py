@@ -81,6 +81,8 @@ predictions = sa.Table(
     sa.Column("unit", sa.String(ID_MAX), nullable=True),
     sa.Column("assignment", sa.String(16), nullable=True),
     sa.Column("fallback", sa.Text, nullable=True),
+    # the model call that answered the row (its batch's), ms; latency_ms is the whole request
+    sa.Column("scoring_ms", sa.Float, nullable=True),
 )
 # Columns added after the first release: an existing database gets them on open (ALTER TABLE).
 PREDICTION_ROLLOUT_COLUMNS: tuple[str, ...] = (
@@ -89,6 +91,7 @@ PREDICTION_ROLLOUT_COLUMNS: tuple[str, ...] = (
     "unit",
     "assignment",
     "fallback",
+    "scoring_ms",
 )
 sa.Index("ix_predictions_event_time", predictions.c.event_time)
 sa.Index("ix_predictions_logged_at", predictions.c.logged_at)
@@ -348,6 +351,16 @@ def _number(value: Any, kind: type, field: str, *, nullable: bool = False) -> An
     return None if nullable and isinstance(out, float) and math.isnan(out) else out
 
 
+def _duration(value: Any, field: str) -> float | None:
+    """A non-negative, finite duration in ms, or None (not measured)."""
+    out = _number(value, float, field, nullable=True)
+    if out is not None and not (math.isfinite(out) and out >= 0):
+        raise LogError(
+            "not a duration", field=field, received=value, expected="a finite number of ms >= 0, or None"
+        )
+    return out
+
+
 _ASSIGNMENTS = ("sticky", "random", "fixed")
 
 
@@ -387,6 +400,7 @@ def _rollout_fields(record: Any) -> dict[str, Any]:
         "unit": _optional_text(record.unit, "unit", ID_MAX),
         "assignment": assignment,
         "fallback": _optional_text(record.fallback, "fallback", None),
+        "scoring_ms": _duration(getattr(record, "scoring_ms", None), "scoring_ms"),
     }
 
 

@@ -54,7 +54,7 @@ _OUTCOME_COLUMNS: list[tuple[str, Any]] = [
     ("request_id", "str"), ("logged_at", "time"), ("variant", "str"), ("assigned_variant", "object"),
     ("model_version", "int"), ("propensity", "float"), ("unit", "object"), ("assignment", "object"),
     ("fallback", "object"), ("score", "float"), ("decision", "json"), ("latency_ms", "float"),
-    ("outcome", "json"),
+    ("scoring_ms", "float"), ("outcome", "json"),
 ]  # fmt: skip
 _REWARD_COLUMNS: list[tuple[str, Any]] = [
     ("variant", "str"),
@@ -270,11 +270,11 @@ class RolloutLog:
         """Predictions logged at or after ``since`` with their outcome (None where no feedback),
         oldest first, without the inputs: request_id, logged_at, variant, assigned_variant,
         model_version, propensity, unit, assignment, fallback, score, decision, latency_ms,
-        outcome. ``variants`` keeps rows that one of them answered or was assigned."""
+        scoring_ms, outcome. ``variants`` keeps rows that one of them answered or was assigned."""
         p, f = predictions.c, feedback.c
         stmt = sa.select(
             p.request_id, p.logged_at, p.variant, p.assigned_variant, p.model_version, p.propensity,
-            p.unit, p.assignment, p.fallback, p.score, p.decision, p.latency_ms, f.outcome,
+            p.unit, p.assignment, p.fallback, p.score, p.decision, p.latency_ms, p.scoring_ms, f.outcome,
         ).select_from(predictions.outerjoin(feedback, f.request_id == p.request_id))  # fmt: skip
         if variants is not None:
             names = [str(v) for v in variants]

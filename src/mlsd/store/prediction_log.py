@@ -110,6 +110,7 @@ class PredictionRecord:
     unit: str | None = None  # the unit of assignment (sticky_by value / X-Mlsd-Unit); None: random
     assignment: str | None = None  # "sticky" | "random" | "fixed"
     fallback: str | None = None  # why another model answered than the assigned one (else None)
+    scoring_ms: float | None = None  # the model call that answered the row (its batch's), ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +448,7 @@ class PredictionLog(RolloutLog):
         ``event_time`` falls back to ``logged_at`` where a row has none. Columns: request_id,
         logged_at, event_time, model_name, model_version, variant, score, decision,
         latency_ms, outcome, feedback_at, assigned_variant, propensity, unit, assignment,
-        fallback (None where not recorded), then one per input field (``input_<name>`` when a
+        fallback, scoring_ms (None where not recorded), then one per input field (``input_<name>`` when a
         field is called like one of those). Datetimes are tz-aware UTC.
         """
         if time not in _TIME_AXES:
