@@ -179,7 +179,9 @@ def draw_sample(
     """The sample ``spec`` (a ``SampleSpec`` or its dict) asks for, and its report.
 
     ``feature_columns`` are the columns an importance sample's domain classifier reads (the
-    design's feature inputs). Rows keep their order; the index is reset.
+    design's feature inputs). Rows keep their order (a
+    ``random`` sample is in pandas' drawn order, as builds before these methods had it); the index
+    is reset.
     """
     s = _spec(spec)
     method = s.get("method") or "random"
@@ -196,7 +198,11 @@ def draw_sample(
         )
     extra: dict[str, Any] = {}
     if method == "random":
-        keep = np.sort(rng.choice(rows, size=size, replace=False))
+        # pandas' own draw, in its order: the rows every earlier build with this seed kept
+        drawn = frame.reset_index(drop=True).sample(
+            n=s.get("n"), frac=s.get("frac"), random_state=s.get("seed", 0)
+        )
+        keep = drawn.index.to_numpy()
     elif method in ("stratified", "quota"):
         column = _column(frame, s.get("by"), f"{field}.by")
         # values as text, as a YAML quota names them; a missing value is a stratum of its own
