@@ -30,6 +30,7 @@ __all__ = [
     "mlsd_server",
     "postgres_bindir",
     "postgres_cluster",
+    "routed_flights_app",
     "scheduled_hour_schema",
     "tiny_design",
     "write_tiny_design",
@@ -202,3 +203,20 @@ def postgres_cluster() -> Iterator[str]:
             with contextlib.suppress(Exception):
                 run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def routed_flights_app(flights: Any, log: Any, routing: Any, **settings: Any) -> Any:
+    """The app serving the flights model (version 3) through ``routing`` into ``log``."""
+    from mlsd.serving import ServeSettings, create_app
+
+    return create_app(
+        ServeSettings(
+            model=flights.model,
+            model_name="flight-delay",
+            model_version=3,
+            log=log,
+            time_column="time_hour",
+            routing=routing,
+            **settings,
+        )
+    )

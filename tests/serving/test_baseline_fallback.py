@@ -20,11 +20,12 @@ from fastapi.testclient import TestClient
 from mlsd._deployment import DeploymentSpec
 from mlsd.design import Design
 from mlsd.modeling import RuleBaseline
-from mlsd.serving import ServeSettings, create_app
+from mlsd.serving import create_app
 from mlsd.serving.routing import Routing, Variant
 from mlsd.serving.settings import BASELINE_VERSION, rule_baseline, settings_for
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
+from support import routed_flights_app
 
 RULE = "dep_hour >= 17"
 DERIVE = {"dep_hour": "sched_dep_time // 100"}
@@ -107,16 +108,7 @@ def serve(flights, tmp_path: Path):
             baseline=baseline,
             no_baseline=why,
         )
-        app = create_app(
-            ServeSettings(
-                model=flights.model,
-                model_name="flight-delay",
-                model_version=3,
-                log=log,
-                time_column="time_hour",
-                routing=routing,
-            )
-        )
+        app = routed_flights_app(flights, log, routing)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client, log, routing
 
@@ -318,18 +310,7 @@ def test_only_the_request_that_breaks_the_champion_gets_the_baseline(flights, tm
         task="binary",
         baseline=baseline,
     )
-    app = create_app(
-        ServeSettings(
-            model=flights.model,
-            model_name="flight-delay",
-            model_version=3,
-            log=log,
-            time_column="time_hour",
-            routing=routing,
-            max_batch_size=10_000,
-            max_batch_delay_ms=1_000,
-        )
-    )
+    app = routed_flights_app(flights, log, routing, max_batch_size=10_000, max_batch_delay_ms=1_000)
     sizes: list[int] = []
     app.state.service.batcher.on_batch = sizes.append
     bodies = [{"inputs": flights.row(i, **({"distance": 1234} if i == 3 else {}))} for i in range(8)]

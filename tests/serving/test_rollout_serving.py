@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlsd._deployment import DeploymentSpec
-from mlsd.serving import ServeSettings, create_app
 from mlsd.serving.routing import Routing, Variant
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
 from planted_models import Failing as _Failing
 from planted_models import Slow as _Slow
+from support import routed_flights_app
 
 TOKEN = "an-admin-token-of-32-characters!"
 
@@ -49,17 +49,7 @@ def serve(flights, tmp_path: Path):
         routing = Routing(
             spec, variants, log=log, model_name="flight-delay", task="binary", p99_limit_ms=None
         )
-        app = create_app(
-            ServeSettings(
-                model=flights.model,
-                model_name="flight-delay",
-                model_version=3,
-                log=log,
-                time_column="time_hour",
-                routing=routing,
-                **settings,
-            )
-        )
+        app = routed_flights_app(flights, log, routing, **settings)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client, log, routing
 
