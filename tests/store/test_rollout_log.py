@@ -24,7 +24,6 @@ from mlsd.store import PredictionLog, PredictionRecord, ShadowRecord
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.xdist_group("postgres"))]
 
 # The predictions table as mlsd created it before the rollout columns (kept verbatim).
 OLD_SCHEMA = """
@@ -72,19 +71,6 @@ def shadow(i: int, variant: str = "challenger", **changes: Any) -> ShadowRecord:
         "latency_ms": 0.5,
     }
     return ShadowRecord(**{**fields, **changes})
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty log database: a SQLite file, or the PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'predictions.db'}"
-    postgres_url: str = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return postgres_url
 
 
 @pytest.fixture

@@ -5,31 +5,16 @@ computed before), on a SQLite log file and on PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from mlsd.store import PredictionLog, PredictionRecord
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 ALIASES = np.array(["champion", "challenger", "old"])
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.xdist_group("postgres"))]
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'predictions.db'}"
-    postgres_url: str = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return postgres_url
 
 
 def random_records(seed: int, n: int) -> list[PredictionRecord]:
