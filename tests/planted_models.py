@@ -3,10 +3,11 @@ into another process (the shadow's) is unpickled there too."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-__all__ = ["Failing", "Slow"]
+__all__ = ["Exiting", "Failing", "Slow"]
 
 
 class Failing:
@@ -28,3 +29,13 @@ class Slow:
     def predict_proba(self, rows: Any) -> Any:
         time.sleep(self.seconds)
         return self.pipeline.predict_proba(rows)
+
+
+class Exiting:
+    """A fitted pipeline whose scoring ends the process it runs in (a planted crash)."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.classes_ = pipeline.classes_
+
+    def predict_proba(self, rows: Any) -> Any:
+        os._exit(3)

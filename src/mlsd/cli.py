@@ -286,23 +286,32 @@ def serve(
     log_url: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL of the prediction log (default: deployment.log_url).")
     ] = None,
+    shadow_cpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Cores the shadow's scoring process may run on, e.g. 1 or 2,3 (strategy shadow; "
+            "default: the server's). Give cores the server does not use to keep the shadow off them."
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
     from mlsd.serving import create_app, settings_for
     from mlsd.serving.server import bind_socket
     from mlsd.serving.server import serve as run_server
+    from mlsd.serving.shadow import parse_cpus
 
     try:
         system = _system(design)
         dep = system.design.deployment
         bound, port = host or dep.host, port or dep.port
+        cpus = parse_cpus(shadow_cpus) if shadow_cpus is not None else None
         # bound first, before the model loads and before anything says it serves: a port in use
         # is one line and exit 2, and no other server can take the port meanwhile
         sock = bind_socket(bound, port)
     except MlsdError as exc:
         _fail(exc)
     try:
-        settings = settings_for(system, log_url=log_url, host=bound)
+        settings = settings_for(system, log_url=log_url, host=bound, shadow_cpus=cpus)
         app_ = create_app(settings)
     except MlsdError as exc:
         sock.close()

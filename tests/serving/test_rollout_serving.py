@@ -4,6 +4,7 @@ shadow, the shared state and the admin API, on the real app with a real SQLite l
 from __future__ import annotations
 
 import copy
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from mlsd._deployment import DeploymentSpec
 from mlsd.serving.routing import Routing, Variant
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
+from planted_models import Exiting as _Exiting
 from planted_models import Failing as _Failing
 from planted_models import Slow as _Slow
 from support import routed_flights_app
@@ -39,7 +41,12 @@ def serve(flights, tmp_path: Path):
 
     @contextmanager
     def factory(
-        spec: DeploymentSpec, challenger: Any = None, *, log_path: Path | None = None, **settings: Any
+        spec: DeploymentSpec,
+        challenger: Any = None,
+        *,
+        log_path: Path | None = None,
+        shadow_cpus: frozenset[int] | None = None,
+        **settings: Any,
     ) -> Iterator[tuple[TestClient, PredictionLog, Routing]]:
         path = log_path or tmp_path / f"log{next(counter)}.db"
         log = PredictionLog(f"sqlite:///{path}")
@@ -47,7 +54,13 @@ def serve(flights, tmp_path: Path):
         for alias in spec.routed_aliases()[1:]:
             variants[alias] = _variant(flights.model, alias, 4, challenger)
         routing = Routing(
-            spec, variants, log=log, model_name="flight-delay", task="binary", p99_limit_ms=None
+            spec,
+            variants,
+            log=log,
+            model_name="flight-delay",
+            task="binary",
+            p99_limit_ms=None,
+            shadow_cpus=shadow_cpus,
         )
         app = routed_flights_app(flights, log, routing, **settings)
         with TestClient(app, raise_server_exceptions=False) as client:
@@ -145,6 +158,19 @@ def test_the_shadow_scores_its_backlog_in_one_call_per_batch(serve, flights) -> 
     assert (shadow.set_index("request_id")["logged_at"] == times.reindex(shadow["request_id"])).all()
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_the_shadow_process_runs_on_the_cores_it_is_given(serve, flights) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    wanted = frozenset(cores[-1:])  # one core of the ones this test may use
+    with serve(DeploymentSpec(strategy="shadow"), shadow_cpus=wanted) as (client, log, routing):
+        _send(client, flights, 3)
+        process = routing._shadow._shadow.process  # started and warmed with the server
+        assert os.sched_getaffinity(process.pid) == wanted
+        assert os.sched_getaffinity(0) == set(cores)  # the server itself stays where it was
+    _logged(log)
+    assert len(log.read_shadow()) == 3
+
+
 def test_a_full_shadow_queue_drops_rows_and_counts_them(serve, flights, monkeypatch) -> None:
     import mlsd.serving.shadow as shadow_module
 
@@ -172,17 +198,25 @@ class _OnlyHere(_Slow):
     """A model the shadow process cannot unpickle (this test module is not importable there)."""
 
 
-def test_a_shadow_process_that_keeps_crashing_rests_and_logs_why(serve, flights) -> None:
-    with serve(DeploymentSpec(strategy="shadow"), _OnlyHere(flights.model.pipeline, 0.0)) as (client, log, _):
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        pytest.param(lambda p: _OnlyHere(p, 0.0), "could not load the model", id="model-not-loadable-there"),
+        pytest.param(lambda p: _Exiting(p), "stopped (exit code 3)", id="process-exits"),
+    ],
+)
+def test_a_shadow_process_that_keeps_failing_rests_and_logs_why(serve, flights, make, why) -> None:
+    with serve(DeploymentSpec(strategy="shadow"), make(flights.model.pipeline)) as (client, log, _):
         for i in range(8):  # one at a time: each its own batch
-            _send(client, flights, 1, start=i)
+            answers = _send(client, flights, 1, start=i)
+            assert answers[0]["score"] is not None  # the answers go on
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and len(log.read_shadow()) < i + 1:
                 time.sleep(0.05)
     _logged(log)
     errors = log.read_shadow().sort_values("logged_at")["error"].tolist()
     assert len(errors) == 8 and all(errors), errors
-    assert all(e.startswith("BrokenProcessPool") for e in errors[:3]), errors
+    assert all(e.startswith("ShadowProcessError") and why in e for e in errors[:3]), errors
     assert all("resting" in e for e in errors[3:]), errors
 
 

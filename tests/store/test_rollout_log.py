@@ -435,6 +435,44 @@ def test_a_shadow_submitted_right_after_its_primary_needs_no_wait(log: Predictio
     assert log.read_shadow()["request_id"].tolist() == ["r1"]
 
 
+def test_answers_commit_before_a_backlog_of_shadow_rows(log: PredictionLog, monkeypatch) -> None:
+    from mlsd.store._log_writer import MAX_SHADOW_ROWS_PER_COMMIT as LIMIT
+
+    log.write_sync([record(i) for i in range(3 * LIMIT)])
+    writer, seen, release = log._writer, [], threading.Event()
+    commit = writer._commit_batch
+
+    def recorded(batch: list[Any]) -> None:
+        seen.append([("shadow" if item.shadow_only else "answer", item.size) for item in batch])
+        if len(seen) == 1:
+            release.wait(10)  # the writer is busy: what follows queues up behind it
+        commit(batch)
+
+    monkeypatch.setattr(writer, "_commit_batch", recorded)
+    busy = log.submit([record(10_000)])
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shadows = [log.submit_shadow([shadow(i) for i in range(k * LIMIT, (k + 1) * LIMIT)]) for k in range(3)]
+    answer = log.submit([record(10_001)])  # queued after three shadow submissions
+    release.set()
+    for future in [busy, answer, *shadows]:
+        future.result(10)
+    # the answer takes the next transaction, with at most LIMIT shadow rows riding along
+    assert seen[1][0] == ("answer", 1), seen
+    assert all(sum(n for kind, n in batch if kind == "shadow") <= LIMIT for batch in seen), seen
+    assert len(log.read_shadow()) == 3 * LIMIT
+
+
+def test_shadow_rows_queued_at_close_are_committed(url: str) -> None:
+    with PredictionLog(url, max_delay_ms=1.0) as log:
+        log.write_sync([record(i) for i in range(50)])
+        futures = [log.submit_shadow([shadow(i)]) for i in range(50)]
+    assert all(f.done() and f.exception() is None for f in futures)
+    with PredictionLog(url) as again:
+        assert len(again.read_shadow()) == 50
+
+
 def test_shadow_failures_are_the_futures_never_the_callers(log: PredictionLog) -> None:
     log.write_sync([record(1)])
     orphan = log.submit_shadow([shadow(9)])  # its primary was never logged

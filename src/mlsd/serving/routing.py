@@ -114,6 +114,7 @@ class Routing:
         counters: _Counters | None = None,
         baseline: Variant | None = None,
         no_baseline: str | None = None,
+        shadow_cpus: frozenset[int] | None = None,
     ) -> None:
         self.spec = spec
         self.router: Router = router_for(spec)
@@ -154,7 +155,11 @@ class Routing:
             None
             if alias is None
             else ShadowScorer(
-                lambda: self.variants[alias], log, model_name, lambda rows: self.counters.shadow_dropped(rows)
+                lambda: self.variants[alias],
+                log,
+                model_name,
+                lambda rows: self.counters.shadow_dropped(rows),
+                cpus=shadow_cpus,
             )
         )
         self._rng = np.random.default_rng()
@@ -325,8 +330,8 @@ class Routing:
             self._shadow.warm(example)
 
     def _warm(self, variant: Variant) -> None:
-        if self._example is None:
-            return
+        if self._example is None or variant.alias == self.shadow_alias:
+            return  # the shadow scores in its own process, which ShadowScorer warms
         try:
             variant.model.predict_frame(self._example)
         except Exception as exc:

@@ -303,7 +303,9 @@ def rule_baseline(design: Any, model: PackagedModel) -> tuple[Any, str | None]:
     return Variant(BASELINE, packaged, BASELINE_VERSION), None
 
 
-def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: Any) -> Any:
+def _routing(
+    system: Any, dep: Any, model: Any, name: str, version: int, log: Any, shadow_cpus: frozenset[int] | None
+) -> Any:
     """The rollout of ``dep.strategy``: every alias it routes between, loaded once, here, and
     the design's rule baseline, which answers when the champion fails."""
     import logging
@@ -363,12 +365,18 @@ def _routing(system: Any, dep: Any, model: Any, name: str, version: int, log: An
         load=load,
         promote=lambda alias: registry().promote(name, alias),
         rollback=lambda: registry().rollback(name),
+        shadow_cpus=shadow_cpus,
         **fallback,
     )
 
 
 def settings_for(
-    system: Any, *, log_url: str | None = None, host: str | None = None, environ: Any = None
+    system: Any,
+    *,
+    log_url: str | None = None,
+    host: str | None = None,
+    environ: Any = None,
+    shadow_cpus: frozenset[int] | None = None,
 ) -> ServeSettings:
     """The settings of the design's server: its champion from the registry, its log, its limits.
 
@@ -376,6 +384,7 @@ def settings_for(
     ``host`` overrides ``deployment.host``: the bound address decides the default feedback
     authentication (none on loopback, else token) and the default Host allow-list. Secrets are
     read from the environment (``environ``, default ``os.environ``) under the names the design gives.
+    ``shadow_cpus`` are the cores a shadow deployment's scoring process may use (default: the server's).
 
     ``system`` is a :class:`mlsd.system.System`; the model is loaded once, here, so the server
     never touches the registry (nor MLflow's process-wide URI) while it answers.
@@ -411,7 +420,7 @@ def settings_for(
         model_name=name,
         model_version=version,
         log=log,
-        routing=_routing(system, dep, model, name, version, log),
+        routing=_routing(system, dep, model, name, version, log, shadow_cpus),
         time_column=system.design.data.time,
         max_batch_size=dep.max_batch_size,
         max_batch_delay_ms=dep.max_batch_delay_ms,

@@ -26,11 +26,11 @@ True
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.errors import ServingError
 from mlsd.serving.breaker import CircuitBreaker
 from mlsd.store.prediction_log import ShadowRecord
 
@@ -50,7 +51,10 @@ __all__ = [
     "PROCESS_COOLDOWN_S",
     "PROCESS_FAILURES",
     "SHADOW_NICENESS",
+    "SHADOW_ROWS_PER_SUBMISSION",
+    "ShadowProcessError",
     "ShadowScorer",
+    "parse_cpus",
 ]
 
 _log = logging.getLogger("mlsd.serving")
@@ -62,31 +66,128 @@ MAX_SHADOW_PENDING_ROWS = 20_000
 MAX_SHADOW_BATCH_ROWS = 2_000
 #: the shadow process's nice value: the lowest priority, the answers come first
 SHADOW_NICENESS = 19
+#: shadow rows handed to the log writer in one submission at most
+SHADOW_ROWS_PER_SUBMISSION = 256
 #: crashes of the shadow process in a row before it rests, and how long it rests
 PROCESS_FAILURES, PROCESS_COOLDOWN_S = 3, 30.0
 
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """The cores ``mlsd serve --shadow-cpus`` names (``"0"``, ``"2,3"``), checked against the machine.
+
+    >>> sorted(parse_cpus("0"))
+    [0]
+    >>> parse_cpus("x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mlsd.errors.ServingError: --shadow-cpus: not a list of core numbers (received 'x'; expected ...)
+    """
+    cores = os.cpu_count() or 1
+    expected = f"comma-separated core numbers from 0 to {cores - 1}"
+    try:
+        cpus = frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ServingError(
+            "not a list of core numbers", field="--shadow-cpus", received=text, expected=expected
+        ) from None
+    if not cpus or not all(0 <= c < cores for c in cpus):
+        raise ServingError(
+            "no such core on this machine", field="--shadow-cpus", received=text, expected=expected
+        )
+    return cpus
+
+
 # -- in the shadow process ---------------------------------------------------------------------
-_MODEL: list[Any] = []  # the model this process scores with (sent once per version)
-
-
-def _start_shadow_process(niceness: int) -> None:
+def _shadow_main(conn: Any, niceness: int, cpus: frozenset[int] | None) -> None:
+    """The shadow process: load the model it is sent, score each frame it is sent, until EOF."""
     # the server decides when this process ends (it drains the queue on shutdown first): a
     # SIGTERM or Ctrl-C sent to the whole process group must not kill it in the middle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(niceness)
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as exc:  # the server's start-up checked the set; a changed machine is logged
+            _log.warning("the shadow process could not move to cpus %s: %s", sorted(cpus), exc)
+    model: Any = None
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):  # the server closed the pipe (or went away): stop
+            return
+        try:
+            if kind == "model":
+                model = pickle.loads(payload)
+                conn.send(("ok", None))
+                continue
+            start = time.perf_counter()
+            pred = model.predict_frame(payload)
+            if len(pred) != len(payload):
+                raise ValueError(f"{len(pred)} answers for {len(payload)} rows")
+            latency_ms = (time.perf_counter() - start) * 1000
+            scores = pred["score"].to_numpy(dtype="float64")
+            conn.send(("scored", (scores, pred["decision"].tolist(), latency_ms)))
+        except Exception as exc:  # the model's failure, reported as the batch's error
+            conn.send(("error", f"{type(exc).__name__}: {str(exc)[:200]}"))
 
 
-def _score_in_shadow_process(model: Any, frame: pd.DataFrame) -> tuple[np.ndarray, list[Any], float]:
-    if model is not None:
-        _MODEL[:] = [model]
-    start = time.perf_counter()
-    pred = _MODEL[0].predict_frame(frame)
-    if len(pred) != len(frame):
-        raise ValueError(f"{len(pred)} answers for {len(frame)} rows")
-    latency_ms = (time.perf_counter() - start) * 1000
-    return pred["score"].to_numpy(dtype="float64"), pred["decision"].tolist(), latency_ms
+class ShadowProcessError(RuntimeError):
+    """The shadow process died, or could not load the model it was sent."""
+
+
+class _ShadowProcess:
+    """One spawned shadow process and its pipe; :meth:`call` sends one message, waits for the reply.
+
+    A dedicated process and pipe rather than a ``ProcessPoolExecutor``: the pool adds two
+    threads (a queue feeder and a manager) that wake for every call, and each wake-up needs the
+    GIL the answers need too.
+    """
+
+    def __init__(self, niceness: int, cpus: frozenset[int] | None) -> None:
+        # spawn: the server has threads (event loop, log writer), which fork would copy mid-state
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=_shadow_main, args=(child, niceness, cpus), name="mlsd-shadow", daemon=True
+        )
+        self.process.start()
+        child.close()  # the child's end lives in the child: EOF reaches us when it dies
+        self.model: Any = None  # the model the process holds (compared by identity)
+
+    def call(self, kind: str, payload: Any) -> Any:
+        try:
+            self._conn.send((kind, payload))
+            status, answer = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self.process.join(5)  # it is gone or going: its exit code says how
+            code = self.process.exitcode
+            raise ShadowProcessError(
+                f"the shadow process stopped (exit code {code})"
+                if code is not None
+                else f"the shadow process stopped answering ({type(exc).__name__}: {exc})"
+            ) from exc
+        if status == "error":
+            raise ShadowProcessError(answer) if kind == "model" else RuntimeError(answer)
+        return answer
+
+    def load(self, model: Any) -> None:
+        if self.model is not model:
+            blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                self.call("model", blob)
+            except ShadowProcessError as exc:
+                raise ShadowProcessError(f"the shadow process could not load the model: {exc}") from None
+            self.model = model
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.close()  # EOF: the process returns
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
 
 
 # -- in the server ------------------------------------------------------------------------------
@@ -98,19 +199,26 @@ class ShadowScorer:
 
     ``variant`` returns the shadow's current :class:`~mlsd.serving.routing.Variant` (an alias
     reload swaps it); ``log`` is the running prediction log; ``dropped(rows)`` counts rows the
-    full queue refused.
+    full queue refused; ``cpus`` (``mlsd serve --shadow-cpus``) are the cores the shadow process
+    may run on, where the server leaves some free (by default it shares the server's).
     """
 
     def __init__(
-        self, variant: Callable[[], Any], log: Any, model_name: str, dropped: Callable[[int], None]
+        self,
+        variant: Callable[[], Any],
+        log: Any,
+        model_name: str,
+        dropped: Callable[[int], None],
+        *,
+        cpus: frozenset[int] | None = None,
     ) -> None:
         self._variant, self._log, self._name, self._dropped = variant, log, model_name, dropped
+        self._cpus = cpus
         self._queue: collections.deque[_Item] = collections.deque()
         self._pending = 0  # rows in the queue
         self._ready = threading.Condition()
         self._closing = False
-        self._pool: cf.ProcessPoolExecutor | None = None
-        self._sent: Any = None  # the model the process holds (compared by identity)
+        self._shadow: _ShadowProcess | None = None
         self._crashes = CircuitBreaker(PROCESS_FAILURES, PROCESS_COOLDOWN_S)
         self._thread = threading.Thread(target=self._drain, name="mlsd-shadow", daemon=True)
         self._thread.start()
@@ -130,16 +238,10 @@ class ShadowScorer:
     def warm(self, example: pd.DataFrame) -> None:
         """Start the process and hand it the model now, scoring ``example`` (a checked request
         frame), so that the first requests do not share the core with its start. Best effort."""
-        variant = self._variant()
         try:
-            self._process().submit(_score_in_shadow_process, variant.model, example).result()
-            self._sent = variant.model
+            self._call(self._variant().model, example)
         except Exception as exc:  # the first batch tries again, and logs what goes wrong
             _log.warning("warming the shadow process failed: %s: %s", type(exc).__name__, exc)
-            if isinstance(exc, cf.process.BrokenProcessPool):
-                broken, self._pool = self._pool, None
-                if broken is not None:
-                    broken.shutdown(wait=False)
 
     def close(self) -> None:
         """Score what is queued, hand it to the log writer, then stop the process."""
@@ -147,8 +249,8 @@ class ShadowScorer:
             self._closing = True
             self._ready.notify()
         self._thread.join()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        if self._shadow is not None:
+            self._shadow.close()
 
     def _take(self) -> list[_Item] | None:
         with self._ready:
@@ -171,17 +273,17 @@ class ShadowScorer:
             except Exception:  # outside the model (the log closed, a bad frame): the next batch tries again
                 _log.exception("shadow scoring failed")
 
-    def _process(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn: the server has threads (event loop, log writer), which fork would copy mid-state
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_shadow_process,
-                initargs=(SHADOW_NICENESS,),
-            )
-            self._sent = None
-        return self._pool
+    def _call(self, model: Any, frame: pd.DataFrame) -> tuple[np.ndarray, list[Any], float]:
+        """Score ``frame`` in the shadow process (started, and sent ``model``, when needed)."""
+        if self._shadow is None:
+            self._shadow = _ShadowProcess(SHADOW_NICENESS, self._cpus)
+        try:
+            self._shadow.load(model)
+            return self._shadow.call("score", frame)
+        except ShadowProcessError:  # dead, or unable to load the model: a new process next batch
+            broken, self._shadow = self._shadow, None
+            broken.close()
+            raise
 
     def _score(self, variant: Any, batch: list[_Item]) -> None:
         frame = batch[0][0] if len(batch) == 1 else pd.concat([f for f, _, _ in batch], ignore_index=True)
@@ -190,30 +292,28 @@ class ShadowScorer:
         error, latency_ms = None, None
         scores: list[Any] = [None] * len(ids)
         decisions: list[Any] = [None] * len(ids)
-        try:
-            if not self._crashes.allow():
-                raise RuntimeError(
-                    f"the shadow process crashed {PROCESS_FAILURES} times in a row; "
-                    f"resting {PROCESS_COOLDOWN_S:g} s before another"
-                )
-            model = None if self._sent is variant.model else variant.model
-            job = self._process().submit(_score_in_shadow_process, model, frame)
-            score, decided, latency_ms = job.result()
-            self._sent = variant.model
-            self._crashes.record_success()
-            scores, decisions = score.tolist(), decided
-        except cf.process.BrokenProcessPool as exc:  # the process died: a new one next batch
-            _log.error("the shadow process stopped (%s); starting another for the next batch", exc)
-            self._crashes.record_failure()
-            broken, self._pool, self._sent = self._pool, None, None
-            if broken is not None:
-                broken.shutdown(wait=False)
-            error = f"BrokenProcessPool: {str(exc)[:200]}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        self._log.submit_shadow(
-            [
-                ShadowRecord(rid, at, variant.alias, self._name, variant.version, s, d, latency_ms, error)
-                for rid, at, s, d in zip(ids, stamps, scores, decisions, strict=True)
-            ]
-        )
+        if not self._crashes.allow():
+            error = (
+                f"the shadow process failed {PROCESS_FAILURES} times in a row; "
+                f"resting {PROCESS_COOLDOWN_S:g} s before another"
+            )
+        else:
+            try:
+                score, decided, latency_ms = self._call(variant.model, frame)
+                scores, decisions = score.tolist(), decided
+                self._crashes.record_success()
+            except ShadowProcessError as exc:
+                _log.error("%s; starting another for the next batch", exc)
+                self._crashes.record_failure()
+                error = f"ShadowProcessError: {str(exc)[:200]}"
+            except Exception as exc:  # the model raised in the process, which stays up
+                self._crashes.record_success()
+                error = str(exc)[:250]
+        records = [
+            ShadowRecord(rid, at, variant.alias, self._name, variant.version, s, d, latency_ms, error)
+            for rid, at, s, d in zip(ids, stamps, scores, decisions, strict=True)
+        ]
+        # in small submissions: the log writer commits answers before shadow rows, and a small
+        # shadow submission never holds an answer's commit for long (mlsd.store._log_writer)
+        for start in range(0, len(records), SHADOW_ROWS_PER_SUBMISSION):
+            self._log.submit_shadow(records[start : start + SHADOW_ROWS_PER_SUBMISSION])

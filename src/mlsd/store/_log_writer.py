@@ -16,6 +16,10 @@ happened.
 Shadow predictions (what a challenger answered for a request it did not serve) go through it
 too, inserted after the batch's predictions since each refers to its primary's row; a shadow row
 whose primary is not logged fails its own submission only (NotFoundError), like a duplicate.
+Nobody waits for a shadow row, so the writer puts answers first: a submission of shadow rows
+only waits aside while answers are queued, then rides in a later transaction with at most
+:data:`MAX_SHADOW_ROWS_PER_COMMIT` of its kind, or is committed alone when the queue is empty.
+A backlog of shadow rows thus never stands between an answer and its commit.
 
 When the batch hits an ``IntegrityError`` (a duplicate request id), it is retried one
 submission per transaction so only the offending submission fails (with a
@@ -30,6 +34,7 @@ commit, a readiness probe's included, tells whether space came back.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -55,11 +60,13 @@ from mlsd.store._log_tables import (
     shadow_predictions,
 )
 
-__all__ = ["GroupCommitWriter", "Submission", "public_reason"]
+__all__ = ["MAX_SHADOW_ROWS_PER_COMMIT", "GroupCommitWriter", "Submission", "public_reason"]
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
 _SHOWN_IDS = 5
+#: shadow rows one transaction takes at most (a submission larger than this goes alone)
+MAX_SHADOW_ROWS_PER_COMMIT = 256
 
 
 @dataclass(slots=True)
@@ -75,6 +82,11 @@ class Submission:
     @property
     def size(self) -> int:
         return len(self.predictions) + len(self.requests) + len(self.feedback) + len(self.shadows)
+
+    @property
+    def shadow_only(self) -> bool:
+        """Nobody waits for it: it may be committed after answers queued behind it."""
+        return bool(self.shadows) and not (self.predictions or self.requests or self.feedback)
 
     def ids(self) -> list[str]:
         return [row["request_id"] for row in (*self.predictions, *self.feedback, *self.shadows)]
@@ -176,31 +188,72 @@ class GroupCommitWriter:
     # -- writer thread -------------------------------------------------------------------
     def _run(self) -> None:
         carry: Any = None
-        while True:
-            first = carry if carry is not None else self._queue.get()
-            carry = None
+        aside: collections.deque[Submission] = collections.deque()  # shadow rows, after answers
+        stop = False
+        while not stop:
+            if carry is not None:
+                first, carry = carry, None
+            elif aside:  # shadow rows wait: take an answer if one is queued, else commit them
+                first = self._next_nowait()
+            else:
+                first = self._queue.get()
+            while first is not None and first is not _STOP and first.shadow_only:
+                aside.append(first)  # and look for an answer queued behind it
+                first = self._next_nowait()
+            batch: list[Submission] = []
             if first is _STOP:
+                stop = True
+            elif first is not None:
+                batch, carry, stop = self._gather(first, aside)
+            if stop:  # everything queued before close() is committed, shadow rows included
+                if batch:
+                    self._commit_batch(batch)
+                while aside:
+                    self._commit_batch(self._shadow_rows(aside, []))
+            elif batch or aside:
+                self._commit_batch(self._shadow_rows(aside, batch))
+        self._drop_connection()
+
+    def _next_nowait(self) -> Any:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _gather(
+        self, first: Submission, aside: collections.deque[Submission]
+    ) -> tuple[list[Submission], Any, bool]:
+        """``first`` and what else is queued within ``max_delay`` and ``max_batch`` rows: the
+        batch, the submission that did not fit (or None), whether close() was asked for."""
+        batch, size = [first], first.size
+        deadline = time.monotonic() + self._max_delay_s
+        while size < self._max_batch:
+            try:
+                remaining = deadline - time.monotonic()
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
                 break
-            batch, size, stop = [first], first.size, False
-            deadline = time.monotonic() + self._max_delay_s
-            while size < self._max_batch:
-                try:
-                    remaining = deadline - time.monotonic()
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                if size + item.size > self._max_batch:
-                    carry = item
-                    break
+            if item is _STOP:
+                return batch, None, True
+            if item.shadow_only:
+                aside.append(item)
+            elif size + item.size > self._max_batch:
+                return batch, item, False
+            else:
                 batch.append(item)
                 size += item.size
-            self._commit_batch(batch)
-            if stop:
-                break
-        self._drop_connection()
+        return batch, None, False
+
+    @staticmethod
+    def _shadow_rows(aside: collections.deque[Submission], batch: list[Submission]) -> list[Submission]:
+        """``batch`` and the oldest shadow submissions set aside, up to MAX_SHADOW_ROWS_PER_COMMIT
+        rows of them (one submission at least, when the batch has no answer)."""
+        rows = 0
+        while aside and (not batch or rows + aside[0].size <= MAX_SHADOW_ROWS_PER_COMMIT):
+            item = aside.popleft()
+            batch.append(item)
+            rows += item.size
+        return batch
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
