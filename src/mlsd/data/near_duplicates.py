@@ -27,6 +27,9 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
@@ -35,7 +38,17 @@ from scipy.sparse.csgraph import connected_components
 
 from mlsd.errors import DesignError
 
-__all__ = ["link_components", "near_duplicate_keys", "normalise_rows", "round_significant"]
+__all__ = [
+    "TextDuplicates",
+    "link_components",
+    "lsh_bands",
+    "minhash_signatures",
+    "near_duplicate_keys",
+    "normalise_rows",
+    "round_significant",
+    "text_near_duplicates",
+    "word_shingles",
+]
 
 _MISSING_TEXT = "\x00<missing>"  # a value no real text has, so missing never equals a string
 
@@ -121,3 +134,203 @@ def link_components(*labels: np.ndarray) -> np.ndarray:
     _, comp = connected_components(graph, directed=False)
     # number components by first appearance so the result does not depend on label order
     return pd.factorize(comp[codes[0][:n]])[0]
+
+
+# --- free text: MinHash over word shingles, LSH banding -----------------------------------------
+
+_PRIME = np.uint64((1 << 31) - 1)  # a Mersenne prime: a * x + b < 2**62 stays exact in uint64
+_NO_SHINGLE = np.uint64(np.iinfo(np.uint64).max)  # the signature of a row without text
+
+
+def word_shingles(texts: pd.Series, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The k-word shingles of each text, hashed once: ``(row position, shingle hash mod p)``, rows
+    sorted, one entry per distinct shingle of a row.
+
+    Text is normalised as row keys are (stripped, white space collapsed, case-folded); a text of
+    fewer than ``k`` words is one shingle of all its words; a missing or empty text has none.
+
+    >>> rows, hashes = word_shingles(pd.Series(["a b c d", "A  b c", None]), k=3)
+    >>> rows.tolist(), set(hashes[rows == 1]) <= set(hashes[rows == 0])  # "a b c": in both
+    ([0, 0, 1], True)
+    """
+    if k < 1:
+        raise DesignError("a shingle needs at least one word", field="shingle", received=k, expected=">= 1")
+    normal = texts.astype("string").str.strip().str.replace(r"\s+", " ", regex=True).str.casefold()
+    words = normal.reset_index(drop=True).str.split(" ").explode().dropna()
+    words = words[words != ""]
+    row = words.index.to_numpy(dtype=np.int64)
+    n_words = np.bincount(row, minlength=len(texts))[row]
+    rank = words.groupby(level=0).cumcount().to_numpy()
+    gram = words.to_numpy(dtype=object)
+    shingle = pd.Series(gram)
+    for j in range(1, k):  # join each word with the next k - 1 words of its own row
+        nxt = pd.Series(gram).shift(-j)
+        same = np.roll(row, -j) == row
+        same[len(row) - j :] = False
+        shingle = shingle.str.cat(nxt.where(same, ""), sep=" ")
+    keep = (rank + k <= n_words) | ((n_words < k) & (rank == 0))
+    hashed = pd.util.hash_array(shingle[keep].str.strip().to_numpy(dtype=object)) % _PRIME
+    pairs = pd.DataFrame({"row": row[keep], "h": hashed}).drop_duplicates()
+    pairs = pairs.sort_values(["row", "h"], kind="stable")
+    return pairs["row"].to_numpy(), pairs["h"].to_numpy(dtype=np.uint64)
+
+
+def minhash_signatures(
+    texts: pd.Series, *, k: int = 3, permutations: int = 128, seed: int = 0, block: int = 1 << 18
+) -> np.ndarray:
+    """``(rows, permutations)`` MinHash signatures of the texts' k-word shingles.
+
+    Each permutation is a universal hash ``(a x + b) mod p`` of the shingle hash ``x``, applied to
+    every shingle at once as a matrix; a row's signature is the minimum over its shingles
+    (``np.minimum.reduceat``). The share of equal entries of two signatures estimates the Jaccard
+    similarity of the two shingle sets (standard error ``sqrt(J(1-J)/permutations)``). Shingles
+    are processed ``block`` at a time, so memory stays at ``block x permutations`` words.
+    """
+    rows, hashes = word_shingles(texts, k)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, int(_PRIME), size=permutations, dtype=np.uint64)
+    b = rng.integers(0, int(_PRIME), size=permutations, dtype=np.uint64)
+    out = np.full((len(texts), permutations), _NO_SHINGLE, dtype=np.uint64)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.empty(0, dtype=int)
+    # blocks of about ``block`` shingles, each starting where a row starts
+    cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, len(rows), block), side="right") - 1])
+    for lo, hi in itertools.pairwise([*cuts, len(rows)]):
+        part = rows[lo:hi]
+        first = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+        values = (hashes[lo:hi, None] * a + b) % _PRIME
+        out[part[first]] = np.minimum.reduceat(values, first, axis=0)
+    return out
+
+
+def lsh_bands(permutations: int, threshold: float) -> tuple[int, int]:
+    """``(bands, rows per band)``, ``bands x rows <= permutations``, for LSH over the signatures:
+    the pair whose S-curve ``1 - (1 - s^r)^b`` best separates similarities below and above
+    ``threshold`` (missed pairs weighted 9:1 against false candidates, which are verified anyway).
+
+    >>> lsh_bands(128, 0.8)  # a pair at 0.8 is a candidate with probability 0.87, at 0.4: 0.004
+    (14, 9)
+    """
+    s = np.linspace(0, 1, 1001)
+    best, cost = (permutations, 1), np.inf
+    for r in range(1, permutations + 1):
+        for b in range(1, permutations // r + 1):
+            p = 1 - (1 - s**r) ** b
+            fp = np.trapezoid(np.where(s < threshold, p, 0), s)
+            fn = np.trapezoid(np.where(s >= threshold, 1 - p, 0), s)
+            if 0.1 * fp + 0.9 * fn < cost:
+                best, cost = (b, r), 0.1 * fp + 0.9 * fn
+    return best
+
+
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(c) for c in counts])`` without the loop."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _pairs_in_buckets(key: np.ndarray) -> np.ndarray:
+    """Every pair ``(u, v)``, ``u < v``, of positions sharing a key, without a loop over buckets."""
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    size = np.diff(np.r_[start, len(key)])
+    end = np.repeat(start + size, size)  # per sorted position: where its bucket ends
+    after = end - np.arange(len(key)) - 1  # the positions after it in its bucket
+    left = np.repeat(np.arange(len(key)), after)
+    right = left + 1 + _ragged_arange(after)
+    u, v = order[left], order[right]
+    return np.stack([np.minimum(u, v), np.maximum(u, v)], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDuplicates:
+    """Near-duplicate texts, found on the distinct signatures (a text repeated m times is one).
+
+    ``signature_of[row]`` numbers the row's distinct signature (-1: no text); ``pairs`` are
+    pairs of distinct signatures whose estimated Jaccard similarity (``similarity``) reaches
+    the threshold. Rows sharing a signature are near-duplicates of each other (similarity 1).
+    """
+
+    signature_of: np.ndarray
+    pairs: np.ndarray
+    similarity: np.ndarray
+
+    def labels(self) -> np.ndarray:
+        """A component number per row: rows linked by a chain of near-duplicates share it; a row
+        without text has one of its own (the ``link`` of a split, like near-duplicate keys)."""
+        n_sig = int(self.signature_of.max()) + 1 if len(self.signature_of) else 0
+        graph = coo_matrix(
+            (np.ones(len(self.pairs), dtype=np.int8), (self.pairs[:, 0], self.pairs[:, 1])),
+            shape=(n_sig, n_sig),
+        )
+        _, comp = connected_components(graph, directed=False)
+        none = self.signature_of < 0
+        out = np.where(none, 0, comp[np.maximum(self.signature_of, 0)] if n_sig else 0)
+        out[none] = (comp.max() + 1 if n_sig else 0) + np.arange(int(none.sum()))
+        return pd.factorize(out)[0]  # numbered by first appearance
+
+    def row_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row pairs ``(i, j, similarity)``, ``i < j`` (quadratic in repeated texts: for small data)."""
+        rows = np.flatnonzero(self.signature_of >= 0)
+        sig = self.signature_of[rows]
+        order = np.argsort(sig, kind="stable")
+        members, counts = rows[order], np.bincount(sig, minlength=int(sig.max()) + 1 if len(sig) else 0)
+        offsets = np.cumsum(counts) - counts
+        u, v = self.pairs[:, 0], self.pairs[:, 1]
+        cu, cv = counts[u], counts[v]
+        k = _ragged_arange(cu * cv)
+        which = np.repeat(np.arange(len(u)), cu * cv)
+        i = members[offsets[u][which] + k // cv[which]]
+        j = members[offsets[v][which] + k % cv[which]]
+        same = _pairs_in_buckets(sig)  # rows sharing one signature
+        i = np.r_[i, rows[same[:, 0]]]
+        j = np.r_[j, rows[same[:, 1]]]
+        s = np.r_[self.similarity[which], np.ones(len(same))]
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        order = np.lexsort((hi, lo))
+        return lo[order], hi[order], s[order]
+
+
+def text_near_duplicates(
+    texts: pd.Series | pd.DataFrame,
+    threshold: float = 0.8,
+    *,
+    k: int = 3,
+    permutations: int = 128,
+    bands: int | None = None,
+    seed: int = 0,
+) -> TextDuplicates:
+    """Texts whose k-word shingle sets have an estimated Jaccard similarity of ``threshold`` or more.
+
+    A frame's columns are joined into one text per row. Candidates come from LSH banding of the
+    MinHash signatures (rows equal on every entry of some band share a bucket; ``bands`` from
+    :func:`lsh_bands` unless given), each verified on the whole signature.
+
+    >>> found = text_near_duplicates(pd.Series([
+    ...     "the quick brown fox jumps over the lazy dog", "The quick brown fox jumps over the lazy dog!",
+    ...     "the quick brown fox jumps over the lazy dog", "an entirely different sentence here"]), 0.5)
+    >>> found.labels().tolist()
+    [0, 0, 0, 1]
+    """
+    if not 0 < threshold <= 1:
+        raise DesignError(
+            "a similarity threshold is a share", field="threshold", received=threshold, expected="in (0, 1]"
+        )
+    if isinstance(texts, pd.DataFrame):
+        texts = texts.astype("string").fillna("").agg(" ".join, axis=1)
+    signatures = minhash_signatures(texts, k=k, permutations=permutations, seed=seed)
+    has_text = signatures[:, 0] != _NO_SHINGLE
+    unique, inverse = np.unique(signatures[has_text], axis=0, return_inverse=True)
+    signature_of = np.full(len(texts), -1, dtype=np.int64)
+    signature_of[has_text] = inverse.ravel()
+    b, r = (bands, permutations // bands) if bands else lsh_bands(permutations, threshold)
+    mult = np.random.default_rng(seed + 1).integers(1, 1 << 62, size=r, dtype=np.uint64) | np.uint64(1)
+    candidates = [np.empty((0, 2), dtype=np.int64)]
+    with np.errstate(over="ignore"):  # wrap-around multiply-add: a hash of the band's entries
+        for band in range(b):
+            key = (unique[:, band * r : (band + 1) * r] * mult).sum(axis=1)
+            candidates.append(_pairs_in_buckets(key))
+    pairs = np.unique(np.concatenate(candidates), axis=0)
+    similarity = (unique[pairs[:, 0]] == unique[pairs[:, 1]]).mean(axis=1) if len(pairs) else np.empty(0)
+    keep = similarity >= threshold
+    return TextDuplicates(signature_of, pairs[keep], similarity[keep])
