@@ -27,6 +27,7 @@ __all__ = [
     "SourceSpec",
     "SplitBy",
     "SplitSpec",
+    "TextDedupeSpec",
 ]
 
 
@@ -69,6 +70,15 @@ SPLIT_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+class TextDedupeSpec(_Spec):
+    """``split.dedupe_text``: free-text columns whose near-duplicates stay in one split and are
+    counted across splits by the near_duplicates check (MinHash over word shingles)."""
+
+    columns: list[str] = Field(min_length=1, description="text columns, joined per row")
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity of the shingles")
+    shingle: int = Field(3, ge=1, le=10, description="words per shingle")
+
+
 class SplitSpec(_Spec):
     """How rows become train / valid / test.
 
@@ -90,6 +100,9 @@ class SplitSpec(_Spec):
     seed: int = 0
     dedupe: bool = Field(
         False, description="keep near-duplicate rows in one split (moved or held out, counted)"
+    )
+    dedupe_text: TextDedupeSpec | None = Field(
+        None, description="keep rows whose text is near-duplicate (MinHash Jaccard) in one split"
     )
 
     @field_validator("by", mode="before")
@@ -128,7 +141,7 @@ class SplitSpec(_Spec):
         fields = type(self).model_fields
         unused = sorted(
             k
-            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"}
+            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe", "dedupe_text"}
             if getattr(self, k) != fields[k].default
         )
         if unused:

@@ -131,3 +131,74 @@ def test_lsh_bands_put_the_s_curve_at_the_threshold() -> None:
         assert 1 - (1 - (threshold / 2) ** r) ** b < 0.2
     with pytest.raises(DesignError):
         text_near_duplicates(pd.Series(["a"]), threshold=0)
+
+
+def _reviews(tmp_path) -> dict:
+    """A CSV of 600 reviews of 100 words: 60 texts with 4 near-copies each (one word changed, one
+    copy upper-cased; Jaccard >= 0.88 within a cluster, about 0 between), and 300 others."""
+    rng = np.random.default_rng(7)
+    texts, cluster = [], []
+    for c in range(60):
+        base = list(rng.choice(VOCABULARY, 100))
+        for copy in range(5):
+            words = list(base)
+            if copy:
+                words[int(rng.integers(100))] = str(rng.choice(VOCABULARY))
+            texts.append(" ".join(words).upper() if copy == 4 else " ".join(words))
+            cluster.append(c)
+    texts += [" ".join(rng.choice(VOCABULARY, 100)) for _ in range(300)]
+    cluster += list(range(60, 360))
+    frame = pd.DataFrame({"review": texts, "cluster": cluster, "x": rng.normal(size=600)})
+    frame["y"] = (rng.random(600) < 0.4).astype(int)
+    frame.sample(frac=1.0, random_state=0).to_csv(tmp_path / "reviews.csv", index=False)
+    return {
+        "name": "reviews",
+        "goals": {"task": "binary", "metric": "roc_auc"},
+        "data": {
+            "source": str(tmp_path / "reviews.csv"),
+            "label": "y == 1",
+            "split": {"by": "random", "seed": 3},
+        },
+        "features": {"numeric": ["x"]},
+        "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+    }
+
+
+def test_dedupe_text_keeps_near_duplicate_texts_in_one_split_and_the_check_counts_them(tmp_path) -> None:
+    from mlsd.data import check_leakage, prepare_data, split_prepared
+    from mlsd.data.leakage import check_text_near_duplicates_across_splits
+    from mlsd.design import Design
+
+    raw = _reviews(tmp_path)
+    plain = Design.model_validate(raw)
+    prepared = prepare_data(plain)
+    split = split_prepared(plain, prepared.frame)
+    # without dedupe_text the clusters straddle splits, and the check finds them
+    spread = sum(
+        part["cluster"].isin(other["cluster"]).sum()
+        for (_, part), (_, other) in itertools.combinations(split.parts().items(), 2)
+    )
+    assert spread > 20
+    found = check_text_near_duplicates_across_splits(split, ["review"], 0.7)
+    assert {tuple(f.evidence["pair"]) for f in found} == {
+        ("train", "valid"),
+        ("train", "test"),
+        ("valid", "test"),
+    }
+    # every row of a later split sharing a cluster with an earlier split is found, no other row
+    for f in found:
+        a, b = (split.parts()[n] for n in f.evidence["pair"])
+        assert f.evidence["rows"] == int(b["cluster"].isin(a["cluster"]).sum())
+    raw["data"]["split"]["dedupe_text"] = {"columns": ["review"], "threshold": 0.7}
+    design = Design.model_validate(raw)
+    split = split_prepared(design, prepared.frame)
+    for (_, part), (_, other) in itertools.combinations(split.parts().items(), 2):
+        assert not part["cluster"].isin(other["cluster"]).any()
+    report = check_leakage(design, prepared, split)
+    assert not [f for f in report.findings if f.check == "near_duplicates" and f.evidence.get("text")]
+    moved = [f for f in report.findings if f.check == "dedupe"]
+    assert moved and moved[0].evidence  # the split says how many rows it moved
+    with pytest.raises(ValueError, match=r"columns"):
+        Design.model_validate(
+            {**raw, "data": {**raw["data"], "split": {"by": "random", "dedupe_text": {"columns": []}}}}
+        )

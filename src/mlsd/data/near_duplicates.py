@@ -12,8 +12,11 @@ Normalisation makes copies that differ only in noise compare equal:
 Rows are compared through a 64-bit hash of the normalised row (pandas'
 ``hash_pandas_object``), so a table of any size is handled without a Python loop over rows.
 Rounding puts values into bins: two values a hair apart on either side of a bin edge (``1.2345649``
-and ``1.2345651`` at 6 digits) stay different. Only tabular rows are compared: there are no text
-features yet, so MinHash or embedding similarity for free text is not implemented.
+and ``1.2345651`` at 6 digits) stay different.
+
+Free text is compared apart (:func:`text_near_duplicates`, ``split.dedupe_text``): MinHash
+signatures of k-word shingles, LSH banding for candidate pairs, and an estimated Jaccard
+similarity threshold that every candidate is verified against.
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"x": [1.0, 1.0 + 1e-9, 2.0], "s": ["JFK", " jfk ", "JFK"]})
@@ -46,6 +49,7 @@ __all__ = [
     "near_duplicate_keys",
     "normalise_rows",
     "round_significant",
+    "text_duplicate_labels",
     "text_near_duplicates",
     "word_shingles",
 ]
@@ -269,6 +273,18 @@ class TextDuplicates:
         out[none] = (comp.max() + 1 if n_sig else 0) + np.arange(int(none.sum()))
         return pd.factorize(out)[0]  # numbered by first appearance
 
+    def has_match_in(self, among: np.ndarray) -> np.ndarray:
+        """Per row: whether a row of ``among`` (a boolean mask over rows) is its near-duplicate
+        (shares its signature or a verified pair with it)."""
+        sig = self.signature_of
+        n_sig = int(sig.max()) + 1 if len(sig) else 0
+        present = np.zeros(n_sig, dtype=bool)
+        present[sig[np.asarray(among) & (sig >= 0)]] = True
+        near = present.copy()
+        np.logical_or.at(near, self.pairs[:, 0], present[self.pairs[:, 1]])
+        np.logical_or.at(near, self.pairs[:, 1], present[self.pairs[:, 0]])
+        return (sig >= 0) & near[np.maximum(sig, 0)] if n_sig else np.zeros(len(sig), dtype=bool)
+
     def row_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row pairs ``(i, j, similarity)``, ``i < j`` (quadratic in repeated texts: for small data)."""
         rows = np.flatnonzero(self.signature_of >= 0)
@@ -334,3 +350,19 @@ def text_near_duplicates(
     similarity = (unique[pairs[:, 0]] == unique[pairs[:, 1]]).mean(axis=1) if len(pairs) else np.empty(0)
     keep = similarity >= threshold
     return TextDuplicates(signature_of, pairs[keep], similarity[keep])
+
+
+def text_duplicate_labels(
+    frame: pd.DataFrame, columns: list[str], threshold: float, *, k: int = 3, seed: int = 0
+) -> np.ndarray:
+    """A component number per row of ``frame``: rows whose ``columns`` (joined) are near-duplicate
+    texts (:func:`text_near_duplicates`), directly or through a chain, share it (a split's ``link``)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DesignError(
+            f"column {missing[0]!r} is not in the data",
+            field="data.split.dedupe_text.columns",
+            received=missing[0],
+            expected="one of: " + ", ".join(map(str, frame.columns[:30])),
+        )
+    return text_near_duplicates(frame[columns].reset_index(drop=True), threshold, k=k, seed=seed).labels()
