@@ -142,13 +142,13 @@ def link_components(*labels: np.ndarray) -> np.ndarray:
 
 # --- free text: MinHash over word shingles, LSH banding -----------------------------------------
 
-_PRIME = np.uint64((1 << 31) - 1)  # a Mersenne prime: a * x + b < 2**62 stays exact in uint64
-_NO_SHINGLE = np.uint64(np.iinfo(np.uint64).max)  # the signature of a row without text
+_NO_SHINGLE = np.uint32(np.iinfo(np.uint32).max)  # the signature of a row without text (no hash is)
 
 
-def word_shingles(texts: pd.Series, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """The k-word shingles of each text, hashed once: ``(row position, shingle hash mod p)``, rows
-    sorted, one entry per distinct shingle of a row.
+def word_shingles(texts: pd.Series, k: int = 3, *, distinct: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The k-word shingles of each text, hashed once: ``(row position, 64-bit shingle hash)``, rows
+    sorted, one entry per distinct shingle of a row (``distinct=False``: every shingle, in text
+    order, which is all a minimum needs).
 
     Text is normalised as row keys are (stripped, white space collapsed, case-folded); a text of
     fewer than ``k`` words is one shingle of all its words; a missing or empty text has none.
@@ -164,19 +164,27 @@ def word_shingles(texts: pd.Series, k: int = 3) -> tuple[np.ndarray, np.ndarray]
     words = words[words != ""]
     row = words.index.to_numpy(dtype=np.int64)
     n_words = np.bincount(row, minlength=len(texts))[row]
-    rank = words.groupby(level=0).cumcount().to_numpy()
-    gram = words.to_numpy(dtype=object)
-    shingle = pd.Series(gram)
-    for j in range(1, k):  # join each word with the next k - 1 words of its own row
-        nxt = pd.Series(gram).shift(-j)
-        same = np.roll(row, -j) == row
-        same[len(row) - j :] = False
-        shingle = shingle.str.cat(nxt.where(same, ""), sep=" ")
+    rank = np.arange(len(row)) - np.searchsorted(row, row)  # position of each word in its row
+    # each word hashed once; a shingle's hash combines its words' hashes by position (wrap-around
+    # multiply-add), so no shingle string is ever built
+    word_hash = pd.util.hash_array(words.to_numpy(dtype=object))
+    mult = np.random.default_rng(k).integers(1, 1 << 62, size=k, dtype=np.uint64) | np.uint64(1)
+    combined = word_hash * mult[0]
+    with np.errstate(over="ignore"):
+        for j in range(1, k):  # the j-th next word of the same row, if the row has one
+            nxt = np.zeros_like(word_hash)
+            nxt[:-j] = word_hash[j:]
+            same = np.zeros(len(row), dtype=bool)
+            same[:-j] = row[j:] == row[:-j]
+            combined = combined + np.where(same, nxt * mult[j], np.uint64(0))
     keep = (rank + k <= n_words) | ((n_words < k) & (rank == 0))
-    hashed = pd.util.hash_array(shingle[keep].str.strip().to_numpy(dtype=object)) % _PRIME
-    pairs = pd.DataFrame({"row": row[keep], "h": hashed}).drop_duplicates()
-    pairs = pairs.sort_values(["row", "h"], kind="stable")
-    return pairs["row"].to_numpy(), pairs["h"].to_numpy(dtype=np.uint64)
+    row, hashed = row[keep], combined[keep]  # rows in order: explode keeps it
+    if not distinct:
+        return row, hashed
+    order = np.lexsort((hashed, row))
+    row, hashed = row[order], hashed[order]
+    first = np.r_[True, (row[1:] != row[:-1]) | (hashed[1:] != hashed[:-1])]
+    return row[first], hashed[first]
 
 
 def minhash_signatures(
@@ -184,25 +192,30 @@ def minhash_signatures(
 ) -> np.ndarray:
     """``(rows, permutations)`` MinHash signatures of the texts' k-word shingles.
 
-    Each permutation is a universal hash ``(a x + b) mod p`` of the shingle hash ``x``, applied to
-    every shingle at once as a matrix; a row's signature is the minimum over its shingles
-    (``np.minimum.reduceat``). The share of equal entries of two signatures estimates the Jaccard
-    similarity of the two shingle sets (standard error ``sqrt(J(1-J)/permutations)``). Shingles
-    are processed ``block`` at a time, so memory stays at ``block x permutations`` words.
+    Each permutation is a multiply-add-shift hash ``((a x + b) mod 2**64) >> 33`` of the 64-bit
+    shingle hash ``x`` (``a`` odd; a universal family, and about 7 times faster in numpy than
+    ``(a x + b) mod p``, which needs a division per entry), applied to every shingle at once as a
+    matrix; a row's signature is the minimum over its shingles (``np.minimum.reduceat``), 31 bits
+    per entry. The share of equal entries of two signatures estimates the Jaccard similarity of
+    the two shingle sets (standard error ``sqrt(J(1-J)/permutations)``). Shingles are processed
+    ``block`` at a time, so memory stays at ``block x permutations`` words.
     """
-    rows, hashes = word_shingles(texts, k)
+    rows, hashes = word_shingles(texts, k, distinct=False)
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, int(_PRIME), size=permutations, dtype=np.uint64)
-    b = rng.integers(0, int(_PRIME), size=permutations, dtype=np.uint64)
-    out = np.full((len(texts), permutations), _NO_SHINGLE, dtype=np.uint64)
+    a = rng.integers(1, 1 << 63, size=permutations, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 1 << 63, size=permutations, dtype=np.uint64)
+    out = np.full((len(texts), permutations), _NO_SHINGLE, dtype=np.uint32)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.empty(0, dtype=int)
     # blocks of about ``block`` shingles, each starting where a row starts
     cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, len(rows), block), side="right") - 1])
     for lo, hi in itertools.pairwise([*cuts, len(rows)]):
         part = rows[lo:hi]
         first = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
-        values = (hashes[lo:hi, None] * a + b) % _PRIME
-        out[part[first]] = np.minimum.reduceat(values, first, axis=0)
+        with np.errstate(over="ignore"):  # mod 2**64 is the wrap-around itself
+            values = hashes[lo:hi, None] * a
+            values += b
+        values >>= np.uint64(33)  # < 2**31: never the no-text sentinel
+        out[part[first]] = np.minimum.reduceat(values.astype(np.uint32), first, axis=0)
     return out
 
 
@@ -219,8 +232,8 @@ def lsh_bands(permutations: int, threshold: float) -> tuple[int, int]:
     for r in range(1, permutations + 1):
         for b in range(1, permutations // r + 1):
             p = 1 - (1 - s**r) ** b
-            fp = np.trapezoid(np.where(s < threshold, p, 0), s)
-            fn = np.trapezoid(np.where(s >= threshold, 1 - p, 0), s)
+            fp = float(np.trapezoid(np.where(s < threshold, p, 0), s))
+            fn = float(np.trapezoid(np.where(s >= threshold, 1 - p, 0), s))
             if 0.1 * fp + 0.9 * fn < cost:
                 best, cost = (b, r), 0.1 * fp + 0.9 * fn
     return best
