@@ -128,6 +128,7 @@ def split_params(design: Design) -> dict[str, Any]:
     """The split's settings the document lists: only those its kind of split reads."""
     spec = design.data.split
     shown = _SPLIT_FIELDS[spec.by] | ({"dedupe"} if spec.dedupe else set())
+    shown |= {"dedupe_text"} if spec.dedupe_text is not None else set()
     return spec.model_dump(mode="json", exclude_none=True, include=shown)
 
 

@@ -194,6 +194,9 @@ def test_dedupe_text_keeps_near_duplicate_texts_in_one_split_and_the_check_count
     split = split_prepared(design, prepared.frame)
     for (_, part), (_, other) in itertools.combinations(split.parts().items(), 2):
         assert not part["cluster"].isin(other["cluster"]).any()
+    from mlsd._document import split_params
+
+    assert split_params(design)["dedupe_text"] == {"columns": ["review"], "threshold": 0.7, "shingle": 3}
     report = check_leakage(design, prepared, split)
     assert not [f for f in report.findings if f.check == "near_duplicates" and f.evidence.get("text")]
     moved = [f for f in report.findings if f.check == "dedupe"]
