@@ -254,6 +254,7 @@ def test_validate_refuses_mixup_for_a_regression_and_augmenting_no_numeric_featu
         check_design(load_design(path))
 
 
+@pytest.mark.slow  # a whole build, registry included (~5 s)
 def test_a_build_records_augmentation_in_the_design_document(tmp_path) -> None:
     from mlsd.system import System
     from support import tiny_design
