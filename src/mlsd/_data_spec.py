@@ -18,6 +18,7 @@ from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
     "SPLIT_KEYS",
+    "AugmentSpec",
     "DataSpec",
     "JoinSpec",
     "LeakageCheck",
@@ -26,6 +27,7 @@ __all__ = [
     "SourceSpec",
     "SplitBy",
     "SplitSpec",
+    "TextDedupeSpec",
 ]
 
 
@@ -68,6 +70,15 @@ SPLIT_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+class TextDedupeSpec(_Spec):
+    """``split.dedupe_text``: free-text columns whose near-duplicates stay in one split and are
+    counted across splits by the near_duplicates check (MinHash over word shingles)."""
+
+    columns: list[str] = Field(min_length=1, description="text columns, joined per row")
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard similarity of the shingles")
+    shingle: int = Field(3, ge=1, le=10, description="words per shingle")
+
+
 class SplitSpec(_Spec):
     """How rows become train / valid / test.
 
@@ -89,6 +100,9 @@ class SplitSpec(_Spec):
     seed: int = 0
     dedupe: bool = Field(
         False, description="keep near-duplicate rows in one split (moved or held out, counted)"
+    )
+    dedupe_text: TextDedupeSpec | None = Field(
+        None, description="keep rows whose text is near-duplicate (MinHash Jaccard) in one split"
     )
 
     @field_validator("by", mode="before")
@@ -127,7 +141,7 @@ class SplitSpec(_Spec):
         fields = type(self).model_fields
         unused = sorted(
             k
-            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe"}
+            for k in self.model_fields_set - SPLIT_KEYS[self.by] - {"by", "dedupe", "dedupe_text"}
             if getattr(self, k) != fields[k].default
         )
         if unused:
@@ -240,6 +254,7 @@ class DataSpec(_Spec):
     split: SplitSpec
     sample: SampleSpec | None = None
     leakage: LeakageSpec = Field(default_factory=LeakageSpec)
+    augment: AugmentSpec | None = None
 
     _coerce_source = field_validator("source", mode="before")(classmethod(lambda cls, v: _source(v)))
 
@@ -253,3 +268,60 @@ class DataSpec(_Spec):
                 "expected split.by: group or [time, group]"
             )
         return self
+
+
+# the keys each augmentation method reads, with their defaults; setting another is refused
+_AUGMENT_READS: dict[str, dict[str, Any]] = {
+    "gaussian_noise": {"scale": 0.05, "spread": "std"},
+    "mixup": {"alpha": 0.2, "neighbours": 5},
+}
+
+
+class AugmentSpec(_Spec):
+    """``data.augment``: synthetic training rows, made inside the model on each fit (docs/augmentation.md).
+
+    >>> AugmentSpec(method="mixup").resolved()
+    {'method': 'mixup', 'copies': 1, 'seed': 0, 'alpha': 0.2, 'neighbours': 5}
+    """
+
+    method: Literal["gaussian_noise", "mixup"] = Field(
+        description="gaussian_noise: copies with noise scaled to each numeric feature's spread; "
+        "mixup (classification): points between a row and a near neighbour of its class"
+    )
+    copies: int = Field(1, ge=1, le=20, description="synthetic rows made per training row")
+    scale: float | None = Field(
+        None, gt=0, le=10, description="gaussian_noise: noise sd as a share of the spread (0.05)"
+    )
+    spread: Literal["std", "iqr"] | None = Field(
+        None, description="gaussian_noise: each feature's spread, std or interquartile range (std)"
+    )
+    alpha: float | None = Field(
+        None, gt=0, le=100, description="mixup: the Beta(alpha, alpha) of the mix (0.2)"
+    )
+    neighbours: int | None = Field(None, ge=1, le=100, description="mixup: the k nearest of the class (5)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> AugmentSpec:
+        reads = _AUGMENT_READS[self.method]
+        unused = [
+            k
+            for k in ("scale", "spread", "alpha", "neighbours")
+            if k not in reads and getattr(self, k) is not None
+        ]
+        if unused:
+            raise ValueError(
+                f"method {self.method} does not read `{unused[0]}` (it reads {', '.join(reads)} and copies)"
+            )
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The method's settings with its defaults filled in (what the sampler is given)."""
+        out: dict[str, Any] = {"method": self.method, "copies": self.copies, "seed": self.seed}
+        for key, default in _AUGMENT_READS[self.method].items():
+            value = getattr(self, key)
+            out[key] = default if value is None else value
+        return out
+
+
+DataSpec.model_rebuild()  # DataSpec.augment names AugmentSpec, defined after it

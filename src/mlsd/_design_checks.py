@@ -65,6 +65,7 @@ def check_design(design: Design) -> None:
         _expressions,
         _forbidden_features,
         _models,
+        _augment,
         deployment_problems,
         _monitoring,
     ]
@@ -385,3 +386,24 @@ def _monitoring(design: Design) -> Problems:
         check_alert_names(spec.alerts, design.goals.task)
     except DesignError as exc:
         yield _located(design, exc)
+
+
+def _augment(design: Design) -> Problems:
+    """``data.augment`` against the task and the features (the sampler itself needs no registry)."""
+    augment = design.data.augment
+    if augment is None:
+        return
+    if augment.method == "mixup" and design.goals.task == "regression":
+        yield design.error(
+            "mixup mixes rows of one class; a regression has no classes",
+            field="data.augment.method",
+            received="mixup",
+            expected="gaussian_noise for a regression task",
+        )
+    if not design.features.numeric:
+        yield design.error(
+            "augmentation changes numeric features, and the design has none",
+            field="data.augment",
+            received=augment.method,
+            expected="features.numeric naming at least one column",
+        )

@@ -128,6 +128,7 @@ def split_params(design: Design) -> dict[str, Any]:
     """The split's settings the document lists: only those its kind of split reads."""
     spec = design.data.split
     shown = _SPLIT_FIELDS[spec.by] | ({"dedupe"} if spec.dedupe else set())
+    shown |= {"dedupe_text"} if spec.dedupe_text is not None else set()
     return spec.model_dump(mode="json", exclude_none=True, include=shown)
 
 
@@ -226,6 +227,24 @@ def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> di
         "latency_method": " ".join(sorted(methods)),
         "slices": assessment.slices,
         "deployment": design.deployment.model_dump(mode="json"),
+        "augment": _augment(design, modeling),
+    }
+
+
+def _augment(design: Design, modeling: Any) -> dict[str, Any] | None:
+    """What ``data.augment`` added to each candidate's training rows (read from the fitted sampler)."""
+    if design.data.augment is None:
+        return None
+    from mlsd.data.augment import Augmenter
+
+    fitted = {e.name: _find(modeling.fitted[e.name], Augmenter) for e in modeling.table.candidates}
+    added = {name: (a.n_in_, a.n_added_) for name, a in fitted.items() if a is not None}
+    first = next(iter(added.values()), (None, None))
+    return {
+        **design.data.augment.resolved(),
+        "rows_in": first[0],
+        "rows_added": first[1],
+        "per_candidate": {name: n for name, (_, n) in added.items()},
     }
 
 

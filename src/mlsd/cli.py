@@ -481,8 +481,18 @@ def log_command(
     ] = None,
     since: Annotated[str | None, typer.Option(help="From this time (event time), e.g. 2013-11-01.")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (event time).")] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="A uniform sample of this many predictions of the period (read in chunks, bounded "
+            "memory): to --export, else as CSV on stdout.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
 ) -> None:
-    """Show what the prediction log holds; with --export, write a period of it to Parquet."""
+    """Show what the prediction log holds; with --export, write a period of it to Parquet; with
+    --sample N, a uniform sample of N of its predictions."""
     try:
         system = _system(design)
         if system.design.deployment.log_url is None and not (system.workspace / "predictions.db").exists():
@@ -496,6 +506,9 @@ def log_command(
                 )
             )
         log = system.prediction_log()
+        if sample is not None:
+            _log_sample(system, log, sample, seed, export, since, until)
+            return
         if export is not None:
             n = system.export_log(export, since=since, until=until)
             out.print(f"exported {n:,} predictions to [bold]{escape(str(export))}[/]", highlight=False)
@@ -507,6 +520,27 @@ def log_command(
         )
     except MlsdError as exc:
         _fail(exc)
+
+
+def _log_sample(system, log, n: int, seed: int, export: Path | None, since, until) -> None:
+    """``mlsd log --sample``: a reservoir sample of the period, to Parquet or CSV on stdout."""
+    from mlsd.data.sampling import sample_prediction_log
+    from mlsd.store.files import private_files
+    from mlsd.system import _timestamp
+
+    frame = sample_prediction_log(
+        log, n, seed=seed, since=_timestamp(since, "since"), until=_timestamp(until, "until")
+    )
+    what = f"a uniform sample of {len(frame):,} predictions (seed {seed})"
+    if len(frame) < n:
+        what += f"; the period holds only {len(frame):,}"
+    if export is None:
+        sys.stdout.write(frame.to_csv(index=False))
+        err.print(what, highlight=False)
+        return
+    with private_files(system.workspace):  # the sample holds the same raw inputs as the log
+        log.write_parquet(frame, export)
+    out.print(f"exported {what} to [bold]{escape(str(export))}[/]", highlight=False)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from pydantic import (
 
 from mlsd._data_spec import (
     SPLIT_KEYS,
+    AugmentSpec,
     DataSpec,
     JoinSpec,
     LeakageCheck,
@@ -59,6 +60,7 @@ from mlsd.errors import DesignError
 
 __all__ = [
     "SPLIT_KEYS",
+    "AugmentSpec",
     "CandidateSpec",
     "CostsSpec",
     "DataSpec",

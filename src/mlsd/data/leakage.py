@@ -10,13 +10,13 @@ Each check returns :class:`LeakageFinding` s; :func:`run_leakage_checks` runs th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from mlsd.data.leakage_report import LeakageFinding, LeakageReport
-from mlsd.data.near_duplicates import near_duplicate_keys
+from mlsd.data.near_duplicates import near_duplicate_keys, text_near_duplicates
 from mlsd.data.splits import DataSplit, parse_time_column
 from mlsd.data.target_leakage import find_target_leakage
 from mlsd.errors import DesignError
@@ -28,6 +28,7 @@ __all__ = [
     "check_forbidden_features",
     "check_group_overlap",
     "check_near_duplicates_across_splits",
+    "check_text_near_duplicates_across_splits",
     "check_time_order",
     "find_target_leakage",
     "run_leakage_checks",
@@ -211,6 +212,46 @@ def check_group_overlap(split: DataSplit, group_column: str) -> list[LeakageFind
     return out
 
 
+def check_text_near_duplicates_across_splits(
+    split: DataSplit, columns: list[str], threshold: float = 0.8, *, k: int = 3, seed: int = 0
+) -> list[LeakageFinding]:
+    """Rows whose ``columns`` (joined) are near-duplicate texts of a row of an earlier split: the
+    estimated Jaccard similarity of their k-word shingles (MinHash) is ``threshold`` or more.
+    Reported as ``near_duplicates`` findings, per pair of splits.
+
+    >>> from mlsd.data.splits import DataSplit
+    >>> df = pd.DataFrame({"t": ["cheap flights to new york today", "a review of the hotel",
+    ...                          "Cheap flights to New York today!"]})
+    >>> s = DataSplit(train=df.iloc[:2], valid=df.iloc[:0], test=df.iloc[[2]], by="random")
+    >>> [found] = check_text_near_duplicates_across_splits(s, ["t"], 0.5)
+    >>> found.evidence["pair"], found.evidence["rows"]
+    (['train', 'test'], 1)
+    """
+    _require_columns(split, columns)
+    parts = split.parts()
+    names = list(parts)
+    whole = pd.concat([df[columns] for df in parts.values()], ignore_index=True)
+    part_of = np.repeat(np.arange(len(names)), [len(df) for df in parts.values()])
+    found = text_near_duplicates(whole, threshold, k=k, seed=seed)
+    out = []
+    for a, b in _PAIRS:
+        in_b = part_of == names.index(b)
+        hit = found.has_match_in(part_of == names.index(a)) & in_b
+        n = int(hit.sum())
+        if n:
+            out.append(
+                LeakageFinding(
+                    check="near_duplicates",
+                    columns=list(columns),
+                    score=n / max(int(in_b.sum()), 1),
+                    detail=f"{n} {b} rows have text near-duplicates in {a} (estimated Jaccard "
+                    f">= {threshold:g} over {k}-word shingles of {', '.join(columns)})",
+                    evidence={"pair": [a, b], "rows": n, "text": True, "threshold": threshold},
+                )
+            )
+    return out
+
+
 def run_leakage_checks(
     split: DataSplit,
     *,
@@ -220,6 +261,7 @@ def run_leakage_checks(
     time_column: str | None = None,
     duplicate_columns: list[str] | None = None,
     near_duplicate_digits: int = 6,
+    text_duplicates: Any = None,
     group_column: str | None = None,
     task: Literal["binary", "multiclass", "regression"] = "binary",
     target_leakage: bool = True,
@@ -233,7 +275,8 @@ def run_leakage_checks(
 
     Duplicates and near-duplicates are checked over ``duplicate_columns`` (default: the features
     plus the label), near-duplicates with numbers rounded to ``near_duplicate_digits``; groups
-    crossing splits over ``group_column`` (default: the split's own group column, if any). What
+    crossing splits over ``group_column`` (default: the split's own group column, if any);
+    near-duplicate free text over ``text_duplicates`` (a ``split.dedupe_text`` spec) if given. What
     the split changed to keep linked rows together (``split.adjustments``) is reported too.
     target leakage needs ``label`` and is skipped with ``target_leakage=False``; it is measured on
     ``target_features`` (default: the features; a build leaves out the forbidden ones, which the
@@ -247,6 +290,9 @@ def run_leakage_checks(
     dup_cols = duplicate_columns or [*features, *([label] if label else [])]
     findings += check_duplicates_across_splits(split, dup_cols)
     findings += check_near_duplicates_across_splits(split, dup_cols, digits=near_duplicate_digits)
+    if text_duplicates is not None:  # a TextDedupeSpec: columns, threshold, shingle
+        t = text_duplicates
+        findings += check_text_near_duplicates_across_splits(split, t.columns, t.threshold, k=t.shingle)
     group = group_column or split.group_column
     if group is not None:
         findings += check_group_overlap(split, group)

@@ -34,7 +34,7 @@ from mlsd._progress import QUIET, Progress
 from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
-from mlsd.data.near_duplicates import near_duplicate_keys
+from mlsd.data.near_duplicates import link_components, near_duplicate_keys, text_duplicate_labels
 from mlsd.data.problems import check_frame, check_split, located_data_error
 from mlsd.data.sampling import SampleReport, draw_sample
 from mlsd.data.sources import join_sources, load_source
@@ -166,6 +166,10 @@ def _split(design: Design, frame: pd.DataFrame) -> DataSplit:
         if s.dedupe
         else None
     )
+    if s.dedupe_text is not None:  # near-duplicate texts join the same units as near-duplicate rows
+        t = s.dedupe_text
+        text = text_duplicate_labels(frame, t.columns, t.threshold, k=t.shingle, seed=s.seed)
+        link = text if link is None else link_components(link, text)
     if s.uses_time:
         assert design.data.time is not None  # DataSpec refuses a time split without data.time
         if s.by == "time+group":
@@ -213,6 +217,7 @@ def check_leakage(design: Design, prepared: PreparedData, split: DataSplit) -> L
         time_column=design.data.time if design.data.split.uses_time else None,
         duplicate_columns=_duplicate_columns(design, split.train),
         near_duplicate_digits=spec.near_duplicate_digits,
+        text_duplicates=design.data.split.dedupe_text,
         task=design.goals.task,  # type: ignore[arg-type]  # ranking is refused by GoalsSpec
         target_features=[c for c in prepared.feature_columns if c not in forbidden],
         threshold=spec.max_single_feature_r2

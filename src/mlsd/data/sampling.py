@@ -24,7 +24,9 @@ sample with a :class:`SampleReport` that the design document shows:
 :func:`reservoir_sample` keeps a uniform sample of ``n`` rows from chunks read one at a time (a
 prediction log of any size in bounded memory): every row gets a uniform random key and the ``n``
 smallest keys are kept, which is a uniform sample without replacement (Algorithm R's result,
-vectorised per chunk).
+vectorised per chunk). :func:`sample_prediction_log` runs it over a prediction log: the
+reservoir holds request ids read in chunks from the database, and only the ``n`` sampled rows
+are then read whole (``mlsd log --sample``).
 
 >>> frame = pd.DataFrame({"carrier": ["AA"] * 6 + ["UA"] * 4, "x": range(10)})
 >>> sample, report = draw_sample(frame, {"method": "stratified", "by": "carrier", "n": 5})
@@ -50,7 +52,14 @@ import pandas as pd
 from mlsd.data.expressions import evaluate_expression
 from mlsd.errors import DataError, DesignError
 
-__all__ = ["SAMPLING_METHODS", "SampleReport", "draw_sample", "importance_weights", "reservoir_sample"]
+__all__ = [
+    "SAMPLING_METHODS",
+    "SampleReport",
+    "draw_sample",
+    "importance_weights",
+    "reservoir_sample",
+    "sample_prediction_log",
+]
 
 #: method -> what it does to the estimates made on the sample (shown in the design document)
 SAMPLING_METHODS: dict[str, str] = {
@@ -315,3 +324,26 @@ def reservoir_sample(chunks: Iterable[pd.DataFrame], n: int, *, seed: int = 0) -
     if kept is None:
         return pd.DataFrame()
     return kept.iloc[np.argsort(positions, kind="stable")].reset_index(drop=True)  # stream order
+
+
+def sample_prediction_log(
+    log: Any,
+    n: int,
+    *,
+    seed: int = 0,
+    since: Any = None,
+    until: Any = None,
+    time: str = "event_time",
+    chunk_rows: int = 50_000,
+) -> pd.DataFrame:
+    """A uniform sample of ``n`` predictions of ``log`` (a :class:`mlsd.store.PredictionLog`) in
+    ``[since, until)``, as ``read_predictions`` returns rows (feedback joined, oldest first).
+
+    Two passes, both bounded: :func:`reservoir_sample` over the request ids, read ``chunk_rows``
+    at a time by ``log.iter_request_ids`` (keyset pagination in SQL, never the whole log in
+    memory), then the ``n`` sampled rows read whole by ``log.read_predictions_by_id``. Decoding
+    a row's inputs is what costs; only the sampled rows pay it.
+    """
+    chunks = log.iter_request_ids(since, until, time=time, chunk_rows=chunk_rows)
+    ids = reservoir_sample(chunks, n, seed=seed)
+    return log.read_predictions_by_id(ids["request_id"].tolist() if len(ids) else [], time=time)

@@ -146,6 +146,11 @@ def train_and_evaluate(
                 model = resampled_model(clone(feature_pipeline).steps, est, m.imbalance, seed=m.seed)
             else:
                 model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            if design.data.augment is not None:  # a sampler step: each fit's training rows only
+                from mlsd.data.augment import make_augmenter, with_augmenter
+
+                augmenter = make_augmenter(design.data.augment, task, list(design.features.numeric))
+                model = with_augmenter(model, augmenter)
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t

@@ -339,6 +339,8 @@ class Models(_Model):
     slices: list[SliceRow] = Field(default_factory=list)
     registry: dict[str, Any] = Field(default_factory=dict)  # name, version, alias, uri
     deployment: dict[str, Any] = Field(default_factory=dict)  # strategy, steps, ...
+    # data.augment, when used: method, settings, training rows received and synthetic rows added
+    augment: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------

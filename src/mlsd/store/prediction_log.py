@@ -467,6 +467,73 @@ class PredictionLog(RolloutLog):
         stmt = self._window(stmt, axis, since, until).order_by(axis, p.request_id)
         return predictions_frame(self._rows(stmt))
 
+    def iter_request_ids(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        time: TimeAxis = "event_time",
+        chunk_rows: int = 50_000,
+    ) -> Iterator[pd.DataFrame]:
+        """The request ids of the predictions in ``[since, until)`` on ``time``, ``chunk_rows`` at a time.
+
+        Each chunk is one ``SELECT ... WHERE request_id > <last id> ORDER BY request_id LIMIT n``
+        (keyset pagination on the primary key): the database walks its index from where the
+        previous chunk stopped, so a log of any size is read in bounded memory and in one pass,
+        and no chunk is re-read when rows are appended meanwhile. Chunks are one-column frames
+        (``request_id``), in id order; :meth:`read_predictions_by_id` reads the full rows.
+        """
+        if not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise LogError(
+                "invalid chunk size", field="chunk_rows", received=chunk_rows, expected="an int >= 1"
+            )
+        axis = self._axis(time)
+        p = predictions.c
+        last: str | None = None
+        while True:
+            stmt = self._window(sa.select(p.request_id), axis, since, until)
+            if last is not None:
+                stmt = stmt.where(p.request_id > last)
+            rows = self._rows(stmt.order_by(p.request_id).limit(chunk_rows))
+            if not rows:
+                return
+            ids = [r[0] for r in rows]
+            last = ids[-1]
+            yield pd.DataFrame({"request_id": pd.Series(ids, dtype=object)})
+            if len(rows) < chunk_rows:
+                return
+
+    def read_predictions_by_id(
+        self, request_ids: Sequence[str], *, time: TimeAxis = "event_time", batch: int = 500
+    ) -> pd.DataFrame:
+        """The predictions of ``request_ids`` (ids the log does not hold are skipped), as
+        :meth:`read_predictions` returns them: feedback joined, ordered by ``time`` then id.
+
+        Read ``batch`` ids per query (``IN (...)``; SQLite's older builds allow 999 parameters).
+        """
+        p, f = predictions.c, feedback.c
+        axis = self._axis(time)
+        meta = (p.request_id, p.logged_at, p.event_time, p.model_name, p.model_version, p.variant)
+        result = (p.score, p.decision, p.latency_ms, f.outcome, f.received_at.label("feedback_at"))
+        rollout = [p[name] for name in PREDICTION_ROLLOUT_COLUMNS]
+        base = sa.select(axis.label("_axis"), *meta, *result, *rollout, p.inputs).select_from(
+            predictions.outerjoin(feedback, f.request_id == p.request_id)
+        )
+        ids = list(dict.fromkeys(str(i) for i in request_ids))
+        rows: list[Any] = []
+        for start in range(0, len(ids), batch):
+            rows.extend(self._rows(base.where(p.request_id.in_(ids[start : start + batch]))))
+        rows.sort(key=lambda r: (r[0], r[1]))  # the order read_predictions gives
+        return predictions_frame([r[1:] for r in rows])
+
+    def _axis(self, time: str) -> Any:
+        if time not in _TIME_AXES:
+            raise LogError(
+                "unknown time axis", field="time", received=time, expected="event_time or logged_at"
+            )
+        p = predictions.c
+        return sa.func.coalesce(p.event_time, p.logged_at) if time == "event_time" else p.logged_at
+
     def read_requests(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
         """HTTP calls in ``[since, until)`` of ``logged_at``: logged_at, route, status, n_rows,
         latency_ms, error."""
@@ -484,6 +551,10 @@ class PredictionLog(RolloutLog):
         time: TimeAxis = "event_time",
     ) -> int:
         """Write :meth:`read_predictions` of the window to parquet (atomically); rows written."""
-        frame = parquet_safe(self.read_predictions(since, until, time=time))
-        write_parquet_atomically(frame, path)
+        return self.write_parquet(self.read_predictions(since, until, time=time), path)
+
+    @staticmethod
+    def write_parquet(frame: pd.DataFrame, path: str | os.PathLike[str]) -> int:
+        """Write a frame read from a log (e.g. a sample of it) to parquet, atomically; rows written."""
+        write_parquet_atomically(parquet_safe(frame), path)
         return len(frame)
