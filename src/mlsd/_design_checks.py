@@ -219,7 +219,9 @@ def _privacy(design: Design) -> Problems:
     for where, expr in [*reads, *(("models.baseline.rule", r) for r in rules)]:
         for raw in _expression_columns(expr, where):
             needs.setdefault(raw, []).append(where)
-    named = [(f"models.slices[{i}]", c) for i, c in enumerate(design.models.slices)]
+    named: list[tuple[str, str | None]] = [
+        (f"models.slices[{i}]", c) for i, c in enumerate(design.models.slices)
+    ]
     named += [("data.split.column", d.split.column), ("deployment.sticky_by", design.deployment.sticky_by)]
     if d.sample is not None:
         named += [("data.sample.by", d.sample.by), ("data.sample.weights", d.sample.weights)]
@@ -227,9 +229,9 @@ def _privacy(design: Design) -> Problems:
         named += [
             ("data.sample.target", c) for c in _expression_columns(d.sample.target, "data.sample.target")
         ]
-    for field, col in named:
+    for reader, col in named:
         if col:
-            needs.setdefault(col, []).append(field)
+            needs.setdefault(col, []).append(reader)
     numeric = set(design.features.numeric) | set(design.features.cyclical)
     for column, t in spec.columns.items():
         field = f"data.privacy.columns.{column}"
