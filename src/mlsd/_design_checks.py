@@ -229,9 +229,9 @@ def _privacy(design: Design) -> Problems:
         named += [
             ("data.sample.target", c) for c in _expression_columns(d.sample.target, "data.sample.target")
         ]
-    for reader, col in named:
-        if col:
-            needs.setdefault(col, []).append(reader)
+    for reader, named_column in named:
+        if named_column:
+            needs.setdefault(named_column, []).append(reader)
     numeric = set(design.features.numeric) | set(design.features.cyclical)
     for column, t in spec.columns.items():
         field = f"data.privacy.columns.{column}"
