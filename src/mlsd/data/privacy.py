@@ -238,6 +238,8 @@ def detect_personal_columns(
                 text = pd.Series(big.unique()).astype("int64").astype(str)
         elif pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype):
             distinct = pd.Series(series.dropna().unique())
+            if len(distinct) > sample:  # drawn before the type filter: the cost stays bounded
+                distinct = distinct.sample(sample, random_state=seed)
             text = distinct[distinct.map(type).isin([str])] if len(distinct) else distinct
         if text is not None and len(text):
             if len(text) > sample:
@@ -444,10 +446,18 @@ def _detail(t: PrivacyTreatment) -> str:
     return "removed"
 
 
-def _changed(before: pd.Series, after: pd.Series) -> int:
-    a = before.map(lambda v: None if _missing(v) else _canonical(v))
-    b = after.map(lambda v: None if _missing(v) else _canonical(v))
-    return int((a.fillna("\0missing") != b.fillna("\0missing")).sum())
+def _treat_column(values: pd.Series, t: PrivacyTreatment, key: bytes) -> tuple[pd.Series, int]:
+    """``values`` treated, and how many values changed: each distinct value is treated once."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    treated = _treat(pd.Series(uniques, dtype=object), t, key).to_numpy(dtype=object)
+    changed = np.fromiter(
+        (_missing(b) or _canonical(a) != _canonical(b) for a, b in zip(uniques, treated, strict=True)),
+        bool,
+        count=len(uniques),
+    )
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    out = np.concatenate([np.array([None], dtype=object), treated])[codes + 1]
+    return pd.Series(out, index=values.index, dtype=object), int(counts[changed].sum())
 
 
 def apply_privacy(
@@ -514,9 +524,10 @@ expected one of 1 columns: x)
         if t.treatment == "drop":
             out = out.drop(columns=column)
             changed = int(before.notna().sum())
+        elif t.treatment == "keep":
+            changed = 0
         else:
-            out[column] = _treat(before, t, key)
-            changed = _changed(before, out[column]) if t.treatment != "keep" else 0
+            out[column], changed = _treat_column(before, t, key)
         report.columns.append(
             ColumnPrivacy(column, t.treatment, _detail(t), changed, seen.describe() if seen else None)
         )
