@@ -259,7 +259,8 @@ def _privacy(design: Design) -> Problems:
             )
         elif t.treatment == "drop" and column in needs:
             yield design.error(
-                f"a dropped column cannot be read, and {', '.join(needs[column])} read it",
+                f"{column} is dropped, but {' and '.join(needs[column])} "
+                f"read{'s' * (len(needs[column]) == 1)} it",
                 field=field,
                 received=f"{column}: drop",
                 expected=f"pseudonymise or generalise {column}, or remove it from {needs[column][0]}",

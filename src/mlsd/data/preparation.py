@@ -155,6 +155,9 @@ def _privacy(design: Design, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     """
     spec = design.data.privacy
     assert spec is not None
+    for column in spec.columns:  # before the key: a typo is named even where no key is set
+        if column not in frame.columns:
+            raise _missing_column(design, column, f"data.privacy.columns.{column}", frame)
     try:
         key = privacy_key(spec)
         derived = set(design.data.derive) | {design.goals.target}
