@@ -10,6 +10,7 @@ False
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,6 +24,8 @@ __all__ = [
     "JoinSpec",
     "LeakageCheck",
     "LeakageSpec",
+    "PrivacySpec",
+    "PrivacyTreatment",
     "SampleSpec",
     "SourceSpec",
     "SplitBy",
@@ -253,6 +256,7 @@ class DataSpec(_Spec):
     time: str | None = Field(None, description="the moment of prediction (timestamp column)")
     split: SplitSpec
     sample: SampleSpec | None = None
+    privacy: PrivacySpec | None = None
     leakage: LeakageSpec = Field(default_factory=LeakageSpec)
     augment: AugmentSpec | None = None
 
@@ -324,4 +328,81 @@ class AugmentSpec(_Spec):
         return out
 
 
-DataSpec.model_rebuild()  # DataSpec.augment names AugmentSpec, defined after it
+# --- data.privacy (docs/privacy.md) ------------------------------------------------------------
+
+PRIVACY_TREATMENTS = ("drop", "pseudonymise", "generalise", "keep")
+
+
+class PrivacyTreatment(_Spec):
+    """One column's treatment, normalised from ``drop``, ``pseudonymise``, ``{generalise: {bins:
+    [...]}}``, ``{generalise: {keep_chars: n}}`` or ``{keep: "reason"}``.
+
+    >>> PrivacyTreatment.model_validate({"generalise": {"bins": [0, 18, 65]}}).bins
+    [0.0, 18.0, 65.0]
+    >>> PrivacyTreatment.model_validate("keep")
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for PrivacyTreatment
+    ...
+    """
+
+    treatment: Literal["drop", "pseudonymise", "generalise", "keep"]
+    bins: list[float] | None = Field(
+        None, description="generalise: increasing edges; a value -> its interval"
+    )
+    keep_chars: int | None = Field(None, ge=1, description="generalise: keep the first n characters")
+    reason: str | None = Field(None, description="keep: why the column stays as it is")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v == "keep":
+                raise ValueError('`keep` needs a reason: received keep, expected {keep: "why it stays"}')
+            if v == "generalise":
+                raise ValueError(
+                    "`generalise` needs bins or keep_chars, e.g. {generalise: {bins: [0, 18, 65]}}"
+                )
+            return {"treatment": v}
+        if isinstance(v, dict) and "treatment" not in v and len(v) == 1:
+            ((kind, arg),) = v.items()
+            if kind == "keep":
+                return {"treatment": "keep", "reason": arg}
+            if kind == "generalise":
+                return {"treatment": "generalise", **(arg if isinstance(arg, dict) else {"bins": arg})}
+            if kind in ("drop", "pseudonymise"):
+                raise ValueError(f"`{kind}` takes no arguments: write `{kind}` alone")
+            raise ValueError(f"unknown treatment {kind!r}: expected one of {', '.join(PRIVACY_TREATMENTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivacyTreatment:
+        if self.treatment == "keep" and not (self.reason and self.reason.strip()):
+            raise ValueError('`keep` needs a reason: expected {keep: "why it stays"}')
+        if self.treatment == "generalise":
+            if (self.bins is None) == (self.keep_chars is None):
+                raise ValueError("generalise takes exactly one of `bins` (numbers) or `keep_chars` (text)")
+            if self.bins is not None:
+                edges = self.bins
+                if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+                    raise ValueError(f"bins must be at least two strictly increasing edges: received {edges}")
+                if any(e != e or e in (float("inf"), float("-inf")) for e in edges):
+                    raise ValueError(f"bins must be finite numbers: received {edges}")
+        elif self.bins is not None or self.keep_chars is not None:
+            raise ValueError(f"`bins` and `keep_chars` belong to generalise, not {self.treatment}")
+        if self.treatment != "keep" and self.reason is not None:
+            raise ValueError("a `reason` belongs to keep")
+        return self
+
+
+class PrivacySpec(_Spec):
+    """``data.privacy``: how personal columns are treated before anything else sees them."""
+
+    key_env: str = Field(
+        "MLSD_PSEUDONYM_KEY", min_length=1, description="environment variable holding the HMAC key"
+    )
+    detect: bool = Field(True, description="refuse columns that look personal and are not named")
+    columns: dict[str, PrivacyTreatment] = Field(default_factory=dict)
+
+
+DataSpec.model_rebuild()  # DataSpec.augment and .privacy name specs defined after it

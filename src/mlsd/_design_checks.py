@@ -63,6 +63,7 @@ def check_design(design: Design) -> None:
     checks: list[Callable[[Design], Problems]] = [
         _goals,
         _expressions,
+        _privacy,
         _forbidden_features,
         _models,
         _augment,
@@ -201,6 +202,88 @@ def _forbidden_features(design: Design) -> Problems:
             received=design.data.time,
             expected=expected,
         )
+
+
+def _privacy(design: Design) -> Problems:
+    """``data.privacy`` against what the rest of the design reads (docs/privacy.md): a column the
+    design needs is not dropped, the time column stays a time, and a numeric feature stays a number."""
+    spec = design.data.privacy
+    if spec is None:
+        return
+    d = design.data
+    needs: dict[str, list[str]] = {}  # column -> the fields that read it
+    for field, col in feature_fields(design):
+        for raw in _derived_from(design, col) if col in d.derive else {col}:
+            needs.setdefault(raw, []).append(field)
+    rules = [b["rule"] for b in design.models.baselines() if isinstance(b, dict) and "rule" in b]
+    reads = [(f"data.derive.{k}", v) for k, v in d.derive.items()]
+    for where, expr in [*reads, *(("models.baseline.rule", r) for r in rules)]:
+        for raw in _expression_columns(expr, where):
+            needs.setdefault(raw, []).append(where)
+    named: list[tuple[str, str | None]] = [
+        (f"models.slices[{i}]", c) for i, c in enumerate(design.models.slices)
+    ]
+    named += [("data.split.column", d.split.column), ("deployment.sticky_by", design.deployment.sticky_by)]
+    if d.sample is not None:
+        named += [("data.sample.by", d.sample.by), ("data.sample.weights", d.sample.weights)]
+    if d.sample is not None and d.sample.target:
+        named += [
+            ("data.sample.target", c) for c in _expression_columns(d.sample.target, "data.sample.target")
+        ]
+    for reader, named_column in named:
+        if named_column:
+            needs.setdefault(named_column, []).append(reader)
+    numeric = set(design.features.numeric) | set(design.features.cyclical)
+    for column, t in spec.columns.items():
+        field = f"data.privacy.columns.{column}"
+        if column in d.derive:
+            yield design.error(
+                "a derived column is computed from others; treat the raw columns it reads",
+                field=field,
+                received=column,
+                expected="one of the columns data.derive reads: "
+                + ", ".join(sorted(_derived_from(design, column))),
+            )
+        elif column == design.goals.target:
+            yield design.error(
+                "the label is computed from the raw data and is never treated",
+                field=field,
+                received=column,
+                expected="the personal columns the label expression reads, if any (it reads them raw)",
+            )
+        elif column == d.time and t.treatment != "keep":
+            yield design.error(
+                "data.time orders, splits and windows the rows and must stay a timestamp",
+                field=field,
+                received=f"{column}: {t.treatment}",
+                expected=f'{column}: {{keep: "why"}}, or another time column',
+            )
+        elif t.treatment == "drop" and column in needs:
+            yield design.error(
+                f"{column} is dropped, but {' and '.join(needs[column])} "
+                f"read{'s' * (len(needs[column]) == 1)} it",
+                field=field,
+                received=f"{column}: drop",
+                expected=f"pseudonymise or generalise {column}, or remove it from {needs[column][0]}",
+            )
+        elif t.treatment in ("pseudonymise", "generalise") and column in numeric:
+            kind = "interval labels" if t.bins is not None else "text"
+            yield design.error(
+                f"{t.treatment} turns the numbers of {column} into {kind}, which a numeric feature "
+                "cannot read",
+                field=field,
+                received=f"{column}: {t.treatment}",
+                expected=f'{column} under features.categorical (or hashed), or {{keep: "why"}}',
+            )
+
+
+def _expression_columns(expr: str, field: str) -> set[str]:
+    from mlsd.data.expressions import parse_expression
+
+    try:
+        return set(parse_expression(expr, field=field).columns)
+    except DesignError:
+        return set()  # _expressions reports the expression that does not parse
 
 
 # --- segment 4 -----------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def _data(design: Design, prepared: PreparedData, split: Any, schema: Any, leaka
     return {
         "sources": prepared.sources,
         "sample": prepared.sample.to_dict() if prepared.sample is not None else None,
+        "privacy": prepared.privacy.to_dict() if prepared.privacy is not None else None,
         "label": d.label,
         "filter": d.filter,
         "n_rows": len(frame),

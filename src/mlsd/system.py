@@ -216,6 +216,11 @@ class System:
             self.verify_champion()
         prepared = self.prepare_data()
         part = getattr(split_prepared(self.design, prepared.frame), split)
+        if (
+            prepared.raw_inputs is not None
+        ):  # a client sends raw values (data.privacy): the server treats them
+            raw = prepared.raw_inputs.loc[part.index]
+            part = part.assign(**{str(c): raw[c] for c in raw.columns})
         time_column = self.design.data.time
         if time_column and time_column in part.columns:
             part = part.sort_values(time_column, kind="stable")

@@ -23,7 +23,7 @@ points at the design file's line.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.data.leakage import run_leakage_checks
 from mlsd.data.leakage_report import LeakageReport
 from mlsd.data.near_duplicates import link_components, near_duplicate_keys, text_duplicate_labels
+from mlsd.data.privacy import PrivacyReport, apply_privacy, privacy_key
 from mlsd.data.problems import check_frame, check_split, located_data_error
 from mlsd.data.sampling import SampleReport, draw_sample
 from mlsd.data.sources import join_sources, load_source
@@ -72,6 +73,10 @@ class PreparedData:
     input_columns: list[str]  # raw columns the served model reads
     feature_columns: list[str]  # columns the feature pipeline reads (derived ones included)
     sample: SampleReport | None = None  # data.sample: what it kept
+    privacy: PrivacyReport | None = None  # data.privacy: what it treated
+    # the values a client sends for the treated input columns (same index as ``frame``), so that a
+    # replay sends what a client would and the server treats them; in memory only, never written
+    raw_inputs: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
@@ -101,6 +106,9 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
         _check_expression_columns(design, rule, where, frame)
     target = design.goals.target
     frame[target] = _label(design, _evaluate(design, frame, spec.label, "data.label"))
+    privacy, raw = None, None
+    if spec.privacy is not None:  # before sampling: no later stage, file or document sees raw values
+        frame, raw, privacy = _privacy(design, frame)
     sample = None
     if spec.sample is not None:
         for key in ("by", "weights"):
@@ -109,6 +117,9 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
                 raise _missing_column(design, column, f"data.sample.{key}", frame)
         if spec.sample.target:
             _check_expression_columns(design, spec.sample.target, "data.sample.target", frame)
+        raw_names = {c: f"\0raw {c}" for c in raw.columns} if raw is not None else {}
+        if raw is not None:  # the raw values follow the rows the sample keeps
+            frame = pd.concat([frame, raw.rename(columns=raw_names)], axis=1)
         try:
             frame, sample = draw_sample(frame, spec.sample, feature_columns=design.features.input_columns())
         except (DataError, DesignError) as exc:
@@ -119,6 +130,9 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
                 received=exc.received,
                 expected=exc.expected,
             ) from exc
+        if raw is not None:
+            raw = frame[list(raw_names.values())].rename(columns={v: k for k, v in raw_names.items()})
+            frame = frame.drop(columns=list(raw_names.values()))
     _check_columns(design, frame)
     check_frame(design, frame, feature_fields(design))
     return PreparedData(
@@ -127,7 +141,42 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
         input_columns=input_columns(design),
         feature_columns=design.features.input_columns(),
         sample=sample,
+        privacy=privacy,
+        raw_inputs=raw,
     )
+
+
+def _privacy(design: Design, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, PrivacyReport]:
+    """``data.privacy`` applied to the labelled frame (docs/privacy.md).
+
+    The filter and the label have read the raw values (labelling sees the data as collected);
+    derived columns that read a treated column are derived again from the treated values,
+    as the served model derives them from a treated request.
+    """
+    spec = design.data.privacy
+    assert spec is not None
+    for column in spec.columns:  # before the key: a typo is named even where no key is set
+        if column not in frame.columns:
+            raise _missing_column(design, column, f"data.privacy.columns.{column}", frame)
+    try:
+        key = privacy_key(spec)
+        derived = set(design.data.derive) | {design.goals.target}
+        treated, report = apply_privacy(
+            frame, spec, key, detect_columns=[c for c in frame.columns if c not in derived]
+        )
+    except DesignError as exc:
+        raise _located(design, exc, "data.privacy") from None
+    changed = {c for c, t in spec.columns.items() if t.treatment != "keep"}
+    for name, expr in design.data.derive.items():
+        if parse_expression(expr, field=f"data.derive.{name}").columns & changed:
+            treated[name] = _evaluate(design, treated, expr, f"data.derive.{name}")
+            changed.add(name)
+    sent = [
+        c
+        for c in input_columns(design)
+        if c in spec.columns and spec.columns[c].treatment not in ("keep", "drop")
+    ]
+    return treated, frame[sent].copy(), report
 
 
 def split_prepared(design: Design, frame: pd.DataFrame) -> DataSplit:

@@ -38,6 +38,8 @@ __all__ = [
     "Models",
     "Monitoring",
     "Points",
+    "Privacy",
+    "PrivacyColumn",
     "QualityFinding",
     "Reliability",
     "SchemaColumn",
@@ -114,6 +116,23 @@ class Sample(_Model):
     domain_auc: float | None = None
 
 
+class PrivacyColumn(_Model):
+    column: str
+    treatment: str  # drop | pseudonymise | generalise | keep
+    detail: str = ""  # the intervals, the characters kept, or the reason to keep
+    values_changed: int = 0
+    detected: str | None = None  # what detection saw in it (never a value)
+
+
+class Privacy(_Model):
+    """``data.privacy``: each personal column and its treatment; no value of any of them."""
+
+    key_env: str
+    key_check: str  # a fingerprint of the key (not the key): the server refuses another key
+    rows: int = 0
+    columns: list[PrivacyColumn] = Field(default_factory=list)
+
+
 class Split(_Model):
     by: str = ""
     sizes: dict[str, int] = Field(default_factory=dict)  # train / valid / test
@@ -160,6 +179,7 @@ class QualityFinding(_Model):
 class Data(_Model):
     sources: list[Source] = Field(default_factory=list)
     sample: Sample | None = None
+    privacy: Privacy | None = None
     label: str = ""
     filter: str | None = None
     n_rows: int | None = None

@@ -80,6 +80,7 @@ class Scored:
     version: np.ndarray  # int: its registered version
     fallback: list[str | None]
     scoring_ms: np.ndarray  # float: the model call that answered each row (NaN: not scored)
+    rows: list[Any] | None = None  # the rows as validated and logged (data.privacy treated them)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -216,7 +217,10 @@ class Service:
     # -- scoring (in a worker thread, once per micro-batch) -----------------------------------
     def _score(self, items: list[Routed]) -> Scored:
         n = len(items)
-        checked = self.validator.check([item.row for item in items])
+        rows = [item.row for item in items]
+        if self.settings.privacy is not None:  # personal fields treated once per batch, as the build did
+            rows = self.settings.privacy.treat_rows(rows)
+        checked = self.validator.check(rows)
         ok = ~checked.invalid
         score = np.full(n, np.nan)
         decision: list[Any] = [None] * n
@@ -239,7 +243,7 @@ class Service:
         for column, count in checked.unseen_categories.items():
             self.metrics.unseen_categories.labels(column=column).inc(count)
         return Scored(
-            checked, score, decision, _event_times(checked, n), answered, version, fallback, scoring_ms
+            checked, score, decision, _event_times(checked, n), answered, version, fallback, scoring_ms, rows
         )
 
     def _units(self, request: Request, rows: list[Any]) -> list[str | None]:
@@ -250,6 +254,14 @@ class Service:
         key = self.routing.spec.sticky_by
         if key is None:
             return [header] * len(rows)
+        privacy = self.settings.privacy
+        if privacy is not None and privacy.pseudonymised(key):  # the logged unit is the pseudonym
+            rows = [
+                {key: v}
+                for v in privacy.treat_values(
+                    key, [r.get(key) if isinstance(r, dict) else None for r in rows]
+                )
+            ]
         units: list[str | None] = []
         for row in rows:
             value = row.get(key) if isinstance(row, dict) else None
@@ -308,6 +320,8 @@ class Service:
             if expected:  # rejected before its rows reached the batcher
                 self.batcher.unexpect()
         ids = new_request_ids(n_rows)
+        if scored.rows is not None:  # what was validated is what is logged (data.privacy)
+            rows = scored.rows[part.start : part.stop]
         latency_ms = (time.perf_counter() - start) * 1000
         s = self.settings
         records = [

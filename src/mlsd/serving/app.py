@@ -120,6 +120,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.service = service
     schema = service.schema
     example = example_row(schema, model.input_columns)
+    if settings.privacy is not None:  # a client sends raw values: the example shows one
+        example = settings.privacy.example_row(example)
 
     @app.post(
         PREDICT_ROUTE,
@@ -276,6 +278,8 @@ def _install_openapi(app: FastAPI) -> None:
                     max_body_bytes=settings.max_body_bytes,
                 )
             )
+            if settings.privacy is not None:  # personal fields are sent raw; the server treats them
+                settings.privacy.publish(schemas["InputRow"]["properties"])
             schemas.update(
                 feedback_schemas(
                     service.model.task,

@@ -92,6 +92,8 @@ class ServeSettings:
     keep_alive_timeout_s: int = 5
     # the rollout (serving.routing.Routing); None: the champion answers every request
     routing: Any = field(default=None, repr=False)
+    # data.privacy (mlsd.data.privacy.RowPrivacy, holding the key): requests treated before scoring
+    privacy: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -413,9 +415,11 @@ def settings_for(
                 received=name,
                 expected=f"{name} set to {_SECRET_HINT}",
             )
+    privacy = _privacy(system, env)  # before the model loads: a missing key fails at once
     model, name, version = system.champion()
     log = system.prediction_log(log_url)
     return ServeSettings(
+        privacy=privacy,
         model=model,
         model_name=name,
         model_version=version,
@@ -444,3 +448,39 @@ def settings_for(
         read_timeout_s=dep.read_timeout_s,
         keep_alive_timeout_s=dep.keep_alive_timeout_s,
     )
+
+
+def _privacy(system: Any, env: Any) -> Any:
+    """``data.privacy``'s treatment of request rows, with the key from the environment; refused
+    when the key is missing or is not the key the champion's build used (docs/privacy.md)."""
+    import json
+
+    from mlsd.data.privacy import RowPrivacy, privacy_key
+    from mlsd.errors import DesignError
+
+    spec = system.design.data.privacy
+    if spec is None:
+        return None
+    try:
+        key = privacy_key(spec, env)
+    except DesignError as exc:
+        raise ServingError(
+            f"the server pseudonymises requests as the build did: {exc.message}",
+            field=exc.field,
+            received=exc.received,
+            expected=exc.expected,
+        ) from None
+    rows = RowPrivacy(spec, key)
+    document = system.reports_dir / "design.json"
+    built = None
+    if document.is_file():
+        built = ((json.loads(document.read_text()).get("data") or {}).get("privacy") or {}).get("key_check")
+    if built is not None and built != rows.key_check:
+        raise ServingError(
+            f"the key in {spec.key_env} is not the key the champion was built with: its pseudonyms would "
+            "match none the model learnt (a rotated key needs a new build)",
+            field="data.privacy.key_env",
+            received=f"a key with check {rows.key_check}",
+            expected=f"the build's key (check {built}), or mlsd build with the new key",
+        )
+    return rows
