@@ -28,7 +28,7 @@ from mlsd.modeling.calibration import calibrate
 from mlsd.modeling.candidates import make_candidate, predict_on_one_thread
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model
 
-__all__ = ["ModelingResult", "costs_of", "train_and_evaluate"]
+__all__ = ["ModelingResult", "candidate_model", "class_weight_for", "costs_of", "train_and_evaluate"]
 
 _LATENCY_ROWS = 500  # distinct test rows single-row latency cycles through
 
@@ -57,6 +57,50 @@ def costs_of(design: Design) -> CostMatrix | None:
     """The design's cost matrix, for binary tasks that state costs."""
     g = design.goals
     return CostMatrix.from_spec(g.costs) if g.task == "binary" and g.costs is not None else None
+
+
+def class_weight_for(design: Design, index: int) -> str | dict[Any, float] | None:
+    """Candidate ``index``'s class weights: ``"balanced"``, ``{class: weight}`` (costs) or ``None``."""
+    weight = design.models.class_weight_of(design.models.candidates[index])
+    if weight == "costs":
+        from mlsd.modeling.imbalance import cost_class_weights
+
+        if design.goals.costs is None:  # validate refuses it; a clear error for library callers too
+            raise design.error(
+                "class weights from costs need goals.costs",
+                field=design.models.option_field(index, "class_weight"),
+                received="costs",
+                expected="goals.costs, or class_weight: balanced",
+            )
+        return cost_class_weights(design.goals.costs)
+    return weight
+
+
+def candidate_model(design: Design, index: int, feature_pipeline: Pipeline) -> Any:
+    """Candidate ``index`` of the design, unfitted: features → (resampler →) estimator.
+
+    Its own ``imbalance`` and ``class_weight`` override the ``models`` ones. Any resampler sits
+    inside the model (fitted on the rows the model is fitted on, i.e. the training split only).
+    """
+    task, m = design.goals.task, design.models
+    cand = m.candidates[index]
+    est = make_candidate(
+        cand.type,
+        task,
+        params=cand.params,
+        class_weight=class_weight_for(design, index),
+        seed=m.seed,
+        field=f"models.candidates[{index}]",
+        class_weight_field=m.option_field(index, "class_weight"),
+    )
+    steps = clone(feature_pipeline).steps
+    imbalance = m.imbalance_of(cand)
+    if imbalance != "none" and task != "regression":
+        # lazy: imbalanced-learn is imported only by designs that resample
+        from mlsd.modeling.imbalance import resampled_model
+
+        return resampled_model(steps, est, imbalance, seed=m.seed)
+    return Pipeline([*steps, ("model", est)])
 
 
 def train_and_evaluate(
@@ -131,21 +175,7 @@ def train_and_evaluate(
         with progress.stage(
             f"candidate {cand.name} ({cand.type}): fit, calibrate, evaluate", total=3
         ) as advance:
-            est = make_candidate(
-                cand.type,
-                task,
-                params=cand.params,
-                class_weight=m.class_weight,
-                seed=m.seed,
-                field=f"models.candidates[{i}]",
-            )
-            if m.imbalance != "none" and task != "regression":
-                # lazy: imbalanced-learn is imported only by designs that resample
-                from mlsd.modeling.imbalance import resampled_model
-
-                model = resampled_model(clone(feature_pipeline).steps, est, m.imbalance, seed=m.seed)
-            else:
-                model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
+            model = candidate_model(design, i, feature_pipeline)
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t
