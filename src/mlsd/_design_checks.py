@@ -221,7 +221,7 @@ def _models(design: Design) -> Problems:
         else:
             if isinstance(spec, dict) and "column" in spec:
                 yield from _baseline_column(design, spec["column"], f"{field}.column")
-    for i, cand in enumerate(m.candidates):
+    for i in range(len(m.candidates)):
         yield from _candidate(design, i)
     if m.calibrate != "none":
         if m.calibrate not in CALIBRATION_METHODS:

@@ -184,7 +184,8 @@ class CandidateSpec(_Spec):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
     imbalance: ImbalanceMethod | None = Field(
-        None, description="this candidate's models.imbalance (overrides it); none to train on the rows as they are"
+        None,
+        description="this candidate's models.imbalance (overrides it); none to train on the rows as they are",
     )
     class_weight: ClassWeight | None = Field(
         None, description="this candidate's models.class_weight (overrides it); none for no class weights"

@@ -116,6 +116,8 @@ class FocalLGBMClassifier(LGBMClassifier):
     Fitted attributes besides LightGBM's: ``offset_`` (the constant margin boosting starts from).
     """
 
+    offset_: float
+
     def __init__(self, *, gamma: float = 2.0, alpha: float | None = None, **kwargs: Any) -> None:
         self.gamma = gamma
         self.alpha = alpha
@@ -125,7 +127,10 @@ class FocalLGBMClassifier(LGBMClassifier):
         g, a = self.gamma, self.alpha
         if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g <= 20:
             raise DesignError(
-                "invalid focal-loss parameter", field="params.gamma", received=g, expected="a number in [0, 20]"
+                "invalid focal-loss parameter",
+                field="params.gamma",
+                received=g,
+                expected="a number in [0, 20]",
             )
         if a is not None and (isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < 1):
             raise DesignError(
@@ -142,7 +147,7 @@ class FocalLGBMClassifier(LGBMClassifier):
                 expected="no objective (use the lightgbm type for LightGBM's built-in objectives)",
             )
 
-    def fit(self, X: Any, y: Any, *args: Any, init_model: Any = None, **kwargs: Any) -> FocalLGBMClassifier:
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> FocalLGBMClassifier:  # type: ignore[override]
         self._check()
         labels = np.unique(np.asarray(y))
         if len(labels) != 2:
@@ -153,28 +158,30 @@ class FocalLGBMClassifier(LGBMClassifier):
                 expected="a binary task for lightgbm_focal",
             )
         encoded = (np.asarray(y) == labels[1]).astype(float)
+        init_model = kwargs.get("init_model")
         if isinstance(init_model, FocalLGBMClassifier):
             # continued boosting (oversample_then_finetune): keep the margin the first trees grew on
             self.offset_ = init_model.offset_
         else:
             self.offset_ = best_constant(encoded, float(self.gamma), self.alpha)
         self._focal = FocalObjective(float(self.gamma), self.alpha, self.offset_)
-        return super().fit(X, y, *args, init_model=init_model, **kwargs)  # type: ignore[no-any-return]
+        super().fit(X, y, **kwargs)
+        return self
 
     def _process_params(self, stage: str) -> dict[str, Any]:
         params = super()._process_params(stage)
         params.pop("gamma", None)  # ours, not LightGBM's (LightGBM knows no such keys)
         params.pop("alpha", None)
         if stage == "fit":
-            params["objective"] = _ObjectiveFunctionWrapper(self._focal)
+            params["objective"] = _ObjectiveFunctionWrapper(self._focal)  # type: ignore[arg-type]
         return params
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def decision_function(self, X: Any) -> np.ndarray:  # type: ignore[override]
         """The margin ``offset_ + raw``: the log-odds the probabilities are the sigmoid of."""
         raw = super().predict_proba(X, raw_score=True)
-        return np.asarray(self.offset_ + raw, dtype=float)
+        return np.asarray(self.offset_ + np.asarray(raw, dtype=float), dtype=float)
 
-    def predict_proba(self, X: Any, raw_score: bool = False, **kwargs: Any) -> Any:
+    def predict_proba(self, X: Any, raw_score: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
         if raw_score or kwargs.get("pred_leaf") or kwargs.get("pred_contrib"):
             return super().predict_proba(X, raw_score=raw_score, **kwargs)
         raw = super().predict_proba(X, raw_score=True, **kwargs)

@@ -179,19 +179,13 @@ def finetune_mode(estimator: Any) -> str | None:
     """
     if type(estimator).__name__.startswith("HistGradientBoosting"):
         return None
-    if "init_model" in _fit_parameters(estimator):
+    if any(c.__name__ == "LGBMModel" for c in type(estimator).__mro__):  # no lightgbm import here
         return "init_model"
     if "warm_start" in estimator.get_params(deep=False):
         return "warm_start"
     if hasattr(estimator, "partial_fit"):
         return "partial_fit"
     return None
-
-
-def _fit_parameters(estimator: Any) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(estimator.fit).parameters)
 
 
 def _refuse_finetune(estimator: Any, method: str) -> DesignError:
@@ -223,7 +217,9 @@ def continue_training(
     if mode == "warm_start":
         model = clone(estimator).set_params(warm_start=True).fit(X_first, y_first)
         if "n_estimators" in params:  # an ensemble: the extra trees see the original rows only
-            model.set_params(n_estimators=params["n_estimators"] + max(1, round(share * params["n_estimators"])))
+            model.set_params(
+                n_estimators=params["n_estimators"] + max(1, round(share * params["n_estimators"]))
+            )
         return model.fit(X, y)
     model = clone(estimator).fit(X_first, y_first)
     return model.partial_fit(X, y)
