@@ -223,6 +223,35 @@ def test_candidate_options_override_the_models_options() -> None:
     assert m.option_field(2, "class_weight") == "models.candidates[2].class_weight"
 
 
+def test_training_notes_say_what_each_option_does_to_probabilities() -> None:
+    from mlsd.modeling.training import training_note
+
+    design = _design(
+        {
+            "imbalance": "smote",
+            "calibrate": "sigmoid",
+            "candidates": [
+                {"name": "a", "type": "lightgbm"},
+                {"name": "b", "type": "lightgbm", "imbalance": "none"},
+                {"name": "c", "type": "lightgbm", "imbalance": "oversample_then_finetune"},
+                {"name": "d", "type": "lightgbm", "imbalance": "none", "class_weight": "costs"},
+                {"name": "e", "type": "lightgbm_focal", "imbalance": "none"},
+            ],
+        },
+        costs={"false_positive": 1, "false_negative": 6},
+    )
+    assert [training_note(design, i) for i in range(5)] == [
+        "smote; probabilities prior-corrected, then calibrated (sigmoid) on valid",
+        "",
+        "oversample_then_finetune; probabilities re-learnt on the original rows, not prior-corrected, "
+        "then calibrated (sigmoid) on valid",
+        "class_weight: costs; probabilities class-weighted, not corrected, "
+        "then calibrated (sigmoid) on valid",
+        "focal loss; probabilities sigmoid of the focal margin, not corrected, "
+        "then calibrated (sigmoid) on valid",
+    ]
+
+
 def test_class_weight_costs_without_costs_is_refused() -> None:
     err = _problem(_design({"candidates": [{"name": "a", "type": "lightgbm", "class_weight": "costs"}]}))
     assert err.field == "models.candidates[0].class_weight" and "goals.costs" in err.message

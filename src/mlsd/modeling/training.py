@@ -36,6 +36,7 @@ __all__ = [
     "cost_interval",
     "costs_of",
     "train_and_evaluate",
+    "training_note",
 ]
 
 _LATENCY_ROWS = 500  # distinct test rows single-row latency cycles through
@@ -124,6 +125,36 @@ def class_weight_for(design: Design, index: int) -> str | dict[Any, float] | Non
             )
         return cost_class_weights(design.goals.costs)
     return weight
+
+
+def training_note(design: Design, index: int) -> str:
+    """How candidate ``index`` faces class imbalance and what that does to its probabilities.
+
+    One line for the trade-off table of the design document (``""`` when it does nothing), e.g.
+    ``"smote; probabilities prior-corrected"``. Every option is named with the same wording as
+    docs/imbalance.md's table "What each option does to probabilities and cost".
+    """
+    m, task = design.models, design.goals.task
+    if task == "regression":
+        return ""
+    cand = m.candidates[index]
+    parts, effects = [], []
+    imbalance, weight = m.imbalance_of(cand), m.class_weight_of(cand)
+    if imbalance.endswith("_then_finetune"):
+        parts.append(imbalance)
+        effects.append("re-learnt on the original rows, not prior-corrected")
+    elif imbalance != "none":
+        parts.append(imbalance)
+        effects.append("prior-corrected")
+    if weight is not None:
+        parts.append(f"class_weight: {weight}")
+        effects.append("class-weighted, not corrected")
+    if cand.type == "lightgbm_focal":
+        parts.append("focal loss")
+        effects.append("sigmoid of the focal margin, not corrected")
+    if m.calibrate != "none" and parts:
+        effects.append(f"then calibrated ({m.calibrate}) on valid")
+    return f"{', '.join(parts)}; probabilities {', '.join(effects)}" if parts else ""
 
 
 def candidate_model(design: Design, index: int, feature_pipeline: Pipeline) -> Any:
