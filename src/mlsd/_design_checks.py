@@ -293,7 +293,6 @@ def _models(design: Design) -> Problems:
     from mlsd.goals.metrics import get_task_metric
     from mlsd.modeling.baselines import make_baseline
     from mlsd.modeling.calibration import CALIBRATION_METHODS
-    from mlsd.modeling.candidates import make_candidate
 
     m, task = design.models, design.goals.task
     specs = m.baselines()
@@ -306,13 +305,8 @@ def _models(design: Design) -> Problems:
         else:
             if isinstance(spec, dict) and "column" in spec:
                 yield from _baseline_column(design, spec["column"], f"{field}.column")
-    for i, cand in enumerate(m.candidates):
-        try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
-            make_candidate(
-                cand.type, task, cand.params, m.class_weight, m.seed, field=f"models.candidates[{i}]"
-            )
-        except DesignError as exc:
-            yield _located(design, exc)
+    for i in range(len(m.candidates)):
+        yield from _candidate(design, i)
     if m.calibrate != "none":
         if m.calibrate not in CALIBRATION_METHODS:
             yield design.error(
@@ -335,6 +329,8 @@ def _models(design: Design) -> Problems:
             received=m.imbalance,
             expected="none for a regression task",
         )
+    if m.class_weight == "costs":
+        yield from _cost_weights(design, "models.class_weight")
     sel = m.select
     assert sel is not None  # Design fills it in from goals.metric
     direction = "maximize" if sel.maximize is not None else "minimize"
@@ -359,6 +355,82 @@ def _models(design: Design) -> Problems:
                 expected=f"{name} as goals.metric or listed in goals.metrics",
             )
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
+
+
+def _cost_weights(design: Design, field: str) -> Problems:
+    """``class_weight: costs`` needs the binary costs of goals.costs."""
+    from mlsd.modeling.imbalance import cost_class_weights
+
+    task = design.goals.task
+    if task != "binary":
+        yield design.error(
+            "class weights from costs need the costs of a binary decision",
+            field=field,
+            received="costs",
+            expected="balanced or none for a " + task + " task",
+        )
+    elif design.goals.costs is None:
+        yield design.error(
+            "class weights from costs need goals.costs",
+            field=field,
+            received="costs",
+            expected="goals.costs (false_positive, false_negative), or class_weight: balanced",
+        )
+    else:
+        try:
+            cost_class_weights(design.goals.costs)
+        except DesignError as exc:
+            yield _located(design, exc, field=field)
+
+
+def _candidate(design: Design, i: int) -> Problems:
+    """Candidate ``i``: its type and parameters, and its own imbalance and class weights."""
+    from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.imbalance import FINETUNE_METHODS, cost_class_weights, finetune_mode
+
+    m, task = design.models, design.goals.task
+    cand = m.candidates[i]
+    weight_field = m.option_field(i, "class_weight")
+    weight: str | dict[int, float] | None = m.class_weight_of(cand)
+    if weight == "costs":
+        problems = list(_cost_weights(design, weight_field)) if cand.class_weight == "costs" else []
+        yield from problems
+        # the models-level key is reported once, by _models; the type is still checked below
+        ok = task == "binary" and design.goals.costs is not None and not problems
+        try:
+            weight = cost_class_weights(design.goals.costs) if ok else "balanced"
+        except DesignError:
+            weight = "balanced"
+    if cand.imbalance not in (None, "none") and task == "regression":
+        yield design.error(
+            "resampling balances classes; a regression has none",
+            field=f"models.candidates[{i}].imbalance",
+            received=cand.imbalance,
+            expected="none for a regression task",
+        )
+    try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
+        est = make_candidate(
+            cand.type,
+            task,
+            cand.params,
+            weight,
+            m.seed,
+            field=f"models.candidates[{i}]",
+            class_weight_field=weight_field,
+        )
+    except DesignError as exc:
+        yield _located(design, exc)
+        return
+    imbalance = m.imbalance_of(cand)
+    if imbalance in FINETUNE_METHODS and task != "regression" and finetune_mode(est) is None:
+        yield design.error(
+            f"candidate {cand.name} of type {cand.type} cannot continue training on the original "
+            "rows after over-sampling",
+            field=m.option_field(i, "imbalance"),
+            received=imbalance,
+            expected="a candidate of type lightgbm, lightgbm_focal, random_forest or "
+            "logistic_regression, or another imbalance method",
+        )
 
 
 def _baseline_column(design: Design, column: str, field: str) -> Problems:

@@ -168,10 +168,30 @@ class FeaturesSpec(_Spec):
 # --- segment 4: models and deployment ------------------------------------------------------
 
 
+ImbalanceMethod = Literal[
+    "none",
+    "smote",
+    "tomek",
+    "smote_tomek",
+    "random_under",
+    "random_over",
+    "oversample_then_finetune",
+    "smote_then_finetune",
+]
+ClassWeight = Literal["none", "balanced", "costs"]
+
+
 class CandidateSpec(_Spec):
     name: str = Field(pattern=_NAME)
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    imbalance: ImbalanceMethod | None = Field(
+        None,
+        description="this candidate's models.imbalance (overrides it); none to train on the rows as they are",
+    )
+    class_weight: ClassWeight | None = Field(
+        None, description="this candidate's models.class_weight (overrides it); none for no class weights"
+    )
 
 
 class SelectSpec(_Spec):
@@ -194,13 +214,18 @@ class ModelsSpec(_Spec):
         "regression, {column: <column>} (predict that column, e.g. the previous value); or a list",
     )
     candidates: list[CandidateSpec] = Field(min_length=1)
-    class_weight: Literal["balanced"] | None = None
+    class_weight: ClassWeight | None = Field(
+        None,
+        description="class weights of every candidate: balanced (inverse class frequency) or costs "
+        "(each class weighted by the cost of misclassifying it, from goals.costs); classification only",
+    )
     calibrate: Literal["none", "sigmoid", "isotonic"] = "none"
-    imbalance: Literal["none", "smote", "tomek", "smote_tomek", "random_under", "random_over"] = Field(
+    imbalance: ImbalanceMethod = Field(
         "none",
         description="resample the training rows of each candidate (imbalanced-learn, inside the model's "
         "pipeline, so valid/test/served rows never are); probabilities are corrected for the base-rate "
-        "shift; classification only (docs/imbalance.md)",
+        "shift, or re-learnt on the real rows by the *_then_finetune options; classification only "
+        "(docs/imbalance.md)",
     )
     select: SelectSpec | None = None
     bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for confidence intervals")
@@ -210,6 +235,20 @@ class ModelsSpec(_Spec):
 
     def baselines(self) -> list[str | dict[str, str]]:
         return self.baseline if isinstance(self.baseline, list) else [self.baseline]
+
+    def imbalance_of(self, candidate: CandidateSpec) -> str:
+        """The candidate's own ``imbalance`` if it states one, else ``models.imbalance``."""
+        return candidate.imbalance if candidate.imbalance is not None else self.imbalance
+
+    def class_weight_of(self, candidate: CandidateSpec) -> str | None:
+        """The candidate's class weights (its own key first), ``None`` for none."""
+        weight = candidate.class_weight if candidate.class_weight is not None else self.class_weight
+        return None if weight in (None, "none") else weight
+
+    def option_field(self, index: int, key: str) -> str:
+        """The design field that set candidate ``index``'s ``key`` (imbalance or class_weight)."""
+        own = getattr(self.candidates[index], key) is not None
+        return f"models.candidates[{index}].{key}" if own else f"models.{key}"
 
     @field_validator("candidates")
     @classmethod

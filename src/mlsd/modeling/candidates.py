@@ -84,8 +84,16 @@ _LGBM_CONSTRAINTS: dict[str, list[Any]] = {
     "boosting_type": [StrOptions({"gbdt", "dart", "rf"})],
     "importance_type": [StrOptions({"split", "gain"})],
 }
+# lightgbm_focal: LightGBM on the focal loss (mlsd.modeling.focal), binary only. A type of its own
+# rather than a parameter of lightgbm: the registry then refuses it for other tasks, checks gamma
+# and alpha like any parameter, and the trade-off table names it.
+_FOCAL_CONSTRAINTS: dict[str, list[Any]] = {
+    **_LGBM_CONSTRAINTS,
+    "gamma": [Interval(Real, 0, 20, closed="both")],
+    "alpha": [Interval(Real, 0, 1, closed="neither"), None],
+}
 _RF = {"n_estimators": 100, "min_samples_leaf": 20, "max_samples": 0.3}
-_THREADED = ("lightgbm", "random_forest")
+_THREADED = ("lightgbm", "lightgbm_focal", "random_forest")
 
 
 def default_n_jobs() -> int:
@@ -117,6 +125,13 @@ for _ct in [
     ),
     CandidateType(
         "lightgbm", _CLS, _lazy("lightgbm", "LGBMClassifier"), _LGBM, constraints=_LGBM_CONSTRAINTS
+    ),
+    CandidateType(
+        "lightgbm_focal",
+        ("binary",),
+        _lazy("mlsd.modeling.focal", "FocalLGBMClassifier"),
+        {**_LGBM, "gamma": 2.0, "alpha": None},
+        constraints=_FOCAL_CONSTRAINTS,
     ),
     CandidateType("random_forest", _CLS, _lazy("sklearn.ensemble", "RandomForestClassifier"), _RF),
     CandidateType(
@@ -167,12 +182,17 @@ def make_candidate(
     type_name: str,
     task: str,
     params: dict[str, Any] | None = None,
-    class_weight: str | None = None,
+    class_weight: str | dict[Any, float] | None = None,
     seed: int = 0,
     *,
     field: str = "models.candidates[0]",
+    class_weight_field: str = "models.class_weight",
 ) -> BaseEstimator:
-    """An unfitted estimator of ``type_name`` for ``task``; ``field`` prefixes error locations."""
+    """An unfitted estimator of ``type_name`` for ``task``; ``field`` prefixes error locations.
+
+    ``class_weight`` is ``"balanced"`` or ``{class: weight}``; ``class_weight_field`` names the
+    design key that set it, for the error when the type takes none.
+    """
     key = (type_name, task)
     if key not in _REGISTRY:
         known = list_candidate_types(task)
@@ -207,7 +227,7 @@ def make_candidate(
         if ct.class_weight_param is None:
             raise DesignError(
                 f"{type_name} for {task} takes no class weights",
-                field="models.class_weight",
+                field=class_weight_field,
                 received=class_weight,
                 expected="no class_weight (class weights apply to classification only)",
             )

@@ -22,13 +22,22 @@ from sklearn.pipeline import Pipeline
 
 from mlsd._progress import QUIET, Progress
 from mlsd.design import Design
+from mlsd.goals.bootstrap import MetricEstimate
 from mlsd.goals.costs import CostMatrix, ThresholdChoice, expected_cost_per_1000, optimal_threshold
 from mlsd.modeling.baselines import baseline_name, make_baseline
 from mlsd.modeling.calibration import calibrate
 from mlsd.modeling.candidates import make_candidate, predict_on_one_thread
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model
 
-__all__ = ["ModelingResult", "costs_of", "train_and_evaluate"]
+__all__ = [
+    "ModelingResult",
+    "candidate_model",
+    "class_weight_for",
+    "cost_interval",
+    "costs_of",
+    "train_and_evaluate",
+    "training_note",
+]
 
 _LATENCY_ROWS = 500  # distinct test rows single-row latency cycles through
 
@@ -43,6 +52,8 @@ class ModelingResult:
     threshold_choices: dict[str, ThresholdChoice] = dataclasses.field(default_factory=dict)
     test_costs: dict[str, float] = dataclasses.field(default_factory=dict)  # per 1,000, own threshold
     costs: CostMatrix | None = None
+    #: the test cost per 1,000 with a 95% bootstrap interval over the test rows (models.bootstrap)
+    test_cost_intervals: dict[str, MetricEstimate] = dataclasses.field(default_factory=dict)
 
     def evaluation(self, name: str) -> CandidateEvaluation:
         return self.table[name]
@@ -57,6 +68,128 @@ def costs_of(design: Design) -> CostMatrix | None:
     """The design's cost matrix, for binary tasks that state costs."""
     g = design.goals
     return CostMatrix.from_spec(g.costs) if g.task == "binary" and g.costs is not None else None
+
+
+_CHUNK_CELLS = 4_000_000  # resampled row indices drawn per block (bounds memory to ~32 MB)
+
+
+def cost_interval(
+    y: Any, decisions: Any, costs: CostMatrix, n_resamples: int, seed: int = 0
+) -> MetricEstimate:
+    """Cost per 1,000 decisions with a 95% percentile bootstrap interval over the rows.
+
+    The decisions are fixed (the threshold was chosen on validation), so each resample only
+    re-draws which rows are decided: the mean of the per-row costs, all resamples at once.
+
+    >>> est = cost_interval([0, 1] * 50, [0, 0] * 50, CostMatrix(1, 4), n_resamples=200)
+    >>> est.value, est.low < 2000 < est.high
+    (2000.0, True)
+    """
+    y_arr, d = np.asarray(y).astype(bool), np.asarray(decisions).astype(bool)
+    row_cost = (
+        np.select(
+            [d & y_arr, d & ~y_arr, ~d & y_arr],
+            [costs.true_positive, costs.false_positive, costs.false_negative],
+            costs.true_negative,
+        )
+        * 1000.0
+    )
+    n = len(row_cost)
+    value = float(row_cost.mean()) if n else float("nan")
+    if n_resamples <= 0 or n == 0:
+        return MetricEstimate(value, n=n)
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _CHUNK_CELLS // n)
+    means = np.concatenate(
+        [
+            row_cost[rng.integers(0, n, size=(min(per_chunk, n_resamples - i), n))].mean(axis=1)
+            for i in range(0, n_resamples, per_chunk)
+        ]
+    )
+    low, high = np.percentile(means, [2.5, 97.5])
+    return MetricEstimate(value, float(low), float(high), n)
+
+
+def class_weight_for(design: Design, index: int) -> str | dict[Any, float] | None:
+    """Candidate ``index``'s class weights: ``"balanced"``, ``{class: weight}`` (costs) or ``None``."""
+    weight = design.models.class_weight_of(design.models.candidates[index])
+    if weight == "costs":
+        from mlsd.modeling.imbalance import cost_class_weights
+
+        if design.goals.costs is None:  # validate refuses it; a clear error for library callers too
+            raise design.error(
+                "class weights from costs need goals.costs",
+                field=design.models.option_field(index, "class_weight"),
+                received="costs",
+                expected="goals.costs, or class_weight: balanced",
+            )
+        return cost_class_weights(design.goals.costs)
+    return weight
+
+
+def training_note(design: Design, index: int) -> str:
+    """How candidate ``index`` faces class imbalance and what that does to its probabilities.
+
+    One line for the trade-off table of the design document (``""`` when it does nothing), e.g.
+    ``"smote; probabilities prior-corrected"``. Every option is named with the same wording as
+    docs/imbalance.md's table "What each option does to probabilities and cost".
+    """
+    m, task = design.models, design.goals.task
+    if task == "regression":
+        return ""
+    cand = m.candidates[index]
+    parts, effects = [], []
+    imbalance, weight = m.imbalance_of(cand), m.class_weight_of(cand)
+    if imbalance.endswith("_then_finetune"):
+        parts.append(imbalance)
+        effects.append("re-learnt on the original rows, not prior-corrected")
+    elif imbalance != "none":
+        parts.append(imbalance)
+        effects.append("prior-corrected")
+    if weight is not None:
+        parts.append(f"class_weight: {weight}")
+        effects.append("class-weighted, not corrected")
+    if cand.type == "lightgbm_focal":
+        parts.append("focal loss")
+        effects.append("sigmoid of the focal margin, not corrected")
+    if m.calibrate != "none" and parts:
+        effects.append(f"then calibrated ({m.calibrate}) on valid")
+    return f"{', '.join(parts)}; probabilities {', '.join(effects)}" if parts else ""
+
+
+def candidate_model(design: Design, index: int, feature_pipeline: Pipeline) -> Any:
+    """Candidate ``index`` of the design, unfitted: features → (resampler →) estimator.
+
+    Its own ``imbalance`` and ``class_weight`` override the ``models`` ones. Any resampler, and
+    the ``data.augment`` sampler, sits inside the model (fitted on the rows the model is fitted
+    on, i.e. the training split only).
+    """
+    task, m = design.goals.task, design.models
+    cand = m.candidates[index]
+    est = make_candidate(
+        cand.type,
+        task,
+        params=cand.params,
+        class_weight=class_weight_for(design, index),
+        seed=m.seed,
+        field=f"models.candidates[{index}]",
+        class_weight_field=m.option_field(index, "class_weight"),
+    )
+    steps = clone(feature_pipeline).steps
+    imbalance = m.imbalance_of(cand)
+    if imbalance != "none" and task != "regression":
+        # lazy: imbalanced-learn is imported only by designs that resample
+        from mlsd.modeling.imbalance import resampled_model
+
+        model: Any = resampled_model(steps, est, imbalance, seed=m.seed)
+    else:
+        model = Pipeline([*steps, ("model", est)])
+    if design.data.augment is not None:  # a sampler step: each fit's training rows only
+        from mlsd.data.augment import make_augmenter, with_augmenter
+
+        augmenter = make_augmenter(design.data.augment, task, list(design.features.numeric))
+        model = with_augmenter(model, augmenter)
+    return model
 
 
 def train_and_evaluate(
@@ -108,6 +241,7 @@ def train_and_evaluate(
         if costs is not None:
             decisions = (e.scores["test"] >= e.threshold).astype(int)
             result.test_costs[name] = float(expected_cost_per_1000(y_test, decisions, costs))
+            result.test_cost_intervals[name] = cost_interval(y_test, decisions, costs, m.bootstrap, m.seed)
         evaluations.append(e)
         result.fitted[name] = model
 
@@ -131,26 +265,7 @@ def train_and_evaluate(
         with progress.stage(
             f"candidate {cand.name} ({cand.type}): fit, calibrate, evaluate", total=3
         ) as advance:
-            est = make_candidate(
-                cand.type,
-                task,
-                params=cand.params,
-                class_weight=m.class_weight,
-                seed=m.seed,
-                field=f"models.candidates[{i}]",
-            )
-            if m.imbalance != "none" and task != "regression":
-                # lazy: imbalanced-learn is imported only by designs that resample
-                from mlsd.modeling.imbalance import resampled_model
-
-                model = resampled_model(clone(feature_pipeline).steps, est, m.imbalance, seed=m.seed)
-            else:
-                model = Pipeline([*clone(feature_pipeline).steps, ("model", est)])
-            if design.data.augment is not None:  # a sampler step: each fit's training rows only
-                from mlsd.data.augment import make_augmenter, with_augmenter
-
-                augmenter = make_augmenter(design.data.augment, task, list(design.features.numeric))
-                model = with_augmenter(model, augmenter)
+            model = candidate_model(design, i, feature_pipeline)
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t
