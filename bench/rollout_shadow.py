@@ -81,13 +81,15 @@ def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     raise SystemExit(f"{url} not ready after {seconds} s")
 
 
-def _run(design: Path, lua: Path, args: argparse.Namespace, connections: int, scratch: Path) -> dict:
+def _run(
+    design: Path, lua: Path, args: argparse.Namespace, connections: int, scratch: Path, extra: list[str]
+) -> dict:
     port = _free_port()
     log = scratch / f"log-{port}.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = ["taskset", "-c", "1", str(BIN / "mlsd"), "serve", str(design), "--port", str(port)]
     proc = subprocess.Popen(
-        [*cmd, "--log-url", f"sqlite:///{log}"],
+        [*cmd, "--log-url", f"sqlite:///{log}", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -159,20 +161,28 @@ def main() -> None:
     try:
         lua = scratch / "rows.lua"
         lua.write_text(_LUA % ",".join(json.dumps(b) for b in bodies))
-        designs = {name: _design_copy(scratch, system.workspace, name) for name in ("single", "shadow")}
+        copies = {name: _design_copy(scratch, system.workspace, name) for name in ("single", "shadow")}
+        # shadow: its process shares the server's core; shadow-off-core: --shadow-cpus 0 puts it
+        # on the other core (wrk's, which one connection or sixteen leave mostly idle)
+        designs = {
+            "single": (copies["single"], []),
+            "shadow": (copies["shadow"], []),
+            "shadow-off-core": (copies["shadow"], ["--shadow-cpus", "0"]),
+        }
         counts = [int(c) for c in str(args.connections).split(",")]
         results: dict[str, list[dict]] = {f"{n}@{c}": [] for c in counts for n in designs}
         for connections in counts:
             for round_ in range(args.rounds):
-                for name, design in designs.items():
+                for name, (design, extra) in designs.items():
                     key = f"{name}@{connections}"
                     print(f"round {round_ + 1}: {key} ...", flush=True)
-                    results[key].append(_run(design, lua, args, connections, scratch))
+                    results[key].append(_run(design, lua, args, connections, scratch, extra))
                     print("   ", results[key][-1], flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     conditions = {
-        "machine": f"{os.cpu_count()} cores; server pinned to core 1 (OMP_NUM_THREADS=1), wrk -t1 on core 0",
+        "machine": f"{os.cpu_count()} cores; server pinned to core 1 (OMP_NUM_THREADS=1), wrk -t1 on core 0; "
+        "shadow-off-core: mlsd serve --shadow-cpus 0 (the shadow process on wrk's core)",
         "load": f"wrk, {args.connections} keep-alive connections, {args.seconds} s per round, "
         f"one real flights test row per request ({len(bodies)} distinct rows)",
         "models": "flights champion and the registered challenger (make demo: a deeper LightGBM)",
@@ -186,17 +196,19 @@ def main() -> None:
         p99 = [r["p99_ms"] for r in rounds]
         cover = [r["shadow_coverage"] or 0.0 for r in rounds]
         print(
-            f"{name:10s} requests/s {min(rps):6.0f}-{max(rps):<6.0f} p50 {min(p50):6.1f}-{max(p50):<6.1f} ms"
+            f"{name:20s} requests/s {min(rps):6.0f}-{max(rps):<6.0f} p50 {min(p50):6.1f}-{max(p50):<6.1f} ms"
             f"  p99 {min(p99):6.1f}-{max(p99):<6.1f} ms  shadow rows {min(cover):.1%}-{max(cover):.1%}"
         )
     for connections in counts:
-        single, shadow = results[f"single@{connections}"], results[f"shadow@{connections}"]
-        ratio = [b["requests_per_s"] / a["requests_per_s"] for a, b in zip(single, shadow, strict=True)]
-        tail = [b["p99_ms"] / a["p99_ms"] for a, b in zip(single, shadow, strict=True)]
-        print(
-            f"shadow / single at {connections} connections: requests/s x{min(ratio):.2f}-{max(ratio):.2f}, "
-            f"p99 x{min(tail):.2f}-{max(tail):.2f} (round by round)"
-        )
+        single = results[f"single@{connections}"]
+        for name in ("shadow", "shadow-off-core"):
+            shadow = results[f"{name}@{connections}"]
+            ratio = [b["requests_per_s"] / a["requests_per_s"] for a, b in zip(single, shadow, strict=True)]
+            tail = [b["p99_ms"] / a["p99_ms"] for a, b in zip(single, shadow, strict=True)]
+            print(
+                f"{name} / single at {connections} connections: requests/s "
+                f"x{min(ratio):.2f}-{max(ratio):.2f}, p99 x{min(tail):.2f}-{max(tail):.2f} (round by round)"
+            )
     print(f"wrote {args.out}")
 
 

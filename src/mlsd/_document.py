@@ -208,8 +208,11 @@ def _find(model: Any, kind: type, depth: int = 0) -> Any:
 
 
 def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> dict[str, Any]:
+    from mlsd.modeling.training import training_note
+
     types = {c.name: c.type for c in design.models.candidates}
-    tradeoff = [_tradeoff_row(e, types, modeling, decision) for e in modeling.table]
+    notes = {c.name: training_note(design, i) for i, c in enumerate(design.models.candidates)}
+    tradeoff = [_tradeoff_row(e, types, notes, modeling, decision) for e in modeling.table]
     sel = design.models.select
     assert sel is not None  # Design fills it from goals.metric
     bounds = ", ".join(
@@ -249,7 +252,10 @@ def _augment(design: Design, modeling: Any) -> dict[str, Any] | None:
     }
 
 
-def _tradeoff_row(e: Any, types: dict[str, str], modeling: Any, decision: Any) -> dict[str, Any]:
+def _tradeoff_row(
+    e: Any, types: dict[str, str], notes: dict[str, str], modeling: Any, decision: Any
+) -> dict[str, Any]:
+    cost = modeling.test_cost_intervals.get(e.name)
     rejected = decision.rejected.get(e.name, "")
     if e.kind == "baseline":
         role = "baseline"
@@ -262,6 +268,7 @@ def _tradeoff_row(e: Any, types: dict[str, str], modeling: Any, decision: Any) -
         "kind": e.kind,
         "role": role,
         "type": types.get(e.name, "baseline"),
+        "training": notes.get(e.name, ""),
         "valid": _intervals(e, "valid"),
         "test": _intervals(e, "test"),
         "ece": _metric(e, "ece"),
@@ -274,6 +281,9 @@ def _tradeoff_row(e: Any, types: dict[str, str], modeling: Any, decision: Any) -
         "size_mb": e.size_mb,
         "train_seconds": e.train_seconds,
         "cost_per_1000": modeling.test_costs.get(e.name),
+        "cost_interval": None
+        if cost is None
+        else {k: v for k, v in cost.to_dict().items() if k in ("value", "low", "high")},
         "gates": _gates(decision, e.name) if e.kind == "candidate" else [],
         "passed": role in ("champion", "passed"),
         "reason": "winner" if role == "champion" else rejected,

@@ -256,6 +256,8 @@ class TradeoffRow(_Model):
     size_mb: float | None = None
     train_seconds: float | None = None
     cost_per_1000: float | None = None  # test split, at the model's own cost-optimal threshold
+    cost_interval: Interval | None = None  # the same, with its 95% bootstrap interval over test rows
+    training: str = ""  # how the candidate faces class imbalance (models.imbalance, class_weight)
     gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
     reason: str = ""

@@ -166,8 +166,8 @@ class Service:
         self._log_started = True
         # every loaded model answers once before the first request: a cold first call (lazy
         # imports, allocations) is not a request's latency, nor the canary's p99
-        example = self.validator.check([example_row(self.schema, self.model.input_columns)]).frame
-        await asyncio.to_thread(self.routing.warm, example)
+        example = [example_row(self.schema, self.model.input_columns)]
+        await asyncio.to_thread(self.routing.warm, example, self.validator)
         # The loaded models, the frames and the modules are here for the process's life: out of
         # the collector's sight, a full collection no longer walks them, which otherwise stalls
         # every request behind it for hundreds of ms (seen with the shadow's extra allocations)
@@ -368,7 +368,7 @@ class Service:
         shadowed = np.flatnonzero(assignment.shadow)
         if len(shadowed):  # answered and committed: the shadow can only run behind it now
             self.routing.shadow(
-                scored.checked.frame.iloc[part.start + shadowed],
+                [scored.rows[part.start + k] for k in shadowed.tolist()],
                 [ids[k] for k in shadowed.tolist()],
                 received,
             )

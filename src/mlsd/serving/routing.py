@@ -314,20 +314,22 @@ class Routing:
         return None, why, math.nan
 
     # -- shadow (off the request path) --------------------------------------------------------
-    def shadow(self, frame: pd.DataFrame, request_ids: list[str], logged_at: datetime) -> None:
-        """Queue the shadow's scoring of ``frame`` (rows already answered and logged)."""
+    def shadow(self, rows: list[Any], request_ids: list[str], logged_at: datetime) -> None:
+        """Queue the shadow's scoring of ``rows`` (request rows already answered and logged)."""
         if self._shadow is not None:
-            self._shadow.submit(frame, request_ids, logged_at)
+            self._shadow.submit(rows, request_ids, logged_at)
 
-    def warm(self, example: pd.DataFrame) -> None:
-        """Score ``example`` (a checked request frame) with every variant, and keep it to warm
-        the versions a moved alias loads before they answer. Best effort: a model that fails
-        here fails again on a request, and is handled there."""
-        self._example = example
+    def warm(self, rows: list[Any], validator: Any) -> None:
+        """Score ``rows`` (an example request that ``validator``, the server's
+        :class:`~mlsd.serving.validation.RowValidator`, accepts) with every variant, and keep its
+        frame to warm the versions a moved alias loads before they answer. The shadow process
+        gets the validator here. Best effort: a model that fails here fails again on a request,
+        and is handled there."""
+        self._example = validator.check(rows).frame
         for variant in [*self.variants.values(), *filter(None, [self.baseline])]:
             self._warm(variant)
         if self._shadow is not None:
-            self._shadow.warm(example)
+            self._shadow.warm(rows, validator)
 
     def _warm(self, variant: Variant) -> None:
         if self._example is None or variant.alias == self.shadow_alias:

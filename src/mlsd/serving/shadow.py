@@ -6,12 +6,19 @@ classic priority inversion). So the shadow model runs in a **process of its own*
 lowest priority (nice 19): when the server has work, the kernel gives it the core; when it is
 idle, the shadow catches up. Its budget is what the answers leave.
 
-- :meth:`ShadowScorer.submit` (the request path, after the answer is committed) only appends to
-  a queue bounded in rows; past :data:`MAX_SHADOW_PENDING_ROWS` the rows are dropped and counted
+Where the server leaves a core free, ``mlsd serve --shadow-cpus`` puts the process there.
+What the shadow still costs the server's own core is kept small and per batch:
+
+- :meth:`ShadowScorer.submit` (the request path, after the answer is committed) only appends the
+  request's rows, the JSON objects the server already parsed and checked, to a queue bounded in
+  rows; past :data:`MAX_SHADOW_PENDING_ROWS` the rows are dropped and counted
   (``mlsd_shadow_dropped_total``), never waited for;
-- one thread drains the queue: everything waiting, up to :data:`MAX_SHADOW_BATCH_ROWS`, is
-  scored in **one call**, so a backlog costs one model call instead of one per request;
-- the process gets the model once, and again only when the alias moved to another version;
+- one thread drains the queue: it lets rows gather for :data:`SHADOW_LINGER_S`, then sends
+  everything waiting, up to :data:`MAX_SHADOW_BATCH_ROWS`, in **one message**; the process
+  checks the rows with the server's own validator (so it builds the very frame the champion
+  scored) and scores them in one call, and a backlog costs one call instead of one per request;
+- the process gets the model and the validator once, and the model again only when the alias
+  moved to another version;
   a crashed process is started again for the next batch, and the rows it lost are logged with
   their error; after :data:`PROCESS_FAILURES` crashes in a row (a model that cannot be
   unpickled there, say) no process is started for :data:`PROCESS_COOLDOWN_S`, and the rows of
@@ -39,7 +46,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mlsd.errors import ServingError
 from mlsd.serving.breaker import CircuitBreaker
@@ -50,6 +56,7 @@ __all__ = [
     "MAX_SHADOW_PENDING_ROWS",
     "PROCESS_COOLDOWN_S",
     "PROCESS_FAILURES",
+    "SHADOW_LINGER_S",
     "SHADOW_NICENESS",
     "SHADOW_ROWS_PER_SUBMISSION",
     "ShadowProcessError",
@@ -62,8 +69,11 @@ _log = logging.getLogger("mlsd.serving")
 #: shadow rows waiting at most; more are dropped (and counted). About half a minute of a busy
 #: server's single-row traffic: a backlog this long means the shadow cannot keep up at all.
 MAX_SHADOW_PENDING_ROWS = 20_000
-#: rows the shadow scores in one call at most (bounds one concatenated frame's memory)
+#: rows the shadow scores in one call at most (bounds one message's and one frame's memory)
 MAX_SHADOW_BATCH_ROWS = 2_000
+#: how long the drain thread lets rows gather before it sends them: nobody waits for a shadow,
+#: and each call has a fixed cost in the server (a message each way, a log submission)
+SHADOW_LINGER_S = 0.05
 #: the shadow process's nice value: the lowest priority, the answers come first
 SHADOW_NICENESS = 19
 #: shadow rows handed to the log writer in one submission at most
@@ -99,7 +109,7 @@ def parse_cpus(text: str) -> frozenset[int]:
 
 # -- in the shadow process ---------------------------------------------------------------------
 def _shadow_main(conn: Any, niceness: int, cpus: frozenset[int] | None) -> None:
-    """The shadow process: load the model it is sent, score each frame it is sent, until EOF."""
+    """The shadow process: load the (validator, model) it is sent, score the rows it is sent."""
     # the server decides when this process ends (it drains the queue on shutdown first): a
     # SIGTERM or Ctrl-C sent to the whole process group must not kill it in the middle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -111,6 +121,7 @@ def _shadow_main(conn: Any, niceness: int, cpus: frozenset[int] | None) -> None:
             os.sched_setaffinity(0, cpus)
         except OSError as exc:  # the server's start-up checked the set; a changed machine is logged
             _log.warning("the shadow process could not move to cpus %s: %s", sorted(cpus), exc)
+    validator: Any = None
     model: Any = None
     while True:
         try:
@@ -119,11 +130,14 @@ def _shadow_main(conn: Any, niceness: int, cpus: frozenset[int] | None) -> None:
             return
         try:
             if kind == "model":
-                model = pickle.loads(payload)
+                validator, model = pickle.loads(payload)
                 conn.send(("ok", None))
                 continue
+            checked = validator.check(payload)
+            if checked.invalid.any():  # the server answered these rows: they passed there
+                raise ValueError(f"{int(checked.invalid.sum())} rows failed the request checks here")
             start = time.perf_counter()
-            pred = model.predict_frame(payload)
+            pred = model.predict_frame(checked.frame)
             if len(pred) != len(payload):
                 raise ValueError(f"{len(pred)} answers for {len(payload)} rows")
             latency_ms = (time.perf_counter() - start) * 1000
@@ -172,9 +186,9 @@ class _ShadowProcess:
             raise ShadowProcessError(answer) if kind == "model" else RuntimeError(answer)
         return answer
 
-    def load(self, model: Any) -> None:
+    def load(self, validator: Any, model: Any) -> None:
         if self.model is not model:
-            blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps((validator, model), protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 self.call("model", blob)
             except ShadowProcessError as exc:
@@ -191,7 +205,7 @@ class _ShadowProcess:
 
 
 # -- in the server ------------------------------------------------------------------------------
-_Item = tuple[pd.DataFrame, list[str], datetime]
+_Item = tuple[list[Any], list[str], datetime]  # rows, their request ids, when they were logged
 
 
 class ShadowScorer:
@@ -219,27 +233,33 @@ class ShadowScorer:
         self._ready = threading.Condition()
         self._closing = False
         self._shadow: _ShadowProcess | None = None
+        self._validator: Any = None  # the server's RowValidator (warm gives it)
         self._crashes = CircuitBreaker(PROCESS_FAILURES, PROCESS_COOLDOWN_S)
         self._thread = threading.Thread(target=self._drain, name="mlsd-shadow", daemon=True)
         self._thread.start()
 
-    def submit(self, frame: pd.DataFrame, request_ids: list[str], logged_at: datetime) -> None:
-        """Queue ``frame``'s rows (already answered and logged) for the shadow; never waits."""
-        if not len(frame):
+    def submit(self, rows: list[Any], request_ids: list[str], logged_at: datetime) -> None:
+        """Queue ``rows`` (request rows already answered and logged) for the shadow; never waits."""
+        if not rows:
             return
         with self._ready:
-            if self._closing or self._pending + len(frame) > MAX_SHADOW_PENDING_ROWS:
-                self._dropped(len(frame))
+            if self._closing or self._pending + len(rows) > MAX_SHADOW_PENDING_ROWS:
+                self._dropped(len(rows))
                 return
-            self._queue.append((frame, request_ids, logged_at))
-            self._pending += len(frame)
-            self._ready.notify()
+            self._queue.append((rows, request_ids, logged_at))
+            before, self._pending = self._pending, self._pending + len(rows)
+            # the drain thread sleeps on an empty queue, or lingers until a batch is full: wake
+            # it for those only, not once per request (each wake-up takes the GIL)
+            if before == 0 or (before < MAX_SHADOW_BATCH_ROWS <= self._pending):
+                self._ready.notify()
 
-    def warm(self, example: pd.DataFrame) -> None:
-        """Start the process and hand it the model now, scoring ``example`` (a checked request
-        frame), so that the first requests do not share the core with its start. Best effort."""
+    def warm(self, rows: list[Any], validator: Any) -> None:
+        """Start the process and hand it ``validator`` (the server's
+        :class:`~mlsd.serving.validation.RowValidator`) and the model now, scoring ``rows`` (an
+        example request), so that the first requests do not share the core with its start."""
+        self._validator = validator
         try:
-            self._call(self._variant().model, example)
+            self._call(self._variant().model, rows)
         except Exception as exc:  # the first batch tries again, and logs what goes wrong
             _log.warning("warming the shadow process failed: %s: %s", type(exc).__name__, exc)
 
@@ -258,6 +278,12 @@ class ShadowScorer:
                 self._ready.wait()
             if not self._queue:
                 return None  # closing, and nothing left
+            deadline = time.monotonic() + SHADOW_LINGER_S
+            while not self._closing and self._pending < MAX_SHADOW_BATCH_ROWS:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._ready.wait(left)
             batch = [self._queue.popleft()]
             rows = len(batch[0][0])
             while self._queue and rows + len(self._queue[0][0]) <= MAX_SHADOW_BATCH_ROWS:
@@ -270,25 +296,27 @@ class ShadowScorer:
         while (batch := self._take()) is not None:
             try:
                 self._score(self._variant(), batch)
-            except Exception:  # outside the model (the log closed, a bad frame): the next batch tries again
+            except Exception:  # outside the model (the log closed, a bad row): the next batch tries again
                 _log.exception("shadow scoring failed")
 
-    def _call(self, model: Any, frame: pd.DataFrame) -> tuple[np.ndarray, list[Any], float]:
-        """Score ``frame`` in the shadow process (started, and sent ``model``, when needed)."""
+    def _call(self, model: Any, rows: list[Any]) -> tuple[np.ndarray, list[Any], float]:
+        """Score ``rows`` in the shadow process (started, and sent ``model``, when needed)."""
+        if self._validator is None:
+            raise RuntimeError("the shadow has no request validator yet (Routing.warm gives it)")
         if self._shadow is None:
             self._shadow = _ShadowProcess(SHADOW_NICENESS, self._cpus)
         try:
-            self._shadow.load(model)
-            return self._shadow.call("score", frame)
+            self._shadow.load(self._validator, model)
+            return self._shadow.call("score", rows)
         except ShadowProcessError:  # dead, or unable to load the model: a new process next batch
             broken, self._shadow = self._shadow, None
             broken.close()
             raise
 
     def _score(self, variant: Any, batch: list[_Item]) -> None:
-        frame = batch[0][0] if len(batch) == 1 else pd.concat([f for f, _, _ in batch], ignore_index=True)
+        rows = [row for item_rows, _, _ in batch for row in item_rows]
         ids = [rid for _, request_ids, _ in batch for rid in request_ids]
-        stamps = [at for f, _, at in batch for _ in range(len(f))]
+        stamps = [at for item_rows, _, at in batch for _ in range(len(item_rows))]
         error, latency_ms = None, None
         scores: list[Any] = [None] * len(ids)
         decisions: list[Any] = [None] * len(ids)
@@ -299,7 +327,7 @@ class ShadowScorer:
             )
         else:
             try:
-                score, decided, latency_ms = self._call(variant.model, frame)
+                score, decided, latency_ms = self._call(variant.model, rows)
                 scores, decisions = score.tolist(), decided
                 self._crashes.record_success()
             except ShadowProcessError as exc:
