@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DESIGN := examples/flights/design.yaml
 
-.PHONY: demo test test-fast lint bench bench-features bench-serving bench-monitor clean install
+.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-monitor clean install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ install: $(STAMP)
 ## monitor, check the log (examples/flights/demo.sh says each step; docs/rollout.md the rollout).
 demo: $(STAMP)
 	examples/flights/demo.sh $(VENV)/bin/mlsd
+
+## The lending system end to end (examples/lending): a rare class, every imbalance option compared,
+## a pseudonymised column; built, served, replayed with feedback and monitored.
+demo-lending: $(STAMP)
+	examples/lending/demo.sh $(VENV)/bin/mlsd
 
 ## The whole test suite, slow end-to-end tests included (this is what CI runs). Tests marked
 ## `exclusive` measure timing under a load they make themselves, so they run first, alone.

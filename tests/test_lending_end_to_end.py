@@ -28,10 +28,11 @@ OPTIONS = {
 }
 
 
-def test_lending_build_compares_every_option_with_intervals(tmp_path: Path) -> None:
+def test_lending_build_compares_every_option_with_intervals(tmp_path: Path, monkeypatch) -> None:
     from mlsd.store import ModelRegistry
     from mlsd.system import System
 
+    monkeypatch.setenv("MLSD_PSEUDONYM_KEY", "lending-test-key-0123456789")  # data.privacy's key
     path = tmp_path / "design.yaml"
     shutil.copy(ROOT / "examples" / "lending" / "design.yaml", path)
     system = System(path)
@@ -50,6 +51,12 @@ def test_lending_build_compares_every_option_with_intervals(tmp_path: Path) -> N
             assert est.low is not None and est.high is not None, (name, split, est)
             assert est.low <= est.value <= est.high, (name, split, est)
         assert row.cost_per_1000 is not None and np.isfinite(row.cost_per_1000)
+        cost = row.cost_interval  # the cost per 1,000 test loans, with its bootstrap interval
+        assert cost is not None and cost.low <= cost.value <= cost.high, (name, cost)
+        assert cost.value == pytest.approx(row.cost_per_1000)
+    # the personal-looking column is pseudonymised, and the document says so
+    treated = {c.column: c.treatment for c in result.document.data.privacy.columns}
+    assert treated["addr_state"] == "pseudonymise" and treated["annual_inc"] == "keep"
     # the document's trade-off table shows the intervals of every option
     html = result.report_path.read_text()
     for name in OPTIONS:
