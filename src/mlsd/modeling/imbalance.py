@@ -140,6 +140,10 @@ class ResampledClassifier(ClassifierMixin, BaseEstimator):
                 received=recorder.sampler,
                 expected="a resampler that keeps every class",
             )
+        return self._keep_counts(recorder)
+
+    def _keep_counts(self, recorder: RecordingSampler) -> ResampledClassifier:
+        """The fitted attributes every resampled model has (counts before and after, names)."""
         self.train_counts_ = recorder.counts_in_
         self.resampled_counts_ = recorder.counts_out_
         names = getattr(self.pipeline_, "feature_names_in_", None)
@@ -257,12 +261,7 @@ class FinetunedClassifier(ResampledClassifier):
         model = continue_training(estimator, X_res, y_res, Xt, y, self.share)
         self.pipeline_ = Pipeline([*feature_steps, ("model", model)])
         self.classes_ = np.asarray(model.classes_)
-        self.train_counts_ = recorder.counts_in_
-        self.resampled_counts_ = recorder.counts_out_
-        names = getattr(self.pipeline_, "feature_names_in_", None)
-        if names is not None:
-            self.feature_names_in_ = names
-        return self
+        return self._keep_counts(recorder)
 
 
 def resampled_model(

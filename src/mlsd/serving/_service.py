@@ -366,7 +366,7 @@ class Service:
             if rollout or r.variant == BASELINE:
                 answer["variant"], answer["model_version"] = r.variant, r.model_version
         shadowed = np.flatnonzero(assignment.shadow)
-        if len(shadowed):  # answered and committed: the shadow can only run behind it now
+        if len(shadowed) and scored.rows is not None:  # answered and committed: the shadow runs behind
             self.routing.shadow(
                 [scored.rows[part.start + k] for k in shadowed.tolist()],
                 [ids[k] for k in shadowed.tolist()],
