@@ -54,7 +54,7 @@ _N_LATENCY_REPETITIONS = 5
 # Each timed call predicts its row this many times back to back and keeps the cheapest: noise
 # (a preemption with cold caches afterwards, a timer interrupt) only ever adds time, and it
 # rarely hits all of them, while a row that is intrinsically slow is slow every time.
-_N_BEST_OF = 3
+_N_BEST_OF = 5
 _N_LATENCY_CALLS = 100
 # Process CPU time above this multiple of the calling thread's means other threads did part of
 # the work, which the thread clock would not count: then the gate uses the process clock.
@@ -103,7 +103,7 @@ class LatencyMeasurement:
         >>> m = LatencyMeasurement(1.0, 2.0, 1.5, 9.0, calls=250, repetitions=5, threads=1,
         ...                        clock="thread_cpu")
         >>> print(m.method)  # doctest: +NORMALIZE_WHITESPACE
-        Single-row latency: 250 calls on one row each in 5 runs, each call the cheapest of 3
+        Single-row latency: 250 calls on one row each in 5 runs, each call the cheapest of 5
         back-to-back predictions of its row, timed with the calling thread's CPU time (the model
         predicts on one thread), so time spent waiting while other processes hold the cores does
         not count; p50 and p99 are the median over the runs of each run's percentile (wall-clock
