@@ -143,6 +143,8 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
         slices=design.models.slices,
         calibration_method=design.models.calibrate,
         seed=design.models.seed,
+        slice_finding=design.models.slice_finding,
+        slice_columns=_slice_columns(design, split.test),
     )
     # The document is assembled before anything is registered: a build that fails late must not
     # leave a new champion behind.
@@ -343,3 +345,11 @@ def _raise_leakage(failing: list[Any]) -> None:
         field="data.leakage.fail_on",
         expected="remove these columns from the features, or list them in features.forbidden",
     )
+
+
+def _slice_columns(design: Design, test: Any) -> list[str]:
+    """What SliceLine slices by: models.slice_finding.columns, else models.slices and the numeric and
+    categorical features (those in the test frame; derived columns included)."""
+    spec = design.models.slice_finding
+    named = spec.columns or [*design.models.slices, *design.features.numeric, *design.features.categorical]
+    return [c for c in dict.fromkeys(named) if c in test.columns]

@@ -223,6 +223,10 @@ def _privacy(design: Design) -> Problems:
     named: list[tuple[str, str | None]] = [
         (f"models.slices[{i}]", c) for i, c in enumerate(design.models.slices)
     ]
+    named += [
+        (f"models.slice_finding.columns[{i}]", c)
+        for i, c in enumerate(design.models.slice_finding.columns or [])
+    ]
     named += [("data.split.column", d.split.column), ("deployment.sticky_by", design.deployment.sticky_by)]
     if d.sample is not None:
         named += [("data.sample.by", d.sample.by), ("data.sample.weights", d.sample.weights)]

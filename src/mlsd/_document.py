@@ -230,6 +230,8 @@ def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> di
         "confusion": assessment.confusion,
         "latency_method": " ".join(sorted(methods)),
         "slices": assessment.slices,
+        "slice_finding": getattr(assessment, "slice_finding", None),
+        "simpson": getattr(assessment, "simpson", []),
         "deployment": design.deployment.model_dump(mode="json"),
         "augment": _augment(design, modeling),
     }

@@ -75,6 +75,7 @@ __all__ = [
     "MonitoringSpec",
     "SampleSpec",
     "SelectSpec",
+    "SliceFindingSpec",
     "SourceSpec",
     "SplitBy",
     "SplitSpec",
@@ -207,6 +208,24 @@ class SelectSpec(_Spec):
         return self
 
 
+class SliceFindingSpec(_Spec):
+    """SliceLine over the champion's test errors and the Simpson check of its comparisons (docs/slices.md)."""
+
+    enabled: bool = True
+    top_k: int = Field(5, ge=1, le=50, description="worst slices reported")
+    max_level: int = Field(2, ge=1, le=4, description="most features ANDed in one slice")
+    min_support: float = Field(0.01, gt=0, lt=1, description="smallest slice, as a share of the test rows")
+    alpha: float = Field(0.95, gt=0, le=1, description="weight of the error term against the size term")
+    bins: int = Field(5, ge=2, le=20, description="quantile bins of each numeric column")
+    columns: list[str] | None = Field(
+        None,
+        description="columns to slice by; default models.slices and the numeric and categorical features",
+    )
+    simpson_min_rows: int = Field(
+        50, ge=1, description="a slice counts in the Simpson check from this many rows"
+    )
+
+
 class ModelsSpec(_Spec):
     baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
         "majority",
@@ -230,6 +249,7 @@ class ModelsSpec(_Spec):
     select: SelectSpec | None = None
     bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for confidence intervals")
     slices: list[str] = Field(default_factory=list, description="columns to report metrics per value of")
+    slice_finding: SliceFindingSpec = Field(default_factory=SliceFindingSpec)
     registry_name: str | None = Field(None, description="registered model name; defaults to the design name")
     seed: int = 0
 

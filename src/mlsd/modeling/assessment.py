@@ -20,8 +20,9 @@ from mlsd.goals.costs import CostMatrix, confusion_at
 from mlsd.goals.metrics import compute_metric, get_metric
 from mlsd.modeling.curves import classification_curves, reliability_bins
 from mlsd.modeling.evaluation import model_scores
+from mlsd.modeling.slices import one_hot, per_row_errors, simpson_check, worst_slices
 
-__all__ = ["Assessment", "assess", "confusion_with_costs", "slice_metrics"]
+__all__ = ["Assessment", "assess", "confusion_with_costs", "find_slices", "slice_metrics"]
 
 MIN_SLICE_ROWS = 50
 MAX_SLICE_VALUES = 25
@@ -34,6 +35,8 @@ class Assessment:
     calibration: dict[str, Any] | None
     confusion: dict[str, Any] | None
     slices: list[dict[str, Any]]
+    slice_finding: dict[str, Any] | None = None  # SliceLine's worst slices of the champion
+    simpson: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # one per comparison
 
 
 def confusion_with_costs(y_true: Any, score: Any, threshold: float, costs: CostMatrix) -> dict[str, Any]:
@@ -111,6 +114,8 @@ def assess(
     slices: list[str],
     calibration_method: str = "none",
     seed: int = 0,
+    slice_finding: Any = None,
+    slice_columns: list[str] | None = None,
 ) -> Assessment:
     """Curves of every model, and the champion's calibration, confusion and slices, on the test split."""
     evaluations = {e.name: e for e in modeling.table}
@@ -149,7 +154,22 @@ def assess(
                 **confusion_with_costs(y_test, score, modeling.thresholds[winner], modeling.costs),
             }
     classes = getattr(modeling.fitted[winner], "classes_", None) if task == "multiclass" else None
+    found, simpson = None, []
+    if slice_finding is not None and slice_finding.enabled and slice_columns:
+        found, simpson = find_slices(
+            modeling,
+            winner,
+            test,
+            y_test,
+            task=task,
+            metric=metric,
+            spec=slice_finding,
+            columns=slice_columns,
+            classes=classes,
+        )
     return Assessment(
+        slice_finding=found,
+        simpson=simpson,
         curves=curves,
         calibration=calibration,
         confusion=confusion,
@@ -164,6 +184,88 @@ def assess(
             classes=classes,
         ),
     )
+
+
+def find_slices(
+    modeling: Any,
+    winner: str,
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    *,
+    task: str,
+    metric: str,
+    spec: Any,
+    columns: list[str],
+    classes: Any = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """SliceLine's worst slices of the champion's test errors, and the Simpson check of the
+    champion against the best baseline and the runner-up candidate (best on valid by ``metric``).
+
+    ``spec`` is :class:`mlsd.design.SliceFindingSpec`; the Simpson check slices by the same
+    one-hot values (numeric columns in their quantile bins).
+    """
+    evaluations = {e.name: e for e in modeling.table}
+    champion = evaluations[winner]
+    errors = per_row_errors(
+        y_test, champion.scores["test"], task=task, threshold=modeling.thresholds[winner], classes=classes
+    )
+    found = worst_slices(
+        test,
+        columns,
+        errors,
+        k=spec.top_k,
+        max_level=spec.max_level,
+        min_support=spec.min_support,
+        alpha=spec.alpha,
+        bins=spec.bins,
+        binary_errors=task != "regression",
+    )
+    oh = one_hot(test, columns, bins=spec.bins)
+    labels = np.asarray(oh.labels)
+    groups = {c: labels[oh.codes[:, f]] for f, c in enumerate(oh.features)}
+    m = get_metric(metric)
+    simpson = []
+    sign = 1.0 if m.greater_is_better else -1.0
+    for role, other in _rivals(modeling.table, winner, metric, m.greater_is_better):
+        a, b = champion.scores["test"], evaluations[other].scores["test"]
+        ta, tb = modeling.thresholds[winner], modeling.thresholds[other]
+
+        def diff(rows: np.ndarray, a: Any = a, b: Any = b, ta: float = ta, tb: float = tb) -> float:
+            try:  # positive: the champion is better on these rows
+                ma = compute_metric(m, y_test[rows], a[rows], ta, classes=classes)
+                mb = compute_metric(m, y_test[rows], b[rows], tb, classes=classes)
+            except MlsdError:
+                return float("nan")
+            return sign * float(ma - mb)
+
+        checks = simpson_check(groups, diff, n_rows=len(y_test), min_rows=spec.simpson_min_rows)
+        simpson.append(
+            {
+                "champion": winner,
+                "other": other,
+                "role": role,
+                "metric": metric,
+                "columns": checks,
+                "reversed": [c["column"] for c in checks if c["reversed"]],
+            }
+        )
+    return found, simpson
+
+
+def _rivals(table: Any, winner: str, metric: str, greater: bool) -> list[tuple[str, str]]:
+    """(role, name) of the best baseline and the best other candidate on valid by ``metric``."""
+
+    def value(e: Any) -> float:
+        est = e.metrics.get("valid", {}).get(metric)
+        v = float("nan") if est is None else float(est.value)
+        return -np.inf if not np.isfinite(v) else (v if greater else -v)
+
+    out = []
+    for role, pool in (("best baseline", table.baselines), ("runner-up", table.candidates)):
+        rivals = [e for e in pool if e.name != winner]
+        if rivals:
+            out.append((role, max(rivals, key=value).name))
+    return out
 
 
 def _sample(n: int, k: int, seed: int) -> np.ndarray:

@@ -23,6 +23,7 @@ interval. :func:`simpson_check` compares two models per value of a column.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,7 @@ class OneHot:
     feature_of: np.ndarray
     features: list[str]
     labels: list[str]  # "carrier = UA", "temp in [50.0, 61.0)"
+    codes: np.ndarray  # n x features: each row's column (index into labels) per feature
 
 
 def _scores(size: np.ndarray, error_sum: np.ndarray, n: int, mean_error: float, alpha: float) -> np.ndarray:
@@ -290,7 +292,8 @@ def one_hot(frame: pd.DataFrame, columns: list[str], *, bins: int = 5, top_value
     col = np.stack(codes, axis=1).ravel() if codes else np.zeros(0, dtype=np.int64)
     row = np.repeat(np.arange(n), len(codes))
     matrix = sparse.csr_matrix((np.ones(len(col)), (row, col)), shape=(n, offset))
-    return OneHot(matrix, np.asarray(feature_of, dtype=np.int64), list(columns), labels)
+    stacked = np.stack(codes, axis=1) if codes else np.zeros((n, 0), dtype=np.int64)
+    return OneHot(matrix, np.asarray(feature_of, dtype=np.int64), list(columns), labels, stacked)
 
 
 def per_row_errors(
@@ -344,7 +347,7 @@ def worst_slices(
         if binary_errors:
             low, high = proportion_confint(round(s.error_sum), s.size, alpha=0.05, method="wilson")
         else:
-            member = np.asarray((oh.matrix[:, list(s.columns)].sum(axis=1) == len(s.columns))).ravel()
+            member = np.asarray(oh.matrix[:, list(s.columns)].sum(axis=1) == len(s.columns)).ravel()
             half = 1.96 * errors[member].std(ddof=1) / np.sqrt(s.size)
             low, high = s.error - half, s.error + half
         rows.append(
@@ -401,7 +404,7 @@ def simpson_check(
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(counts)])
         per = []
-        for v, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        for v, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi - lo < min_rows:
                 continue
             try:

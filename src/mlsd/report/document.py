@@ -359,6 +359,10 @@ class Models(_Model):
     confusion: ConfusionMatrix | None = None
     latency_method: str = ""  # how the gated latency was measured (clock, calls, repetitions, estimator)
     slices: list[SliceRow] = Field(default_factory=list)
+    # SliceLine's worst slices of the champion (``mlsd.modeling.slices.worst_slices``) and the
+    # Simpson check of each comparison (champion vs best baseline, vs runner-up); docs/slices.md
+    slice_finding: dict[str, Any] | None = None
+    simpson: list[dict[str, Any]] = Field(default_factory=list)
     registry: dict[str, Any] = Field(default_factory=dict)  # name, version, alias, uri
     deployment: dict[str, Any] = Field(default_factory=dict)  # strategy, steps, ...
     # data.augment, when used: method, settings, training rows received and synthetic rows added
