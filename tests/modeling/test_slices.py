@@ -120,3 +120,43 @@ def test_small_slices_are_ignored() -> None:
     )
     assert [s["value"] for s in out[0]["slices"]] == ["0"]
     assert not out[0]["reversed"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("top_k", 0, "models.slice_finding.top_k"),
+        ("max_level", 9, "models.slice_finding.max_level"),
+        ("min_support", 1.5, "models.slice_finding.min_support"),
+        ("alpha", 0, "models.slice_finding.alpha"),
+        ("bins", "five", "models.slice_finding.bins"),
+    ],
+)
+def test_bad_slice_finding_values_are_refused(tmp_path, key: str, value: object, field: str) -> None:
+    from mlsd.design import load_design
+    from mlsd.errors import DesignError
+    from support import tiny_design, write_tiny_design
+
+    models = {**tiny_design()["models"], "slice_finding": {key: value}}
+    with pytest.raises(DesignError) as info:
+        load_design(write_tiny_design(tmp_path, models=models))
+    assert info.value.field == field
+    assert info.value.received is not None and info.value.expected
+
+
+def test_slice_finding_defaults_and_unknown_column(tmp_path) -> None:
+    from mlsd.design import load_design
+    from support import mlsd_cli, tiny_design, write_tiny_design
+
+    spec = load_design(write_tiny_design(tmp_path)).models.slice_finding
+    assert (spec.enabled, spec.top_k, spec.max_level, spec.min_support, spec.alpha) == (
+        True,
+        5,
+        2,
+        0.01,
+        0.95,
+    )
+    models = {**tiny_design()["models"], "slice_finding": {"columns": ["mpg", "nope"]}}
+    result = mlsd_cli("validate", str(write_tiny_design(tmp_path, models=models)))
+    assert result.returncode != 0
+    assert "models.slice_finding.columns[1]" in result.stdout + result.stderr

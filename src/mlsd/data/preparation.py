@@ -419,6 +419,10 @@ def _check_expression_columns(design: Design, expr: str | None, field: str, fram
 def _check_columns(design: Design, frame: pd.DataFrame) -> None:
     named = [(c, where) for where, c in feature_fields(design)]
     named += [(c, f"models.slices[{i}]") for i, c in enumerate(design.models.slices)]
+    named += [
+        (c, f"models.slice_finding.columns[{i}]")
+        for i, c in enumerate(design.models.slice_finding.columns or [])
+    ]
     if design.data.time:
         named.append((design.data.time, "data.time"))
     if design.data.split.column:

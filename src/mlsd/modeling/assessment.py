@@ -221,8 +221,8 @@ def find_slices(
         binary_errors=task != "regression",
     )
     oh = one_hot(test, columns, bins=spec.bins)
-    labels = np.asarray(oh.labels)
-    groups = {c: labels[oh.codes[:, f]] for f, c in enumerate(oh.features)}
+    groups = {c: oh.codes[:, f] for f, c in enumerate(oh.features)}
+    names = dict.fromkeys(oh.features, oh.labels)
     m = get_metric(metric)
     simpson = []
     sign = 1.0 if m.greater_is_better else -1.0
@@ -238,7 +238,7 @@ def find_slices(
                 return float("nan")
             return sign * float(ma - mb)
 
-        checks = simpson_check(groups, diff, n_rows=len(y_test), min_rows=spec.simpson_min_rows)
+        checks = simpson_check(groups, diff, n_rows=len(y_test), min_rows=spec.simpson_min_rows, labels=names)
         simpson.append(
             {
                 "champion": winner,

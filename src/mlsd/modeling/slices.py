@@ -260,13 +260,12 @@ def one_hot(frame: pd.DataFrame, columns: list[str], *, bins: int = 5, top_value
     offset = 0
     for f, column in enumerate(columns):
         values = frame[column]
-        if (
-            pd.api.types.is_numeric_dtype(values)
-            and not pd.api.types.is_bool_dtype(values)
-            and values.nunique() > bins
-        ):
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        edges = np.zeros(0)
+        if numeric and values.nunique() > bins:
             x = values.to_numpy(dtype=float)
             edges = np.unique(np.nanquantile(x, np.linspace(0, 1, bins + 1)))
+        if len(edges) > 2:  # at least two bins; one (a column mostly 0, say) is sliced by value instead
             code = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
             names = [
                 f"{column} in [{edges[b]:.4g}, {edges[b + 1]:.4g}{']' if b == len(edges) - 2 else ')'}"
@@ -381,11 +380,13 @@ def simpson_check(
     n_rows: int,
     min_rows: int = 50,
     majority: float = 0.5,
+    labels: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Flag a Simpson reversal of ``metric(rows)`` = (model A's metric - model B's) per column.
 
     ``groups`` maps a column to its per-row slice codes; ``metric`` takes row indices and returns
-    the difference of the two models (positive: A better). A column is flagged when the overall
+    the difference of the two models (positive: A better); ``labels[column][code]`` names a slice
+    (integer codes group much faster than strings). A column is flagged when the overall
     difference is non-zero and the slices with at least ``min_rows`` rows whose difference has the
     opposite sign hold more than ``majority`` of those slices' rows.
 
@@ -412,7 +413,8 @@ def simpson_check(
             except (ValueError, ZeroDivisionError):
                 continue  # e.g. AUC of a slice with one class
             if np.isfinite(d):
-                per.append({"value": str(values[v]), "rows": int(hi - lo), "diff": d})
+                name = labels[column][values[v]] if labels and column in labels else values[v]
+                per.append({"value": str(name), "rows": int(hi - lo), "diff": d})
         weight = sum(p["rows"] for p in per)
         against = sum(p["rows"] for p in per if np.sign(p["diff"]) == -np.sign(overall) != 0)
         share = against / weight if weight else 0.0
