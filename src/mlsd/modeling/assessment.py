@@ -154,7 +154,8 @@ def assess(
                 **confusion_with_costs(y_test, score, modeling.thresholds[winner], modeling.costs),
             }
     classes = getattr(modeling.fitted[winner], "classes_", None) if task == "multiclass" else None
-    found, simpson = None, []
+    found: dict[str, Any] | None = None
+    simpson: list[dict[str, Any]] = []
     if slice_finding is not None and slice_finding.enabled and slice_columns:
         found, simpson = find_slices(
             modeling,

@@ -404,7 +404,7 @@ def simpson_check(
         values, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(counts)])
-        per = []
+        per: list[dict[str, Any]] = []
         for v, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi - lo < min_rows:
                 continue
