@@ -160,3 +160,27 @@ def test_slice_finding_defaults_and_unknown_column(tmp_path) -> None:
     result = mlsd_cli("validate", str(write_tiny_design(tmp_path, models=models)))
     assert result.returncode != 0
     assert "models.slice_finding.columns[1]" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_tiny_build_runs_slice_finding_unless_disabled(tmp_path, enabled: bool) -> None:
+    from mlsd._build import run_build
+    from mlsd.design import load_design
+    from support import tiny_design, write_tiny_design
+
+    models = {
+        **tiny_design()["models"],
+        "candidates": [
+            {"name": "lr", "type": "logistic_regression"},
+            {"name": "lr2", "type": "logistic_regression"},
+        ],
+        "slice_finding": {"enabled": enabled, "min_support": 0.2},
+    }
+    doc = run_build(load_design(write_tiny_design(tmp_path, models=models))).document.models
+    if not enabled:
+        assert doc.slice_finding is None and doc.simpson == []
+        return
+    assert doc.slice_finding is not None
+    assert doc.slice_finding["columns"] == ["mpg", "hp", "wt"]
+    assert [c["role"] for c in doc.simpson] == ["best baseline", "runner-up"]
+    assert {c["column"] for c in doc.simpson[0]["columns"]} == {"mpg", "hp", "wt"}
