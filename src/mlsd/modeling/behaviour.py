@@ -192,7 +192,7 @@ class Directional(BehaviourTest):
 
 class Perturbation(BehaviourTest):
     kind = "perturbation"
-    doc = "noise (noise training stds), clip (training quantiles) or drop numeric features; decisions must not flip"
+    doc = "noise (training stds), clip (training quantiles) or drop numeric features; no decision flips"
     metric_name = "share of decisions flipped"
     bound_key = "max_flip_rate"
 
