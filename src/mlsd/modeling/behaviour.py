@@ -354,9 +354,12 @@ def run_behaviour_tests(
     n = len(X_test)
     rows = np.sort(rng.choice(n, size=max_rows, replace=False)) if n > max_rows else np.arange(n)
     X = X_test.iloc[rows].reset_index(drop=True)
+    # spawned streams, one per test: never the subsample's own stream, nor a caller's stream
+    # drawn from the same seed (default_rng([0, 0]) is default_rng(0): SeedSequence pads with zeros)
+    streams = np.random.SeedSequence(seed).spawn(len(specs))
     changed = [
-        BEHAVIOUR_TESTS[s.kind].change(s, X, X_train, np.random.default_rng([seed, i]))
-        for i, s in enumerate(specs)
+        BEHAVIOUR_TESTS[s.kind].change(s, X, X_train, np.random.default_rng(stream))
+        for s, stream in zip(specs, streams, strict=True)
     ]
     results = []
     for name, model in models.items():
