@@ -62,6 +62,16 @@ def test_every_candidate_is_tested_and_an_impossible_bound_fails_the_build(tmp_p
     # a bound of 0 on the score change cannot hold when the carrier is a feature: reported, not fatal
     fairness = [r for r in results if r["test"] == "carrier_fairness"]
     assert all(not r["passed"] and r["examples"] for r in fairness)
+    doc = json.loads((_reports(ok) / "design.json").read_text())["models"]
+    assert len(doc["behaviour"]) == 6
+    assert {r["name"]: len(r["behaviour"]) for r in doc["tradeoff"]} == {
+        "majority": 0,
+        "rule: sched_dep_hour >= 17": 0,
+        "logreg": 3,
+        "gbdt": 3,
+    }
+    html = (_reports(ok) / "design.html").read_text()
+    assert 'id="behaviour"' in html and "carrier_fairness" in html
     assert "behaviour [carrier_fairness]" in " ".join((result.stdout + result.stderr).split())
 
     (tmp_path / "bad").mkdir()

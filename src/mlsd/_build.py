@@ -161,6 +161,7 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
             decision=decision,
             assessment=assessment,
             seconds=time.perf_counter() - start,
+            behaviour=behaviour,
         )
     packaged = _package(design, prepared, schema, modeling, decision)
     with progress.stage("reference statistics for monitoring"):
