@@ -72,6 +72,7 @@ def test_every_candidate_is_tested_and_an_impossible_bound_fails_the_build(tmp_p
     }
     html = (_reports(ok) / "design.html").read_text()
     assert 'id="behaviour"' in html and "carrier_fairness" in html
+    assert result.stdout.count("tests 2/3 (failed") == 2  # the CLI trade-off table, both candidates
     assert "behaviour [carrier_fairness]" in " ".join((result.stdout + result.stderr).split())
 
     (tmp_path / "bad").mkdir()
