@@ -56,6 +56,11 @@ def test_directional_metric_is_the_share_of_rows_whose_score_falls(frame):
     ex = r.examples[0]
     assert ex.after["x"] == pytest.approx(ex.before["x"] + 0.5)
     assert ex.score_after < ex.score_before
+    moved = [e.score_before - e.score_after for e in r.examples]
+    p = Logistic({"x": -2.0}).predict_proba(frame)[:, 1]
+    shifted = frame.assign(x=frame["x"] + 0.5)
+    largest = np.sort(p - Logistic({"x": -2.0}).predict_proba(shifted)[:, 1])[::-1][:5]
+    assert moved == pytest.approx(list(largest))  # the worst rows, worst first
     # a model that ignores x moves by nothing, within the tolerance
     assert _one(up, Logistic({"y": 1.0}), frame, task="binary").metric == 0.0
     assert TOLERANCE == 1e-9

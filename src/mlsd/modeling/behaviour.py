@@ -65,7 +65,11 @@ Problem = tuple[str, str, Any, str]
 
 @dataclasses.dataclass(frozen=True)
 class FailingExample:
-    """One failing row: the changed columns before and after, and the score before and after."""
+    """One failing row: the changed columns before and after, and the score before and after.
+
+    A result keeps the :data:`MAX_EXAMPLES` failing rows whose score moved most (multiclass: the
+    top class probability).
+    """
 
     before: dict[str, Any]
     after: dict[str, Any]
@@ -318,9 +322,11 @@ def _examples(
     before: np.ndarray,
     after: np.ndarray,
 ) -> list[FailingExample]:
-    rows = np.flatnonzero(bad)[:MAX_EXAMPLES]
     flat_b = before.max(axis=1) if before.ndim == 2 else before
     flat_a = after.max(axis=1) if after.ndim == 2 else after
+    rows = np.flatnonzero(bad)
+    # the worst first: the rows whose score moved most (stable, so ties keep their row order)
+    rows = rows[np.argsort(-np.abs(flat_a[rows] - flat_b[rows]), kind="stable")][:MAX_EXAMPLES]
     return [
         FailingExample(
             before={c: _plain(X[c].iloc[i]) for c in columns},
