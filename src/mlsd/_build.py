@@ -123,6 +123,7 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
     modeling = train_and_evaluate(
         design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
     )
+    behaviour = _behaviour(design, split, modeling, progress)
     sel = design.models.select
     assert sel is not None  # Design fills it from goals.metric
     decision = select_model(
@@ -132,6 +133,9 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
         subject_to={**design.goals.constraints, **sel.subject_to},
     )
     progress.note(f"decision: {decision.reason}")
+    if behaviour is not None:
+        write_json_atomic(reports / "behaviour.json", behaviour.to_dict())
+        _raise_behaviour(design, behaviour, decision.winner)
     target = design.goals.target
     assessment = assess(
         modeling,
@@ -159,6 +163,7 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
             decision=decision,
             assessment=assessment,
             seconds=time.perf_counter() - start,
+            behaviour=behaviour,
         )
     packaged = _package(design, prepared, schema, modeling, decision)
     with progress.stage("reference statistics for monitoring"):
@@ -334,6 +339,50 @@ def _winner_metrics(modeling: Any, winner: str) -> dict[str, float]:
     for split, estimates in e.metrics.items():
         out |= {f"{split}_{name}": est.value for name, est in estimates.items()}
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def _behaviour(design: Design, split: Any, modeling: Any, progress: Progress) -> Any:
+    """``models.tests`` run on every candidate (not the baselines), or ``None`` without tests."""
+    from mlsd.modeling.behaviour import run_behaviour_tests
+
+    if not design.models.tests:
+        return None
+    names = [e.name for e in modeling.table.candidates]
+    with progress.stage("behavioural tests"):
+        report = run_behaviour_tests(
+            design.models.tests,
+            {n: modeling.fitted[n] for n in names},
+            split.test,
+            split.train,
+            task=design.goals.task,
+            thresholds=modeling.thresholds,
+            seed=design.models.seed,
+        )
+    for r in report.results:
+        if not r.passed:
+            progress.note(f"behaviour [{r.test}] {r.model}: {r.metric_name} {r.metric:.4g} > {r.bound:.4g}")
+    return report
+
+
+def _raise_behaviour(design: Design, report: Any, winner: str) -> None:
+    from mlsd.errors import GateError
+
+    failing = report.blocking(winner)
+    if not failing:
+        return
+    first = failing[0]
+    index = [t.name for t in design.models.tests].index(first.test)
+    names = ", ".join(r.test for r in failing)
+    raise GateError(
+        f"behavioural test{'s' if len(failing) > 1 else ''} {names} failed for the chosen candidate "
+        f"{winner} ({first.test}: {first.metric_name} {first.metric:.4g} > {first.bound:.4g}); "
+        "nothing was registered",
+        field=f"models.tests[{index}]",
+        received=round(first.metric, 6),
+        expected=f"at most {first.bound:g}, or fail_build: false to only report it",
+        file=str(design.path) if design.path else None,
+        line=design.line_of(f"models.tests[{index}]"),
+    )
 
 
 def _raise_leakage(failing: list[Any]) -> None:

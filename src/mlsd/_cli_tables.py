@@ -35,6 +35,10 @@ def print_tradeoff(out: Console, doc: Any) -> None:
         }[r.role]
         if close:
             verdict += f" [yellow](close to {escape(', '.join(close))})[/]"
+        if r.behaviour:  # models.tests: how many this candidate passed, and which it failed
+            failed = [t.test for t in r.behaviour if not t.passed]
+            verdict += f"; tests {len(r.behaviour) - len(failed)}/{len(r.behaviour)}"
+            verdict += f" [red](failed {escape(', '.join(failed))})[/]" if failed else ""
         table.add_row(
             escape(r.name),
             interval_text(r.valid.get(metric)),

@@ -66,6 +66,7 @@ def check_design(design: Design) -> None:
         _privacy,
         _forbidden_features,
         _models,
+        _behaviour_tests,
         _augment,
         deployment_problems,
         _monitoring,
@@ -359,6 +360,20 @@ def _models(design: Design) -> Problems:
                 expected=f"{name} as goals.metric or listed in goals.metrics",
             )
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
+
+
+def _behaviour_tests(design: Design) -> Problems:
+    """Each ``models.tests[i]`` against its kind's own check (docs/behavioural-tests.md)."""
+    from mlsd.modeling.behaviour import behaviour_problems
+
+    f = design.features
+    for i, spec in enumerate(design.models.tests):
+        for key, message, received, expected in behaviour_problems(
+            spec, f.numeric, f.categorical, design.goals.task
+        ):
+            yield design.error(
+                message, field=f"models.tests[{i}].{key}", received=received, expected=expected
+            )
 
 
 def _cost_weights(design: Design, field: str) -> Problems:

@@ -34,6 +34,7 @@ def assemble_document(
     decision: Any,
     assessment: Any,
     seconds: float,
+    behaviour: Any = None,
 ) -> DesignDocument:
     """The design document of one build, from its stages' results."""
     return DesignDocument(
@@ -44,7 +45,7 @@ def assemble_document(
         goals=_goals(design, modeling, decision, assessment),
         data=_data(design, prepared, split, schema, leakage),
         features=_features(design, modeling.fitted[decision.winner]),
-        models=_models(design, modeling, decision, assessment),
+        models=_models(design, modeling, decision, assessment, behaviour),
         monitoring={"plan": design.monitoring.model_dump(mode="json")},
     )
 
@@ -207,12 +208,15 @@ def _find(model: Any, kind: type, depth: int = 0) -> Any:
 # --- 4 models --------------------------------------------------------------------------------------
 
 
-def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> dict[str, Any]:
+def _models(design: Design, modeling: Any, decision: Any, assessment: Any, behaviour: Any) -> dict[str, Any]:
     from mlsd.modeling.training import training_note
 
     types = {c.name: c.type for c in design.models.candidates}
     notes = {c.name: training_note(design, i) for i, c in enumerate(design.models.candidates)}
     tradeoff = [_tradeoff_row(e, types, notes, modeling, decision) for e in modeling.table]
+    tested = behaviour.to_dict()["results"] if behaviour is not None else []
+    for row in tradeoff:
+        row["behaviour"] = [r for r in tested if r["model"] == row["name"]]
     sel = design.models.select
     assert sel is not None  # Design fills it from goals.metric
     bounds = ", ".join(
@@ -234,6 +238,7 @@ def _models(design: Design, modeling: Any, decision: Any, assessment: Any) -> di
         "simpson": getattr(assessment, "simpson", []),
         "deployment": design.deployment.model_dump(mode="json"),
         "augment": _augment(design, modeling),
+        "behaviour": tested,
     }
 
 

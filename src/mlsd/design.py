@@ -61,6 +61,7 @@ from mlsd.errors import DesignError
 __all__ = [
     "SPLIT_KEYS",
     "AugmentSpec",
+    "BehaviourTestSpec",
     "CandidateSpec",
     "CostsSpec",
     "DataSpec",
@@ -226,6 +227,44 @@ class SliceFindingSpec(_Spec):
     )
 
 
+_Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class BehaviourTestSpec(_Spec):
+    """One behavioural test of every candidate (``models.tests[i]``; docs/behavioural-tests.md).
+
+    ``kind`` names an entry of :data:`mlsd.modeling.behaviour.BEHAVIOUR_TESTS`, which also checks
+    which of the other keys the kind needs (``mlsd._design_checks``, before any data is read).
+    """
+
+    name: str = Field(pattern=_NAME)
+    kind: str = Field(description="directional, perturbation or invariance")
+    feature: str | None = Field(None, description="the column a directional or invariance test changes")
+    features: list[str] = Field(
+        default_factory=list, description="the numeric columns a perturbation changes"
+    )
+    direction: Literal["increasing", "decreasing"] | None = None
+    delta: float | None = Field(
+        None, gt=0, description="directional: raise the feature by this, in its units"
+    )
+    delta_std: float | None = Field(
+        None, gt=0, description="directional: raise it by this many training stds"
+    )
+    noise: float | None = Field(
+        None, ge=0, description="perturbation: Gaussian noise of this many training stds"
+    )
+    drop: bool = Field(False, description="perturbation: set the features missing")
+    clip: tuple[_Share, _Share] | None = Field(
+        None, description="perturbation: clip to these training quantiles"
+    )
+    max_violations: _Share | None = Field(None, description="directional: largest share of rows violating")
+    max_flip_rate: _Share | None = Field(None, description="perturbation: largest share of decisions flipped")
+    max_score_change: float | None = Field(
+        None, ge=0, description="invariance: largest absolute score change"
+    )
+    fail_build: bool = Field(False, description="the build exits 1 when the champion fails this test")
+
+
 class ModelsSpec(_Spec):
     baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
         "majority",
@@ -250,6 +289,10 @@ class ModelsSpec(_Spec):
     bootstrap: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for confidence intervals")
     slices: list[str] = Field(default_factory=list, description="columns to report metrics per value of")
     slice_finding: SliceFindingSpec = Field(default_factory=SliceFindingSpec)
+    tests: list[BehaviourTestSpec] = Field(
+        default_factory=list,
+        description="behavioural tests run on every candidate (docs/behavioural-tests.md)",
+    )
     registry_name: str | None = Field(None, description="registered model name; defaults to the design name")
     seed: int = 0
 
@@ -277,6 +320,15 @@ class ModelsSpec(_Spec):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_tests(cls, v: list[BehaviourTestSpec]) -> list[BehaviourTestSpec]:
+        names = [t.name for t in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"behavioural test names must be unique; repeated: {', '.join(dupes)}")
         return v
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "BehaviourRow",
     "Calibration",
     "ConfusionMatrix",
     "CostCurve",
@@ -233,6 +234,21 @@ class Gate(_Model):
     close: bool = False  # passed or failed by a small margin
 
 
+class BehaviourRow(_Model):
+    """One behavioural test (``models.tests``) of one candidate: metric against bound, failing rows."""
+
+    test: str
+    kind: str
+    model: str
+    metric_name: str
+    metric: float
+    bound: float
+    passed: bool
+    fail_build: bool = False
+    rows: int = 0
+    examples: list[dict[str, Any]] = Field(default_factory=list)  # before, after, score_before, score_after
+
+
 class TradeoffRow(_Model):
     """One model in the trade-off table; ``valid``/``test`` map metric name -> interval.
 
@@ -261,6 +277,7 @@ class TradeoffRow(_Model):
     gates: list[Gate] = Field(default_factory=list)
     passed: bool = True
     reason: str = ""
+    behaviour: list[BehaviourRow] = Field(default_factory=list)  # models.tests of this candidate
 
 
 class Decision(_Model):
@@ -367,6 +384,7 @@ class Models(_Model):
     deployment: dict[str, Any] = Field(default_factory=dict)  # strategy, steps, ...
     # data.augment, when used: method, settings, training rows received and synthetic rows added
     augment: dict[str, Any] | None = None
+    behaviour: list[BehaviourRow] = Field(default_factory=list)  # every models.tests x candidate
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------
