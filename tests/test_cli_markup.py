@@ -51,6 +51,7 @@ def test_tradeoff_names_and_reasons_are_escaped(monkeypatch: pytest.MonkeyPatch)
         test={},
         p99_ms=1.0,
         cost_per_1000=None,
+        behaviour=[SimpleNamespace(test="[bold]flip[/]", passed=False)],
     )
     doc = SimpleNamespace(
         goals=SimpleNamespace(metric="rmse", cost_unit="EUR"),
@@ -60,4 +61,5 @@ def test_tradeoff_names_and_reasons_are_escaped(monkeypatch: pytest.MonkeyPatch)
     text = buffer.getvalue()
     assert "carrier.isin([ua])" in text
     assert "[red]p99_latency_ms[/] 3.1 > 2" in text
+    assert "tests 0/1 (failed [bold]flip[/])" in text
     assert "latency: [best of 3]" in text
