@@ -32,6 +32,7 @@ seed, and costs one ``predict`` per test per model (plus one for the unchanged r
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -114,7 +115,7 @@ class BehaviourReport:
         return {"results": [r.to_dict() for r in self.results]}
 
 
-class BehaviourTest:
+class BehaviourTest(abc.ABC):
     """A kind of test: what it reads from its spec, how it is checked and how it runs."""
 
     kind = ""
@@ -127,16 +128,17 @@ class BehaviourTest:
         if getattr(spec, self.bound_key) is None:
             yield self.bound_key, f"a {self.kind} test needs its bound", None, f"{self.bound_key}: a number"
 
+    @abc.abstractmethod
     def change(
         self, spec: Any, X: pd.DataFrame, train: pd.DataFrame, rng: np.random.Generator
     ) -> pd.DataFrame:
-        raise NotImplementedError
+        """The test rows as this test changes them (every kind in BEHAVIOUR_TESTS defines it)."""
 
+    @abc.abstractmethod
     def failing(
         self, spec: Any, before: np.ndarray, after: np.ndarray, task: str, threshold: float
     ) -> tuple[float, np.ndarray]:
         """``(metric, per-row failing mask)`` from the scores before and after the change."""
-        raise NotImplementedError
 
     def columns(self, spec: Any) -> list[str]:
         return [spec.feature] if spec.feature else list(spec.features)
