@@ -112,3 +112,30 @@ def test_line_of_falls_back_to_enclosing_field() -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_yaml_anchors_and_merge_keys_load_and_name_lines(tmp_path: Path) -> None:
+    # `<<: *defaults` is how users share settings between candidates; a merged key has no line of
+    # its own in the file, so an error in it points at the merge's mapping instead of crashing.
+    text = EXAMPLE.read_text()
+    head, sep, tail = text.partition("  candidates:\n")
+    assert sep, "the example lists candidates"
+    shared = "x-defaults: &lgbm\n  type: lightgbm\n  params: {n_estimators: 20}\n"
+    merged = "    - name: merged_lgbm\n      <<: *lgbm\n"
+    path = _write(tmp_path, shared + head + sep + merged + tail)
+    with pytest.raises(DesignError) as info:  # x-defaults is not a design key
+        load_design(path)
+    assert info.value.field == "x-defaults" and info.value.line == 1
+    path = _write(
+        tmp_path, head + sep + merged.replace("<<: *lgbm", "<<: {type: lightgbm, params: {bad: 1}}") + tail
+    )
+    design = load_design(path)
+    merged_spec = next(c for c in design.models.candidates if c.name == "merged_lgbm")
+    assert merged_spec.type == "lightgbm" and merged_spec.params == {"bad": 1}
+    path = _write(
+        tmp_path, head + sep + merged.replace("<<: *lgbm", "<<: {type: lightgbm, imbalance: sideways}") + tail
+    )
+    with pytest.raises(DesignError) as info:
+        load_design(path)
+    assert info.value.field == "models.candidates[0].imbalance"
+    assert info.value.line == _line(path, "- name: merged_lgbm")

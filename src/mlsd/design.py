@@ -543,7 +543,9 @@ def _line_map(node: Any, prefix: str = "") -> dict[str, int]:
     if isinstance(node, dict):
         for key, value in node.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if lc is not None:
+            # a key merged in with `<<: *anchor` has no position of its own; its errors fall back
+            # to the mapping that holds it (_line_of walks up to the nearest known path)
+            if lc is not None and lc.data is not None and key in lc.data:
                 out[path] = lc.key(key)[0] + 1
             out.update(_line_map(value, path))
     elif isinstance(node, list):
