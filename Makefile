@@ -26,11 +26,12 @@ demo: $(STAMP)
 demo-lending: $(STAMP)
 	examples/lending/demo.sh $(VENV)/bin/mlsd
 
-## The whole test suite, slow end-to-end tests included (this is what CI runs). Tests marked
+## The whole test suite, slow end-to-end tests included (this is what CI runs; it lists the 15
+## slowest tests, so the suite's budget stays in sight). Tests marked
 ## `exclusive` measure timing under a load they make themselves, so they run first, alone.
 test: $(STAMP)
 	$(PY) -m pytest -q -m exclusive
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not exclusive"
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not exclusive" --durations=15
 
 ## Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
