@@ -26,8 +26,8 @@ from mlsd.store.prediction_log import PredictionLog  # noqa: E402
 
 # examples per (operation, mode): the two POST routes carry the bodies worth fuzzing
 BUDGET = {
-    ("POST", "/v1/predict"): 1_000,
-    ("POST", "/v1/feedback"): 300,
+    ("POST", "/v1/predict"): 500,
+    ("POST", "/v1/feedback"): 150,
 }
 GET_BUDGET = 25
 
@@ -100,5 +100,5 @@ def test_schemathesis_finds_no_server_error_and_no_schema_disagreement(
     print(f"schemathesis: {out['requests']} requests, {sum(out['failures'].values())} failures")
     for kind, count in out["failures"].most_common():
         print(f"  {count:5d}  {kind}")
-    assert out["requests"] >= 5_000
+    assert out["requests"] >= 2_500
     assert not out["failures"], "\n".join(out["examples"])
