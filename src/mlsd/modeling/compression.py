@@ -163,20 +163,33 @@ def quantize_onnx(model: OnnxModel, variant: str) -> OnnxModel:
             float16 = require_onnx("onnxconverter_common.float16")
         except Exception:  # onnxruntime ships the same converter
             float16 = require_onnx("onnxruntime.transformers.float16")
+        why = f"ai.onnx.ml operators have no float16 kernels in ONNX Runtime; graph: {ops}"
+        # the converter leaves them in float32 but halves the constants around them, which ONNX
+        # Runtime then refuses (Mul bound to float and float16): not worth building
+        if any(n.domain == "ai.onnx.ml" for n in proto.graph.node):
+            raise ModelError(why, field="models.compress.quantize", received=variant,
+                             expected="a graph of ai.onnx operators only")  # fmt: skip
         half = float16.convert_float_to_float16(proto, keep_io_types=True)
         data = half.SerializeToString()
         changed = any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
-        why = (
-            f"the float16 converter keeps ai.onnx.ml operators in float32 (no float16 kernels); graph: {ops}"
-        )
     else:
         raise ModelError("unknown quantisation", field="models.compress.quantize", received=variant,
                          expected="onnx_int8 or onnx_fp16")  # fmt: skip
     if not changed:
+        raise ModelError(why, field="models.compress.quantize", received=variant,
+                         expected="a quantisable operator")  # fmt: skip
+    small = OnnxModel(data, task=model.task, classes=model.classes, source=f"{model.source} ({variant})")
+    n_features = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    try:  # a graph ONNX Runtime cannot run is a reason to skip the row, not a failed build
+        small._run(np.zeros((1, n_features)))
+    except Exception as exc:
         raise ModelError(
-            why, field="models.compress.quantize", received=variant, expected="a quantisable operator"
-        )
-    return OnnxModel(data, task=model.task, classes=model.classes, source=f"{model.source} ({variant})")
+            f"ONNX Runtime cannot run the {variant} graph: {exc}",
+            field="models.compress.quantize",
+            received=variant,
+            expected="a graph ONNX Runtime runs",
+        ) from None
+    return small
 
 
 def _best_candidate(table: Any, metric: str, greater: bool) -> str:
