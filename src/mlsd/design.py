@@ -276,6 +276,7 @@ class DistillSpec(_Spec):
     max_leaves: int = Field(15, ge=2, le=131_072, description="num_leaves of each student tree")
     n_estimators: int = Field(50, ge=1, le=10_000, description="student trees")
     learning_rate: float = Field(0.1, gt=0, le=1)
+    min_child_samples: int = Field(20, ge=1, description="fewest training rows in a student leaf")
 
 
 class CompressSpec(_Spec):

@@ -91,13 +91,14 @@ class DistilledClassifier(BaseEstimator):
 
     def __init__(
         self, classes: list[Any] | None = None, max_leaves: int = 15, n_estimators: int = 50,
-        learning_rate: float = 0.1, seed: int = 0,
+        learning_rate: float = 0.1, seed: int = 0, min_child_samples: int = 20,
     ) -> None:  # fmt: skip
         self.classes = classes
         self.max_leaves = max_leaves
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.seed = seed
+        self.min_child_samples = min_child_samples
 
     def fit(self, X: Any, proba: Any) -> DistilledClassifier:
         from lightgbm import LGBMRegressor
@@ -110,6 +111,7 @@ class DistilledClassifier(BaseEstimator):
                 num_leaves=self.max_leaves,
                 n_estimators=self.n_estimators,
                 learning_rate=self.learning_rate,
+                min_child_samples=self.min_child_samples,
                 random_state=self.seed,
                 verbose=-1,
             ).fit(X, targets[:, k])
@@ -318,11 +320,14 @@ def distill(
 
         student: Any = LGBMRegressor(
             num_leaves=spec.max_leaves, n_estimators=spec.n_estimators, learning_rate=spec.learning_rate,
-            random_state=seed, verbose=-1,
+            min_child_samples=spec.min_child_samples, random_state=seed, verbose=-1,
         ).fit(Xf, np.asarray(teacher.predict(X_train), dtype=float))  # fmt: skip
         student.n_jobs = 1
     else:
         classes = [c.item() if isinstance(c, np.generic) else c for c in teacher.classes_]
-        student = DistilledClassifier(classes, spec.max_leaves, spec.n_estimators, spec.learning_rate, seed)
+        student = DistilledClassifier(
+            classes, spec.max_leaves, spec.n_estimators, spec.learning_rate, seed, spec.min_child_samples
+        )
         student.fit(Xf, teacher.predict_proba(X_train))
-    return Pipeline([*features.steps, ("model", student)])
+    steps = features.steps if isinstance(features, Pipeline) else [("features", features)]
+    return Pipeline([*steps, ("model", student)])
