@@ -39,7 +39,7 @@ def test_a_size_constraint_picks_the_onnx_row_and_the_server_answers_with_it(tmp
     compression = doc["models"]["compression"]
     (check,) = compression["checks"]
     assert check["gated"] and check["passed"] and check["max_abs_diff"] <= 1e-5
-    assert "TreeEnsembleClassifier" in compression["skipped"]["onnx_int8"]  # no int8 row, and why
+    assert "TreeEnsemble" in compression["skipped"]["onnx_int8"]  # no int8 row, and why
     assert "gbm_onnx" in (workspace / "reports" / "design.html").read_text()
 
     from mlsd.modeling.onnx_model import OnnxModel

@@ -180,7 +180,8 @@ def quantize_onnx(model: OnnxModel, variant: str) -> OnnxModel:
     if not changed:
         raise ModelError(why, field="models.compress.quantize", received=variant,
                          expected="a quantisable operator")  # fmt: skip
-    small = OnnxModel(data, task=model.task, classes=model.classes, source=f"{model.source} ({variant})")
+    small = OnnxModel(data, task=model.task, classes=model.classes, source=f"{model.source} ({variant})",
+                      precision=model.precision)  # fmt: skip
     n_features = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
     try:  # a graph ONNX Runtime cannot run is a reason to skip the row, not a failed build
         small._run(np.zeros((1, n_features)))

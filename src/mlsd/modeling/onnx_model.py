@@ -64,11 +64,13 @@ class OnnxModel(BaseEstimator):
         task: str = "binary",
         classes: list[Any] | None = None,
         source: str = "",
+        precision: str = "float32",
     ) -> None:
         self.onnx_bytes = onnx_bytes
         self.task = task
         self.classes = classes
         self.source = source
+        self.precision = precision  # the graph's input type: float32, or float64 for LightGBM trees
 
     # -- sklearn protocol ---------------------------------------------------------------------
     def __sklearn_is_fitted__(self) -> bool:
@@ -113,7 +115,7 @@ class OnnxModel(BaseEstimator):
             session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
             self._session = session
             self._output = "probabilities" if self.task != "regression" else session.get_outputs()[0].name
-        rows = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
+        rows = np.ascontiguousarray(np.asarray(X, dtype=np.dtype(self.precision)))
         return np.asarray(session.run([self._output], {_INPUT: rows})[0], dtype=float)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -167,13 +169,120 @@ def _linear_graph(est: Any, n_features: int, task: str) -> bytes:
     return model.SerializeToString()
 
 
-def _lightgbm_graph(est: Any, n_features: int) -> bytes:
-    onnxmltools = require_onnx("onnxmltools")
-    from onnxmltools.convert.common.data_types import FloatTensorType
+# LightGBM objectives whose prediction is the raw score (regression) or its sigmoid/softmax
+_LGBM_IDENTITY = {"regression", "regression_l1", "huber", "fair", "quantile", "mape"}
+_LGBM_OBJECTIVES = {"binary", "multiclass", "multiclassova", *_LGBM_IDENTITY}
 
-    model = onnxmltools.convert_lightgbm(
-        est, initial_types=[(_INPUT, FloatTensorType([None, n_features]))], zipmap=False, target_opset=_OPSET
+
+def _lightgbm_graph(est: Any, n_features: int, task: str) -> bytes:
+    """LightGBM's trees as a float64 ``TreeEnsembleRegressor`` (ai.onnx.ml 3), then sigmoid/softmax.
+
+    Not onnxmltools' float32 graph: a feature whose equal values differ in the last bits (the
+    cyclical sin/cos of the feature pipeline) gets LightGBM thresholds between them, which float32
+    cannot separate; on flights that moved scores by up to 0.1. In float64 the comparisons are
+    LightGBM's own (the leaf values are still summed in float32, the operator's output type).
+    """
+    onnx = require_onnx("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    dump = est.booster_.dump_model()
+    objective = str(dump.get("objective", "")).split(" ")[0]
+    if objective not in _LGBM_OBJECTIVES or dump.get("average_output"):
+        raise ModelError(
+            "no ONNX export for this LightGBM objective",
+            field="models.compress.onnx",
+            received=objective or "average_output",
+            expected=f"one of: {', '.join(sorted(_LGBM_OBJECTIVES))}",
+        )
+    k = max(1, int(dump.get("num_tree_per_iteration", 1)))
+    columns = ("tree", "node", "feature", "value", "mode", "true", "false", "missing")
+    nodes: dict[str, list[Any]] = {a: [] for a in columns}
+    targets: dict[str, list[Any]] = {"tree": [], "node": [], "id": [], "weight": []}
+    for t, info in enumerate(dump["tree_info"]):
+        stack, ids = [info["tree_structure"]], {}
+        order: list[dict[str, Any]] = []
+        while stack:  # number the nodes depth first
+            node = stack.pop()
+            ids[id(node)] = len(order)
+            order.append(node)
+            if "split_index" in node:
+                stack += [node["right_child"], node["left_child"]]
+        for node in order:
+            nodes["tree"].append(t)
+            nodes["node"].append(ids[id(node)])
+            if "split_index" in node:
+                if node.get("decision_type", "<=") != "<=":
+                    raise ModelError(
+                        "categorical LightGBM splits are not exported",
+                        field="models.compress.onnx",
+                        received=node["decision_type"],
+                        expected="numerical (<=) splits",
+                    )
+                nodes["feature"].append(int(node["split_feature"]))
+                nodes["value"].append(float(node["threshold"]))
+                nodes["mode"].append("BRANCH_LEQ")
+                nodes["true"].append(ids[id(node["left_child"])])
+                nodes["false"].append(ids[id(node["right_child"])])
+                nodes["missing"].append(int(bool(node.get("default_left", True))))
+            else:
+                nodes["feature"].append(0)
+                nodes["value"].append(0.0)
+                nodes["mode"].append("LEAF")
+                nodes["true"].append(0)
+                nodes["false"].append(0)
+                nodes["missing"].append(0)
+                targets["tree"].append(t)
+                targets["node"].append(ids[id(node)])
+                targets["id"].append(t % k)
+                targets["weight"].append(float(node.get("leaf_value", 0.0)))
+    trees = helper.make_node(
+        "TreeEnsembleRegressor",
+        [_INPUT],
+        ["raw"],
+        domain="ai.onnx.ml",
+        n_targets=k,
+        aggregate_function="SUM",
+        post_transform="NONE",
+        nodes_treeids=nodes["tree"],
+        nodes_nodeids=nodes["node"],
+        nodes_featureids=nodes["feature"],
+        nodes_values_as_tensor=numpy_helper.from_array(np.asarray(nodes["value"], dtype=np.float64)),
+        nodes_modes=nodes["mode"],
+        nodes_truenodeids=nodes["true"],
+        nodes_falsenodeids=nodes["false"],
+        nodes_missing_value_tracks_true=nodes["missing"],
+        target_treeids=targets["tree"],
+        target_nodeids=targets["node"],
+        target_ids=targets["id"],
+        target_weights_as_tensor=numpy_helper.from_array(np.asarray(targets["weight"], dtype=np.float64)),
     )
+    graph_nodes, inits = [trees], []
+    if task == "regression":
+        out, width = "variable", 1
+        graph_nodes.append(helper.make_node("Identity", ["raw"], [out]))
+    elif k == 1:
+        out, width = "probabilities", 2
+        inits.append(numpy_helper.from_array(np.ones((1, 1), np.float32), "one"))
+        graph_nodes += [
+            helper.make_node("Sigmoid", ["raw"], ["p"]),
+            helper.make_node("Sub", ["one", "p"], ["q"]),
+            helper.make_node("Concat", ["q", "p"], [out], axis=1),
+        ]
+    else:
+        out, width = "probabilities", k
+        graph_nodes.append(helper.make_node("Softmax", ["raw"], [out], axis=1))
+    graph = helper.make_graph(
+        graph_nodes,
+        "lightgbm",
+        [helper.make_tensor_value_info(_INPUT, TensorProto.DOUBLE, [None, n_features])],
+        # TreeEnsembleRegressor sums in float32 whatever its input: ~1e-7 of a score
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, width])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", _OPSET), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
@@ -216,6 +325,7 @@ def export_estimator(est: Any, *, n_features: int, task: str) -> OnnxModel:
             received=kind,
             expected=f"one of: {', '.join(SUPPORTED)}",
         )
+    precision = "float32"
     if kind in _LINEAR:
         if kind == "LogisticRegression" and getattr(est, "multi_class", "auto") == "ovr":
             raise ModelError(
@@ -226,10 +336,10 @@ def export_estimator(est: Any, *, n_features: int, task: str) -> OnnxModel:
             )
         data = _linear_graph(est, n_features, task)
     elif kind in _LIGHTGBM:
-        data = _lightgbm_graph(est, n_features)
+        data, precision = _lightgbm_graph(est, n_features, task), "float64"
     else:
         data = _sklearn_graph(est, n_features, task)
     classes = (
         [] if task == "regression" else [c.item() if isinstance(c, np.generic) else c for c in est.classes_]
     )
-    return OnnxModel(data, task=task, classes=classes, source=kind)
+    return OnnxModel(data, task=task, classes=classes, source=kind, precision=precision)
