@@ -172,3 +172,18 @@ def test_design_checks_refuse_a_taken_name_and_a_compress_that_adds_nothing() ->
     with pytest.raises(DesignError, match="adds nothing"):
         check_design(Design.model_validate({**_DESIGN, "models": nothing}))
     check_design(Design.model_validate({**_DESIGN, "models": {**_DESIGN["models"], "compress": {}}}))
+
+
+def test_lightgbm_multiclass_and_regression_export_in_float64(flights, features) -> None:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    X, Xt = features.transform(flights.train), features.transform(flights.test.head(400))
+    origin = flights.train["origin"].to_numpy()  # three airports
+    clf = LGBMClassifier(n_estimators=40, num_leaves=7, verbose=-1, n_jobs=1).fit(X, origin)
+    onnx = export_estimator(clf, n_features=X.shape[1], task="multiclass")
+    assert onnx.precision == "float64" and onnx.classes_.tolist() == clf.classes_.tolist()
+    assert np.abs(onnx.predict_proba(Xt) - clf.predict_proba(Xt)).max() <= 1e-5
+    delay = flights.train["arr_delay"].to_numpy()
+    reg = LGBMRegressor(n_estimators=40, num_leaves=7, verbose=-1, n_jobs=1).fit(X, delay)
+    onnx = export_estimator(reg, n_features=X.shape[1], task="regression")
+    assert np.abs(onnx.predict(Xt) - reg.predict(Xt)).max() <= 1e-3  # minutes, summed in float32

@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
 
-from mlsd.errors import GateError, ModelError
+from mlsd.errors import GateError, MlsdError, ModelError
 from mlsd.modeling.evaluation import evaluate_model
 from mlsd.modeling.onnx_model import OnnxModel, export_estimator, require_onnx
 
@@ -271,7 +271,8 @@ def compress_best(
             )
         else:
             t = time.perf_counter()
-            features = Pipeline(teacher.steps[:-1]) if len(teacher.steps) > 1 else None
+            steps = _feature_steps(teacher)
+            features = Pipeline(steps) if steps else None
             n_features = (
                 int(features.transform(split.train.head(1)).shape[1]) if features else len(input_columns)
             )
@@ -279,6 +280,10 @@ def compress_best(
                 onnx_model = export_estimator(estimator, n_features=n_features, task=task)
             except ModelError as exc:
                 result.skipped["onnx"] = exc.message
+            except Exception as exc:  # a converter's own failure skips the row, with its reason
+                if isinstance(exc, MlsdError):  # the extra is missing: say so, do not hide it
+                    raise
+                result.skipped["onnx"] = f"the converter failed on {type(estimator).__name__}: {exc}"
             else:
                 add("onnx", _behind(teacher, onnx_model), time.perf_counter() - t, gated=True)
                 result.sizes_bytes[result.rows["onnx"]] = onnx_model.size_bytes
@@ -304,9 +309,15 @@ def compress_best(
     return result
 
 
+def _feature_steps(teacher: Pipeline) -> list[tuple[str, Any]]:
+    """The teacher's fitted steps before its estimator that transform rows: a sampler
+    (``data.augment``) only acts while fitting, so predicting skips it anyway."""
+    return [(n, step) for n, step in teacher.steps[:-1] if hasattr(step, "transform")]
+
+
 def _behind(teacher: Pipeline, estimator: Any) -> Pipeline:
     """The teacher's fitted feature steps, then ``estimator`` (the steps are shared, already fitted)."""
-    return Pipeline([*teacher.steps[:-1], ("model", estimator)])
+    return Pipeline([*_feature_steps(teacher), ("model", estimator)])
 
 
 def distill(
