@@ -187,3 +187,21 @@ def test_lightgbm_multiclass_and_regression_export_in_float64(flights, features)
     reg = LGBMRegressor(n_estimators=40, num_leaves=7, verbose=-1, n_jobs=1).fit(X, delay)
     onnx = export_estimator(reg, n_features=X.shape[1], task="regression")
     assert np.abs(onnx.predict(Xt) - reg.predict(Xt)).max() <= 1e-3  # minutes, summed in float32
+
+
+def test_a_missing_onnx_extra_is_named(monkeypatch) -> None:
+    import importlib.util
+
+    from mlsd._design_checks import check_design
+    from mlsd.errors import MlsdError
+    from mlsd.modeling.onnx_model import require_onnx
+
+    with pytest.raises(MlsdError) as err:
+        require_onnx("onnxruntime_that_is_not_installed")
+    assert err.value.expected == "pip install 'mlsd[onnx]'"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "skl2onnx" else real(n, *a))
+    design = Design.model_validate({**_DESIGN, "models": {**_DESIGN["models"], "compress": {"onnx": True}}})
+    with pytest.raises(DesignError, match="onnx extra") as err:
+        check_design(design)
+    assert err.value.received == "not installed: skl2onnx"
