@@ -25,6 +25,7 @@ stay within ``tolerance`` (:meth:`CompressionResult.raise_if_beyond_tolerance`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import tempfile
 import time
@@ -156,7 +157,13 @@ def quantize_onnx(model: OnnxModel, variant: str) -> OnnxModel:
         quantization = require_onnx("onnxruntime.quantization")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "int8.onnx"
-            quantization.quantize_dynamic(proto, out, weight_type=quantization.QuantType.QInt8)
+            # it logs advice (pre-processing, opset upgrade) on the root logger: not for a build's console
+            previous = logging.root.manager.disable
+            logging.disable(logging.WARNING)
+            try:
+                quantization.quantize_dynamic(proto, out, weight_type=quantization.QuantType.QInt8)
+            finally:
+                logging.disable(previous)
             data = out.read_bytes()
         changed = bool(_QUANTIZED_OPS & set(OnnxModel(data).op_types))
         why = f"quantize_dynamic quantises MatMul/Gemm/Conv-like operators; this graph has only {ops}"
