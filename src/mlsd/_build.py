@@ -123,6 +123,29 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
     modeling = train_and_evaluate(
         design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
     )
+    # --- models.compress (docs/compression.md): compressed rows of the best candidate, before the decision
+    compression = None
+    if design.models.compress is not None:
+        from mlsd.modeling.compression import compress_best
+
+        chosen = design.models.select
+        assert chosen is not None  # Design fills it from goals.metric
+        with progress.stage("compressing the best candidate (models.compress)"):
+            compression = compress_best(
+                design,
+                split,
+                modeling,
+                feature_pipeline_for(design),
+                prepared.input_columns,
+                metric=str(chosen.maximize or chosen.minimize),
+                greater=chosen.maximize is not None,
+            )
+        for variant, why in compression.skipped.items():
+            progress.note(f"compress [{variant}] skipped: {why}")
+        for check in compression.checks:
+            progress.note(f"compress [{check['model']}] max |Δscore| on test {check['max_abs_diff']:.3g}")
+        compression.raise_if_beyond_tolerance()
+    # --- end models.compress
     behaviour = _behaviour(design, split, modeling, progress)
     sel = design.models.select
     assert sel is not None  # Design fills it from goals.metric
@@ -164,6 +187,7 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
             assessment=assessment,
             seconds=time.perf_counter() - start,
             behaviour=behaviour,
+            compression=compression,
         )
     packaged = _package(design, prepared, schema, modeling, decision)
     with progress.stage("reference statistics for monitoring"):

@@ -68,6 +68,7 @@ def check_design(design: Design) -> None:
         _models,
         _behaviour_tests,
         _augment,
+        _compress,
         deployment_problems,
         _monitoring,
     ]
@@ -581,3 +582,50 @@ def _augment(design: Design) -> Problems:
             received=augment.method,
             expected="features.numeric naming at least one column",
         )
+
+
+# --- models.compress (docs/compression.md) -----------------------------------------------------
+
+
+def _compress(design: Design) -> Problems:
+    """The ONNX extra is installed when the design exports, and no compressed row's name is taken."""
+    import importlib.util
+
+    spec = design.models.compress
+    if spec is None:
+        return
+    if spec.onnx:
+        missing = [
+            m
+            for m in ("onnx", "onnxruntime", "skl2onnx", "onnxmltools")
+            if importlib.util.find_spec(m) is None
+        ]
+        if missing:
+            yield design.error(
+                "models.compress.onnx needs the onnx extra",
+                field="models.compress.onnx",
+                received=f"not installed: {', '.join(missing)}",
+                expected="pip install 'mlsd[onnx]', or onnx: false",
+            )
+    variants = ["onnx", *(f"onnx_{q}" for q in spec.quantize)] if spec.onnx else []
+    variants += ["distilled"] if spec.distill is not None else []
+    if not variants:
+        yield design.error(
+            "models.compress adds nothing",
+            field="models.compress",
+            received={"onnx": spec.onnx, "distill": None},
+            expected="onnx: true and/or distill: {max_leaves: 15, n_estimators: 50}",
+        )
+    names = [c.name for c in design.models.candidates]
+    for i, c in enumerate(design.models.candidates):
+        taken = sorted({f"{c.name}_{v}" for v in variants} & set(names))
+        if taken:
+            yield design.error(
+                "a candidate's name is the name of a compressed row of another",
+                field=f"models.candidates[{i}].name",
+                received=taken[0],
+                expected=f"a name not ending in _{', _'.join(variants)}",
+            )
+
+
+# --- end models.compress

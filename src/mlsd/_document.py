@@ -35,9 +35,10 @@ def assemble_document(
     assessment: Any,
     seconds: float,
     behaviour: Any = None,
+    compression: Any = None,
 ) -> DesignDocument:
     """The design document of one build, from its stages' results."""
-    return DesignDocument(
+    document = DesignDocument(
         name=design.name,
         description=design.description,
         design_path=str(design.path or ""),
@@ -48,6 +49,29 @@ def assemble_document(
         models=_models(design, modeling, decision, assessment, behaviour),
         monitoring={"plan": design.monitoring.model_dump(mode="json")},
     )
+    if compression is not None:
+        _compression(design, document, compression)
+    return document
+
+
+# --- models.compress (docs/compression.md) ---------------------------------------------------------
+
+
+def _compression(design: Design, document: DesignDocument, compression: Any) -> None:
+    """The compressed rows named by what they came from, and the ONNX tolerance check."""
+    teacher_type = {c.name: c.type for c in design.models.candidates}.get(compression.teacher, "")
+    variant_of = {name: variant for variant, name in compression.rows.items()}
+    for row in document.models.tradeoff:
+        if row.name in variant_of:
+            row.type = f"{teacher_type} → {variant_of[row.name]}"
+            size = compression.sizes_bytes.get(row.name)
+            row.training = f"compressed from {compression.teacher}" + (
+                f"; ONNX graph {size:,} bytes" if size else ""
+            )
+    document.models.compression = compression.to_dict()
+
+
+# --- end models.compress
 
 
 # --- 1 goals ---------------------------------------------------------------------------------------

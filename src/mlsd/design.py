@@ -63,10 +63,12 @@ __all__ = [
     "AugmentSpec",
     "BehaviourTestSpec",
     "CandidateSpec",
+    "CompressSpec",
     "CostsSpec",
     "DataSpec",
     "DeploymentSpec",
     "Design",
+    "DistillSpec",
     "FeaturesSpec",
     "GoalsSpec",
     "JoinSpec",
@@ -265,6 +267,42 @@ class BehaviourTestSpec(_Spec):
     fail_build: bool = Field(False, description="the build exits 1 when the champion fails this test")
 
 
+# --- models.compress (docs/compression.md) ----------------------------------------------------
+
+
+class DistillSpec(_Spec):
+    """A small LightGBM trained on the best candidate's scores (its logit, or its value)."""
+
+    max_leaves: int = Field(15, ge=2, le=131_072, description="num_leaves of each student tree")
+    n_estimators: int = Field(50, ge=1, le=10_000, description="student trees")
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    min_child_samples: int = Field(20, ge=1, description="fewest training rows in a student leaf")
+
+
+class CompressSpec(_Spec):
+    """Compressed variants of the pre-decision best candidate, added as trade-off rows."""
+
+    onnx: bool = Field(True, description="export the estimator to ONNX and score it with ONNX Runtime")
+    quantize: list[Literal["int8", "fp16"]] = Field(
+        default_factory=list, description="ONNX variants: int8 (dynamic quantisation), fp16"
+    )
+    distill: DistillSpec | None = None
+    tolerance: float = Field(
+        1e-5, gt=0, le=1, description="largest |ONNX score - Python score| over the test split"
+    )
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self) -> CompressSpec:
+        if self.quantize and not self.onnx:
+            raise ValueError("quantize compresses the ONNX export: it needs onnx: true")
+        if len(set(self.quantize)) != len(self.quantize):
+            raise ValueError(f"quantize lists a variant twice: {self.quantize}")
+        return self
+
+
+# --- end models.compress ---------------------------------------------------------------------
+
+
 class ModelsSpec(_Spec):
     baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
         "majority",
@@ -295,6 +333,10 @@ class ModelsSpec(_Spec):
     )
     registry_name: str | None = Field(None, description="registered model name; defaults to the design name")
     seed: int = 0
+    compress: CompressSpec | None = Field(
+        None,
+        description="ONNX export, quantisation and distillation of the best candidate (docs/compression.md)",
+    )
 
     def baselines(self) -> list[str | dict[str, str]]:
         return self.baseline if isinstance(self.baseline, list) else [self.baseline]

@@ -385,6 +385,8 @@ class Models(_Model):
     # data.augment, when used: method, settings, training rows received and synthetic rows added
     augment: dict[str, Any] | None = None
     behaviour: list[BehaviourRow] = Field(default_factory=list)  # every models.tests x candidate
+    # models.compress: teacher, rows added, variants skipped and why, |Δscore| checks (docs/compression.md)
+    compression: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------
