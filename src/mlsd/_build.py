@@ -154,6 +154,7 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
         maximize=sel.maximize,
         minimize=sel.minimize,
         subject_to={**design.goals.constraints, **sel.subject_to},
+        variants=compression.variants() if compression is not None else None,
     )
     progress.note(f"decision: {decision.reason}")
     if behaviour is not None:

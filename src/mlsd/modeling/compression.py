@@ -79,6 +79,12 @@ class CompressionResult:
                     expected=f"at most {self.tolerance:g}",
                 )
 
+    def variants(self) -> dict[str, tuple[str, bool]]:
+        """Each added row -> (the teacher, whether it is exact): what the decision needs to know
+        (:func:`~mlsd.modeling.selection.select_model` ``variants``). Only the plain ONNX export
+        is exact; quantised and distilled rows are lossy."""
+        return {row: (self.teacher, variant == "onnx") for variant, row in self.rows.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

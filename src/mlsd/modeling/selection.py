@@ -209,8 +209,30 @@ def select_model(
     subject_to: dict[str, float] | None = None,
     split: str = "valid",
     require_beats_baseline: bool = True,
+    variants: dict[str, tuple[str, bool]] | None = None,
 ) -> Decision:
-    """Pick the best candidate on ``split`` meeting ``subject_to``; see the module docstring."""
+    """Pick the best candidate on ``split`` meeting ``subject_to``; see the module docstring.
+
+    ``variants`` maps a compressed row to ``(its source row, exact)`` (``models.compress``). An
+    exact variant (the same model in ONNX, within the build's tolerance) ranks on its source's
+    metric, so the faster of the two wins rather than the one whose metric differs in its last
+    digits. A lossy variant (quantised, distilled) wins only when its source fails a constraint:
+    its metric beating the source's is noise the compression added, not a reason to ship it.
+
+    >>> from mlsd.goals import MetricEstimate
+    >>> def ev(name, auc, p99, kind="candidate"):
+    ...     metrics = {"valid": {"roc_auc": MetricEstimate(auc)}}
+    ...     return CandidateEvaluation(name, kind, "binary", "roc_auc", metrics, p50_latency_ms=p99,
+    ...                                p99_latency_ms=p99, throughput_rows_per_s=1e5, size_mb=1.0,
+    ...                                train_seconds=1.0)
+    >>> table = TradeOffTable([ev("majority", 0.5, 0.1, "baseline"), ev("gbdt", 0.7000, 1.4),
+    ...                        ev("gbdt_onnx", 0.69999, 1.1), ev("gbdt_int8", 0.7001, 1.0)])
+    >>> links = {"gbdt_onnx": ("gbdt", True), "gbdt_int8": ("gbdt", False)}
+    >>> select_model(table, maximize="roc_auc", variants=links).ranking
+    ['gbdt_onnx', 'gbdt']
+    >>> select_model(table, maximize="roc_auc", variants=links, subject_to={"p99_latency_ms": 1.05}).winner
+    'gbdt_int8'
+    """
     metric, greater = _direction(maximize, minimize)
     candidates = table.candidates
     if not candidates:
@@ -252,6 +274,21 @@ def select_model(
         else:
             passing.append(e)
 
+    variants = variants or {}
+    passing_names = {e.name for e in passing}
+    for e in list(passing):
+        source, exact = variants.get(e.name, (None, True))
+        if source in passing_names and not exact:
+            passing.remove(e)
+            rejected[e.name] = f"a lossy compression of {source}, which meets every constraint itself"
+    by_name = {e.name: e for e in candidates}
+
+    def rank_value(e: CandidateEvaluation) -> float:
+        source = variants.get(e.name, (None, False))
+        if source[1] and source[0] in passing_names:
+            return by_name[source[0]].value(metric, split)
+        return e.value(metric, split)
+
     rules = [b.describe() for b in bounds]
     if not passing:
         detail = "; ".join(f"{n}: {r}" for n, r in rejected.items())
@@ -261,9 +298,7 @@ def select_model(
             received=rejected,
             expected=", ".join(rules) or f"a candidate beating the baseline on {metric}",
         )
-    ranked = sorted(
-        passing, key=lambda e: ((-1 if greater else 1) * e.value(metric, split), e.p99_latency_ms, e.name)
-    )
+    ranked = sorted(passing, key=lambda e: ((-1 if greater else 1) * rank_value(e), e.p99_latency_ms, e.name))
     winner = ranked[0]
     n = len(ranked)
     head = f"{winner.name}: {metric} {winner.estimate(metric, split)} on {split}, "
