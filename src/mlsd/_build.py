@@ -28,7 +28,7 @@ import pandas as pd
 from mlsd._progress import QUIET, Progress
 from mlsd.design import Design
 
-__all__ = ["BuildInterrupted", "BuildResult", "monitored_columns", "run_build"]
+__all__ = ["BuildInterrupted", "BuildResult", "RetrainInput", "monitored_columns", "run_build"]
 
 
 @dataclasses.dataclass
@@ -68,12 +68,31 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_build(design: Design, *, alias: str = "champion", progress: Progress = QUIET) -> BuildResult:
+@dataclasses.dataclass
+class RetrainInput:
+    """What ``mlsd retrain`` adds to a build: labelled traffic and the champion to beat on its
+    newest part (:class:`~mlsd.data.traffic.LabelledTraffic`, docs/retraining.md)."""
+
+    traffic: Any  # LabelledTraffic: .train joins the training split, .holdout judges both models
+    champion: Any  # the PackagedModel serving now
+    champion_version: int
+    trigger: str
+    reason: str
+
+
+def run_build(
+    design: Design,
+    *,
+    alias: str = "champion",
+    progress: Progress = QUIET,
+    retrain: RetrainInput | None = None,
+) -> BuildResult:
     """Run segments 1-4 offline and register the winner under ``alias`` (``champion`` by default).
 
     Another alias (``challenger``) leaves the champion, its reference/ for monitoring and its
     design document (reports/design.html) in place: the challenger's document is
-    reports/design-<alias>.html.
+    reports/design-<alias>.html. With ``retrain``, the training split gains the older labelled
+    traffic and the winner is registered only if it beats the champion on the newest.
     """
     from mlsd.store import ModelRegistry
 
@@ -91,12 +110,14 @@ def run_build(design: Design, *, alias: str = "champion", progress: Progress = Q
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress, alias)
+        result = _run_stages(design, registry, start, progress, alias, retrain)
     result.notes = notes
     return result
 
 
-def _run_stages(design: Design, registry: Any, start: float, progress: Progress, alias: str) -> BuildResult:
+def _run_stages(
+    design: Design, registry: Any, start: float, progress: Progress, alias: str, retrain: RetrainInput | None
+) -> BuildResult:
     """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._document import assemble_document
     from mlsd.data import check_leakage, prepare_data, split_prepared
@@ -109,6 +130,8 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
     prepared = prepare_data(design, progress=progress)
     with progress.stage("splitting"):
         split = split_prepared(design, prepared.frame)
+    if retrain is not None:  # mlsd retrain: the labelled traffic older than the holdout trains too
+        split = _with_traffic(split, retrain.traffic, progress)
     # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
     schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
@@ -190,6 +213,8 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
             behaviour=behaviour,
             compression=compression,
         )
+    if retrain is not None:
+        document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
     packaged = _package(design, prepared, schema, modeling, decision)
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
@@ -207,6 +232,62 @@ def _run_stages(design: Design, registry: Any, start: float, progress: Progress,
         document=document,
         leakage=leakage,
     )
+
+
+def _with_traffic(split: Any, traffic: Any, progress: Progress) -> Any:
+    import pandas as pd
+
+    from mlsd.data.traffic import cast_like
+
+    train = pd.concat([split.train, cast_like(traffic.train, split.train)], ignore_index=True)
+    progress.note(
+        f"retrain: {len(split.train):,} training rows + {len(traffic.train):,} labelled traffic rows "
+        f"(before {traffic.holdout_from:%Y-%m-%d %H:%M}); {len(traffic.holdout):,} newer ones held out"
+    )
+    return dataclasses.replace(split, train=train)
+
+
+def _judge_on_holdout(
+    design: Design, modeling: Any, decision: Any, retrain: RetrainInput, progress: Progress
+) -> Any:
+    """The winner against the serving champion on the newest labelled traffic; GateError if it
+    does not beat it (the build then ends before anything is registered)."""
+    from mlsd.errors import GateError
+    from mlsd.modeling.holdout import compare_on_holdout, model_scores
+
+    g, champion, holdout = design.goals, retrain.champion, retrain.traffic.holdout
+    spec = design.monitoring.retrain
+    rows, y = holdout[champion.input_columns], holdout[g.target].to_numpy()
+    winner = modeling.fitted[decision.winner]
+    classes = list(champion.classes) or None
+    comparison = compare_on_holdout(
+        y,
+        model_scores(winner, rows, g.task, classes),
+        model_scores(champion.pipeline, rows, g.task, classes),
+        metric=g.metric,
+        task=g.task,
+        min_improvement=spec.min_improvement if spec is not None else 0.0,
+        n_resamples=design.models.bootstrap,
+        seed=design.models.seed,
+        classes=classes,
+        thresholds=(modeling.thresholds.get(decision.winner, 0.5), float(champion.threshold or 0.5)),
+    )
+    progress.note(f"retrain: {comparison.describe()}")
+    summary = {
+        "trigger": retrain.trigger,
+        "reason": retrain.reason,
+        "champion_version": retrain.champion_version,
+        "traffic": retrain.traffic.summary(),
+        "holdout": comparison.to_dict(),
+    }
+    if not comparison.passed:
+        raise GateError(
+            f"not registered: {comparison.describe()}",
+            field="monitoring.retrain.min_improvement",
+            received=round(comparison.gain, 6),
+            expected=f"a gain of at least {comparison.min_improvement:g} in {g.metric}",
+        )
+    return summary
 
 
 def _package(design: Design, prepared: Any, schema: Any, modeling: Any, decision: Any) -> Any:

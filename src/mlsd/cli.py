@@ -243,6 +243,45 @@ def rollback(design: DesignPath, log_url: LogUrl = None) -> None:
 
 
 @app.command()
+def retrain(
+    design: DesignPath,
+    trigger: Annotated[
+        str,
+        typer.Option(
+            help="manual (always), or the monitoring.retrain rule to check: drift, performance, schedule."
+        ),
+    ] = "manual",
+    log_url: LogUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON on stdout.")] = False,
+) -> None:
+    """Build a challenger on the training data plus the labelled traffic when the trigger fires;
+    register it only if it beats the champion on the newest labelled traffic (exit 1 if not)."""
+    import json
+
+    try:
+        with RichProgress(err) as progress:
+            run = _system(design, progress).retrain(trigger, log_url=log_url)
+    except MlsdError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(run.to_dict(), default=str) + "\n")
+        return
+    if not run.decision.fired:
+        out.print(f"no retraining: {escape(run.decision.describe())}", highlight=False)
+        return
+    holdout = (run.summary or {}).get("holdout", {})
+    out.print(
+        f"[bold green]challenger[/]: {escape(run.build.winner)} (version {run.build.registered_version}) "
+        f"after {escape(run.decision.describe())}; on the newest {holdout.get('n_rows', 0):,} labelled rows "
+        f"{holdout.get('metric')} {holdout.get('challenger', float('nan')):.4f} vs the champion's "
+        f"{holdout.get('champion', float('nan')):.4f}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"design document: [bold]{escape(str(run.build.report_path))}[/]", highlight=False)
+
+
+@app.command()
 def report(design: DesignPath) -> None:
     """Write reports/design.html, the design document, from the last build's measurements."""
     try:

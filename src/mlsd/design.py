@@ -77,6 +77,7 @@ __all__ = [
     "ModelsSpec",
     "MonitoringSpec",
     "SampleSpec",
+    "RetrainSpec",
     "SelectSpec",
     "SliceFindingSpec",
     "SourceSpec",
@@ -395,6 +396,42 @@ def parse_duration(text: str) -> dt.timedelta:
         raise ValueError(f"{text[:40]!r} is too long a duration; expected at most 999999999d") from None
 
 
+# --- monitoring.retrain (docs/retraining.md) ---------------------------------------------
+
+
+class RetrainSpec(_Spec):
+    """When ``mlsd retrain`` builds a challenger, on what data, and what it must beat.
+
+    A trigger fires on the latest monitoring window (``drifted_share_above``, ``metric_worse_than``) or
+    on the champion's age (``every``); ``mlsd retrain --trigger manual`` needs none. The challenger
+    is trained on the design's training split plus the labelled traffic older than ``holdout``,
+    and registered only when it beats the champion on that newest ``holdout`` of labelled traffic
+    by at least ``min_improvement`` (in ``goals.metric``, signed so that larger is better).
+    """
+
+    drifted_share_above: _Share | None = Field(
+        None, description="fires when the latest window's share of drifted features is above this"
+    )
+    metric_worse_than: float | None = Field(
+        None,
+        description="fires when goals.metric on the latest window's labelled traffic is worse than this "
+        "(below it for roc_auc or accuracy, above it for rmse or mae)",
+    )
+    every: str | None = Field(None, description="fires when the champion is older than this, e.g. 4w")
+    holdout: str = Field("2w", description="the newest labelled traffic both models are compared on")
+    min_labelled: int = Field(200, ge=1, description="labelled rows the holdout needs, and the traffic")
+    min_improvement: float = Field(
+        0.0, description="how much better than the champion the challenger must be on the holdout"
+    )
+
+    @field_validator("every", "holdout")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
 class MonitoringSpec(_Spec):
     window: str = "1d"
     drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein"] = "auto"
@@ -418,6 +455,7 @@ class MonitoringSpec(_Spec):
         "before it, or the window of the same dates a year earlier",
     )
     alerts: dict[str, float] = Field(default_factory=dict)
+    retrain: RetrainSpec | None = Field(None, description="when and how `mlsd retrain` builds a challenger")
 
     @field_validator("effect_thresholds")
     @classmethod

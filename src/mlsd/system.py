@@ -25,7 +25,7 @@ from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 from mlsd.store.files import private_files
 
-__all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "System"]
+__all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "RetrainRun", "System"]
 
 
 BuildProgress = Progress  # the name the Python API has used since the first build
@@ -143,6 +143,82 @@ class System:
             "rollback", f"champion rolled back from version {old} to {new}", {"from": old, "to": new}, log_url
         )
         return old, new
+
+    def retrain(
+        self, trigger: str = "manual", *, log_url: str | None = None, now: pd.Timestamp | None = None
+    ) -> RetrainRun:
+        """``mlsd retrain``: if ``trigger`` fires, build a challenger on the training split plus the
+        labelled traffic, and register it as ``challenger`` only if it beats the champion on the
+        newest ``monitoring.retrain.holdout`` of labelled traffic (docs/retraining.md).
+
+        A challenger that does not beat the champion raises :class:`~mlsd.errors.GateError`, and
+        nothing is registered. Every run that builds is written to the log as a ``retrain`` event.
+        """
+        from mlsd._build import RetrainInput
+        from mlsd.data.traffic import labelled_traffic
+        from mlsd.design import RetrainSpec
+        from mlsd.monitoring.retrain_triggers import TRIGGERS, check_trigger, required_key
+
+        spec = self.design.monitoring.retrain
+        key = required_key(trigger) if trigger in TRIGGERS else None
+        if trigger not in TRIGGERS or (key is not None and getattr(spec, key, None) is None):
+            check_trigger(spec, trigger)  # an unknown trigger, or its key missing: said before any work
+        champion, _, version = self.champion()
+        info = self.verify_champion()
+        decision = self._check_trigger(spec, trigger, info, now)
+        if not decision.fired:
+            return RetrainRun(decision=decision)
+        spec = spec or RetrainSpec()
+        with private_files(self.workspace), self.prediction_log(log_url) as log:
+            predictions = log.read_predictions()
+        traffic = labelled_traffic(
+            predictions,
+            list(champion.input_columns),
+            target=self.design.goals.target,
+            time_column=self.design.data.time,
+            holdout=spec.holdout,
+        )
+        if len(traffic.holdout) < spec.min_labelled:
+            raise DataError(
+                "too little labelled traffic in the holdout to judge a challenger",
+                field="monitoring.retrain.min_labelled",
+                received=len(traffic.holdout),
+                expected=f"at least {spec.min_labelled} labelled predictions in the newest {spec.holdout}",
+            )
+        self.progress.note(f"retrain [{decision.describe()}]")
+        with private_files(self.workspace, create=True):
+            result = run_build(
+                self.design,
+                alias="challenger",
+                progress=self.progress,
+                retrain=RetrainInput(traffic, champion, version, trigger, decision.reason),
+            )
+        retrain = result.document.models.retrain or {}
+        self._event(
+            "retrain",
+            f"{decision.describe()}; challenger version {result.registered_version} registered",
+            {"trigger": trigger, "champion": version, "challenger": int(result.registered_version),
+             "holdout": retrain.get("holdout", {})},
+            log_url,
+        )  # fmt: skip
+        return RetrainRun(decision=decision, build=result, summary=retrain)
+
+    def _check_trigger(self, spec: Any, trigger: str, info: Any, now: pd.Timestamp | None) -> Any:
+        from mlsd.monitoring.retrain_triggers import check_trigger
+
+        if trigger in ("manual", "schedule"):
+            now = now if now is not None else pd.Timestamp.now(tz="UTC")
+            created = pd.Timestamp(info.created_at)
+            created = created.tz_localize("UTC") if created.tzinfo is None else created
+            return check_trigger(spec, trigger, champion_age=(now - created).to_pytimedelta())
+        latest = self.monitor().result.windows[-1]
+        if trigger == "drift":
+            share = latest.drift.share_drifted if latest.drift is not None else None
+            return check_trigger(spec, trigger, drifted_share=share)
+        metric = self.design.goals.metric
+        return check_trigger(
+            spec, trigger, metric=metric, metric_value=getattr(latest.performance, metric, None)
+        )
 
     def _registry(self, alias: str) -> Any:
         registry, _ = self._champion_version(alias)  # a clear error when nothing is registered
@@ -402,6 +478,31 @@ class System:
         log = self.prediction_log()
         with private_files(self.workspace):  # the export holds the same raw inputs as the log
             return int(log.export(Path(path), _timestamp(since, "since"), _timestamp(until, "until")))
+
+
+@dataclass
+class RetrainRun:
+    """What ``mlsd retrain`` did: the trigger's decision and, when it fired, the challenger's build."""
+
+    decision: Any  # TriggerDecision
+    build: BuildResult | None = None
+    summary: dict[str, Any] | None = None  # trigger, traffic used, holdout comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "trigger": self.decision.trigger,
+            "fired": self.decision.fired,
+            "reason": self.decision.reason,
+            "registered": self.build is not None,
+        }
+        if self.build is not None:
+            out.update(
+                challenger=self.build.winner,
+                version=int(self.build.registered_version),
+                report=str(self.build.report_path),
+                **(self.summary or {}),
+            )
+        return out
 
 
 @dataclass

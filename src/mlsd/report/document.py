@@ -387,6 +387,8 @@ class Models(_Model):
     behaviour: list[BehaviourRow] = Field(default_factory=list)  # every models.tests x candidate
     # models.compress: teacher, rows added, variants skipped and why, |Δscore| checks (docs/compression.md)
     compression: dict[str, Any] | None = None
+    # mlsd retrain: the trigger, the labelled traffic used and the holdout comparison (docs/retraining.md)
+    retrain: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------
