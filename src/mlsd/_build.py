@@ -131,7 +131,7 @@ def _run_stages(
     with progress.stage("splitting"):
         split = split_prepared(design, prepared.frame)
     if retrain is not None:  # mlsd retrain: the labelled traffic older than the holdout trains too
-        split = _with_traffic(split, retrain.traffic, progress)
+        split = _with_traffic(design, split, retrain.traffic, progress)
     # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
     schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
@@ -234,17 +234,36 @@ def _run_stages(
     )
 
 
-def _with_traffic(split: Any, traffic: Any, progress: Progress) -> Any:
+def _with_traffic(design: Design, split: Any, traffic: Any, progress: Progress) -> Any:
+    """The build's split for ``mlsd retrain``: every design row older than the traffic, plus the
+    older traffic, trains; the traffic's two newest windows are valid (choice, thresholds) and test
+    (the comparison with the champion). Design rows from the traffic's valid window on are dropped:
+    a replayed test split would otherwise train on the very rows it is judged on."""
     import pandas as pd
 
     from mlsd.data.traffic import cast_like
 
-    train = pd.concat([split.train, cast_like(traffic.train, split.train)], ignore_index=True)
+    frames = [split.train, split.valid, split.test]
+    design_rows = pd.concat(frames, ignore_index=True)
+    time_column = design.data.time
+    dropped = 0
+    if time_column and time_column in design_rows:
+        times = pd.to_datetime(design_rows[time_column], utc=True)
+        keep = (times < traffic.valid_from).to_numpy()
+        dropped, design_rows = int((~keep).sum()), design_rows[keep]
+    columns = list(split.train.columns)
+
+    def shaped(rows: Any) -> Any:
+        return cast_like(rows, split.train).reindex(columns=columns)
+
+    train = pd.concat([design_rows, shaped(traffic.train)], ignore_index=True)
     progress.note(
-        f"retrain: {len(split.train):,} training rows + {len(traffic.train):,} labelled traffic rows "
-        f"(before {traffic.holdout_from:%Y-%m-%d %H:%M}); {len(traffic.holdout):,} newer ones held out"
+        f"retrain: training on {len(design_rows):,} design rows and {len(traffic.train):,} labelled traffic "
+        f"rows; choosing on {len(traffic.valid):,} from {traffic.valid_from:%Y-%m-%d %H:%M}, judging on "
+        f"{len(traffic.holdout):,} from {traffic.holdout_from:%Y-%m-%d %H:%M}"
+        + (f" ({dropped:,} design rows as recent as the traffic left out)" if dropped else "")
     )
-    return dataclasses.replace(split, train=train)
+    return dataclasses.replace(split, train=train, valid=shaped(traffic.valid), test=shaped(traffic.holdout))
 
 
 def _judge_on_holdout(

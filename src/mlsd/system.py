@@ -178,12 +178,14 @@ class System:
             time_column=self.design.data.time,
             holdout=spec.holdout,
         )
-        if len(traffic.holdout) < spec.min_labelled:
+        short = {n: len(p) for n, p in (("valid", traffic.valid), ("holdout", traffic.holdout))}
+        if min(short.values()) < spec.min_labelled:
             raise DataError(
-                "too little labelled traffic in the holdout to judge a challenger",
+                "too little labelled traffic to choose and judge a challenger",
                 field="monitoring.retrain.min_labelled",
-                received=len(traffic.holdout),
-                expected=f"at least {spec.min_labelled} labelled predictions in the newest {spec.holdout}",
+                received=short,
+                expected=f"at least {spec.min_labelled} labelled predictions in each of the two newest "
+                f"{spec.holdout} windows",
             )
         self.progress.note(f"retrain [{decision.describe()}]")
         with private_files(self.workspace, create=True):

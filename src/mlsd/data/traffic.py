@@ -3,17 +3,21 @@
 The log keeps every prediction's inputs (as the server received them, after ``data.privacy``),
 its event time and, once feedback arrived, its outcome. :func:`labelled_traffic` turns the
 labelled predictions into rows shaped like the design's training split (the input columns, the
-label under ``goals.target`` and ``data.time``) and cuts them by event time: the newest
-``holdout`` is kept apart, so the challenger and the champion are compared on traffic neither
-was trained on.
+label under ``goals.target`` and ``data.time``) and cuts them by event time into three: the
+newest ``holdout`` (where the challenger and the champion are compared, on traffic neither was
+trained on), the ``holdout`` before it (where the retrained candidates are chosen and their
+thresholds set, so the choice reads today's labels rather than the build's), and the rest,
+which joins the training data.
 
 >>> import pandas as pd
 >>> log = pd.DataFrame({"request_id": ["a", "b", "c", "d"], "outcome": [1, None, 0, 1],
 ...     "event_time": pd.to_datetime(["2013-05-01", "2013-05-02", "2013-05-20", "2013-05-28"], utc=True),
 ...     "variant": "champion", "distance": [100.0, 200.0, 300.0, 400.0]})
->>> t = labelled_traffic(log, ["distance"], target="label", time_column="time_hour", holdout="2w")
->>> t.train["distance"].tolist(), t.holdout["distance"].tolist(), t.holdout_from.date().isoformat()
-([100.0], [300.0, 400.0], '2013-05-14')
+>>> t = labelled_traffic(log, ["distance"], target="label", time_column="time_hour", holdout="1w")
+>>> t.train["distance"].tolist(), t.valid["distance"].tolist(), t.holdout["distance"].tolist()
+([100.0], [300.0], [400.0])
+>>> t.valid_from.date().isoformat(), t.holdout_from.date().isoformat()
+('2013-05-14', '2013-05-21')
 >>> t.train.columns.tolist()
 ['distance', 'label', 'time_hour']
 """
@@ -35,8 +39,10 @@ __all__ = ["LabelledTraffic", "cast_like", "labelled_traffic"]
 class LabelledTraffic:
     """Labelled predictions as rows of the training split's shape, cut by event time."""
 
-    train: pd.DataFrame  # older than holdout_from: joins the training split
-    holdout: pd.DataFrame  # from holdout_from on: both models are compared on it
+    train: pd.DataFrame  # older than valid_from: joins the training data
+    valid: pd.DataFrame  # [valid_from, holdout_from): the retrained candidates are chosen on it
+    holdout: pd.DataFrame  # from holdout_from on: the challenger and the champion are compared on it
+    valid_from: pd.Timestamp
     holdout_from: pd.Timestamp
     n_unlabelled: int  # predictions in the log whose outcome has not arrived
 
@@ -44,7 +50,9 @@ class LabelledTraffic:
         """JSON-ready counts and dates, for the document and ``mlsd retrain --json``."""
         return {
             "train_rows": len(self.train),
+            "valid_rows": len(self.valid),
             "holdout_rows": len(self.holdout),
+            "valid_from": self.valid_from.isoformat(),
             "holdout_from": self.holdout_from.isoformat(),
             "unlabelled": self.n_unlabelled,
         }
@@ -60,7 +68,7 @@ def labelled_traffic(
     like: pd.DataFrame | None = None,
 ) -> LabelledTraffic:
     """The labelled rows of ``predictions`` (``PredictionLog.read_predictions``), cut at
-    ``newest event time - holdout``.
+    ``newest event time - holdout`` and one ``holdout`` before that.
 
     A logged input column named like a log column is read from ``input_<name>``. ``like`` (the
     training split) gives each column its dtype there, so the rows concatenate cleanly: a
@@ -76,6 +84,8 @@ def labelled_traffic(
             expected="predictions logged by a server of this design",
         )
     times = pd.to_datetime(labelled["event_time"], utc=True)
+    if "logged_at" in labelled:  # a request without data.time is placed at the time it was received
+        times = times.fillna(pd.to_datetime(labelled["logged_at"], utc=True))
     columns = {c: labelled[_logged(predictions, c)] for c in input_columns}
     rows = pd.DataFrame(columns, index=labelled.index)
     rows[target] = labelled["outcome"].to_numpy()
@@ -85,10 +95,13 @@ def labelled_traffic(
         rows = cast_like(rows, like)
     newest = times.max() if len(times) else pd.Timestamp.now(tz="UTC")
     cut = newest - parse_duration(holdout)
-    old = (times < cut).to_numpy()
+    valid_from = cut - parse_duration(holdout)
+    old, recent = (times < valid_from).to_numpy(), (times >= cut).to_numpy()
     return LabelledTraffic(
         train=rows[old].reset_index(drop=True),
-        holdout=rows[~old].reset_index(drop=True),
+        valid=rows[~old & ~recent].reset_index(drop=True),
+        holdout=rows[recent].reset_index(drop=True),
+        valid_from=valid_from,
         holdout_from=cut,
         n_unlabelled=int(len(predictions) - len(labelled)),
     )
