@@ -394,6 +394,13 @@ CASES = {
         "typ: logistic_regression",
         ["unknown key", "'typ'", "name, type, params"],
     ),
+    "retrain holdout that is not a duration": (
+        "    max_drifted_share: 0.5",
+        "    max_drifted_share: 0.5\n  retrain: {holdout: fortnight}",
+        "monitoring.retrain.holdout",
+        "retrain:",
+        ["fortnight"],
+    ),
     "impossible date": (
         "split: {by: stratified}",
         "time: qsec\n  split: {by: time, valid_from: 2013-13-01, test_from: 2014-01-01}",
@@ -576,3 +583,17 @@ def test_a_bandit_of_a_regression_is_refused(tmp_path: Path) -> None:
     assert code == 2, output
     assert f"{path}:{_line(path, 'strategy: bandit')}: deployment.strategy:" in output, output
     assert "regression" in output and "not built" in output
+
+
+def test_a_performance_trigger_on_a_metric_windows_do_not_measure_is_refused(tmp_path: Path) -> None:
+    text = BASE.replace("  metric: roc_auc\n", "  metric: pr_auc\n").replace(
+        "maximize: roc_auc", "maximize: pr_auc"
+    )
+    text += "  retrain: {metric_worse_than: 0.3}\n"
+    path = tmp_path / "design.yaml"
+    path.write_text(text)
+    code, output = _validate(path)
+    assert code == 2, output
+    assert "monitoring.retrain.metric_worse_than" in output and "do not measure pr_auc" in output
+    path.write_text(text.replace("metric_worse_than: 0.3", "every: 4w"))
+    assert _validate(path)[0] == 0

@@ -561,6 +561,24 @@ def _monitoring(design: Design) -> Problems:
         check_alert_names(spec.alerts, design.goals.task)
     except DesignError as exc:
         yield _located(design, exc)
+    yield from _retrain(design)
+
+
+def _retrain(design: Design) -> Problems:
+    from mlsd.monitoring.retrain_triggers import PERFORMANCE_METRICS
+
+    spec = design.monitoring.retrain
+    if spec is None:
+        return
+    metric = design.goals.metric
+    if spec.metric_worse_than is not None and metric not in PERFORMANCE_METRICS:
+        # a window measures these on labelled traffic; any other goals.metric has nothing to compare
+        yield design.error(
+            f"monitoring windows do not measure {metric}, so the performance trigger cannot read it",
+            field="monitoring.retrain.metric_worse_than",
+            received=spec.metric_worse_than,
+            expected="goals.metric one of " + ", ".join(PERFORMANCE_METRICS) + ", or no performance trigger",
+        )
 
 
 def _augment(design: Design) -> Problems:
