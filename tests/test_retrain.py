@@ -106,6 +106,8 @@ def test_a_retrained_challenger_learns_the_new_labels_and_beats_the_champion_on_
     challenger, _, _ = System(design).champion("challenger")
     got = challenger.predict_frame(holdout[["mpg", "hp", "wt"]])["score"]
     assert roc_auc_score(holdout["label"], got) == pytest.approx(h["challenger"], abs=1e-12)
+    page = (design.parent / ".mlsd" / "tiny" / "reports" / "design-challenger.html").read_text()
+    assert "Re-training" in page and f"gain {h['gain']:+.4f}" in page and "registered as challenger" in page
     events = PredictionLog.for_workspace(design.parent / ".mlsd" / "tiny").read_events()
     assert events["kind"].tolist()[-1] == "retrain"
 

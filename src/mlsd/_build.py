@@ -86,6 +86,7 @@ def run_build(
     alias: str = "champion",
     progress: Progress = QUIET,
     retrain: RetrainInput | None = None,
+    data_until: Any = None,
 ) -> BuildResult:
     """Run segments 1-4 offline and register the winner under ``alias`` (``champion`` by default).
 
@@ -93,6 +94,8 @@ def run_build(
     design document (reports/design.html) in place: the challenger's document is
     reports/design-<alias>.html. With ``retrain``, the training split gains the older labelled
     traffic and the winner is registered only if it beats the champion on the newest.
+    ``data_until`` (a UTC timestamp) keeps only the design's rows whose ``data.time`` is earlier:
+    ``mlsd simulate`` builds as if the build ran at that moment (docs/simulation.md).
     """
     from mlsd.store import ModelRegistry
 
@@ -110,13 +113,19 @@ def run_build(
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress, alias, retrain)
+        result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
     result.notes = notes
     return result
 
 
 def _run_stages(
-    design: Design, registry: Any, start: float, progress: Progress, alias: str, retrain: RetrainInput | None
+    design: Design,
+    registry: Any,
+    start: float,
+    progress: Progress,
+    alias: str,
+    retrain: RetrainInput | None,
+    data_until: Any = None,
 ) -> BuildResult:
     """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._document import assemble_document
@@ -128,6 +137,8 @@ def _run_stages(
 
     reports = design.workspace_dir() / "reports"
     prepared = prepare_data(design, progress=progress)
+    if data_until is not None:
+        prepared = _until(design, prepared, data_until, progress)
     with progress.stage("splitting"):
         split = split_prepared(design, prepared.frame)
     if retrain is not None:  # mlsd retrain: the labelled traffic older than the holdout trains too
@@ -231,6 +242,28 @@ def _run_stages(
         seconds=time.perf_counter() - start,
         document=document,
         leakage=leakage,
+    )
+
+
+def _until(design: Design, prepared: Any, until: Any, progress: Progress) -> Any:
+    """The design's rows older than ``until`` (by ``data.time``): the data a build at that moment had."""
+    import pandas as pd
+
+    from mlsd.errors import DesignError
+
+    time_column = design.data.time
+    if not time_column:
+        raise DesignError(
+            "building as of a moment needs the design's event time",
+            field="data.time",
+            received=None,
+            expected="the column that says when each row happened",
+        )
+    keep = (pd.to_datetime(prepared.frame[time_column], utc=True) < until).to_numpy()
+    progress.note(f"data as of {until:%Y-%m-%d %H:%M}: {int(keep.sum()):,} of {len(keep):,} rows")
+    raw = prepared.raw_inputs
+    return dataclasses.replace(
+        prepared, frame=prepared.frame[keep], raw_inputs=None if raw is None else raw[keep]
     )
 
 

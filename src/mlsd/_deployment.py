@@ -95,6 +95,12 @@ class DeploymentSpec(_Spec):
     step_min_requests: int = Field(
         500, ge=1, description="canary: challenger requests in a step before it may advance"
     )
+    step_min_labelled: int = Field(
+        0,
+        ge=0,
+        description="canary: challenger rows with feedback a step needs before it may advance or "
+        "complete (0: a step advances on volume, errors and latency when no labels have arrived)",
+    )
     max_degradation: float = Field(
         0.02,
         ge=0,

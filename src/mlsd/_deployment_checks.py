@@ -32,11 +32,12 @@ Problems = Iterator[DesignError]
 # The rollout keys of deployment and the strategies that read them (docs/rollout.md): a key the
 # chosen strategy does not read would be silently ignored, so validate refuses it.
 _CANARY = ("canary",)
-_ROLLOUT_KEYS: dict[str, tuple[str, ...]] = {
+ROLLOUT_KEYS: dict[str, tuple[str, ...]] = {
     "challenger": ("shadow", "canary", "bandit"),
     "shadow_percent": ("shadow",),
     "steps": _CANARY,
     "step_min_requests": _CANARY,
+    "step_min_labelled": _CANARY,
     "max_degradation": _CANARY,
     "confidence": _CANARY,
     "max_error_rate": _CANARY,
@@ -84,14 +85,14 @@ def _readers(design: Design, key: str) -> tuple[str, ...]:
         return ()  # arms name every alias the bandit routes; challenger is then never read
     if key == "epsilon" and dep.strategy == "bandit" and dep.bandit not in (None, "epsilon_greedy"):
         return ()  # only epsilon_greedy explores a fixed share
-    return _ROLLOUT_KEYS[key]
+    return ROLLOUT_KEYS[key]
 
 
 def _rollout(design: Design) -> Problems:
     """Each rollout key is read by the chosen strategy, and each strategy has what it needs."""
     dep = design.deployment
     task = design.goals.task
-    for key in _ROLLOUT_KEYS:
+    for key in ROLLOUT_KEYS:
         readers = _readers(design, key)
         if key in dep.model_fields_set and dep.strategy not in readers:
             value = getattr(dep, key)

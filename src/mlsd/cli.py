@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,7 +23,7 @@ from rich.table import Table
 
 from mlsd._cli_tables import num as _num
 from mlsd._cli_tables import print_monitor, print_tradeoff
-from mlsd.errors import MlsdError
+from mlsd.errors import DesignError, MlsdError
 
 __all__ = ["app", "main"]
 
@@ -279,6 +279,97 @@ def retrain(
         soft_wrap=True,
     )
     out.print(f"design document: [bold]{escape(str(run.build.report_path))}[/]", highlight=False)
+
+
+@app.command()
+def simulate(
+    design: DesignPath,
+    start: Annotated[
+        str,
+        typer.Option(help="The simulated period's first day; the first model trains on what came before."),
+    ],
+    end: Annotated[str, typer.Option(help="The day after the simulated period.")],
+    step: Annotated[
+        str, typer.Option(help="Window length: rows sent, outcomes posted, triggers checked per window.")
+    ] = "1w",
+    label_delay: Annotated[
+        str, typer.Option(help="How long after its event time an outcome arrives.")
+    ] = "1d",
+    sample: Annotated[
+        float, typer.Option(help="Share of each window's rows sent (a seeded uniform sample).")
+    ] = 1.0,
+    policies: Annotated[
+        str, typer.Option(help="Update policies compared offline: never, on_drift, every_<duration>.")
+    ] = "never,every_4w,every_1w,on_drift",
+    plant_bad_challenger: Annotated[
+        int | None,
+        typer.Option(help="In this window (0-based), register a challenger trained on inverted labels."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the simulation as JSON on stdout.")] = False,
+) -> None:
+    """Replay event time forward through a real server, log and registry: predictions, delayed
+    outcomes, monitoring, re-training on the design's triggers, canary, promotion or rollback;
+    then compare update policies on the same rows (docs/simulation.md)."""
+    import json
+
+    from mlsd._simulate import SimulationSpec, run_simulation
+    from mlsd.design import parse_duration
+
+    try:
+        spec = SimulationSpec(
+            start=_utc_day(start, "--start"),
+            end=_utc_day(end, "--end"),
+            step=_duration(step, "--step", parse_duration),
+            label_delay=_duration(label_delay, "--label-delay", parse_duration),
+            sample=sample,
+            policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
+            plant_bad_challenger=plant_bad_challenger,
+        )
+        with RichProgress(err) as progress:
+            result = run_simulation(Path(design), spec, progress=progress)
+    except MlsdError as exc:
+        _fail(exc)
+    data = result.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        return
+    c = data["served_vs_frozen"]
+    if c:
+        out.print(
+            f"served vs frozen: {c['metric']} {c['challenger']:.4f} vs {c['champion']:.4f}, gain "
+            f"{c['gain']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] over {c['n_rows']:,} predictions",
+            highlight=False,
+        )
+    for e in data["events"]:
+        out.print(
+            f"  {e['at'][:10]} {escape(e['kind'])}: {escape(e['reason'])}", highlight=False, soft_wrap=True
+        )
+    for p in data["policies"]:
+        gain = p["gain_vs_never"]
+        out.print(
+            f"policy {p['policy']}: {p['trainings']} trainings, {data['metric']} {p['metric']:.4f}"
+            + (f" (gain {gain['gain']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}])" if gain else "")
+            + (f", cost per 1,000 {p['cost_per_1000']:.1f}" if p["cost_per_1000"] is not None else ""),
+            highlight=False,
+        )
+    out.print(f"report: [bold]{escape(str(result.report_path))}[/]", highlight=False)
+
+
+def _utc_day(text: str, field: str) -> Any:
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise DesignError("not a date", field=field, received=text, expected="e.g. 2013-05-01") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _duration(text: str, field: str, parse: Any) -> Any:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise DesignError(str(exc), field=field, received=text, expected="e.g. 1d, 1w") from exc
 
 
 @app.command()

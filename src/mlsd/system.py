@@ -82,7 +82,7 @@ class System:
 
     # --- build ----------------------------------------------------------------------------
 
-    def build(self, alias: str = "champion") -> BuildResult:
+    def build(self, alias: str = "champion", *, data_until: Any = None) -> BuildResult:
         """Run segments 1-4 offline and register the winner under ``alias``.
 
         ``champion`` (the default) replaces what serves and the reference monitoring compares
@@ -91,7 +91,7 @@ class System:
         """
         _check_alias(alias)
         with private_files(self.workspace, create=True):
-            return run_build(self.design, alias=alias, progress=self.progress)
+            return run_build(self.design, alias=alias, progress=self.progress, data_until=data_until)
 
     def report(self) -> Path:
         """Re-render the design document from the last build's measurements."""
@@ -145,7 +145,13 @@ class System:
         return old, new
 
     def retrain(
-        self, trigger: str = "manual", *, log_url: str | None = None, now: pd.Timestamp | None = None
+        self,
+        trigger: str = "manual",
+        *,
+        log_url: str | None = None,
+        now: pd.Timestamp | None = None,
+        decision: Any = None,
+        data_until: Any = None,
     ) -> RetrainRun:
         """``mlsd retrain``: if ``trigger`` fires, build a challenger on the training split plus the
         labelled traffic, and register it as ``challenger`` only if it beats the champion on the
@@ -153,6 +159,9 @@ class System:
 
         A challenger that does not beat the champion raises :class:`~mlsd.errors.GateError`, and
         nothing is registered. Every run that builds is written to the log as a ``retrain`` event.
+        ``decision`` is a trigger decision the caller already made on its own measurements (``mlsd
+        simulate`` judges each simulated window); ``data_until`` keeps only the design's rows
+        older than that moment (the build as of then).
         """
         from mlsd._build import RetrainInput
         from mlsd.data.traffic import labelled_traffic
@@ -165,7 +174,8 @@ class System:
             check_trigger(spec, trigger)  # an unknown trigger, or its key missing: said before any work
         champion, _, version = self.champion()
         info = self.verify_champion()
-        decision = self._check_trigger(spec, trigger, info, now)
+        if decision is None:
+            decision = self._check_trigger(spec, trigger, info, now)
         if not decision.fired:
             return RetrainRun(decision=decision)
         spec = spec or RetrainSpec()
@@ -194,6 +204,7 @@ class System:
                 alias="challenger",
                 progress=self.progress,
                 retrain=RetrainInput(traffic, champion, version, trigger, decision.reason),
+                data_until=data_until,
             )
         retrain = result.document.models.retrain or {}
         self._event(
@@ -293,10 +304,13 @@ class System:
             # the server replayed against serves this workspace's champion: refuse a tampered one
             self.verify_champion()
         prepared = self.prepare_data()
-        part = getattr(split_prepared(self.design, prepared.frame), split)
-        if (
-            prepared.raw_inputs is not None
-        ):  # a client sends raw values (data.privacy): the server treats them
+        return self.client_rows(prepared, getattr(split_prepared(self.design, prepared.frame), split))
+
+    def client_rows(self, prepared: PreparedData, part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        """Rows of ``prepared.frame`` as a client sends them, in time order, and their labels: the
+        raw input values (a client sends raw values under data.privacy; the server treats them)
+        plus ``data.time``, which the server logs as each prediction's event time."""
+        if prepared.raw_inputs is not None:
             raw = prepared.raw_inputs.loc[part.index]
             part = part.assign(**{str(c): raw[c] for c in raw.columns})
         time_column = self.design.data.time

@@ -195,6 +195,59 @@ def test_loss_gate_rolls_back_holds_and_advances() -> None:
     assert _judge(champ, few).action == "hold" and "150 of 200" in _judge(champ, few).reason
 
 
+def test_a_step_that_needs_labels_holds_until_the_outcomes_arrive() -> None:
+    spec = SPEC.model_copy(update={"step_min_labelled": 100})
+    rng = np.random.default_rng(4)
+    champ = _window(rng.binomial(1, 0.10, 2000).astype(float))
+    unlabelled = _window(np.zeros(0), requests=300)
+    assert _judge(champ, unlabelled).action == "advance"  # the default: volume alone
+    held = _judge(champ, unlabelled, spec=spec)
+    assert held.action == "hold" and "0 of 100 labelled challenger rows" in held.reason
+    assert _judge(champ, _window(np.zeros(99), requests=300), spec=spec).action == "hold"
+    assert _judge(champ, _window(np.zeros(100), requests=300), spec=spec).action == "advance"
+    # labels decide once they are there: a bad challenger is rolled back, not held forever
+    bad = _window(rng.binomial(1, 0.5, 100).astype(float), requests=300)
+    assert _judge(champ, bad, spec=spec).action == "rollback"
+
+
+def test_with_costs_a_binary_canary_is_judged_on_what_its_threshold_minimises() -> None:
+    from mlsd.design import CostsSpec
+
+    rng = np.random.default_rng(5)
+    outcome = rng.random(4000) < 0.3
+    # the champion never warns (70% accurate, each missed delay costs 4); the challenger always
+    # warns (30% accurate, each false alarm costs 1): worse accuracy, cheaper decisions
+    frame = pd.DataFrame(
+        {
+            "variant": np.repeat(["champion", "challenger"], 2000),
+            "assigned_variant": None,
+            "fallback": None,
+            "latency_ms": 1.0,
+            "decision": np.repeat([False, True], 2000),
+            "outcome": outcome,
+            "score": 0.5,
+        }
+    )
+    costs = CostsSpec(false_positive=1, false_negative=4)
+    by_error = [window_stats(frame, v, "binary") for v in ("champion", "challenger")]
+    assert _judge(*by_error).action == "rollback"
+    by_cost = [
+        window_stats(frame, v, "binary", costs=costs, positive_class=True) for v in ("champion", "challenger")
+    ]
+    assert by_cost[0].mean_loss == pytest.approx(4 * outcome[:2000].mean())
+    assert by_cost[1].mean_loss == pytest.approx(1 - outcome[2000:].mean())
+    assert (
+        judge_canary(SPEC, None, initial_state(SPEC), *by_cost, "binary", cost_losses=True).action
+        == "advance"
+    )
+    # and the other way round it is rolled back, the margin relative to the champion's mean cost
+    swapped = judge_canary(
+        SPEC, None, initial_state(SPEC), by_cost[1], by_cost[0], "binary", cost_losses=True
+    )
+    assert swapped.action == "rollback"
+    assert swapped.details["margin"] == pytest.approx(0.02 * by_cost[1].mean_loss)
+
+
 def test_regression_margin_is_relative_to_the_champion_loss() -> None:
     rng = np.random.default_rng(3)
     champ = _window(np.abs(rng.normal(0, 100.0, 3000)))

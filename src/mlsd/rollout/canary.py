@@ -5,7 +5,8 @@ step_started_at)``; :func:`judge_canary` compares the challenger with the champi
 :func:`next_state` applies the decision to the shared state. The statistics are in
 docs/rollout-statistics.md: a one-sided normal (Welch) bound on the difference of mean losses,
 rolled back when the challenger is significantly worse by more than the margin, advanced when it
-is shown non-inferior (or no labels have arrived) after ``step_min_requests``.
+is shown non-inferior (or no labels have arrived, unless ``step_min_labelled`` asks for them)
+after ``step_min_requests``.
 
 >>> from mlsd.design import DeploymentSpec
 >>> from mlsd.rollout.state import initial_state
@@ -94,7 +95,20 @@ class CanaryDecision:
     details: dict[str, Any]
 
 
-def _losses(frame: pd.DataFrame, task: str) -> np.ndarray:
+def _losses(frame: pd.DataFrame, task: str, costs: Any = None, positive_class: Any = None) -> np.ndarray:
+    if task == "binary" and costs is not None:
+        # the cost of each decision's cell (goals.costs): what the cost-optimal threshold minimises,
+        # so a challenger whose threshold trades accuracy for cost is judged on what it optimises
+        from mlsd.goals.costs import CostMatrix
+
+        m = CostMatrix.from_spec(costs)
+        truth = (frame["outcome"].astype(object) == positive_class).to_numpy()
+        said = (frame["decision"].astype(object) == positive_class).to_numpy()
+        return np.where(
+            truth,
+            np.where(said, m.true_positive, m.false_negative),
+            np.where(said, m.false_positive, m.true_negative),
+        ).astype(float)
     if task in ("binary", "multiclass"):
         # object columns compare with Python equality of the decoded JSON values (1 == 1.0)
         same = frame["decision"].astype(object) == frame["outcome"].astype(object)
@@ -111,7 +125,9 @@ def _losses(frame: pd.DataFrame, task: str) -> np.ndarray:
     )
 
 
-def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
+def window_stats(
+    frame: pd.DataFrame, variant: str, task: str, *, costs: Any = None, positive_class: Any = None
+) -> VariantWindow:
     """A variant's window from ``read_outcomes`` rows (any order; other variants' rows ignored).
 
     - requests: rows assigned to the variant (``assigned_variant``, else ``variant``);
@@ -122,7 +138,8 @@ def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
       the request's ``latency_ms``): a row queued behind another variant's call in the same
       micro-batch, or behind a busy machine's other requests, is not its model's latency;
     - loss: ``1 - (decision == outcome)`` (binary, multiclass) or ``|score - outcome|``
-      (regression), over rows with an outcome.
+      (regression), over rows with an outcome; with ``costs`` (``goals.costs``, binary) the
+      cost of each decision's cell, ``positive_class`` naming the positive outcome.
 
     >>> rows = pd.DataFrame({"variant": ["a", "a", "b"], "assigned_variant": [None, "b", None],
     ...     "fallback": [None, "timeout", None], "latency_ms": [3.0, 9.0, 4.0],
@@ -152,7 +169,7 @@ def window_stats(frame: pd.DataFrame, variant: str, task: str) -> VariantWindow:
     p99 = float(np.percentile(latency, 99)) if latency.size >= MIN_LATENCY_ROWS else None
 
     rows = frame[own & frame["outcome"].notna().to_numpy()]
-    loss = _losses(rows, task)  # also on no rows: an unsupported task fails at once
+    loss = _losses(rows, task, costs, positive_class)  # also on no rows: an unsupported task fails at once
     loss = loss[np.isfinite(loss)]  # a regression row whose score or outcome is not a number
     return VariantWindow(
         requests=int(mine.sum()),
@@ -194,10 +211,14 @@ def judge_canary(
     champion: VariantWindow,
     challenger: VariantWindow,
     task: str,
+    *,
+    cost_losses: bool = False,
 ) -> CanaryDecision:
     """The decision for the current step; the gates in order: errors, latency, loss, volume.
 
     ``p99_limit_ms`` is ``goals.constraints["p99_latency_ms"]`` (None: no latency gate).
+    ``cost_losses``: the windows' losses are decision costs (:func:`window_stats` with costs),
+    so the margin is relative to the champion's mean cost, as for a regression's errors.
     """
     steps = spec.steps
     step = min(state.canary_step, len(steps) - 1) if steps else 0
@@ -249,7 +270,9 @@ def judge_canary(
         diff, lower, upper = loss_difference_bounds(champion, challenger, spec.confidence)
         # classification: losses are error rates, the margin is absolute accuracy points;
         # regression: absolute errors have the target's unit, the margin is relative
-        margin = spec.max_degradation if task != "regression" else spec.max_degradation * champion.mean_loss
+        # costs: in the design's unit too, relative to the champion's mean cost per prediction
+        relative = task == "regression" or cost_losses
+        margin = spec.max_degradation * abs(champion.mean_loss) if relative else spec.max_degradation
         details.update(
             champion_mean_loss=champion.mean_loss,
             challenger_mean_loss=challenger.mean_loss,
@@ -271,6 +294,15 @@ def judge_canary(
         return CanaryDecision(
             "hold",
             f"{challenger.requests} of {spec.step_min_requests} challenger requests in this step",
+            details,
+        )
+    if challenger.labelled < spec.step_min_labelled or (spec.step_min_labelled and not labels):
+        # outcomes arrive late: a step that needs labels waits for them, or the canary could
+        # promote a challenger no outcome has judged (a label delay longer than a step)
+        need = max(spec.step_min_labelled, MIN_LABELLED)
+        return CanaryDecision(
+            "hold",
+            f"{challenger.labelled} of {need} labelled challenger rows in this step (step_min_labelled)",
             details,
         )
     if labels and upper is not None and upper > details["margin"]:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from mlsd.errors import DataError
 
-__all__ = ["ReplayResult", "json_records", "replay", "replay_async"]
+__all__ = ["ReplayResult", "json_records", "post_outcomes", "replay", "replay_async"]
 
 
 def json_records(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -61,6 +61,8 @@ class ReplayResult:
     latencies_ms: np.ndarray = field(repr=False)
     acknowledged: list[str] = field(default_factory=list, repr=False)
     errors: list[str] = field(default_factory=list, repr=False)
+    # row i's request id (None where it got no answer), for outcomes posted later (mlsd simulate)
+    request_ids: list[str | None] = field(default_factory=list, repr=False)
 
     @property
     def throughput_rps(self) -> float:
@@ -128,6 +130,7 @@ async def replay_async(
     latencies = np.full(n, np.nan)
     statuses: Counter[str] = Counter()
     acknowledged: list[str] = []
+    by_row: list[str | None] = [None] * n
     errors: list[str] = []
     feedback = Counter[str]()
     labelled: list[dict[str, Any]] = []  # answered rows whose outcome is not posted yet
@@ -161,6 +164,7 @@ async def replay_async(
                         answer = response.json()["predictions"][0]
                         request_id = answer["request_id"]
                         acknowledged.append(request_id)
+                        by_row[i] = request_id
                         if outcomes is not None:
                             item = {"request_id": request_id, "outcome": outcomes[i]}
                             if "signature" in answer:
@@ -187,12 +191,41 @@ async def replay_async(
         latencies_ms=latencies[~np.isnan(latencies)],
         acknowledged=acknowledged,
         errors=errors,
+        request_ids=by_row,
     )
 
 
 def replay(base_url: str, rows: pd.DataFrame, **kwargs: Any) -> ReplayResult:
     """Synchronous :func:`replay_async` (runs its own event loop)."""
     return asyncio.run(replay_async(base_url, rows, **kwargs))
+
+
+def post_outcomes(
+    base_url: str,
+    request_ids: Sequence[str],
+    outcomes: Sequence[Any],
+    *,
+    batch: int = 500,
+    feedback_token: str | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, list[str]]:
+    """Post outcomes that arrive after their predictions (``/v1/feedback`` in lists of ``batch``):
+    the number the server recorded, and the first errors."""
+
+    async def run() -> tuple[int, list[str]]:
+        import httpx
+
+        counts: Counter[str] = Counter()
+        errors: list[str] = []
+        plain = json.loads(json.dumps(list(outcomes), default=_plain))
+        items = [{"request_id": r, "outcome": o} for r, o in zip(request_ids, plain, strict=True)]
+        auth = {"Authorization": f"Bearer {feedback_token}"} if feedback_token else {}
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as client:
+            for start in range(0, len(items), batch):
+                await _feedback(client, items[start : start + batch], counts, errors, auth)
+        return counts["ok"], errors
+
+    return asyncio.run(run())
 
 
 async def _feedback(

@@ -387,9 +387,15 @@ class Routing:
     def _judge_canary(self, now: datetime) -> None:
         since = self.state.step_started_at
         frame = self.log.read_outcomes(since=None if since is None else datetime.fromisoformat(since))
-        champion = window_stats(frame, "champion", self.task)
-        challenger = window_stats(frame, self.spec.challenger, self.task)
-        decision = judge_canary(self.spec, self.p99_limit_ms, self.state, champion, challenger, self.task)
+        # with goals.costs a binary canary is judged on the cost of its decisions (what each
+        # model's threshold minimises), not on their accuracy
+        by_cost = self.task == "binary" and self.costs is not None
+        costs = {"costs": self.costs, "positive_class": self.positive_class} if by_cost else {}
+        champion = window_stats(frame, "champion", self.task, **costs)
+        challenger = window_stats(frame, self.spec.challenger, self.task, **costs)
+        decision = judge_canary(
+            self.spec, self.p99_limit_ms, self.state, champion, challenger, self.task, cost_losses=by_cost
+        )
         if decision.action == "hold":
             return
         new = next_state(self.spec, self.state, decision, now)
