@@ -237,15 +237,13 @@ def test_with_costs_a_binary_canary_is_judged_on_what_its_threshold_minimises() 
     assert by_cost[0].mean_loss == pytest.approx(4 * outcome[:2000].mean())
     assert by_cost[1].mean_loss == pytest.approx(1 - outcome[2000:].mean())
     assert (
-        judge_canary(SPEC, None, initial_state(SPEC), *by_cost, "binary", cost_losses=True).action
-        == "advance"
+        judge_canary(SPEC, None, initial_state(SPEC), *by_cost, "binary", cost_scale=4.0).action == "advance"
     )
-    # and the other way round it is rolled back, the margin relative to the champion's mean cost
-    swapped = judge_canary(
-        SPEC, None, initial_state(SPEC), by_cost[1], by_cost[0], "binary", cost_losses=True
-    )
+    # and the other way round it is rolled back; the margin is 2% more wrong decisions at the
+    # costliest price (a missed delay, 4)
+    swapped = judge_canary(SPEC, None, initial_state(SPEC), by_cost[1], by_cost[0], "binary", cost_scale=4.0)
     assert swapped.action == "rollback"
-    assert swapped.details["margin"] == pytest.approx(0.02 * by_cost[1].mean_loss)
+    assert swapped.details["margin"] == pytest.approx(0.02 * 4.0)
 
 
 def test_regression_margin_is_relative_to_the_champion_loss() -> None:

@@ -212,13 +212,14 @@ def judge_canary(
     challenger: VariantWindow,
     task: str,
     *,
-    cost_losses: bool = False,
+    cost_scale: float | None = None,
 ) -> CanaryDecision:
     """The decision for the current step; the gates in order: errors, latency, loss, volume.
 
     ``p99_limit_ms`` is ``goals.constraints["p99_latency_ms"]`` (None: no latency gate).
-    ``cost_losses``: the windows' losses are decision costs (:func:`window_stats` with costs),
-    so the margin is relative to the champion's mean cost, as for a regression's errors.
+    ``cost_scale``: the windows' losses are decision costs (:func:`window_stats` with costs) and
+    this is the costliest wrong decision (``max(|false_positive|, |false_negative|)``); the margin
+    is ``max_degradation`` wrong decisions more per prediction, priced at it.
     """
     steps = spec.steps
     step = min(state.canary_step, len(steps) - 1) if steps else 0
@@ -270,9 +271,13 @@ def judge_canary(
         diff, lower, upper = loss_difference_bounds(champion, challenger, spec.confidence)
         # classification: losses are error rates, the margin is absolute accuracy points;
         # regression: absolute errors have the target's unit, the margin is relative
-        # costs: in the design's unit too, relative to the champion's mean cost per prediction
-        relative = task == "regression" or cost_losses
-        margin = spec.max_degradation * abs(champion.mean_loss) if relative else spec.max_degradation
+        # costs: as many more wrong decisions as max_degradation allows, each at the costliest price
+        if cost_scale is not None:
+            margin = spec.max_degradation * cost_scale
+        elif task == "regression":
+            margin = spec.max_degradation * champion.mean_loss
+        else:
+            margin = spec.max_degradation
         details.update(
             champion_mean_loss=champion.mean_loss,
             challenger_mean_loss=challenger.mean_loss,

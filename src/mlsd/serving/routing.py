@@ -393,8 +393,9 @@ class Routing:
         costs = {"costs": self.costs, "positive_class": self.positive_class} if by_cost else {}
         champion = window_stats(frame, "champion", self.task, **costs)
         challenger = window_stats(frame, self.spec.challenger, self.task, **costs)
+        scale = max(abs(self.costs.false_positive), abs(self.costs.false_negative)) if by_cost else None
         decision = judge_canary(
-            self.spec, self.p99_limit_ms, self.state, champion, challenger, self.task, cost_losses=by_cost
+            self.spec, self.p99_limit_ms, self.state, champion, challenger, self.task, cost_scale=scale
         )
         if decision.action == "hold":
             return
