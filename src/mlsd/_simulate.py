@@ -195,7 +195,7 @@ def run_simulation(
         policies=[p.to_dict() for p in policies],
         seconds=time.perf_counter() - began,
     )
-    _write_reports(system, result)
+    _write_reports(system, result, original, spec)
     return result
 
 
@@ -727,7 +727,7 @@ def _metric(design: Any, y: np.ndarray, scores: np.ndarray) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _write_reports(system: Any, result: SimulationResult) -> None:
+def _write_reports(system: Any, result: SimulationResult, original: Any, spec: SimulationSpec) -> None:
     from mlsd.report.simulation import render_simulation_report
     from mlsd.store import write_json_atomic
 
@@ -735,3 +735,31 @@ def _write_reports(system: Any, result: SimulationResult) -> None:
     result.json_path = reports / "simulation.json"
     write_json_atomic(result.json_path, result.to_dict())
     result.report_path = render_simulation_report(result.to_dict(), reports / "simulation.html")
+    _document_updates(original, result, spec)
+
+
+def _document_updates(design: Any, result: SimulationResult, spec: SimulationSpec) -> None:
+    """Segment 5 of the design's own document gains "experiments and updates" (when it has one)."""
+    from collections import Counter
+
+    from mlsd.report import DesignDocument, render_design_document
+    from mlsd.store.files import private_files
+
+    reports = design.workspace_dir() / "reports"
+    saved = reports / "design.json"
+    if not saved.is_file() or result.report_path is None:
+        return
+    document = DesignDocument.load(saved)
+    document.monitoring.updates = {
+        "report": os.path.relpath(result.report_path, reports),
+        "period": f"{spec.start:%Y-%m-%d} to {spec.end:%Y-%m-%d}",
+        "windows": len(result.windows),
+        "metric": result.metric,
+        "served_vs_frozen": result.served_vs_frozen,
+        "policies": [{k: p[k] for k in ("policy", "trainings", "metric", "gain_vs_never", "cost_per_1000")}
+                     for p in result.policies],
+        "event_counts": dict(Counter(e["kind"] for e in result.events)),
+    }  # fmt: skip
+    with private_files(design.workspace_dir()):
+        document.save(saved)
+        render_design_document(document, reports / "design.html")

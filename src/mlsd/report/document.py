@@ -434,6 +434,9 @@ class Monitoring(_Model):
     plan: dict[str, Any] = Field(default_factory=dict)  # window, drift method, correction, alerts
     reference: dict[str, Any] = Field(default_factory=dict)  # what the build saved to compare with
     latest: MonitoringRun | None = None
+    #: "experiments and updates": the latest ``mlsd simulate`` run's summary (docs/simulation.md):
+    #: report (relative link), period, served_vs_frozen, policies, events
+    updates: dict[str, Any] | None = None
     text: str = _MONITORING_TEXT
 
 
