@@ -32,11 +32,9 @@ def _design(folder: Path) -> Path:
         "sticky_by: tailnum}\n\n"
     )
     text = re.sub(r"(?ms)^deployment:.*?(?=^\S|\Z)", deployment, text)
-    text = text.replace(
-        "  alerts: {max_drifted_share: 0.3, min_roc_auc: 0.65}",
-        "  alerts: {max_drifted_share: 0.3, min_roc_auc: 0.65}\n"
-        "  retrain: {every: 2w, holdout: 1w, min_labelled: 40}",
-    )
+    retrain = "  retrain: {every: 4w, holdout: 2w, min_labelled: 500}"
+    assert retrain in text
+    text = text.replace(retrain, "  retrain: {every: 2w, holdout: 1w, min_labelled: 40}")
     path = folder / "design.yaml"
     path.write_text(text)
     return path
