@@ -475,6 +475,62 @@ class System:
         document.save(saved)
         render_design_document(document, self.reports_dir / "design.html")
 
+    def experiment(
+        self, *, since: Any = None, until: Any = None, plan: bool = False, mde: float | None = None
+    ) -> Any:
+        """The experiment analysis of the variants logged in ``[since, until)`` (event time):
+        per-variant metrics, SRM against the intended split, lifts, Bayesian and sequential
+        read-outs (:func:`mlsd.experiments.analysis.analyse_experiment`); with ``plan``, the
+        sample and days ``mde`` needs. Reads only the log: no build needs to be loaded."""
+        from mlsd.experiments.analysis import analyse_experiment
+        from mlsd.rollout.routers import router_for
+        from mlsd.rollout.state import RolloutState, initial_state
+
+        since_ts, until_ts = _timestamp(since, "since"), _timestamp(until, "until")
+        log = self.prediction_log()
+        predictions = log.read_predictions(since_ts, until_ts)
+        if predictions.empty:
+            raise DataError(
+                "the prediction log holds no predictions in this period",
+                field="since/until",
+                received=f"{since_ts or 'start'} .. {until_ts or 'end'}",
+                expected="a period with logged predictions of at least two variants",
+            )
+        spec = self.design.deployment
+        positive_class = None
+        if (self.workspace / "reference" / "schema.json").is_file():
+            positive_class = self.reference()[0].positive_class  # saved by the build
+        costs = None
+        if self.design.goals.costs is not None and self.design.goals.task == "binary":
+            from mlsd.goals import CostMatrix
+
+            costs = CostMatrix.from_spec(self.design.goals.costs)
+        weights, srm_since, unfit = None, None, None
+        stored = log.read_state(self.design.registry_name)
+        try:
+            state = RolloutState.from_dict(stored[1]) if stored is not None else initial_state(spec)
+            # a bandit's split follows the rewards: there is no fixed split to test
+            weights = None if spec.strategy == "bandit" else router_for(spec).weights(state)
+            srm_since = state.step_started_at
+        except DesignError as exc:  # a state the design no longer fits: analyse the traffic anyway
+            unfit = f"no sample-ratio test: the rollout state does not fit the design ({exc})"
+        result = analyse_experiment(
+            predictions,
+            task=self.design.goals.task,
+            spec=spec.experiment,
+            weights=weights,
+            srm_since=srm_since,
+            order=spec.routed_aliases(),
+            positive_class=positive_class,
+            costs=costs,
+            reward=spec.reward,
+            plan=plan or mde is not None,
+            mde=mde,
+        )
+        if unfit:
+            result.warnings.append(unfit)
+        return result
+
     def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
         """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""
         log = self.prediction_log()
