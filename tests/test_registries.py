@@ -378,7 +378,12 @@ def test_every_experiment_metric(tmp_path: Path, task: str, with_costs: bool) ->
 
     costs = {"false_positive": 1, "false_negative": 4} if with_costs else None
     rows = pd.DataFrame(
-        {"decision": [1, 0, 1], "outcome": [1, 1, None], "score": [0.9, 0.2, 0.7], "latency_ms": [3.0, 4.0, 5.0]}
+        {
+            "decision": [1, 0, 1],
+            "outcome": [1, 1, None],
+            "score": [0.9, 0.2, 0.7],
+            "latency_ms": [3.0, 4.0, 5.0],
+        }
     )
     for name in [*METRICS, "ndcg"]:
         ok = metric_problem(name, task, has_costs=with_costs and task == "binary") is None
@@ -391,9 +396,15 @@ def test_every_experiment_metric(tmp_path: Path, task: str, with_costs: bool) ->
             assert values.shape == (3,) and np.isfinite(values[:2]).all()
 
 
-@pytest.mark.parametrize("correction", _literal(DeploymentSpec.model_fields["experiment"].annotation, "correction"))
+@pytest.mark.parametrize(
+    "correction", _literal(DeploymentSpec.model_fields["experiment"].annotation, "correction")
+)
 def test_every_experiment_correction(tmp_path: Path, correction: str) -> None:
     from mlsd.experiments.frequentist import CORRECTIONS, adjust
 
-    _check(tmp_path, _with("binary", deployment={"experiment": {"correction": correction}}), correction in CORRECTIONS)
+    _check(
+        tmp_path,
+        _with("binary", deployment={"experiment": {"correction": correction}}),
+        correction in CORRECTIONS,
+    )
     assert len(adjust([0.01, 0.2], method=correction)[1]) == 2

@@ -196,12 +196,27 @@ def print_experiment(out: Console, result: Any) -> None:
     else:
         verdict = "[bold red]MISMATCH[/]" if result.srm_detected else "[green]ok[/]"
         out.print(
-            f"sample-ratio test on {result.srm_counted}: p = {result.srm_p_value:.3g} {verdict}", highlight=False
+            f"sample-ratio test on {result.srm_counted}: p = {result.srm_p_value:.3g} {verdict}",
+            highlight=False,
         )
     lifts = Table(title="lifts", title_style="bold")
-    for col in ("variant", "metric", "baseline", "variant value", "lift", f"{1 - result.alpha:.0%} CI",
-                "relative", "p", "p adj", "P(better)", "sequential", "verdict"):
-        lifts.add_column(col, justify="left" if col in ("variant", "metric", "sequential", "verdict") else "right")
+    for col in (
+        "variant",
+        "metric",
+        "baseline",
+        "variant value",
+        "lift",
+        f"{1 - result.alpha:.0%} CI",
+        "relative",
+        "p",
+        "p adj",
+        "P(better)",
+        "sequential",
+        "verdict",
+    ):
+        lifts.add_column(
+            col, justify="left" if col in ("variant", "metric", "sequential", "verdict") else "right"
+        )
     for c in result.comparisons:
         rel = "-" if c.relative is None else f"{c.relative:+.1%}"
         seq = "-" if c.sequential is None else f"{c.sequential['verdict']} (p {c.sequential['p_value']:.3g})"
@@ -222,8 +237,10 @@ def print_experiment(out: Console, result: Any) -> None:
         )
     out.print(lifts)
     if result.plan:
-        plan = Table(title=f"plan (power {result.plan['power']:.0%}, alpha {result.plan['alpha']})", title_style="bold")
-        for col in ("metric", "baseline", "MDE now", "MDE asked", "units per arm", "days"):
+        plan = Table(
+            title=f"plan (power {result.plan['power']:.0%}, alpha {result.plan['alpha']})", title_style="bold"
+        )
+        for col in ("metric", "baseline", "MDE now", "MDE now %", "MDE asked", "units per arm", "days"):
             plan.add_column(col, justify="left" if col == "metric" else "right")
         for row in result.plan["metrics"]:
             need = row.get("n_per_arm")
@@ -231,6 +248,7 @@ def print_experiment(out: Console, result: Any) -> None:
                 escape(row["metric"]),
                 num(row["baseline_value"], 4),
                 num(row.get("mde_now"), 4),
+                "-" if row.get("mde_now_relative") is None else f"{row['mde_now_relative']:.1%}",
                 num(row.get("mde"), 4),
                 "-" if need is None else ", ".join(f"{escape(k)} {v:,}" for k, v in need.items()),
                 num(row.get("days_needed"), 1),

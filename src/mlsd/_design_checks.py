@@ -578,7 +578,9 @@ def _experiment(design: Design) -> Problems:
                 field=f"deployment.experiment.metrics[{i}]",
                 received=name,
                 expected="one of the metrics for this design, e.g. "
-                + ", ".join(n for n in _experiment_metrics() if not metric_problem(n, task, has_costs=has_costs)),
+                + ", ".join(
+                    n for n in _experiment_metrics() if not metric_problem(n, task, has_costs=has_costs)
+                ),
             )
     if spec.metrics is not None and not spec.metrics:
         yield design.error(

@@ -508,11 +508,14 @@ def experiment(
     since: Annotated[str | None, typer.Option(help="From this time (event time), e.g. 2013-11-01.")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (event time).")] = None,
     plan: Annotated[
-        bool, typer.Option("--plan", help="Also the sample each metric needs and the MDE of the sample logged.")
+        bool,
+        typer.Option("--plan", help="Also the sample each metric needs and the MDE of the sample logged."),
     ] = False,
     mde: Annotated[
         float | None,
-        typer.Option(help="The absolute effect to plan for (implies --plan), e.g. 0.01 for accuracy."),
+        typer.Option(
+            help="The improvement to plan for, relative to the baseline (implies --plan), e.g. 0.05 = 5%."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:

@@ -84,7 +84,9 @@ def test_ips_is_unbiased_over_repeated_logs() -> None:
     for _ in range(200):
         log = _bandit_log(rng, 500)
         target = np.tile([0.0, 1.0], (500, 1))
-        values.append(off_policy_estimates(log["reward"], log["propensity"], log["action"], target)["ips"].value)
+        values.append(
+            off_policy_estimates(log["reward"], log["propensity"], log["action"], target)["ips"].value
+        )
     values = np.array(values)
     assert abs(values.mean() - TRUE_ALWAYS_1) < 4 * values.std(ddof=1) / np.sqrt(values.size)
 

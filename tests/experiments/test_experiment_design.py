@@ -47,7 +47,15 @@ def test_validate_refuses(tmp_path: Path, experiment: dict, field: str, says: st
 def test_validate_accepts_a_full_experiment(tmp_path: Path) -> None:
     code, output = _validate(
         tmp_path,
-        {"baseline": "champion", "metrics": ["accuracy", "latency_ms"], "cuped_covariate": "hp",
-         "correction": "fdr_bh", "sequential": "msprt", "tau": 0.2, "checkpoints": 10, "power": 0.9},
+        {
+            "baseline": "champion",
+            "metrics": ["accuracy", "latency_ms"],
+            "cuped_covariate": "hp",
+            "correction": "fdr_bh",
+            "sequential": "msprt",
+            "tau": 0.2,
+            "checkpoints": 10,
+            "power": 0.9,
+        },
     )
     assert code == 0, output

@@ -15,7 +15,9 @@ from mlsd.experiments.frequentist import adjust, cuped, ratio_metric, two_propor
 TOL = 1e-9
 
 
-@pytest.mark.parametrize(("x_a", "n_a", "x_b", "n_b"), [(480, 1000, 530, 1000), (13, 250, 29, 310), (900, 905, 880, 890)])
+@pytest.mark.parametrize(
+    ("x_a", "n_a", "x_b", "n_b"), [(480, 1000, 530, 1000), (13, 250, 29, 310), (900, 905, 880, 890)]
+)
 def test_two_proportions_equals_statsmodels(x_a: int, n_a: int, x_b: int, n_b: int) -> None:
     c = two_proportions(x_a, n_a, x_b, n_b, alpha=0.05)
     z, p = proportions_ztest([x_b, x_a], [n_b, n_a])
@@ -30,7 +32,9 @@ def test_welch_equals_scipy() -> None:
     c = welch(a, b, alpha=0.1)
     ref = stats.ttest_ind(b, a, equal_var=False)
     ci = ref.confidence_interval(confidence_level=0.9)
-    assert c.p_value == pytest.approx(ref.pvalue, abs=TOL) and c.statistic == pytest.approx(ref.statistic, abs=TOL)
+    assert c.p_value == pytest.approx(ref.pvalue, abs=TOL) and c.statistic == pytest.approx(
+        ref.statistic, abs=TOL
+    )
     assert c.ci == pytest.approx((ci.low, ci.high), abs=TOL)
 
 
@@ -53,7 +57,9 @@ def test_relative_interval_covers_the_true_relative_lift() -> None:
     truth = p_b / p_a - 1
     covered = [
         lo <= truth <= hi
-        for lo, hi in (two_proportions(int(a), n, int(b), n).relative_ci for a, b in zip(x_a, x_b, strict=True))
+        for lo, hi in (
+            two_proportions(int(a), n, int(b), n).relative_ci for a, b in zip(x_a, x_b, strict=True)
+        )
     ]
     assert abs(np.mean(covered) - 0.95) < 3 * np.sqrt(0.95 * 0.05 / len(covered))
 

@@ -31,7 +31,11 @@ def aa_proportions_rate(seed: int = 0, sims: int = SIMS) -> float:
     rng = np.random.default_rng(seed)
     n = 2_000
     x_a, x_b = rng.binomial(n, 0.3, sims), rng.binomial(n, 0.3, sims)
-    return float(np.mean([two_proportions(int(a), n, int(b), n).p_value < ALPHA for a, b in zip(x_a, x_b, strict=True)]))
+    return float(
+        np.mean(
+            [two_proportions(int(a), n, int(b), n).p_value < ALPHA for a, b in zip(x_a, x_b, strict=True)]
+        )
+    )
 
 
 def aa_welch_rate(seed: int = 1, sims: int = SIMS) -> float:
@@ -39,11 +43,18 @@ def aa_welch_rate(seed: int = 1, sims: int = SIMS) -> float:
     a, b = rng.lognormal(0, 1, (sims, 300)), rng.lognormal(0, 1, (sims, 200))  # skewed, unequal n
     ma, va, mb, vb = a.mean(1), a.var(1, ddof=1), b.mean(1), b.var(1, ddof=1)
     return float(
-        np.mean([welch_from_stats(*s, alpha=ALPHA).p_value < ALPHA for s in zip(ma, va, [300] * sims, mb, vb, [200] * sims, strict=True)])
+        np.mean(
+            [
+                welch_from_stats(*s, alpha=ALPHA).p_value < ALPHA
+                for s in zip(ma, va, [300] * sims, mb, vb, [200] * sims, strict=True)
+            ]
+        )
     )
 
 
-def _cumulative_bernoulli(rng: np.random.Generator, p_a: float, p_b: float, sims: int) -> tuple[np.ndarray, ...]:
+def _cumulative_bernoulli(
+    rng: np.random.Generator, p_a: float, p_b: float, sims: int
+) -> tuple[np.ndarray, ...]:
     """Cumulative successes and counts per arm after each batch: (sims, BATCHES)."""
     s_a = np.cumsum(rng.binomial(PER_BATCH, p_a, (sims, BATCHES)), axis=1)
     s_b = np.cumsum(rng.binomial(PER_BATCH, p_b, (sims, BATCHES)), axis=1)
@@ -135,7 +146,9 @@ def test_planned_sample_gives_the_planned_power() -> None:
     sims = 2_000
     n = sample_size_proportion(0.30, 0.03)
     x_a, x_b = rng.binomial(n, 0.30, sims), rng.binomial(n, 0.33, sims)
-    power = np.mean([two_proportions(int(a), n, int(b), n).p_value < ALPHA for a, b in zip(x_a, x_b, strict=True)])
+    power = np.mean(
+        [two_proportions(int(a), n, int(b), n).p_value < ALPHA for a, b in zip(x_a, x_b, strict=True)]
+    )
     se = np.sqrt(0.8 * 0.2 / sims)
     assert abs(power - 0.8) <= 3 * se
     m = sample_size_mean(sd=2.0, mde=0.25)

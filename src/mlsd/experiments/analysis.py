@@ -211,7 +211,9 @@ def _per_unit(values: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.nda
     return num, den
 
 
-def _compare(arms: _Arms, kind: str, alpha: float, upto: tuple[int, int] | None = None) -> tuple[Comparison, dict[str, Any] | None]:
+def _compare(
+    arms: _Arms, kind: str, alpha: float, upto: tuple[int, int] | None = None
+) -> tuple[Comparison, dict[str, Any] | None]:
     """The fixed-horizon comparison (on the first ``upto`` values of each arm when given)."""
     ka, kb = (len(arms.a), len(arms.b)) if upto is None else upto
     a, b = arms.a[:ka], arms.b[:kb]
@@ -279,7 +281,11 @@ def _sequential(
 def _bayes(c: Comparison, kind: str, higher: bool, unit_level: bool) -> dict[str, Any]:
     if kind == "proportion" and not unit_level and c.test == "two-proportion z":
         return bayesian.beta_binomial(
-            round(c.estimate_a * c.n_a), int(c.n_a), round(c.estimate_b * c.n_b), int(c.n_b), higher_is_better=higher
+            round(c.estimate_a * c.n_a),
+            int(c.n_a),
+            round(c.estimate_b * c.n_b),
+            int(c.n_b),
+            higher_is_better=higher,
         ).to_dict()
     # a Normal posterior of each arm's estimate, its variance the test's (se^2 split by arm)
     var_a = c.se**2 * (1 / c.n_a) / (1 / c.n_a + 1 / c.n_b)
@@ -300,8 +306,10 @@ def _arm_column(frame: pd.DataFrame) -> pd.Series:
 
 def _units(frame: pd.DataFrame) -> pd.Series:
     """The unit of assignment of each request: its unit when assignment was sticky, else itself."""
-    own = frame["request_id"].astype(str) if "request_id" in frame.columns else pd.Series(
-        [f"#{i}" for i in range(len(frame))], index=frame.index
+    own = (
+        frame["request_id"].astype(str)
+        if "request_id" in frame.columns
+        else pd.Series([f"#{i}" for i in range(len(frame))], index=frame.index)
     )
     if "unit" not in frame.columns:
         return own
@@ -319,7 +327,9 @@ def _times(frame: pd.DataFrame) -> pd.Series:
         return t
     if "logged_at" in frame.columns:
         return pd.to_datetime(frame["logged_at"], utc=True)
-    return pd.Series(pd.Timestamp("1970-01-01", tz="UTC") + pd.to_timedelta(np.arange(len(frame)), "s"), index=frame.index)
+    return pd.Series(
+        pd.Timestamp("1970-01-01", tz="UTC") + pd.to_timedelta(np.arange(len(frame)), "s"), index=frame.index
+    )
 
 
 def analyse_experiment(
@@ -340,8 +350,8 @@ def analyse_experiment(
 
     ``weights`` is the intended split (None: no SRM test, e.g. a bandit), counted from
     ``srm_since``; ``order`` lists variants first; ``costs`` a :class:`~mlsd.goals.CostMatrix`;
-    ``reward`` the bandit's (``match`` or ``cost``); ``mde`` the absolute effect to plan for,
-    one for every metric or one per metric name.
+    ``reward`` the bandit's (``match`` or ``cost``); ``mde`` the effect to plan for, relative
+    to the baseline's value (0.05: a 5 % improvement), one for every metric or one per metric.
     """
     spec = spec or ExperimentSpec()
     for col in ("variant", "latency_ms"):
@@ -383,7 +393,9 @@ def analyse_experiment(
             f"{mixed:,} units were assigned to more than one variant (the split changed within the "
             "period, e.g. a canary step): their requests count in each variant they saw"
         )
-    unit_level = bool(frame["_unit"].str.startswith("u:").any() and frame.groupby(["_arm", "_unit"]).size().max() > 1)
+    unit_level = bool(
+        frame["_unit"].str.startswith("u:").any() and frame.groupby(["_arm", "_unit"]).size().max() > 1
+    )
 
     # -- per variant (the monitoring's reading of the log, on the assigned variant) --
     itt = frame.assign(variant=arm).drop(columns=["assigned_variant", "fallback"], errors="ignore")
@@ -391,16 +403,22 @@ def analyse_experiment(
         itt = itt.assign(score=np.nan)
     monitored = compare_variants(itt, task=task, positive_class=positive_class, order=names)
     has_costs = costs is not None and task == "binary"
-    metric_names = list(spec.metrics) if spec.metrics is not None else default_metrics(task, has_costs=has_costs)
+    metric_names = (
+        list(spec.metrics) if spec.metrics is not None else default_metrics(task, has_costs=has_costs)
+    )
     values = {
-        m: metric_values(m, frame, task=task, positive_class=positive_class, costs=costs if has_costs else None)
+        m: metric_values(
+            m, frame, task=task, positive_class=positive_class, costs=costs if has_costs else None
+        )
         for m in metric_names
     }
     cost = values.get("cost")
     if cost is None and has_costs:
         cost = metric_values("cost", frame, task=task, positive_class=positive_class, costs=costs)
     latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
-    fell_back = frame["fallback"].notna() if "fallback" in frame.columns else pd.Series(False, index=frame.index)
+    fell_back = (
+        frame["fallback"].notna() if "fallback" in frame.columns else pd.Series(False, index=frame.index)
+    )
     summaries = []
     for name in names:
         in_arm = (arm == name).to_numpy()
@@ -437,7 +455,9 @@ def analyse_experiment(
             since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
             in_step = pd.to_datetime(frame["logged_at"], utc=True) >= since
         step = frame[in_step]
-        per_arm = step.groupby("_arm")["_unit"].nunique() if counted == "units" else step["_arm"].value_counts()
+        per_arm = (
+            step.groupby("_arm")["_unit"].nunique() if counted == "units" else step["_arm"].value_counts()
+        )
         srm_counts = {str(k): int(v) for k, v in per_arm.items()}
         srm_p = sample_ratio_mismatch(srm_counts, normalised)
         if srm_p is not None and srm_p < SRM_ALARM:
@@ -459,7 +479,9 @@ def analyse_experiment(
             )
         x_all = pd.to_numeric(frame[covariate], errors="coerce").to_numpy(dtype=float)
         if unit_level:
-            warnings.append("CUPED is not applied to unit-level (ratio) metrics: the covariate is per request")
+            warnings.append(
+                "CUPED is not applied to unit-level (ratio) metrics: the covariate is per request"
+            )
             x_all = None
     t_ns = frame["_t"].astype("int64").to_numpy()
     unit_codes = frame["_unit"].to_numpy()
@@ -479,7 +501,9 @@ def analyse_experiment(
                 None if x_all is None else x_all[ib],
             )
             if not _enough(arms, (len(arms.a), len(arms.b))):
-                warnings.append(f"{m}: fewer than 2 {'units' if unit_level else 'values'} in an arm, not compared")
+                warnings.append(
+                    f"{m}: fewer than 2 {'units' if unit_level else 'values'} in an arm, not compared"
+                )
                 continue
             c, cup = _compare(arms, meta.kind, spec.alpha)
             if cup is not None:
@@ -573,14 +597,24 @@ def _plan(
     spec: ExperimentSpec,
     mde: Mapping[str, float] | float | None,
 ) -> dict[str, Any]:
-    """Per compared metric: the MDE of the sample logged, and with ``mde`` the units per arm
-    and the days needed at the units per day the log shows."""
-    t = frame["_t"]
-    span_days = max((t.iloc[-1] - t.iloc[0]).total_seconds() / 86_400, 1 / 86_400) if len(t) > 1 else math.nan
+    """Per compared metric (against the first challenger): the smallest effect the logged sample
+    can detect, and with ``mde`` (relative to the baseline's value: 0.05 = 5 %) the units per
+    arm and the days needed at the units per day the log shows (on logging time: how fast the
+    servers receive them; returning units make this an upper bound on the days)."""
+    t = pd.to_datetime(frame["logged_at"], utc=True) if "logged_at" in frame.columns else frame["_t"]
+    span = (t.max() - t.min()).total_seconds() / 86_400 if len(t) > 1 else math.nan
+    span_days = max(span, 1 / 86_400) if np.isfinite(span) else math.nan
     per_day = {s.variant: s.units / span_days for s in summaries}
-    out: dict[str, Any] = {"alpha": spec.alpha, "power": spec.power, "units_per_day": per_day, "metrics": []}
+    out: dict[str, Any] = {
+        "alpha": spec.alpha,
+        "power": spec.power,
+        "days_logged": span,
+        "units_per_day": per_day,
+        "metrics": [],
+    }
+    first = next((c.variant for c in comparisons), None)
     for c in comparisons:
-        if c.variant != next((x.variant for x in comparisons), None):
+        if c.variant != first:
             continue  # the baseline's numbers: once per metric
         cmp_ = c.comparison
         ratio = cmp_.n_b / cmp_.n_a
@@ -593,13 +627,21 @@ def _plan(
             row["mde_now"] = power.mde_proportion(base, cmp_.n_a, **kwargs)
         elif sd > 0:
             row["mde_now"] = power.mde_mean(sd, cmp_.n_a, **kwargs)
+        if row.get("mde_now") is not None and base:
+            row["mde_now_relative"] = row["mde_now"] / abs(base)
         want = mde.get(c.metric) if isinstance(mde, Mapping) else mde
-        if want is not None:
+        if want is not None and base:
+            absolute = want * abs(base) * (1 if c.higher_is_better else -1)  # an improvement
             if proportion:
-                n = power.sample_size_proportion(base, want, **kwargs)
+                n = power.sample_size_proportion(base, absolute, **kwargs)
             else:
-                n = power.sample_size_mean(sd, want, **kwargs)
+                n = power.sample_size_mean(sd, absolute, **kwargs)
             need = {baseline: n, c.variant: math.ceil(n * ratio)}
-            row |= {"mde": want, "n_per_arm": need, "days_needed": power.days_needed(need, per_day=per_day)}
+            row |= {
+                "mde_relative": want,
+                "mde": absolute,
+                "n_per_arm": need,
+                "days_needed": power.days_needed(need, per_day=per_day),
+            }
         out["metrics"].append(row)
     return out

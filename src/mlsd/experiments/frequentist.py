@@ -161,7 +161,11 @@ def welch_from_stats(
     se = float(np.sqrt(va + vb))
     diff = mean_b - mean_a
     if se == 0:
-        df, t_stat, p = float(n_a + n_b - 2), (0.0 if diff == 0 else np.copysign(np.inf, diff)), float(diff == 0)
+        df, t_stat, p = (
+            float(n_a + n_b - 2),
+            (0.0 if diff == 0 else np.copysign(np.inf, diff)),
+            float(diff == 0),
+        )
     else:
         # Welch-Satterthwaite degrees of freedom
         df = float((va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1)))
@@ -213,9 +217,7 @@ def _ratio_moments(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
     return float(r), float(var)
 
 
-def ratio_metric(
-    num_a: Any, den_a: Any, num_b: Any, den_b: Any, *, alpha: float = 0.05
-) -> Comparison:
+def ratio_metric(num_a: Any, den_a: Any, num_b: Any, den_b: Any, *, alpha: float = 0.05) -> Comparison:
     """A ratio of sums over the randomised units of each arm, by the delta method.
 
     ``num`` and ``den`` hold one value per unit (e.g. correct decisions and labelled requests
@@ -227,7 +229,9 @@ def ratio_metric(
     (0.7692, 0.9286)
     """
     _check_alpha(alpha)
-    arrays = [_values(v, f) for v, f in ((num_a, "num_a"), (den_a, "den_a"), (num_b, "num_b"), (den_b, "den_b"))]
+    arrays = [
+        _values(v, f) for v, f in ((num_a, "num_a"), (den_a, "den_a"), (num_b, "num_b"), (den_b, "den_b"))
+    ]
     na, da, nb, db = arrays
     if na.size != da.size or nb.size != db.size or na.size < 2 or nb.size < 2:
         raise DataError(
@@ -282,7 +286,9 @@ def cuped(y: Any, x: Any) -> tuple[np.ndarray, float]:
     return yv - theta * (xv - xv.mean()), theta
 
 
-def adjust(p_values: Sequence[float], *, method: str = "holm", alpha: float = 0.05) -> tuple[list[bool], list[float]]:
+def adjust(
+    p_values: Sequence[float], *, method: str = "holm", alpha: float = 0.05
+) -> tuple[list[bool], list[float]]:
     """Reject flags and adjusted p-values across metrics (``statsmodels`` ``multipletests``).
 
     >>> adjust([0.01, 0.02, 0.2])
@@ -290,7 +296,10 @@ def adjust(p_values: Sequence[float], *, method: str = "holm", alpha: float = 0.
     """
     if method not in CORRECTIONS:
         raise DesignError(
-            "unknown multiple-testing correction", field="correction", received=method, expected=", ".join(CORRECTIONS)
+            "unknown multiple-testing correction",
+            field="correction",
+            received=method,
+            expected=", ".join(CORRECTIONS),
         )
     p = np.asarray(p_values, dtype=float)
     if p.size == 0:

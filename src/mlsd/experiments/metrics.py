@@ -54,7 +54,12 @@ METRICS: dict[str, ExperimentMetric] = {
     m.name: m
     for m in (
         ExperimentMetric(
-            "accuracy", "proportion", True, _CLASSIFICATION, True, "share of labelled decisions that were right"
+            "accuracy",
+            "proportion",
+            True,
+            _CLASSIFICATION,
+            True,
+            "share of labelled decisions that were right",
         ),
         ExperimentMetric(
             "cost",
@@ -66,9 +71,16 @@ METRICS: dict[str, ExperimentMetric] = {
             needs_costs=True,
             scale=1000.0,
         ),
-        ExperimentMetric("abs_error", "mean", False, ("regression",), True, "absolute error of the prediction"),
         ExperimentMetric(
-            "latency_ms", "mean", False, ("binary", "multiclass", "regression"), False, "server time of the request"
+            "abs_error", "mean", False, ("regression",), True, "absolute error of the prediction"
+        ),
+        ExperimentMetric(
+            "latency_ms",
+            "mean",
+            False,
+            ("binary", "multiclass", "regression"),
+            False,
+            "server time of the request",
         ),
     )
 }
@@ -76,11 +88,7 @@ METRICS: dict[str, ExperimentMetric] = {
 
 def default_metrics(task: str, *, has_costs: bool) -> list[str]:
     """The metrics compared when ``deployment.experiment.metrics`` is not given."""
-    return [
-        name
-        for name, m in METRICS.items()
-        if task in m.tasks and (has_costs or not m.needs_costs)
-    ]
+    return [name for name, m in METRICS.items() if task in m.tasks and (has_costs or not m.needs_costs)]
 
 
 def metric_problem(name: str, task: str, *, has_costs: bool) -> str | None:
@@ -105,7 +113,9 @@ def metric_values(
     """The metric's value per row of ``rows`` (``PredictionLog.read_predictions`` columns)."""
     problem = metric_problem(name, task, has_costs=costs is not None)
     if problem:
-        raise DesignError(problem, field="deployment.experiment.metrics", received=name, expected=", ".join(METRICS))
+        raise DesignError(
+            problem, field="deployment.experiment.metrics", received=name, expected=", ".join(METRICS)
+        )
     m = METRICS[name]
     if name == "latency_ms":
         return pd.to_numeric(rows["latency_ms"], errors="coerce").to_numpy(dtype=float)
@@ -120,7 +130,9 @@ def metric_values(
         err = pd.to_numeric(part["score"], errors="coerce") - pd.to_numeric(part["outcome"], errors="coerce")
         out[labelled] = err.abs().to_numpy(dtype=float)
     elif task == "multiclass":  # accuracy
-        out[labelled] = (decision_text(part["decision"]) == decision_text(part["outcome"])).to_numpy(dtype=float)
+        out[labelled] = (decision_text(part["decision"]) == decision_text(part["outcome"])).to_numpy(
+            dtype=float
+        )
     else:
         y = _as_binary(part["outcome"], positive_class, "outcome")
         d = _as_binary(part["decision"], positive_class, "decision", prefer_bool=True)

@@ -51,7 +51,12 @@ def _check(reward: np.ndarray, propensity: np.ndarray, action: np.ndarray, targe
         raise DataError(
             "reward, propensity, action and target differ in length",
             field="propensity",
-            received={"reward": n, "propensity": propensity.size, "action": action.size, "target": target.shape},
+            received={
+                "reward": n,
+                "propensity": propensity.size,
+                "action": action.size,
+                "target": target.shape,
+            },
             expected="one per logged request",
         )
     bad = ~(np.isfinite(propensity) & (propensity > 0) & (propensity <= 1))
@@ -95,7 +100,9 @@ def off_policy_estimates(
     w_mean = w.mean()
     snips = float(ips_terms.sum() / w.sum()) if w.sum() > 0 else float("nan")
     # the delta method's s.e. of a ratio of means
-    snips_se = float(np.sqrt(np.var(w * (r - snips), ddof=1) / n) / w_mean) if n > 1 and w_mean > 0 else float("nan")
+    snips_se = (
+        float(np.sqrt(np.var(w * (r - snips), ddof=1) / n) / w_mean) if n > 1 and w_mean > 0 else float("nan")
+    )
 
     def se(t: np.ndarray) -> float:
         return float(t.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
@@ -126,5 +133,9 @@ def arm_rewards(reward: Any, action: Any, arms: list[str]) -> dict[str, dict[str
         for i, arm in enumerate(arms)
     }
     best = float(np.nanmax(mean)) if np.isfinite(mean).any() else float("nan")
-    out["_log"] = {"requests": float(r.size), "cumulative_reward": float(r.sum()), "regret": best * r.size - float(r.sum())}
+    out["_log"] = {
+        "requests": float(r.size),
+        "cumulative_reward": float(r.sum()),
+        "regret": best * r.size - float(r.sum()),
+    }
     return out

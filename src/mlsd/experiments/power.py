@@ -62,7 +62,9 @@ def sample_size_proportion(
     return math.ceil(_solve(effect_size=h, alpha=alpha, power=power, ratio=ratio))
 
 
-def sample_size_mean(sd: float, mde: float, *, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0) -> int:
+def sample_size_mean(
+    sd: float, mde: float, *, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
+) -> int:
     """Units in the baseline arm to detect a change of the mean by ``mde`` (absolute)."""
     _check(alpha, power, ratio)
     if not (sd > 0 and mde != 0 and np.isfinite(sd) and np.isfinite(mde)):
@@ -75,11 +77,15 @@ def sample_size_mean(sd: float, mde: float, *, alpha: float = 0.05, power: float
     return math.ceil(_solve(effect_size=abs(mde) / sd, alpha=alpha, power=power, ratio=ratio))
 
 
-def mde_proportion(baseline: float, n: float, *, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0) -> float:
+def mde_proportion(
+    baseline: float, n: float, *, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
+) -> float:
     """The smallest increase of ``baseline`` detectable with ``n`` units in the baseline arm."""
     _check(alpha, power, ratio)
     if not 0 < baseline < 1 or n < 2:
-        raise DataError("mde needs a baseline in (0, 1) and n >= 2", field="n", received={"baseline": baseline, "n": n})
+        raise DataError(
+            "mde needs a baseline in (0, 1) and n >= 2", field="n", received={"baseline": baseline, "n": n}
+        )
     h = _solve(nobs1=n, alpha=alpha, power=power, ratio=ratio)
     # invert h = 2 asin(sqrt(p1)) - 2 asin(sqrt(p0)), capped at p1 = 1
     p1 = math.sin(min(math.pi / 2, math.asin(math.sqrt(baseline)) + h / 2)) ** 2

@@ -101,7 +101,9 @@ def sequential_test(
     if not 0 < alpha < 1:
         raise DesignError("alpha must be in (0, 1)", field="alpha", received=alpha, expected="e.g. 0.05")
     if not tau > 0:
-        raise DesignError("tau must be > 0", field="deployment.experiment.tau", received=tau, expected="e.g. 0.1")
+        raise DesignError(
+            "tau must be > 0", field="deployment.experiment.tau", received=tau, expected="e.g. 0.1"
+        )
     d = np.asarray(difference, dtype=float)
     tau2 = (tau * np.asarray(sd, dtype=float)) ** 2
     p = always_valid_p_values(d, variance, tau2)
