@@ -35,7 +35,7 @@ From the rows of ``PredictionLog.read_predictions`` (one per answered request) i
 >>> a = analyse_experiment(rows, task="binary", weights={"champion": 0.5, "challenger": 0.5})
 >>> c = a.comparison("challenger", "accuracy")
 >>> round(c.difference, 3), c.p_value < 0.001, a.srm_detected
-(0.052, True, False)
+(0.044, True, False)
 """
 
 from __future__ import annotations
