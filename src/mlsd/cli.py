@@ -523,15 +523,20 @@ def experiment(
     read-outs (docs/experiments.md); exit 1 on a sample-ratio mismatch."""
     try:
         with RichProgress(err) as progress, progress.stage("reading the log and comparing the variants"):
-            result = _system(design).experiment(since=since, until=until, plan=plan, mde=mde)
+            run = _system(design).experiment(since=since, until=until, plan=plan, mde=mde)
     except MlsdError as exc:
         _fail(exc)
+    result = run.result
     for warning in result.warnings:
         err.print(f"[bold yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
     else:
         print_experiment(out, result)
+        out.print(
+            f"experiment report: [bold]{escape(str(run.html_path))}[/] (JSON: {escape(run.json_path.name)})",
+            highlight=False,
+        )
     if result.srm_detected:  # every comparison is suspect: make a script notice
         raise typer.Exit(1)
 

@@ -25,7 +25,15 @@ from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 from mlsd.store.files import private_files
 
-__all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "RetrainRun", "System"]
+__all__ = [
+    "BuildProgress",
+    "BuildResult",
+    "ExperimentRun",
+    "MonitorRun",
+    "PreparedData",
+    "RetrainRun",
+    "System",
+]
 
 
 BuildProgress = Progress  # the name the Python API has used since the first build
@@ -477,12 +485,14 @@ class System:
 
     def experiment(
         self, *, since: Any = None, until: Any = None, plan: bool = False, mde: float | None = None
-    ) -> Any:
+    ) -> ExperimentRun:
         """The experiment analysis of the variants logged in ``[since, until)`` (event time):
         per-variant metrics, SRM against the intended split, lifts, Bayesian and sequential
         read-outs (:func:`mlsd.experiments.analysis.analyse_experiment`); with ``plan``, the
-        sample and days ``mde`` needs. Reads only the log: no build needs to be loaded."""
+        sample and days ``mde`` (relative) needs. Reads only the log: no build needs to be
+        loaded. Writes ``reports/experiment-<time>.json`` and ``.html``."""
         from mlsd.experiments.analysis import analyse_experiment
+        from mlsd.report.experiment import render_experiment_report
         from mlsd.rollout.routers import router_for
         from mlsd.rollout.state import RolloutState, initial_state
 
@@ -529,7 +539,17 @@ class System:
         )
         if unfit:
             result.warnings.append(unfit)
-        return result
+        from mlsd.store import write_json_atomic
+
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
+        json_path = self.reports_dir / f"experiment-{stamp}.json"
+        saved = result.to_dict()
+        with private_files(self.workspace):
+            write_json_atomic(json_path, saved)
+            html_path = render_experiment_report(
+                saved, self.reports_dir / f"experiment-{stamp}.html", title=f"{self.design.name}: experiment"
+            )
+        return ExperimentRun(result=result, html_path=html_path, json_path=json_path)
 
     def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
         """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""
@@ -561,6 +581,15 @@ class RetrainRun:
                 **(self.summary or {}),
             )
         return out
+
+
+@dataclass
+class ExperimentRun:
+    """An experiment analysis (``ExperimentAnalysis``) and the reports it wrote."""
+
+    result: Any
+    html_path: Path
+    json_path: Path
 
 
 @dataclass

@@ -106,6 +106,10 @@ def test_mlsd_experiment_json_on_a_served_ab_log(ab_log: Path, tmp_path: Path) -
     table = runner.invoke(app, ["experiment", str(path), "--mde", "0.05"])
     assert table.exit_code == 0, table.output
     assert "lifts" in table.stdout and "sample-ratio test on units" in table.stdout and "plan" in table.stdout
+    # the HTML report: the SRM verdict, the lift figure, the sequential path of each metric
+    html = sorted((tmp_path / ".mlsd" / "tiny" / "reports").glob("experiment-*.html"))[-1].read_text()
+    assert "Sample ratio as intended" in html and 'id="fig-lift-challenger"' in html
+    assert 'id="fig-seq-challenger-accuracy"' in html and "<script src=" not in html
 
 
 @pytest.mark.slow
