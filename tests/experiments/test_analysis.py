@@ -147,3 +147,43 @@ def test_json_is_plain() -> None:
         data["srm"]["counted"] == "requests"
         and data["comparisons"][0]["ci"][0] < data["comparisons"][0]["ci"][1]
     )
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_every_task_default_metric_is_compared(task: str) -> None:
+    from mlsd.experiments.metrics import default_metrics
+
+    rng = np.random.default_rng(8)
+    n = 1200
+    arm = np.where(rng.random(n) < 0.5, "challenger", "champion")
+    if task == "regression":
+        outcome = rng.normal(10, 2, n)
+        score = outcome + rng.normal(0, np.where(arm == "challenger", 1.0, 1.5))
+        decision = score
+    elif task == "multiclass":
+        outcome = rng.choice(["a", "b", "c"], n)
+        decision = np.where(rng.random(n) < 0.6, outcome, "a")
+        score = rng.random(n)
+    else:
+        outcome = rng.random(n) < 0.3
+        decision = np.where(rng.random(n) < 0.8, outcome, ~outcome)
+        score = rng.random(n)
+    frame = pd.DataFrame(
+        {
+            "variant": arm,
+            "score": score,
+            "decision": pd.Series(decision, dtype=object),
+            "outcome": pd.Series(outcome, dtype=object),
+            "latency_ms": rng.gamma(2, 2, n),
+            "logged_at": pd.date_range("2026-03-01", periods=n, freq="min", tz="UTC"),
+        }
+    )
+    costs = CostMatrix(1, 4) if task == "binary" else None
+    a = analyse_experiment(frame, task=task, weights=HALF, costs=costs)
+    assert [c.metric for c in a.comparisons] == default_metrics(task, has_costs=costs is not None)
+    for c in a.comparisons:
+        assert c.ci[0] <= c.difference <= c.ci[1] and 0 <= c.p_value <= 1
+        assert 0 <= c.bayesian["p_b_better"] <= 1 and len(c.sequential["p_values"]) == 20
+    if task == "regression":
+        err = a.comparison("challenger", "abs_error")
+        assert err.difference < 0 and err.verdict == "better"
