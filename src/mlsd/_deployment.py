@@ -105,11 +105,19 @@ class ExperimentSpec(_Spec):
         description="a numeric feature logged with each request, used by CUPED to reduce the variance "
         "of mean metrics (it must not depend on the variant)",
     )
-    sequential: Literal["msprt", "none"] = Field(
-        "msprt", description="always-valid p-values, so the log may be checked after every batch"
+    sequential: Literal["msprt", "obrien_fleming", "none"] = Field(
+        "msprt",
+        description="msprt: always-valid p-values, the log may be checked after every batch; "
+        "obrien_fleming: group-sequential boundaries up to a planned horizon",
     )
     tau: float = Field(
         0.1, gt=0, le=10, description="mSPRT mixing scale, in standard deviations of the metric"
+    )
+    horizon: int | None = Field(
+        None,
+        ge=2,
+        description="obrien_fleming: the planned units (requests without sticky units) of the baseline "
+        "arm, e.g. from mlsd experiment --plan",
     )
     checkpoints: int = Field(
         20, ge=2, le=1000, description="the batches (equal numbers of requests) the sequential test looks at"

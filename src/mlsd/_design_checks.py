@@ -597,6 +597,21 @@ def _experiment(design: Design) -> Problems:
             received=spec.baseline,
             expected="one of: " + ", ".join(routed),
         )
+    if spec.sequential == "obrien_fleming" and spec.horizon is None:
+        yield design.error(
+            "an O'Brien-Fleming test spends its error up to a planned sample: it needs the horizon",
+            field="deployment.experiment.sequential",
+            received="sequential: obrien_fleming without horizon",
+            expected="horizon: the planned units of the baseline arm (mlsd experiment --plan --mde ...)",
+        )
+    for key, reader in (("horizon", "obrien_fleming"), ("tau", "msprt")):
+        if key in spec.model_fields_set and spec.sequential != reader:
+            yield design.error(
+                f"deployment.experiment.{key} is read only by sequential: {reader}",
+                field=f"deployment.experiment.{key}",
+                received=f"{key}: {getattr(spec, key)!r} with sequential: {spec.sequential}",
+                expected=f"no {key}, or sequential: {reader}",
+            )
     covariate = spec.cuped_covariate
     if covariate is not None:
         numeric = [c for c in design.features.numeric if c not in design.data.derive]

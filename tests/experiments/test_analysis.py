@@ -9,7 +9,7 @@ import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
 from mlsd.design import ExperimentSpec
-from mlsd.errors import DataError
+from mlsd.errors import DataError, DesignError
 from mlsd.experiments.analysis import analyse_experiment
 from mlsd.goals import CostMatrix
 
@@ -187,3 +187,19 @@ def test_every_task_default_metric_is_compared(task: str) -> None:
     if task == "regression":
         err = a.comparison("challenger", "abs_error")
         assert err.difference < 0 and err.verdict == "better"
+
+
+def test_obrien_fleming_path_up_to_the_horizon() -> None:
+    from mlsd.experiments.sequential import obrien_fleming_bounds
+
+    frame = _log(lift=0.06)
+    spec = ExperimentSpec(sequential="obrien_fleming", horizon=3000, checkpoints=10)
+    c = analyse_experiment(frame, task="binary", weights=HALF, spec=spec).comparison("challenger", "accuracy")
+    seq = c.sequential
+    assert seq["method"] == "O'Brien-Fleming" and len(seq["bounds"]) == 10
+    assert seq["bounds"] == pytest.approx(obrien_fleming_bounds(seq["fractions"]).tolist())
+    assert seq["fractions"][-1] == pytest.approx(c.n_a / 3000)  # half the horizon logged
+    assert seq["z"][-1] == pytest.approx(c.difference / c.se)
+    assert seq["verdict"] in ("B better", "no difference detected yet")
+    with pytest.raises(DesignError, match="horizon"):
+        analyse_experiment(frame, task="binary", spec=ExperimentSpec(sequential="obrien_fleming"))

@@ -36,12 +36,20 @@ def _validate(tmp_path: Path, experiment: dict, **deployment: object) -> tuple[i
         ({"alpha": 0.5}, "deployment.experiment.alpha", "less than or equal"),
         ({"sequential": "pocock"}, "deployment.experiment.sequential", "msprt"),
         ({"tau2": 1}, "deployment.experiment.tau2", "unknown key"),
+        ({"sequential": "obrien_fleming"}, "deployment.experiment.sequential", "needs the horizon"),
+        ({"horizon": 5000}, "deployment.experiment.horizon", "read only by sequential: obrien_fleming"),
+        ({"sequential": "obrien_fleming", "horizon": 500, "tau": 0.2}, "deployment.experiment.tau", "msprt"),
     ],
 )
 def test_validate_refuses(tmp_path: Path, experiment: dict, field: str, says: str) -> None:
     code, output = _validate(tmp_path, experiment)
     assert code == 2, output
     assert field in output and says in output, output
+
+
+def test_validate_accepts_a_group_sequential_experiment(tmp_path: Path) -> None:
+    code, output = _validate(tmp_path, {"sequential": "obrien_fleming", "horizon": 20000})
+    assert code == 0, output
 
 
 def test_validate_accepts_a_full_experiment(tmp_path: Path) -> None:

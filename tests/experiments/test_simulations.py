@@ -19,7 +19,7 @@ from scipy import stats
 
 from mlsd.experiments.frequentist import cuped, ratio_metric, two_proportions, welch_from_stats
 from mlsd.experiments.power import sample_size_mean, sample_size_proportion
-from mlsd.experiments.sequential import always_valid_p_values
+from mlsd.experiments.sequential import always_valid_p_values, obrien_fleming_bounds
 
 ALPHA = 0.05
 SIMS = 1_000
@@ -87,6 +87,18 @@ def aa_sequential_rates(seed: int = 2, sims: int = SIMS) -> dict[str, float]:
     }
 
 
+def aa_group_sequential_rate(seed: int = 4, sims: int = SIMS, p_b: float = 0.3) -> float:
+    """O'Brien-Fleming at 10 unequal looks up to the horizon (the last batch)."""
+    rng = np.random.default_rng(seed)
+    s_a, s_b, n = _cumulative_bernoulli(rng, 0.3, p_b, sims)
+    looks = np.array([2, 5, 9, 14, 20, 27, 33, 40, 45, 49])  # batch indices, the last = horizon
+    s_a, s_b, n = s_a[:, looks], s_b[:, looks], n[:, looks]
+    pa, pb = s_a / n, s_b / n
+    z = (pb - pa) / np.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
+    bounds = obrien_fleming_bounds(n[0] / n[0, -1], ALPHA)
+    return float((np.abs(z) >= bounds).any(axis=1).mean())
+
+
 def aa_clustered_rates(seed: int = 3, sims: int = SIMS) -> dict[str, float]:
     """Units of 1..20 requests, each unit its own success probability: A/A."""
     rng = np.random.default_rng(seed)
@@ -116,6 +128,14 @@ def test_sequential_checked_every_batch_holds_alpha_and_peeking_does_not() -> No
     assert rates["msprt_every_batch"] <= ALPHA + 3 * MC_SE
     assert rates["naive_every_batch"] > ALPHA + 3 * MC_SE  # what the sequential test is for
     assert _band(rates["naive_last_batch_only"])  # one look is fine
+
+
+def test_group_sequential_spends_exactly_alpha() -> None:
+    assert _band(aa_group_sequential_rate())  # not merely below: OBF spends all of alpha
+    # and it keeps almost the power of one look at the horizon
+    _, naive = _paths(0.30, 0.33, seed=6, sims=1000)
+    fixed_power = (naive[:, -1] < ALPHA).mean()
+    assert aa_group_sequential_rate(seed=6, p_b=0.33) > fixed_power - 0.05
 
 
 def test_sequential_still_detects_a_real_lift() -> None:
@@ -163,5 +183,6 @@ if __name__ == "__main__":
     print(f"  Welch t, fixed horizon:          {aa_welch_rate():.3f}")
     for k, v in aa_sequential_rates().items():
         print(f"  {k} ({BATCHES} batches of {PER_BATCH} per arm): {v:.3f}")
+    print(f"  O'Brien-Fleming, 10 looks up to the horizon: {aa_group_sequential_rate():.3f}")
     for k, v in aa_clustered_rates().items():
         print(f"  clustered units, {k}: {v:.3f}")

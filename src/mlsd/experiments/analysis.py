@@ -54,7 +54,7 @@ from mlsd.errors import DataError, DesignError
 from mlsd.experiments import bayesian, off_policy, power
 from mlsd.experiments.frequentist import Comparison, adjust, cuped, ratio_metric, two_proportions, welch
 from mlsd.experiments.metrics import METRICS, default_metrics, metric_values
-from mlsd.experiments.sequential import sequential_test
+from mlsd.experiments.sequential import group_sequential_test, sequential_test
 from mlsd.monitoring._json import jsonable
 from mlsd.monitoring.variants import compare_variants
 from mlsd.rollout.srm import sample_ratio_mismatch
@@ -256,23 +256,30 @@ def _implied_sd(c: Comparison) -> float:
 def _sequential(
     arms: _Arms, kind: str, spec: ExperimentSpec, higher: bool, times_a: np.ndarray, times_b: np.ndarray
 ) -> dict[str, Any]:
-    """The mSPRT path over ``spec.checkpoints`` batches of the period (equal numbers of requests).
+    """The sequential path over ``spec.checkpoints`` batches of the period (equal numbers of
+    requests): the mSPRT, or O'Brien-Fleming boundaries at the baseline's share of ``horizon``.
 
     One fixed-horizon estimate per checkpoint (a loop over checkpoints, never over rows), so
     the last checkpoint's difference and variance are exactly the fixed-horizon test's.
     """
     all_times = np.sort(np.concatenate([times_a, times_b]))
     cuts = all_times[np.linspace(0, all_times.size, spec.checkpoints + 1)[1:].astype(int) - 1]
-    diffs, variances, sds, ns, at = [], [], [], [], []
+    diffs, variances, sds, ns, at, fractions = [], [], [], [], [], []
     for cut in cuts:
         upto = (int(np.searchsorted(times_a, cut, "right")), int(np.searchsorted(times_b, cut, "right")))
         if not _enough(arms, upto):
             diffs.append(0.0), variances.append(math.inf), sds.append(1.0)  # no evidence yet
+            fractions.append(0.0)
         else:
             c, _ = _compare(arms, kind, spec.alpha, upto)
             diffs.append(c.difference), variances.append(c.se**2), sds.append(_implied_sd(c) or 1.0)
+            fractions.append(c.n_a / spec.horizon if spec.horizon else 0.0)
         ns.append(float(sum(upto)))
         at.append(pd.Timestamp(int(cut), tz="UTC").isoformat())
+    if spec.sequential == "obrien_fleming":
+        return group_sequential_test(
+            diffs, variances, fractions, alpha=spec.alpha, n=ns, at=at, higher_is_better=higher
+        ).to_dict()
     return sequential_test(
         diffs, variances, sds, alpha=spec.alpha, tau=spec.tau, n=ns, at=at, higher_is_better=higher
     ).to_dict()
@@ -354,6 +361,13 @@ def analyse_experiment(
     to the baseline's value (0.05: a 5 % improvement), one for every metric or one per metric.
     """
     spec = spec or ExperimentSpec()
+    if spec.sequential == "obrien_fleming" and spec.horizon is None:
+        raise DesignError(
+            "an O'Brien-Fleming test needs the planned horizon",
+            field="deployment.experiment.horizon",
+            received=None,
+            expected="the planned units of the baseline arm",
+        )
     for col in ("variant", "latency_ms"):
         if col not in predictions.columns:
             raise DataError(

@@ -72,10 +72,40 @@ def lift_figure(comparisons: Sequence[Mapping[str, Any]], variant: str) -> go.Fi
 
 
 def sequential_figure(comparison: Mapping[str, Any], alpha: float) -> go.Figure:
-    """The always-valid p-value over the checkpoints (log scale) and the ``alpha`` boundary."""
+    """The always-valid p-value over the checkpoints (log scale) and the ``alpha`` boundary; for
+    a group-sequential test, ``|z|`` at each look against its O'Brien-Fleming boundary.
+
+    >>> c = {"variant": "b", "metric": "m", "verdict": "better", "sequential": {"n": [10, 20],
+    ...      "at": [], "p_values": [0.5, 0.01], "z": [0.7, 3.1], "bounds": [4.0, 2.0]}}
+    >>> [t.name for t in sequential_figure(c, 0.05).data]
+    ['|z|', "O'Brien-Fleming boundary"]
+    """
     seq = comparison["sequential"]
     x = seq.get("at") or seq["n"]
     fig = go.Figure()
+    if seq.get("bounds"):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[abs(v) for v in seq["z"]],
+                mode="lines+markers",
+                name="|z|",
+                line={"color": _colour(comparison)},
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=seq["bounds"],
+                mode="lines",
+                name="O'Brien-Fleming boundary",
+                line={"color": _BAD, "dash": "dash"},
+            )
+        )
+        fig.update_yaxes(title="|z|")
+        return _layout(
+            fig, f"{comparison['variant']} · {comparison['metric']}: group-sequential test", height=300
+        )
     fig.add_trace(
         go.Scatter(
             x=x,
