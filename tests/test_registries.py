@@ -408,3 +408,28 @@ def test_every_experiment_correction(tmp_path: Path, correction: str) -> None:
         correction in CORRECTIONS,
     )
     assert len(adjust([0.01, 0.2], method=correction)[1]) == 2
+
+
+@pytest.mark.parametrize(
+    "sequential", _literal(DeploymentSpec.model_fields["experiment"].annotation, "sequential")
+)
+def test_every_experiment_sequential_test(tmp_path: Path, sequential: str) -> None:
+    from mlsd.design import ExperimentSpec
+    from mlsd.experiments.analysis import analyse_experiment
+
+    experiment = {"sequential": sequential, **({"horizon": 100} if sequential == "obrien_fleming" else {})}
+    _check(tmp_path, _with("binary", deployment={"experiment": experiment}), ok=True)
+    rng = np.random.default_rng(0)
+    arm = np.where(rng.random(200) < 0.5, "champion", "challenger")
+    frame = pd.DataFrame(
+        {
+            "variant": arm,
+            "score": rng.random(200),
+            "decision": rng.random(200) < 0.5,
+            "outcome": rng.random(200) < 0.5,
+            "latency_ms": rng.gamma(2, 2, 200),
+        }
+    )
+    result = analyse_experiment(frame, task="binary", spec=ExperimentSpec(**experiment))
+    seq = result.comparison("challenger", "accuracy").sequential
+    assert (seq is None) == (sequential == "none")
