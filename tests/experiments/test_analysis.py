@@ -203,3 +203,11 @@ def test_obrien_fleming_path_up_to_the_horizon() -> None:
     assert seq["verdict"] in ("B better", "no difference detected yet")
     with pytest.raises(DesignError, match="horizon"):
         analyse_experiment(frame, task="binary", spec=ExperimentSpec(sequential="obrien_fleming"))
+
+
+def test_a_period_spanning_several_splits_is_named() -> None:
+    frame = _log()
+    since = frame["logged_at"].iloc[1000]
+    a = analyse_experiment(frame, task="binary", weights=HALF, srm_since=since)
+    assert sum(a.srm_counts.values()) == len(frame) - 1000  # the current step alone
+    assert any("--since" in w for w in a.warnings)

@@ -468,6 +468,12 @@ def analyse_experiment(
             since = pd.Timestamp(srm_since)
             since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
             in_step = pd.to_datetime(frame["logged_at"], utc=True) >= since
+        if not in_step.all():
+            warnings.append(
+                f"{int((~in_step).sum()):,} requests were logged before the current split started "
+                f"({since.isoformat()}): the lifts pool traffic under different splits; "
+                f"--since {since.isoformat()} compares the current step alone"
+            )
         step = frame[in_step]
         per_arm = (
             step.groupby("_arm")["_unit"].nunique() if counted == "units" else step["_arm"].value_counts()
