@@ -89,3 +89,11 @@ def test_bad_input_names_the_field() -> None:
         adjust([0.1], method="bonferonni")
     with pytest.raises(DataError, match="finite"):
         welch([1.0, np.nan], [1.0, 2.0])
+
+
+def test_each_arm_variance_adds_up_to_the_difference_variance() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0, 1, 200), rng.normal(0, 3, 100)
+    for c in (welch(a, b), two_proportions(40, 200, 70, 100), ratio_metric(a, np.ones(200), b, np.ones(100))):
+        assert c.var_a + c.var_b == pytest.approx(c.se**2, rel=1e-12)
+    assert welch(a, b).var_b == pytest.approx(b.var(ddof=1) / b.size)

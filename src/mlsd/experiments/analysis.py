@@ -294,10 +294,9 @@ def _bayes(c: Comparison, kind: str, higher: bool, unit_level: bool) -> dict[str
             int(c.n_b),
             higher_is_better=higher,
         ).to_dict()
-    # a Normal posterior of each arm's estimate, its variance the test's (se^2 split by arm)
-    var_a = c.se**2 * (1 / c.n_a) / (1 / c.n_a + 1 / c.n_b)
+    # a Normal posterior of each arm's estimate, with the variance the test gave it
     return bayesian.normal_means(
-        c.estimate_a, var_a, 1, c.estimate_b, c.se**2 - var_a, 1, higher_is_better=higher
+        c.estimate_a, c.var_a, 1, c.estimate_b, c.var_b, 1, higher_is_better=higher
     ).to_dict()
 
 

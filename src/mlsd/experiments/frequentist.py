@@ -68,6 +68,8 @@ class Comparison:
     relative: float | None = None  # B / A - 1 (None when A is 0)
     relative_ci: tuple[float, float] | None = None
     alpha: float = 0.05
+    var_a: float = float("nan")  # variance of arm A's estimate (se_a^2)
+    var_b: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +130,8 @@ def two_proportions(x_a: int, n_a: int, x_b: int, n_b: int, *, alpha: float = 0.
         se=se,
         relative=rel,
         relative_ci=rel_ci,
+        var_a=float(var_a),
+        var_b=float(var_b),
         alpha=alpha,
     )
 
@@ -186,6 +190,8 @@ def welch_from_stats(
         se=se,
         relative=rel,
         relative_ci=rel_ci,
+        var_a=float(va),
+        var_b=float(vb),
         alpha=alpha,
     )
 
@@ -262,6 +268,8 @@ def ratio_metric(num_a: Any, den_a: Any, num_b: Any, den_b: Any, *, alpha: float
         se=se,
         relative=rel,
         relative_ci=rel_ci,
+        var_a=float(v_a),
+        var_b=float(v_b),
         alpha=alpha,
     )
 
