@@ -211,3 +211,16 @@ def test_a_period_spanning_several_splits_is_named() -> None:
     a = analyse_experiment(frame, task="binary", weights=HALF, srm_since=since)
     assert sum(a.srm_counts.values()) == len(frame) - 1000  # the current step alone
     assert any("--since" in w for w in a.warnings)
+
+
+def test_the_html_report_holds_every_section(tmp_path) -> None:
+    from mlsd.report.experiment import render_experiment_report
+
+    spec = ExperimentSpec(cuped_covariate="distance")
+    a = analyse_experiment(
+        _log(units=200, share=0.3), task="binary", weights=HALF, spec=spec, plan=True, mde=0.05
+    )
+    html = render_experiment_report(a, tmp_path / "e.html").read_text()
+    assert "Sample-ratio mismatch" in html  # 30/70 against 50/50
+    assert 'id="fig-lift-challenger"' in html and 'id="fig-seq-challenger-accuracy"' in html
+    assert '<section id="plan">' in html and '<section id="off-policy">' in html

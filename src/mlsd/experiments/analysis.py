@@ -204,11 +204,14 @@ class _Arms:
 
 
 def _per_unit(values: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the finite ``values`` per unit (``units``: integer codes), over the
+    units with at least one value: two bincounts, O(rows)."""
     ok = np.isfinite(values)
-    codes, inverse = np.unique(units[ok], return_inverse=True)
-    num = np.bincount(inverse, weights=values[ok], minlength=codes.size)
-    den = np.bincount(inverse, minlength=codes.size).astype(float)
-    return num, den
+    size = int(units.max()) + 1 if units.size else 0
+    num = np.bincount(units[ok], weights=values[ok], minlength=size)
+    den = np.bincount(units[ok], minlength=size).astype(float)
+    seen = den > 0
+    return num[seen], den[seen]
 
 
 def _compare(
@@ -243,8 +246,8 @@ def _enough(arms: _Arms, upto: tuple[int, int]) -> bool:
     a, b = arms.a[: upto[0]], arms.b[: upto[1]]
     na, nb = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
     if arms.unit_a is not None and arms.unit_b is not None:
-        na = np.unique(arms.unit_a[: upto[0]][np.isfinite(a)]).size
-        nb = np.unique(arms.unit_b[: upto[1]][np.isfinite(b)]).size
+        na = int((_per_unit(a, arms.unit_a[: upto[0]])[1] > 0).sum())
+        nb = int((_per_unit(b, arms.unit_b[: upto[1]])[1] > 0).sum())
     return na >= 2 and nb >= 2
 
 
@@ -503,7 +506,7 @@ def analyse_experiment(
             )
             x_all = None
     t_ns = frame["_t"].astype("int64").to_numpy()
-    unit_codes = frame["_unit"].to_numpy()
+    unit_codes = pd.factorize(frame["_unit"])[0]  # integer codes: bincounts, not string sorts
     comparisons: list[MetricComparison] = []
     for challenger in challengers:
         ia, ib = (arm == baseline).to_numpy(), (arm == challenger).to_numpy()

@@ -4,7 +4,8 @@ It shows the SRM verdict first (a broken split invalidates everything below it),
 one **lift figure** per challenger (each metric's relative lift with its confidence interval,
 so metrics of different units share an axis; significant ones marked) with the table of
 absolute lifts, p-values and the Bayesian read-out, and per metric the **sequential path**:
-the always-valid p-value at each checkpoint against the ``alpha`` boundary.
+the always-valid p-value at each checkpoint against the ``alpha`` boundary (or ``|z|`` against
+the O'Brien-Fleming boundary); then the plan (``--plan``) and a bandit's off-policy values.
 
 It reads only the plain dict, so the report does not depend on :mod:`mlsd.experiments` (which
 sits above the stage libraries).
