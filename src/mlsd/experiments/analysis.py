@@ -270,13 +270,18 @@ def _sequential(
     diffs, variances, sds, ns, at, fractions = [], [], [], [], [], []
     for cut in cuts:
         upto = (int(np.searchsorted(times_a, cut, "right")), int(np.searchsorted(times_b, cut, "right")))
-        if not _enough(arms, upto):
-            diffs.append(0.0), variances.append(math.inf), sds.append(1.0)  # no evidence yet
-            fractions.append(0.0)
-        else:
+        if _enough(arms, upto):
             c, _ = _compare(arms, kind, spec.alpha, upto)
-            diffs.append(c.difference), variances.append(c.se**2), sds.append(_implied_sd(c) or 1.0)
-            fractions.append(c.n_a / spec.horizon if spec.horizon else 0.0)
+            look = (
+                c.difference,
+                c.se**2,
+                _implied_sd(c) or 1.0,
+                c.n_a / spec.horizon if spec.horizon else 0.0,
+            )
+        else:
+            look = (0.0, math.inf, 1.0, 0.0)  # fewer than 2 per arm yet: no evidence either way
+        for series, value in zip((diffs, variances, sds, fractions), look, strict=True):
+            series.append(value)
         ns.append(float(sum(upto)))
         at.append(pd.Timestamp(int(cut), tz="UTC").isoformat())
     if spec.sequential == "obrien_fleming":
@@ -318,7 +323,7 @@ def _units(frame: pd.DataFrame) -> pd.Series:
     own = (
         frame["request_id"].astype(str)
         if "request_id" in frame.columns
-        else pd.Series([f"#{i}" for i in range(len(frame))], index=frame.index)
+        else pd.Series(np.arange(len(frame)).astype(str), index=frame.index)
     )
     if "unit" not in frame.columns:
         return own
