@@ -365,3 +365,71 @@ def test_every_feedback_auth(tmp_path: Path, auth: str, host: str) -> None:
             ServeSettings(
                 model=model, model_name="m", model_version=1, log=None, host=host, feedback_auth=auth
             )
+
+
+# --- deployment.experiment (mlsd experiment) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("with_costs", [False, True])
+def test_every_experiment_metric(tmp_path: Path, task: str, with_costs: bool) -> None:
+    from mlsd.experiments.metrics import METRICS, metric_problem, metric_values
+    from mlsd.goals import CostMatrix
+
+    costs = {"false_positive": 1, "false_negative": 4} if with_costs else None
+    rows = pd.DataFrame(
+        {
+            "decision": [1, 0, 1],
+            "outcome": [1, 1, None],
+            "score": [0.9, 0.2, 0.7],
+            "latency_ms": [3.0, 4.0, 5.0],
+        }
+    )
+    for name in [*METRICS, "ndcg"]:
+        ok = metric_problem(name, task, has_costs=with_costs and task == "binary") is None
+        design = _with(task, deployment={"experiment": {"metrics": [name]}})
+        if costs and task == "binary":
+            design["goals"]["costs"] = costs
+        _check(tmp_path, design, ok)
+        if ok:
+            values = metric_values(name, rows, task=task, costs=CostMatrix(1, 4) if with_costs else None)
+            assert values.shape == (3,) and np.isfinite(values[:2]).all()
+
+
+@pytest.mark.parametrize(
+    "correction", _literal(DeploymentSpec.model_fields["experiment"].annotation, "correction")
+)
+def test_every_experiment_correction(tmp_path: Path, correction: str) -> None:
+    from mlsd.experiments.frequentist import CORRECTIONS, adjust
+
+    _check(
+        tmp_path,
+        _with("binary", deployment={"experiment": {"correction": correction}}),
+        correction in CORRECTIONS,
+    )
+    assert len(adjust([0.01, 0.2], method=correction)[1]) == 2
+
+
+@pytest.mark.parametrize(
+    "sequential", _literal(DeploymentSpec.model_fields["experiment"].annotation, "sequential")
+)
+def test_every_experiment_sequential_test(tmp_path: Path, sequential: str) -> None:
+    from mlsd.design import ExperimentSpec
+    from mlsd.experiments.analysis import analyse_experiment
+
+    experiment = {"sequential": sequential, **({"horizon": 100} if sequential == "obrien_fleming" else {})}
+    _check(tmp_path, _with("binary", deployment={"experiment": experiment}), ok=True)
+    rng = np.random.default_rng(0)
+    arm = np.where(rng.random(200) < 0.5, "champion", "challenger")
+    frame = pd.DataFrame(
+        {
+            "variant": arm,
+            "score": rng.random(200),
+            "decision": rng.random(200) < 0.5,
+            "outcome": rng.random(200) < 0.5,
+            "latency_ms": rng.gamma(2, 2, 200),
+        }
+    )
+    result = analyse_experiment(frame, task="binary", spec=ExperimentSpec(**experiment))
+    seq = result.comparison("challenger", "accuracy").sequential
+    assert (seq is None) == (sequential == "none")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["interval_text", "num", "print_monitor", "print_tradeoff"]
+__all__ = ["interval_text", "num", "print_experiment", "print_monitor", "print_tradeoff"]
 
 
 def print_tradeoff(out: Console, doc: Any) -> None:
@@ -167,3 +167,90 @@ def print_monitor(out: Console, result: Any) -> None:
         out.print(
             f"event {at} {escape(e.kind)} {escape(e.variant or '')}: {escape(e.reason)}", highlight=False
         )
+
+
+def _signed(value: object, digits: int) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:+.{digits}f}"
+
+
+def print_experiment(out: Console, result: Any) -> None:
+    """``mlsd experiment``'s tables: the variants, the SRM verdict, each metric's lift."""
+    table = Table(title=f"variants (baseline {escape(result.baseline)})", title_style="bold")
+    for col in ("variant", "units", "requests", "labelled", "accuracy", "cost/1,000", "metric", "latency ms"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in result.variants:
+        metric = "-" if v.metric_value is None else f"{escape(str(v.metric))} {v.metric_value:.4f}"
+        table.add_row(
+            escape(v.variant),
+            f"{v.units:,}",
+            f"{v.requests:,}",
+            f"{v.labelled:,}",
+            num(v.accuracy, 4),
+            num(v.cost_per_1000, 1),
+            metric,
+            num(v.latency_mean_ms, 2),
+        )
+    out.print(table)
+    if result.srm_p_value is None:
+        out.print("[dim]sample-ratio test: no fixed split to test[/]", highlight=False)
+    else:
+        verdict = "[bold red]MISMATCH[/]" if result.srm_detected else "[green]ok[/]"
+        out.print(
+            f"sample-ratio test on {result.srm_counted}: p = {result.srm_p_value:.3g} {verdict}",
+            highlight=False,
+        )
+    lifts = Table(title="lifts", title_style="bold")
+    for col in (
+        "variant",
+        "metric",
+        "baseline",
+        "variant value",
+        "lift",
+        f"{1 - result.alpha:.0%} CI",
+        "relative",
+        "p",
+        "p adj",
+        "P(better)",
+        "sequential",
+        "verdict",
+    ):
+        lifts.add_column(
+            col, justify="left" if col in ("variant", "metric", "sequential", "verdict") else "right"
+        )
+    for c in result.comparisons:
+        rel = "-" if c.relative is None else f"{c.relative:+.1%}"
+        seq = "-" if c.sequential is None else f"{c.sequential['verdict']} (p {c.sequential['p_value']:.3g})"
+        colour = "green" if c.verdict == "better" else "red" if c.verdict == "worse" else "dim"
+        lifts.add_row(
+            escape(c.variant),
+            escape(c.metric),
+            num(c.estimate_a, 4),
+            num(c.estimate_b, 4),
+            _signed(c.difference, 4),
+            f"[{_signed(c.ci[0], 4)}, {_signed(c.ci[1], 4)}]",
+            rel,
+            f"{c.p_value:.3g}",
+            f"{c.p_adjusted:.3g}",
+            "-" if c.bayesian is None else f"{c.bayesian['p_b_better']:.3f}",
+            seq,
+            f"[{colour}]{c.verdict}[/]",
+        )
+    out.print(lifts)
+    if result.plan:
+        plan = Table(
+            title=f"plan (power {result.plan['power']:.0%}, alpha {result.plan['alpha']})", title_style="bold"
+        )
+        for col in ("metric", "baseline", "MDE now", "MDE now %", "MDE asked", "units per arm", "days"):
+            plan.add_column(col, justify="left" if col == "metric" else "right")
+        for row in result.plan["metrics"]:
+            need = row.get("n_per_arm")
+            plan.add_row(
+                escape(row["metric"]),
+                num(row["baseline_value"], 4),
+                num(row.get("mde_now"), 4),
+                "-" if row.get("mde_now_relative") is None else f"{row['mde_now_relative']:.1%}",
+                num(row.get("mde"), 4),
+                "-" if need is None else ", ".join(f"{escape(k)} {v:,}" for k, v in need.items()),
+                num(row.get("days_needed"), 1),
+            )
+        out.print(plan)

@@ -29,7 +29,14 @@ from pydantic import AfterValidator, Field, field_validator
 
 from mlsd._spec import StrictSpec as _Spec
 
-__all__ = ["ALIAS_PATTERN", "DeploymentSpec", "Strategy", "is_loopback_host", "list_strategies"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "DeploymentSpec",
+    "ExperimentSpec",
+    "Strategy",
+    "is_loopback_host",
+    "list_strategies",
+]
 
 #: rollout strategies the schema names; the planned ones are refused by ``mlsd validate`` until built
 Strategy = Literal["single", "shadow", "canary", "ab", "interleaving", "bandit"]
@@ -78,6 +85,44 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:  # another host name: it may resolve anywhere
         return False
+
+
+class ExperimentSpec(_Spec):
+    """How ``mlsd experiment`` analyses the variants of the log (docs/experiments.md)."""
+
+    baseline: _Alias = Field("champion", description="the variant every other is compared with")
+    alpha: float = Field(0.05, gt=0, le=0.2, description="the false-positive rate of each verdict")
+    metrics: list[str] | None = Field(
+        None,
+        description="what is compared (mlsd.experiments.analysis.METRICS); default: by task, e.g. "
+        "accuracy, cost (with goals.costs) and latency_ms for a binary task",
+    )
+    correction: Literal["holm", "fdr_bh", "none"] = Field(
+        "holm", description="multiple-testing correction across the metrics"
+    )
+    cuped_covariate: str | None = Field(
+        None,
+        description="a numeric feature logged with each request, used by CUPED to reduce the variance "
+        "of mean metrics (it must not depend on the variant)",
+    )
+    sequential: Literal["msprt", "obrien_fleming", "none"] = Field(
+        "msprt",
+        description="msprt: always-valid p-values, the log may be checked after every batch; "
+        "obrien_fleming: group-sequential boundaries up to a planned horizon",
+    )
+    tau: float = Field(
+        0.1, gt=0, le=10, description="mSPRT mixing scale, in standard deviations of the metric"
+    )
+    horizon: int | None = Field(
+        None,
+        ge=2,
+        description="obrien_fleming: the planned units (requests without sticky units) of the baseline "
+        "arm, e.g. from mlsd experiment --plan",
+    )
+    checkpoints: int = Field(
+        20, ge=2, le=1000, description="the batches (equal numbers of requests) the sequential test looks at"
+    )
+    power: float = Field(0.8, gt=0.5, lt=1, description="the power `mlsd experiment --plan` plans for")
 
 
 class DeploymentSpec(_Spec):
@@ -135,6 +180,9 @@ class DeploymentSpec(_Spec):
         "match",
         description="bandit: 1 when the decision matched the outcome (match), or minus the cost of "
         "the error from goals.costs (cost)",
+    )
+    experiment: ExperimentSpec = Field(
+        default_factory=ExperimentSpec, description="the analysis of the variants (mlsd experiment)"
     )
     variant_timeout_ms: float | None = Field(
         None, gt=0, le=60_000, description="a variant slower than this on a batch is answered by the fallback"

@@ -70,6 +70,7 @@ def check_design(design: Design) -> None:
         _augment,
         _compress,
         deployment_problems,
+        _experiment,
         _monitoring,
     ]
     problems = [p for check in checks for p in check(design)]
@@ -579,6 +580,73 @@ def _retrain(design: Design) -> Problems:
             received=spec.metric_worse_than,
             expected="goals.metric one of " + ", ".join(PERFORMANCE_METRICS) + ", or no performance trigger",
         )
+
+
+def _experiment(design: Design) -> Problems:
+    """deployment.experiment: metrics the task and the costs allow, a routed baseline, a logged covariate."""
+    from mlsd.experiments.metrics import metric_problem
+
+    spec = design.deployment.experiment
+    task, has_costs = design.goals.task, design.goals.costs is not None
+    for i, name in enumerate(spec.metrics or []):
+        problem = metric_problem(name, task, has_costs=has_costs)
+        if problem:
+            yield design.error(
+                problem,
+                field=f"deployment.experiment.metrics[{i}]",
+                received=name,
+                expected="one of the metrics for this design, e.g. "
+                + ", ".join(
+                    n for n in _experiment_metrics() if not metric_problem(n, task, has_costs=has_costs)
+                ),
+            )
+    if spec.metrics is not None and not spec.metrics:
+        yield design.error(
+            "no metric to compare",
+            field="deployment.experiment.metrics",
+            received=[],
+            expected="at least one metric, or no key (the task's defaults)",
+        )
+    routed = design.deployment.routed_aliases()
+    if design.deployment.strategy != "single" and spec.baseline not in routed:
+        yield design.error(
+            "the experiment's baseline is not a variant this rollout serves",
+            field="deployment.experiment.baseline",
+            received=spec.baseline,
+            expected="one of: " + ", ".join(routed),
+        )
+    if spec.sequential == "obrien_fleming" and spec.horizon is None:
+        yield design.error(
+            "an O'Brien-Fleming test spends its error up to a planned sample: it needs the horizon",
+            field="deployment.experiment.sequential",
+            received="sequential: obrien_fleming without horizon",
+            expected="horizon: the planned units of the baseline arm (mlsd experiment --plan --mde ...)",
+        )
+    for key, reader in (("horizon", "obrien_fleming"), ("tau", "msprt")):
+        if key in spec.model_fields_set and spec.sequential != reader:
+            yield design.error(
+                f"deployment.experiment.{key} is read only by sequential: {reader}",
+                field=f"deployment.experiment.{key}",
+                received=f"{key}: {getattr(spec, key)!r} with sequential: {spec.sequential}",
+                expected=f"no {key}, or sequential: {reader}",
+            )
+    covariate = spec.cuped_covariate
+    if covariate is not None:
+        numeric = [c for c in design.features.numeric if c not in design.data.derive]
+        if covariate not in numeric:
+            # a derived column or a label is not in the logged request; a categorical one has no mean
+            yield design.error(
+                "the CUPED covariate must be a numeric input feature, logged with every request",
+                field="deployment.experiment.cuped_covariate",
+                received=covariate,
+                expected="one of features.numeric (not derived): " + (", ".join(numeric) or "none"),
+            )
+
+
+def _experiment_metrics() -> list[str]:
+    from mlsd.experiments.metrics import METRICS
+
+    return list(METRICS)
 
 
 def _augment(design: Design) -> Problems:

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mlsd._cli_tables import num as _num
-from mlsd._cli_tables import print_monitor, print_tradeoff
+from mlsd._cli_tables import print_experiment, print_monitor, print_tradeoff
 from mlsd.errors import DesignError, MlsdError
 
 __all__ = ["app", "main"]
@@ -590,6 +590,45 @@ def monitor(
             f"[bold red]alert[/] {escape(f'{alert.name}: {alert.message}')}", highlight=False, soft_wrap=True
         )
     if result.fired:
+        raise typer.Exit(1)
+
+
+@app.command()
+def experiment(
+    design: DesignPath,
+    since: Annotated[str | None, typer.Option(help="From this time (event time), e.g. 2013-11-01.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (event time).")] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Also the sample each metric needs and the MDE of the sample logged."),
+    ] = False,
+    mde: Annotated[
+        float | None,
+        typer.Option(
+            help="The improvement to plan for, relative to the baseline (implies --plan), e.g. 0.05 = 5%."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Analyse the experiment in the prediction log: lifts with CIs, SRM, Bayesian and sequential
+    read-outs (docs/experiments.md); exit 1 on a sample-ratio mismatch."""
+    try:
+        with RichProgress(err) as progress, progress.stage("reading the log and comparing the variants"):
+            run = _system(design).experiment(since=since, until=until, plan=plan, mde=mde)
+    except MlsdError as exc:
+        _fail(exc)
+    result = run.result
+    for warning in result.warnings:
+        err.print(f"[bold yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        print_experiment(out, result)
+        out.print(
+            f"experiment report: [bold]{escape(str(run.html_path))}[/] (JSON: {escape(run.json_path.name)})",
+            highlight=False,
+        )
+    if result.srm_detected:  # every comparison is suspect: make a script notice
         raise typer.Exit(1)
 
 

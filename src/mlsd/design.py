@@ -48,7 +48,7 @@ from mlsd._data_spec import (
     SplitBy,
     SplitSpec,
 )
-from mlsd._deployment import DeploymentSpec, is_loopback_host, list_strategies
+from mlsd._deployment import DeploymentSpec, ExperimentSpec, is_loopback_host, list_strategies
 from mlsd._design_file import (
     MAX_YAML_DEPTH,
     check_yaml_expansion,
@@ -69,6 +69,7 @@ __all__ = [
     "DeploymentSpec",
     "Design",
     "DistillSpec",
+    "ExperimentSpec",
     "FeaturesSpec",
     "GoalsSpec",
     "JoinSpec",

@@ -25,7 +25,15 @@ from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 from mlsd.store.files import private_files
 
-__all__ = ["BuildProgress", "BuildResult", "MonitorRun", "PreparedData", "RetrainRun", "System"]
+__all__ = [
+    "BuildProgress",
+    "BuildResult",
+    "ExperimentRun",
+    "MonitorRun",
+    "PreparedData",
+    "RetrainRun",
+    "System",
+]
 
 
 BuildProgress = Progress  # the name the Python API has used since the first build
@@ -489,6 +497,74 @@ class System:
         document.save(saved)
         render_design_document(document, self.reports_dir / "design.html")
 
+    def experiment(
+        self, *, since: Any = None, until: Any = None, plan: bool = False, mde: float | None = None
+    ) -> ExperimentRun:
+        """The experiment analysis of the variants logged in ``[since, until)`` (event time):
+        per-variant metrics, SRM against the intended split, lifts, Bayesian and sequential
+        read-outs (:func:`mlsd.experiments.analysis.analyse_experiment`); with ``plan``, the
+        sample and days ``mde`` (relative) needs. Reads only the log: no build needs to be
+        loaded. Writes ``reports/experiment-<time>.json`` and ``.html``."""
+        from mlsd.experiments.analysis import analyse_experiment
+        from mlsd.report.experiment import render_experiment_report
+        from mlsd.rollout.routers import router_for
+        from mlsd.rollout.state import RolloutState, initial_state
+
+        since_ts, until_ts = _timestamp(since, "since"), _timestamp(until, "until")
+        log = self.prediction_log()
+        predictions = log.read_predictions(since_ts, until_ts)
+        if predictions.empty:
+            raise DataError(
+                "the prediction log holds no predictions in this period",
+                field="since/until",
+                received=f"{since_ts or 'start'} .. {until_ts or 'end'}",
+                expected="a period with logged predictions of at least two variants",
+            )
+        spec = self.design.deployment
+        positive_class = None
+        if (self.workspace / "reference" / "schema.json").is_file():
+            positive_class = self.reference()[0].positive_class  # saved by the build
+        costs = None
+        if self.design.goals.costs is not None and self.design.goals.task == "binary":
+            from mlsd.goals import CostMatrix
+
+            costs = CostMatrix.from_spec(self.design.goals.costs)
+        weights, srm_since, unfit = None, None, None
+        stored = log.read_state(self.design.registry_name)
+        try:
+            state = RolloutState.from_dict(stored[1]) if stored is not None else initial_state(spec)
+            # a bandit's split follows the rewards: there is no fixed split to test
+            weights = None if spec.strategy == "bandit" else router_for(spec).weights(state)
+            srm_since = state.step_started_at
+        except DesignError as exc:  # a state the design no longer fits: analyse the traffic anyway
+            unfit = f"no sample-ratio test: the rollout state does not fit the design ({exc})"
+        result = analyse_experiment(
+            predictions,
+            task=self.design.goals.task,
+            spec=spec.experiment,
+            weights=weights,
+            srm_since=srm_since,
+            order=spec.routed_aliases(),
+            positive_class=positive_class,
+            costs=costs,
+            reward=spec.reward,
+            plan=plan or mde is not None,
+            mde=mde,
+        )
+        if unfit:
+            result.warnings.append(unfit)
+        from mlsd.store import write_json_atomic
+
+        stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
+        json_path = self.reports_dir / f"experiment-{stamp}.json"
+        saved = result.to_dict()
+        with private_files(self.workspace):
+            write_json_atomic(json_path, saved)
+            html_path = render_experiment_report(
+                saved, self.reports_dir / f"experiment-{stamp}.html", title=f"{self.design.name}: experiment"
+            )
+        return ExperimentRun(result=result, html_path=html_path, json_path=json_path)
+
     def export_log(self, path: str | Path, *, since: Any = None, until: Any = None) -> int:
         """Write a period of logged predictions, feedback joined, to Parquet; returns the row count."""
         log = self.prediction_log()
@@ -519,6 +595,15 @@ class RetrainRun:
                 **(self.summary or {}),
             )
         return out
+
+
+@dataclass
+class ExperimentRun:
+    """An experiment analysis (``ExperimentAnalysis``) and the reports it wrote."""
+
+    result: Any
+    html_path: Path
+    json_path: Path
 
 
 @dataclass

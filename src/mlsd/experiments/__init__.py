@@ -1,0 +1,1 @@
+"""Experiment analysis over the prediction log (docs/experiments.md)."""
