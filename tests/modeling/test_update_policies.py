@@ -20,7 +20,9 @@ WEEKS = [(START + pd.Timedelta(weeks=i), START + pd.Timedelta(weeks=i + 1)) for 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    t = pd.date_range(pd.Timestamp("2024-01-01", tz="UTC"), START + pd.Timedelta(weeks=6), freq="6h", inclusive="left")
+    t = pd.date_range(
+        pd.Timestamp("2024-01-01", tz="UTC"), START + pd.Timedelta(weeks=6), freq="6h", inclusive="left"
+    )
     x = rng.normal(size=len(t))
     slope = np.where(t < START + pd.Timedelta(weeks=2), 1.0, -1.0)  # the world changes in week 2
     return pd.DataFrame({"when": t, "x": x, "y": (slope * x + rng.normal(0, 0.5, len(t)) > 0).astype(int)})
@@ -91,5 +93,6 @@ def test_bad_policies_are_refused() -> None:
     with pytest.raises(DesignError):
         compare_update_policies(
             pd.DataFrame(), pd.DataFrame({"when": []}), windows=[], time_column="when", target="y",
-            fit=lambda f: None, score=lambda m, f: None, metric="roc_auc", task="binary", policies=["on_drift"],
+            fit=lambda f: None, score=lambda m, f: None, metric="roc_auc", task="binary",
+            policies=["on_drift"],
         )  # fmt: skip
