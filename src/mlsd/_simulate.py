@@ -296,13 +296,15 @@ class _Server:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "mlsd.cli", "serve", str(design), "--host", "127.0.0.1"]
-        self.process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        # the server's own log goes to a file beside the designs: a pipe nobody reads would fill
+        # up and stall the server, and its warnings (a failed state refresh) explain a stuck canary
+        self.log_path = design.parent / "server.log"
+        with self.log_path.open("a") as sink:
+            sink.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} mlsd serve {design.name} on port {port}\n")
+            sink.flush()
+            self.process = subprocess.Popen(
+                [*command, "--port", str(port)], stdout=sink, stderr=sink, text=True, env=env
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -315,11 +317,11 @@ class _Server:
                     return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                err = self.process.stderr.read() if self.process.stderr else ""
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 raise MlsdError(
-                    "the simulated server did not start",
+                    f"the simulated server did not start (its log: {self.log_path})",
                     field="serve",
-                    received=err.strip().splitlines()[-3:] if err else None,
+                    received=tail,
                     expected="mlsd serve ready within 120 s",
                 )
             time.sleep(0.3)
