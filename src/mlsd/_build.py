@@ -216,6 +216,9 @@ def _run_stages(
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
     packaged = _package(design, prepared, schema, modeling, decision)
+    if design.models.abstain is not None:  # docs/abstention.md: the bound travels with the model
+        packaged.metadata["abstain"], document.models.abstention = _abstention(design, split, modeling, decision)
+        progress.note(f"abstention: {_abstention_note(document.models.abstention)}")
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
     document.monitoring.reference = _reference_summary(reference)
@@ -307,6 +310,42 @@ def _judge_on_holdout(
             expected=f"a gain of at least {comparison.min_improvement:g} in {g.metric}",
         )
     return summary
+
+
+# --- models.abstain (docs/abstention.md) -------------------------------------------------------
+
+
+def _abstention(design: Design, split: Any, modeling: Any, decision: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The champion's abstention policy (saved with the packaged model) and its document section."""
+    from mlsd.modeling.abstention import abstention_report
+    from mlsd.modeling.training import costs_of
+
+    spec, g, winner = design.models.abstain, design.goals, decision.winner
+    assert spec is not None
+    scores = modeling.table[winner].scores
+    classes = list(getattr(modeling.fitted[winner], "classes_", []))
+    policy, report = abstention_report(
+        spec,
+        g.task,
+        valid=(split.valid[g.target].to_numpy(), scores["valid"]),
+        test=(split.test[g.target].to_numpy(), scores["test"]),
+        threshold=modeling.thresholds.get(winner) if g.task == "binary" else None,
+        classes=classes,
+        costs=costs_of(design),
+    )
+    return policy.to_dict(), report
+
+
+def _abstention_note(report: dict[str, Any]) -> str:
+    test = report["test"]
+    bound = report["policy"]["min_confidence"]
+    return (
+        f"confidence below {bound:.3f} abstains; on test {test['abstained']:,} of {test['n_rows']:,} rows "
+        f"abstained (coverage {test['coverage']:.3f})"
+    )
+
+
+# --- end models.abstain
 
 
 def _package(design: Design, prepared: Any, schema: Any, modeling: Any, decision: Any) -> Any:
