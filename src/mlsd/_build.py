@@ -217,7 +217,9 @@ def _run_stages(
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
     packaged = _package(design, prepared, schema, modeling, decision)
     if design.models.abstain is not None:  # docs/abstention.md: the bound travels with the model
-        packaged.metadata["abstain"], document.models.abstention = _abstention(design, split, modeling, decision)
+        packaged.metadata["abstain"], document.models.abstention = _abstention(
+            design, split, modeling, decision
+        )
         progress.note(f"abstention: {_abstention_note(document.models.abstention)}")
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
@@ -315,7 +317,9 @@ def _judge_on_holdout(
 # --- models.abstain (docs/abstention.md) -------------------------------------------------------
 
 
-def _abstention(design: Design, split: Any, modeling: Any, decision: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _abstention(
+    design: Design, split: Any, modeling: Any, decision: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The champion's abstention policy (saved with the packaged model) and its document section."""
     from mlsd.modeling.abstention import abstention_report
     from mlsd.modeling.training import costs_of
