@@ -73,7 +73,7 @@ def test_ties_reach_at_least_the_target() -> None:
 
 @pytest.mark.parametrize("bad", [0, -0.1, 1.2, float("nan")])
 def test_a_coverage_outside_zero_one_is_refused(bad: float) -> None:
-    with pytest.raises(DesignError, match="models.abstain.coverage"):
+    with pytest.raises(DesignError, match=r"models\.abstain\.coverage"):
         threshold_for_coverage(np.array([0.5, 0.6]), bad)
 
 

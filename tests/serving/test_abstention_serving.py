@@ -93,7 +93,7 @@ def test_the_review_queue_on_postgresql(flights, live_server, postgres_url) -> N
         ):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     engine.dispose()
-    model, policy = _abstaining(flights, 0.5)
+    model, _ = _abstaining(flights, 0.5)
     rows = flights.rows[:60]
     answers, single = _serve_and_ask(flights, live_server, PredictionLog(postgres_url), model, rows)
     queue = PredictionLog(postgres_url).read_review_queue()

@@ -391,7 +391,8 @@ class Models(_Model):
     compression: dict[str, Any] | None = None
     # mlsd retrain: the trigger, the labelled traffic used and the holdout comparison (docs/retraining.md)
     retrain: dict[str, Any] | None = None
-    # models.abstain: the policy, its effect on valid and test, the test coverage–risk curve (docs/abstention.md)
+    # models.abstain: the policy, its effect on valid and test, the test coverage–risk curve
+    # (docs/abstention.md)
     abstention: dict[str, Any] | None = None
 
 

@@ -81,8 +81,8 @@ from mlsd.store._log_tables import (
 )
 from mlsd.store._log_writer import GroupCommitWriter, Submission, public_reason
 from mlsd.store._rollout_log import RolloutLog, ShadowRecord
-from mlsd.store.review_queue import encode_review, review_frame, review_select
 from mlsd.store.files import create_private_file
+from mlsd.store.review_queue import encode_review, review_frame, review_select
 
 __all__ = ["PredictionLog", "PredictionRecord", "RequestRecord", "ShadowRecord"]
 
