@@ -100,3 +100,36 @@ def test_the_policy_declines_exactly_its_band_and_survives_a_round_trip() -> Non
     multi = AbstentionPolicy(task="multiclass", min_confidence=0.6)
     assert multi.abstains(np.array([0.4, 0.6, 0.9])).tolist() == [True, False, False]
     assert multi.band() is None and AbstentionPolicy.from_dict(None) is None
+
+
+def test_a_multiclass_report_chooses_its_bound_on_validation_and_judges_test() -> None:
+    from types import SimpleNamespace
+
+    from mlsd.modeling.abstention import abstention_report
+
+    rng = np.random.default_rng(5)
+    classes = ["a", "b", "c"]
+
+    def split(n: int):
+        proba = rng.dirichlet([1, 1, 1], n)
+        labels = np.array(classes, dtype=object)[[rng.choice(3, p=p) for p in proba]]
+        return labels, proba
+
+    valid, test = split(3_000), split(2_000)
+    policy, report = abstention_report(
+        SimpleNamespace(coverage=0.7, below_confidence=None, review_cost=None),
+        "multiclass",
+        valid=valid,
+        test=test,
+        classes=classes,
+    )
+    assert policy.threshold is None and policy.band() is None
+    assert 0.7 <= report["valid"]["coverage"] < 0.7 + 1 / 3_000 + 1e-12
+    top = test[1].max(axis=1)
+    wrong = np.array(classes, dtype=object)[test[1].argmax(axis=1)] != test[0]
+    answered = top >= policy.min_confidence
+    assert report["test"]["answered"] == answered.sum()
+    assert report["test"]["risk"] == pytest.approx(wrong[answered].mean())
+    # the most confident rows are wrong less often: the curve's risk at low coverage is below overall
+    assert report["test"]["risk"] < report["test"]["risk_without_abstention"]
+    assert "cost_per_1000" not in report["curve"]

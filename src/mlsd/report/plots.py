@@ -430,19 +430,31 @@ def coverage_risk_figure(abstention: Mapping[str, Any], unit: str = "cost units"
         ),
         secondary_y=False,
     )
-    if curve.get("cost_with_review_per_1000") is not None:
+    # with a review cost, the cost of every row (declined ones reviewed); without, that of the answered
+    reviewed = curve.get("cost_with_review_per_1000") is not None
+    cost = curve.get("cost_with_review_per_1000") if reviewed else curve.get("cost_per_1000")
+    if cost is not None:
+        what = (
+            f"cost per 1,000 rows, declined at review cost {format_number(curve['review_cost'])}"
+            if reviewed
+            else "cost per 1,000 answered rows"
+        )
         fig.add_trace(
             go.Scatter(
                 x=curve["coverage"],
-                y=curve["cost_with_review_per_1000"],
+                y=cost,
                 mode="lines",
                 line_dash="dot",
-                name=f"cost per 1,000 rows, declined at review cost {format_number(curve['review_cost'])}",
+                name=what,
                 hovertemplate="coverage %{x:.3f}<br>%{y:,.1f} " + unit + " per 1,000<extra></extra>",
             ),
             secondary_y=True,
         )
-        fig.update_yaxes(title=f"{unit} per 1,000 rows", secondary_y=True, rangemode="tozero")
+        fig.update_yaxes(
+            title=f"{unit} per 1,000 {'rows' if reviewed else 'answered rows'}",
+            secondary_y=True,
+            rangemode="tozero",
+        )
     test = abstention.get("test", {})
     if test.get("coverage") is not None:
         fig.add_vline(
