@@ -142,7 +142,7 @@ class CoverageRisk:
     def thinned(self, max_points: int = 400) -> dict[str, Any]:
         """JSON-ready, at most ``max_points`` points (the first and last kept), for drawing."""
         n = len(self.coverage)
-        keep = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int)) if n else []
+        keep = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int)) if n else np.arange(0)
         out: dict[str, Any] = {
             "n_rows": self.n_rows,
             "thresholds": self.thresholds[keep].tolist(),
@@ -285,7 +285,8 @@ class AbstentionPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["band"] = list(self.band()) if self.band() is not None else None
+        band = self.band()
+        out["band"] = list(band) if band is not None else None
         return out
 
     @classmethod
@@ -351,7 +352,8 @@ def abstention_report(
             y = (y == np.asarray(classes, dtype=object)[1]).astype(int) if classes is not None else y
         conf = confidence(scores, task, threshold)
         errors = row_errors(y, scores, task, threshold=threshold, classes=classes)
-        row_costs = binary_row_costs(y, scores, float(threshold), costs) if costs is not None else None
+        cut = 0.5 if threshold is None else float(threshold)
+        row_costs = binary_row_costs(y, scores, cut, costs) if costs is not None else None
         return conf, errors, row_costs
 
     valid_conf, valid_errors, _ = prepared(*valid)

@@ -141,7 +141,7 @@ def adversarial_validation(
             verbose=-1,
         )
         clf.fit(X.iloc[fit_rows], y[fit_rows])
-        oof[held] = clf.predict_proba(X.iloc[held])[:, 1]
+        oof[held] = np.asarray(clf.predict_proba(X.iloc[held]))[:, 1]
         gain += clf.booster_.feature_importance(importance_type="gain")
     estimate = bootstrap_ci("roc_auc", y, oof, n_resamples=n_resamples, seed=seed)
     share = gain / gain.sum() if gain.sum() > 0 else gain
