@@ -585,7 +585,7 @@ def _log_review(system, log, export: Path | None, since, until, output_format: s
             "unknown output format", field="--format", received=output_format, expected="csv or json"
         )
     frame = log.read_review_queue(_timestamp(since, "since"), _timestamp(until, "until"))
-    what = f"{len(frame):,} predictions in the review queue"
+    what = f"{len(frame):,} prediction{'s' * (len(frame) != 1)} in the review queue"
     kind = (export.suffix.lstrip(".").lower() if export is not None else output_format) or "parquet"
     if export is None:
         text = (

@@ -278,10 +278,8 @@ class AbstentionPolicy:
                 f"confidence {conf:.3f} below {self.min_confidence:.3f}: score {score:.4f} is in the "
                 f"uncertain band ({low:.4f}, {high:.4f}) around the decision threshold {self.threshold:.4f}"
             )
-        return (
-            f"confidence {conf:.3f} below {self.min_confidence:.3f}: "
-            f"the top class has probability {score:.4f}"
-        )
+        bound = self.min_confidence
+        return f"confidence {conf:.3f} below {bound:.3f}: no class is that likely (top-class probability)"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
