@@ -555,6 +555,13 @@ def log_command(
                     expected=f"a log written by `mlsd serve {design}`",
                 )
             )
+        if output_format != "csv" and not review:
+            raise MlsdError(
+                "--format chooses the stdout format of --review",
+                field="--format",
+                received=output_format,
+                expected="--review --format json, or no --format",
+            )
         log = system.prediction_log()
         if review:
             _log_review(system, log, export, since, until, output_format)
