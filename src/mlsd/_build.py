@@ -153,6 +153,7 @@ def _run_stages(
     failing = leakage.failing(set(design.data.leakage.fail_on))
     if failing:
         _raise_leakage(failing)
+    adversarial = _adversarial(design, split, prepared.input_columns, reports, progress)
 
     modeling = train_and_evaluate(
         design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
@@ -224,9 +225,16 @@ def _run_stages(
             behaviour=behaviour,
             compression=compression,
         )
+    if adversarial is not None:
+        document.data.adversarial = adversarial.to_dict()
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
     packaged = _package(design, prepared, schema, modeling, decision)
+    if design.models.abstain is not None:  # docs/abstention.md: the bound travels with the model
+        packaged.metadata["abstain"], document.models.abstention = _abstention(
+            design, split, modeling, decision
+        )
+        progress.note(f"abstention: {_abstention_note(document.models.abstention)}")
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
     document.monitoring.reference = _reference_summary(reference)
@@ -340,6 +348,91 @@ def _judge_on_holdout(
             expected=f"a gain of at least {comparison.min_improvement:g} in {g.metric}",
         )
     return summary
+
+
+# --- models.adversarial (docs/splits-and-leakage.md) -------------------------------------------
+
+
+def _adversarial(
+    design: Design, split: Any, input_columns: list[str], reports: Path, progress: Progress
+) -> Any:
+    """Train against test on the model's input columns (not data.time: the time axis separates a
+    time split by construction); GateError above ``fail_above``, before any model is trained."""
+    from mlsd.errors import GateError
+    from mlsd.modeling.adversarial import adversarial_validation
+    from mlsd.store import write_json_atomic
+
+    spec = design.models.adversarial
+    if spec is None or not spec.enabled:
+        return None
+    columns = [c for c in input_columns if c != design.data.time]
+    with progress.stage("adversarial validation (train vs test)"):
+        result = adversarial_validation(
+            split.train,
+            split.test,
+            columns,
+            sample=spec.sample,
+            folds=spec.folds,
+            n_estimators=spec.n_estimators,
+            seed=design.models.seed,
+            fail_above=spec.fail_above,
+        )
+    progress.note(f"adversarial validation: {result.describe()}")
+    write_json_atomic(reports / "adversarial.json", result.to_dict())
+    if result.failed:
+        top = ", ".join(f"{f['feature']} ({f['importance']:.0%})" for f in result.features[:3])
+        raise GateError(
+            f"a classifier tells the test rows from the training rows (AUC {result.auc:.3f} "
+            f"[{result.auc_low:.3f}, {result.auc_high:.3f}]), mostly by {top or 'no single feature'}: "
+            "the test split does not look like the training split; nothing was trained or registered",
+            field="models.adversarial.fail_above",
+            received=round(result.auc, 4),
+            expected=f"a train-vs-test AUC of at most {spec.fail_above:g}",
+            file=str(design.path) if design.path else None,
+            line=design.line_of("models.adversarial.fail_above"),
+        )
+    return result
+
+
+# --- end models.adversarial
+
+
+# --- models.abstain (docs/abstention.md) -------------------------------------------------------
+
+
+def _abstention(
+    design: Design, split: Any, modeling: Any, decision: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The champion's abstention policy (saved with the packaged model) and its document section."""
+    from mlsd.modeling.abstention import abstention_report
+    from mlsd.modeling.training import costs_of
+
+    spec, g, winner = design.models.abstain, design.goals, decision.winner
+    assert spec is not None
+    scores = modeling.table[winner].scores
+    classes = list(getattr(modeling.fitted[winner], "classes_", []))
+    policy, report = abstention_report(
+        spec,
+        g.task,
+        valid=(split.valid[g.target].to_numpy(), scores["valid"]),
+        test=(split.test[g.target].to_numpy(), scores["test"]),
+        threshold=modeling.thresholds.get(winner) if g.task == "binary" else None,
+        classes=classes,
+        costs=costs_of(design),
+    )
+    return policy.to_dict(), report
+
+
+def _abstention_note(report: dict[str, Any]) -> str:
+    test = report["test"]
+    bound = report["policy"]["min_confidence"]
+    return (
+        f"confidence below {bound:.3f} abstains; on test {test['abstained']:,} of {test['n_rows']:,} rows "
+        f"abstained (coverage {test['coverage']:.3f})"
+    )
+
+
+# --- end models.abstain
 
 
 def _package(design: Design, prepared: Any, schema: Any, modeling: Any, decision: Any) -> Any:

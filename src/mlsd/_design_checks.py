@@ -69,6 +69,7 @@ def check_design(design: Design) -> None:
         _behaviour_tests,
         _augment,
         _compress,
+        _abstain,
         deployment_problems,
         _experiment,
         _monitoring,
@@ -715,3 +716,32 @@ def _compress(design: Design) -> Problems:
 
 
 # --- end models.compress
+
+
+# --- models.abstain (docs/abstention.md) -------------------------------------------------------
+
+
+def _abstain(design: Design) -> Problems:
+    """Abstention needs a confidence (a classifier) and a review cost needs goals.costs."""
+    spec = design.models.abstain
+    if spec is None:
+        return
+    task = design.goals.task
+    if task not in ("binary", "multiclass"):
+        yield design.error(
+            "abstention declines rows of low confidence; a regression has no confidence defined "
+            "(its score is the predicted value)",
+            field="models.abstain",
+            received=task,
+            expected="no models.abstain for a regression task",
+        )
+    elif spec.review_cost is not None and (task != "binary" or design.goals.costs is None):
+        yield design.error(
+            "a review cost is compared with the costs of the decisions, and the design states none",
+            field="models.abstain.review_cost",
+            received=spec.review_cost,
+            expected="goals.costs (a binary task), or no review_cost",
+        )
+
+
+# --- end models.abstain

@@ -659,6 +659,17 @@ def log_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 0,
+    review: Annotated[
+        bool,
+        typer.Option(
+            "--review",
+            help="The review queue: predictions the model abstained on (models.abstain), with their inputs "
+            "and reasons; to --export (.csv, .json or Parquet), else to stdout in --format.",
+        ),
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="stdout format of --review: csv or json.")
+    ] = "csv",
 ) -> None:
     """Show what the prediction log holds; with --export, write a period of it to Parquet; with
     --sample N, a uniform sample of N of its predictions."""
@@ -674,7 +685,17 @@ def log_command(
                     expected=f"a log written by `mlsd serve {design}`",
                 )
             )
+        if output_format != "csv" and not review:
+            raise MlsdError(
+                "--format chooses the stdout format of --review",
+                field="--format",
+                received=output_format,
+                expected="--review --format json, or no --format",
+            )
         log = system.prediction_log()
+        if review:
+            _log_review(system, log, export, since, until, output_format)
+            return
         if sample is not None:
             _log_sample(system, log, sample, seed, export, since, until)
             return
@@ -689,6 +710,37 @@ def log_command(
         )
     except MlsdError as exc:
         _fail(exc)
+
+
+def _log_review(system, log, export: Path | None, since, until, output_format: str) -> None:
+    """``mlsd log --review``: the abstained predictions queued for review (docs/abstention.md)."""
+    from mlsd.store.files import private_files
+    from mlsd.system import _timestamp
+
+    if output_format not in ("csv", "json"):
+        raise MlsdError(
+            "unknown output format", field="--format", received=output_format, expected="csv or json"
+        )
+    frame = log.read_review_queue(_timestamp(since, "since"), _timestamp(until, "until"))
+    what = f"{len(frame):,} prediction{'s' * (len(frame) != 1)} in the review queue"
+    kind = (export.suffix.lstrip(".").lower() if export is not None else output_format) or "parquet"
+    if export is None:
+        text = (
+            frame.to_json(orient="records", date_format="iso") + "\n"
+            if kind == "json"
+            else frame.to_csv(index=False)
+        )
+        sys.stdout.write(text)
+        err.print(what, highlight=False)
+        return
+    with private_files(system.workspace):  # the queue holds the same raw inputs as the log
+        if kind == "csv":
+            frame.to_csv(export, index=False)
+        elif kind == "json":
+            frame.to_json(export, orient="records", date_format="iso")
+        else:
+            log.write_parquet(frame, export)
+    out.print(f"exported {what} to [bold]{escape(str(export))}[/]", highlight=False)
 
 
 def _log_sample(system, log, n: int, seed: int, export: Path | None, since, until) -> None:

@@ -60,6 +60,8 @@ from mlsd.errors import DesignError
 
 __all__ = [
     "SPLIT_KEYS",
+    "AbstainSpec",
+    "AdversarialSpec",
     "AugmentSpec",
     "BehaviourTestSpec",
     "CandidateSpec",
@@ -305,6 +307,47 @@ class CompressSpec(_Spec):
 # --- end models.compress ---------------------------------------------------------------------
 
 
+# --- models.abstain (docs/abstention.md) and models.adversarial (docs/splits-and-leakage.md) ---
+
+
+class AbstainSpec(_Spec):
+    """Decline the rows the champion is least sure of; they go to the review queue."""
+
+    below_confidence: float | None = Field(
+        None, ge=0, le=1, description="abstain when the confidence is below this (docs/abstention.md)"
+    )
+    coverage: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="answer this share of the validation rows: the confidence bound is chosen there",
+    )
+    review_cost: float | None = Field(
+        None, ge=0, description="cost of reviewing one abstained row, in goals.costs.unit"
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> AbstainSpec:
+        if (self.below_confidence is None) == (self.coverage is None):
+            raise ValueError("give exactly one of `below_confidence` or `coverage`")
+        return self
+
+
+class AdversarialSpec(_Spec):
+    """A LightGBM classifier telling training rows from test rows on the model's input columns."""
+
+    enabled: bool = True
+    fail_above: float = Field(
+        0.75, gt=0.5, le=1, description="the build fails when the cross-validated AUC is above this"
+    )
+    sample: int = Field(20_000, ge=100, le=1_000_000, description="rows drawn from each of train and test")
+    folds: int = Field(3, ge=2, le=10, description="cross-validation folds of the AUC")
+    n_estimators: int = Field(50, ge=5, le=1_000, description="trees of the classifier")
+
+
+# --- end models.abstain, models.adversarial ----------------------------------------------------
+
+
 class ModelsSpec(_Spec):
     baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
         "majority",
@@ -338,6 +381,14 @@ class ModelsSpec(_Spec):
     compress: CompressSpec | None = Field(
         None,
         description="ONNX export, quantisation and distillation of the best candidate (docs/compression.md)",
+    )
+    abstain: AbstainSpec | None = Field(
+        None, description="decline low-confidence rows; they go to a review queue (docs/abstention.md)"
+    )
+    adversarial: AdversarialSpec | None = Field(
+        None,
+        description="adversarial validation of train against test; off unless given "
+        "(docs/splits-and-leakage.md)",
     )
 
     def baselines(self) -> list[str | dict[str, str]]:

@@ -191,6 +191,8 @@ class Data(_Model):
     leakage: list[LeakageFinding] = Field(default_factory=list)
     leakage_checks: list[str] = Field(default_factory=list)  # every check that ran, findings or not
     quality: list[QualityFinding] = Field(default_factory=list)
+    # models.adversarial: the train-vs-test classifier's AUC, its interval and the separating features
+    adversarial: dict[str, Any] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -389,6 +391,9 @@ class Models(_Model):
     compression: dict[str, Any] | None = None
     # mlsd retrain: the trigger, the labelled traffic used and the holdout comparison (docs/retraining.md)
     retrain: dict[str, Any] | None = None
+    # models.abstain: the policy, its effect on valid and test, the test coverage–risk curve
+    # (docs/abstention.md)
+    abstention: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------

@@ -39,6 +39,7 @@ __all__ = [
     "calibration_figure",
     "confusion_figure",
     "cost_curve_figure",
+    "coverage_risk_figure",
     "format_number",
     "pr_figure",
     "predicted_vs_actual_figure",
@@ -409,3 +410,59 @@ def predicted_vs_actual_figure(curves: Mapping[str, Curve]) -> go.Figure:
     fig.update_xaxes(title="actual")
     fig.update_yaxes(title="predicted")
     return _layout(fig, "Predicted against actual (test split)")
+
+
+# --- models.abstain (docs/abstention.md) -------------------------------------------------------
+
+
+def coverage_risk_figure(abstention: Mapping[str, Any], unit: str = "cost units") -> go.Figure:
+    """The champion's error rate among answered test rows against the share answered; with costs,
+    the cost per 1,000 of all rows (declined ones at the review cost) on a second axis."""
+    curve = abstention["curve"]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(
+        go.Scatter(
+            x=curve["coverage"],
+            y=curve["risk"],
+            mode="lines",
+            name="error rate among answered rows",
+            hovertemplate="coverage %{x:.3f}<br>error rate %{y:.4f}<extra></extra>",
+        ),
+        secondary_y=False,
+    )
+    # with a review cost, the cost of every row (declined ones reviewed); without, that of the answered
+    reviewed = curve.get("cost_with_review_per_1000") is not None
+    cost = curve.get("cost_with_review_per_1000") if reviewed else curve.get("cost_per_1000")
+    if cost is not None:
+        what = (
+            f"cost per 1,000 rows, declined at review cost {format_number(curve['review_cost'])}"
+            if reviewed
+            else "cost per 1,000 answered rows"
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=curve["coverage"],
+                y=cost,
+                mode="lines",
+                line_dash="dot",
+                name=what,
+                hovertemplate="coverage %{x:.3f}<br>%{y:,.1f} " + unit + " per 1,000<extra></extra>",
+            ),
+            secondary_y=True,
+        )
+        fig.update_yaxes(
+            title=f"{unit} per 1,000 {'rows' if reviewed else 'answered rows'}",
+            secondary_y=True,
+            rangemode="tozero",
+        )
+    test = abstention.get("test", {})
+    if test.get("coverage") is not None:
+        fig.add_vline(
+            x=test["coverage"],
+            line_dash="dash",
+            line_color="#d62728",
+            annotation_text=f"policy: coverage {test['coverage']:.3f}",
+        )
+    fig.update_xaxes(title="coverage (share of rows answered)", range=[0, 1.02])
+    fig.update_yaxes(title="error rate among answered rows", rangemode="tozero", secondary_y=False)
+    return _layout(fig, f"Coverage and risk (test split, {curve['n_rows']:,} rows)")

@@ -81,6 +81,9 @@ class Scored:
     fallback: list[str | None]
     scoring_ms: np.ndarray  # float: the model call that answered each row (NaN: not scored)
     rows: list[Any] | None = None  # the rows as validated and logged (data.privacy treated them)
+    # models.abstain: why the answering model declined each row (None: answered) and its confidence
+    abstain_reason: list[str | None] | None = None
+    confidence: np.ndarray | None = None
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -168,6 +171,8 @@ class Service:
         # imports, allocations) is not a request's latency, nor the canary's p99
         example = [example_row(self.schema, self.model.input_columns)]
         await asyncio.to_thread(self.routing.warm, example, self.validator)
+        if any(v.model.metadata.get("abstain") for v in self.routing.variants.values()):
+            import mlsd.modeling.abstention  # noqa: F401  # imported now, not in the first request
         # The loaded models, the frames and the modules are here for the process's life: out of
         # the collector's sight, a full collection no longer walks them, which otherwise stalls
         # every request behind it for hundreds of ms (seen with the shadow's extra allocations)
@@ -242,9 +247,45 @@ class Service:
         # counted once the batch scored: a failed batch is scored again request by request
         for column, count in checked.unseen_categories.items():
             self.metrics.unseen_categories.labels(column=column).inc(count)
+        reasons, confidence = self._abstentions(score, answered, np.flatnonzero(ok))
         return Scored(
-            checked, score, decision, _event_times(checked, n), answered, version, fallback, scoring_ms, rows
+            checked,
+            score,
+            decision,
+            _event_times(checked, n),
+            answered,
+            version,
+            fallback,
+            scoring_ms,
+            rows,
+            reasons,
+            confidence,
         )
+
+    def _abstentions(
+        self, score: np.ndarray, answered: np.ndarray, positions: np.ndarray
+    ) -> tuple[list[str | None] | None, np.ndarray | None]:
+        """models.abstain: each scored row judged by the policy its answering model carries
+        (docs/abstention.md); None when no loaded model abstains."""
+        variants = self.routing.variants  # one snapshot: a reload swaps the dict
+        if not any(v.model.metadata.get("abstain") for v in variants.values()):
+            return None, None
+        from mlsd.modeling.abstention import AbstentionPolicy  # only a model that abstains needs it
+
+        reasons: list[str | None] = [None] * len(score)
+        confidence = np.full(len(score), np.nan)
+        for alias in dict.fromkeys(answered[positions].tolist()):
+            variant = variants.get(alias)  # the rule baseline has no policy: it always answers
+            policy = (
+                None if variant is None else AbstentionPolicy.from_dict(variant.model.metadata.get("abstain"))
+            )
+            if policy is None:
+                continue
+            rows = positions[answered[positions] == alias]
+            confidence[rows] = policy.confidence(score[rows])
+            for i in rows[policy.abstains(score[rows])].tolist():
+                reasons[i] = policy.reason(float(score[i]))
+        return reasons, confidence
 
     def _units(self, request: Request, rows: list[Any]) -> list[str | None]:
         """Each row's unit of assignment: its ``sticky_by`` field, else the X-Mlsd-Unit header."""
@@ -342,6 +383,8 @@ class Service:
                 assignment=assignment.assignment[j],
                 fallback=scored.fallback[i],
                 scoring_ms=_finite_or_none(scored.scoring_ms[i]),
+                abstain_reason=None if scored.abstain_reason is None else scored.abstain_reason[i],
+                confidence=None if scored.confidence is None else _finite_or_none(scored.confidence[i]),
             )
             for j, (rid, i, row) in enumerate(zip(ids, range(part.start, part.stop), rows, strict=True))
         ]
@@ -360,6 +403,11 @@ class Service:
         answers: list[dict[str, Any]] = [
             {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
         ]
+        if scored.abstain_reason is not None:  # models.abstain: a declined row carries no decision to act on
+            for answer, r in zip(answers, records, strict=True):
+                answer["abstain"] = r.abstain_reason is not None
+                if r.abstain_reason is not None:
+                    answer["decision"], answer["reason"] = None, r.abstain_reason
         rollout = self.strategy in ("canary", "ab", "bandit")
         for answer, r in zip(answers, records, strict=True):
             # the rule baseline answering for a failed champion is said under every strategy

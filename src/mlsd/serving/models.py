@@ -70,6 +70,12 @@ class Prediction(BaseModel):
         None, description="the registry alias that answered (only under a canary, ab or bandit rollout)"
     )
     model_version: int | None = Field(None, description="its registered version (with variant)")
+    abstain: bool | None = Field(
+        None,
+        description="true when the model declined the row for low confidence: decision is then null and the "
+        "row is queued for review (only when the model has models.abstain; docs/abstention.md)",
+    )
+    reason: str | None = Field(None, description="why the row was declined (abstained rows only)")
 
 
 class PredictResponse(BaseModel):

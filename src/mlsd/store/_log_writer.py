@@ -59,6 +59,7 @@ from mlsd.store._log_tables import (
     requests,
     shadow_predictions,
 )
+from mlsd.store.review_queue import review_queue
 
 __all__ = ["MAX_SHADOW_ROWS_PER_COMMIT", "GroupCommitWriter", "Submission", "public_reason"]
 
@@ -78,6 +79,8 @@ class Submission:
     feedback: list[dict[str, Any]] = field(default_factory=list)
     shadows: list[dict[str, Any]] = field(default_factory=list)
     future: Future[Any] = field(default_factory=Future)
+    # review_queue rows of this submission's abstained predictions (models.abstain): same commit
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -282,6 +285,9 @@ class GroupCommitWriter:
                 conn.execute(sa.insert(predictions), rows)
             if calls:
                 conn.execute(sa.insert(requests), calls)
+            reviews = [row for item in batch for row in item.reviews]
+            if reviews:  # after the predictions they queue (models.abstain)
+                conn.execute(sa.insert(review_queue), reviews)
             if shadows:  # after the predictions: a shadow row refers to its primary's row
                 conn.execute(sa.insert(shadow_predictions), shadows)
             notes = [item for item in batch if item.feedback]

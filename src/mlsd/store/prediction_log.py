@@ -82,6 +82,7 @@ from mlsd.store._log_tables import (
 from mlsd.store._log_writer import GroupCommitWriter, Submission, public_reason
 from mlsd.store._rollout_log import RolloutLog, ShadowRecord
 from mlsd.store.files import create_private_file
+from mlsd.store.review_queue import encode_review, review_frame, review_select
 
 __all__ = ["PredictionLog", "PredictionRecord", "RequestRecord", "ShadowRecord"]
 
@@ -111,6 +112,10 @@ class PredictionRecord:
     assignment: str | None = None  # "sticky" | "random" | "fixed"
     fallback: str | None = None  # why another model answered than the assigned one (else None)
     scoring_ms: float | None = None  # the model call that answered the row (its batch's), ms
+    # models.abstain: why the model declined the row (None: answered); such a row is also
+    # queued in review_queue, in the same transaction (docs/abstention.md)
+    abstain_reason: str | None = None
+    confidence: float | None = None  # the confidence the policy judged (abstained rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +244,7 @@ class PredictionLog(RolloutLog):
         """
         rows = [encode_prediction(record) for record in predictions]  # encode in the caller's thread
         calls = [] if request is None else [encode_request(request)]
+        reviews = [r for r in map(encode_review, rows, predictions) if r is not None]
         if self._writer.closed:
             raise LogError(
                 "the prediction log is closed",
@@ -253,7 +259,7 @@ class PredictionLog(RolloutLog):
                 received=self.url,
                 expected="PredictionLog.start() or `with PredictionLog(...) as log:` first",
             )
-        item = Submission(rows, calls)
+        item = Submission(rows, calls, reviews=reviews)
         if not item.size:
             item.future.set_result(None)
             return item.future
@@ -404,6 +410,13 @@ class PredictionLog(RolloutLog):
 
     def count_feedback(self) -> int:
         return int(self._scalar(sa.select(sa.func.count()).select_from(feedback)))
+
+    def read_review_queue(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        """The abstained predictions queued for review in ``[since, until)`` of their queueing time,
+        oldest first, with their inputs and any outcome received since (:mod:`mlsd.store.review_queue`)."""
+        since_us = None if since is None else to_micros(since, field="since")
+        until_us = None if until is None else to_micros(until, field="until")
+        return review_frame(self._rows(review_select(since_us, until_us)))
 
     def read_corrections(self) -> pd.DataFrame:
         """The audit trail of replaced outcomes, oldest first: request_id, old_outcome,
