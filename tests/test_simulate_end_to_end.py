@@ -25,6 +25,12 @@ def _design(folder: Path) -> Path:
     text = EXAMPLE.read_text()
     text = text.replace("  label: ", "  sample: {n: 12000, seed: 0}\n  label: ", 1)
     text = text.replace("p99_latency_ms: 20}", "p99_latency_ms: 500}")
+    # equal costs: the canary judges cost per decision, and with a missed delay four times a false
+    # alarm an inverted model (which warns of nearly every flight) costs only ~17% more than the
+    # champion, which takes thousands of outcomes a side to show; equal costs show it in a week
+    costs = "costs: {false_positive: 1, false_negative: 4, unit: passenger-hours}"
+    assert costs in text
+    text = text.replace(costs, "costs: {false_positive: 1, false_negative: 1, unit: errors}")
     start, end = text.index("  candidates:"), text.index("  select:")
     text = text[:start] + "  candidates:\n    - {name: logreg, type: logistic_regression}\n" + text[end:]
     deployment = (
