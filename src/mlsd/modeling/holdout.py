@@ -111,7 +111,7 @@ def compare_on_holdout(
         if np.isfinite(x) and np.isfinite(z):
             gains.append(sign * (x - z))
     gain = sign * (challenger - champion)
-    low, high = (np.percentile(gains, [2.5, 97.5]) if gains else (np.nan, np.nan))
+    low, high = np.percentile(gains, [2.5, 97.5]) if gains else (np.nan, np.nan)
     return HoldoutComparison(
         metric=metric,
         n_rows=n,
