@@ -47,10 +47,16 @@ def _log(design: Path, traffic: pd.DataFrame) -> None:
     scores = champion.predict_frame(traffic[["mpg", "hp", "wt"]])["score"].to_numpy()
     records = [
         PredictionRecord(
-            request_id=f"r{i}", logged_at=row.when, event_time=row.when, model_name=name,
-            model_version=version, variant="champion",
+            request_id=f"r{i}",
+            logged_at=row.when,
+            event_time=row.when,
+            model_name=name,
+            model_version=version,
+            variant="champion",
             inputs={"mpg": row.mpg, "hp": row.hp, "wt": row.wt},
-            score=float(scores[i]), decision=bool(scores[i] >= champion.threshold), latency_ms=1.0,
+            score=float(scores[i]),
+            decision=bool(scores[i] >= champion.threshold),
+            latency_ms=1.0,
         )  # fmt: skip
         for i, row in enumerate(traffic.itertuples())
     ]
@@ -62,7 +68,9 @@ def _log(design: Path, traffic: pd.DataFrame) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    design = write_tiny_design(tmp_path, monitoring={"retrain": {"holdout": "1w", "every": "4w", "min_labelled": 20}})
+    design = write_tiny_design(
+        tmp_path, monitoring={"retrain": {"holdout": "1w", "every": "4w", "min_labelled": 20}}
+    )
     code, output = _cli("build", str(design))
     assert code == 0, output
     traffic = _traffic(168)

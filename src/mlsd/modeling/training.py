@@ -390,10 +390,9 @@ def search_candidate(
     untuned = make_candidate(
         cand.type, task, cand.params, class_weight_for(design, index), m.seed, field=field
     ).get_params(deep=False)
-    bound = " and ".join(
-        [f"{spec.trials} trials"] * (spec.trials is not None)
-        + [f"{spec.budget_s:g} s"] * (spec.budget_s is not None)
-    )
+    limits = [f"{spec.trials} trials"] if spec.trials is not None else []
+    limits += [f"{spec.budget_s:g} s"] if spec.budget_s is not None else []
+    bound = " and ".join(limits)
     return tune(
         lambda p: candidate_model(design, index, feature_pipeline, params={**cand.params, **p}),
         train,

@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import difflib
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -224,7 +223,7 @@ def inner_folds(
 
 @dataclasses.dataclass
 class TuningResult:
-    """What a search tried and found; ``params`` are the best trial's searched parameters."""
+    """What a search tried and found; ``params`` are the best trial's (``{}``: trial 0, the untuned)."""
 
     params: dict[str, Any]
     metric: str
@@ -248,6 +247,8 @@ class TuningResult:
         )
         if self.kept_untuned:
             return head + "; the untuned parameters kept (better on valid)"
+        if not self.params:
+            return head + "; the untuned parameters were the best trial"
         return head + "; " + ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,11 +265,7 @@ def _quiet_optuna(optuna: Any) -> Iterator[None]:
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            # trial 0 enqueues the untuned values, which may lie outside the searched range
-            # (LightGBM's reg_lambda defaults to 0, below a log range): intended, not a problem
-            warnings.filterwarnings("ignore", message="Fixed parameter")
-            yield
+        yield
     finally:
         optuna.logging.set_verbosity(previous)
 
@@ -279,21 +276,6 @@ def _suggest(trial: Any, name: str, rng: Range | list[Any]) -> Any:
     if rng.integer:
         return trial.suggest_int(name, int(rng.low), int(rng.high), log=rng.log)
     return trial.suggest_float(name, float(rng.low), float(rng.high), log=rng.log)
-
-
-def _untuned_trial(space: Space, untuned: dict[str, Any]) -> dict[str, Any]:
-    """The untuned values as trial 0; a value that is not one of the choices is left to the sampler."""
-    fixed = {}
-    for name, rng in space.items():
-        value = untuned.get(name)
-        if value is None or (isinstance(value, str) and not isinstance(rng, list)):
-            continue
-        if isinstance(rng, list):
-            if value in rng:
-                fixed[name] = value
-        else:
-            fixed[name] = int(value) if rng.integer else float(value)
-    return fixed
 
 
 def tune(
@@ -314,24 +296,28 @@ def tune(
 ) -> TuningResult:
     """Search ``space`` for the parameters ``build(params)`` scores best on ``folds`` of ``X, y``.
 
-    ``build`` returns an unfitted model for a parameter dict; ``untuned`` gives the parameters'
-    untuned values (trial 0). The study is TPE seeded with ``seed`` and a median pruner on the
-    running mean over the folds; it stops after ``trials`` or ``budget_s`` seconds, whichever
-    comes first.
+    ``build`` returns an unfitted model for a parameter dict (``{}``: untuned, trial 0);
+    ``untuned`` gives the searched parameters' untuned values, for the record of trial 0. The
+    study is TPE seeded with ``seed`` and a median pruner on the running mean over the folds; it
+    stops after ``trials`` or ``budget_s`` seconds (checked between trials), whichever comes first.
     """
     optuna = require_optuna()
     m = get_metric(metric)
     greater = m.greater_is_better
     y = np.asarray(y)
-    classes = np.unique(y) if task != "regression" else None
 
     def objective(trial: Any) -> float:
-        params = {name: _suggest(trial, name, rng) for name, rng in space.items()}
+        # Trial 0 is the untuned model exactly, not suggested: an untuned value may lie outside
+        # the space (LightGBM's reg_lambda is 0, below any log range). The sampler learns from
+        # the trials that suggested each parameter, the pruner from every trial's folds.
+        params = (
+            {} if trial.number == 0 else {name: _suggest(trial, name, rng) for name, rng in space.items()}
+        )
         scores = []
         for step, (fit_rows, score_rows) in enumerate(folds):
             model = build(params)
             model.fit(X.iloc[fit_rows], y[fit_rows])
-            s, _ = model_scores(model, X.iloc[score_rows], task)
+            s, classes = model_scores(model, X.iloc[score_rows], task)
             scores.append(compute_metric(m, y[score_rows], s, classes=classes))
             trial.report(float(np.mean(scores)), step)
             if step < len(folds) - 1 and trial.should_prune():
@@ -340,20 +326,17 @@ def tune(
 
     n_trials = trials
     startup = 10 if n_trials is None else max(2, min(10, n_trials // 3))
-    study = optuna.create_study(
-        direction="maximize" if greater else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
-        # a trial is pruned once its running mean is worse than the median of 3 finished ones
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-    )
-    fixed = _untuned_trial(space, untuned)
-    if fixed:
-        study.enqueue_trial(fixed)
     start = time.perf_counter()
     with (
         _quiet_optuna(optuna),
         progress.stage(label, total=n_trials) as advance,
     ):
+        study = optuna.create_study(
+            direction="maximize" if greater else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+            # a trial is pruned once its running mean is worse than the median of 3 finished ones
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+        )
         study.optimize(
             objective,
             n_trials=n_trials,
@@ -381,7 +364,7 @@ def tune(
                 "state": t.state.name.lower(),
                 "value": t.value,
                 "folds_scored": len(t.intermediate_values),
-                "params": dict(t.params),
+                "params": dict(t.params) if t.number else {k: untuned.get(k) for k in space},
             }
             for t in study.trials
         ],
