@@ -87,7 +87,7 @@ def test_search_beats_a_badly_set_untuned_candidate_on_valid(penguins) -> None:
     assert tuned.value("log_loss", "test") < untuned.value("log_loss", "test")
     result = modeling.tuning["logreg"]
     assert result.best_value < result.untuned_value and result.params["C"] > 1e-3
-    assert modeling.fitted["logreg"][-1].C == pytest.approx(result.params["C"])
+    assert pytest.approx(result.params["C"]) == modeling.fitted["logreg"][-1].C
     assert modeling.fitted["logreg_untuned"][-1].C == 1e-4
     assert "searched: 10 trials" in modeling.notes["logreg"]
 
