@@ -220,6 +220,7 @@ def _find(model: Any, kind: type, depth: int = 0) -> Any:
         return None
     children = [step for _, step in getattr(model, "steps", [])]
     children += [getattr(model, a) for a in ("estimator", "base_estimator", "pipeline_") if hasattr(model, a)]
+    children += [m for m in getattr(model, "estimators_", []) if hasattr(m, "get_params")]  # stacking, voting
     for cal in getattr(model, "calibrated_classifiers_", [])[:1]:
         children.append(cal.estimator)
     for child in children:
