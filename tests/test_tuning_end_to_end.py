@@ -57,7 +57,7 @@ def test_the_tradeoff_table_shows_tuned_and_untuned_rows_and_the_ensemble(built)
         assert tuned["valid"]["roc_auc"]["value"] >= untuned["valid"]["roc_auc"]["value"]
         assert "searched: " in tuned["training"] and untuned["type"] == tuned["type"]
     assert rows["stack"]["type"] == "stacking" and rows["stack"]["training"] == "stacking of logreg, gbdt"
-    assert "search gbdt (lightgbm): at most 6 trials" in result.stdout
+    assert "search gbdt (lightgbm): at most 6 trials" in result.stderr  # the progress bar
     tuning = json.loads((path.parent / ".mlsd" / "flight-delay" / "reports" / "tuning.json").read_text())
     assert sorted(tuning) == ["gbdt", "logreg"] and len(tuning["gbdt"]["trials"]) == 6
     assert tuning["gbdt"]["trials"][0]["params"]["num_leaves"] == 63  # trial 0: the untuned model

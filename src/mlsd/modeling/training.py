@@ -331,13 +331,17 @@ def train_and_evaluate(
         untuned = fit_evaluate(cand.name + UNTUNED_SUFFIX, cand, candidate_model(design, i, feature_pipeline))
         tuning = search_candidate(design, i, split.train, y_train, feature_pipeline, progress=progress)
         params = {**cand.params, **tuning.params}
-        tuned = fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, params=params))
-        a, b = tuned.value(metric, "valid"), untuned.value(metric, "valid")
-        if (a < b) if greater else (a > b):
-            # the folds preferred the search's parameters, the validation split does not: the
+        keep_untuned = not tuning.params  # trial 0, the untuned model, was the best trial
+        if not keep_untuned:
+            tuned = fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, params=params))
+            a, b = tuned.value(metric, "valid"), untuned.value(metric, "valid")
+            # the folds preferred the search's parameters; if the validation split does not, the
             # row keeps the untuned model, so tuning never loses to the untuned candidate on valid
-            evaluations.remove(tuned)
-            tuning.kept_untuned, params = True, dict(cand.params)
+            keep_untuned = tuning.kept_untuned = bool((a < b) if greater else (a > b))
+            if keep_untuned:
+                evaluations.remove(tuned)
+        if keep_untuned:  # the row is the untuned model: fitted once, evaluated under both names
+            params = dict(cand.params)
             evaluate(cand.name, result.fitted[untuned.name], "candidate", untuned.train_seconds, latency_rows)
         chosen[cand.name] = params
         result.tuning[cand.name] = tuning
