@@ -151,6 +151,11 @@ def _compare(name: str, design: Design, budget: float) -> dict[str, Any]:
             "test_roc_auc": mlsd_test.to_dict(),
             "valid_roc_auc": modeling.table[winner].value("roc_auc"),
             "untuned_test_roc_auc": modeling.table["gbdt_untuned"].value("roc_auc", "test"),
+            "searched_valid_roc_auc": modeling.table["gbdt"].value("roc_auc"),
+            "untuned_valid_roc_auc": modeling.table["gbdt_untuned"].value("roc_auc"),
+            "kept_untuned": tuning.kept_untuned,  # valid preferred the untuned parameters
+            "inner_fold_best": tuning.best_value,
+            "inner_fold_untuned": tuning.untuned_value,
             "trials": tuning.n_trials,
             "pruned": tuning.n_pruned,
             "search_seconds": round(tuning.seconds, 1),
@@ -182,7 +187,13 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"  {who:32s} test roc_auc {test['value']:.4f} [{test['low']:.4f}, {test['high']:.4f}]  {extra}"
         )
-    print(f"  mlsd untuned test roc_auc {m['untuned_test_roc_auc']:.4f}")
+    print(
+        f"  mlsd gbdt: inner folds {m['inner_fold_best']:.4f} searched, "
+        f"{m['inner_fold_untuned']:.4f} untuned; "
+        f"valid {m['searched_valid_roc_auc']:.4f} vs {m['untuned_valid_roc_auc']:.4f}"
+        + (" (the untuned parameters kept)" if m["kept_untuned"] else "")
+        + f"; untuned test {m['untuned_test_roc_auc']:.4f}"
+    )
 
 
 def main() -> None:
@@ -198,7 +209,10 @@ def main() -> None:
         _print(r)
     RESULTS.parent.mkdir(exist_ok=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    RESULTS.write_text(json.dumps({"cores": cores, "results": results}, indent=2, default=str))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    RESULTS.write_text(
+        json.dumps({"cores": cores, "load_after": load, "results": results}, indent=2, default=str)
+    )
     print(f"\nwritten {RESULTS.relative_to(ROOT)}")
 
 
