@@ -151,7 +151,8 @@ def _compare(name: str, design: Design, budget: float) -> dict[str, Any]:
             "test_roc_auc": mlsd_test.to_dict(),
             "valid_roc_auc": modeling.table[winner].value("roc_auc"),
             "untuned_test_roc_auc": modeling.table["gbdt_untuned"].value("roc_auc", "test"),
-            "searched_valid_roc_auc": modeling.table["gbdt"].value("roc_auc"),
+            # the searched parameters on valid, before the untuned ones were (perhaps) kept
+            "searched_valid_roc_auc": tuning.valid_value,
             "untuned_valid_roc_auc": modeling.table["gbdt_untuned"].value("roc_auc"),
             "kept_untuned": tuning.kept_untuned,  # valid preferred the untuned parameters
             "inner_fold_best": tuning.best_value,
@@ -190,7 +191,11 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"  mlsd gbdt: inner folds {m['inner_fold_best']:.4f} searched, "
         f"{m['inner_fold_untuned']:.4f} untuned; "
-        f"valid {m['searched_valid_roc_auc']:.4f} vs {m['untuned_valid_roc_auc']:.4f}"
+        + (
+            f"valid {m['searched_valid_roc_auc']:.4f} searched, {m['untuned_valid_roc_auc']:.4f} untuned"
+            if m["searched_valid_roc_auc"] is not None
+            else "trial 0 (untuned) was the best trial"
+        )
         + (" (the untuned parameters kept)" if m["kept_untuned"] else "")
         + f"; untuned test {m['untuned_test_roc_auc']:.4f}"
     )

@@ -103,7 +103,9 @@ def test_the_untuned_parameters_stay_when_the_search_is_worse_on_valid(penguins,
     tuned, untuned = modeling.table["logreg"], modeling.table["logreg_untuned"]
     assert tuned.value("log_loss") == untuned.value("log_loss")
     assert modeling.fitted["logreg"][-1].C == 1.0
-    assert modeling.tuning["logreg"].kept_untuned
+    result = modeling.tuning["logreg"]
+    assert result.kept_untuned and result.untuned_valid_value == untuned.value("log_loss")
+    assert result.valid_value > result.untuned_valid_value  # the searched C's own log loss, worse
     assert "untuned parameters kept" in modeling.notes["logreg"]
 
 

@@ -335,6 +335,7 @@ def train_and_evaluate(
         if not keep_untuned:
             tuned = fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, params=params))
             a, b = tuned.value(metric, "valid"), untuned.value(metric, "valid")
+            tuning.valid_value, tuning.untuned_valid_value = a, b
             # the folds preferred the search's parameters; if the validation split does not, the
             # row keeps the untuned model, so tuning never loses to the untuned candidate on valid
             keep_untuned = tuning.kept_untuned = bool((a < b) if greater else (a > b))

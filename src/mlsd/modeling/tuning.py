@@ -237,6 +237,9 @@ class TuningResult:
     trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: set by the build: True when the validation split preferred the untuned parameters
     kept_untuned: bool = False
+    #: set by the build: the searched and the untuned parameters' metric on the validation split
+    valid_value: float | None = None
+    untuned_valid_value: float | None = None
 
     def summary(self) -> str:
         """One line for the trade-off table, e.g. ``tuned: 20 trials (6 pruned), roc_auc 0.71 vs 0.70``."""
@@ -246,7 +249,8 @@ class TuningResult:
             + f"), inner-fold {self.metric} {self.best_value:.4g} vs {self.untuned_value:.4g} untuned"
         )
         if self.kept_untuned:
-            return head + "; the untuned parameters kept (better on valid)"
+            valid = f"{self.valid_value:.4g} vs {self.untuned_valid_value:.4g}" if self.valid_value else ""
+            return head + f"; the untuned parameters kept (better on valid: {valid})"
         if not self.params:
             return head + "; the untuned parameters were the best trial"
         return head + "; " + ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
