@@ -322,7 +322,9 @@ def tune(
             model = build(params)
             model.fit(X.iloc[fit_rows], y[fit_rows])
             s, classes = model_scores(model, X.iloc[score_rows], task)
-            scores.append(compute_metric(m, y[score_rows], s, classes=classes))
+            scores.append(
+                compute_metric(m, y[score_rows], s, classes=None if classes is None else list(classes))
+            )
             trial.report(float(np.mean(scores)), step)
             if step < len(folds) - 1 and trial.should_prune():
                 raise optuna.TrialPruned()
