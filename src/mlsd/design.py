@@ -189,7 +189,8 @@ ClassWeight = Literal["none", "balanced", "costs"]
 
 
 class SearchRange(_Spec):
-    """One searched parameter's interval: integers when both bounds are integers (docs/tuning.md)."""
+    """One searched parameter's interval: integers when both bounds are integers and the parameter's
+    default is not a float (docs/tuning.md)."""
 
     low: int | float
     high: int | float

@@ -231,6 +231,18 @@ def test_validate_refuses_a_bad_budget_or_space(search: dict[str, Any], match: s
     assert "models.candidates[0].search" in str(err)
 
 
+def test_integer_bounds_search_integers_unless_the_parameter_is_real() -> None:
+    space = resolve_space(
+        "lightgbm",
+        "binary",
+        {"num_leaves": Range(8, 64), "reg_lambda": Range(1, 10), "subsample": Range(0.5, 1)},
+    )
+    assert space["num_leaves"].integer and not space["reg_lambda"].integer
+    assert not space["subsample"].integer
+    c = resolve_space("logistic_regression", "binary", {"C": Range(1, 100, log=True)})["C"]
+    assert not c.integer and isinstance(c.low, float) and c.log
+
+
 def test_a_type_without_a_default_space_needs_one() -> None:
     err = _refused(
         {"name": "ols", "type": "linear_regression", "search": {"trials": 5}},

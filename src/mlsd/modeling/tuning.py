@@ -58,7 +58,7 @@ TUNING_EXTRA = "pip install 'mlsd[tuning]'"
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """A searched interval; integers when both bounds are integers."""
+    """A searched interval; integers when both bounds are integers (and the parameter is not a float)."""
 
     low: float
     high: float
@@ -128,7 +128,8 @@ def resolve_space(
     """The space to search for ``type_name``: the design's, checked, or the type's default.
 
     Every parameter must be one the estimator accepts (``get_params()``), and each bound or choice
-    a value it accepts; errors name ``<field>.search.space.<param>``.
+    a value it accepts; errors name ``<field>.search.space.<param>``. Integer bounds search
+    integers, unless the parameter's default is a float (``C: {low: 1, high: 100}`` is real).
     """
     from mlsd.modeling.ensembles import is_ensemble
 
@@ -156,7 +157,8 @@ def resolve_space(
             received={},
             expected="at least one {param: {low, high, log} | [choices]}, or no space for the default",
         )
-    accepted = sorted(make_candidate(type_name, task, field=field).get_params(deep=False))
+    defaults = make_candidate(type_name, task, field=field).get_params(deep=False)
+    accepted = sorted(defaults)
     resolved: Space = {}
     for name, value in space.items():
         key = f"{where}.space.{name}"
@@ -170,6 +172,9 @@ def resolve_space(
                 expected=f"one of: {', '.join(accepted)}",
             )
         rng = _as_range(value)
+        if isinstance(rng, Range) and rng.integer and isinstance(defaults[name], float):
+            # C: {low: 1, high: 100} means a real C in [1, 100], not the integers 1, 2, ..., 100
+            rng = Range(float(rng.low), float(rng.high), rng.log)
         probes = rng if isinstance(rng, list) else [rng.low, rng.high]
         for probe in probes:
             try:
