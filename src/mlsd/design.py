@@ -29,8 +29,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -205,6 +207,16 @@ class SearchRange(_Spec):
         return self
 
 
+# A list is choices, anything else an interval: the discriminator tries one branch only, so a bad
+# interval gets its own error and not also "Input should be a valid list". The tags are named
+# "function-..." so that error locations leave them out, like pydantic's validator steps.
+_SearchValue = Annotated[
+    Annotated[SearchRange, Tag("function-range")]
+    | Annotated[list[Any], Field(min_length=1), Tag("function-choices")],
+    Discriminator(lambda v: "function-choices" if isinstance(v, list) else "function-range"),
+]
+
+
 class SearchSpec(_Spec):
     """``models.candidates[i].search``: an Optuna search of the candidate's parameters (docs/tuning.md).
 
@@ -217,7 +229,7 @@ class SearchSpec(_Spec):
     folds: int = Field(
         3, ge=2, le=10, description="inner folds of the training split each trial is scored on"
     )
-    space: dict[str, SearchRange | Annotated[list[Any], Field(min_length=1)]] | None = Field(
+    space: dict[str, _SearchValue] | None = Field(
         None,
         description="{param: {low, high, log} | [choices]}; default: the candidate type's own space",
     )

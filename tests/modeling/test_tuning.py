@@ -214,6 +214,16 @@ def test_validate_refuses_a_bound_the_estimator_refuses() -> None:
     assert err.field == "models.candidates[0].search.space.num_leaves" and err.received == 1
 
 
+def test_a_misspelt_case_is_named_and_a_bad_interval_is_one_problem() -> None:
+    err = _refused(
+        {"name": "lr", "type": "logistic_regression", "search": {"trials": 3, "space": {"c": [1, 2]}}}
+    )
+    assert err.field == "models.candidates[0].search.space.c" and "did you mean C?" in err.message
+    space = {"C": {"low": 10, "high": 1}}
+    err = _refused({"name": "lr", "type": "logistic_regression", "search": {"trials": 3, "space": space}})
+    assert err.field == "models.candidates[0].search.space.C" and "more problem" not in err.message
+
+
 @pytest.mark.parametrize(
     ("search", "match"),
     [

@@ -163,7 +163,8 @@ def resolve_space(
     for name, value in space.items():
         key = f"{where}.space.{name}"
         if name not in accepted:
-            close = difflib.get_close_matches(name, accepted, n=1)
+            same = [a for a in accepted if a.lower() == name.lower()]  # c for C
+            close = same or difflib.get_close_matches(name, accepted, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise DesignError(
                 f"not a parameter of {type_name}{hint}",
