@@ -23,6 +23,7 @@ from mlsd.design import DeploymentSpec, GoalsSpec, ModelsSpec, MonitoringSpec, S
 from mlsd.goals.metrics import compute_metric, get_metric, list_metrics
 from mlsd.modeling.calibration import CALIBRATION_METHODS, calibrate
 from mlsd.modeling.candidates import list_candidate_types, make_candidate
+from mlsd.modeling.ensembles import is_ensemble
 from mlsd.modeling.imbalance import IMBALANCE_METHODS, resampled_model
 from mlsd.modeling.selection import list_constraint_keys
 from mlsd.monitoring.drift import CORRECTIONS, correct_p_values, detect_drift, list_drift_methods
@@ -119,15 +120,34 @@ def test_every_task_literal(tmp_path: Path, task: str) -> None:
 ALL_TYPES = sorted({t for task in TASKS for t in list_candidate_types(task)})
 
 
+def _members(task: str) -> list[dict[str, Any]]:
+    """Two plain candidates an ensemble (stacking, voting) combines in the walk below."""
+    first = "ridge" if task == "regression" else "logistic_regression"
+    return [
+        {"name": "a", "type": first},
+        {"name": "b", "type": "random_forest", "params": {"n_estimators": 5}},
+    ]
+
+
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("type_name", [*ALL_TYPES, "randomforest"])
 def test_every_candidate_type(tmp_path: Path, task: str, type_name: str) -> None:
     ok = type_name in list_candidate_types(task)
-    _check(tmp_path, _with(task, models__candidates=[{"name": "m", "type": type_name}]), ok)
+    ensemble = is_ensemble(type_name)
+    candidate: dict[str, Any] = {"name": "m", "type": type_name}
+    if ensemble:  # an ensemble combines other candidates of the design
+        candidate["members"] = ["a", "b"]
+    _check(tmp_path, _with(task, models__candidates=[*_members(task) * ensemble, candidate]), ok)
+    if ensemble:  # ... and refuses to combine none
+        _check(tmp_path, _with(task, models__candidates=[{"name": "m", "type": type_name}]), ok=False)
     if ok:  # it really fits and predicts
         x, y = _cars(task)
+        members = [(c["name"], make_candidate(c["type"], task, c.get("params"))) for c in _members(task)]
         est = make_candidate(
-            type_name, task, {"n_estimators": 5} if "forest" in type_name or type_name == "lightgbm" else {}
+            type_name,
+            task,
+            {"n_estimators": 5} if "forest" in type_name or type_name == "lightgbm" else {},
+            members=members if ensemble else None,
         )
         assert len(est.fit(x, y).predict(x)) == len(x)
 

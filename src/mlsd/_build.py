@@ -158,6 +158,8 @@ def _run_stages(
     modeling = train_and_evaluate(
         design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
     )
+    if modeling.tuning:  # models.candidates[].search: every trial of every search (docs/tuning.md)
+        write_json_atomic(reports / "tuning.json", {n: t.to_dict() for n, t in modeling.tuning.items()})
     # --- models.compress (docs/compression.md): compressed rows of the best candidate, before the decision
     compression = None
     if design.models.compress is not None:

@@ -408,10 +408,16 @@ def _cost_weights(design: Design, field: str) -> Problems:
 def _candidate(design: Design, i: int) -> Problems:
     """Candidate ``i``: its type and parameters, and its own imbalance and class weights."""
     from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.ensembles import is_ensemble
     from mlsd.modeling.imbalance import FINETUNE_METHODS, cost_class_weights, finetune_mode
 
     m, task = design.models, design.goals.task
     cand = m.candidates[i]
+    yield from _search(design, i)
+    if is_ensemble(cand.type) or cand.members:
+        yield from _ensemble(design, i)
+    if is_ensemble(cand.type):
+        return
     weight_field = m.option_field(i, "class_weight")
     weight: str | dict[int, float] | None = m.class_weight_of(cand)
     if weight == "costs":
@@ -453,6 +459,78 @@ def _candidate(design: Design, i: int) -> Problems:
             expected="a candidate of type lightgbm, lightgbm_focal, random_forest or "
             "logistic_regression, or another imbalance method",
         )
+
+
+# --- models.candidates[].search and ensembles (docs/tuning.md) ----------------------------------
+
+
+def _search(design: Design, i: int) -> Problems:
+    """The tuning extra is installed, the space names the estimator's parameters with values it
+    accepts, and the untuned row's name is free."""
+    import importlib.util
+
+    from mlsd.modeling.candidates import list_candidate_types
+    from mlsd.modeling.training import UNTUNED_SUFFIX
+    from mlsd.modeling.tuning import TUNING_EXTRA, resolve_space
+
+    cand = design.models.candidates[i]
+    field = f"models.candidates[{i}]"
+    if cand.search is None or cand.type not in list_candidate_types(design.goals.task):
+        return  # an unknown type is reported at its .type
+    if importlib.util.find_spec("optuna") is None:
+        yield design.error(
+            "a search needs the tuning extra (Optuna)",
+            field=f"{field}.search",
+            received="optuna is not installed",
+            expected=f"{TUNING_EXTRA}, or no search",
+        )
+    try:
+        resolve_space(cand.type, design.goals.task, cand.search.space, field=field)
+    except DesignError as exc:
+        yield _located(design, exc)
+    untuned = cand.name + UNTUNED_SUFFIX
+    for j, other in enumerate(design.models.candidates):
+        if other.name == untuned:
+            yield design.error(
+                f"the name is the untuned row of the searched candidate {cand.name}",
+                field=f"models.candidates[{j}].name",
+                received=other.name,
+                expected=f"a name not ending in {UNTUNED_SUFFIX}",
+            )
+
+
+def _ensemble(design: Design, i: int) -> Problems:
+    """A stacking or voting candidate: members that are other plain candidates, and parameters
+    that will not fail once every member is fitted. Its members carry imbalance and class weights."""
+    from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.ensembles import ensemble_problems, is_ensemble, member_problems
+
+    m, task = design.models, design.goals.task
+    cand = m.candidates[i]
+    field = f"models.candidates[{i}]"
+    for key, message, received, expected in member_problems(m.candidates, i):
+        yield design.error(message, field=f"{field}.{key}", received=received, expected=expected)
+    if not is_ensemble(cand.type):
+        return
+    for key in ("imbalance", "class_weight"):
+        own = getattr(cand, key)
+        if own not in (None, "none"):
+            yield design.error(
+                f"an ensemble takes its {key} from its members",
+                field=f"{field}.{key}",
+                received=own,
+                expected=f"{key} on the member candidates, or models.{key}",
+            )
+    try:  # "drop" stands in for each member: the construction checks the ensemble's own params
+        make_candidate(cand.type, task, cand.params, members=[(n, "drop") for n in cand.members], field=field)
+    except DesignError as exc:
+        if not exc.field or not exc.field.endswith(".members"):  # member_problems said it above
+            yield _located(design, exc)
+        return
+    for key, message, received, expected in ensemble_problems(
+        cand.type, task, cand.params, len(cand.members)
+    ):
+        yield design.error(message, field=f"{field}.{key}", received=received, expected=expected)
 
 
 def _baseline_column(design: Design, column: str, field: str) -> Problems:

@@ -220,6 +220,7 @@ def _find(model: Any, kind: type, depth: int = 0) -> Any:
         return None
     children = [step for _, step in getattr(model, "steps", [])]
     children += [getattr(model, a) for a in ("estimator", "base_estimator", "pipeline_") if hasattr(model, a)]
+    children += [m for m in getattr(model, "estimators_", []) if hasattr(m, "get_params")]  # stacking, voting
     for cal in getattr(model, "calibrated_classifiers_", [])[:1]:
         children.append(cal.estimator)
     for child in children:
@@ -237,6 +238,12 @@ def _models(design: Design, modeling: Any, decision: Any, assessment: Any, behav
 
     types = {c.name: c.type for c in design.models.candidates}
     notes = {c.name: training_note(design, i) for i, c in enumerate(design.models.candidates)}
+    # models.candidates[].search: the untuned row of each searched candidate, and what the search did
+    for c in design.models.candidates:
+        if c.search is not None:
+            types[f"{c.name}_untuned"], notes[f"{c.name}_untuned"] = c.type, notes[c.name]
+    for name, note in getattr(modeling, "notes", {}).items():
+        notes[name] = "; ".join(filter(None, [notes.get(name, ""), note]))
     tradeoff = [_tradeoff_row(e, types, notes, modeling, decision) for e in modeling.table]
     tested = behaviour.to_dict()["results"] if behaviour is not None else []
     for row in tradeoff:

@@ -29,8 +29,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -81,6 +83,8 @@ __all__ = [
     "MonitoringSpec",
     "RetrainSpec",
     "SampleSpec",
+    "SearchRange",
+    "SearchSpec",
     "SelectSpec",
     "SliceFindingSpec",
     "SourceSpec",
@@ -189,10 +193,67 @@ ImbalanceMethod = Literal[
 ClassWeight = Literal["none", "balanced", "costs"]
 
 
+class SearchRange(_Spec):
+    """One searched parameter's interval: integers when both bounds are integers and the parameter's
+    default is not a float (docs/tuning.md)."""
+
+    low: int | float
+    high: int | float
+    log: bool = Field(False, description="sample on a log scale (bounds above 0)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high: received low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0: received low={self.low}")
+        return self
+
+
+# A list is choices, anything else an interval: the discriminator tries one branch only, so a bad
+# interval gets its own error and not also "Input should be a valid list". The tags are named
+# "function-..." so that error locations leave them out, like pydantic's validator steps.
+_SearchValue = Annotated[
+    Annotated[SearchRange, Tag("function-range")]
+    | Annotated[list[Any], Field(min_length=1), Tag("function-choices")],
+    Discriminator(lambda v: "function-choices" if isinstance(v, list) else "function-range"),
+]
+
+
+class SearchSpec(_Spec):
+    """``models.candidates[i].search``: an Optuna search of the candidate's parameters (docs/tuning.md).
+
+    ``trials`` makes the search reproducible (the same trials whatever the machine's load);
+    ``budget_s`` only caps its wall time, so alone it searches as many trials as the machine allows.
+    """
+
+    trials: int | None = Field(None, ge=1, le=10_000, description="trials to run (reproducible)")
+    budget_s: float | None = Field(None, gt=0, description="wall-clock cap of the search, in seconds")
+    folds: int = Field(
+        3, ge=2, le=10, description="inner folds of the training split each trial is scored on"
+    )
+    space: dict[str, _SearchValue] | None = Field(
+        None,
+        description="{param: {low, high, log} | [choices]}; default: the candidate type's own space",
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SearchSpec:
+        if self.trials is None and self.budget_s is None:
+            raise ValueError("give trials (reproducible), budget_s (a wall-clock cap) or both")
+        return self
+
+
 class CandidateSpec(_Spec):
     name: str = Field(pattern=_NAME)
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSpec | None = Field(
+        None, description="search the parameters with Optuna on inner folds of train (docs/tuning.md)"
+    )
+    members: list[str] = Field(
+        default_factory=list, description="for type stacking or voting: the candidates it combines, by name"
+    )
     imbalance: ImbalanceMethod | None = Field(
         None,
         description="this candidate's models.imbalance (overrides it); none to train on the rows as they are",

@@ -12,13 +12,23 @@ from sklearn.preprocessing import StandardScaler
 
 from mlsd.errors import DesignError
 from mlsd.modeling import list_candidate_types, make_baseline, make_candidate
+from mlsd.modeling.ensembles import is_ensemble
 
 # Small forests/boosters keep the suite fast; the defaults are checked separately below.
 _FAST = {"lightgbm": {"n_estimators": 50}, "random_forest": {"n_estimators": 30}}
 
 
 def _pipeline(type_name: str, task: str) -> Pipeline:
-    est = make_candidate(type_name, task, _FAST.get(type_name, {}), seed=0, field="models.candidates[0]")
+    members = None
+    if is_ensemble(type_name):  # stacking, voting: over a linear model and a small booster
+        linear = "ridge" if task == "regression" else "logistic_regression"
+        members = [
+            ("linear", make_candidate(linear, task, seed=0)),
+            ("gbdt", make_candidate("lightgbm", task, _FAST["lightgbm"], seed=0)),
+        ]
+    est = make_candidate(
+        type_name, task, _FAST.get(type_name, {}), seed=0, field="models.candidates[0]", members=members
+    )
     return Pipeline([("scale", StandardScaler()), ("model", est)])
 
 

@@ -14,7 +14,9 @@ Traceback (most recent call last):
 mlsd.errors.DesignError: models.candidates[2].params.n_estimator: unknown parameter for random_forest; \
 did you mean n_estimators? (received 'n_estimator'; expected one of: bootstrap, ccp_alpha, ...)
 >>> list_candidate_types("regression")
-['hist_gradient_boosting', 'lightgbm', 'linear_regression', 'random_forest', 'ridge']
+['hist_gradient_boosting', 'lightgbm', 'linear_regression', 'random_forest', 'ridge', 'stacking', 'voting']
+
+``stacking`` and ``voting`` combine other candidates (``members``, see :mod:`mlsd.modeling.ensembles`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class CandidateType:
     #: sklearn-style constraints for estimators that do not declare their own (LightGBM), so a
     #: bad value fails at design time too; sklearn's estimators carry ``_parameter_constraints``.
     constraints: dict[str, list[Any]] | None = None
+    #: the parameter holding an ensemble's ``[(name, estimator)]`` members (``None``: not an ensemble)
+    members_param: str | None = None
 
 
 def _lazy(module: str, name: str) -> Callable[[], type[BaseEstimator]]:
@@ -168,6 +172,25 @@ for _ct in [
         {},
         class_weight_param=None,
     ),
+    # Ensembles over other candidates (mlsd.modeling.ensembles): the members carry the seeds and
+    # class weights; soft voting, because every classifier here must give probabilities.
+    *[
+        CandidateType(
+            name,
+            tasks,
+            _lazy("sklearn.ensemble", cls),
+            defaults,
+            seed_param=None,
+            class_weight_param=None,
+            members_param="estimators",
+        )
+        for name, tasks, cls, defaults in [
+            ("stacking", _CLS, "StackingClassifier", {}),
+            ("stacking", _REG, "StackingRegressor", {}),
+            ("voting", _CLS, "VotingClassifier", {"voting": "soft"}),
+            ("voting", _REG, "VotingRegressor", {}),
+        ]
+    ],
 ]:
     for _task in _ct.tasks:
         _REGISTRY[(_ct.name, _task)] = _ct
@@ -187,11 +210,13 @@ def make_candidate(
     *,
     field: str = "models.candidates[0]",
     class_weight_field: str = "models.class_weight",
+    members: list[tuple[str, Any]] | None = None,
 ) -> BaseEstimator:
     """An unfitted estimator of ``type_name`` for ``task``; ``field`` prefixes error locations.
 
     ``class_weight`` is ``"balanced"`` or ``{class: weight}``; ``class_weight_field`` names the
-    design key that set it, for the error when the type takes none.
+    design key that set it, for the error when the type takes none. ``members`` are an ensemble
+    type's ``[(name, unfitted model)]`` (:mod:`mlsd.modeling.ensembles`), refused by other types.
     """
     key = (type_name, task)
     if key not in _REGISTRY:
@@ -206,7 +231,23 @@ def make_candidate(
         )
     ct = _REGISTRY[key]
     cls = ct.factory()
-    accepted = sorted(cls().get_params(deep=False))
+    if ct.members_param is None and members:
+        raise DesignError(
+            f"only stacking and voting combine members; {type_name} does not",
+            field=f"{field}.members",
+            received=[n for n, _ in members],
+            expected="no members, or type stacking or voting",
+        )
+    if ct.members_param is not None and len(members or []) < 2:
+        raise DesignError(
+            f"a {type_name} ensemble combines at least two candidates",
+            field=f"{field}.members",
+            received=[n for n, _ in members or []],
+            expected="the names of two or more other candidates",
+        )
+    blank = cls(**{ct.members_param: []}) if ct.members_param else cls()
+    # the members come from the design's members key, never from params
+    accepted = sorted(set(blank.get_params(deep=False)) - {ct.members_param})
     params = dict(params or {})
     for name in params:
         if name not in accepted:
@@ -233,6 +274,8 @@ def make_candidate(
             )
         kwargs[ct.class_weight_param] = class_weight
     kwargs.update(params)
+    if ct.members_param is not None:
+        kwargs[ct.members_param] = list(members or [])
     estimator = cls(**kwargs)
     _check_values(estimator, ct.constraints, type_name, params, field)
     return estimator
@@ -293,6 +336,9 @@ def predict_on_one_thread(model: Any) -> Any:
         if getattr(est, "n_jobs", None) not in (None, 1):
             est.n_jobs = 1
         stack += [step for _, step in getattr(est, "steps", [])]
+        # a stacking or voting ensemble's fitted members and its final estimator
+        stack += [m for m in getattr(est, "estimators_", []) if hasattr(m, "get_params")]
+        stack += [est.final_estimator_] if hasattr(est, "final_estimator_") else []
         stack += [
             getattr(est, a)
             for a in ("estimator", "base_estimator", "pipeline_")  # pipeline_: ResampledClassifier

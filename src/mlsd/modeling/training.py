@@ -8,6 +8,12 @@ document all read those, so no model predicts a split twice.
 
 For a binary task with costs, each model is judged at its own cost-optimal threshold chosen
 on the validation split, and its cost per 1,000 decisions is measured on the test split.
+
+A candidate with ``search`` (docs/tuning.md) is fitted twice: with its parameters as written (the
+row ``<name>_untuned``) and with the parameters an Optuna search found on inner folds of the
+training split (the row ``<name>``); the validation split keeps the untuned ones when the search's
+are worse there. Ensembles (``stacking``, ``voting``) are built last, from their members' chosen
+parameters; the table lists every row in design order.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from mlsd.goals.costs import CostMatrix, ThresholdChoice, expected_cost_per_1000
 from mlsd.modeling.baselines import baseline_name, make_baseline
 from mlsd.modeling.calibration import calibrate
 from mlsd.modeling.candidates import make_candidate, predict_on_one_thread
+from mlsd.modeling.ensembles import is_ensemble
 from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluate_model
 
 __all__ = [
@@ -35,9 +42,13 @@ __all__ = [
     "class_weight_for",
     "cost_interval",
     "costs_of",
+    "search_candidate",
+    "search_metric",
     "train_and_evaluate",
     "training_note",
 ]
+
+UNTUNED_SUFFIX = "_untuned"  # the row of a searched candidate with its parameters as written
 
 _LATENCY_ROWS = 500  # distinct test rows single-row latency cycles through
 
@@ -54,6 +65,10 @@ class ModelingResult:
     costs: CostMatrix | None = None
     #: the test cost per 1,000 with a 95% bootstrap interval over the test rows (models.bootstrap)
     test_cost_intervals: dict[str, MetricEstimate] = dataclasses.field(default_factory=dict)
+    #: models.candidates[].search: each searched candidate's TuningResult, by candidate name
+    tuning: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: what a row's training did that the design alone does not say (the search's outcome)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def evaluation(self, name: str) -> CandidateEvaluation:
         return self.table[name]
@@ -138,6 +153,8 @@ def training_note(design: Design, index: int) -> str:
     if task == "regression":
         return ""
     cand = m.candidates[index]
+    if is_ensemble(cand.type):
+        return f"{cand.type} of {', '.join(cand.members)}"
     parts, effects = [], []
     imbalance, weight = m.imbalance_of(cand), m.class_weight_of(cand)
     if imbalance.endswith("_then_finetune"):
@@ -157,19 +174,44 @@ def training_note(design: Design, index: int) -> str:
     return f"{', '.join(parts)}; probabilities {', '.join(effects)}" if parts else ""
 
 
-def candidate_model(design: Design, index: int, feature_pipeline: Pipeline) -> Any:
+def candidate_model(
+    design: Design,
+    index: int,
+    feature_pipeline: Pipeline,
+    *,
+    params: dict[str, Any] | None = None,
+    member_params: dict[str, dict[str, Any]] | None = None,
+) -> Any:
     """Candidate ``index`` of the design, unfitted: features → (resampler →) estimator.
 
     Its own ``imbalance`` and ``class_weight`` override the ``models`` ones. Any resampler, and
     the ``data.augment`` sampler, sits inside the model (fitted on the rows the model is fitted
-    on, i.e. the training split only).
+    on, i.e. the training split only). ``params`` replace the design's (a search's trial); an
+    ensemble's members are their own candidates' models, with ``member_params[name]`` if given.
     """
     task, m = design.goals.task, design.models
     cand = m.candidates[index]
+    if is_ensemble(cand.type):
+        names = [c.name for c in m.candidates]
+        chosen = member_params or {}
+        members = [
+            (
+                name,
+                candidate_model(design, names.index(name), feature_pipeline, params=chosen.get(name)),
+            )
+            for name in cand.members
+        ]
+        return make_candidate(
+            cand.type,
+            task,
+            cand.params if params is None else params,
+            members=members,
+            field=f"models.candidates[{index}]",
+        )
     est = make_candidate(
         cand.type,
         task,
-        params=cand.params,
+        params=cand.params if params is None else params,
         class_weight=class_weight_for(design, index),
         seed=m.seed,
         field=f"models.candidates[{index}]",
@@ -219,7 +261,7 @@ def train_and_evaluate(
 
         return choose
 
-    def evaluate(name: str, model: Any, kind: str, seconds: float, latency_rows: Any) -> None:
+    def evaluate(name: str, model: Any, kind: str, seconds: float, latency_rows: Any) -> CandidateEvaluation:
         e = evaluate_model(
             name,
             model,
@@ -244,6 +286,7 @@ def train_and_evaluate(
             result.test_cost_intervals[name] = cost_interval(y_test, decisions, costs, m.bootstrap, m.seed)
         evaluations.append(e)
         result.fitted[name] = model
+        return e
 
     baselines = m.baselines()
     with progress.stage("baselines", total=len(baselines)) as advance:
@@ -261,11 +304,9 @@ def train_and_evaluate(
             )
             advance()
     latency_rows = split.test[input_columns].head(_LATENCY_ROWS)
-    for i, cand in enumerate(m.candidates):
-        with progress.stage(
-            f"candidate {cand.name} ({cand.type}): fit, calibrate, evaluate", total=3
-        ) as advance:
-            model = candidate_model(design, i, feature_pipeline)
+
+    def fit_evaluate(name: str, cand: Any, model: Any) -> CandidateEvaluation:
+        with progress.stage(f"candidate {name} ({cand.type}): fit, calibrate, evaluate", total=3) as advance:
             t = time.perf_counter()
             model.fit(split.train, y_train)
             seconds = time.perf_counter() - t
@@ -274,7 +315,101 @@ def train_and_evaluate(
             if m.calibrate != "none" and task != "regression":
                 model = calibrate(model, split.valid, y_valid, method=m.calibrate)
             advance()
-            evaluate(cand.name, model, "candidate", seconds, latency_rows)
+            e = evaluate(name, model, "candidate", seconds, latency_rows)
             advance()
+        return e
+
+    metric, greater = search_metric(design)
+    chosen: dict[str, dict[str, Any]] = {}  # a searched candidate's parameters, for the ensembles
+    # ensembles last: they are built from their members' chosen parameters
+    order = sorted(range(len(m.candidates)), key=lambda i: is_ensemble(m.candidates[i].type))
+    for i in order:
+        cand = m.candidates[i]
+        if cand.search is None:
+            fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, member_params=chosen))
+            continue
+        untuned = fit_evaluate(cand.name + UNTUNED_SUFFIX, cand, candidate_model(design, i, feature_pipeline))
+        tuning = search_candidate(design, i, split.train, y_train, feature_pipeline, progress=progress)
+        params = {**cand.params, **tuning.params}
+        keep_untuned = not tuning.params  # trial 0, the untuned model, was the best trial
+        if not keep_untuned:
+            tuned = fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, params=params))
+            a, b = tuned.value(metric, "valid"), untuned.value(metric, "valid")
+            tuning.valid_value, tuning.untuned_valid_value = a, b
+            # the folds preferred the search's parameters; if the validation split does not, the
+            # row keeps the untuned model, so tuning never loses to the untuned candidate on valid
+            keep_untuned = tuning.kept_untuned = bool((a < b) if greater else (a > b))
+            if keep_untuned:
+                evaluations.remove(tuned)
+        if keep_untuned:  # the row is the untuned model: fitted once, evaluated under both names
+            params = dict(cand.params)
+            evaluate(cand.name, result.fitted[untuned.name], "candidate", untuned.train_seconds, latency_rows)
+        chosen[cand.name] = params
+        result.tuning[cand.name] = tuning
+        result.notes[cand.name] = tuning.summary()
+        progress.note(f"search {cand.name}: {tuning.summary()}")
+    rank = {n: k for k, c in enumerate(m.candidates) for n in (c.name + UNTUNED_SUFFIX, c.name)}
+    evaluations.sort(key=lambda e: (e.kind != "baseline", rank.get(e.name, -1)))
     result.table = TradeOffTable(evaluations)
     return result
+
+
+def search_metric(design: Design) -> tuple[str, bool]:
+    """The metric a search optimises, and whether larger is better: the decision's (models.select)."""
+    sel = design.models.select
+    assert sel is not None  # Design fills it from goals.metric
+    return (str(sel.maximize), True) if sel.maximize is not None else (str(sel.minimize), False)
+
+
+def search_candidate(
+    design: Design,
+    index: int,
+    train: Any,
+    y_train: Any,
+    feature_pipeline: Pipeline,
+    *,
+    progress: Progress = QUIET,
+) -> Any:
+    """Run candidate ``index``'s ``search`` on inner folds of ``train``.
+
+    Returns a :class:`~mlsd.modeling.tuning.TuningResult`.
+
+    The inner folds follow the outer split: by time (expanding windows in ``data.time`` order) when
+    the design splits by time, by group for ``by: group``, stratified otherwise.
+    """
+    from mlsd.modeling.tuning import inner_folds, resolve_space, tune
+
+    task, m = design.goals.task, design.models
+    cand = m.candidates[index]
+    spec = cand.search
+    assert spec is not None
+    field = f"models.candidates[{index}]"
+    space = resolve_space(cand.type, task, spec.space, field=field)
+    split = design.data.split
+    time_column = design.data.time
+    order = None
+    if "time" in split.by and time_column and time_column in train:
+        order = train[time_column].rank(method="first").to_numpy()
+    groups = train[split.column].to_numpy() if split.by == "group" and split.column in train else None
+    folds = inner_folds(y_train, task=task, folds=spec.folds, seed=m.seed, order=order, groups=groups)
+    untuned = make_candidate(
+        cand.type, task, cand.params, class_weight_for(design, index), m.seed, field=field
+    ).get_params(deep=False)
+    limits = [f"{spec.trials} trials"] if spec.trials is not None else []
+    limits += [f"{spec.budget_s:g} s"] if spec.budget_s is not None else []
+    bound = " and ".join(limits)
+    return tune(
+        lambda p: candidate_model(design, index, feature_pipeline, params={**cand.params, **p}),
+        train,
+        y_train,
+        space=space,
+        task=task,
+        metric=search_metric(design)[0],
+        folds=folds,
+        untuned=untuned,
+        trials=spec.trials,
+        budget_s=spec.budget_s,
+        seed=m.seed,
+        progress=progress,
+        label=f"search {cand.name} ({cand.type}): at most {bound}, {spec.folds} inner folds of train",
+    )
