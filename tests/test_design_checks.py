@@ -394,6 +394,13 @@ CASES = {
         "typ: logistic_regression",
         ["unknown key", "'typ'", "name, type, params"],
     ),
+    "finetune rounds without finetuning": (
+        "    max_drifted_share: 0.5",
+        "    max_drifted_share: 0.5\n  retrain: {finetune_rounds: 50}",
+        "monitoring.retrain.finetune_rounds",
+        "retrain:",
+        ["mode: finetune"],
+    ),
     "retrain holdout that is not a duration": (
         "    max_drifted_share: 0.5",
         "    max_drifted_share: 0.5\n  retrain: {holdout: fortnight}",

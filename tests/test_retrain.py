@@ -144,3 +144,16 @@ def test_a_trigger_without_its_rule_is_refused_before_any_work(served) -> None:
     assert "monitoring.retrain.drifted_share_above" in " ".join(output.split())
     code, output = _cli("retrain", str(design), "--trigger", "sometimes")
     assert "--trigger" in output and "manual, drift, performance, schedule" in " ".join(output.split())
+
+
+def test_finetune_adds_the_champion_continued_on_the_traffic_beside_the_fresh_candidates(served) -> None:
+    design, _ = served
+    design.write_text(design.read_text().replace("holdout: 1w", "holdout: 1w\n    mode: finetune"))
+    code, output = _cli("retrain", str(design), "--json")
+    assert code == 0, output
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["finetune"]["row"] == "champion_finetuned"
+    assert result["finetune"]["rows"] == result["traffic"]["train_rows"]
+    saved = json.loads((design.parent / ".mlsd" / "tiny" / "reports" / "design-challenger.json").read_text())
+    rows = {r["name"] for r in saved["models"]["tradeoff"]}
+    assert {"lr", "champion_finetuned"} <= rows

@@ -79,6 +79,13 @@ class RetrainInput:
     trigger: str
     reason: str
 
+    @property
+    def finetune(self) -> bool:
+        spec = getattr(self, "spec", None)
+        return spec is not None and spec.mode == "finetune"
+
+    spec: Any = None  # the design's RetrainSpec
+
 
 def run_build(
     design: Design,
@@ -183,6 +190,9 @@ def _run_stages(
             progress.note(f"compress [{check['model']}] max |Δscore| on test {check['max_abs_diff']:.3g}")
         compression.raise_if_beyond_tolerance()
     # --- end models.compress
+    finetuned = None
+    if retrain is not None and retrain.finetune:
+        finetuned = _finetune_champion(design, split, modeling, retrain, prepared.input_columns, progress)
     behaviour = _behaviour(design, split, modeling, progress)
     sel = design.models.select
     assert sel is not None  # Design fills it from goals.metric
@@ -231,6 +241,8 @@ def _run_stages(
         document.data.adversarial = adversarial.to_dict()
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
+        if finetuned is not None:
+            document.models.retrain["finetune"] = finetuned
     packaged = _package(design, prepared, schema, modeling, decision)
     if design.models.abstain is not None:  # docs/abstention.md: the bound travels with the model
         packaged.metadata["abstain"], document.models.abstention = _abstention(
@@ -307,6 +319,41 @@ def _with_traffic(design: Design, split: Any, traffic: Any, progress: Progress) 
         + (f" ({dropped:,} design rows as recent as the traffic left out)" if dropped else "")
     )
     return dataclasses.replace(split, train=train, valid=shaped(traffic.valid), test=shaped(traffic.holdout))
+
+
+def _finetune_champion(
+    design: Design,
+    split: Any,
+    modeling: Any,
+    retrain: RetrainInput,
+    input_columns: list[str],
+    progress: Progress,
+) -> dict[str, Any]:
+    """``monitoring.retrain.mode: finetune``: the champion continued on the older labelled traffic,
+    a row beside the candidates trained from scratch (docs/retraining.md)."""
+    from mlsd.data.traffic import cast_like
+    from mlsd.modeling.finetune import finetune
+    from mlsd.modeling.training import add_fitted_row
+
+    rows = cast_like(retrain.traffic.train, split.train)
+    with progress.stage("fine-tuning the champion on the labelled traffic"):
+        start = time.perf_counter()
+        model, why = finetune(
+            retrain.champion.pipeline, rows[input_columns], rows[design.goals.target],
+            rounds=retrain.spec.finetune_rounds,
+        )  # fmt: skip
+        if model is None:
+            progress.note(f"retrain: no fine-tuned row: {why}")
+            return {"skipped": why}
+        name = "champion_finetuned"
+        add_fitted_row(
+            design, split, modeling, name, model, train_seconds=time.perf_counter() - start,
+            latency_rows=split.test[input_columns].head(500),
+        )  # fmt: skip
+    progress.note(
+        f"retrain: {name}: champion version {retrain.champion_version} continued on {len(rows):,} rows"
+    )
+    return {"row": name, "rows": len(rows), "rounds": retrain.spec.finetune_rounds}
 
 
 def _judge_on_holdout(

@@ -651,6 +651,13 @@ def _retrain(design: Design) -> Problems:
     if spec is None:
         return
     metric = design.goals.metric
+    if "finetune_rounds" in spec.model_fields_set and spec.mode != "finetune":
+        yield design.error(
+            "finetune_rounds is read only when the champion is fine-tuned",
+            field="monitoring.retrain.finetune_rounds",
+            received=spec.finetune_rounds,
+            expected="mode: finetune, or no finetune_rounds",
+        )
     if spec.metric_worse_than is not None and metric not in PERFORMANCE_METRICS:
         # a window measures these on labelled traffic; any other goals.metric has nothing to compare
         yield design.error(

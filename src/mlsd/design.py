@@ -536,6 +536,12 @@ class RetrainSpec(_Spec):
     min_improvement: float = Field(
         0.0, description="how much better than the champion the challenger must be on the holdout"
     )
+    mode: Literal["scratch", "finetune"] = Field(
+        "scratch",
+        description="scratch: the candidates trained anew; finetune: also the champion continued on the "
+        "labelled traffic (LightGBM boosting on, warm start), a row the decision may choose",
+    )
+    finetune_rounds: int = Field(100, ge=1, le=10_000, description="finetune: LightGBM trees added")
 
     @field_validator("every", "holdout")
     @classmethod

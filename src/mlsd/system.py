@@ -211,7 +211,7 @@ class System:
                 self.design,
                 alias="challenger",
                 progress=self.progress,
-                retrain=RetrainInput(traffic, champion, version, trigger, decision.reason),
+                retrain=RetrainInput(traffic, champion, version, trigger, decision.reason, spec=spec),
                 data_until=data_until,
             )
         retrain = result.document.models.retrain or {}

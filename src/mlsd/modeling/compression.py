@@ -37,7 +37,6 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
 
 from mlsd.errors import GateError, MlsdError, ModelError
-from mlsd.modeling.evaluation import evaluate_model
 from mlsd.modeling.onnx_model import OnnxModel, export_estimator, require_onnx
 
 __all__ = ["VARIANTS", "CompressionResult", "DistilledClassifier", "compress_best", "quantize_onnx"]
@@ -229,43 +228,21 @@ def compress_best(
 ) -> CompressionResult:
     """Add the ``models.compress`` rows for the best candidate to ``modeling`` (table, fitted,
     thresholds, costs: changed in place) and return what was added and checked."""
-    from mlsd.goals.costs import expected_cost_per_1000, optimal_threshold
-    from mlsd.modeling.evaluation import TradeOffTable
-    from mlsd.modeling.training import cost_interval, costs_of
+    from mlsd.modeling.training import add_fitted_row
 
     spec, task, target, m = design.models.compress, design.goals.task, design.goals.target, design.models
     teacher_name = _best_candidate(modeling.table, metric, greater)
     teacher_eval, teacher = modeling.table[teacher_name], modeling.fitted[teacher_name]
     result = CompressionResult(teacher=teacher_name, tolerance=spec.tolerance)
-    y_valid, y_test = split.valid[target].to_numpy(), split.test[target].to_numpy()
-    costs = costs_of(design)
-    evaluations = list(modeling.table.evaluations)
+    y_test = split.test[target].to_numpy()
     latency_rows = split.test[input_columns].head(_LATENCY_ROWS)
-
-    def choose(name: str) -> Any:
-        def rule(y: np.ndarray, scores: np.ndarray) -> float:
-            if costs is None:
-                return 0.5
-            modeling.threshold_choices[name] = choice = optimal_threshold(y, scores, costs)
-            return choice.threshold
-
-        return rule
 
     def add(variant: str, model: Any, seconds: float, gated: bool) -> None:
         name = f"{teacher_name}_{variant}"
-        e = evaluate_model(
-            name, model, kind="candidate", X_valid=split.valid, y_valid=y_valid, X_test=split.test,
-            y_test=y_test, task=task, metrics=design.goals.metrics, primary=design.goals.metric,
-            n_bootstrap=m.bootstrap, seed=m.seed, train_seconds=teacher_eval.train_seconds + seconds,
-            latency_rows=latency_rows, threshold=choose(name),
+        e = add_fitted_row(
+            design, split, modeling, name, model,
+            train_seconds=teacher_eval.train_seconds + seconds, latency_rows=latency_rows,
         )  # fmt: skip
-        modeling.thresholds[name] = e.threshold
-        if costs is not None:
-            decisions = (e.scores["test"] >= e.threshold).astype(int)
-            modeling.test_costs[name] = float(expected_cost_per_1000(y_test, decisions, costs))
-            modeling.test_cost_intervals[name] = cost_interval(y_test, decisions, costs, m.bootstrap, m.seed)
-        evaluations.append(e)
-        modeling.fitted[name] = model
         result.rows[variant] = name
         diff = float(np.max(np.abs(np.asarray(e.scores["test"]) - np.asarray(teacher_eval.scores["test"]))))
         result.checks.append({
@@ -318,7 +295,6 @@ def compress_best(
         student = distill(teacher, split.train, split.train[target].to_numpy(), feature_pipeline,
                           task=task, spec=spec.distill, seed=m.seed)  # fmt: skip
         add("distilled", student, time.perf_counter() - t, gated=False)
-    modeling.table = TradeOffTable(evaluations)
     return result
 
 

@@ -38,6 +38,7 @@ from mlsd.modeling.evaluation import CandidateEvaluation, TradeOffTable, evaluat
 
 __all__ = [
     "ModelingResult",
+    "add_fitted_row",
     "candidate_model",
     "class_weight_for",
     "cost_interval",
@@ -77,6 +78,45 @@ class ModelingResult:
         """The cheapest baseline on test, each at its own cost-optimal threshold."""
         costs = [self.test_costs[e.name] for e in self.table.baselines if e.name in self.test_costs]
         return min(costs) if costs else None
+
+
+def add_fitted_row(
+    design: Design,
+    split: Any,
+    modeling: ModelingResult,
+    name: str,
+    model: Any,
+    *,
+    train_seconds: float,
+    latency_rows: Any,
+) -> CandidateEvaluation:
+    """A model fitted outside :func:`train_and_evaluate` (a compressed variant, a fine-tuned
+    champion) evaluated once like every candidate and added to ``modeling`` in place: its row,
+    its threshold (cost-optimal on valid when the design has costs) and its test cost."""
+    costs = costs_of(design)
+    m, target = design.models, design.goals.target
+    y_valid, y_test = split.valid[target].to_numpy(), split.test[target].to_numpy()
+
+    def rule(y: np.ndarray, scores: np.ndarray) -> float:
+        if costs is None:
+            return 0.5
+        modeling.threshold_choices[name] = choice = optimal_threshold(y, scores, costs)
+        return choice.threshold
+
+    e = evaluate_model(
+        name, model, kind="candidate", X_valid=split.valid, y_valid=y_valid, X_test=split.test,
+        y_test=y_test, task=design.goals.task, metrics=design.goals.metrics, primary=design.goals.metric,
+        n_bootstrap=m.bootstrap, seed=m.seed, train_seconds=train_seconds, latency_rows=latency_rows,
+        threshold=rule,
+    )  # fmt: skip
+    modeling.thresholds[name] = e.threshold
+    if costs is not None:
+        decisions = (e.scores["test"] >= e.threshold).astype(int)
+        modeling.test_costs[name] = float(expected_cost_per_1000(y_test, decisions, costs))
+        modeling.test_cost_intervals[name] = cost_interval(y_test, decisions, costs, m.bootstrap, m.seed)
+    modeling.fitted[name] = model
+    modeling.table = TradeOffTable([*modeling.table.evaluations, e])
+    return e
 
 
 def costs_of(design: Design) -> CostMatrix | None:
