@@ -69,6 +69,7 @@ def check_design(design: Design) -> None:
         _behaviour_tests,
         _augment,
         _compress,
+        _explain,
         deployment_problems,
         _monitoring,
     ]
@@ -629,3 +630,57 @@ def _compress(design: Design) -> Problems:
 
 
 # --- end models.compress
+
+
+
+# --- models.explain (docs/explanations.md) -----------------------------------------------------
+
+
+def _explain(design: Design) -> Problems:
+    """shap is installed when a candidate's explanation needs it; ablation groups name input columns."""
+    import importlib.util
+
+    from mlsd.data import input_columns
+    from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.explain import EXPLAIN_EXTRA, needs_shap
+
+    spec, m = design.models.explain, design.models
+    if not spec.enabled:
+        if spec.ablation or spec.groups:
+            yield design.error(
+                "the ablation is part of the explanations, which are disabled",
+                field="models.explain.ablation",
+                received=spec.ablation,
+                expected="enabled: true, or ablation: false",
+            )
+        return
+    if importlib.util.find_spec("shap") is None:
+        for i, c in enumerate(m.candidates):
+            try:
+                est = make_candidate(c.type, design.goals.task, c.params, None, m.seed)
+            except DesignError:
+                continue  # _candidate reports it
+            if needs_shap(est):
+                yield design.error(
+                    f"explaining candidate {c.name} ({c.type}) needs shap, the explain extra",
+                    field="models.explain.enabled",
+                    received="not installed: shap",
+                    expected=f"{EXPLAIN_EXTRA}, or models.explain.enabled: false",
+                )
+                break
+    try:
+        known = list(dict.fromkeys([*input_columns(design), *design.features.input_columns()]))
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    for name, columns in spec.groups.items():
+        for j, column in enumerate(columns):
+            if column not in known:
+                yield design.error(
+                    "an ablation group names a column the model does not read",
+                    field=f"models.explain.groups.{name}[{j}]",
+                    received=column,
+                    expected="one of the input or feature columns: " + ", ".join(known),
+                )
+
+
+# --- end models.explain

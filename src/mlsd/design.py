@@ -69,6 +69,7 @@ __all__ = [
     "DeploymentSpec",
     "Design",
     "DistillSpec",
+    "ExplainSpec",
     "FeaturesSpec",
     "GoalsSpec",
     "JoinSpec",
@@ -304,6 +305,38 @@ class CompressSpec(_Spec):
 # --- end models.compress ---------------------------------------------------------------------
 
 
+# --- models.explain (docs/explanations.md) ----------------------------------------------------
+
+
+class ExplainSpec(_Spec):
+    """SHAP contributions and importances of the champion, in the document and at POST /v1/explain."""
+
+    enabled: bool = Field(True, description="explain the champion in every build (and let the server)")
+    rows: int = Field(2000, ge=50, le=100_000, description="test rows drawn for SHAP and permutation")
+    permutation: bool = Field(True, description="permutation importance in goals.metric on those rows")
+    ablation: bool = Field(
+        False, description="refit the champion without each group of columns (costs one fit per group)"
+    )
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="named groups of input columns the ablation drops together; default: the "
+        "ablation_features most important columns, one at a time",
+    )
+    ablation_features: int = Field(5, ge=1, le=50, description="columns ablated one at a time without groups")
+
+    @model_validator(mode="after")
+    def _groups_need_ablation(self) -> ExplainSpec:
+        if self.groups and not self.ablation:
+            raise ValueError("groups are what the ablation drops: they need ablation: true")
+        empty = [name for name, columns in self.groups.items() if not columns]
+        if empty:
+            raise ValueError(f"a group names no column: {empty[0]}")
+        return self
+
+
+# --- end models.explain ----------------------------------------------------------------------
+
+
 class ModelsSpec(_Spec):
     baseline: str | dict[str, str] | list[str | dict[str, str]] = Field(
         "majority",
@@ -337,6 +370,10 @@ class ModelsSpec(_Spec):
     compress: CompressSpec | None = Field(
         None,
         description="ONNX export, quantisation and distillation of the best candidate (docs/compression.md)",
+    )
+    explain: ExplainSpec = Field(
+        default_factory=ExplainSpec,
+        description="SHAP contributions and importances of the champion (docs/explanations.md)",
     )
 
     def baselines(self) -> list[str | dict[str, str]]:
