@@ -389,6 +389,9 @@ class Models(_Model):
     compression: dict[str, Any] | None = None
     # mlsd retrain: the trigger, the labelled traffic used and the holdout comparison (docs/retraining.md)
     retrain: dict[str, Any] | None = None
+    # models.explain: mean |SHAP| and permutation importance per input column of the champion, the
+    # ablation when asked (``ExplanationReport.to_dict()``, docs/explanations.md)
+    explanations: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "confusion_figure",
     "cost_curve_figure",
     "format_number",
+    "importance_figure",
     "pr_figure",
     "predicted_vs_actual_figure",
     "roc_figure",
@@ -409,3 +410,48 @@ def predicted_vs_actual_figure(curves: Mapping[str, Curve]) -> go.Figure:
     fig.update_xaxes(title="actual")
     fig.update_yaxes(title="predicted")
     return _layout(fig, "Predicted against actual (test split)")
+
+
+_MAX_IMPORTANCE_BARS = 25
+
+
+def importance_figure(explanations: Mapping[str, Any]) -> go.Figure:
+    """The champion's global importance per input column (``models.explain``): mean |SHAP| on the
+    left, permutation importance with its standard deviation on the right, largest on top.
+
+    >>> fig = importance_figure({"importance": [
+    ...     {"column": "temp", "mean_abs_shap": 0.4, "permutation": 0.03, "permutation_std": 0.01}],
+    ...     "permutation": {"metric": "roc_auc"}, "output": "the log-odds of the positive class"})
+    >>> [trace.name for trace in fig.data]
+    ['mean |SHAP|', 'permutation importance']
+    """
+    rows = list(explanations.get("importance", []))[:_MAX_IMPORTANCE_BARS][::-1]  # plotly draws bottom-up
+    columns = [_plain(r["column"]) for r in rows]
+    shap = [r.get("mean_abs_shap") for r in rows]
+    perm = [r.get("permutation") for r in rows]
+    metric = (explanations.get("permutation") or {}).get("metric", "")
+    panels = [p for p, values in (("shap", shap), ("permutation", perm)) if any(v is not None for v in values)]
+    titles = {
+        "shap": f"mean |SHAP| ({_plain(explanations.get('output', 'raw score'))})",
+        "permutation": f"permutation importance (fall in {_plain(metric)})",
+    }
+    fig = make_subplots(
+        rows=1, cols=max(1, len(panels)), shared_yaxes=True, subplot_titles=[titles[p] for p in panels]
+    )
+    for i, panel in enumerate(panels, start=1):
+        if panel == "shap":
+            bar = go.Bar(x=shap, y=columns, orientation="h", name="mean |SHAP|", marker_color=_PALETTE[0])
+        else:
+            std = [r.get("permutation_std") or 0.0 for r in rows]
+            bar = go.Bar(
+                x=perm,
+                y=columns,
+                orientation="h",
+                name="permutation importance",
+                marker_color=_PALETTE[1],
+                error_x={"type": "data", "array": std, "visible": True},
+            )
+        fig.add_trace(bar, row=1, col=i)
+    fig.update_yaxes(type="category")
+    height = max(300, 60 + 22 * len(rows))
+    return _layout(fig, f"What the champion relies on ({explanations.get('rows', 0):,} test rows)", height=height)
