@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlsd.errors import MlsdError
 from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.admin import ADMIN_ROUTES, install_admin_routes
+from mlsd.serving.explain import EXPLAIN_ROUTE, ExplainResponse, explain
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import (
     FeedbackResponse,
@@ -147,6 +148,29 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return await service.predict(request)
 
     @app.post(
+        EXPLAIN_ROUTE,
+        response_model=ExplainResponse,
+        responses={
+            **_ERROR_RESPONSES,
+            501: {**_ERROR_RESPONSES[500], "description": "The served model cannot be explained (why is in the body)"},
+        },
+        summary="SHAP contributions of each input to the champion's raw score of each row (not logged)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                        "examples": {"one row": {"value": {"inputs": example}}},
+                    }
+                },
+            }
+        },
+    )
+    async def explain_rows(request: Request) -> Response:
+        return await explain(service, request)
+
+    @app.post(
         FEEDBACK_ROUTE,
         response_model=FeedbackResponse | FeedbackResults,  # one item or a list of them
         responses=_ERROR_RESPONSES,
@@ -225,7 +249,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         cors_origins=settings.cors_origins,
         max_header_count=settings.max_header_count,
         max_request_line_bytes=settings.max_request_line_bytes,
-        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE, *ADMIN_ROUTES[1:3]),
+        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE, EXPLAIN_ROUTE, *ADMIN_ROUTES[1:3]),
     )
     app.add_middleware(_Observed, service=service)  # outermost: refused requests are counted too
     return app
