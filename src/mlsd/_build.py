@@ -474,6 +474,7 @@ def _explain(
     design: Design, split: Any, modeling: Any, decision: Any, prepared: Any, progress: Progress
 ) -> tuple[Any, dict[str, Any] | None]:
     """``models.explain`` on the champion: the document's report and the packaged model's metadata."""
+    from mlsd.features import feature_pipeline_for
     from mlsd.modeling.explain import explain_champion
 
     if not design.models.explain.enabled:
@@ -486,6 +487,7 @@ def _explain(
             name=decision.winner,
             input_columns=prepared.input_columns,
             threshold=modeling.thresholds.get(decision.winner, 0.5),
+            features=feature_pipeline_for,
         )
     if report.shap_skipped:
         progress.note(f"explain: no SHAP values for {decision.winner}: {report.shap_skipped}")

@@ -632,7 +632,6 @@ def _compress(design: Design) -> Problems:
 # --- end models.compress
 
 
-
 # --- models.explain (docs/explanations.md) -----------------------------------------------------
 
 
@@ -655,7 +654,7 @@ def _explain(design: Design) -> Problems:
             )
         return
     if importlib.util.find_spec("shap") is None:
-        for i, c in enumerate(m.candidates):
+        for c in m.candidates:
             try:
                 est = make_candidate(c.type, design.goals.task, c.params, None, m.seed)
             except DesignError:

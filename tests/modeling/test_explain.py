@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier, LGBMRegressor
+from scipy.special import logit
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
-from scipy.special import logit
 
 from mlsd.design import Design
 from mlsd.errors import DesignError, MlsdError
@@ -216,7 +216,9 @@ def test_a_missing_shap_is_named_with_its_extra(monkeypatch) -> None:
     }
     with pytest.raises(DesignError) as refused:
         check_design(Design.model_validate(design))
-    assert refused.value.field == "models.explain.enabled" and refused.value.expected.startswith(EXPLAIN_EXTRA)
+    assert refused.value.field == "models.explain.enabled" and refused.value.expected.startswith(
+        EXPLAIN_EXTRA
+    )
     design["models"]["candidates"] = [{"name": "lr", "type": "logistic_regression"}]
     check_design(Design.model_validate(design))  # a linear model needs no shap
     design["models"]["explain"] = {"enabled": False}
@@ -277,7 +279,9 @@ def test_explain_champion_reports_shap_permutation_and_ablation() -> None:
 
     model = candidate_model(design, 0, feature_pipeline_for(design)).fit(split.train, split.train["y"])
     columns = ["signal", "noise", "colour"]
-    report, metadata = explain_champion(design, split, model, name="gbdt", input_columns=columns)
+    report, metadata = explain_champion(
+        design, split, model, name="gbdt", input_columns=columns, features=feature_pipeline_for
+    )
     assert metadata == {"kind": "lightgbm", "n_background": 3000}
     assert report.rows == 500 and report.additivity_error < 1e-6
     top = report.importance()[0]
@@ -287,7 +291,7 @@ def test_explain_champion_reports_shap_permutation_and_ablation() -> None:
     assert groups["signal"]["drop"] > 0.2 and abs(groups["rest"]["drop"]) < 0.03
     assert groups["signal"]["without"] == pytest.approx(report.ablation["full"] - groups["signal"]["drop"])
     document = report.to_dict()
-    assert [r["column"] for r in document["importance"]][0] == "signal"
+    assert document["importance"][0]["column"] == "signal"
     assert "mean" not in document["permutation"]
 
 
@@ -299,4 +303,3 @@ def test_groups_need_the_ablation_and_name_input_columns() -> None:
     with pytest.raises(DesignError) as info:
         check_design(_planted_design(ablation=True, groups={"a": ["signal", "sigal"]}))
     assert info.value.field == "models.explain.groups.a[1]" and info.value.received == "sigal"
-

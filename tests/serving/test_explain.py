@@ -22,7 +22,9 @@ from mlsd.store.prediction_log import PredictionLog
 def _app(model: PackagedModel, tmp_path: Path, name: str = "log") -> Any:
     log = PredictionLog(f"sqlite:///{tmp_path / f'{name}.db'}")
     return create_app(
-        ServeSettings(model=model, model_name="flight-delay", model_version=2, log=log, time_column="time_hour")
+        ServeSettings(
+            model=model, model_name="flight-delay", model_version=2, log=log, time_column="time_hour"
+        )
     )
 
 
@@ -118,4 +120,3 @@ def test_a_model_that_cannot_be_explained_answers_501(flights, tmp_path, live_se
         assert "501" in documented["responses"] and predicted.status_code == 200
         ref = documented["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == "#/components/schemas/PredictRequest"
-

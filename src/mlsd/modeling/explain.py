@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -217,7 +217,9 @@ def _feature_sources(features: Any) -> tuple[list[str], np.ndarray]:
         elif name == "missing":
             owners = [cols[i] for i in transformer.features_]
         elif name == "categorical":
-            owners = [c for c, w in zip(cols, _one_hot_widths(transformer[-1]), strict=True) for _ in range(w)]
+            owners = [
+                c for c, w in zip(cols, _one_hot_widths(transformer[-1]), strict=True) for _ in range(w)
+            ]
         elif name == "cyclical":
             owners = [c for c in cols for _ in ("sin", "cos")]  # CyclicalEncoder interleaves sin, cos
         else:  # hashed_<c>, time, cross_<a>_x_<b>: every output reads all its columns
@@ -392,8 +394,16 @@ class Explainer:
         if self.task == "regression":
             return "the predicted value"
         if self.kind == "tree" and "RandomForest" in type(self.estimator).__name__:
-            return "the probability of each class" if self.task == "multiclass" else "the positive-class probability"
-        return "each class's margin (softmax input)" if self.task == "multiclass" else "the log-odds of the positive class"
+            return (
+                "the probability of each class"
+                if self.task == "multiclass"
+                else "the positive-class probability"
+            )
+        return (
+            "each class's margin (softmax input)"
+            if self.task == "multiclass"
+            else "the log-odds of the positive class"
+        )
 
     def explain(self, rows: pd.DataFrame, *, by_input: bool = True) -> Contributions:
         """The contributions of ``rows`` (raw input rows, every input column present).
@@ -444,9 +454,11 @@ class Explainer:
         if values.ndim == 2:
             values = values[:, :, None]
         est = self.estimator
-        if "RandomForest" in type(est).__name__ or "ExtraTrees" in type(est).__name__ or "DecisionTree" in type(
-            est
-        ).__name__:
+        if (
+            "RandomForest" in type(est).__name__
+            or "ExtraTrees" in type(est).__name__
+            or "DecisionTree" in type(est).__name__
+        ):
             raw = est.predict_proba(X) if self.task != "regression" else est.predict(X)
         else:
             raw = est.decision_function(X) if self.task != "regression" else est.predict(X)
@@ -555,15 +567,17 @@ def ablation_importances(
     groups: dict[str, list[str]],
     *,
     test_rows: pd.DataFrame,
+    features: Callable[[Any], Any],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Candidate ``candidate`` refitted without each group of columns, against its full refit.
 
+    ``features(design)`` is the design's unfitted feature pipeline
+    (:func:`mlsd.features.feature_pipeline_for`, passed in: modeling does not import features).
     Both are fitted on the same sample of training rows (uncalibrated) and scored with
     ``goals.metric`` on ``test_rows``; ``drop`` is how much worse the model without the group is
     (positive: the group helps), in the better direction of the metric.
     """
-    from mlsd.features import feature_pipeline_for
     from mlsd.goals.metrics import get_metric
     from mlsd.modeling.training import candidate_model
 
@@ -576,7 +590,7 @@ def ablation_importances(
     y_test = test_rows[g.target].to_numpy()
 
     def fitted_score(d: Any) -> float:
-        model = candidate_model(d, candidate, feature_pipeline_for(d)).fit(train, y_train)
+        model = candidate_model(d, candidate, features(d)).fit(train, y_train)
         classes = list(getattr(model, "classes_", []))
         return _scorer(metric, g.task, classes, threshold)(model, test_rows, y_test)
 
@@ -653,8 +667,12 @@ def explain_champion(
     name: str,
     input_columns: Sequence[str],
     threshold: float = 0.5,
+    features: Callable[[Any], Any] | None = None,
 ) -> tuple[ExplanationReport, dict[str, Any] | None]:
     """``models.explain`` on the fitted champion ``model``: the report and the packaged metadata.
+
+    ``features(design)`` builds the unfitted feature pipeline the ablation refits (it is needed
+    only with ``models.explain.ablation``).
 
     SHAP contributions and permutation importance are measured on the same ``models.explain.rows``
     test rows (drawn with ``models.seed``). A champion that cannot be explained (an ONNX graph) gets
@@ -699,6 +717,12 @@ def explain_champion(
         )
         report.seconds["permutation"] = time.perf_counter() - t
     if spec.ablation:
+        if features is None:
+            raise ModelError(
+                "the ablation refits the champion and needs its feature pipeline",
+                field="features",
+                expected="features=mlsd.features.feature_pipeline_for",
+            )
         index = next((i for i, c in enumerate(design.models.candidates) if c.name == name), None)
         if index is None:
             report.ablation = {"skipped": f"{name} is not a candidate of the design (a compressed row)"}
@@ -706,7 +730,7 @@ def explain_champion(
             t = time.perf_counter()
             groups = spec.groups or _top_columns(report, spec.ablation_features)
             report.ablation = ablation_importances(
-                design, split, index, groups, test_rows=test, threshold=threshold
+                design, split, index, groups, test_rows=test, features=features, threshold=threshold
             )
             report.seconds["ablation"] = time.perf_counter() - t
     return report, metadata

@@ -430,7 +430,9 @@ def importance_figure(explanations: Mapping[str, Any]) -> go.Figure:
     shap = [r.get("mean_abs_shap") for r in rows]
     perm = [r.get("permutation") for r in rows]
     metric = (explanations.get("permutation") or {}).get("metric", "")
-    panels = [p for p, values in (("shap", shap), ("permutation", perm)) if any(v is not None for v in values)]
+    panels = [
+        p for p, values in (("shap", shap), ("permutation", perm)) if any(v is not None for v in values)
+    ]
     titles = {
         "shap": f"mean |SHAP| ({_plain(explanations.get('output', 'raw score'))})",
         "permutation": f"permutation importance (fall in {_plain(metric)})",
@@ -454,4 +456,6 @@ def importance_figure(explanations: Mapping[str, Any]) -> go.Figure:
         fig.add_trace(bar, row=1, col=i)
     fig.update_yaxes(type="category")
     height = max(300, 60 + 22 * len(rows))
-    return _layout(fig, f"What the champion relies on ({explanations.get('rows', 0):,} test rows)", height=height)
+    return _layout(
+        fig, f"What the champion relies on ({explanations.get('rows', 0):,} test rows)", height=height
+    )

@@ -23,7 +23,6 @@ from mlsd.data import Schema
 from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
 from mlsd.serving.bodies import parse_json, parse_predict_body
-from mlsd.serving.explain import ModelExplainer
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.models import example_row
@@ -140,7 +139,6 @@ class Service:
             adaptive=True,
         )
         self.model_ref = {"name": settings.model_name, "version": settings.model_version}
-        self.explainer = ModelExplainer(self.model)  # POST /v1/explain: built on its first request
         self.routing = settings.routing or Routing(
             DeploymentSpec(),
             {"champion": Variant("champion", self.model, settings.model_version)},

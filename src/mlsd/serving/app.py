@@ -1,4 +1,4 @@
-"""The FastAPI app: predict, feedback, health, readiness, metrics and OpenAPI docs for one model.
+"""The FastAPI app: predict, explain, feedback, health, readiness, metrics and OpenAPI docs for one model.
 
 ``create_app(settings)`` wires the pieces: bodies are read with a size limit and validated by
 :mod:`mlsd.serving.validation` (inside the micro-batch, vectorised over the batch), rows are
@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlsd.errors import MlsdError
 from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.admin import ADMIN_ROUTES, install_admin_routes
-from mlsd.serving.explain import EXPLAIN_ROUTE, ExplainResponse, explain
+from mlsd.serving.explain import EXPLAIN_ROUTE, ExplainResponse, ModelExplainer, explain
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import (
     FeedbackResponse,
@@ -119,6 +119,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+    explainer = ModelExplainer(model)  # POST /v1/explain: built on its first request, then kept
     schema = service.schema
     example = example_row(schema, model.input_columns)
     if settings.privacy is not None:  # a client sends raw values: the example shows one
@@ -152,7 +153,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         response_model=ExplainResponse,
         responses={
             **_ERROR_RESPONSES,
-            501: {**_ERROR_RESPONSES[500], "description": "The served model cannot be explained (why is in the body)"},
+            501: {
+                **_ERROR_RESPONSES[500],
+                "description": "The served model cannot be explained (why is in the body)",
+            },
         },
         summary="SHAP contributions of each input to the champion's raw score of each row (not logged)",
         openapi_extra={
@@ -168,7 +172,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         },
     )
     async def explain_rows(request: Request) -> Response:
-        return await explain(service, request)
+        return await explain(service, explainer, request)
 
     @app.post(
         FEEDBACK_ROUTE,

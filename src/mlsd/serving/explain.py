@@ -29,16 +29,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mlsd.errors import MlsdError
+from mlsd.serving._service import Service, read_body
 from mlsd.serving.bodies import parse_json, parse_predict_body
 from mlsd.serving.responses import RequestError
 
-__all__ = ["EXPLAIN_ROUTE", "ExplainResponse", "ModelExplainer", "RowExplanation", "explain", "not_implemented"]
+__all__ = [
+    "EXPLAIN_ROUTE",
+    "ExplainResponse",
+    "ModelExplainer",
+    "RowExplanation",
+    "explain",
+    "not_implemented",
+]
 
 EXPLAIN_ROUTE = "/v1/explain"
 
 
 class RowExplanation(BaseModel):
-    output: Any = Field(description="what raw_score is the margin of: the positive class, the predicted class, or 'value'")
+    output: Any = Field(
+        description="what raw_score is the margin of: the positive class, the predicted class, or 'value'"
+    )
     base_value: float = Field(description="the model's expected raw score (the same for every row)")
     raw_score: float = Field(description="the model's raw score of this row: base_value + sum(contributions)")
     contributions: dict[str, float] = Field(description="one number per input column, in raw-score units")
@@ -55,7 +65,9 @@ class ExplainResponse(BaseModel):
 def not_implemented(exc: MlsdError) -> RequestError:
     """501: the served model cannot be explained, and why."""
     entry = {"field": exc.field or "model", "received": exc.received, "expected": exc.expected}
-    return RequestError(501, "not_implemented", f"the served model cannot be explained: {exc.message}", [entry])
+    return RequestError(
+        501, "not_implemented", f"the served model cannot be explained: {exc.message}", [entry]
+    )
 
 
 class ModelExplainer:
@@ -109,13 +121,11 @@ def _rows(contributions: Any, task: str) -> list[dict[str, Any]]:
     ]
 
 
-async def explain(service: Any, request: Request) -> Response:
-    """The route's handler: ``service`` is the app's :class:`~mlsd.serving._service.Service`."""
-    from mlsd.serving._service import read_body
-
+async def explain(service: Service, explainer: ModelExplainer, request: Request) -> Response:
+    """The route's handler: ``service`` is the app's, ``explainer`` explains its model (the champion)."""
     settings = service.settings
     try:
-        explainer = await asyncio.to_thread(service.explainer.get)
+        explained = await asyncio.to_thread(explainer.get)
         payload = parse_json(await read_body(request, settings.max_body_bytes))
         rows, single = parse_predict_body(payload, max_rows=settings.max_rows_per_request)
         treated = settings.privacy.treat_rows(rows) if settings.privacy is not None else rows
@@ -127,11 +137,12 @@ async def explain(service: Any, request: Request) -> Response:
             raise RequestError(
                 422,
                 "validation_error",
-                f"{total} invalid field{'s' * (total != 1)} in {int(checked.invalid.sum())} of {len(rows)} rows",
+                f"{total} invalid field{'s' * (total != 1)} in {int(checked.invalid.sum())} of "
+                f"{len(rows)} rows",
                 errors,
                 n_errors=total,
             )
-        contributions = await asyncio.to_thread(explainer.explain, checked.frame)
+        contributions = await asyncio.to_thread(explained.explain, checked.frame)
     except RequestError as exc:
         if exc.status_code == 422:
             for entry in exc.errors:
@@ -139,9 +150,9 @@ async def explain(service: Any, request: Request) -> Response:
         return exc.response()
     body = {
         "model": service.model_ref,
-        "raw_score": explainer.output,
-        "method": explainer.method,
-        "notes": explainer.notes,
+        "raw_score": explained.output,
+        "method": explained.method,
+        "notes": explained.notes,
         "explanations": _rows(contributions, service.model.task),
     }
     return JSONResponse(body)
