@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from mlsd.design import Design
+from mlsd.design import AugmentSpec, Design
 from mlsd.errors import DesignError, MlsdError
 from mlsd.features import DeriveColumns, build_feature_pipeline
 from mlsd.modeling.calibration import calibrate
@@ -303,3 +303,22 @@ def test_groups_need_the_ablation_and_name_input_columns() -> None:
     with pytest.raises(DesignError) as info:
         check_design(_planted_design(ablation=True, groups={"a": ["signal", "sigal"]}))
     assert info.value.field == "models.explain.groups.a[1]" and info.value.received == "sigal"
+
+
+def test_a_resampled_and_augmented_champion_is_explained_before_its_prior_correction() -> None:
+    from mlsd.features import feature_pipeline_for
+    from mlsd.modeling.training import candidate_model
+
+    design = _planted_design().model_copy(deep=True)
+    design.models.imbalance = "random_under"
+    design.data.augment = AugmentSpec(method="gaussian_noise", copies=1)
+    frame = _planted(2000, 0)
+    model = candidate_model(design, 0, feature_pipeline_for(design)).fit(frame, frame["y"])
+    explainer = Explainer(model, ["signal", "noise", "colour"], task="binary")
+    assert any("prior correction" in n for n in explainer.notes)
+    c = explainer.explain(_planted(300, 1))
+    assert c.max_additivity_error() < 1e-6
+    # the prior correction shifts the log-odds by one constant for every row
+    served = logit(model.predict_proba(_planted(300, 1))[:, 1])
+    shift = served - c.raw[:, 0]
+    assert np.ptp(shift) < 1e-6 and abs(shift[0]) > 1e-3
