@@ -454,8 +454,12 @@ def importance_figure(explanations: Mapping[str, Any]) -> go.Figure:
                 error_x={"type": "data", "array": std, "visible": True},
             )
         fig.add_trace(bar, row=1, col=i)
-    fig.update_yaxes(type="category")
-    height = max(300, 60 + 22 * len(rows))
-    return _layout(
+    # every column named (plotly would skip every other label of a tall category axis)
+    fig.update_yaxes(type="category", tickmode="array", tickvals=columns, ticktext=columns)
+    height = max(300, 110 + 26 * len(rows))
+    fig = _layout(
         fig, f"What the champion relies on ({explanations.get('rows', 0):,} test rows)", height=height
     )
+    # room for the panel titles under the figure's title; the panel titles name the bars
+    fig.update_layout(margin={"t": 90}, showlegend=False)
+    return fig
