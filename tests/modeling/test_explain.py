@@ -322,3 +322,28 @@ def test_a_resampled_and_augmented_champion_is_explained_before_its_prior_correc
     served = logit(model.predict_proba(_planted(300, 1))[:, 1])
     shift = served - c.raw[:, 0]
     assert np.ptp(shift) < 1e-6 and abs(shift[0]) > 1e-3
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_every_candidate_type_is_explained_exactly(task: str) -> None:
+    """The registry walk: a new candidate type needs an explainer (or this test says which lacks one)."""
+    pytest.importorskip("shap")
+    from mlsd.modeling.candidates import list_candidate_types, make_candidate
+
+    frame = _planted(600, 0)
+    if task == "multiclass":
+        frame["y"] = np.digitize(frame["signal"], [-0.5, 0.5])
+    elif task == "regression":
+        frame["y"] = 2.0 * frame["signal"] + frame["noise"]
+    columns = ["signal", "noise", "colour"]
+    small = {"n_estimators": 10}
+    for kind in list_candidate_types(task):
+        params = small if kind in ("lightgbm", "lightgbm_focal", "random_forest") else {}
+        est = make_candidate(kind, task, params, seed=0)
+        features = build_feature_pipeline(numeric=["signal", "noise"], categorical=["colour"])
+        model = Pipeline([("features", features), ("model", est)]).fit(frame[columns], frame["y"])
+        c = Explainer(model, columns, task=task, metadata=explain_metadata(model, frame, task=task)).explain(
+            frame.head(100)
+        )
+        assert c.max_additivity_error() < 1e-6, kind
+        assert c.values.shape[:2] == (100, 3) and np.abs(c.values).sum() > 0, kind
