@@ -303,6 +303,10 @@ def test_groups_need_the_ablation_and_name_input_columns() -> None:
     with pytest.raises(DesignError) as info:
         check_design(_planted_design(ablation=True, groups={"a": ["signal", "sigal"]}))
     assert info.value.field == "models.explain.groups.a[1]" and info.value.received == "sigal"
+    with pytest.raises(DesignError) as off:
+        check_design(_planted_design(enabled=False, ablation=True))
+    assert off.value.field == "models.explain.ablation"
+    check_design(_planted_design(ablation=True, groups={"a": ["signal", "colour"]}))
 
 
 def test_a_resampled_and_augmented_champion_is_explained_before_its_prior_correction() -> None:
