@@ -351,3 +351,25 @@ def test_every_candidate_type_is_explained_exactly(task: str) -> None:
         )
         assert c.max_additivity_error() < 1e-6, kind
         assert c.values.shape[:2] == (100, 3) and np.abs(c.values).sum() > 0, kind
+
+
+def test_a_distilled_student_is_explained_and_an_onnx_graph_is_not(data) -> None:
+    from mlsd.modeling.compression import DistilledClassifier
+
+    teacher = _fit(LGBMClassifier(**_LGBM), data.train, data.y)
+    X = _transformed(teacher, data.train)
+    student = DistilledClassifier([0, 1], max_leaves=7, n_estimators=20).fit(
+        X, teacher.predict_proba(data.train)
+    )
+    model = Pipeline([*teacher.steps[:-1], ("model", student)])
+    explainer = Explainer(model, INPUTS, task="binary")
+    c = explainer.explain(data.test)
+    margin = logit(model.predict_proba(data.test[INPUTS])[:, 1])
+    assert explainer.kind == "distilled"
+    assert np.max(np.abs(c.base[0] + c.values[:, :, 0].sum(axis=1) - margin)) < 1e-6
+
+    onnx = pytest.importorskip("mlsd.modeling.onnx_model")
+    pytest.importorskip("onnxmltools")
+    graph = onnx.export_estimator(teacher[-1], n_features=X.shape[1], task="binary")
+    with pytest.raises(NotExplainable, match="OnnxModel"):
+        Explainer(Pipeline([*teacher.steps[:-1], ("model", graph)]), INPUTS, task="binary")

@@ -4,8 +4,8 @@
 positive class, each class's margin, or the regression value) into a base value plus one
 contribution per *input column*, so that ``base + sum(contributions) == raw score``:
 
-- LightGBM (``lightgbm``, ``lightgbm_focal``): LightGBM's own exact TreeSHAP
-  (``pred_contrib=True``), no extra needed;
+- LightGBM (``lightgbm``, ``lightgbm_focal``, and the ``distilled`` student of ``models.compress``):
+  LightGBM's own exact TreeSHAP (``pred_contrib=True``), no extra needed;
 - linear models (``logistic_regression``, ``linear_regression``, ``ridge``): ``coef × (x − mean)``
   on the transformed features, the means taken over training rows (what
   ``shap.LinearExplainer`` computes with an independent masker), no extra needed;
@@ -18,7 +18,7 @@ hashed columns of one input are summed; a cross, or a derived column computed fr
 inputs, is shared equally among them, so every transformed column's contribution is counted once.
 A wrapper around the estimator (calibration, the prior correction of a resampler) is a monotone
 map of its score: the contributions explain the margin *before* it, and :attr:`Explainer.notes`
-says so. Anything else (an ONNX graph, a distilled student) raises :class:`NotExplainable`.
+says so. Anything else (an ONNX graph) raises :class:`NotExplainable`.
 
 :func:`explain_champion` is the build's step (``models.explain``): mean |SHAP| per input over a
 sample of test rows, scikit-learn's permutation importance on the same rows scored by the design's
@@ -161,6 +161,9 @@ def _kind(estimator: Any) -> str:
 
     if isinstance(estimator, LGBMModel):
         return "lightgbm"
+    students = getattr(estimator, "regressors_", None)  # models.compress distill: DistilledClassifier
+    if students and all(isinstance(r, LGBMModel) for r in students):
+        return "distilled"
     mro = {c.__name__ for c in type(estimator).__mro__ if c.__module__.startswith("sklearn.")}
     if mro & set(_LINEAR):
         return "linear"
@@ -170,8 +173,8 @@ def _kind(estimator: Any) -> str:
         f"no SHAP explainer for a {type(estimator).__name__}",
         field="model",
         received=type(estimator).__name__,
-        expected="a LightGBM, linear or scikit-learn tree model (an ONNX graph or a distilled "
-        "student is explained through the model it came from)",
+        expected="a LightGBM, linear or scikit-learn tree model, or a distilled LightGBM student "
+        "(an ONNX graph holds no model to explain)",
     )
 
 
@@ -384,6 +387,7 @@ class Explainer:
     def method(self) -> str:
         return {
             "lightgbm": "LightGBM TreeSHAP (pred_contrib, exact)",
+            "distilled": "LightGBM TreeSHAP of the distilled student's trees (pred_contrib, exact)",
             "linear": "coef × (x − training mean) on the transformed features (exact)",
             "tree": "shap.TreeExplainer (path-dependent TreeSHAP)",
         }[self.kind]
@@ -412,7 +416,7 @@ class Explainer:
         (:attr:`transformed_names`), before they are mapped to the input columns.
         """
         X = np.asarray(self.parts.transform(rows.loc[:, self.columns]), dtype=np.float64)
-        if self.kind == "lightgbm":
+        if self.kind in ("lightgbm", "distilled"):
             values, base, raw = self._lightgbm(X)
         elif self.kind == "linear":
             values, base, raw = self._linear(X)
@@ -427,10 +431,21 @@ class Explainer:
         return Contributions(self.columns, mapped, base, raw, outputs)
 
     def _lightgbm(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        booster = self.estimator.booster_
         n, p = X.shape
-        contrib = np.asarray(booster.predict(X, pred_contrib=True), dtype=float).reshape(n, -1, p + 1)
-        raw = np.asarray(booster.predict(X, raw_score=True), dtype=float).reshape(n, -1)
+        # a distilled student has one regressor per output (the positive logit, or each class's
+        # centred log-probability), each a LightGBM of its own
+        models = self.estimator.regressors_ if self.kind == "distilled" else [self.estimator]
+        boosters = [m.booster_ for m in models]
+        contrib = np.concatenate(
+            [
+                np.asarray(b.predict(X, pred_contrib=True), dtype=float).reshape(n, -1, p + 1)
+                for b in boosters
+            ],
+            axis=1,
+        )
+        raw = np.concatenate(
+            [np.asarray(b.predict(X, raw_score=True), dtype=float).reshape(n, -1) for b in boosters], axis=1
+        )
         # lightgbm_focal boosts around a constant margin of its own (FocalLGBMClassifier.offset_)
         offset = float(getattr(self.estimator, "offset_", 0.0))
         base = contrib[:, :, p].mean(axis=0) + offset  # the expected value: the same on every row

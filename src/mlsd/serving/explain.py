@@ -9,8 +9,8 @@ the positive class, the predicted class's margin, or the value (docs/explanation
 written to the prediction log: an explanation is not a decision.
 
 The :class:`~mlsd.modeling.explain.Explainer` is built once, on the first request; a model it
-cannot explain (an ONNX graph, a distilled student, a linear model registered without the feature
-means a build with ``models.explain`` stores) is answered 501 with the reason.
+cannot explain (an ONNX graph, a linear model registered without the feature means a build with
+``models.explain`` stores) is answered 501 with the reason.
 
 >>> from mlsd.modeling.explain import NotExplainable
 >>> not_implemented(NotExplainable("no SHAP explainer for a OnnxModel", field="model")).status_code
