@@ -214,6 +214,9 @@ def test_a_missing_shap_is_named_with_its_extra(monkeypatch) -> None:
         "features": {"numeric": ["a", "b"]},
         "models": {"candidates": [{"name": "forest", "type": "random_forest"}]},
     }
+    # on by default: the build skips the forest's SHAP values and says why (below), validate passes
+    check_design(Design.model_validate(design))
+    design["models"]["explain"] = {"rows": 1000}  # asked for: refused without the extra
     with pytest.raises(DesignError) as refused:
         check_design(Design.model_validate(design))
     assert refused.value.field == "models.explain.enabled" and refused.value.expected.startswith(
@@ -224,6 +227,28 @@ def test_a_missing_shap_is_named_with_its_extra(monkeypatch) -> None:
     design["models"]["explain"] = {"enabled": False}
     design["models"]["candidates"] = [{"name": "forest", "type": "random_forest"}]
     check_design(Design.model_validate(design))
+
+    # the build: a forest champion without shap gets no SHAP values, but its permutation importance
+    forest = Design.model_validate({**design, "models": {"candidates": design["models"]["candidates"]}})
+    forest.goals.target = "y"
+    split = types.SimpleNamespace(train=_planted(400, 0), test=_planted(300, 1))
+    columns = ["signal", "noise", "colour"]
+    model = Pipeline(
+        [("features", build_feature_pipeline(numeric=["signal", "noise"], categorical=["colour"])),
+         ("model", RandomForestClassifier(n_estimators=5, random_state=0))]
+    ).fit(split.train[columns], split.train["y"])  # fmt: skip
+    report, metadata = explain_champion(forest, split, model, name="forest", input_columns=columns)
+    assert metadata is None and report.mean_abs_shap is None
+    assert EXPLAIN_EXTRA in report.shap_skipped and report.permutation["mean"]["signal"] > 0.05
+    asked = Design.model_validate(
+        {
+            **design,
+            "models": {**design["models"], "explain": {"rows": 300}},
+            "goals": forest.goals.model_dump(),
+        }
+    )
+    with pytest.raises(MlsdError, match="need shap"):
+        explain_champion(asked, split, model, name="forest", input_columns=columns)
 
 
 def _planted(n: int, seed: int) -> pd.DataFrame:
