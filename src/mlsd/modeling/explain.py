@@ -178,6 +178,12 @@ def _kind(estimator: Any) -> str:
     )
 
 
+def _explains_probability(estimator: Any) -> bool:
+    """Whether shap's TreeExplainer explains this classifier's probabilities (trees that average
+    leaf class frequencies) rather than a margin (gradient boosting)."""
+    return type(estimator).__name__.startswith(("RandomForest", "ExtraTrees", "DecisionTree"))
+
+
 def needs_shap(estimator: Any) -> bool:
     """Whether explaining ``estimator`` (fitted or not) takes shap: the scikit-learn tree models.
 
@@ -397,7 +403,7 @@ class Explainer:
         """What the raw score is, in words."""
         if self.task == "regression":
             return "the predicted value"
-        if self.kind == "tree" and "RandomForest" in type(self.estimator).__name__:
+        if self.kind == "tree" and _explains_probability(self.estimator):
             return (
                 "the probability of each class"
                 if self.task == "multiclass"
@@ -469,11 +475,7 @@ class Explainer:
         if values.ndim == 2:
             values = values[:, :, None]
         est = self.estimator
-        if (
-            "RandomForest" in type(est).__name__
-            or "ExtraTrees" in type(est).__name__
-            or "DecisionTree" in type(est).__name__
-        ):
+        if _explains_probability(est):
             raw = est.predict_proba(X) if self.task != "regression" else est.predict(X)
         else:
             raw = est.decision_function(X) if self.task != "regression" else est.predict(X)
