@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from mlsd.errors import MlsdError
 from mlsd.serving._service import Service, read_body
 from mlsd.serving.bodies import parse_json, parse_predict_body
+from mlsd.serving.models import ModelRef
 from mlsd.serving.responses import RequestError
 
 __all__ = [
@@ -55,7 +56,7 @@ class RowExplanation(BaseModel):
 
 
 class ExplainResponse(BaseModel):
-    model: dict[str, Any] = Field(description="name and version of the explained model (the champion)")
+    model: ModelRef = Field(description="name and version of the explained model (the champion)")
     raw_score: str = Field(description="what the raw score is, e.g. the log-odds of the positive class")
     method: str = Field(description="how the contributions were computed")
     notes: list[str] = Field(default_factory=list, description="what the contributions do not include")
