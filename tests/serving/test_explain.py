@@ -120,3 +120,19 @@ def test_a_model_that_cannot_be_explained_answers_501(flights, tmp_path, live_se
         assert "501" in documented["responses"] and predicted.status_code == 200
         ref = documented["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == "#/components/schemas/PredictRequest"
+
+
+def test_a_multiclass_row_explains_the_class_with_the_largest_raw_score() -> None:
+    from mlsd.modeling.explain import Contributions
+    from mlsd.serving.explain import _rows
+
+    values = np.arange(2 * 2 * 3, dtype=float).reshape(2, 2, 3)  # rows, columns, classes
+    base = np.array([0.5, -1.0, 2.0])
+    raw = base[None, :] + values.sum(axis=1)
+    raw[0, 0] += 100.0  # row 0's largest raw score is class "a"; row 1's is class "c"
+    c = Contributions(["x", "y"], values, base, raw, ["a", "b", "c"])
+    first, second = _rows(c, "multiclass")
+    assert first["output"] == "a" and first["contributions"] == {"x": 0.0, "y": 3.0}
+    assert first["base_value"] == 0.5 and first["raw_score"] == raw[0, 0]
+    assert second["output"] == "c" and second["contributions"] == {"x": 8.0, "y": 11.0}
+    assert second["base_value"] + sum(second["contributions"].values()) == second["raw_score"]
