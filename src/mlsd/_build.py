@@ -221,6 +221,7 @@ def _run_stages(
         slice_finding=design.models.slice_finding,
         slice_columns=_slice_columns(design, split.test),
     )
+    explanations, explain_metadata = _explain(design, split, modeling, decision, prepared, progress)
     # The document is assembled before anything is registered: a build that fails late must not
     # leave a new champion behind.
     with progress.stage("writing the design document"):
@@ -236,6 +237,7 @@ def _run_stages(
             seconds=time.perf_counter() - start,
             behaviour=behaviour,
             compression=compression,
+            explanations=explanations,
         )
     if adversarial is not None:
         document.data.adversarial = adversarial.to_dict()
@@ -249,6 +251,8 @@ def _run_stages(
             design, split, modeling, decision
         )
         progress.note(f"abstention: {_abstention_note(document.models.abstention)}")
+    if explain_metadata is not None:  # what POST /v1/explain needs (a linear model's feature means)
+        packaged.metadata["explain"] = explain_metadata
     with progress.stage("reference statistics for monitoring"):
         reference = reference_statistics(design, schema, split, packaged, modeling.table[decision.winner])
     document.monitoring.reference = _reference_summary(reference)
@@ -639,6 +643,32 @@ def _winner_metrics(modeling: Any, winner: str) -> dict[str, float]:
     for split, estimates in e.metrics.items():
         out |= {f"{split}_{name}": est.value for name, est in estimates.items()}
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def _explain(
+    design: Design, split: Any, modeling: Any, decision: Any, prepared: Any, progress: Progress
+) -> tuple[Any, dict[str, Any] | None]:
+    """``models.explain`` on the champion: the document's report and the packaged model's metadata."""
+    from mlsd.features import feature_pipeline_for
+    from mlsd.modeling.explain import explain_champion
+
+    if not design.models.explain.enabled:
+        return None, None
+    with progress.stage("explaining the champion (models.explain)"):
+        report, metadata = explain_champion(
+            design,
+            split,
+            modeling.fitted[decision.winner],
+            name=decision.winner,
+            input_columns=prepared.input_columns,
+            threshold=modeling.thresholds.get(decision.winner, 0.5),
+            features=feature_pipeline_for,
+        )
+    if report.shap_skipped:
+        progress.note(f"explain: no SHAP values for {decision.winner}: {report.shap_skipped}")
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
+    progress.note(f"explain: {report.rows:,} test rows ({timing})")
+    return report.to_dict(), metadata
 
 
 def _behaviour(design: Design, split: Any, modeling: Any, progress: Progress) -> Any:

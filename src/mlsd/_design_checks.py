@@ -70,6 +70,7 @@ def check_design(design: Design) -> None:
         _augment,
         _compress,
         _abstain,
+        _explain,
         deployment_problems,
         _experiment,
         _monitoring,
@@ -830,3 +831,58 @@ def _abstain(design: Design) -> Problems:
 
 
 # --- end models.abstain
+
+# --- models.explain (docs/explanations.md) -----------------------------------------------------
+
+
+def _explain(design: Design) -> Problems:
+    """shap is installed when a candidate's explanation needs it and the design asks for explanations;
+    ablation groups name input columns."""
+    import importlib.util
+
+    from mlsd.data import input_columns
+    from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.explain import EXPLAIN_EXTRA, needs_shap
+
+    spec, m = design.models.explain, design.models
+    if not spec.enabled:
+        if spec.ablation or spec.groups:
+            yield design.error(
+                "the ablation is part of the explanations, which are disabled",
+                field="models.explain.ablation",
+                received=spec.ablation,
+                expected="enabled: true, or ablation: false",
+            )
+        return
+    # on by default, explanations skip the SHAP values a missing extra would compute (the document
+    # says so); a design that names models.explain asks for them, and is refused without the extra
+    if "explain" in m.model_fields_set and importlib.util.find_spec("shap") is None:
+        for c in m.candidates:
+            try:
+                est = make_candidate(c.type, design.goals.task, c.params, None, m.seed)
+            except DesignError:
+                continue  # _candidate reports it
+            if needs_shap(est):
+                yield design.error(
+                    f"explaining candidate {c.name} ({c.type}) needs shap, the explain extra",
+                    field="models.explain.enabled",
+                    received="not installed: shap",
+                    expected=f"{EXPLAIN_EXTRA}, or models.explain.enabled: false",
+                )
+                break
+    try:
+        known = list(dict.fromkeys([*input_columns(design), *design.features.input_columns()]))
+    except DesignError:
+        return  # _expressions reports the expression that does not parse
+    for name, columns in spec.groups.items():
+        for j, column in enumerate(columns):
+            if column not in known:
+                yield design.error(
+                    "an ablation group names a column the model does not read",
+                    field=f"models.explain.groups.{name}[{j}]",
+                    received=column,
+                    expected="one of the input or feature columns: " + ", ".join(known),
+                )
+
+
+# --- end models.explain

@@ -36,6 +36,7 @@ def assemble_document(
     seconds: float,
     behaviour: Any = None,
     compression: Any = None,
+    explanations: dict[str, Any] | None = None,
 ) -> DesignDocument:
     """The design document of one build, from its stages' results."""
     document = DesignDocument(
@@ -51,6 +52,7 @@ def assemble_document(
     )
     if compression is not None:
         _compression(design, document, compression)
+    document.models.explanations = explanations  # models.explain (docs/explanations.md)
     return document
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "Design",
     "DistillSpec",
     "ExperimentSpec",
+    "ExplainSpec",
     "FeaturesSpec",
     "GoalsSpec",
     "JoinSpec",
@@ -407,6 +408,36 @@ class AdversarialSpec(_Spec):
 
 
 # --- end models.abstain, models.adversarial ----------------------------------------------------
+# --- models.explain (docs/explanations.md) ----------------------------------------------------
+
+
+class ExplainSpec(_Spec):
+    """SHAP contributions and importances of the champion, in the document and at POST /v1/explain."""
+
+    enabled: bool = Field(True, description="explain the champion in every build (and let the server)")
+    rows: int = Field(1000, ge=50, le=100_000, description="test rows drawn for SHAP and permutation")
+    permutation: bool = Field(True, description="permutation importance in goals.metric on those rows")
+    ablation: bool = Field(
+        False, description="refit the champion without each group of columns (costs one fit per group)"
+    )
+    groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="named groups of input columns the ablation drops together; default: the "
+        "ablation_features most important columns, one at a time",
+    )
+    ablation_features: int = Field(5, ge=1, le=50, description="columns ablated one at a time without groups")
+
+    @model_validator(mode="after")
+    def _groups_need_ablation(self) -> ExplainSpec:
+        if self.groups and not self.ablation:
+            raise ValueError("groups are what the ablation drops: they need ablation: true")
+        empty = [name for name, columns in self.groups.items() if not columns]
+        if empty:
+            raise ValueError(f"a group names no column: {empty[0]}")
+        return self
+
+
+# --- end models.explain ----------------------------------------------------------------------
 
 
 class ModelsSpec(_Spec):
@@ -450,6 +481,10 @@ class ModelsSpec(_Spec):
         None,
         description="adversarial validation of train against test; off unless given "
         "(docs/splits-and-leakage.md)",
+    )
+    explain: ExplainSpec = Field(
+        default_factory=ExplainSpec,
+        description="SHAP contributions and importances of the champion (docs/explanations.md)",
     )
 
     def baselines(self) -> list[str | dict[str, str]]:

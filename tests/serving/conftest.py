@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 
 from mlsd.data import infer_schema
 from mlsd.features import build_feature_pipeline, input_columns
+from mlsd.modeling.explain import explain_metadata
 from mlsd.serving import ServeSettings, create_app
 from mlsd.store import PackagedModel
 from mlsd.store.prediction_log import PredictionLog
@@ -66,7 +67,13 @@ def flights() -> Flights:
     cols = input_columns(features)
     schema = infer_schema(train[cols], categorical=CATEGORICAL)
     model = PackagedModel(
-        pipeline=pipeline, task="binary", threshold=0.3, input_columns=cols, schema=schema.to_dict()
+        pipeline=pipeline,
+        task="binary",
+        threshold=0.3,
+        input_columns=cols,
+        schema=schema.to_dict(),
+        # as a build with models.explain writes it: the feature means POST /v1/explain needs
+        metadata={"explain": explain_metadata(pipeline, train[cols], task="binary")},
     )
     # the schema's ranges are respected by the held-out rows that the tests send as valid
     ok = held_out["distance"].between(schema.columns["distance"].min, schema.columns["distance"].max)

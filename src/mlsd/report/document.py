@@ -394,6 +394,9 @@ class Models(_Model):
     # models.abstain: the policy, its effect on valid and test, the test coverage–risk curve
     # (docs/abstention.md)
     abstention: dict[str, Any] | None = None
+    # models.explain: mean |SHAP| and permutation importance per input column of the champion, the
+    # ablation when asked (``ExplanationReport.to_dict()``, docs/explanations.md)
+    explanations: dict[str, Any] | None = None
 
 
 # -- 5 monitoring & validation ------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "cost_curve_figure",
     "coverage_risk_figure",
     "format_number",
+    "importance_figure",
     "pr_figure",
     "predicted_vs_actual_figure",
     "roc_figure",
@@ -466,3 +467,56 @@ def coverage_risk_figure(abstention: Mapping[str, Any], unit: str = "cost units"
     fig.update_xaxes(title="coverage (share of rows answered)", range=[0, 1.02])
     fig.update_yaxes(title="error rate among answered rows", rangemode="tozero", secondary_y=False)
     return _layout(fig, f"Coverage and risk (test split, {curve['n_rows']:,} rows)")
+
+
+_MAX_IMPORTANCE_BARS = 25
+
+
+def importance_figure(explanations: Mapping[str, Any]) -> go.Figure:
+    """The champion's global importance per input column (``models.explain``): mean |SHAP| on the
+    left, permutation importance with its standard deviation on the right, largest on top.
+
+    >>> fig = importance_figure({"importance": [
+    ...     {"column": "temp", "mean_abs_shap": 0.4, "permutation": 0.03, "permutation_std": 0.01}],
+    ...     "permutation": {"metric": "roc_auc"}, "output": "the log-odds of the positive class"})
+    >>> [trace.name for trace in fig.data]
+    ['mean |SHAP|', 'permutation importance']
+    """
+    rows = list(explanations.get("importance", []))[:_MAX_IMPORTANCE_BARS][::-1]  # plotly draws bottom-up
+    columns = [_plain(r["column"]) for r in rows]
+    shap = [r.get("mean_abs_shap") for r in rows]
+    perm = [r.get("permutation") for r in rows]
+    metric = (explanations.get("permutation") or {}).get("metric", "")
+    panels = [
+        p for p, values in (("shap", shap), ("permutation", perm)) if any(v is not None for v in values)
+    ]
+    titles = {
+        "shap": f"mean |SHAP| ({_plain(explanations.get('output', 'raw score'))})",
+        "permutation": f"permutation importance (fall in {_plain(metric)})",
+    }
+    fig = make_subplots(
+        rows=1, cols=max(1, len(panels)), shared_yaxes=True, subplot_titles=[titles[p] for p in panels]
+    )
+    for i, panel in enumerate(panels, start=1):
+        if panel == "shap":
+            bar = go.Bar(x=shap, y=columns, orientation="h", name="mean |SHAP|", marker_color=_PALETTE[0])
+        else:
+            std = [r.get("permutation_std") or 0.0 for r in rows]
+            bar = go.Bar(
+                x=perm,
+                y=columns,
+                orientation="h",
+                name="permutation importance",
+                marker_color=_PALETTE[1],
+                error_x={"type": "data", "array": std, "visible": True},
+            )
+        fig.add_trace(bar, row=1, col=i)
+    # every column named (plotly would skip every other label of a tall category axis)
+    fig.update_yaxes(type="category", tickmode="array", tickvals=columns, ticktext=columns)
+    height = max(300, 110 + 26 * len(rows))
+    fig = _layout(
+        fig, f"What the champion relies on ({explanations.get('rows', 0):,} test rows)", height=height
+    )
+    # room for the panel titles under the figure's title; the panel titles name the bars
+    fig.update_layout(margin={"t": 90}, showlegend=False)
+    return fig

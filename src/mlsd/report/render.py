@@ -80,6 +80,8 @@ def build_figures(doc: DesignDocument) -> dict[str, go.Figure]:
             figs["fig-confusion"] = plots.confusion_figure(models.confusion, goals.cost_unit)
     if models.abstention is not None:  # models.abstain (docs/abstention.md)
         figs["fig-coverage-risk"] = plots.coverage_risk_figure(models.abstention, unit=goals.cost_unit)
+    if models.explanations and models.explanations.get("importance"):  # models.explain
+        figs["fig-importance"] = plots.importance_figure(models.explanations)
     for column, rows in _slices_by_column(models.slices).items():
         figs[f"fig-slice-{_slug(column)}"] = plots.slice_figure(rows)
     if doc.monitoring.latest is not None:  # a rollout's variants, from the latest monitoring run

@@ -1,4 +1,4 @@
-"""The FastAPI app: predict, feedback, health, readiness, metrics and OpenAPI docs for one model.
+"""The FastAPI app: predict, explain, feedback, health, readiness, metrics and OpenAPI docs for one model.
 
 ``create_app(settings)`` wires the pieces: bodies are read with a size limit and validated by
 :mod:`mlsd.serving.validation` (inside the micro-batch, vectorised over the batch), rows are
@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlsd.errors import MlsdError
 from mlsd.serving._service import FEEDBACK_ROUTE, PREDICT_ROUTE, Service
 from mlsd.serving.admin import ADMIN_ROUTES, install_admin_routes
+from mlsd.serving.explain import EXPLAIN_ROUTE, ExplainResponse, ModelExplainer, explain
 from mlsd.serving.metrics import CONTENT_TYPE
 from mlsd.serving.models import (
     FeedbackResponse,
@@ -118,6 +119,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+    explainer = ModelExplainer(model)  # POST /v1/explain: built on its first request, then kept
     schema = service.schema
     example = example_row(schema, model.input_columns)
     if settings.privacy is not None:  # a client sends raw values: the example shows one
@@ -145,6 +147,32 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     async def predict(request: Request) -> Response:
         return await service.predict(request)
+
+    @app.post(
+        EXPLAIN_ROUTE,
+        response_model=ExplainResponse,
+        responses={
+            **_ERROR_RESPONSES,
+            501: {
+                **_ERROR_RESPONSES[500],
+                "description": "The served model cannot be explained (why is in the body)",
+            },
+        },
+        summary="SHAP contributions of each input to the champion's raw score of each row (not logged)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/PredictRequest"},
+                        "examples": {"one row": {"value": {"inputs": example}}},
+                    }
+                },
+            }
+        },
+    )
+    async def explain_rows(request: Request) -> Response:
+        return await explain(service, explainer, request)
 
     @app.post(
         FEEDBACK_ROUTE,
@@ -225,7 +253,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         cors_origins=settings.cors_origins,
         max_header_count=settings.max_header_count,
         max_request_line_bytes=settings.max_request_line_bytes,
-        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE, *ADMIN_ROUTES[1:3]),
+        json_routes=(PREDICT_ROUTE, FEEDBACK_ROUTE, EXPLAIN_ROUTE, *ADMIN_ROUTES[1:3]),
     )
     app.add_middleware(_Observed, service=service)  # outermost: refused requests are counted too
     return app
