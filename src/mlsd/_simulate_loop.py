@@ -232,7 +232,7 @@ class SimulatedLoop:
         }
         for trigger, values in measurements.items():
             key = required_key(trigger)
-            if getattr(spec, key) is None:
+            if key is None or getattr(spec, key) is None:
                 continue
             decision = check_trigger(spec, trigger, **values)
             if not decision.fired:

@@ -128,7 +128,7 @@ def prepare_data(design: Design, *, progress: Progress = QUIET) -> PreparedData:
                 exc.message,
                 field=exc.field or "data.sample",
                 received=exc.received,
-                expected=exc.expected,
+                expected=exc.expected or "",
             ) from exc
         if raw is not None:
             raw = frame[list(raw_names.values())].rename(columns={v: k for k, v in raw_names.items()})

@@ -267,7 +267,12 @@ def _sequential(
     """
     all_times = np.sort(np.concatenate([times_a, times_b]))
     cuts = all_times[np.linspace(0, all_times.size, spec.checkpoints + 1)[1:].astype(int) - 1]
-    diffs, variances, sds, ns, at, fractions = [], [], [], [], [], []
+    diffs: list[Any] = []
+    variances: list[Any] = []
+    sds: list[Any] = []
+    ns: list[Any] = []
+    at: list[Any] = []
+    fractions: list[Any] = []
     for cut in cuts:
         upto = (int(np.searchsorted(times_a, cut, "right")), int(np.searchsorted(times_b, cut, "right")))
         if _enough(arms, upto):

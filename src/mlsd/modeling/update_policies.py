@@ -129,7 +129,7 @@ def compare_update_policies(
     task: str,
     policies: Sequence[str] = DEFAULT_POLICIES,
     label_delay: dt.timedelta = dt.timedelta(0),
-    cost: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    cost: Callable[[np.ndarray, np.ndarray], float | None] | None = None,
     drift_share: Callable[[pd.DataFrame, pd.DataFrame], float] | None = None,
     drifted_share_above: float = 0.3,
     initial_model: Any = None,

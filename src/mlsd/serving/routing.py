@@ -437,7 +437,7 @@ class Routing:
                     f"{alias} moved to version {variant.version}, whose input columns differ",
                     field=alias,
                     received=list(variant.model.input_columns),
-                    expected=expected,
+                    expected=", ".join(expected),
                 )
         for variant in loaded.values():  # warm before swapping in: no request meets it cold
             self._warm(variant)

@@ -339,7 +339,7 @@ def _routing(
                 f"{alias} (version {other_version}) reads other input columns than the champion",
                 field=f"deployment.{'traffic' if dep.strategy == 'ab' else 'challenger'}",
                 received=list(other.input_columns),
-                expected=list(model.input_columns),
+                expected=", ".join(model.input_columns),
             )
         variants[alias] = Variant(alias, other, other_version)
 
