@@ -93,7 +93,7 @@ def test_document_explains_the_champion(built) -> None:
     models = json.loads((reports / "design.json").read_text())["models"]
     explained = models["explanations"]
     champion = ModelRegistry(path.parent / ".mlsd" / "flight-delay").load("flight-delay")
-    assert explained["model"] == models["decision"]["winner"] and explained["rows"] == 2000
+    assert explained["model"] == models["decision"]["winner"] and explained["rows"] == 1000
     assert {r["column"] for r in explained["importance"]} == set(champion.input_columns)
     assert explained["additivity_error"] < 1e-6
     assert any("calibration (sigmoid)" in n for n in explained["notes"])  # this build calibrates

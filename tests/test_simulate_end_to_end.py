@@ -46,7 +46,8 @@ def _design(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+# session scope: xdist may run this module's tests apart, and a module fixture would simulate twice
+@pytest.fixture(scope="session")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     design = _design(tmp_path_factory.mktemp("simulate"))
     built = mlsd_cli("build", str(design), timeout=600)  # the design's own champion and document
