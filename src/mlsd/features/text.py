@@ -78,7 +78,8 @@ def validate_text_spec(value: Any, path: str = "features.text") -> dict[str, dic
     {'tweet': {'encoder': 'tfidf'}}
     >>> validate_text_spec({"tweet": "bow"})
     Traceback (most recent call last):
-    mlsd.errors.DesignError: features.text.tweet: unknown text encoder (received 'bow'; expected one of tfidf, minilm)
+    mlsd.errors.DesignError: features.text.tweet: unknown text encoder (received 'bow'; expected one of \
+tfidf, minilm)
     """
     if value is None:
         return {}
