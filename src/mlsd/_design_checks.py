@@ -380,7 +380,8 @@ def _text_features(design: Design) -> Problems:
     try:
         validate_spec({k: v for k, v in groups.items() if v})
     except DesignError as exc:
-        yield design.error(exc.message, field=exc.field, received=exc.received, expected=exc.expected)
+        field = exc.field or "features.text"
+        yield design.error(exc.message, field=field, received=exc.received, expected=exc.expected)
 
 
 def _behaviour_tests(design: Design) -> Problems:

