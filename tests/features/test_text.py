@@ -169,3 +169,13 @@ def test_monitoring_watches_the_texts_length_not_the_text() -> None:
         }
     )
     assert watched_columns(design) == {"text_length": "numeric"}
+
+
+@pytest.mark.skipif(not _MINILM, reason=_NO_EXTRA)
+def test_minilm_in_the_pipeline_pickles_without_its_weights() -> None:
+    rows = pd.DataFrame({"t": [*TWEETS, None]})
+    pipe = build_feature_pipeline(text={"t": "minilm"}).fit(rows)
+    blob = pickle.dumps(pipe)
+    assert len(blob) < 100_000  # the 90 MB model is reloaded from the package, not pickled
+    np.testing.assert_array_equal(pickle.loads(blob).transform(rows), pipe.transform(rows))
+    assert pipe.transform(rows).shape == (7, 384)
