@@ -65,6 +65,7 @@ def check_design(design: Design) -> None:
         _expressions,
         _privacy,
         _forbidden_features,
+        _text_features,
         _models,
         _behaviour_tests,
         _augment,
@@ -364,6 +365,23 @@ def _models(design: Design) -> Problems:
                 expected=f"{name} as goals.metric or listed in goals.metrics",
             )
     yield from _constraints(design, sel.subject_to, "models.select.subject_to")
+
+
+def _text_features(design: Design) -> Problems:
+    """``features.text``: known encoders and options, each column in no other feature group."""
+    from mlsd.errors import DesignError
+    from mlsd.features._spec import validate_spec
+
+    f = design.features
+    if not f.text:
+        return
+    groups = {"numeric": f.numeric, "categorical": f.categorical, "hashed": f.hashed}
+    groups |= {"cyclical": f.cyclical, "text": f.text}
+    try:
+        validate_spec({k: v for k, v in groups.items() if v})
+    except DesignError as exc:
+        field = exc.field or "features.text"
+        yield design.error(exc.message, field=field, received=exc.received, expected=exc.expected)
 
 
 def _behaviour_tests(design: Design) -> Problems:

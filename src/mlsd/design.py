@@ -158,6 +158,9 @@ class FeaturesSpec(_Spec):
     categorical: list[str] = Field(default_factory=list)
     hashed: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     cyclical: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    text: dict[str, str | dict[str, Any]] = Field(
+        default_factory=dict, description="column -> encoder (tfidf, minilm) or {encoder: ..., options}"
+    )
     time_parts: list[TimePart] = Field(default_factory=list, description="parts of data.time")
     crosses: list[Annotated[list[str], Field(min_length=2)]] = Field(default_factory=list)
     rare_min_frequency: float = Field(0.01, gt=0)
@@ -167,7 +170,7 @@ class FeaturesSpec(_Spec):
 
     def input_columns(self) -> list[str]:
         """The raw columns the features read, in first-mention order (data.time not included)."""
-        cols = [*self.numeric, *self.categorical, *self.hashed, *self.cyclical]
+        cols = [*self.numeric, *self.categorical, *self.hashed, *self.cyclical, *self.text]
         cols += [c for cross in self.crosses for c in cross]
         return list(dict.fromkeys(cols))
 

@@ -84,7 +84,8 @@ def design_schema(design: Design, train: pd.DataFrame, input_columns: list[str])
             train,
             columns=input_columns,
             categorical=[c for c in categorical if c in input_columns],
-            hashed=[c for c in f.hashed if c in input_columns],
+            # text columns, like hashed ones, take values never seen: no allowed list, a length limit
+            hashed=[c for c in [*f.hashed, *f.text] if c in input_columns],
             time=time,
             range_rules={c: r for c, r in design.deployment.range_tolerances.items() if c in input_columns},
             read_through=through,

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlsd.errors import DesignError
+from mlsd.features.text import validate_text_spec
 from mlsd.features.transformers import TIME_PARTS
 
 __all__ = ["COLUMN_GROUPS", "DEFAULT_TIME_PARTS", "IMPUTATION_STRATEGIES", "FeatureSpec", "validate_spec"]
 
-COLUMN_GROUPS = ("numeric", "categorical", "hashed", "cyclical", "time_column")
+COLUMN_GROUPS = ("numeric", "categorical", "hashed", "cyclical", "text", "time_column")
 """Groups that each own their columns: a column may sit in only one (crosses may reuse any)."""
 
 DEFAULT_TIME_PARTS = ("hour", "dayofweek", "month")
@@ -36,6 +37,7 @@ class FeatureSpec:
     categorical: tuple[str, ...] = ()
     hashed: dict[str, int] = field(default_factory=dict)
     cyclical: dict[str, float] = field(default_factory=dict)
+    text: dict[str, dict[str, Any]] = field(default_factory=dict)
     time_column: str | None = None
     time_parts: tuple[str, ...] = ()
     crosses: tuple[tuple[str, ...], ...] = ()
@@ -46,7 +48,7 @@ class FeatureSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        ordered = [*self.numeric, *self.categorical, *self.hashed, *self.cyclical]
+        ordered = [*self.numeric, *self.categorical, *self.hashed, *self.cyclical, *self.text]
         if self.time_column is not None:
             ordered.append(self.time_column)
         ordered.extend(c for cross in self.crosses for c in cross)
@@ -198,6 +200,7 @@ def _check_groups(spec: FeatureSpec) -> None:
         "categorical": spec.categorical,
         "hashed": tuple(spec.hashed),
         "cyclical": tuple(spec.cyclical),
+        "text": tuple(spec.text),
         "time_column": (spec.time_column,) if spec.time_column is not None else (),
     }
     owner: dict[str, str] = {}
@@ -219,7 +222,7 @@ def validate_spec(params: Mapping[str, Any]) -> FeatureSpec:
     >>> validate_spec({})
     Traceback (most recent call last):
     mlsd.errors.DesignError: features: no feature columns (expected at least one of numeric, \
-categorical, hashed, cyclical, time_column, crosses)
+categorical, hashed, cyclical, text, time_column, crosses)
     """
     if not isinstance(params, Mapping):
         raise DesignError(
@@ -239,6 +242,7 @@ categorical, hashed, cyclical, time_column, crosses)
         categorical=_names(params.get("categorical"), "features.categorical"),
         hashed=_hashed(params.get("hashed")),
         cyclical=_cyclical(params.get("cyclical")),
+        text=validate_text_spec(params.get("text")),
         time_column=time_column,
         time_parts=time_parts,
         crosses=_crosses(params.get("crosses")),

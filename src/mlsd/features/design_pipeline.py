@@ -32,6 +32,7 @@ def feature_pipeline_for(design: Design) -> Pipeline:
         categorical=f.categorical,
         hashed=f.hashed,
         cyclical=f.cyclical,
+        text=f.text,
         time_column=design.data.time if f.time_parts else None,
         time_parts=f.time_parts,
         crosses=f.crosses,

@@ -40,6 +40,7 @@ from mlsd.errors import MlsdError, SchemaError
 from mlsd.features._columns import float_column
 from mlsd.features._compiled import CompiledFeatures, Fallback, compile_features
 from mlsd.features._spec import FeatureSpec, validate_spec
+from mlsd.features.text import make_text_encoder
 from mlsd.features.transformers import (
     PERIODIC_TIME_PARTS,
     CyclicalEncoder,
@@ -75,6 +76,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         categorical: Sequence[str] = (),
         hashed: Mapping[str, int] | None = None,
         cyclical: Mapping[str, float] | None = None,
+        text: Mapping[str, Any] | None = None,
         time_column: str | None = None,
         time_parts: Sequence[str] = (),
         crosses: Sequence[Sequence[str]] = (),
@@ -87,6 +89,7 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
         self.categorical = categorical
         self.hashed = hashed
         self.cyclical = cyclical
+        self.text = text
         self.time_column = time_column
         self.time_parts = time_parts
         self.crosses = crosses
@@ -202,6 +205,7 @@ def build_feature_pipeline(
     categorical: Sequence[str] = (),
     hashed: Mapping[str, int] | None = None,
     cyclical: Mapping[str, float] | None = None,
+    text: Mapping[str, Any] | None = None,
     time_column: str | None = None,
     time_parts: Sequence[str] = (),
     crosses: Sequence[Sequence[str]] = (),
@@ -218,6 +222,8 @@ def build_feature_pipeline(
       ``rare_min_frequency`` (a share, or a count if an int) and unseen ones share one bucket;
     - ``hashed``: ``{column: n_features}`` through :class:`HashingEncoder`;
     - ``cyclical``: ``{column: period}``, median imputation then sin/cos;
+    - ``text``: ``{column: encoder}`` or ``{column: {encoder: tfidf, max_features: 5000}}``
+      through :mod:`mlsd.features.text` (``tfidf``, ``minilm``);
     - ``time_column`` with ``time_parts``: periodic parts as sin/cos, the others as numbers;
     - ``crosses``: each group of columns crossed pairwise, then one-hot as for categoricals.
 
@@ -232,6 +238,7 @@ def build_feature_pipeline(
         "categorical": categorical,
         "hashed": hashed,
         "cyclical": cyclical,
+        "text": text,
         "time_column": time_column,
         "time_parts": time_parts,
         "crosses": crosses,
@@ -306,6 +313,8 @@ def _column_transformer(spec: FeatureSpec) -> ColumnTransformer:
             ]
         )
         steps.append(("cyclical", cyclical, list(spec.cyclical)))
+    for column, encoder in spec.text.items():
+        steps.append((f"text_{column}", make_text_encoder(encoder), [column]))
     if spec.time_column is not None:
         steps.append(("time", _time_steps(spec), [spec.time_column]))
     for cross in spec.crosses:
@@ -378,6 +387,11 @@ def describe_features(pipeline: FeaturePipeline) -> list[dict[str, Any]]:
         add(column, "hashed", f"feature hashing into {n_features} columns", [column], n_features)
     for column, period in spec.cyclical.items():
         add(column, "cyclical", f"median imputation + sin/cos of 2π·x/{period:g}", [column], 2)
+    for column, encoder in spec.text.items():
+        options = ", ".join(f"{k}={v}" for k, v in encoder.items() if k != "encoder")
+        transform = f"text encoder {encoder['encoder']}" + (f" ({options})" if options else "")
+        width = len(steps[f"text_{column}"].get_feature_names_out()) if steps else None
+        add(column, "text", transform, [column], width)
     if spec.time_column is not None:
         periodic = [f"{p} {PERIODIC_TIME_PARTS[p]:g}" for p in spec.time_parts if p in PERIODIC_TIME_PARTS]
         plain = [p for p in spec.time_parts if p not in PERIODIC_TIME_PARTS]

@@ -44,7 +44,8 @@ def watched_columns(design: Design, frame: pd.DataFrame | None = None) -> dict[s
     its kind from ``frame`` (strings and booleans are categorical), or ``None`` without a frame.
     """
     f = design.features
-    skip = {*f.hashed, design.data.time}
+    # free text is new by nature, like hashed values: not compared as categories
+    skip = {*f.hashed, *f.text, design.data.time}
     numeric = {*f.numeric, *f.cyclical}
     categorical = {*f.categorical, *(c for cross in f.crosses for c in cross)}
     out: dict[str, str | None] = {}
