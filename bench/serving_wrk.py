@@ -44,6 +44,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -225,10 +226,14 @@ def run_wrk(url: str, path: str, bodies: Path, lua: Path, args: argparse.Namespa
     subprocess.run([*base, "-d3s", *script], capture_output=True, check=True)
     load_before = os.getloadavg()
     before = cpu_times()
+    # wrk's own CPU time (a waited-for child): what of its core the load generator itself used
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [*base, f"-d{args.seconds}s", "--latency", *script], capture_output=True, text=True, check=True
     ).stdout
     shares = idle_shares(before, cpu_times())
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
     line = next(x for x in out.splitlines() if x.startswith("MLSD_WRK "))
     raw = dict(zip(_WRK_FIELDS, (int(v) for v in line.split()[1:]), strict=True))
     errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
@@ -245,6 +250,7 @@ def run_wrk(url: str, path: str, bodies: Path, lua: Path, args: argparse.Namespa
         "idle_share": shares["cpu"]["idle"],
         "idle_share_server_core": shares[f"cpu{SERVER_CORE}"]["idle"],
         "idle_share_wrk_core": shares[f"cpu{WRK_CORE}"]["idle"],
+        "wrk_cpu_share": wrk_cpu / (raw["duration_us"] / 1e6),
         "steal_share": shares["cpu"]["steal"],
         "loadavg_1m_before": load_before[0],
     }
