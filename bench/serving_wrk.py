@@ -270,7 +270,8 @@ def log_counts(db: Path) -> dict[str, Any]:
         if "shadow_predictions" in tables:
             out["shadow_rows"] = con.execute("SELECT count(*) FROM shadow_predictions").fetchone()[0]
         if "rollout_events" in tables:
-            out["rollout_events"] = [r[0] for r in con.execute("SELECT kind FROM rollout_events ORDER BY id")]
+            events = con.execute("SELECT kind, reason FROM rollout_events ORDER BY id").fetchall()
+            out["rollout_events"] = [f"{kind}: {reason}" for kind, reason in events]
     return out
 
 
