@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DESIGN := examples/flights/design.yaml
 
-.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-monitor clean install
+.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-serving-client bench-monitor clean install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,13 @@ bench: bench-features bench-serving bench-monitor
 bench-features: $(STAMP)
 	$(PY) bench/feature_transform.py
 
+# wrk (Debian's package) on one core, each server on the other: mlsd serve single / shadow /
+# canary, mlflow models serve and BentoML (its own venv under /tmp) on the flights champion.
 bench-serving: $(STAMP)
+	$(PY) bench/serving_wrk.py
+
+# the older bench: a Python (httpx) client sharing the cores with the server, plus in-process
+bench-serving-client: $(STAMP)
 	$(PY) bench/serving.py
 
 # Evidently lives in its own venv: it needs pandas<3 and plotly<6, which mlsd does not use.

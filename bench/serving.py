@@ -1,7 +1,7 @@
 """Serving throughput and latency: `mlsd serve` against in-process prediction of the same pipeline
 and against `mlflow models serve` of the same registered model.
 
-    make bench-serving          # or: .venv/bin/python bench/serving.py [--rows 3000 --concurrency 16]
+    make bench-serving-client   # or: .venv/bin/python bench/serving.py [--rows 3000 --concurrency 16]
 
 Needs the flights champion (`make demo`, or this script runs `mlsd build` first). The rows are
 the first ``--rows`` test-month flights, as JSON records, one row per request:
