@@ -341,3 +341,45 @@ def test_a_busy_machine_slowing_both_variants_does_not_roll_the_canary_back() ->
     assert judge_canary(spec, 20.0, state, window(99.5), window(100.0), "binary").action == "hold"
     slow = judge_canary(spec, 20.0, state, window(99.5), window(99.5 * LATENCY_RATIO + 1), "binary")
     assert slow.action == "rollback" and "p99" in slow.reason
+
+
+def test_sticky_units_cluster_the_variance_as_statsmodels_does() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(8)
+    units = rng.integers(0, 60, 900).astype(str)
+    effect = rng.normal(0, 0.3, 60)[units.astype(int)]  # a unit's rows share its delays
+    loss = (rng.random(900) < 0.3 + effect.clip(-0.25, 0.6)).astype(float)
+    frame = pd.DataFrame(
+        {"variant": "b", "assigned_variant": None, "fallback": None, "latency_ms": 1.0,
+         "decision": 1, "outcome": 1 - loss, "score": 0.5, "unit": units}
+    )  # fmt: skip
+    w = window_stats(frame, "b", "binary")
+    fit = sm.OLS(loss, np.ones((900, 1))).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(units)[0]})
+    assert w.mean_var == pytest.approx(float(fit.bse[0]) ** 2, rel=1e-9)
+    assert w.mean_var > 1.5 * w.loss_var / w.labelled  # correlated rows: wider than rows alone
+    # without units (random assignment) it is the row variance
+    assert window_stats(frame.drop(columns="unit"), "b", "binary").mean_var == pytest.approx(w.loss_var / 900)
+
+
+def test_an_aa_canary_over_clustered_units_rarely_rolls_back() -> None:
+    """Both variants the same model; units (aircraft) carry correlated outcomes. Rows treated as
+    independent roll back far more often than 1 - confidence; clustered by unit they do not."""
+    rng = np.random.default_rng(9)
+    spec = SPEC.model_copy(update={"max_degradation": 0.0})
+    rolled = {"clustered": 0, "rows": 0}
+    for _ in range(300):
+        n_units = 80
+        unit_rate = (0.3 + rng.normal(0, 0.2, n_units)).clip(0.01, 0.99)
+        units = rng.integers(0, n_units, 3000)
+        side = np.where(units % 2 == 0, "champion", "challenger")  # sticky: a unit keeps its side
+        loss = (rng.random(3000) < unit_rate[units]).astype(float)
+        frame = pd.DataFrame(
+            {"variant": side, "assigned_variant": None, "fallback": None, "latency_ms": 1.0,
+             "decision": 1, "outcome": 1 - loss, "score": 0.5, "unit": units.astype(str)}
+        )  # fmt: skip
+        for key, f in (("clustered", frame), ("rows", frame.drop(columns="unit"))):
+            a, b = window_stats(f, "champion", "binary"), window_stats(f, "challenger", "binary")
+            rolled[key] += _judge(a, b, spec=spec).action == "rollback"
+    assert rolled["rows"] / 300 > 0.15  # the row-level bound is fooled by the clusters
+    assert rolled["clustered"] / 300 < 0.05 + 3 * np.sqrt(0.05 * 0.95 / 300)

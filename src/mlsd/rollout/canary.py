@@ -72,6 +72,16 @@ class VariantWindow:
     labelled: int
     loss_sum: float
     loss_sq_sum: float
+    #: the variance of the mean loss clustered by unit (sticky assignment: a unit's rows share
+    #: its variant and are correlated, e.g. the flights of one aircraft); None: rows independent
+    clustered_mean_var: float | None = None
+
+    @property
+    def mean_var(self) -> float:
+        """The variance of :attr:`mean_loss`: clustered by unit where known, else ``s² / n``."""
+        if self.clustered_mean_var is not None:
+            return self.clustered_mean_var
+        return self.loss_var / self.labelled if self.labelled else math.nan
 
     @property
     def mean_loss(self) -> float:
@@ -137,6 +147,8 @@ def window_stats(
     - p99 of ``scoring_ms``, the model call that answered the row, where the log has it (else
       the request's ``latency_ms``): a row queued behind another variant's call in the same
       micro-batch, or behind a busy machine's other requests, is not its model's latency;
+    - the variance of the mean loss clustered by ``unit`` where the log has units (sticky
+      assignment), since a unit's rows are correlated;
     - loss: ``1 - (decision == outcome)`` (binary, multiclass) or ``|score - outcome|``
       (regression), over rows with an outcome; with ``costs`` (``goals.costs``, binary) the
       cost of each decision's cell, ``positive_class`` naming the positive outcome.
@@ -144,8 +156,9 @@ def window_stats(
     >>> rows = pd.DataFrame({"variant": ["a", "a", "b"], "assigned_variant": [None, "b", None],
     ...     "fallback": [None, "timeout", None], "latency_ms": [3.0, 9.0, 4.0],
     ...     "decision": [1, 1, 0], "outcome": [1, None, 1], "score": [0.9, 0.8, 0.2]})
-    >>> window_stats(rows, "b", "binary")
-    VariantWindow(requests=2, failures=1, p99_latency_ms=None, labelled=1, loss_sum=1.0, loss_sq_sum=1.0)
+    >>> w = window_stats(rows, "b", "binary")
+    >>> w.requests, w.failures, w.p99_latency_ms, w.labelled, w.loss_sum, w.clustered_mean_var
+    (2, 1, None, 1, 1.0, None)
     """
     needed = {"variant", "assigned_variant", "fallback", "latency_ms", "decision", "outcome", "score"}
     missing = sorted(needed - set(frame.columns))
@@ -170,7 +183,9 @@ def window_stats(
 
     rows = frame[own & frame["outcome"].notna().to_numpy()]
     loss = _losses(rows, task, costs, positive_class)  # also on no rows: an unsupported task fails at once
-    loss = loss[np.isfinite(loss)]  # a regression row whose score or outcome is not a number
+    finite = np.isfinite(loss)  # a regression row whose score or outcome is not a number
+    loss = loss[finite]
+    units = rows["unit"].to_numpy(dtype=object)[finite] if "unit" in rows.columns else None
     return VariantWindow(
         requests=int(mine.sum()),
         failures=int((mine & fell_back).sum()),
@@ -178,7 +193,27 @@ def window_stats(
         labelled=int(loss.size),
         loss_sum=float(loss.sum()),
         loss_sq_sum=float((loss**2).sum()),
+        clustered_mean_var=_clustered_mean_var(loss, units),
     )
+
+
+def _clustered_mean_var(loss: np.ndarray, units: np.ndarray | None) -> float | None:
+    """Cluster-robust variance of the mean of ``loss`` by ``units`` (rows without a unit are
+    their own cluster): ``G/(G-1) · Σ_g (S_g - m n_g)² / N²``, statsmodels' cluster covariance of
+    an intercept-only OLS. None when no unit has two rows (the row variance is the same then)."""
+    if units is None or loss.size < 2:
+        return None
+    keys = pd.Series(units).astype(object)
+    missing = keys.isna().to_numpy()
+    keys = keys.where(~missing, pd.Series(np.arange(loss.size), dtype=object).map(lambda i: ("row", i)))
+    codes, uniques = pd.factorize(keys)
+    groups = len(uniques)
+    if groups == loss.size or groups < 2:
+        return None
+    n = loss.size
+    m = loss.mean()
+    sums = np.bincount(codes, weights=loss - m, minlength=groups)
+    return float(groups / (groups - 1) * np.sum(sums**2) / n**2)
 
 
 def loss_difference_bounds(
@@ -187,7 +222,8 @@ def loss_difference_bounds(
     """``(difference, lower, upper)`` of challenger minus champion mean loss.
 
     Each bound is one-sided at ``confidence``: a normal approximation with each side's own
-    variance (Welch's standard error), ``diff -+ z * sqrt(var_c / n_c + var_0 / n_0)``.
+    variance (Welch's standard error), ``diff -+ z * sqrt(var_c / n_c + var_0 / n_0)``; where the
+    rows are clustered by sticky units, each side's variance of the mean is the clustered one.
 
     >>> d, lo, hi = loss_difference_bounds(VariantWindow(0, 0, None, 100, 20.0, 20.0),
     ...                                    VariantWindow(0, 0, None, 100, 30.0, 30.0), 0.95)
@@ -195,7 +231,7 @@ def loss_difference_bounds(
     (0.1, -0.001, 0.201)
     """
     diff = challenger.mean_loss - champion.mean_loss
-    se = math.sqrt(challenger.loss_var / challenger.labelled + champion.loss_var / champion.labelled)
+    se = math.sqrt(challenger.mean_var + champion.mean_var)
     z = float(stats.norm.ppf(confidence))
     return diff, diff - z * se, diff + z * se
 
