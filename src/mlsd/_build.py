@@ -78,13 +78,11 @@ class RetrainInput:
     champion_version: int
     trigger: str
     reason: str
+    spec: Any = None  # the design's RetrainSpec (monitoring.retrain)
 
     @property
     def finetune(self) -> bool:
-        spec = getattr(self, "spec", None)
-        return spec is not None and spec.mode == "finetune"
-
-    spec: Any = None  # the design's RetrainSpec
+        return self.spec is not None and self.spec.mode == "finetune"
 
 
 def run_build(

@@ -114,7 +114,6 @@ class SimulatedLoop:
         self._served: list[np.ndarray] = []
         self._frozen: list[np.ndarray] = []
         self._events_seen = 0
-        self._bad_version: int | None = None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -264,9 +263,9 @@ class SimulatedLoop:
         bad = System(self.files["bad"], progress=self.progress)
         with self.progress.stage("planting a challenger trained on inverted labels"):
             result = bad.build(alias="challenger", data_until=now)
-        self._bad_version = int(result.registered_version)
-        self._event(k, now, "planted", f"challenger version {self._bad_version} trained on inverted labels")
-        self._event(k, now, "canary start", f"challenger version {self._bad_version} (planted)")
+        version = int(result.registered_version)
+        self._event(k, now, "planted", f"challenger version {version} trained on inverted labels")
+        self._event(k, now, "canary start", f"challenger version {version} (planted)")
         return self._start_canary(k, now, server, self.trained_on_until)
 
     # -- measuring each window --------------------------------------------------------------------
