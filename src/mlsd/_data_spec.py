@@ -22,6 +22,7 @@ __all__ = [
     "AugmentSpec",
     "DataSpec",
     "JoinSpec",
+    "LabelsSpec",
     "LeakageCheck",
     "LeakageSpec",
     "PrivacySpec",
@@ -247,12 +248,26 @@ class SampleSpec(_Spec):
         return self
 
 
+class LabelsSpec(_Spec):
+    """``data.labels``: where labels come from besides ``data.label``, and how good they are
+    (docs/labelling.md). ``data.label`` stays the gold label that the test split is judged on."""
+
+    # --- weak supervision: labelling functions and a label model (data/weak_supervision.py) ---
+
+    # --- several annotators per item: aggregation and agreement (data/annotations.py) ---
+
+    # --- label quality: likely label errors and cross-source consistency (data/label_quality.py) ---
+
+    # --- active learning: what to annotate next (data/active_learning.py) ---
+
+
 class DataSpec(_Spec):
     source: SourceSpec
     join: list[JoinSpec] = Field(default_factory=list)
     derive: dict[str, str] = Field(default_factory=dict, description="new column: expression")
     filter: str | None = Field(None, description="rows to keep, an expression")
     label: str = Field(description="the label as an expression over columns")
+    labels: LabelsSpec = Field(default_factory=LabelsSpec)
     time: str | None = Field(None, description="the moment of prediction (timestamp column)")
     split: SplitSpec
     sample: SampleSpec | None = None
