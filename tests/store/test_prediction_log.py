@@ -201,6 +201,42 @@ def test_database_error_fails_the_future_and_the_writer_survives(log: Prediction
     assert log.queue_depth == 0
 
 
+def test_a_writer_that_dies_fails_its_waiters_instead_of_hanging(
+    log: PredictionLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that kills the writer thread (not a database error: those it survives) must turn
+    every blocked and queued caller into a LogError, and later submits into a refusal."""
+    log.write_sync([record(1)])
+    writer = log._writer
+    monkeypatch.setattr("mlsd.store._log_writer.WAIT_POLL_S", 0.05)
+
+    def broken_gather(*args: Any) -> Any:
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(writer, "_gather", broken_gather)
+    with pytest.raises(LogError, match=r"could not commit|writer has stopped") as info:
+        log.add_feedback("r1", True)
+    assert info.value.field in ("predictions", "feedback")
+    writer._thread.join(5)
+    assert not writer.alive and writer.failing and writer.closed
+    with pytest.raises(LogError, match=r"closed|not running"):
+        log.write_sync([record(2)])
+    assert log.read_predictions()["request_id"].tolist() == ["r1"]  # nothing stored was lost
+
+
+def test_a_blocked_caller_gives_up_after_the_bounded_wait(
+    log: PredictionLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import Future
+
+    monkeypatch.setattr("mlsd.store._log_writer.WAIT_POLL_S", 0.01)
+    monkeypatch.setattr("mlsd.store._log_writer.MAX_WAIT_S", 0.05)
+    never: Future[Any] = Future()  # a commit that never comes back (a hung database)
+    with pytest.raises(LogError, match="has not committed for") as info:
+        log._writer.wait(never, what="feedback", received="r9")
+    assert info.value.field == "feedback" and info.value.received == "r9"
+
+
 def test_feedback_created_unchanged_not_found_conflict(log: PredictionLog) -> None:
     log.write_sync([record(1), record(2)])
     assert log.add_feedback("r1", True, received_at=T0 + timedelta(hours=1)) == "created"

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,11 @@ _STOP = object()
 _SHOWN_IDS = 5
 #: shadow rows one transaction takes at most (a submission larger than this goes alone)
 MAX_SHADOW_ROWS_PER_COMMIT = 256
+# A blocking caller (write_sync, add_feedback) re-checks the writer this often, and gives up with
+# a LogError after MAX_WAIT_S: SQLite's own busy timeout is far shorter, so a commit that takes
+# this long is a writer that will not answer.
+WAIT_POLL_S = 1.0
+MAX_WAIT_S = 120.0
 
 
 @dataclass(slots=True)
@@ -188,8 +194,42 @@ class GroupCommitWriter:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def wait(self, future: Future[Any], *, what: str, received: Any) -> Any:
+        """``future.result()`` for a blocking caller, bounded: a writer that stopped answering
+        (its thread died, or the database hangs) gives a LogError instead of a hung caller."""
+        waited = 0.0
+        while True:
+            try:
+                return future.result(timeout=WAIT_POLL_S)
+            except FutureTimeout:
+                waited += WAIT_POLL_S
+                if not self.alive or waited >= MAX_WAIT_S:
+                    state = "has stopped" if not self.alive else f"has not committed for {waited:.0f} s"
+                    raise LogError(
+                        f"the prediction log's writer {state}; {what} is not known to be committed",
+                        field=what,
+                        received=received,
+                        expected=f"a writer thread that commits within {MAX_WAIT_S:.0f} s",
+                    ) from None
+
     # -- writer thread -------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a dead writer must not leave callers waiting for ever
+            _logger.exception("prediction log: the writer thread stopped")
+            self.last_error = _reason(exc)
+            self.failing = True
+            with self._state_lock:
+                self._closed = True  # nothing more is accepted
+            self._fail_queued(exc)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while (item := self._next_nowait()) is not None:
+            if item is not _STOP and not item.future.done():
+                self._fail(item, self._write_error(item, exc, f"{item.size} rows"))
+
+    def _loop(self) -> None:
         carry: Any = None
         aside: collections.deque[Submission] = collections.deque()  # shadow rows, after answers
         stop = False

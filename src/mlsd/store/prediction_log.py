@@ -275,7 +275,8 @@ class PredictionLog(RolloutLog):
         self, predictions: Sequence[PredictionRecord], request: RequestRecord | None = None
     ) -> None:
         """Submit and block until committed (raises what the future raises)."""
-        self.submit(predictions, request).result()
+        future = self.submit(predictions, request)
+        self._writer.wait(future, what="predictions", received=[r.request_id for r in predictions[:5]])
 
     def submit_feedback(
         self, request_id: str, outcome: Any, *, received_at: datetime | None = None, correct: bool = False
@@ -326,9 +327,8 @@ class PredictionLog(RolloutLog):
         otherwise it is its own transaction.
         """
         if self._started and not self._writer.closed:
-            return self.submit_feedback(
-                request_id, outcome, received_at=received_at, correct=correct
-            ).result()
+            future = self.submit_feedback(request_id, outcome, received_at=received_at, correct=correct)
+            return self._writer.wait(future, what="feedback", received=request_id)
         item = Submission([], [], [self._feedback_row(request_id, outcome, received_at, correct)])
         try:
             self._ensure_tables()
