@@ -1,13 +1,15 @@
-"""A transformer that sleeps before passing its rows on: a real model made slow, for rollout tests.
+"""A transformer that burns CPU before passing its rows on: a real model made slow, for rollout tests.
 
-Put in front of a fitted pipeline it adds ``delay_s`` to every call of ``transform`` (so to
-every ``predict_proba`` of the pipeline) and changes nothing else. It lives in ``tests/`` so that a
-server subprocess started with ``tests`` on its ``PYTHONPATH`` can unpickle a registered
-model holding it (pickle stores the class as ``slow_model.SleepTransformer``).
+Put in front of a fitted pipeline it adds ``delay_s`` seconds of computation to every call of
+``transform`` (so to every ``predict_proba`` of the pipeline) and changes nothing else. It
+computes rather than sleeps because the canary's latency gate judges the CPU time of a model call
+(``scoring_ms``, serving/routing.py), as a slow model is: a sleep would cost no CPU at all. It
+lives in ``tests/`` so that a server subprocess started with ``tests`` on its ``PYTHONPATH`` can
+unpickle a registered model holding it (pickle stores the class as ``slow_model.BusyTransformer``).
 
 >>> import pandas as pd
 >>> rows = pd.DataFrame({"x": [1.0, 2.0]})
->>> SleepTransformer(0.0).transform(rows) is rows
+>>> BusyTransformer(0.0).transform(rows) is rows
 True
 """
 
@@ -19,20 +21,22 @@ from typing import Any
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
-__all__ = ["SleepTransformer", "slowed"]
+__all__ = ["BusyTransformer", "slowed"]
 
 
-class SleepTransformer(TransformerMixin, BaseEstimator):
-    """Sleeps ``delay_s`` seconds per call, then returns its input unchanged (stateless)."""
+class BusyTransformer(TransformerMixin, BaseEstimator):
+    """Spends ``delay_s`` seconds of its thread's CPU time per call, then returns its input (stateless)."""
 
     def __init__(self, delay_s: float = 0.08) -> None:
         self.delay_s = delay_s
 
-    def fit(self, X: Any, y: Any = None) -> SleepTransformer:
+    def fit(self, X: Any, y: Any = None) -> BusyTransformer:
         return self
 
     def transform(self, X: Any) -> Any:
-        time.sleep(self.delay_s)
+        end = time.thread_time() + self.delay_s
+        while time.thread_time() < end:
+            sum(range(1000))  # work, so the thread's CPU clock advances
         return X
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -40,5 +44,5 @@ class SleepTransformer(TransformerMixin, BaseEstimator):
 
 
 def slowed(pipeline: Any, delay_s: float) -> Pipeline:
-    """``pipeline`` (fitted) behind a :class:`SleepTransformer`: same answers, ``delay_s`` later."""
-    return Pipeline([("sleep", SleepTransformer(delay_s)), ("model", pipeline)])
+    """``pipeline`` (fitted) behind a :class:`BusyTransformer`: same answers, ``delay_s`` of CPU later."""
+    return Pipeline([("busy", BusyTransformer(delay_s)), ("model", pipeline)])

@@ -112,6 +112,25 @@ def test_a_retrained_challenger_learns_the_new_labels_and_beats_the_champion_on_
     assert events["kind"].tolist()[-1] == "retrain"
 
 
+def test_with_costs_and_a_canary_the_holdout_also_applies_the_canarys_cost_rule(served) -> None:
+    """What retrain registers must be what the canary can advance: with goals.costs the canary
+    judges decision cost, so the holdout does too, with the canary's margin."""
+    import yaml
+
+    design, _ = served
+    spec = yaml.safe_load(design.read_text())
+    spec["goals"]["costs"] = {"false_positive": 1, "false_negative": 4}
+    spec["deployment"] = {"strategy": "canary", "steps": [50, 100], "max_degradation": 0.02}
+    design.write_text(yaml.safe_dump(spec, sort_keys=False))
+    code, output = _cli("retrain", str(design), "--json")
+    assert output.strip().splitlines()[-1].startswith("{"), output
+    result = json.loads(output.strip().splitlines()[-1])
+    cost = result["holdout_cost"]
+    assert cost["margin"] == pytest.approx(0.02 * 4) and cost["n_rows"] == result["traffic"]["holdout_rows"]
+    # the champion learnt the old labels: the retrained model decides the new ones far cheaper
+    assert cost["difference"] < 0 and cost["passed"] and code == 0, output
+
+
 def test_a_challenger_short_of_the_improvement_asked_for_is_not_registered(served) -> None:
     design, _ = served
     text = design.read_text().replace("holdout: 1w", "holdout: 1w\n    min_improvement: 0.9")

@@ -1,7 +1,7 @@
 """Rollout faults end to end through the real CLI and registry: `mlsd serve` as a subprocess, real
 flights sent by `mlsd replay`, the prediction log and the events read back.
 
-- a canary whose challenger is a real trained model made slow (a transformer that sleeps in
+- a canary whose challenger is a real trained model made slow (a transformer that computes in
   front of it, registered as a new version under ``challenger`` in the build's own registry) is
   rolled back by the p99 latency gate, as an event, and the champion answers everything after;
 - `mlsd promote` and `mlsd rollback` run while `mlsd replay` is sending: the running server
@@ -38,7 +38,7 @@ ADMIN_TOKEN = "rollout-end-to-end-admin-token"  # the token _admin_state sends
 #: cold request (about 80 ms measured on a busy two-core machine): the gate takes the p99 of its
 #: first 20 rows, which is nearly their maximum, so a lower limit rolls back an unslowed model too.
 P99_LIMIT_MS = 250
-#: the challenger's sleep per batch: over the limit, and far over 1.25x the champion's p99
+#: the challenger's CPU time per batch: over the limit, and far over 1.25x the champion's p99
 #: (a lone flight in about 10 ms; canary.LATENCY_RATIO)
 SLEEP_S = 0.4
 
@@ -134,21 +134,21 @@ def test_a_challenger_slower_than_the_p99_limit_is_rolled_back(
     from mlsd.system import System
 
     monkeypatch.setenv("MLSD_ADMIN_TOKEN", ADMIN_TOKEN)
-    # the server unpickles slow_model.SleepTransformer
+    # the server unpickles slow_model.BusyTransformer
     paths = [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
     design = _copy(built, tmp_path / "slow", SLOW_CANARY, p99_limit_ms=P99_LIMIT_MS)
     champion = System(design).champion()[0]
     champion_version, challenger_version = _register(
         design,
-        f"the champion behind a {SLEEP_S * 1000:g} ms sleep (tests/slow_model.py)",
+        f"the champion behind {SLEEP_S * 1000:g} ms of CPU work (tests/slow_model.py)",
         pipeline=slowed(champion.pipeline, SLEEP_S),
     )
 
     with mlsd_server(design) as (_, url):
         # One request in flight: every request is a batch of its own. With eight, a champion row
-        # waits behind a challenger row's sleep in the shared micro-batcher, so both requests'
-        # times are the sleep: the gate judges each row's own model call (scoring_ms) instead.
+        # waits behind a challenger row's slow call in the shared micro-batcher, so both
+        # requests' times include it: the gate judges each row's own model call (scoring_ms).
         replay = _start_replay(
             design, url, "--limit", "700", "--rate", "150", "--concurrency", str(in_flight)
         )
@@ -175,7 +175,7 @@ def test_a_challenger_slower_than_the_p99_limit_is_rolled_back(
     before, after = served[served["logged_at"] < at], served[served["logged_at"] > at]
     slow = before[before["variant"] == "challenger"]
     assert len(slow) >= 20 and (slow["model_version"] == challenger_version).all()
-    assert (slow["latency_ms"] >= SLEEP_S * 1000).all()  # the sleep is in what the log measured
+    assert (slow["latency_ms"] >= SLEEP_S * 1000).all()  # the slow call is in what the log measured
     assert len(after) > 300, len(after)  # rolled back after ~20 slow rows; the rest is the champion's
     assert (after["variant"] == "champion").all(), after["variant"].value_counts()
     assert (after["assigned_variant"].fillna(after["variant"]) == "champion").all()

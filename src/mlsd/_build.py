@@ -371,10 +371,13 @@ def _judge_on_holdout(
     rows, y = holdout[champion.input_columns], holdout[g.target].to_numpy()
     winner = modeling.fitted[decision.winner]
     classes = list(champion.classes) or None
-    comparison = compare_on_holdout(
-        y,
+    scores = (
         model_scores(winner, rows, g.task, classes),
         model_scores(champion.pipeline, rows, g.task, classes),
+    )
+    comparison = compare_on_holdout(
+        y,
+        *scores,
         metric=g.metric,
         task=g.task,
         min_improvement=spec.min_improvement if spec is not None else 0.0,
@@ -398,7 +401,42 @@ def _judge_on_holdout(
             received=round(comparison.gain, 6),
             expected=f"a gain of at least {comparison.min_improvement:g} in {g.metric}",
         )
+    costly = _holdout_cost_gate(design, champion, y, scores, modeling.thresholds.get(decision.winner, 0.5))
+    if costly is not None:
+        progress.note(f"retrain: {costly.describe()}")
+        summary["holdout_cost"] = costly.to_dict()
+        if not costly.passed:
+            raise GateError(
+                f"not registered: {costly.describe()}",
+                field="deployment.max_degradation",
+                received=round(costly.upper, 6),
+                expected=f"extra cost per decision at most {costly.margin:g}, the canary's margin",
+            )
     return summary
+
+
+def _holdout_cost_gate(
+    design: Design, champion: Any, y: Any, scores: tuple[Any, Any], threshold: float
+) -> Any:
+    """With goals.costs on a binary canary: the canary's cost rule on the holdout (None otherwise),
+    so that what retrain registers is what the canary can advance (modeling/holdout.py).
+    ``scores``: the challenger's and the champion's positive-class probabilities."""
+    from mlsd.modeling.holdout import compare_decision_costs
+
+    g, d = design.goals, design.deployment
+    if g.task != "binary" or g.costs is None or d.strategy != "canary":
+        return None
+    classes = list(champion.classes) or None
+    positive = y == classes[-1] if classes else y.astype(bool)
+    costs = g.costs
+    return compare_decision_costs(
+        positive,
+        *scores,
+        thresholds=(threshold, float(champion.threshold or 0.5)),
+        costs=costs,
+        margin=d.max_degradation * max(abs(costs.false_positive), abs(costs.false_negative)),
+        confidence=d.confidence,
+    )
 
 
 # --- models.adversarial (docs/splits-and-leakage.md) -------------------------------------------

@@ -54,3 +54,28 @@ def test_the_improvement_asked_for_decides(scores) -> None:
     assert not compare_on_holdout(
         y, a, b, metric="roc_auc", task="binary", min_improvement=gain + 1e-9, n_resamples=20
     ).passed
+
+
+def test_the_cost_gate_is_the_canarys_rule_on_paired_costs(scores) -> None:
+    """Mean decision cost of each model at its own threshold, as goals/costs.py prices a
+    confusion; the bound is statsmodels' one-sided z interval of the paired differences."""
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    from mlsd.goals.costs import CostMatrix, expected_cost_per_1000
+    from mlsd.modeling.holdout import compare_decision_costs
+
+    y, a, b = scores
+    costs = {"false_positive": 1, "false_negative": 4}
+    c = compare_decision_costs(y == 1, a, b, thresholds=(0.3, 0.6), costs=costs, margin=0.08)
+    m = CostMatrix.from_spec(costs)
+    assert c.challenger * 1000 == pytest.approx(expected_cost_per_1000(y, a >= 0.3, m), abs=1e-9)
+    assert c.champion * 1000 == pytest.approx(expected_cost_per_1000(y, b >= 0.6, m), abs=1e-9)
+    d = np.where(y == 1, np.where(a >= 0.3, 0, 4), np.where(a >= 0.3, 1, 0)) - np.where(
+        y == 1, np.where(b >= 0.6, 0, 4), np.where(b >= 0.6, 1, 0)
+    )
+    _, upper = DescrStatsW(d.astype(float)).zconfint_mean(alpha=0.05, alternative="smaller")
+    assert c.upper == pytest.approx(upper, abs=1e-12)
+    assert c.passed == (upper <= 0.08)
+    # the same models, the challenger now deciding at a threshold that misses most delays
+    worse = compare_decision_costs(y == 1, a, b, thresholds=(0.95, 0.6), costs=costs, margin=0.08)
+    assert worse.difference > 0.08 and not worse.passed

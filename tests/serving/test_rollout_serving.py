@@ -279,3 +279,29 @@ def test_bandit_rewards_come_from_the_log_and_survive_a_restart(serve, flights, 
     assert {a["variant"] for a in answers} <= {"champion", "challenger"}
     with serve(spec, log_path=path) as (_, _, again):
         assert again.arms == arms  # read back from the log at start, not kept in memory
+
+
+def test_scoring_time_is_the_model_calls_cpu_time_not_the_wall_clock() -> None:
+    """What the canary's latency gate judges grows with the model's work, not with waiting: a
+    call that sleeps (a thread waiting for a core on a busy machine looks the same) costs no
+    CPU, a call that computes costs what it computes."""
+    import time as _time
+
+    import pandas as pd
+
+    from mlsd.serving.routing import _timed_predict
+    from slow_model import BusyTransformer
+
+    class _Model:
+        def __init__(self, step: Any) -> None:
+            self.step = step
+
+        def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+            self.step(frame)
+            return pd.DataFrame({"score": [0.5] * len(frame), "decision": [True] * len(frame)})
+
+    frame = pd.DataFrame({"x": [1.0]})
+    _, waiting = _timed_predict(_Model(lambda f: _time.sleep(0.3)), frame)
+    _, working = _timed_predict(_Model(BusyTransformer(0.05).transform), frame)
+    assert waiting < 100, waiting  # 300 ms of wall time, next to no CPU
+    assert working >= 50, working

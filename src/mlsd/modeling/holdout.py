@@ -22,11 +22,18 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from mlsd.errors import MlsdError
 from mlsd.goals.metrics import compute_metric, get_task_metric
 
-__all__ = ["HoldoutComparison", "compare_on_holdout", "model_scores"]
+__all__ = [
+    "CostComparison",
+    "HoldoutComparison",
+    "compare_decision_costs",
+    "compare_on_holdout",
+    "model_scores",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,4 +129,93 @@ def compare_on_holdout(
         high=float(high),
         min_improvement=min_improvement,
         passed=bool(gain >= min_improvement),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CostComparison:
+    """The two models' mean decision cost on the holdout, each at its own threshold, and whether
+    the challenger is shown no costlier than the canary's margin allows (lower is better)."""
+
+    n_rows: int
+    challenger: float  # mean cost per decision, goals.costs' unit
+    champion: float
+    difference: float  # challenger - champion
+    upper: float  # one-sided upper bound at `confidence`
+    margin: float
+    confidence: float
+    passed: bool
+
+    def describe(self) -> str:
+        verdict = "is shown" if self.passed else "is not shown"
+        return (
+            f"the challenger {verdict} no costlier than the canary's margin on the newest {self.n_rows:,} "
+            f"labelled rows: cost per decision {self.challenger:.4f} vs {self.champion:.4f}, difference "
+            f"{self.difference:+.4f}, at {self.confidence:.0%} confidence at most {self.upper:+.4f} "
+            f"(margin {self.margin:.4g})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def compare_decision_costs(
+    positive: Any,
+    challenger_scores: Any,
+    champion_scores: Any,
+    *,
+    thresholds: tuple[float, float],
+    costs: Any,
+    margin: float,
+    confidence: float = 0.95,
+) -> CostComparison:
+    """The canary's advance rule on the holdout, before anything is registered.
+
+    With ``goals.costs`` a binary canary judges the cost of each decision and advances only when
+    the challenger's extra cost is at most ``margin`` at ``confidence`` (rollout/canary.py). A
+    retrained challenger that is better by ``goals.metric`` but decides worse at its own threshold
+    would be registered, start a canary and be rolled back: the flights simulation did this three
+    times. Here both models decide the same rows, so the bound is on the paired differences
+    ``cost_challenger - cost_champion`` (normal approximation, one-sided), tighter than the
+    canary's two-sample bound on disjoint traffic.
+
+    >>> y = np.array([True, False] * 50)
+    >>> same = np.where(y, 0.9, 0.1)
+    >>> c = compare_decision_costs(y, same, same, thresholds=(0.5, 0.5),
+    ...                            costs={"false_positive": 1, "false_negative": 4}, margin=0.08)
+    >>> c.passed, c.difference
+    (True, 0.0)
+    >>> worse = np.full(100, 0.0)  # never warns: every delay is a missed one
+    >>> compare_decision_costs(y, worse, same, thresholds=(0.5, 0.5),
+    ...     costs={"false_positive": 1, "false_negative": 4}, margin=0.08).passed
+    False
+    """
+    from mlsd.goals.costs import CostMatrix
+
+    m = CostMatrix.from_spec(costs)
+    truth = np.asarray(positive, dtype=bool)
+
+    def cost(scores: Any, threshold: float) -> np.ndarray:
+        said = np.asarray(scores, dtype=float) >= threshold  # goals/costs.py's decision rule
+        return np.where(
+            truth,
+            np.where(said, m.true_positive, m.false_negative),
+            np.where(said, m.false_positive, m.true_negative),
+        )
+
+    a, b = cost(challenger_scores, thresholds[0]), cost(champion_scores, thresholds[1])
+    d = a - b
+    n = len(d)
+    diff = float(d.mean()) if n else float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    upper = diff + float(stats.norm.ppf(confidence)) * se
+    return CostComparison(
+        n_rows=n,
+        challenger=float(a.mean()) if n else float("nan"),
+        champion=float(b.mean()) if n else float("nan"),
+        difference=diff,
+        upper=upper,
+        margin=float(margin),
+        confidence=float(confidence),
+        passed=bool(upper <= margin),
     )
