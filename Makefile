@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DESIGN := examples/flights/design.yaml
 
-.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-serving-client bench-monitor clean install
+.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-serving-client bench-monitor bench-monitor-log clean install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ $(BENCH_VENV)/.installed-stamp: bench/requirements-evidently.txt
 
 bench-monitor: $(STAMP) $(BENCH_VENV)/.installed-stamp
 	$(PY) bench/monitor_drift.py
+
+## `mlsd monitor` end to end over a 1,000,000-prediction SQLite log (filled once, then reused).
+bench-monitor-log: $(STAMP)
+	$(PY) bench/monitor_log.py --profile
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) examples/*/.mlsd .pytest_cache
