@@ -132,7 +132,8 @@ def run_monitor(design: Path, profile: Path | None) -> dict[str, Any]:
         cmd = [str(BIN / "py-spy"), "record", "-r", "100", "-f", "raw", "-o", str(profile), "--", *cmd]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    pinned = ["taskset", "-c", "0", *cmd]
+    proc = subprocess.Popen(pinned, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time and peak memory
