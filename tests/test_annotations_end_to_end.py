@@ -114,9 +114,16 @@ def test_annotated_design_builds_and_documents(tmp_path: Path) -> None:
 
 def test_validate_refuses_what_build_would(tmp_path: Path) -> None:
     path = _design(tmp_path, quality={"action": "down_weight"})
-    run = mlsd_cli("validate", str(path))
-    assert run.returncode != 0 and "data.labels.quality.action" in run.stdout + run.stderr
     d = yaml.safe_load(path.read_text())
+    d["models"]["candidates"] += [
+        {"name": "rf", "type": "random_forest"},
+        {"name": "vote", "type": "voting", "members": ["lr", "rf"]},
+    ]
+    path.write_text(yaml.safe_dump(d))
+    run = mlsd_cli("validate", str(path))
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "data.labels.quality.action" in out and "ensemble" in out, out
+    d["models"]["candidates"] = d["models"]["candidates"][:1]
     d["goals"] = {"task": "regression", "metric": "rmse"}
     d["data"]["label"] = "body_mass_g"
     d["features"]["numeric"] = ["bill_length_mm"]

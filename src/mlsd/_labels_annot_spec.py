@@ -76,26 +76,42 @@ class AnnotationsSpec(_Spec):
 class LabelQualitySpec(_Spec):
     """Likely label errors of the training split, from out-of-fold predicted probabilities.
 
-    ``action``: ``drop`` removes the flagged training rows, ``keep`` keeps them (reported only).
+    ``action``: ``drop`` removes the flagged training rows; ``down_weight`` keeps them with
+    sample weight ``weight`` (the others 1) in every candidate's fit; ``keep`` reports them.
+
+    >>> LabelQualitySpec(action="down_weight").resolved_weight
+    0.2
+    >>> LabelQualitySpec(action="drop", weight=0.5)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for LabelQualitySpec
+    ...
     """
 
     find: Literal["label_issues"] = Field(
         "label_issues", description="cleanlab's find_label_issues over out-of-fold probabilities"
     )
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds of the out-of-fold probabilities")
-    action: Literal["drop", "keep"] = Field(
-        "keep", description="drop: the flagged training rows are removed; keep: reported only"
+    action: Literal["drop", "down_weight", "keep"] = Field(
+        "keep",
+        description="drop: flagged training rows removed; down_weight: fitted with weight `weight`; "
+        "keep: reported only",
+    )
+    weight: float | None = Field(
+        None, gt=0, lt=1, description="down_weight: the sample weight of a flagged row (0.2; others 1)"
     )
     examples: int = Field(20, ge=0, le=1000, description="flagged rows listed in the document")
     seed: int = 0
 
-    @field_validator("action", mode="before")
-    @classmethod
-    def _down_weight_not_yet(cls, v: Any) -> Any:
-        # refused rather than ignored: the training stage takes no per-row weights yet
-        if v == "down_weight":
+    @model_validator(mode="after")
+    def _weight_for_down_weight(self) -> LabelQualitySpec:
+        if self.weight is not None and self.action != "down_weight":
             raise ValueError(
-                "action down_weight is not available yet (training takes no per-row weights): "
-                "received down_weight, expected drop or keep"
+                f"`weight` is read by action down_weight only: received weight={self.weight} "
+                f"with action {self.action}"
             )
-        return v
+        return self
+
+    @property
+    def resolved_weight(self) -> float:
+        return 0.2 if self.weight is None else self.weight

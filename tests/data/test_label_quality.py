@@ -71,20 +71,41 @@ def test_same_as_cleanlab_on_the_same_probabilities(
     assert (issues_from_probabilities(codes, probs).flagged == theirs).all()
 
 
-def test_drop_and_keep_change_the_train_split_as_claimed(
+def test_actions_change_the_train_split_as_claimed(
     flipped: tuple[pd.DataFrame, np.ndarray, np.ndarray],
 ) -> None:
     df, _, _ = flipped
     r = find_label_issues(df[FEATURES], df["noisy"], _model(), folds=5, seed=0)
-    kept = apply_label_action(df, r, "keep")
-    assert kept is df and r.changed_rows == 0
-    dropped = apply_label_action(df, r, "drop")
-    assert len(dropped) == len(df) - r.count and r.changed_rows == r.count
+    kept, weight = apply_label_action(df, r, "keep")
+    assert kept is df and weight is None and r.changed_rows == 0
+    dropped, weight = apply_label_action(df, r, "drop")
+    assert weight is None and len(dropped) == len(df) - r.count and r.changed_rows == r.count
     assert set(dropped.index) == set(df.index[~r.flagged])
     # the labels left agree more with the truth than before
     assert (dropped["noisy"] == dropped["species"]).mean() > (df["noisy"] == df["species"]).mean()
+    same, weight = apply_label_action(df, r, "down_weight", weight=0.25)
+    assert same is df and r.to_dict()["weight"] == 0.25
+    assert weight is not None and (weight[r.flagged] == 0.25).all() and (weight[~r.flagged] == 1).all()
     with pytest.raises(DataError):
         apply_label_action(df.head(10), r, "drop")
+
+
+def test_down_weighting_moves_the_fit_like_the_weights_say(
+    flipped: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+) -> None:
+    """A pipeline fitted with the down-weights equals one fitted with those sample weights, and
+    differs from the unweighted fit: the weights reach the estimator."""
+    df, _, _ = flipped
+    r = find_label_issues(df[FEATURES], df["noisy"], _model(), folds=5, seed=0)
+    _, weight = apply_label_action(df, r, "down_weight", weight=0.1)
+    weighted = _model().fit(df[FEATURES], df["noisy"], logisticregression__sample_weight=weight)
+    plain = _model().fit(df[FEATURES], df["noisy"])
+    lr_w, lr_p = weighted[-1], plain[-1]
+    assert not np.allclose(lr_w.coef_, lr_p.coef_)
+    # fewer of the flipped labels are reproduced by the down-weighted fit
+    agree_w = (weighted.predict(df[FEATURES]) == df["noisy"])[r.flagged].mean()
+    agree_p = (plain.predict(df[FEATURES]) == df["noisy"])[r.flagged].mean()
+    assert agree_w <= agree_p
 
 
 def test_small_classes_shrink_the_folds_or_refuse() -> None:

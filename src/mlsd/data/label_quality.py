@@ -7,7 +7,8 @@ asks cleanlab which given labels those probabilities make unlikely
 joint estimates how many rows of each given class belong to each other class, and that many
 rows with the largest margin are flagged). :func:`issues_from_probabilities` is that last step
 alone, for probabilities computed elsewhere. :func:`apply_label_action` then drops the flagged
-rows or keeps them. :func:`label_consistency` compares two labellings of the same items.
+rows, down-weights them (a sample weight for the fit) or keeps them. :func:`label_consistency`
+compares two labellings of the same items.
 
 >>> import numpy as np
 >>> probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.2, 0.8], [0.95, 0.05], [0.15, 0.85]])
@@ -42,6 +43,7 @@ __all__ = [
 #: the values of ``data.labels.quality.action`` and what each does to the training split
 LABEL_ACTIONS: dict[str, str] = {
     "drop": "the flagged training rows are removed before any model is fitted",
+    "down_weight": "the flagged training rows keep a smaller sample weight in every candidate's fit",
     "keep": "nothing changes; the flagged rows are reported",
 }
 
@@ -61,7 +63,8 @@ class LabelIssues:
     model: str = ""
     oof_accuracy: float = float("nan")  # how often the out-of-fold prediction is the given label
     action: str = "keep"
-    changed_rows: int = 0  # rows the action removed from the training split
+    changed_rows: int = 0  # rows the action removed or down-weighted
+    weight: float | None = None  # down_weight: the flagged rows' sample weight
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -93,6 +96,7 @@ class LabelIssues:
             "action": self.action,
             "action_effect": LABEL_ACTIONS.get(self.action, ""),
             "changed_rows": self.changed_rows,
+            "weight": self.weight,
             "classes": [str(c) for c in self.classes],
             "examples": [
                 {k: (round(float(v), 4) if k.startswith("p_") else str(v)) for k, v in row.items()}
@@ -170,8 +174,12 @@ def find_label_issues(
     return result
 
 
-def apply_label_action(train: pd.DataFrame, issues: LabelIssues, action: str) -> pd.DataFrame:
-    """The training split after ``action``: ``drop`` removes the flagged rows, ``keep`` nothing.
+def apply_label_action(
+    train: pd.DataFrame, issues: LabelIssues, action: str, *, weight: float = 0.2
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """``(train, sample_weight)`` after ``action``: ``drop`` removes the flagged rows,
+    ``down_weight`` keeps every row with weight ``weight`` on the flagged ones (1 elsewhere),
+    ``keep`` changes nothing; the weight is ``None`` unless ``down_weight``.
 
     ``issues`` must have been computed on ``train`` (one flag per row, in its order).
     """
@@ -183,12 +191,16 @@ def apply_label_action(train: pd.DataFrame, issues: LabelIssues, action: str) ->
             received=f"{len(issues.flagged)} flags for {len(train)} rows",
             expected="the training split the issues were computed on",
         )
+    if not 0 < weight <= 1:
+        raise DataError("a down-weight is in (0, 1]", received=weight, expected="e.g. 0.2")
     issues.action = action
-    if action == "keep":
-        issues.changed_rows = 0
-        return train
-    issues.changed_rows = issues.count
-    return train.loc[~issues.flagged]
+    issues.changed_rows = 0 if action == "keep" else issues.count
+    if action == "drop":
+        return train.loc[~issues.flagged], None
+    if action == "down_weight":
+        issues.weight = weight
+        return train, np.where(issues.flagged, weight, 1.0)
+    return train, None
 
 
 @dataclass
