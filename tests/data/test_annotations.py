@@ -85,6 +85,9 @@ def test_dawid_skene_beats_majority_and_ranks_annotators(crowd: pd.DataFrame, pe
     mv = aggregate_annotations(crowd, method="majority", gold=truth)
     ds = aggregate_annotations(crowd, method="dawid_skene", gold=truth)
     acc = {r.method: float((r.labels == truth.reindex(r.labels.index)).mean()) for r in (mv, ds)}
+    print(
+        f"accuracy on the gold species: majority {acc['majority']:.3f}, Dawid-Skene {acc['dawid_skene']:.3f}"
+    )
     assert acc["dawid_skene"] >= acc["majority"] > 0.8
     # each annotator's accuracy against the gold recovers the simulated one, and DS's diagonal ranks them
     expected = pd.Series({"a1": 0.95, "a2": 0.85, "a3": 0.7, "a4": 0.55, "a5": 0.45})
@@ -108,7 +111,12 @@ def test_agreement_equals_sklearn_statsmodels_krippendorff(data: str, request: p
     codes = wide.apply(lambda c: pd.Categorical(c, categories=sorted(answers["label"].unique())).codes)
     alpha = krippendorff.alpha(reliability_data=codes.to_numpy(float).T, level_of_measurement="nominal")
     assert result.krippendorff_alpha == pytest.approx(alpha, abs=1e-12)
-    # the textbook figure: SexualFun's κ is about 0.13 (Agresti), MS patients' about 0.21
+    print(
+        f"{data}: Cohen's kappa {result.pairs['kappa'].iloc[0]:.4f}, "
+        f"Fleiss' kappa {result.fleiss_kappa:.4f}, "
+        f"Krippendorff's alpha {result.krippendorff_alpha:.4f} on {len(wide)} items"
+    )
+    # the textbook figure: SexualFun's κ is about 0.13 (Agresti)
     assert -0.1 < result.pairs["kappa"].iloc[0] < 0.5
 
 
@@ -206,3 +214,14 @@ def test_bad_shapes_refused_naming_the_field(tmp_path, change: dict, field: str)
 def test_good_shape_parses() -> None:
     d = Design.model_validate(_design(aggregate="majority", use="check"))
     assert d.data.labels.annotations is not None and d.data.labels.annotations.use == "check"
+
+
+def test_missing_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mlsd.errors import MlsdError
+
+    monkeypatch.setitem(sys.modules, "crowdkit.aggregation", None)  # import now raises ImportError
+    with pytest.raises(MlsdError, match=r"labels. extra") as err:
+        aggregate_annotations(pd.DataFrame({"item": [1], "annotator": ["a"], "label": ["x"]}))
+    assert "mlsd[labels]" in str(err.value)
