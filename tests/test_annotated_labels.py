@@ -126,3 +126,25 @@ def test_validate_refuses_down_weight_where_weights_cannot_reach() -> None:
     with pytest.raises(DesignError, match="resampled"):
         check_design(Design.model_validate(raw))
     check_design(_design("down_weight"))  # the plain design passes
+
+
+def test_build_refuses_missing_columns_naming_the_field(tmp_path) -> None:
+    import pandas as pd
+
+    from mlsd.errors import DesignError
+
+    pd.DataFrame({"item": [1, 1], "who": ["a", "b"], "answer": ["Adelie", "Gentoo"]}).to_csv(
+        tmp_path / "answers.csv", index=False
+    )
+    raw = _design("keep").model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    spec = {"source": str(tmp_path / "answers.csv"), "item": "item", "annotator": "rater", "label": "answer"}
+    for change, field in (
+        ({}, "data.labels.annotations.annotator"),
+        ({"annotator": "who"}, "data.labels.annotations.item"),  # no column `item` in the penguins
+    ):
+        raw["data"]["labels"] = {"annotations": {**spec, **change}}
+        design = Design.model_validate(raw)
+        prepared = prepare_data(design)
+        with pytest.raises(DesignError) as err:
+            annotated_labels(design, prepared, split_prepared(design, prepared.frame))
+        assert err.value.field == field

@@ -178,7 +178,10 @@ def _annotations(design: Design, prepared: Any, train: pd.DataFrame) -> tuple[pd
     answers = answers.dropna().assign(label=_in_label_space(design, answers["label"].dropna()))
     target = design.goals.target
     keys = frame[a.item].astype(str)
-    gold = pd.Series(frame[target].astype(str).to_numpy(), index=keys.to_numpy())
+    labelled = frame[target].notna().to_numpy()
+    # item -> data.label; an item on several rows gives each of them the aggregate (use: label)
+    # and is compared with the label of its last row
+    gold = pd.Series(frame[target].astype(str).to_numpy()[labelled], index=keys.to_numpy()[labelled])
     result = aggregate_annotations(
         answers,
         method=a.aggregate,

@@ -168,17 +168,13 @@ def aggregate_annotations(
     codes[codes < 0] = np.nan  # -1: not answered
     fleiss, fleiss_items, fleiss_raters = _fleiss(codes, len(classes))
     annotators = _per_annotator(long, labels, agrees, gold, diagonal)
-    review = pd.DataFrame(
-        {
-            "aggregate": labels,
-            "agreement": agreement,
-            "answers": n_answers,
-            "votes": long.groupby("item")["label"].agg(lambda s: ", ".join(sorted(s))),
-        }
-    )
+    review = pd.DataFrame({"aggregate": labels, "agreement": agreement, "answers": n_answers})
     review = review[review["agreement"] < review_below].sort_values(
         ["agreement", "answers"], ascending=[True, False]
     )
+    # the votes of the listed items only: joining text per item is the one per-group step
+    listed = long[long["item"].isin(review.index)].sort_values("label")
+    review["votes"] = listed.groupby("item")["label"].agg(", ".join).reindex(review.index)
     review.index.name = "item"
     return AnnotationResult(
         method=method,
