@@ -148,3 +148,23 @@ def test_build_refuses_missing_columns_naming_the_field(tmp_path) -> None:
         with pytest.raises(DesignError) as err:
             annotated_labels(design, prepared, split_prepared(design, prepared.frame))
         assert err.value.field == field
+
+
+def test_validate_refuses_a_pseudonymised_item_key(tmp_path) -> None:
+    from mlsd._design_checks import check_design
+    from mlsd.errors import DesignError
+
+    (tmp_path / "answers.csv").write_text("island,who,answer\n")
+    raw = _design("keep").model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    raw["data"]["labels"] = {
+        "annotations": {
+            "source": str(tmp_path / "answers.csv"),
+            "item": "island",
+            "annotator": "who",
+            "label": "answer",
+        }
+    }
+    raw["data"]["privacy"] = {"columns": {"island": "pseudonymise"}, "detect": False}
+    with pytest.raises(DesignError) as err:
+        check_design(Design.model_validate(raw))
+    assert err.value.field == "data.labels.annotations.item"

