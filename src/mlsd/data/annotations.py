@@ -34,6 +34,7 @@ an item twice counts with the last answer.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,10 +204,14 @@ def _aggregate(
     aggregation = require_labels_extra("crowdkit.aggregation")
     frame = long.rename(columns={"item": "task", "annotator": "worker"})
     diagonal = None
-    if method == "majority":
-        model = aggregation.MajorityVote().fit(frame)
-    else:
-        model = aggregation.DawidSkene(n_iter=n_iter).fit(frame)
+    with warnings.catch_warnings():
+        # crowd-kit 1.4 calls DataFrame.eval(inplace=True), which pandas 3 deprecates: theirs to fix
+        warnings.filterwarnings("ignore", message=".*inplace keyword in DataFrame.eval")
+        if method == "majority":
+            model = aggregation.MajorityVote().fit(frame)
+        else:
+            model = aggregation.DawidSkene(n_iter=n_iter).fit(frame)
+    if method == "dawid_skene":
         # errors_: rows (worker, answered), columns the true class: P(answered | true)
         errors = model.errors_.stack()
         errors.index.names = ["worker", "answered", "true"]
