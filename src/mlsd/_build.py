@@ -133,6 +133,7 @@ def _run_stages(
     data_until: Any = None,
 ) -> BuildResult:
     """Every stage once, inside the build's run (``registry`` has it active)."""
+    from mlsd._annotated_labels import annotated_labels
     from mlsd._document import assemble_document
     from mlsd.data import check_leakage, prepare_data, split_prepared
     from mlsd.data.request_schema import design_schema
@@ -148,6 +149,8 @@ def _run_stages(
         split = split_prepared(design, prepared.frame)
     if retrain is not None:  # mlsd retrain: the labelled traffic older than the holdout trains too
         split = _with_traffic(design, split, retrain.traffic, progress)
+    # data.labels.annotations / .quality (docs/annotators-and-label-quality.md): the training labels
+    split, labelling = annotated_labels(design, prepared, split, progress)
     # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
     schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
@@ -239,6 +242,7 @@ def _run_stages(
         )
     if adversarial is not None:
         document.data.adversarial = adversarial.to_dict()
+    document.data.labelling = labelling
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
         if finetuned is not None:

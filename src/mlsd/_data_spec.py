@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mlsd._labels_annot_spec import AnnotationsSpec, LabelQualitySpec
 from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
@@ -255,8 +256,15 @@ class LabelsSpec(_Spec):
     # --- weak supervision: labelling functions and a label model (data/weak_supervision.py) ---
 
     # --- several annotators per item: aggregation and agreement (data/annotations.py) ---
+    annotations: AnnotationsSpec | None = Field(
+        None,
+        description="several labels per item, aggregated; their agreement and annotators measured",
+    )
 
     # --- label quality: likely label errors and cross-source consistency (data/label_quality.py) ---
+    quality: LabelQualitySpec | None = Field(
+        None, description="likely label errors of the training split (cleanlab), dropped or kept"
+    )
 
     # --- active learning: what to annotate next (data/active_learning.py) ---
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+from mlsd._annotated_labels import label_problems
 from mlsd._deployment_checks import deployment_problems
 from mlsd.data import feature_fields, source_columns
 from mlsd.design import Design, SelectSpec
@@ -69,6 +70,7 @@ def check_design(design: Design) -> None:
         _models,
         _behaviour_tests,
         _augment,
+        label_problems,
         _compress,
         _abstain,
         _explain,

@@ -348,7 +348,9 @@ def train_and_evaluate(
     def fit_evaluate(name: str, cand: Any, model: Any) -> CandidateEvaluation:
         with progress.stage(f"candidate {name} ({cand.type}): fit, calibrate, evaluate", total=3) as advance:
             t = time.perf_counter()
-            model.fit(split.train, y_train)
+            # data.labels.quality action down_weight: per-row weights for the candidate's estimator
+            weight = getattr(split, "train_weight", None)
+            model.fit(split.train, y_train, **({} if weight is None else {"model__sample_weight": weight}))
             seconds = time.perf_counter() - t
             predict_on_one_thread(model)
             advance()
