@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mlsd._labels_weak_spec import LabelFunctionSpec, LabelModelSpec, TrainOn
 from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
@@ -253,6 +254,13 @@ class LabelsSpec(_Spec):
     (docs/labelling.md). ``data.label`` stays the gold label that the test split is judged on."""
 
     # --- weak supervision: labelling functions and a label model (data/weak_supervision.py) ---
+    functions: dict[str, LabelFunctionSpec] = Field(
+        default_factory=dict, description="named labelling functions: {name: {when: expr, vote: class}}"
+    )
+    train_on: TrainOn = Field(
+        "gold", description="the training split's labels: gold, label_model, majority_vote"
+    )
+    label_model: LabelModelSpec = Field(default_factory=LabelModelSpec)
 
     # --- several annotators per item: aggregation and agreement (data/annotations.py) ---
 
