@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mlsd._labels_weak_spec import LabelFunctionSpec, LabelModelSpec, TrainOn
+from mlsd._labels_weak_spec import FunctionName, LabelFunctionSpec, LabelModelSpec, TrainOn
 from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
@@ -254,7 +254,7 @@ class LabelsSpec(_Spec):
     (docs/labelling.md). ``data.label`` stays the gold label that the test split is judged on."""
 
     # --- weak supervision: labelling functions and a label model (data/weak_supervision.py) ---
-    functions: dict[str, LabelFunctionSpec] = Field(
+    functions: dict[FunctionName, LabelFunctionSpec] = Field(
         default_factory=dict, description="named labelling functions: {name: {when: expr, vote: class}}"
     )
     train_on: TrainOn = Field(

@@ -15,17 +15,29 @@ expressions, the columns they read and the classes they vote for are checked by
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from mlsd._spec import StrictSpec as _Spec
 
-__all__ = ["LabelFunctionSpec", "LabelModelSpec", "TrainOn"]
+__all__ = ["FunctionName", "LabelFunctionSpec", "LabelModelSpec", "TrainOn"]
 
 #: where the training split's labels come from: ``data.label`` (gold), the label model's hard
 #: labels, or the labelling functions' majority vote
 TrainOn = Literal["gold", "label_model", "majority_vote"]
+
+
+#: a labelling function's name: it becomes part of a dotted field (``data.labels.functions.<name>``)
+#: and a column header, so a word
+def _word(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        raise ValueError("a labelling function's name is a word of letters, digits and _")
+    return name
+
+
+FunctionName = Annotated[str, AfterValidator(_word)]
 
 
 class LabelFunctionSpec(_Spec):

@@ -359,3 +359,9 @@ def test_multiclass_training_labels_are_class_names() -> None:
     target = relabelled.train[design.goals.target]
     assert set(target) <= {"4", "6", "8"} and len(target) == len(split.train) - doc["dropped"]
     assert doc["accuracy"]["majority_vote"]["accuracy"] >= 0.75  # the cars by displacement: mostly right
+
+
+def test_function_name_must_be_a_word(tmp_path: Path) -> None:
+    with pytest.raises(DesignError) as info:
+        load_design(_design(tmp_path, "      hashtag: {", "      hash.tag: {"))
+    assert info.value.field is not None and info.value.field.startswith("data.labels.functions")
