@@ -135,10 +135,14 @@ def _vote_index(design: Design, name: str, vote: Any, classes: list[Any]) -> int
     return classes.index(str(vote))
 
 
-def check_weak_label_columns(design: Design, frame: pd.DataFrame, classes: list[Any] | None = None) -> None:
-    """Raise :class:`DesignError` for a function reading a column ``frame`` lacks, or voting a
-    class the label does not have (``classes``: from ``frame``'s label when not given)."""
+def check_weak_label_columns(
+    design: Design, frame: pd.DataFrame, classes: list[Any] | None = None, *, evaluate: bool = True
+) -> None:
+    """Raise :class:`DesignError` for a function reading a column ``frame`` lacks, voting a class
+    the label does not have (``classes``: from ``frame``'s label when not given), or, with
+    ``evaluate``, whose expression fails on ``frame`` or is not a condition."""
     from mlsd.data.expressions import parse_expression
+    from mlsd.data.weak_supervision import vote_matrix
 
     spec = design.data.labels
     if not spec.functions:
@@ -161,6 +165,13 @@ def check_weak_label_columns(design: Design, frame: pd.DataFrame, classes: list[
             received=sorted(prior),
             expected="shares for: " + ", ".join(map(str, classes)),
         )
+    if evaluate:
+        try:
+            vote_matrix(frame, {n: (fn.when, 0) for n, fn in spec.functions.items()})
+        except DesignError as exc:
+            raise design.error(
+                exc.message, field=exc.field or _FIELD, received=exc.received, expected=exc.expected
+            ) from None
 
 
 def apply_weak_labels(
@@ -177,7 +188,7 @@ def apply_weak_labels(
     train = split.train
     parts = pd.concat([p[target] for p in split.parts().values()])
     classes = _classes(design, parts)
-    check_weak_label_columns(design, train, classes)
+    check_weak_label_columns(design, train, classes, evaluate=False)  # evaluated once, below
     functions = {n: (fn.when, _vote_index(design, n, fn.vote, classes)) for n, fn in spec.functions.items()}
     lm = spec.label_model
     prior: Any = lm.class_prior
@@ -194,7 +205,12 @@ def apply_weak_labels(
         else np.array([classes.index(v) if v in classes else ABSTAIN for v in label.astype(str)])
     )
     with progress.stage(f"weak supervision: {len(functions)} labelling functions on {len(train):,} rows"):
-        votes = vote_matrix(train, functions)
+        try:
+            votes = vote_matrix(train, functions)
+        except DesignError as exc:  # pointed at the function's line of the design file
+            raise design.error(
+                exc.message, field=exc.field or _FIELD, received=exc.received, expected=exc.expected
+            ) from None
         result = weak_labels(
             votes,
             classes,

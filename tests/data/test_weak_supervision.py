@@ -365,3 +365,20 @@ def test_function_name_must_be_a_word(tmp_path: Path) -> None:
     with pytest.raises(DesignError) as info:
         load_design(_design(tmp_path, "      hashtag: {", "      hash.tag: {"))
     assert info.value.field is not None and info.value.field.startswith("data.labels.functions")
+
+
+def test_expression_that_is_not_a_condition_is_refused() -> None:
+    frame = pd.DataFrame({"text": ["a", "bb", None]})
+    with pytest.raises(DesignError) as info:
+        vote_matrix(frame, {"long": ("text.str.len()", 1)})
+    assert info.value.field == "data.labels.functions.long.when" and "true or false" in info.value.message
+    assert vote_matrix(frame, {"long": ("text.str.len() > 1", 1)})[:, 0].tolist() == [-1, 1, -1]
+
+
+def test_validate_with_data_evaluates_the_functions(tmp_path: Path) -> None:
+    design = load_design(_design(tmp_path, "text.str.contains('#')", "text.str.len()"))
+    check_design(design)
+    frame = pd.DataFrame({"text": ["a #b"], "created_at": ["2016"], design.goals.target: [1]})
+    with pytest.raises(DesignError) as info:
+        check_weak_label_columns(design, frame)
+    assert info.value.field == "data.labels.functions.hashtag.when" and info.value.line is not None

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data.expressions import parse_expression
+from mlsd.errors import DesignError
 
 __all__ = [
     "ABSTAIN",
@@ -84,8 +85,17 @@ def vote_matrix(
     """
     votes = np.full((len(frame), len(functions)), ABSTAIN, dtype=np.int64)
     for j, (name, (expr, vote)) in enumerate(functions.items()):
-        fires = parse_expression(expr, field=f"{field_prefix}.{name}.when").evaluate(frame)
+        field = f"{field_prefix}.{name}.when"
+        fires = parse_expression(expr, field=field).evaluate(frame)
         # a missing text (NaN) gives a missing match: the function does not apply there
+        known = fires.dropna()
+        if len(known) and pd.api.types.infer_dtype(known, skipna=True) != "boolean":
+            raise DesignError(
+                f"a labelling function's expression must be true or false on each row, not {fires.dtype}",
+                field=field,
+                received=expr,
+                expected="a condition, e.g. text.str.contains('Sad') or retweet_count > 1000",
+            )
         votes[fires.fillna(False).astype(bool).to_numpy(), j] = vote
     return votes
 
