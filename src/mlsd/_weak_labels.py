@@ -202,7 +202,8 @@ def apply_weak_labels(
     gold = (
         label.to_numpy(dtype=np.int64)
         if design.goals.task == "binary"
-        else np.array([classes.index(v) if v in classes else ABSTAIN for v in label.astype(str)])
+        # class indices, -1 (ABSTAIN) for a missing label: a categorical's codes
+        else pd.Categorical(label.astype(str), categories=classes).codes.astype(np.int64)
     )
     with progress.stage(f"weak supervision: {len(functions)} labelling functions on {len(train):,} rows"):
         try:
