@@ -168,3 +168,25 @@ def test_validate_refuses_a_pseudonymised_item_key(tmp_path) -> None:
     with pytest.raises(DesignError) as err:
         check_design(Design.model_validate(raw))
     assert err.value.field == "data.labels.annotations.item"
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"quality": {"action": "drop"}},
+        {"annotations": {"source": "answers.csv", "item": "id", "annotator": "who", "label": "answer"}},
+    ],
+)
+def test_labelling_functions_cannot_relabel_what_annotations_or_quality_already_did(labels) -> None:
+    from mlsd.errors import DesignError
+
+    spec = _design("drop").model_dump(mode="json", exclude_defaults=True)
+    spec["data"]["labels"] = {
+        **labels,
+        "functions": {"long_bill": {"when": "bill_length_mm > 45", "vote": "Gentoo"}},
+        "train_on": "label_model",
+    }
+    with pytest.raises((DesignError, ValueError), match="train_on: label_model"):
+        Design.model_validate(spec)
+    spec["data"]["labels"]["train_on"] = "gold"  # the functions are then reported, not trained on
+    Design.model_validate(spec)

@@ -135,6 +135,7 @@ def _run_stages(
     """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._annotated_labels import annotated_labels
     from mlsd._document import assemble_document
+    from mlsd._weak_labels import apply_weak_labels
     from mlsd.data import check_leakage, prepare_data, split_prepared
     from mlsd.data.request_schema import design_schema
     from mlsd.features import feature_pipeline_for
@@ -163,6 +164,7 @@ def _run_stages(
         _raise_leakage(failing)
     adversarial = _adversarial(design, split, prepared.input_columns, reports, progress)
 
+    split, weak_labels = apply_weak_labels(design, split, progress)  # data.labels (docs/weak-supervision.md)
     modeling = train_and_evaluate(
         design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
     )
@@ -243,6 +245,7 @@ def _run_stages(
     if adversarial is not None:
         document.data.adversarial = adversarial.to_dict()
     document.data.labelling = labelling
+    document.data.weak_labels = weak_labels
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
         if finetuned is not None:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 
 from mlsd._annotated_labels import label_problems
 from mlsd._deployment_checks import deployment_problems
+from mlsd._weak_labels import weak_label_problems
 from mlsd.data import feature_fields, source_columns
 from mlsd.design import Design, SelectSpec
 from mlsd.errors import DesignError
@@ -64,6 +65,7 @@ def check_design(design: Design) -> None:
     checks: list[Callable[[Design], Problems]] = [
         _goals,
         _expressions,
+        weak_label_problems,  # data.labels.functions (docs/weak-supervision.md)
         _privacy,
         _forbidden_features,
         _text_features,

@@ -22,7 +22,10 @@ def reference(texts: list[str]) -> pd.DataFrame:
 
 CASES = {
     "ints and floats in one field": (['{"a":1}', '{"a":2.5}'], "arrow"),
-    "an ISO time string stays a string": (['{"t":"2013-11-01T00:00:00Z"}', '{"t":"2013-11-02T05:00:00Z"}'], "arrow"),
+    "an ISO time string stays a string": (
+        ['{"t":"2013-11-01T00:00:00Z"}', '{"t":"2013-11-02T05:00:00Z"}'],
+        "arrow",
+    ),
     "a date string stays a string": (['{"d":"2013-11-01"}'], "arrow"),
     "missing numbers and strings": (['{"a":1,"s":"x"}', '{"a":null}', "{}"], "arrow"),
     "a missing boolean": (['{"a":true}', "{}"], "json"),

@@ -195,6 +195,8 @@ class Data(_Model):
     adversarial: dict[str, Any] | None = None
     # data.labels.annotations / .quality: aggregation, agreement, label issues (_annotated_labels.py)
     labelling: dict[str, Any] | None = None
+    # data.labels.functions: LF analysis, gold vs label model vs majority vote (docs/weak-supervision.md)
+    weak_labels: dict[str, Any] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
