@@ -78,11 +78,10 @@ def _objects_frame_via_arrow(texts: Sequence[str]) -> pd.DataFrame | None:
     """The frame ``pd.DataFrame.from_records([json.loads(t) for t in texts])`` would give, read by
     Arrow's JSON reader; None where Arrow's typing would differ from that."""
     import pyarrow as pa
+    import pyarrow.compute  # pa.compute below
     import pyarrow.json as pa_json
 
     data = "\n".join(texts).encode()
-    if _LONG_DIGITS.search(data):
-        return None
     # a text spread over several lines fails to parse or changes the row count: json.loads decides
     options = pa_json.ReadOptions(use_threads=False, block_size=_ARROW_BLOCK_BYTES)
     try:
@@ -105,6 +104,16 @@ def _objects_frame_via_arrow(texts: Sequence[str]) -> pd.DataFrame | None:
         pa.types.is_null(f.type) or (pa.types.is_boolean(f.type) and table.column(f.name).null_count)
         for f in table.schema
     ):
+        return None
+    # an integer beyond int64 becomes a float of magnitude >= 2**63: only then scan the texts
+    # (a float written as 1e+20 is a float for pandas too)
+    big = [
+        f.name
+        for f in table.schema
+        if pa.types.is_floating(f.type)
+        and (pa.compute.max(pa.compute.abs(table.column(f.name))).as_py() or 0) >= 2**63
+    ]
+    if big and _LONG_DIGITS.search(data):
         return None
     frame = table.to_pandas()
     return frame if len(frame) == len(texts) else None
