@@ -118,7 +118,10 @@ def run_build(
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
+        from mlsd.features import embedding_cache  # text embeddings by content (docs/text-features.md)
+
+        with embedding_cache.caching(design.workspace_dir() / "cache" / "embeddings.sqlite", progress):
+            result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
     result.notes = notes
     return result
 
