@@ -265,6 +265,12 @@ class CandidateSpec(_Spec):
     class_weight: ClassWeight | None = Field(
         None, description="this candidate's models.class_weight (overrides it); none for no class weights"
     )
+    # --- models.candidates[].text (docs/text-features.md)
+    text: dict[str, Any] = Field(
+        default_factory=dict,
+        description="this candidate's own encoder for columns of features.text ({column: encoder}), "
+        "so one build compares encoders",
+    )
 
 
 class SelectSpec(_Spec):

@@ -36,9 +36,11 @@ __all__ = [
     "TEXT_ENCODERS",
     "MiniLMEncoder",
     "TfidfEncoder",
+    "describe_text",
     "make_text_encoder",
     "minilm_model_id",
     "minilm_model_path",
+    "text_override",
     "validate_text_spec",
 ]
 
@@ -137,6 +139,45 @@ tfidf, minilm)
                 )
         out[column] = spec
     return out
+
+
+def text_override(features_text: Mapping[str, Any], override: Any, path: str) -> dict[str, dict[str, Any]]:
+    """``features.text`` with one candidate's ``text`` (``models.candidates[i].text``) laid over it.
+
+    A candidate may only re-encode a column of ``features.text``: a new column would change what
+    the model reads (and the request schema) for one candidate only.
+
+    >>> text_override({"tweet": "tfidf"}, {"tweet": "minilm"}, "models.candidates[1].text")
+    {'tweet': {'encoder': 'minilm'}}
+    >>> text_override({"tweet": "tfidf"}, {"body": "minilm"}, "models.candidates[1].text")
+    Traceback (most recent call last):
+    mlsd.errors.DesignError: models.candidates[1].text.body: not a column of features.text \
+(received 'body'; expected one of tweet)
+    """
+    features_text = validate_text_spec(features_text)
+    checked = validate_text_spec(override, path)
+    for column in checked:
+        if column not in features_text:
+            raise DesignError(
+                "not a column of features.text",
+                field=f"{path}.{column}",
+                received=column,
+                expected=f"one of {', '.join(features_text) or '(features.text is empty)'}",
+            )
+    return {**features_text, **checked}
+
+
+def describe_text(spec: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line naming each column's encoder and options, for the trade-off table.
+
+    >>> describe_text({"tweet": {"encoder": "tfidf", "max_features": 100}})
+    'text: tweet by tfidf (max_features=100)'
+    """
+    parts = []
+    for column, encoder in spec.items():
+        options = ", ".join(f"{k}={v}" for k, v in encoder.items() if k != "encoder")
+        parts.append(f"{column} by {encoder['encoder']}" + (f" ({options})" if options else ""))
+    return "text: " + "; ".join(parts)
 
 
 def make_text_encoder(spec: Mapping[str, Any]) -> TfidfEncoder | MiniLMEncoder:
