@@ -619,7 +619,7 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
     scores = np.asarray(evaluation.scores["valid"], dtype=float)
     if scores.ndim == 2:  # multiclass: the server logs the top-class probability
         scores = scores.max(axis=1)
-    return ReferenceStatistics.from_frame(
+    reference = ReferenceStatistics.from_frame(
         split.train,
         numeric=numeric,
         categorical=categorical,
@@ -632,6 +632,12 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
         performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
         seed=design.models.seed,
     )
+    from mlsd.monitoring.text import text_references  # features.text columns (docs/text-features.md)
+
+    reference.text = text_references(
+        split.train, packaged.pipeline, list(design.features.text), seed=design.models.seed
+    )
+    return reference
 
 
 def _reference_summary(reference: Any) -> dict[str, Any]:

@@ -597,7 +597,7 @@ class RetrainSpec(_Spec):
 
 class MonitoringSpec(_Spec):
     window: str = "1d"
-    drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein"] = "auto"
+    drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein", "mmd"] = "auto"
     drift_overrides: dict[str, str] = Field(default_factory=dict)
     correction: Literal["benjamini_hochberg", "bonferroni", "none"] = "benjamini_hochberg"
     alpha: float = Field(0.05, gt=0, lt=1)
