@@ -112,6 +112,9 @@ def test_length_and_oov(tmp_path: Path) -> None:
     assert few.oov_window == pytest.approx(0.5) and not few.oov_drifted  # too few tokens to judge
     one = watch_text(reference, pd.Series(["the media"]), threshold=0.04, alpha=0.05)
     assert one.note and not one.embedding_drifted
+    # a few texts far from training: measured (large effects) but too few for a verdict
+    few_long = watch_text(reference, pd.Series(["the media " * 20] * 49), threshold=0.04, alpha=0.05)
+    assert few_long.length_effect > 1 and not few_long.drifted and "no verdict" in few_long.note
     # JSON round trip (NaN as None)
     assert TextWatch.from_dict(one.to_dict()).to_dict() == one.to_dict()
 

@@ -19,6 +19,8 @@ the build saves a :class:`TextReference` (``reference/text/``) and each monitori
   what the model reads). Drifted when ``p < alpha`` and the effect reaches the ``mmd`` threshold
   (:data:`mlsd.monitoring.drift.DEFAULT_THRESHOLDS`, calibrated in docs/text-features.md).
 
+Length and embedding verdicts need ``MIN_TEXTS`` (50) texts in the window, the smallest window
+the ``mmd`` threshold was calibrated on; smaller windows are measured and shown with a note.
 The watch is against the training reference (``monitoring.reference: training``); rolling
 references leave text unwatched.
 
@@ -47,6 +49,7 @@ from mlsd.monitoring._mmd import mmd_test
 
 __all__ = [
     "LENGTH_THRESHOLD",
+    "MIN_TEXTS",
     "OOV_MIN_TOKENS",
     "OOV_THRESHOLD",
     "TextReference",
@@ -60,6 +63,10 @@ __all__ = [
 LENGTH_THRESHOLD = 0.1  # Wasserstein / std, as the ks method's default
 OOV_THRESHOLD = 0.05  # window OOV rate above the expected rate, absolute
 OOV_MIN_TOKENS = 500  # fewer tokens (about 25 tweets): the OOV rate is shown without a verdict
+# fewer texts: length and MMD are measured and shown, without a verdict. The mmd threshold is
+# calibrated on windows of 50 to 500 tweets; a week of 3 tweets on one topic differs from nine
+# years of them, and says nothing about drift
+MIN_TEXTS = 50
 _MAX_ROWS = 500  # embeddings per side of the MMD test: the kernel matrix is (2 * 500)² floats
 _PERMUTATIONS = 500
 
@@ -252,10 +259,13 @@ def watch_text(
         mmd = mmd_test(reference.embeddings, window, n_permutations=n_permutations, seed=reference.seed)
     else:
         note = "fewer than 2 texts: no embedding test"
-    length_drifted = bool(n and p_len < alpha and effect_len >= LENGTH_THRESHOLD)
+    if n < MIN_TEXTS:
+        note = note or f"fewer than {MIN_TEXTS} texts: measured, no verdict on length and embeddings"
+    judged = n >= MIN_TEXTS
+    length_drifted = bool(judged and p_len < alpha and effect_len >= LENGTH_THRESHOLD)
     # a few tweets' share of new words swings by tens of points: no verdict below OOV_MIN_TOKENS
     oov_drifted = bool(n_tokens >= OOV_MIN_TOKENS and oov - reference.expected_oov >= OOV_THRESHOLD)
-    embedding_drifted = bool(mmd is not None and mmd.p_value < alpha and mmd.effect >= threshold)
+    embedding_drifted = bool(judged and mmd is not None and mmd.p_value < alpha and mmd.effect >= threshold)
     return TextWatch(
         column=reference.column,
         n_window=n,
