@@ -42,6 +42,7 @@ def test_document_compares_tfidf_and_minilm(design: Path) -> None:
     document = (_workspace(design) / "reports" / "design.html").read_text()
     assert "text encoder tfidf (max_features=2000, ngram_range=(1, 2), min_df=2)" in document
     assert "logreg_minilm" in document and "text: text by minilm" in document
+    assert "text (length, out-of-vocabulary rate, mmd)" in document
     rows = {
         r["name"]: r
         for r in json.loads((_workspace(design) / "reports" / "design.json").read_text())["models"][

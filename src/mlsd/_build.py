@@ -650,6 +650,9 @@ def _reference_summary(reference: Any) -> dict[str, Any]:
         "training rows summarised": reference.n_rows,
         "score distribution": "validation split" if SCORE_COLUMN in reference.numeric else "-",
     }
+    if reference.text:  # features.text columns: docs/text-features.md
+        watched = (f"{c} (length, out-of-vocabulary rate, mmd)" for c in reference.text)
+        summary["text columns"] = ", ".join(watched)
     if reference.label_rate is not None:
         summary["training label rate"] = round(float(reference.label_rate), 4)
     summary |= {f"validation {k}": round(v, 4) for k, v in reference.performance.items() if v is not None}
