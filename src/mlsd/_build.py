@@ -118,7 +118,10 @@ def run_build(
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
+        from mlsd.features import embedding_cache  # text embeddings by content (docs/text-features.md)
+
+        with embedding_cache.caching(design.workspace_dir() / "cache" / "embeddings.sqlite", progress):
+            result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
     result.notes = notes
     return result
 
@@ -623,7 +626,7 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
     scores = np.asarray(evaluation.scores["valid"], dtype=float)
     if scores.ndim == 2:  # multiclass: the server logs the top-class probability
         scores = scores.max(axis=1)
-    return ReferenceStatistics.from_frame(
+    reference = ReferenceStatistics.from_frame(
         split.train,
         numeric=numeric,
         categorical=categorical,
@@ -636,6 +639,12 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
         performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
         seed=design.models.seed,
     )
+    from mlsd.monitoring.text import text_references  # features.text columns (docs/text-features.md)
+
+    reference.text = text_references(
+        split.train, packaged.pipeline, list(design.features.text), seed=design.models.seed
+    )
+    return reference
 
 
 def _reference_summary(reference: Any) -> dict[str, Any]:
@@ -648,6 +657,9 @@ def _reference_summary(reference: Any) -> dict[str, Any]:
         "training rows summarised": reference.n_rows,
         "score distribution": "validation split" if SCORE_COLUMN in reference.numeric else "-",
     }
+    if reference.text:  # features.text columns: docs/text-features.md
+        watched = (f"{c} (length, out-of-vocabulary rate, mmd)" for c in reference.text)
+        summary["text columns"] = ", ".join(watched)
     if reference.label_rate is not None:
         summary["training label rate"] = round(float(reference.label_rate), 4)
     summary |= {f"validation {k}": round(v, 4) for k, v in reference.performance.items() if v is not None}

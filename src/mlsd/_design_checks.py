@@ -437,6 +437,7 @@ def _candidate(design: Design, i: int) -> Problems:
     m, task = design.models, design.goals.task
     cand = m.candidates[i]
     yield from _search(design, i)
+    yield from _candidate_text(design, i)
     if is_ensemble(cand.type) or cand.members:
         yield from _ensemble(design, i)
     if is_ensemble(cand.type):
@@ -482,6 +483,33 @@ def _candidate(design: Design, i: int) -> Problems:
             expected="a candidate of type lightgbm, lightgbm_focal, random_forest or "
             "logistic_regression, or another imbalance method",
         )
+
+
+def _candidate_text(design: Design, i: int) -> Problems:
+    """``models.candidates[i].text``: known encoders for columns of features.text (docs/text-features.md)."""
+    from mlsd.features.text import text_override, validate_text_spec
+    from mlsd.modeling.ensembles import is_ensemble
+
+    cand = design.models.candidates[i]
+    if not cand.text:
+        return
+    field = f"models.candidates[{i}].text"
+    if is_ensemble(cand.type):
+        yield design.error(
+            "an ensemble reads its members' features",
+            field=field,
+            received=dict(cand.text),
+            expected="text on the member candidates instead",
+        )
+        return
+    try:
+        validate_text_spec(design.features.text)
+    except DesignError:
+        return  # _text_features reports it
+    try:
+        text_override(design.features.text, cand.text, field)
+    except DesignError as exc:
+        yield _located(design, exc)
 
 
 # --- models.candidates[].search and ensembles (docs/tuning.md) ----------------------------------

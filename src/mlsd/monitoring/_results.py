@@ -26,6 +26,7 @@ from mlsd.monitoring.drift import DriftResult, FeatureDrift
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
 from mlsd.monitoring.slo import SloResult
+from mlsd.monitoring.text import TextWatch
 from mlsd.monitoring.variants import VariantReport
 
 __all__ = ["Alert", "MonitorResult", "WindowResult"]
@@ -67,6 +68,8 @@ class WindowResult:
     slo: SloResult | None = None
     #: what the drift was compared with: "training", "window <start>", or why nothing ("none (...)")
     reference: str | None = "training"
+    #: one per features.text column: length, OOV rate, embedding drift (mlsd.monitoring.text)
+    text: list[TextWatch] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -82,6 +85,7 @@ class WindowResult:
                 "performance": self.performance.to_dict(),
                 "slo": None if self.slo is None else self.slo.to_dict(),
                 "reference": self.reference,
+                "text": [t.to_dict() for t in self.text],
             }
         )
 
@@ -97,6 +101,7 @@ class WindowResult:
             performance=PerformanceResult.from_dict(data["performance"]),
             slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
             reference=data.get("reference", "training"),
+            text=[TextWatch.from_dict(t) for t in data.get("text", [])],
         )
 
 
