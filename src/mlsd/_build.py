@@ -142,6 +142,10 @@ def _run_stages(
 
     reports = design.workspace_dir() / "reports"
     prepared = prepare_data(design, progress=progress)
+    if design.data.labels.active is not None:  # the annotation queue's answers label the pool
+        from mlsd._labelling import apply_answers
+
+        prepared = apply_answers(design, prepared, progress)
     if data_until is not None:
         prepared = _until(design, prepared, data_until, progress)
     with progress.stage("splitting"):

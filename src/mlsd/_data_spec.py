@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mlsd._labels_active_spec import ActiveLabelsSpec
 from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
@@ -259,6 +260,7 @@ class LabelsSpec(_Spec):
     # --- label quality: likely label errors and cross-source consistency (data/label_quality.py) ---
 
     # --- active learning: what to annotate next (data/active_learning.py) ---
+    active: ActiveLabelsSpec | None = Field(None, description="the unlabelled pool and how to pick from it")
 
 
 class DataSpec(_Spec):

