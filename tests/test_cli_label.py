@@ -130,3 +130,44 @@ def test_validate_refuses_a_pool_that_is_not_an_expression(tmp_path: Path) -> No
     (tmp_path / "design.yaml").write_text(DESIGN.replace('pool: "source.isna()"', 'pool: "source.isna("'))
     result = runner.invoke(app, ["validate", str(tmp_path / "design.yaml")])
     assert result.exit_code == 2 and "data.labels.active.pool" in result.output, result.output
+
+
+def test_label_from_the_log_picks_logged_predictions_and_answers_become_feedback(workspace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlsd.store import PredictionLog, PredictionRecord
+
+    root, _ = workspace
+    design = str(root / "design.yaml")
+    texts = pd.read_csv(root / "tweets.csv")["text"].fillna("").tolist()[:40]
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    records = [
+        PredictionRecord(
+            request_id=f"r-{i}",
+            logged_at=at + timedelta(minutes=i),
+            event_time=None,
+            model_name="m",
+            model_version=1,
+            variant="champion",
+            inputs={"text": t},
+            score=0.5,
+            decision=False,
+            latency_ms=1.0,
+        )
+        for i, t in enumerate(texts)
+    ]
+    with PredictionLog.for_workspace(root / ".mlsd" / "tweets_al") as log:
+        log.write_sync(records)
+        log.add_feedback("r-0", True)  # already labelled by nature: never picked
+    queue = root / "log_queue.csv"
+    result = runner.invoke(app, ["label", design, "--from-log", "--next", "5", "--export", str(queue)])
+    assert result.exit_code == 0, result.output
+    assert "from 39 unlabelled (log)" in " ".join(result.output.split()), result.output
+    items = pd.read_csv(queue, dtype=str, keep_default_na=False)
+    picked = items[items["item_key"].str.startswith("r-")]
+    assert len(picked) == 5 and "r-0" not in set(picked["item_key"])
+    picked.assign(answer="yes").to_csv(root / "log_answers.csv", index=False)
+    result = runner.invoke(app, ["label", design, "--import", str(root / "log_answers.csv")])
+    assert result.exit_code == 0 and "imported 5 answers (5 also as feedback" in result.output, result.output
+    with PredictionLog.for_workspace(root / ".mlsd" / "tweets_al") as log:
+        assert log.count_feedback() == 6
