@@ -613,6 +613,12 @@ class MonitoringSpec(_Spec):
     )
     alerts: dict[str, float] = Field(default_factory=dict)
     retrain: RetrainSpec | None = Field(None, description="when and how `mlsd retrain` builds a challenger")
+    # --- label lag (monitoring/label_lag.py, docs/monitoring.md#label-lag) ---
+    label_maturity: str | None = Field(
+        None,
+        description="windows whose end is younger than this (before the log's newest event) are not "
+        "judged on performance: their natural labels are still arriving, e.g. 14d",
+    )
 
     @field_validator("effect_thresholds")
     @classmethod
@@ -622,10 +628,11 @@ class MonitoringSpec(_Spec):
             raise ValueError(f"effect thresholds must be numbers >= 0, received {bad}")
         return v
 
-    @field_validator("window")
+    @field_validator("window", "label_maturity")
     @classmethod
-    def _window(cls, v: str) -> str:
-        parse_duration(v)
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
         return v
 
 

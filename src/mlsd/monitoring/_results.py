@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlsd.monitoring._json import jsonable
 from mlsd.monitoring.drift import DriftResult, FeatureDrift
+from mlsd.monitoring.label_lag import LabelLag
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
 from mlsd.monitoring.slo import SloResult
@@ -67,6 +68,8 @@ class WindowResult:
     slo: SloResult | None = None
     #: what the drift was compared with: "training", "window <start>", or why nothing ("none (...)")
     reference: str | None = "training"
+    #: label delays and maturity (monitoring.label_maturity); an immature window is not judged
+    label_lag: LabelLag | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -82,6 +85,7 @@ class WindowResult:
                 "performance": self.performance.to_dict(),
                 "slo": None if self.slo is None else self.slo.to_dict(),
                 "reference": self.reference,
+                "label_lag": None if self.label_lag is None else self.label_lag.to_dict(),
             }
         )
 
@@ -97,6 +101,7 @@ class WindowResult:
             performance=PerformanceResult.from_dict(data["performance"]),
             slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
             reference=data.get("reference", "training"),
+            label_lag=None if data.get("label_lag") is None else LabelLag.from_dict(data["label_lag"]),
         )
 
 
