@@ -190,7 +190,7 @@ def select_batch(
     *,
     features: Any = None,
     diverse: bool = False,
-    shortlist: int = 5,
+    shortlist: int = 3,
     seed: int = 0,
 ) -> Selection:
     """The ``batch`` rows to annotate next under ``strategy``.
