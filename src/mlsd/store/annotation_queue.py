@@ -244,17 +244,26 @@ class AnnotationQueue:
                     received=keys.iloc[row],
                     expected="a key exported by `mlsd label --export`",
                 )
-            for k, t, who in zip(keys, text.str.lower(), annotators, strict=True):
-                who = (
-                    None
-                    if who is None or (isinstance(who, float) and np.isnan(who)) or str(who) == ""
-                    else str(who)
-                )
-                conn.execute(
+            who = (
+                annotators.astype(object)
+                .where(annotators.notna(), None)
+                .map(lambda v: None if v is None or str(v) == "" else str(v)[:255])
+            )
+            rows = [
+                {"key": k, "answer": to_json(allowed[t], field="answer"), "answered_at": now, "annotator": w}
+                for k, t, w in zip(keys, text.str.lower(), who, strict=True)
+            ]
+            if rows:  # one executemany: a statement per batch, not a round trip per answer
+                stmt = (
                     annotation_queue.update()
-                    .where(q.item_key == k)
-                    .values(answer=to_json(allowed[t], field="answer"), answered_at=now, annotator=who)
+                    .where(q.item_key == sa.bindparam("key"))
+                    .values(
+                        answer=sa.bindparam("answer"),
+                        answered_at=sa.bindparam("answered_at"),
+                        annotator=sa.bindparam("annotator"),
+                    )
                 )
+                conn.execute(stmt, rows)
         return len(keys)
 
 
