@@ -101,7 +101,8 @@ def test_the_build_labels_answered_pool_rows_with_their_answers(workspace) -> No
     with open_queue(system) as queue:
         answers = queue.answers()
     assert answers  # the test above imported them
-    prepared = apply_answers(system.design, prepare_data(system.design), _Quiet())
+    prepared, unlabelled = apply_answers(system.design, prepare_data(system.design), _Quiet())
+    assert len(unlabelled) == 500 - len(answers) and not set(unlabelled["id_str"]) & set(answers)
     frame = prepared.frame.set_index("id_str")
     assert len(frame) == 200 + len(answers)
     target = system.design.goals.target
@@ -171,3 +172,27 @@ def test_label_from_the_log_picks_logged_predictions_and_answers_become_feedback
     assert result.exit_code == 0 and "imported 5 answers (5 also as feedback" in result.output, result.output
     with PredictionLog.for_workspace(root / ".mlsd" / "tweets_al") as log:
         assert log.count_feedback() == 6
+
+
+def test_a_self_training_candidate_pseudo_labels_the_unanswered_pool(workspace, tmp_path) -> None:
+    root, _ = workspace
+    (tmp_path / "tweets.csv").write_bytes((root / "tweets.csv").read_bytes())
+    text = DESIGN.replace(
+        "candidates: [{name: logreg, type: logistic_regression}]",
+        "candidates:\n    - {name: logreg, type: logistic_regression}\n"
+        "    - {name: logreg_st, type: logistic_regression, self_training: {threshold: 0.8, max_iter: 5}}",
+    )
+    (tmp_path / "design.yaml").write_text(text)
+    build = runner.invoke(app, ["build", str(tmp_path / "design.yaml")])
+    assert build.exit_code == 0, build.output
+    note = next(line for line in build.output.splitlines() if "self-training logreg_st" in line)
+    pseudo, of = (int(n.replace(",", "")) for n in note.split(":", 1)[1].split()[0:3:2])
+    assert of == 500 and 0 < pseudo <= 500, note  # the fresh workspace has no answers: all 500
+
+    refused = text.replace(
+        '  labels:\n    active: {pool: "source.isna()", key: id_str, strategy: margin, batch: 25}\n', ""
+    )
+    (tmp_path / "design.yaml").write_text(refused)
+    result = runner.invoke(app, ["validate", str(tmp_path / "design.yaml")])
+    assert result.exit_code == 2 and "models.candidates[1].self_training" in result.output, result.output
+    assert "unlabelled pool" in result.output

@@ -142,10 +142,11 @@ def _run_stages(
 
     reports = design.workspace_dir() / "reports"
     prepared = prepare_data(design, progress=progress)
-    if design.data.labels.active is not None:  # the annotation queue's answers label the pool
+    unlabelled = None  # data.labels.active: the queue's answers label the pool; the rest self-trains
+    if design.data.labels.active is not None:
         from mlsd._labelling import apply_answers
 
-        prepared = apply_answers(design, prepared, progress)
+        prepared, unlabelled = apply_answers(design, prepared, progress)
     if data_until is not None:
         prepared = _until(design, prepared, data_until, progress)
     with progress.stage("splitting"):
@@ -165,7 +166,12 @@ def _run_stages(
     adversarial = _adversarial(design, split, prepared.input_columns, reports, progress)
 
     modeling = train_and_evaluate(
-        design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
+        design,
+        split,
+        feature_pipeline_for(design),
+        prepared.input_columns,
+        progress=progress,
+        unlabelled=unlabelled,
     )
     if modeling.tuning:  # models.candidates[].search: every trial of every search (docs/tuning.md)
         write_json_atomic(reports / "tuning.json", {n: t.to_dict() for n, t in modeling.tuning.items()})

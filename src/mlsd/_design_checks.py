@@ -67,6 +67,7 @@ def check_design(design: Design) -> None:
         _forbidden_features,
         _text_features,
         _models,
+        _self_training,
         _behaviour_tests,
         _augment,
         _compress,
@@ -297,6 +298,35 @@ def _expression_columns(expr: str, field: str) -> set[str]:
 
 
 # --- segment 4 -----------------------------------------------------------------------------------
+
+
+def _self_training(design: Design) -> Problems:
+    """``models.candidates[].self_training`` reads the pool and wraps a plain pipeline."""
+    for i, cand in enumerate(design.models.candidates):
+        if cand.self_training is None:
+            continue
+        field = f"models.candidates[{i}].self_training"
+        if design.goals.task != "binary":
+            yield design.error(
+                "self-training pseudo-labels a binary task's rows",
+                field=field,
+                received=f"goals.task: {design.goals.task}",
+                expected="goals.task: binary",
+            )
+        elif design.data.labels.active is None:
+            yield design.error(
+                "self-training needs the unlabelled pool",
+                field=field,
+                received=None,
+                expected="data.labels.active: {pool: <rows whose label is missing>, key: <column>}",
+            )
+        elif design.models.imbalance_of(cand) != "none" or design.data.augment is not None:
+            yield design.error(
+                "self-training wraps the plain pipeline: no resampling nor augmentation",
+                field=field,
+                received="imbalance or data.augment",
+                expected="imbalance: none and no data.augment for this candidate",
+            )
 
 
 def _models(design: Design) -> Problems:

@@ -96,11 +96,12 @@ def _pool_mask(design: Any, frame: pd.DataFrame) -> np.ndarray:
     return mask.fillna(False).astype(bool).to_numpy()
 
 
-def apply_answers(design: Any, prepared: Any, progress: Any) -> Any:
-    """The build's prepared data with the pool's answers as labels and its unanswered rows left out."""
+def apply_answers(design: Any, prepared: Any, progress: Any) -> tuple[Any, pd.DataFrame | None]:
+    """The build's prepared data with the pool's answers as labels and its unanswered rows left
+    out, and those unanswered rows (what ``self_training`` candidates pseudo-label)."""
     spec = design.data.labels.active
     if spec is None:
-        return prepared
+        return prepared, None
     frame = prepared.frame
     pool = _pool_mask(design, frame)
     from mlsd.store.annotation_queue import AnnotationQueue
@@ -126,11 +127,12 @@ def apply_answers(design: Any, prepared: Any, progress: Any) -> Any:
         f"annotation queue; the {int((pool & ~answered).sum()):,} unanswered stay out of the build"
     )
     raw = prepared.raw_inputs
-    return dataclasses.replace(
+    kept = dataclasses.replace(
         prepared,
         frame=frame.loc[keep].reset_index(drop=True),
         raw_inputs=None if raw is None else raw.loc[keep].reset_index(drop=True),
     )
+    return kept, frame.loc[~keep].drop(columns=[target]).reset_index(drop=True)
 
 
 def _features(pipeline: Any, rows: pd.DataFrame) -> Any:

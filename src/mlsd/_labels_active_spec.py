@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from mlsd._spec import StrictSpec as _Spec
 
-__all__ = ["ActiveLabelsSpec", "SelectionStrategy"]
+__all__ = ["ActiveLabelsSpec", "SelectionStrategy", "SelfTrainingSpec"]
 
 SelectionStrategy = Literal["uncertainty", "margin", "entropy", "committee"]
 
@@ -55,3 +55,13 @@ class ActiveLabelsSpec(_Spec):
         except DesignError as exc:
             raise ValueError(str(exc)) from None
         return v
+
+
+class SelfTrainingSpec(_Spec):
+    """``models.candidates[].self_training``: scikit-learn's ``SelfTrainingClassifier`` over the
+    pool's unanswered rows (``data.labels.active.pool``), a cold-start option (docs/active-learning.md)."""
+
+    threshold: float = Field(
+        0.9, gt=0, lt=1, description="pseudo-label a row whose top probability reaches this"
+    )
+    max_iter: int = Field(10, ge=1, le=100, description="rounds of pseudo-labelling at most")

@@ -57,6 +57,7 @@ from mlsd._design_file import (
     read_design_text,
     reader_line,
 )
+from mlsd._labels_active_spec import SelfTrainingSpec
 from mlsd._spec import StrictSpec
 from mlsd.errors import DesignError
 
@@ -265,6 +266,16 @@ class CandidateSpec(_Spec):
     class_weight: ClassWeight | None = Field(
         None, description="this candidate's models.class_weight (overrides it); none for no class weights"
     )
+    # --- self-training over the unlabelled pool (modeling/self_training.py, docs/active-learning.md) ---
+    self_training: SelfTrainingSpec | None = Field(
+        None, description="pseudo-label the unanswered rows of data.labels.active.pool (cold start)"
+    )
+
+    @model_validator(mode="after")
+    def _self_training_alone(self) -> CandidateSpec:
+        if self.self_training is not None and (self.members or self.search is not None):
+            raise ValueError("self_training wraps one model: not an ensemble (members) nor a search")
+        return self
 
 
 class SelectSpec(_Spec):
