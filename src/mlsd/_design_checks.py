@@ -67,6 +67,7 @@ def check_design(design: Design) -> None:
         _forbidden_features,
         _text_features,
         _models,
+        _active_pool,
         _self_training,
         _behaviour_tests,
         _augment,
@@ -298,6 +299,18 @@ def _expression_columns(expr: str, field: str) -> set[str]:
 
 
 # --- segment 4 -----------------------------------------------------------------------------------
+
+
+def _active_pool(design: Design) -> Problems:
+    """``data.labels.active.pool`` parses (an expression of the safe language)."""
+    from mlsd.data.expressions import parse_expression
+
+    active = design.data.labels.active
+    if active is not None:
+        try:
+            parse_expression(active.pool, field="data.labels.active.pool")
+        except DesignError as exc:
+            yield _located(design, exc, "data.labels.active.pool")
 
 
 def _self_training(design: Design) -> Problems:
