@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DESIGN := examples/flights/design.yaml
 
-.PHONY: demo demo-lending test test-fast lint bench bench-features bench-serving bench-serving-client bench-monitor clean install
+.PHONY: demo demo-lending demo-tweets test test-fast lint bench bench-features bench-serving bench-serving-client bench-monitor bench-monitor-log clean install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 ## a pseudonymised column; built, served, replayed with feedback and monitored.
 demo-lending: $(STAMP)
 	examples/lending/demo.sh $(VENV)/bin/mlsd
+
+## The tweets system end to end (examples/tweets): raw text, TF-IDF vs MiniLM compared, built,
+## served, replayed with feedback and monitored with its text watches (docs/text-features.md).
+demo-tweets: $(STAMP)
+	examples/tweets/demo.sh $(VENV)/bin/mlsd
 
 ## The whole test suite, slow end-to-end tests included (this is what CI runs; it lists the 15
 ## slowest tests, so the suite's budget stays in sight). Tests marked
@@ -66,6 +71,10 @@ $(BENCH_VENV)/.installed-stamp: bench/requirements-evidently.txt
 
 bench-monitor: $(STAMP) $(BENCH_VENV)/.installed-stamp
 	$(PY) bench/monitor_drift.py
+
+## `mlsd monitor` end to end over a 1,000,000-prediction SQLite log (filled once, then reused).
+bench-monitor-log: $(STAMP)
+	$(PY) bench/monitor_log.py --profile
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) examples/*/.mlsd .pytest_cache

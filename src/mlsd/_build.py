@@ -118,7 +118,10 @@ def run_build(
         registry.start_run(experiment=design.name, run_name=f"build-{time.strftime('%Y%m%d-%H%M%S')}"),
     ):
         registry.log_params(_params(design))
-        result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
+        from mlsd.features import embedding_cache  # text embeddings by content (docs/text-features.md)
+
+        with embedding_cache.caching(design.workspace_dir() / "cache" / "embeddings.sqlite", progress):
+            result = _run_stages(design, registry, start, progress, alias, retrain, data_until)
     result.notes = notes
     return result
 
@@ -133,7 +136,9 @@ def _run_stages(
     data_until: Any = None,
 ) -> BuildResult:
     """Every stage once, inside the build's run (``registry`` has it active)."""
+    from mlsd._annotated_labels import annotated_labels
     from mlsd._document import assemble_document
+    from mlsd._weak_labels import apply_weak_labels
     from mlsd.data import check_leakage, prepare_data, split_prepared
     from mlsd.data.request_schema import design_schema
     from mlsd.features import feature_pipeline_for
@@ -153,6 +158,8 @@ def _run_stages(
         split = split_prepared(design, prepared.frame)
     if retrain is not None:  # mlsd retrain: the labelled traffic older than the holdout trains too
         split = _with_traffic(design, split, retrain.traffic, progress)
+    # data.labels.annotations / .quality (docs/annotators-and-label-quality.md): the training labels
+    split, labelling = annotated_labels(design, prepared, split, progress)
     # what the model reads and how: no allowed list for hashed columns, no upper bound for growing ones
     schema = design_schema(design, split.train, prepared.input_columns)
     with progress.stage("leakage checks"):
@@ -165,6 +172,7 @@ def _run_stages(
         _raise_leakage(failing)
     adversarial = _adversarial(design, split, prepared.input_columns, reports, progress)
 
+    split, weak_labels = apply_weak_labels(design, split, progress)  # data.labels (docs/weak-supervision.md)
     modeling = train_and_evaluate(
         design,
         split,
@@ -249,6 +257,8 @@ def _run_stages(
         )
     if adversarial is not None:
         document.data.adversarial = adversarial.to_dict()
+    document.data.labelling = labelling
+    document.data.weak_labels = weak_labels
     if retrain is not None:
         document.models.retrain = _judge_on_holdout(design, modeling, decision, retrain, progress)
         if finetuned is not None:
@@ -626,7 +636,7 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
     scores = np.asarray(evaluation.scores["valid"], dtype=float)
     if scores.ndim == 2:  # multiclass: the server logs the top-class probability
         scores = scores.max(axis=1)
-    return ReferenceStatistics.from_frame(
+    reference = ReferenceStatistics.from_frame(
         split.train,
         numeric=numeric,
         categorical=categorical,
@@ -639,6 +649,12 @@ def reference_statistics(design: Design, schema: Any, split: Any, packaged: Any,
         performance={name: float(est.value) for name, est in valid_metrics.items() if est.value is not None},
         seed=design.models.seed,
     )
+    from mlsd.monitoring.text import text_references  # features.text columns (docs/text-features.md)
+
+    reference.text = text_references(
+        split.train, packaged.pipeline, list(design.features.text), seed=design.models.seed
+    )
+    return reference
 
 
 def _reference_summary(reference: Any) -> dict[str, Any]:
@@ -651,6 +667,9 @@ def _reference_summary(reference: Any) -> dict[str, Any]:
         "training rows summarised": reference.n_rows,
         "score distribution": "validation split" if SCORE_COLUMN in reference.numeric else "-",
     }
+    if reference.text:  # features.text columns: docs/text-features.md
+        watched = (f"{c} (length, out-of-vocabulary rate, mmd)" for c in reference.text)
+        summary["text columns"] = ", ".join(watched)
     if reference.label_rate is not None:
         summary["training label rate"] = round(float(reference.label_rate), 4)
     summary |= {f"validation {k}": round(v, 4) for k, v in reference.performance.items() if v is not None}

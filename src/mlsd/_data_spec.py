@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mlsd._labels_active_spec import ActiveLabelsSpec
+from mlsd._labels_annot_spec import AnnotationsSpec, LabelQualitySpec
+from mlsd._labels_weak_spec import FunctionName, LabelFunctionSpec, LabelModelSpec, TrainOn
 from mlsd._spec import StrictSpec as _Spec
 
 __all__ = [
@@ -254,13 +256,40 @@ class LabelsSpec(_Spec):
     (docs/labelling.md). ``data.label`` stays the gold label that the test split is judged on."""
 
     # --- weak supervision: labelling functions and a label model (data/weak_supervision.py) ---
+    functions: dict[FunctionName, LabelFunctionSpec] = Field(
+        default_factory=dict, description="named labelling functions: {name: {when: expr, vote: class}}"
+    )
+    train_on: TrainOn = Field(
+        "gold", description="the training split's labels: gold, label_model, majority_vote"
+    )
+    label_model: LabelModelSpec = Field(default_factory=LabelModelSpec)
 
     # --- several annotators per item: aggregation and agreement (data/annotations.py) ---
+    annotations: AnnotationsSpec | None = Field(
+        None,
+        description="several labels per item, aggregated; their agreement and annotators measured",
+    )
 
     # --- label quality: likely label errors and cross-source consistency (data/label_quality.py) ---
+    quality: LabelQualitySpec | None = Field(
+        None, description="likely label errors of the training split (cleanlab), dropped or kept"
+    )
 
     # --- active learning: what to annotate next (data/active_learning.py) ---
     active: ActiveLabelsSpec | None = Field(None, description="the unlabelled pool and how to pick from it")
+
+    @model_validator(mode="after")
+    def _one_source_of_training_labels(self) -> LabelsSpec:
+        # both relabel the training split: annotations (and the label issues found on their
+        # aggregate) run first, then train_on would overwrite them without a word
+        relabelled = (self.annotations is not None and self.annotations.use == "label") or self.quality
+        if self.train_on != "gold" and relabelled:
+            raise ValueError(
+                f"`train_on: {self.train_on}` relabels the training split from the labelling "
+                "functions, so it cannot be combined with `annotations` (use: label) or `quality`: "
+                "expected train_on: gold with those, or annotations use: check and no quality"
+            )
+        return self
 
 
 class DataSpec(_Spec):

@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+from mlsd._annotated_labels import label_problems
 from mlsd._deployment_checks import deployment_problems
+from mlsd._weak_labels import weak_label_problems
 from mlsd.data import feature_fields, source_columns
 from mlsd.design import Design, SelectSpec
 from mlsd.errors import DesignError
@@ -63,6 +65,7 @@ def check_design(design: Design) -> None:
     checks: list[Callable[[Design], Problems]] = [
         _goals,
         _expressions,
+        weak_label_problems,  # data.labels.functions (docs/weak-supervision.md)
         _privacy,
         _forbidden_features,
         _text_features,
@@ -71,6 +74,7 @@ def check_design(design: Design) -> None:
         _self_training,
         _behaviour_tests,
         _augment,
+        label_problems,
         _compress,
         _abstain,
         _explain,
@@ -333,6 +337,15 @@ def _self_training(design: Design) -> Problems:
                 received=None,
                 expected="data.labels.active: {pool: <rows whose label is missing>, key: <column>}",
             )
+        elif (
+            quality := getattr(design.data.labels, "quality", None)
+        ) is not None and quality.action == "down_weight":
+            yield design.error(
+                "self-training fits without per-row weights",
+                field=field,
+                received="data.labels.quality.action: down_weight",
+                expected="data.labels.quality.action: drop or keep",
+            )
         elif design.models.imbalance_of(cand) != "none" or design.data.augment is not None:
             yield design.error(
                 "self-training wraps the plain pipeline: no resampling nor augmentation",
@@ -476,6 +489,7 @@ def _candidate(design: Design, i: int) -> Problems:
     m, task = design.models, design.goals.task
     cand = m.candidates[i]
     yield from _search(design, i)
+    yield from _candidate_text(design, i)
     if is_ensemble(cand.type) or cand.members:
         yield from _ensemble(design, i)
     if is_ensemble(cand.type):
@@ -521,6 +535,33 @@ def _candidate(design: Design, i: int) -> Problems:
             expected="a candidate of type lightgbm, lightgbm_focal, random_forest or "
             "logistic_regression, or another imbalance method",
         )
+
+
+def _candidate_text(design: Design, i: int) -> Problems:
+    """``models.candidates[i].text``: known encoders for columns of features.text (docs/text-features.md)."""
+    from mlsd.features.text import text_override, validate_text_spec
+    from mlsd.modeling.ensembles import is_ensemble
+
+    cand = design.models.candidates[i]
+    if not cand.text:
+        return
+    field = f"models.candidates[{i}].text"
+    if is_ensemble(cand.type):
+        yield design.error(
+            "an ensemble reads its members' features",
+            field=field,
+            received=dict(cand.text),
+            expected="text on the member candidates instead",
+        )
+        return
+    try:
+        validate_text_spec(design.features.text)
+    except DesignError:
+        return  # _text_features reports it
+    try:
+        text_override(design.features.text, cand.text, field)
+    except DesignError as exc:
+        yield _located(design, exc)
 
 
 # --- models.candidates[].search and ensembles (docs/tuning.md) ----------------------------------

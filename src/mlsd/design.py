@@ -266,6 +266,12 @@ class CandidateSpec(_Spec):
     class_weight: ClassWeight | None = Field(
         None, description="this candidate's models.class_weight (overrides it); none for no class weights"
     )
+    # --- models.candidates[].text (docs/text-features.md)
+    text: dict[str, Any] = Field(
+        default_factory=dict,
+        description="this candidate's own encoder for columns of features.text ({column: encoder}), "
+        "so one build compares encoders",
+    )
     # --- self-training over the unlabelled pool (modeling/self_training.py, docs/active-learning.md) ---
     self_training: SelfTrainingSpec | None = Field(
         None, description="pseudo-label the unanswered rows of data.labels.active.pool (cold start)"
@@ -602,7 +608,7 @@ class RetrainSpec(_Spec):
 
 class MonitoringSpec(_Spec):
     window: str = "1d"
-    drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein"] = "auto"
+    drift: Literal["auto", "ks", "chi2", "psi", "jensen_shannon", "wasserstein", "mmd"] = "auto"
     drift_overrides: dict[str, str] = Field(default_factory=dict)
     correction: Literal["benjamini_hochberg", "bonferroni", "none"] = "benjamini_hochberg"
     alpha: float = Field(0.05, gt=0, lt=1)

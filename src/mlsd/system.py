@@ -80,11 +80,13 @@ class System:
         the data has no problem a build would stop on, and that the split is possible."""
         if not check_data:
             return None
+        from mlsd._weak_labels import check_weak_label_columns
         from mlsd.data import split_prepared
         from mlsd.data.request_schema import design_schema
 
         prepared = self.prepare_data()
         split = split_prepared(self.design, prepared.frame)
+        check_weak_label_columns(self.design, prepared.frame)  # data.labels.functions
         design_schema(self.design, split.train, prepared.input_columns)  # its range rules, as build
         return prepared
 

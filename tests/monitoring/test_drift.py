@@ -217,8 +217,9 @@ def test_corrections_agree_with_statsmodels() -> None:
 
 def test_auto_rule_and_global_method() -> None:
     assert choose_method("numeric") == "ks" and choose_method("categorical") == "chi2"
+    assert choose_method("text") == "mmd"  # the embeddings of a features.text column
     with pytest.raises(DesignError):
-        choose_method("text")  # type: ignore[arg-type]
+        choose_method("image")  # type: ignore[arg-type]
     ref_df, win = _synthetic(0)
     ref = ReferenceStatistics.from_frame(ref_df, numeric=["x", "ties"], categorical=["k"])
     methods = {f.column: f.method for f in detect_drift(ref, win, method="ks").features}
@@ -226,7 +227,7 @@ def test_auto_rule_and_global_method() -> None:
     assert {f.method for f in detect_drift(ref, win, method="psi").features} == {"psi"}
     by = _by_column(detect_drift(ref, win, overrides={"x": "psi", "k": "auto"}, thresholds={"psi": 0.05}))
     assert by["x"].method == "psi" and by["x"].threshold == 0.05 and by["k"].method == "chi2"
-    assert set(DRIFT_METHODS) == {"ks", "chi2", "psi", "jensen_shannon", "wasserstein"}
+    assert set(DRIFT_METHODS) == {"ks", "chi2", "psi", "jensen_shannon", "wasserstein", "mmd"}
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,8 @@ class DataSplit:
     column: str | None = None
     group_column: str | None = None
     adjustments: list[LeakageFinding] = field(default_factory=list)
+    # per training row, for the candidates' fit (data.labels.quality action down_weight); None: all 1
+    train_weight: np.ndarray | None = None
 
     def parts(self) -> dict[str, pd.DataFrame]:
         return {"train": self.train, "valid": self.valid, "test": self.test}

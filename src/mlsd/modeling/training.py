@@ -257,7 +257,13 @@ def candidate_model(
         field=f"models.candidates[{index}]",
         class_weight_field=m.option_field(index, "class_weight"),
     )
-    steps = clone(feature_pipeline).steps
+    features = clone(feature_pipeline)
+    if cand.text:  # models.candidates[].text: this candidate's own text encoders
+        from mlsd.features.text import text_override
+
+        encoders = text_override(design.features.text, cand.text, f"models.candidates[{index}].text")
+        features.set_params(features__text=encoders)
+    steps = features.steps
     imbalance = m.imbalance_of(cand)
     if imbalance != "none" and task != "regression":
         # lazy: imbalanced-learn is imported only by designs that resample
@@ -357,7 +363,9 @@ def train_and_evaluate(
             t = time.perf_counter()
             if cand.self_training is not None:
                 model.with_pool(unlabelled)
-            model.fit(split.train, y_train)
+            # data.labels.quality action down_weight: per-row weights for the candidate's estimator
+            weight = getattr(split, "train_weight", None)
+            model.fit(split.train, y_train, **({} if weight is None else {"model__sample_weight": weight}))
             seconds = time.perf_counter() - t
             if cand.self_training is not None:
                 progress.note(
@@ -379,6 +387,12 @@ def train_and_evaluate(
     order = sorted(range(len(m.candidates)), key=lambda i: is_ensemble(m.candidates[i].type))
     for i in order:
         cand = m.candidates[i]
+        if cand.text:  # the trade-off table says which encoders this row read
+            from mlsd.features.text import describe_text, text_override
+
+            result.notes[cand.name] = describe_text(
+                text_override(design.features.text, cand.text, f"models.candidates[{i}].text")
+            )
         if cand.search is None:
             fit_evaluate(cand.name, cand, candidate_model(design, i, feature_pipeline, member_params=chosen))
             continue
@@ -400,7 +414,7 @@ def train_and_evaluate(
             evaluate(cand.name, result.fitted[untuned.name], "candidate", untuned.train_seconds, latency_rows)
         chosen[cand.name] = params
         result.tuning[cand.name] = tuning
-        result.notes[cand.name] = tuning.summary()
+        result.notes[cand.name] = "; ".join(filter(None, [result.notes.get(cand.name), tuning.summary()]))
         progress.note(f"search {cand.name}: {tuning.summary()}")
     rank = {n: k for k, c in enumerate(m.candidates) for n in (c.name + UNTUNED_SUFFIX, c.name)}
     evaluations.sort(key=lambda e: (e.kind != "baseline", rank.get(e.name, -1)))

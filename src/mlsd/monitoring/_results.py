@@ -27,6 +27,7 @@ from mlsd.monitoring.label_lag import LabelLag
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
 from mlsd.monitoring.slo import SloResult
+from mlsd.monitoring.text import TextWatch
 from mlsd.monitoring.variants import VariantReport
 
 __all__ = ["Alert", "MonitorResult", "WindowResult"]
@@ -68,6 +69,8 @@ class WindowResult:
     slo: SloResult | None = None
     #: what the drift was compared with: "training", "window <start>", or why nothing ("none (...)")
     reference: str | None = "training"
+    #: one per features.text column: length, OOV rate, embedding drift (mlsd.monitoring.text)
+    text: list[TextWatch] = dataclasses.field(default_factory=list)
     #: label delays and maturity (monitoring.label_maturity); an immature window is not judged
     label_lag: LabelLag | None = None
 
@@ -85,6 +88,7 @@ class WindowResult:
                 "performance": self.performance.to_dict(),
                 "slo": None if self.slo is None else self.slo.to_dict(),
                 "reference": self.reference,
+                "text": [t.to_dict() for t in self.text],
                 "label_lag": None if self.label_lag is None else self.label_lag.to_dict(),
             }
         )
@@ -101,6 +105,7 @@ class WindowResult:
             performance=PerformanceResult.from_dict(data["performance"]),
             slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
             reference=data.get("reference", "training"),
+            text=[TextWatch.from_dict(t) for t in data.get("text", [])],
             label_lag=None if data.get("label_lag") is None else LabelLag.from_dict(data["label_lag"]),
         )
 

@@ -25,7 +25,11 @@ method              statistic                              effect size          
 ``chi2``            Pearson chi2 (p-value)                 balanced Cramér's V           0.1
 ``psi``             PSI on the reference deciles           PSI                           0.2
 ``jensen_shannon``  JS distance (base 2) on deciles        JS distance                   0.1
+``mmd``             MMD² of embeddings (permutation p)     sqrt(unbiased MMD²)           0.04
 ==================  =====================================  ============================  =========
+
+``mmd`` fits only the embeddings of a ``features.text`` column (kind ``text``), compared by
+:mod:`mlsd.monitoring.text` rather than by :func:`detect_drift`, which has no text columns.
 
 Wasserstein / std is the shift in reference standard deviations (a mean shift of 0.1 std gives
 0.1), Cramér's V is the usual association measure of a table (0.1 = "small"), computed with
@@ -88,47 +92,62 @@ __all__ = [
     "list_drift_methods",
 ]
 
-DRIFT_METHODS = ("ks", "chi2", "psi", "jensen_shannon", "wasserstein")
+DRIFT_METHODS = ("ks", "chi2", "psi", "jensen_shannon", "wasserstein", "mmd")
 CORRECTIONS = ("benjamini_hochberg", "bonferroni", "none")
-DEFAULT_THRESHOLDS = {"ks": 0.1, "chi2": 0.1, "psi": 0.2, "jensen_shannon": 0.1, "wasserstein": 0.1}
+# mmd: calibrated on real tweets (docs/text-features.md, examples/tweets/calibrate_mmd.py)
+DEFAULT_THRESHOLDS = {
+    "ks": 0.1,
+    "chi2": 0.1,
+    "psi": 0.2,
+    "jensen_shannon": 0.1,
+    "wasserstein": 0.1,
+    "mmd": 0.04,
+}
 _FITS = {
     "numeric": ("ks", "psi", "jensen_shannon", "wasserstein"),
     "categorical": ("chi2", "psi", "jensen_shannon"),
+    # the embeddings of a features.text column (mlsd.monitoring.text)
+    "text": ("mmd",),
 }
-_EFFECT = {"ks": "wasserstein/std", "wasserstein": "wasserstein/std", "chi2": "cramers_v"}
+_EFFECT = {
+    "ks": "wasserstein/std",
+    "wasserstein": "wasserstein/std",
+    "chi2": "cramers_v",
+    "mmd": "sqrt(unbiased MMD²)",
+}
 _BLOCK_CELLS = 1 << 23  # ~64 MB of float64 per block of numeric columns
 
 
-def list_drift_methods(kind: Literal["numeric", "categorical"] | None = None) -> list[str]:
+def list_drift_methods(kind: Literal["numeric", "categorical", "text"] | None = None) -> list[str]:
     """The drift methods :func:`detect_drift` implements, or those that fit a column ``kind``.
 
     ``auto`` is not a method but the rule that picks one (:func:`choose_method`).
 
     >>> list_drift_methods("categorical")
     ['chi2', 'psi', 'jensen_shannon']
-    >>> len(list_drift_methods())
-    5
+    >>> len(list_drift_methods()), list_drift_methods("text")
+    (6, ['mmd'])
     """
     if kind is None:
         return list(DRIFT_METHODS)
     if kind not in _FITS:
         raise DesignError(
-            "unknown column kind", field="kind", received=kind, expected="numeric or categorical"
+            "unknown column kind", field="kind", received=kind, expected="numeric, categorical or text"
         )
     return list(_FITS[kind])
 
 
-def choose_method(kind: Literal["numeric", "categorical"]) -> str:
-    """The auto rule: ``ks`` for numeric columns, ``chi2`` for categorical ones (see the module doc).
+def choose_method(kind: Literal["numeric", "categorical", "text"]) -> str:
+    """The auto rule: ``ks`` for numeric columns, ``chi2`` for categorical ones, ``mmd`` for text.
 
-    >>> choose_method("numeric"), choose_method("categorical")
-    ('ks', 'chi2')
+    >>> choose_method("numeric"), choose_method("categorical"), choose_method("text")
+    ('ks', 'chi2', 'mmd')
     """
     if kind not in _FITS:
         raise DesignError(
-            "unknown column kind", field="kind", received=kind, expected="numeric or categorical"
+            "unknown column kind", field="kind", received=kind, expected="numeric, categorical or text"
         )
-    return "ks" if kind == "numeric" else "chi2"
+    return {"numeric": "ks", "categorical": "chi2", "text": "mmd"}[kind]
 
 
 @dataclasses.dataclass

@@ -9,6 +9,8 @@
   alpha and effect thresholds, in two tiers: detected (significant after the correction) and
   material (detected and at or above the effect threshold);
 - **prediction drift**: the same test on the ``score`` column, reported apart from features;
+- **text watches** of each ``features.text`` column (:mod:`.text`): length, out-of-vocabulary
+  rate and embedding drift (``mmd``), against the training reference only;
 - **data quality** of every schema column (:mod:`.quality`), **performance** on the rows with
   feedback (:mod:`.performance`);
 - **SLOs** (:mod:`.slo`) from the request log.
@@ -55,12 +57,13 @@ from mlsd.errors import DataError, DesignError
 from mlsd.goals import CostMatrix
 from mlsd.monitoring._results import Alert, MonitorResult, WindowResult
 from mlsd.monitoring.columns import with_derived
-from mlsd.monitoring.drift import DRIFT_METHODS, DriftResult, FeatureDrift, detect_drift
+from mlsd.monitoring.drift import DEFAULT_THRESHOLDS, DRIFT_METHODS, DriftResult, FeatureDrift, detect_drift
 from mlsd.monitoring.label_lag import label_lag
 from mlsd.monitoring.performance import labelled_performance
 from mlsd.monitoring.quality import data_quality
 from mlsd.monitoring.reference import ReferenceStatistics
 from mlsd.monitoring.slo import service_levels
+from mlsd.monitoring.text import TextWatch, watch_text
 
 __all__ = [
     "KNOWN_ALERTS",
@@ -324,6 +327,17 @@ class _Measure:
             prediction = self._detect(reference, frame, [_SCORE], "none").features[0]
         return features, prediction
 
+    def text(self, frame: pd.DataFrame, reference: ReferenceStatistics | None) -> list[TextWatch]:
+        """Length, OOV and embedding drift (mmd) of each features.text column, against training."""
+        if not len(frame) or reference is None or not reference.text:
+            return []
+        threshold = (self.thresholds or DEFAULT_THRESHOLDS)["mmd"]
+        return [
+            watch_text(ref, frame[column], threshold=threshold, alpha=self.spec.alpha)
+            for column, ref in reference.text.items()
+            if column in frame.columns
+        ]
+
     def __call__(
         self,
         frame: pd.DataFrame,
@@ -340,6 +354,7 @@ class _Measure:
         if judged is not None and not judged.all():  # immature rows: their labels are still arriving
             labelled = frame.assign(outcome=frame["outcome"].where(judged.to_numpy(), None))
         return WindowResult(
+            text=self.text(frame, reference[0]),
             start=start,
             end=end,
             n=len(frame),

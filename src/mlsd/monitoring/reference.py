@@ -195,6 +195,8 @@ class ReferenceStatistics:
     positive_class: Any = None  # the label value ``labels`` counted as 1 (binary), for the feedback
     performance: dict[str, float] = dataclasses.field(default_factory=dict)
     seed: int = 0
+    #: features.text column -> its mlsd.monitoring.text.TextReference (saved under text/)
+    text: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     # sorted samples and the like, derived once per process: monitoring calls drift per window
     _cache: dict[Any, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
@@ -319,6 +321,11 @@ class ReferenceStatistics:
             pd.DataFrame({SCORE_COLUMN: self.score_sample}).to_parquet(score_file, index=False)
         elif score_file.exists():
             score_file.unlink()  # a stale score sample from an earlier build would be read back
+        import shutil
+
+        shutil.rmtree(directory / "text", ignore_errors=True)  # an earlier build's text columns
+        for reference in self.text.values():
+            reference.save(directory / "text")
 
     @classmethod
     def load(cls, directory: Path | str) -> ReferenceStatistics:
@@ -350,7 +357,10 @@ class ReferenceStatistics:
                 expected=str(_FORMAT_VERSION),
             )
         score_path = directory / _SCORE_FILE
+        from mlsd.monitoring.text import load_text_references
+
         return cls(
+            text=load_text_references(directory),
             numeric=raw["numeric"],
             categorical=raw["categorical"],
             n_rows=raw["n_rows"],

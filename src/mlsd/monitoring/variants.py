@@ -441,7 +441,7 @@ def variants_from_log(
     store) gives the comparison of the answered variants alone.
     """
     shadow = log.read_shadow() if hasattr(log, "read_shadow") else None
-    if shadow is not None and "request_id" in predictions.columns:
+    if shadow is not None and len(shadow) and "request_id" in predictions.columns:
         shadow = shadow[shadow["request_id"].isin(predictions["request_id"])]
     events = log.read_events() if hasattr(log, "read_events") else None
     if events is not None and len(events) and period_given and "logged_at" in predictions.columns:

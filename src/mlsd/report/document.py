@@ -193,6 +193,10 @@ class Data(_Model):
     quality: list[QualityFinding] = Field(default_factory=list)
     # models.adversarial: the train-vs-test classifier's AUC, its interval and the separating features
     adversarial: dict[str, Any] | None = None
+    # data.labels.annotations / .quality: aggregation, agreement, label issues (_annotated_labels.py)
+    labelling: dict[str, Any] | None = None
+    # data.labels.functions: LF analysis, gold vs label model vs majority vote (docs/weak-supervision.md)
+    weak_labels: dict[str, Any] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 

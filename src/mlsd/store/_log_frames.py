@@ -1,7 +1,11 @@
 """Rows of the prediction log -> pandas, and pandas -> parquet (private to :mod:`mlsd.store`).
 
 Everything here is column-wise: the JSON texts of a column are joined into ONE JSON array
-and decoded by one ``json.loads`` call (C code), then handed to pandas at once.
+and decoded by one ``json.loads`` call (C code), then handed to pandas at once. The logged
+inputs (one JSON object a row) are parsed by Arrow's JSON reader into typed columns without a
+Python dict per row (3x faster on a million flights, and the dicts were most of the memory);
+where Arrow would type a value differently than ``json.loads`` + pandas (a timestamp-like
+string, an integer beyond 64 bits, nested values, mixed types) it re-reads or falls back.
 
 >>> decode_json_column(['{"a":1}', '{"a":2,"b":"x"}'], frame=True)
    a    b
@@ -11,8 +15,10 @@ and decoded by one ``json.loads`` call (C code), then handed to pandas at once.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,8 +69,62 @@ def micros_to_utc(values: Sequence[int | None]) -> pd.Series:
     return pd.Series(pd.to_datetime(pd.array(values, dtype="Int64"), unit="us", utc=True))
 
 
+# 19+ digits may be an integer beyond int64, which Arrow would read as a float and pandas keeps
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_ARROW_BLOCK_BYTES = 1 << 26  # one JSON row must fit in a block; a request body is far smaller
+
+
+def _objects_frame_via_arrow(texts: Sequence[str]) -> pd.DataFrame | None:
+    """The frame ``pd.DataFrame.from_records([json.loads(t) for t in texts])`` would give, read by
+    Arrow's JSON reader; None where Arrow's typing would differ from that."""
+    import pyarrow as pa
+    import pyarrow.compute  # pa.compute below
+    import pyarrow.json as pa_json
+
+    data = "\n".join(texts).encode()
+    # a text spread over several lines fails to parse or changes the row count: json.loads decides
+    options = pa_json.ReadOptions(use_threads=False, block_size=_ARROW_BLOCK_BYTES)
+    try:
+        table = pa_json.read_json(io.BytesIO(data), read_options=options)
+        # Arrow types an ISO date/time string as a timestamp; json.loads keeps the string
+        stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
+        if stamps:
+            as_text = pa.schema([(name, pa.string()) for name in stamps])
+            parse = pa_json.ParseOptions(explicit_schema=as_text, unexpected_field_behavior="infer")
+            order = table.schema.names
+            table = pa_json.read_json(io.BytesIO(data), read_options=options, parse_options=parse)
+            table = table.select(order)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # mixed types in a field, NaN tokens, ...: json.loads decides
+    if any(pa.types.is_nested(f.type) for f in table.schema):
+        return None  # lists and objects stay Python values, as json.loads makes them
+    # a field that is null throughout, or booleans with gaps: pandas tells a JSON null (None)
+    # from an absent key (NaN) there, which Arrow's columns no longer know
+    if any(
+        pa.types.is_null(f.type) or (pa.types.is_boolean(f.type) and table.column(f.name).null_count)
+        for f in table.schema
+    ):
+        return None
+    # an integer beyond int64 becomes a float of magnitude >= 2**63: only then scan the texts
+    # (a float written as 1e+20 is a float for pandas too)
+    big = [
+        f.name
+        for f in table.schema
+        if pa.types.is_floating(f.type)
+        and (pa.compute.max(pa.compute.abs(table.column(f.name))).as_py() or 0) >= 2**63
+    ]
+    if big and _LONG_DIGITS.search(data):
+        return None
+    frame = table.to_pandas()
+    return frame if len(frame) == len(texts) else None
+
+
 def decode_json_column(texts: Sequence[str | None], *, frame: bool = False) -> Any:
     """Decode many JSON texts at once (None -> None); a DataFrame of objects if ``frame``."""
+    if frame and texts and None not in texts:
+        fast = _objects_frame_via_arrow(cast("Sequence[str]", texts))
+        if fast is not None:
+            return fast
     if None in texts:
         joined = ",".join("null" if t is None else t for t in texts)
     else:

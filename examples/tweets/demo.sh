@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The tweets system end to end, as `make demo-tweets` runs it: build (TF-IDF and MiniLM candidates,
+# the embeddings cached in the workspace), serve the champion, replay the test tweets with their
+# true device as feedback, monitor (text length, out-of-vocabulary rate, embedding drift), and
+# check that the log holds every prediction the replay sent.
+#   usage: examples/tweets/demo.sh [path/to/mlsd]
+set -euo pipefail
+MLSD=${1:-.venv/bin/mlsd}
+PY=$(dirname "$MLSD")/python
+DESIGN=examples/tweets/design.yaml
+export HF_HUB_OFFLINE=1  # MiniLM loads from its package, never from the network
+PORT=${MLSD_DEMO_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+URL=http://127.0.0.1:$PORT
+
+echo "== 1/5 build: logistic regression on TF-IDF and on MiniLM embeddings, compared with CIs ==="
+"$MLSD" build "$DESIGN"
+
+echo "== 2/5 serve the champion on $URL (background): a request carries the raw tweet ============"
+WORKSPACE=examples/tweets/.mlsd/tweets
+if [ -f "$WORKSPACE/predictions.db" ]; then
+  ARCHIVE="$WORKSPACE/archive/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$ARCHIVE"
+  mv "$WORKSPACE"/predictions.db* "$ARCHIVE"/
+  echo "moved the previous demo's prediction log to $ARCHIVE"
+fi
+"$MLSD" serve "$DESIGN" --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+"$PY" - <<PYEOF
+import time, httpx
+deadline = time.monotonic() + 120
+while True:
+    try:
+        if httpx.get("$URL/readyz", timeout=2).status_code == 200:
+            break
+    except httpx.HTTPError:
+        pass
+    if time.monotonic() > deadline:
+        raise SystemExit("the server did not become ready within 120 s")
+    time.sleep(0.5)
+print("server ready")
+PYEOF
+curl -fsS -H 'content-type: application/json' "$URL/v1/predict" \
+  -d '{"inputs": {"text": "The failing New York Times is FAKE NEWS. Sad!"}}'
+echo
+
+echo "== 3/5 replay the test tweets in time order, with each tweet's true device as feedback ====="
+"$MLSD" replay "$DESIGN" --split test --url "$URL" --concurrency 8 --feedback
+
+echo "== 4/5 stop the server (SIGTERM: it drains the log before exiting) ========================="
+kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
+
+echo "== 5/5 monitor: feature drift, and the text watches (length, OOV rate, MMD of embeddings) ==="
+set +e
+"$MLSD" monitor "$DESIGN"
+STATUS=$?
+set -e
+if [ $STATUS -eq 1 ]; then
+  echo "monitor: alerts fired (exit 1)"
+elif [ $STATUS -ne 0 ]; then
+  exit $STATUS
+fi
+"$PY" - <<PYEOF
+import json
+from mlsd.system import System
+system = System("$DESIGN")
+rows, _ = system.replay_rows("test")
+log = system.prediction_log()
+n, f = log.count_predictions(), log.count_feedback()
+print(f"log check: replay sent {len(rows):,} rows (+1 by curl); the log holds {n:,} predictions, {f:,} with feedback")
+if not (n == len(rows) + 1 and f == len(rows)):
+    raise SystemExit("the log does not hold one prediction per request and one feedback per replayed row")
+latest = max((system.workspace / "reports").glob("monitor-*.json"), key=lambda p: p.stat().st_mtime)
+report = json.loads(latest.read_text())
+for t in report["overall"]["text"]:
+    print(f"text watch {t['column']}: {t['n_window']} texts, median length {t['length_window_median']:.0f} "
+          f"(train {t['length_reference_median']:.0f}), OOV {t['oov_window']:.1%} (expected "
+          f"{t['oov_expected']:.1%}), MMD p {t['mmd_p_value']:.3f}, effect {t['mmd_effect']:.3f}")
+PYEOF
+ls -1 "$WORKSPACE"/reports/
