@@ -196,3 +196,12 @@ def test_a_self_training_candidate_pseudo_labels_the_unanswered_pool(workspace, 
     result = runner.invoke(app, ["validate", str(tmp_path / "design.yaml")])
     assert result.exit_code == 2 and "models.candidates[1].self_training" in result.output, result.output
     assert "unlabelled pool" in result.output
+
+
+def test_validate_refuses_active_learning_for_a_regression(tmp_path: Path) -> None:
+    text = DESIGN.replace("task: binary", "task: regression").replace("metric: roc_auc", "metric: rmse")
+    text = text.replace("label: \"source == 'Twitter for Android'\"", 'label: "text.str.len()"')
+    (tmp_path / "design.yaml").write_text(text.replace("baseline: majority", "baseline: mean"))
+    result = runner.invoke(app, ["validate", str(tmp_path / "design.yaml")])
+    assert result.exit_code == 2 and "data.labels.active" in result.output, result.output
+    assert "classification" in " ".join(result.output.split())

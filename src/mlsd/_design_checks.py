@@ -310,7 +310,14 @@ def _active_pool(design: Design) -> Problems:
     from mlsd.data.expressions import parse_expression
 
     active = design.data.labels.active
-    if active is not None:
+    if active is not None and design.goals.task == "regression":
+        yield design.error(
+            "active learning picks by class probabilities: a classification task",
+            field="data.labels.active",
+            received="goals.task: regression",
+            expected="goals.task: binary or multiclass",
+        )
+    elif active is not None:
         try:
             parse_expression(active.pool, field="data.labels.active.pool")
         except DesignError as exc:
