@@ -147,6 +147,11 @@ def _run_stages(
 
     reports = design.workspace_dir() / "reports"
     prepared = prepare_data(design, progress=progress)
+    unlabelled = None  # data.labels.active: the queue's answers label the pool; the rest self-trains
+    if design.data.labels.active is not None:
+        from mlsd._labelling import apply_answers
+
+        prepared, unlabelled = apply_answers(design, prepared, progress)
     if data_until is not None:
         prepared = _until(design, prepared, data_until, progress)
     with progress.stage("splitting"):
@@ -169,7 +174,12 @@ def _run_stages(
 
     split, weak_labels = apply_weak_labels(design, split, progress)  # data.labels (docs/weak-supervision.md)
     modeling = train_and_evaluate(
-        design, split, feature_pipeline_for(design), prepared.input_columns, progress=progress
+        design,
+        split,
+        feature_pipeline_for(design),
+        prepared.input_columns,
+        progress=progress,
+        unlabelled=unlabelled,
     )
     if modeling.tuning:  # models.candidates[].search: every trial of every search (docs/tuning.md)
         write_json_atomic(reports / "tuning.json", {n: t.to_dict() for n, t in modeling.tuning.items()})

@@ -115,6 +115,7 @@ def print_monitor(out: Console, result: Any) -> None:
             *(num(v, 3) for v in measured),
         )
     out.print(table)
+    print_label_lag(out, result)
     slo = result.overall.slo
     if slo is not None and slo.n_requests:
         checks = ", ".join(
@@ -254,3 +255,28 @@ def print_experiment(out: Console, result: Any) -> None:
                 num(row.get("days_needed"), 1),
             )
         out.print(plan)
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def print_label_lag(out: Console, result: Any) -> None:
+    """Label delay per window and whether it is mature (monitoring.label_maturity), when labels exist."""
+    lags = [(w, w.label_lag) for w in result.windows if w.label_lag is not None]
+    if not any(lag.n_labelled or lag.mature is not None for _, lag in lags):
+        return
+    table = Table(title="label lag (feedback after the event)", title_style="bold")
+    for col in ("window", "labelled", "unlabelled", "median delay", "p90 delay", "judged"):
+        table.add_column(col, justify="left" if col in ("window", "judged") else "right")
+    for w, lag in lags:
+        judged = {None: "-", True: "yes", False: "[yellow]not mature[/]"}[lag.mature]
+        table.add_row(
+            str(w.start)[:10] if w.start is not None else "-",
+            f"{lag.n_labelled:,}",
+            num(None if lag.share_unlabelled is None else 100 * lag.share_unlabelled, 1) + "%",
+            _hours(lag.median_delay_s),
+            _hours(lag.p90_delay_s),
+            judged,
+        )
+    out.print(table)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mlsd._labels_active_spec import ActiveLabelsSpec
 from mlsd._labels_annot_spec import AnnotationsSpec, LabelQualitySpec
 from mlsd._labels_weak_spec import FunctionName, LabelFunctionSpec, LabelModelSpec, TrainOn
 from mlsd._spec import StrictSpec as _Spec
@@ -275,6 +276,7 @@ class LabelsSpec(_Spec):
     )
 
     # --- active learning: what to annotate next (data/active_learning.py) ---
+    active: ActiveLabelsSpec | None = Field(None, description="the unlabelled pool and how to pick from it")
 
     @model_validator(mode="after")
     def _one_source_of_training_labels(self) -> LabelsSpec:

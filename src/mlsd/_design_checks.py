@@ -70,6 +70,8 @@ def check_design(design: Design) -> None:
         _forbidden_features,
         _text_features,
         _models,
+        _active_pool,
+        _self_training,
         _behaviour_tests,
         _augment,
         label_problems,
@@ -301,6 +303,63 @@ def _expression_columns(expr: str, field: str) -> set[str]:
 
 
 # --- segment 4 -----------------------------------------------------------------------------------
+
+
+def _active_pool(design: Design) -> Problems:
+    """``data.labels.active.pool`` parses (an expression of the safe language)."""
+    from mlsd.data.expressions import parse_expression
+
+    active = design.data.labels.active
+    if active is not None and design.goals.task == "regression":
+        yield design.error(
+            "active learning picks by class probabilities: a classification task",
+            field="data.labels.active",
+            received="goals.task: regression",
+            expected="goals.task: binary or multiclass",
+        )
+    elif active is not None:
+        try:
+            parse_expression(active.pool, field="data.labels.active.pool")
+        except DesignError as exc:
+            yield _located(design, exc, "data.labels.active.pool")
+
+
+def _self_training(design: Design) -> Problems:
+    """``models.candidates[].self_training`` reads the pool and wraps a plain pipeline."""
+    for i, cand in enumerate(design.models.candidates):
+        if cand.self_training is None:
+            continue
+        field = f"models.candidates[{i}].self_training"
+        if design.goals.task != "binary":
+            yield design.error(
+                "self-training pseudo-labels a binary task's rows",
+                field=field,
+                received=f"goals.task: {design.goals.task}",
+                expected="goals.task: binary",
+            )
+        elif design.data.labels.active is None:
+            yield design.error(
+                "self-training needs the unlabelled pool",
+                field=field,
+                received=None,
+                expected="data.labels.active: {pool: <rows whose label is missing>, key: <column>}",
+            )
+        elif (
+            quality := getattr(design.data.labels, "quality", None)
+        ) is not None and quality.action == "down_weight":
+            yield design.error(
+                "self-training fits without per-row weights",
+                field=field,
+                received="data.labels.quality.action: down_weight",
+                expected="data.labels.quality.action: drop or keep",
+            )
+        elif design.models.imbalance_of(cand) != "none" or design.data.augment is not None:
+            yield design.error(
+                "self-training wraps the plain pipeline: no resampling nor augmentation",
+                field=field,
+                received="imbalance or data.augment",
+                expected="imbalance: none and no data.augment for this candidate",
+            )
 
 
 def _models(design: Design) -> Problems:

@@ -642,6 +642,55 @@ def _print_monitor(result) -> None:
     print_monitor(out, result)
 
 
+@app.command()
+def label(
+    design: DesignPath,
+    next_n: Annotated[
+        int | None, typer.Option("--next", min=1, help="Queue this many items to annotate (default: batch).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="uncertainty | margin | entropy | committee (default: the design's).")
+    ] = None,
+    diverse: Annotated[
+        bool | None, typer.Option("--diverse/--no-diverse", help="Spread the batch over the feature space.")
+    ] = None,
+    from_log: Annotated[
+        bool, typer.Option("--from-log", help="Pick from the logged predictions without feedback.")
+    ] = False,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the items still to annotate to this .csv or Parquet file.")
+    ] = None,
+    import_path: Annotated[
+        Path | None, typer.Option("--import", help="Merge the answers of this .csv or Parquet file.")
+    ] = None,
+    log_url: LogUrl = None,
+) -> None:
+    """Active learning: queue the items to annotate next, export them, import the answers
+    (docs/active-learning.md); the next build uses the answers as labels."""
+    from mlsd import _labelling
+
+    try:
+        system = _system(design)
+        if import_path is not None:
+            stored, fed = _labelling.import_answers(system, import_path, log_url=log_url)
+            out.print(f"imported {stored:,} answers ({fed:,} also as feedback in the log)", highlight=False)
+        if next_n is not None or (import_path is None and export is None):
+            run = _labelling.label_next(
+                system, next_n, strategy=strategy, diverse=diverse, from_log=from_log, log_url=log_url
+            )
+            out.print(
+                f"queued {run.queued:,} of {len(run.picked):,} items picked by {run.strategy}"
+                f"{' + diverse' * run.diverse} from {run.pool_size:,} unlabelled ({run.source})",
+                highlight=False,
+            )
+        if export is not None:
+            with _labelling.open_queue(system, log_url) as queue:
+                n = queue.export(export)
+            out.print(f"exported {n:,} items to annotate to [bold]{escape(str(export))}[/]", highlight=False)
+    except MlsdError as exc:
+        _fail(exc)
+
+
 @app.command("log")
 def log_command(
     design: DesignPath,

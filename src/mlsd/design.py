@@ -57,6 +57,7 @@ from mlsd._design_file import (
     read_design_text,
     reader_line,
 )
+from mlsd._labels_active_spec import SelfTrainingSpec
 from mlsd._spec import StrictSpec
 from mlsd.errors import DesignError
 
@@ -271,6 +272,16 @@ class CandidateSpec(_Spec):
         description="this candidate's own encoder for columns of features.text ({column: encoder}), "
         "so one build compares encoders",
     )
+    # --- self-training over the unlabelled pool (modeling/self_training.py, docs/active-learning.md) ---
+    self_training: SelfTrainingSpec | None = Field(
+        None, description="pseudo-label the unanswered rows of data.labels.active.pool (cold start)"
+    )
+
+    @model_validator(mode="after")
+    def _self_training_alone(self) -> CandidateSpec:
+        if self.self_training is not None and (self.members or self.search is not None):
+            raise ValueError("self_training wraps one model: not an ensemble (members) nor a search")
+        return self
 
 
 class SelectSpec(_Spec):
@@ -619,6 +630,12 @@ class MonitoringSpec(_Spec):
     )
     alerts: dict[str, float] = Field(default_factory=dict)
     retrain: RetrainSpec | None = Field(None, description="when and how `mlsd retrain` builds a challenger")
+    # --- label lag (monitoring/label_lag.py, docs/monitoring.md#label-lag) ---
+    label_maturity: str | None = Field(
+        None,
+        description="windows whose end is younger than this (before the log's newest event) are not "
+        "judged on performance: their natural labels are still arriving, e.g. 14d",
+    )
 
     @field_validator("effect_thresholds")
     @classmethod
@@ -628,10 +645,11 @@ class MonitoringSpec(_Spec):
             raise ValueError(f"effect thresholds must be numbers >= 0, received {bad}")
         return v
 
-    @field_validator("window")
+    @field_validator("window", "label_maturity")
     @classmethod
-    def _window(cls, v: str) -> str:
-        parse_duration(v)
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
         return v
 
 

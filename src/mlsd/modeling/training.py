@@ -277,6 +277,10 @@ def candidate_model(
 
         augmenter = make_augmenter(design.data.augment, task, list(design.features.numeric))
         model = with_augmenter(model, augmenter)
+    if cand.self_training is not None:  # the pool's rows are handed over by train_and_evaluate
+        from mlsd.modeling.self_training import PoolSelfTraining
+
+        model = PoolSelfTraining(model, cand.self_training.threshold, cand.self_training.max_iter)
     return model
 
 
@@ -287,8 +291,11 @@ def train_and_evaluate(
     input_columns: list[str],
     *,
     progress: Progress = QUIET,
+    unlabelled: Any = None,
 ) -> ModelingResult:
-    """Fit every baseline and candidate on train; evaluate each once at its cost-optimal threshold."""
+    """Fit every baseline and candidate on train; evaluate each once at its cost-optimal threshold.
+
+    ``unlabelled``: the pool rows without an answer, for the candidates with ``self_training``."""
     task, target, m = design.goals.task, design.goals.target, design.models
     y_train = split.train[target].to_numpy()
     y_valid = split.valid[target].to_numpy()
@@ -354,10 +361,17 @@ def train_and_evaluate(
     def fit_evaluate(name: str, cand: Any, model: Any) -> CandidateEvaluation:
         with progress.stage(f"candidate {name} ({cand.type}): fit, calibrate, evaluate", total=3) as advance:
             t = time.perf_counter()
+            if cand.self_training is not None:
+                model.with_pool(unlabelled)
             # data.labels.quality action down_weight: per-row weights for the candidate's estimator
             weight = getattr(split, "train_weight", None)
             model.fit(split.train, y_train, **({} if weight is None else {"model__sample_weight": weight}))
             seconds = time.perf_counter() - t
+            if cand.self_training is not None:
+                progress.note(
+                    f"self-training {name}: {model.n_pseudo_labelled_:,} of {model.n_unlabelled_:,} "
+                    f"unlabelled pool rows pseudo-labelled (threshold {cand.self_training.threshold:g})"
+                )
             predict_on_one_thread(model)
             advance()
             if m.calibrate != "none" and task != "regression":

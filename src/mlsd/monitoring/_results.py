@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlsd.monitoring._json import jsonable
 from mlsd.monitoring.drift import DriftResult, FeatureDrift
+from mlsd.monitoring.label_lag import LabelLag
 from mlsd.monitoring.performance import PerformanceResult
 from mlsd.monitoring.quality import QualityResult
 from mlsd.monitoring.slo import SloResult
@@ -70,6 +71,8 @@ class WindowResult:
     reference: str | None = "training"
     #: one per features.text column: length, OOV rate, embedding drift (mlsd.monitoring.text)
     text: list[TextWatch] = dataclasses.field(default_factory=list)
+    #: label delays and maturity (monitoring.label_maturity); an immature window is not judged
+    label_lag: LabelLag | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(
@@ -86,6 +89,7 @@ class WindowResult:
                 "slo": None if self.slo is None else self.slo.to_dict(),
                 "reference": self.reference,
                 "text": [t.to_dict() for t in self.text],
+                "label_lag": None if self.label_lag is None else self.label_lag.to_dict(),
             }
         )
 
@@ -102,6 +106,7 @@ class WindowResult:
             slo=None if data["slo"] is None else SloResult.from_dict(data["slo"]),
             reference=data.get("reference", "training"),
             text=[TextWatch.from_dict(t) for t in data.get("text", [])],
+            label_lag=None if data.get("label_lag") is None else LabelLag.from_dict(data["label_lag"]),
         )
 
 

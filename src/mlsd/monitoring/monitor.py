@@ -58,6 +58,7 @@ from mlsd.goals import CostMatrix
 from mlsd.monitoring._results import Alert, MonitorResult, WindowResult
 from mlsd.monitoring.columns import with_derived
 from mlsd.monitoring.drift import DEFAULT_THRESHOLDS, DRIFT_METHODS, DriftResult, FeatureDrift, detect_drift
+from mlsd.monitoring.label_lag import label_lag
 from mlsd.monitoring.performance import labelled_performance
 from mlsd.monitoring.quality import data_quality
 from mlsd.monitoring.reference import ReferenceStatistics
@@ -345,8 +346,13 @@ class _Measure:
         requests: pd.DataFrame | None,
         constraints: Mapping,
         reference: tuple[ReferenceStatistics | None, str],
+        lag: Any = None,
+        judged: pd.Series | None = None,
     ) -> WindowResult:
         drift, prediction = self.drift(frame, reference[0])
+        labelled = frame
+        if judged is not None and not judged.all():  # immature rows: their labels are still arriving
+            labelled = frame.assign(outcome=frame["outcome"].where(judged.to_numpy(), None))
         return WindowResult(
             text=self.text(frame, reference[0]),
             start=start,
@@ -356,7 +362,7 @@ class _Measure:
             prediction_drift=prediction,
             quality=data_quality(frame, self.schema, reference_missing=self.missing),
             performance=labelled_performance(
-                frame,
+                labelled,
                 task=self.task,
                 reference_label_rate=self.reference.label_rate,
                 positive_class=self.positive_class,
@@ -365,6 +371,7 @@ class _Measure:
             ),
             slo=None if requests is None else service_levels(requests, constraints),
             reference=reference[1],
+            label_lag=lag,
         )
 
 
@@ -489,12 +496,30 @@ def run_monitor(
             window_refs[ref_start] = measure.window_reference(parts[ref_start])
         return window_refs[ref_start], f"window {ref_start:%Y-%m-%d %H:%M}"
 
+    # monitoring.label_maturity: a window is judged on performance once its labels had time to arrive
+    maturity = None if spec.label_maturity is None else pd.Timedelta(parse_duration(spec.label_maturity))
+    as_of = times.max() if len(times) else None
+    judged = pd.Series(True, index=predictions.index)
     entries = []
     for start, part in parts.items():
         window_requests = None
         if live:
             window_requests = requests[(req_times >= start) & (req_times < start + step)]
-        entries.append(measure(part, start, start + step, window_requests, constraints, reference_for(start)))
+        lag = label_lag(part, end=start + step, as_of=as_of, maturity=maturity)
+        if lag.mature is False:
+            judged[part.index] = False
+        entries.append(
+            measure(
+                part,
+                start,
+                start + step,
+                window_requests,
+                constraints,
+                reference_for(start),
+                lag,
+                judged[part.index],
+            )
+        )
     # a rolling or seasonal reference is defined per window; the whole period has none
     overall_reference = (reference, "training") if spec.reference == "training" else (None, "per window only")
     overall = measure(
@@ -504,6 +529,8 @@ def run_monitor(
         requests,
         constraints,
         overall_reference,
+        label_lag(predictions, end=None, as_of=as_of, maturity=None),
+        judged,  # the overall performance reads the mature windows only
     )
     return MonitorResult(
         windows=entries,
