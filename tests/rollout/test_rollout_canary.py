@@ -112,6 +112,29 @@ def test_window_stats_judge_the_models_own_time_where_the_log_has_it() -> None:
     assert judge_canary(spec, 250.0, initial_state(spec), same, c, "binary").action != "rollback"
 
 
+def test_a_burst_of_slow_calls_at_the_last_step_does_not_decide_but_a_slow_model_does() -> None:
+    """At 100 % no champion row is left to compare with, so the limit alone decides: a burst in
+    one stretch of the window (the flights simulation's challenger had 1,562 calls of 2-10 ms
+    CPU time and a p99 of 46.7 ms from a few dozen slow ones) must not roll it back."""
+    rng = np.random.default_rng(5)
+    canary = _outcomes(1500, "challenger", 0.1, rng)
+    canary["logged_at"] = pd.Timestamp("2026-12-01", tz="UTC") + pd.to_timedelta(np.arange(1500), unit="s")
+    canary["scoring_ms"] = 4.0 + rng.random(1500)
+    canary.loc[200:240, "scoring_ms"] = 60.0  # 41 slow calls, 2.7 %, all within a minute
+    spec = DeploymentSpec(strategy="canary", steps=[10, 100], step_min_requests=100)
+    last = dataclasses.replace(
+        initial_state(spec), canary_step=1, weights={"champion": 0.0, "challenger": 100.0}
+    )
+    nobody = window_stats(canary.iloc[:0], "champion", "binary")
+    burst = window_stats(canary.sample(frac=1.0, random_state=0), "challenger", "binary")  # any row order
+    assert np.percentile(canary["scoring_ms"], 99) == 60.0 and burst.p99_latency_ms < 6.0
+    assert judge_canary(spec, 20.0, last, nobody, burst, "binary").action != "rollback"
+    canary["scoring_ms"] += 30.0  # slow throughout
+    slow = window_stats(canary, "challenger", "binary")
+    decision = judge_canary(spec, 20.0, last, nobody, slow, "binary")
+    assert decision.action == "rollback" and "p99 latency" in decision.reason
+
+
 def test_window_stats_regression_loss_and_thin_windows() -> None:
     frame = pd.DataFrame(
         {

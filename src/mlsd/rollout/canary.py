@@ -38,6 +38,8 @@ from mlsd.rollout.state import RolloutState
 
 __all__ = [
     "LATENCY_RATIO",
+    "LATENCY_RUNS",
+    "LATENCY_RUN_ROWS",
     "MIN_LABELLED",
     "MIN_LATENCY_ROWS",
     "MIN_REQUESTS_FOR_ERRORS",
@@ -47,6 +49,7 @@ __all__ = [
     "judge_canary",
     "loss_difference_bounds",
     "next_state",
+    "robust_p99",
     "window_stats",
 ]
 
@@ -54,6 +57,10 @@ __all__ = [
 LATENCY_RATIO = 1.25
 #: fewer rows than this give no p99 (the 99th percentile of 19 numbers is just the maximum)
 MIN_LATENCY_ROWS = 20
+#: the latency gate's p99 is the median of the p99s of this many consecutive runs of rows ...
+LATENCY_RUNS = 5
+#: ... once each run has this many rows (a p99 of 100 rows is its second-largest value)
+LATENCY_RUN_ROWS = 100
 #: the error-rate gate needs this many challenger requests (1 failure in 3 is no evidence)
 MIN_REQUESTS_FOR_ERRORS = 20
 #: labelled rows each side before the loss comparison counts (the normal approximation)
@@ -135,6 +142,27 @@ def _losses(frame: pd.DataFrame, task: str, costs: Any = None, positive_class: A
     )
 
 
+def robust_p99(latency: np.ndarray) -> float | None:
+    """The p99 a latency gate judges: with at least ``LATENCY_RUNS`` x ``LATENCY_RUN_ROWS`` rows,
+    the median of the p99s of that many consecutive runs (the build's estimator,
+    docs/threads-and-timing.md), so a burst confined to one or two stretches of the window (a
+    garbage collection, a reload, a noisy neighbour) does not decide, while a model slow
+    throughout does; with fewer rows the plain p99; below ``MIN_LATENCY_ROWS`` rows none.
+
+    >>> steady = np.full(1000, 5.0)
+    >>> burst = steady.copy(); burst[100:160] = 80.0  # 6 % of the rows, all in the first run
+    >>> robust_p99(steady), robust_p99(burst), float(np.percentile(burst, 99))
+    (5.0, 5.0, 80.0)
+    >>> robust_p99(np.full(1000, 30.0)), round(robust_p99(np.arange(25.0)), 2), robust_p99(np.ones(5))
+    (30.0, 23.76, None)
+    """
+    if latency.size < MIN_LATENCY_ROWS:
+        return None
+    if latency.size < LATENCY_RUNS * LATENCY_RUN_ROWS:
+        return float(np.percentile(latency, 99))
+    return float(np.median([np.percentile(run, 99) for run in np.array_split(latency, LATENCY_RUNS)]))
+
+
 def window_stats(
     frame: pd.DataFrame, variant: str, task: str, *, costs: Any = None, positive_class: Any = None
 ) -> VariantWindow:
@@ -178,8 +206,10 @@ def window_stats(
     latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
     if "scoring_ms" in frame.columns:  # a log written before scoring_ms: the request's time
         latency = pd.to_numeric(frame["scoring_ms"], errors="coerce").fillna(latency)
-    latency = latency[own].dropna().to_numpy(dtype=float)
-    p99 = float(np.percentile(latency, 99)) if latency.size >= MIN_LATENCY_ROWS else None
+    in_time = np.arange(len(frame))
+    if "logged_at" in frame.columns:  # robust_p99's runs are stretches of time
+        in_time = np.argsort(pd.to_datetime(frame["logged_at"], utc=True).to_numpy(), kind="stable")
+    p99 = robust_p99(latency.iloc[in_time][own[in_time]].dropna().to_numpy(dtype=float))
 
     rows = frame[own & frame["outcome"].notna().to_numpy()]
     loss = _losses(rows, task, costs, positive_class)  # also on no rows: an unsupported task fails at once
