@@ -5,6 +5,7 @@
 # prediction the replay sent.
 #   usage: examples/flights/demo.sh [path/to/mlsd]
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 MLSD=${1:-.venv/bin/mlsd}
 PY=$(dirname "$MLSD")/python
 DESIGN=examples/flights/design.yaml
@@ -22,32 +23,9 @@ echo "== 2/7 build the challenger (another candidate; the champion and its refer
 "$MLSD" models "$DESIGN"
 
 echo "== 3/7 serve champion + challenger with the canary on $URL (background) ==============="
-# A fresh log so that the counts below are this replay's: an earlier demo's log is moved aside
-# (with its WAL files), never deleted.
 WORKSPACE=examples/flights/.mlsd/flight-delay
-if [ -f "$WORKSPACE/predictions.db" ]; then
-  ARCHIVE="$WORKSPACE/archive/$(date -u +%Y%m%dT%H%M%SZ)"
-  mkdir -p "$ARCHIVE"
-  mv "$WORKSPACE"/predictions.db* "$ARCHIVE"/
-  echo "moved the previous demo's prediction log to $ARCHIVE"
-fi
-"$MLSD" serve "$DESIGN" --port "$PORT" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-"$PY" - <<PYEOF
-import time, httpx
-deadline = time.monotonic() + 120
-while True:
-    try:
-        if httpx.get("$URL/readyz", timeout=2).status_code == 200:
-            break
-    except httpx.HTTPError:
-        pass
-    if time.monotonic() > deadline:
-        raise SystemExit("the server did not become ready within 120 s")
-    time.sleep(0.5)
-print("server ready")
-PYEOF
+fresh_log "$WORKSPACE"
+serve_until_ready "$PORT" "$URL"
 
 echo "== 4/7 replay Nov-Dec 2013 in time order, with each flight's true outcome as feedback ==="
 "$MLSD" replay "$DESIGN" --split test --url "$URL" --concurrency 16 --feedback | tee /tmp/mlsd-demo-replay.txt

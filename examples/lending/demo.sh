@@ -4,6 +4,7 @@
 # their outcomes as feedback, monitor, and check that the log holds every replayed prediction.
 #   usage: examples/lending/demo.sh [path/to/mlsd]
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 MLSD=${1:-.venv/bin/mlsd}
 PY=$(dirname "$MLSD")/python
 DESIGN=examples/lending/design.yaml
@@ -21,29 +22,8 @@ echo "== 1/5 build: the imbalance options side by side =========================
 "$MLSD" build "$DESIGN"
 
 echo "== 2/5 serve the champion on $URL (background) ==========================================="
-if [ -f "$WORKSPACE/predictions.db" ]; then  # this replay's counts only; the old log is kept
-  ARCHIVE="$WORKSPACE/archive/$(date -u +%Y%m%dT%H%M%SZ)"
-  mkdir -p "$ARCHIVE"
-  mv "$WORKSPACE"/predictions.db* "$ARCHIVE"/
-  echo "moved the previous demo's prediction log to $ARCHIVE"
-fi
-"$MLSD" serve "$DESIGN" --port "$PORT" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-"$PY" - <<PYEOF
-import time, httpx
-deadline = time.monotonic() + 120
-while True:
-    try:
-        if httpx.get("$URL/readyz", timeout=2).status_code == 200:
-            break
-    except httpx.HTTPError:
-        pass
-    if time.monotonic() > deadline:
-        raise SystemExit("the server did not become ready within 120 s")
-    time.sleep(0.5)
-print("server ready")
-PYEOF
+fresh_log "$WORKSPACE"
+serve_until_ready "$PORT" "$URL"
 
 echo "== 3/5 replay the test loans with each loan's outcome as feedback ======================="
 "$MLSD" replay "$DESIGN" --split test --url "$URL" --concurrency 16 --feedback

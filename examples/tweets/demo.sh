@@ -5,6 +5,7 @@
 # check that the log holds every prediction the replay sent.
 #   usage: examples/tweets/demo.sh [path/to/mlsd]
 set -euo pipefail
+. "$(dirname "$0")/../demo_lib.sh"
 MLSD=${1:-.venv/bin/mlsd}
 PY=$(dirname "$MLSD")/python
 DESIGN=examples/tweets/design.yaml
@@ -17,29 +18,8 @@ echo "== 1/5 build: logistic regression on TF-IDF and on MiniLM embeddings, comp
 
 echo "== 2/5 serve the champion on $URL (background): a request carries the raw tweet ============"
 WORKSPACE=examples/tweets/.mlsd/tweets
-if [ -f "$WORKSPACE/predictions.db" ]; then
-  ARCHIVE="$WORKSPACE/archive/$(date -u +%Y%m%dT%H%M%SZ)"
-  mkdir -p "$ARCHIVE"
-  mv "$WORKSPACE"/predictions.db* "$ARCHIVE"/
-  echo "moved the previous demo's prediction log to $ARCHIVE"
-fi
-"$MLSD" serve "$DESIGN" --port "$PORT" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-"$PY" - <<PYEOF
-import time, httpx
-deadline = time.monotonic() + 120
-while True:
-    try:
-        if httpx.get("$URL/readyz", timeout=2).status_code == 200:
-            break
-    except httpx.HTTPError:
-        pass
-    if time.monotonic() > deadline:
-        raise SystemExit("the server did not become ready within 120 s")
-    time.sleep(0.5)
-print("server ready")
-PYEOF
+fresh_log "$WORKSPACE"
+serve_until_ready "$PORT" "$URL"
 curl -fsS -H 'content-type: application/json' "$URL/v1/predict" \
   -d '{"inputs": {"text": "The failing New York Times is FAKE NEWS. Sad!"}}'
 echo
