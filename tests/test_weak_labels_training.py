@@ -28,12 +28,13 @@ WEAK = ROOT / "examples" / "tweets" / "weak.yaml"
 pytest.importorskip("snorkel.labeling")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+def _build(tmp_path: Path, train_on: str) -> tuple:
+    """weak.yaml on 800 tweets, trained on ``train_on``: the build's stages up to the models."""
     text = WEAK.read_text()
     assert "n: 3000" in text and "train_on: label_model" in text
-    path = tmp_path_factory.mktemp("weak") / "weak.yaml"
-    path.write_text(text.replace("n: 3000", "n: 800").replace("train_on: label_model", "train_on: gold"))
+    path = tmp_path / "weak.yaml"
+    text = text.replace("n: 3000", "n: 800").replace("train_on: label_model", f"train_on: {train_on}")
+    path.write_text(text)
     design = load_design(path)
     prepared = prepare_data(design)
     split = split_prepared(design, prepared.frame)
@@ -41,6 +42,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     pipeline = feature_pipeline_for(design)
     modeling = train_and_evaluate(design, weak.split, pipeline, prepared.input_columns)
     return design, weak, modeling, pipeline
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    return _build(tmp_path_factory.mktemp("gold"), "gold")
 
 
 def _sources(doc: dict) -> dict[str, dict]:
@@ -88,3 +94,19 @@ def test_random_votes_score_clearly_worse_than_gold(built: tuple) -> None:
     assert random["rows"] == int((noise != ABSTAIN).sum())
     assert random["high"] < rows["gold"]["low"], (random, rows["gold"])
     assert abs(random["value"] - 0.5) < 0.12  # no signal: about chance on the gold test rows
+
+
+def test_a_baseline_winner_refits_the_first_candidate(built: tuple) -> None:
+    design, weak, modeling, pipeline = built
+    training = compare_training(design, weak, modeling, "majority", pipeline)["training"]
+    assert training["model"] == "logreg" and training["winner"] == "majority" and not training["is_winner"]
+
+
+def test_training_on_the_label_model_refits_gold(tmp_path: Path) -> None:
+    design, weak, modeling, pipeline = _build(tmp_path, "label_model")
+    assert len(weak.split.train) < len(weak.gold_train)  # the build trained on the label model's rows
+    rows = _sources(compare_training(design, weak, modeling, "logreg", pipeline))
+    built_row = modeling.table["logreg"].estimate("roc_auc", "test")
+    assert not rows["label_model"]["refitted"] and rows["label_model"]["value"] == built_row.value
+    assert rows["gold"]["refitted"] and rows["gold"]["rows"] == len(weak.gold_train)
+    assert rows["gold"]["value"] > rows["label_model"]["value"] - 0.05
