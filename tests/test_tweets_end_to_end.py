@@ -2,9 +2,11 @@
 
 The example (dslabs/trump_tweets, Android vs iPhone) on a subsample of 1,500 tweets so the build
 (TF-IDF and MiniLM candidates) stays well under three minutes on two cores: the document compares
-both encoders, the served model encodes a request's raw text as training did, a text longer than
-any seen is refused by the request schema, and after a replay with feedback the monitor reports
-the text watches (length, out-of-vocabulary rate, embedding drift) in its JSON and HTML.
+both encoders, reports the labelling functions (coverage, conflicts, accuracy), the gold, label
+model and majority vote labels with Wilson intervals and the winner trained on each; the served
+model encodes a request's raw text as training did, a text longer than any seen is refused by the
+request schema, and after a replay with feedback the monitor reports the text watches (length,
+out-of-vocabulary rate, embedding drift) in its JSON and HTML.
 """
 
 from __future__ import annotations
@@ -54,6 +56,34 @@ def test_document_compares_tfidf_and_minilm(design: Path) -> None:
         assert 0.75 < auc["value"] < 1 and auc["low"] < auc["value"] < auc["high"], (name, auc)
     # the embeddings are cached in the workspace: a rebuild would not encode them again
     assert (_workspace(design) / "cache" / "embeddings.sqlite").stat().st_size > 1_000_000
+
+
+def test_document_reports_the_labelling_functions_and_each_label_source(design: Path) -> None:
+    reports = _workspace(design) / "reports"
+    html = (reports / "design.html").read_text()
+    for anchor in ("labelling-functions-table", "weak-label-accuracy-table", "weak-label-training-table"):
+        assert f'id="{anchor}"' in html, anchor
+    headers = ("coverage", "conflicts", "empirical accuracy", "95% Wilson interval", "95% bootstrap interval")
+    for header in headers:
+        assert f'<th class="n">{header}</th>' in html, header
+    assert "<code>link</code>" in html and "<code>before_2015</code>" in html
+    weak = json.loads((reports / "design.json").read_text())["data"]["weak_labels"]
+    assert weak["train_on"] == "gold" and len(weak["functions"]) == 14
+    assert all(0 < f["coverage"] < 1 and 0 <= f["conflicts"] <= f["coverage"] for f in weak["functions"])
+    for source in ("label_model", "majority_vote"):  # weak labels: mostly right, never the gold copied
+        a = weak["accuracy"][source]
+        assert 0.7 < a["low"] < a["accuracy"] < a["high"] < 0.95 and a["n"] < weak["rows"], (source, a)
+    training = weak["training"]
+    winner = training["model"]
+    assert winner in ("logreg", "logreg_minilm") and training["is_winner"] and training["metric"] == "roc_auc"
+    rows = {r["source"]: r for r in training["sources"]}
+    assert list(rows) == ["gold", "label_model", "majority_vote"] and not rows["gold"]["refitted"]
+    for source, r in rows.items():
+        assert 0.6 < r["low"] < r["value"] < r["high"] <= 1, (source, r)
+    # the gold-trained figure is the trade-off table's own; each weak source trains on fewer rows
+    tradeoff = {r["name"]: r for r in json.loads((reports / "design.json").read_text())["models"]["tradeoff"]}
+    assert rows["gold"]["value"] == tradeoff[winner]["test"]["roc_auc"]["value"]
+    assert rows["label_model"]["rows"] == weak["accuracy"]["label_model"]["n"] < rows["gold"]["rows"]
 
 
 def test_served_model_predicts_raw_text(design: Path) -> None:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The tweets system end to end, as `make demo-tweets` runs it: build (TF-IDF and MiniLM candidates,
-# the embeddings cached in the workspace), serve the champion, replay the test tweets with their
+# the embeddings cached in the workspace; the document also reports the 14 labelling functions'
+# coverage, conflicts and accuracy, gold vs label model vs majority vote, and the winner trained on
+# each, see docs/weak-supervision.md), serve the champion, replay the test tweets with their
 # true device as feedback, monitor (text length, out-of-vocabulary rate, embedding drift), and
 # check that the log holds every prediction the replay sent.
 #   usage: examples/tweets/demo.sh [path/to/mlsd]
@@ -13,7 +15,8 @@ export HF_HUB_OFFLINE=1  # MiniLM loads from its package, never from the network
 PORT=${MLSD_DEMO_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 URL=http://127.0.0.1:$PORT
 
-echo "== 1/5 build: logistic regression on TF-IDF and on MiniLM embeddings, compared with CIs ==="
+echo "== 1/5 build: logistic regression on TF-IDF and on MiniLM embeddings, compared with CIs;"
+echo "   the labelling functions, and the winner trained on each label source, judged on gold ======="
 "$MLSD" build "$DESIGN"
 
 echo "== 2/5 serve the champion on $URL (background): a request carries the raw tweet ============"

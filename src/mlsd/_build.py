@@ -138,7 +138,7 @@ def _run_stages(
     """Every stage once, inside the build's run (``registry`` has it active)."""
     from mlsd._annotated_labels import annotated_labels
     from mlsd._document import assemble_document
-    from mlsd._weak_labels import apply_weak_labels
+    from mlsd._weak_labels import compare_training, weak_labelling
     from mlsd.data import check_leakage, prepare_data, split_prepared
     from mlsd.data.request_schema import design_schema
     from mlsd.features import feature_pipeline_for
@@ -172,7 +172,8 @@ def _run_stages(
         _raise_leakage(failing)
     adversarial = _adversarial(design, split, prepared.input_columns, reports, progress)
 
-    split, weak_labels = apply_weak_labels(design, split, progress)  # data.labels (docs/weak-supervision.md)
+    weak = weak_labelling(design, split, progress)  # data.labels.functions (docs/weak-supervision.md)
+    split = weak.split
     modeling = train_and_evaluate(
         design,
         split,
@@ -220,6 +221,10 @@ def _run_stages(
         variants=compression.variants() if compression is not None else None,
     )
     progress.note(f"decision: {decision.reason}")
+    # the winner refitted on each label source, judged on gold test (docs/weak-supervision.md)
+    weak_labels = compare_training(
+        design, weak, modeling, decision.winner, feature_pipeline_for(design), progress
+    )
     if behaviour is not None:
         write_json_atomic(reports / "behaviour.json", behaviour.to_dict())
         _raise_behaviour(design, behaviour, decision.winner)

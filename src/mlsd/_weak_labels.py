@@ -12,6 +12,11 @@
   ``label_model`` or ``majority_vote`` the training split's labels are replaced by those, rows
   without one (every function abstained, or a tied majority) dropped. Validation and test keep
   their gold labels: the model is chosen and judged on gold.
+- :func:`compare_training` (the build, after the decision): the winning candidate (or the first
+  candidate, when a baseline or a compressed variant wins) refitted on the training split labelled
+  by each source (gold, label model, majority vote; rows a source leaves unlabelled dropped, as
+  ``train_on`` does), each judged on the same gold test split with the trade-off table's metric
+  and bootstrap interval; the row the build trained on ``train_on`` is reused, not refitted.
 
 >>> from mlsd.design import Design
 >>> d = Design.model_validate({"name": "demo", "goals": {"task": "binary", "metric": "roc_auc"},
@@ -37,7 +42,14 @@ from mlsd._progress import QUIET, Progress
 from mlsd.design import Design
 from mlsd.errors import DesignError
 
-__all__ = ["apply_weak_labels", "check_weak_label_columns", "weak_label_problems"]
+__all__ = [
+    "WeakLabelling",
+    "apply_weak_labels",
+    "check_weak_label_columns",
+    "compare_training",
+    "weak_label_problems",
+    "weak_labelling",
+]
 
 _FIELD = "data.labels"
 
@@ -174,16 +186,52 @@ def check_weak_label_columns(
             ) from None
 
 
+@dataclasses.dataclass
+class WeakLabelling:
+    """What the build's weak supervision produced, computed once on the training split.
+
+    ``split`` is what the models train on; ``document`` the design document's section (``None``
+    without functions); ``gold_train`` the training split with its gold labels and ``labels`` each
+    source's hard labels on its rows (class indices into ``classes``, ``ABSTAIN`` where the source
+    leaves a row unlabelled), for :func:`compare_training`."""
+
+    split: Any
+    document: dict[str, Any] | None
+    gold_train: pd.DataFrame | None = None
+    labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    classes: list[Any] = dataclasses.field(default_factory=list)
+
+
 def apply_weak_labels(
     design: Design, split: Any, progress: Progress = QUIET
 ) -> tuple[Any, dict[str, Any] | None]:
     """The split the model trains on, and the document's weak-supervision section (``None`` without
-    functions). Computed once on the training split; validation and test are untouched."""
+    functions): :func:`weak_labelling`'s ``split`` and ``document``."""
+    weak = weak_labelling(design, split, progress)
+    return weak.split, weak.document
+
+
+def _relabelled(design: Design, train: pd.DataFrame, hard: np.ndarray, classes: list[Any]) -> pd.DataFrame:
+    """``train`` labelled by ``hard`` (class indices), the rows it leaves unlabelled dropped."""
+    from mlsd.data.weak_supervision import ABSTAIN
+
+    target = design.goals.target
+    keep = hard != ABSTAIN  # every function abstained, or (majority vote) a tie
+    relabelled = train.loc[keep].copy()
+    values = np.asarray(classes, dtype=object)[hard[keep]]
+    binary = design.goals.task == "binary"
+    relabelled[target] = values.astype(train[target].dtype) if binary else values
+    return relabelled
+
+
+def weak_labelling(design: Design, split: Any, progress: Progress = QUIET) -> WeakLabelling:
+    """Votes, LF analysis, label model and majority vote on the training split; with ``train_on``
+    other than ``gold`` the split's training labels replaced. Validation and test are untouched."""
     from mlsd.data.weak_supervision import ABSTAIN, vote_matrix, weak_labels
 
     spec = design.data.labels
     if not spec.functions:
-        return split, None
+        return WeakLabelling(split, None)
     target = design.goals.target
     train = split.train
     parts = pd.concat([p[target] for p in split.parts().values()])
@@ -236,8 +284,9 @@ def apply_weak_labels(
             if acc["n"]
             else f"weak labels [{source}]: no row labelled"
         )
+    weak = WeakLabelling(split, doc, train, dict(result.labels), classes)
     if spec.train_on == "gold":
-        return split, doc
+        return weak
     hard = result.labels[spec.train_on]
     keep = hard != ABSTAIN
     if len(np.unique(hard[keep])) < 2:
@@ -248,13 +297,131 @@ def apply_weak_labels(
             received=spec.train_on,
             expected="labelling functions that vote for every class, or train_on: gold",
         )
-    relabelled = train.loc[keep].copy()
-    values = np.asarray(classes, dtype=object)[hard[keep]]
-    relabelled[target] = values.astype(label.dtype) if design.goals.task == "binary" else values
+    relabelled = _relabelled(design, train, hard, classes)
     doc["dropped"] = int((~keep).sum())
     progress.note(
         f"weak labels: training on {spec.train_on.replace('_', ' ')} labels; {doc['dropped']:,} of "
         f"{len(train):,} training rows dropped (no function voted"
         + (", or the vote tied)" if spec.train_on == "majority_vote" else ")")
     )
-    return dataclasses.replace(split, train=relabelled), doc
+    weak.split = dataclasses.replace(split, train=relabelled)
+    return weak
+
+
+_SOURCES = ("gold", "label_model", "majority_vote")
+
+
+def _refitted_candidate(design: Design, winner: str) -> tuple[int, str, bool] | None:
+    """The candidate to refit: ``(index, its row in the trade-off table, whether it is the winner)``.
+
+    The winner when it is a candidate's row (``<name>_untuned`` included), else the first candidate
+    that does not self-train (the pool it self-trains on is the active-learning stage's)."""
+    from mlsd.modeling.training import UNTUNED_SUFFIX
+
+    cands = design.models.candidates
+    for i, c in enumerate(cands):
+        if c.self_training is None and winner in (c.name, c.name + UNTUNED_SUFFIX):
+            return i, winner, True
+    first = next((i for i, c in enumerate(cands) if c.self_training is None), None)
+    return None if first is None else (first, cands[first].name, False)
+
+
+def compare_training(
+    design: Design,
+    weak: WeakLabelling,
+    modeling: Any,
+    winner: str,
+    feature_pipeline: Any,
+    progress: Progress = QUIET,
+) -> dict[str, Any] | None:
+    """The document's weak-supervision section with ``training``: one model trained on each label
+    source, judged on the gold test split (``None`` without functions).
+
+    The candidate (see :func:`_refitted_candidate`) is fitted as the build fitted it (its chosen
+    parameters, calibrated on the gold validation split when ``models.calibrate`` says so) on the
+    training rows each source labels, and evaluated by
+    :func:`~mlsd.modeling.evaluation.evaluate_model` with the trade-off table's primary metric,
+    bootstrap resamples and seed on the test split. The source the build trained on (``train_on``)
+    is the build's own row, not refitted."""
+    import time
+
+    from mlsd.goals.costs import optimal_threshold
+    from mlsd.modeling import calibrate, costs_of
+    from mlsd.modeling.candidates import predict_on_one_thread
+    from mlsd.modeling.evaluation import evaluate_model
+    from mlsd.modeling.training import UNTUNED_SUFFIX, candidate_model
+
+    doc = weak.document
+    task = design.goals.task
+    if doc is None or weak.gold_train is None or task not in ("binary", "multiclass"):
+        return doc
+    picked = _refitted_candidate(design, winner)
+    if picked is None:
+        doc["training"] = None
+        return doc
+    index, row, is_winner = picked
+    m, target, metric = design.models, design.goals.target, design.goals.metric
+    split, costs = weak.split, costs_of(design)
+    y_valid, y_test = split.valid[target].to_numpy(), split.test[target].to_numpy()
+    # the parameters the build fitted: a search's, unless the validation split kept the untuned ones
+    chosen = {
+        name: dict(m.candidates[[c.name for c in m.candidates].index(name)].params)
+        | ({} if t.kept_untuned else t.params)
+        for name, t in modeling.tuning.items()
+    }
+    params = None if row.endswith(UNTUNED_SUFFIX) else chosen.get(m.candidates[index].name)
+
+    def threshold(y: np.ndarray, scores: np.ndarray) -> float:  # as the build's, chosen on valid
+        return 0.5 if costs is None else optimal_threshold(y, scores, costs).threshold
+
+    train_on = design.data.labels.train_on
+    labels = {"gold": weak.gold_train} | {
+        s: _relabelled(design, weak.gold_train, weak.labels[s], weak.classes) for s in _SOURCES[1:]
+    }
+    rows: list[dict[str, Any]] = []
+    with progress.stage(
+        f"weak supervision: {row} trained on each label source, judged on gold test", total=len(_SOURCES)
+    ) as advance:
+        for source in _SOURCES:
+            train = labels[source]
+            entry: dict[str, Any] = {"source": source, "rows": len(train), "refitted": source != train_on}
+            entry["dropped"] = len(weak.gold_train) - len(train)
+            if source == train_on:
+                estimate = modeling.table[row].estimate(metric, "test")
+            elif train[target].nunique() < 2:
+                entry |= {"value": None, "low": None, "high": None, "why": "it labels only one class"}
+                rows.append(entry)
+                advance()
+                continue
+            else:
+                model = candidate_model(design, index, feature_pipeline, params=params, member_params=chosen)
+                t = time.perf_counter()
+                model.fit(train, train[target].to_numpy())
+                seconds = time.perf_counter() - t
+                predict_on_one_thread(model)
+                if m.calibrate != "none":
+                    model = calibrate(model, split.valid, y_valid, method=m.calibrate)
+                estimate = evaluate_model(
+                    f"{row} [{source}]", model, kind="candidate", X_valid=split.valid, y_valid=y_valid,
+                    X_test=split.test, y_test=y_test, task=task, metrics=[], primary=metric,
+                    n_bootstrap=m.bootstrap, seed=m.seed, train_seconds=seconds,
+                    latency_rows=split.test.head(10), n_latency_calls=10, n_latency_repetitions=1,
+                    threshold=threshold,
+                ).estimate(metric, "test")  # fmt: skip
+            entry |= {"value": estimate.value, "low": estimate.low, "high": estimate.high, "why": None}
+            rows.append(entry)
+            progress.note(
+                f"weak labels: {row} trained on {source.replace('_', ' ')} labels ({len(train):,} rows): "
+                f"{metric} on gold test {estimate}"
+            )
+            advance()
+    doc["training"] = {
+        "model": row,
+        "winner": winner,
+        "is_winner": is_winner,
+        "metric": metric,
+        "test_rows": len(split.test),
+        "bootstrap": m.bootstrap,
+        "sources": rows,
+    }
+    return doc

@@ -8,6 +8,7 @@ within noise of Snorkel's LabelModel. The design's keys are refused with the dot
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -325,6 +326,14 @@ def test_weak_design_builds_and_documents_the_functions(tmp_path: Path) -> None:
     for name in ("link", "before_2015", "capitals"):
         assert f"<code>{name}</code>" in html
     assert "Gold vs label model vs majority vote" in html and "trained on" in html
+    # the model trained on each source: the build's own on the label model, gold refitted
+    assert 'id="weak-label-training-table"' in html and "the build's model</span>" in html
+    reports = tmp_path / ".mlsd" / "tweets-weak" / "reports"
+    document = json.loads((reports / "design.json").read_text())
+    rows = {r["source"]: r for r in document["data"]["weak_labels"]["training"]["sources"]}
+    assert rows["gold"]["refitted"] and not rows["label_model"]["refitted"]
+    tradeoff = {r["name"]: r for r in document["models"]["tradeoff"]}
+    assert rows["label_model"]["value"] == tradeoff["logreg"]["test"]["roc_auc"]["value"]
 
 
 def test_multiclass_training_labels_are_class_names() -> None:
