@@ -1,12 +1,12 @@
-"""Connection limits of `mlsd serve`: plain uvicorn (as before) vs mlsd's bounded h11 server.
+"""Connection limits of `mlsd serve`: plain uvicorn (as before) vs mlsd's bounded server
+(httptools since 2026-12-03, h11 before).
 
     .venv/bin/python bench/serve_limits.py
 
 For each server, run in its own process on 127.0.0.1 with a small real model: its RSS idle and
 after 20 concurrent requests with 20 MB of headers (one header, or 1 KB lines); how many of 300
 stalled connections (connected, nothing sent) are still open 5 s after the read timeout; and
-requests/s of /v1/predict (one row, 8 concurrent clients): h11 is pure Python, so it is timed
-against httptools.
+requests/s of /v1/predict (one row, 8 concurrent clients): the bounds must cost no throughput.
 docs/serving-security.md reports what this printed.
 """
 

@@ -183,6 +183,18 @@ def test_an_oversized_head_is_closed_and_normal_requests_continue(flights, tmp_p
         assert r.status_code == 200
 
 
+def test_a_whole_head_past_the_bound_in_one_read_is_refused(flights, tmp_path) -> None:
+    """A complete head of 5 KB sent at once: the parser finishes it in one read, its size decides."""
+    with _server(flights, tmp_path, max_header_bytes=4096) as (_, port):
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+        with _open(port, head) as s:
+            answer = _read_until_closed(s) or b""
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+        near = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Ok: " + b"a" * 3900 + b"\r\n\r\n"
+        with _open(port, near) as s:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
 def test_connections_past_the_cap_get_503(flights, tmp_path) -> None:
     with _server(flights, tmp_path, max_concurrent_connections=5) as (_, port):
         held = [_open(port) for _ in range(5)]

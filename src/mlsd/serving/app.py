@@ -240,6 +240,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     _install_error_handlers(app)
     _install_openapi(app)
     _install_docs(app)
+    # innermost of the middlewares: it skips only FastAPI's routing layers, never a check
+    app.add_middleware(
+        _PredictFastPath,
+        service=service,
+        route=next(r for r in app.routes if getattr(r, "path", None) == PREDICT_ROUTE),
+    )
     if settings.cors_origins:  # no CORS headers at all unless origins are named
         app.add_middleware(
             CORSMiddleware,
@@ -350,6 +356,32 @@ def _install_docs(app: FastAPI) -> None:
             swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{_DOCS_ASSETS}/favicon.png",
         )
+
+
+class _PredictFastPath:
+    """ASGI middleware: ``POST /v1/predict`` goes straight to :meth:`Service.predict`.
+
+    The route stays declared (OpenAPI, ``405`` for other methods), but its requests skip the
+    layers of FastAPI's routing (exception middleware, exit stack, router match, request-response
+    wrapper), a sixth of the server's CPU per request under load. It sits inside every other
+    middleware, so the guard, CORS and the metrics see it as before; the handler answers its own
+    errors, and an :class:`MlsdError` it lets out gets the answer the app's handler would give."""
+
+    def __init__(self, app: ASGIApp, service: Service, route: Any) -> None:
+        self.app = app
+        self.service = service
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PREDICT_ROUTE or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route  # what the metrics label the request with
+        try:
+            response = await self.service.predict(Request(scope, receive))
+        except MlsdError as exc:
+            response = mlsd_error_response(exc)
+        await response(scope, receive, send)
 
 
 class _Observed:

@@ -1,12 +1,14 @@
 """uvicorn with bounded connections, on a socket bound before anything says it is serving.
 
-uvicorn's default HTTP parser (httptools, when installed) has no limit on the size of the
-request headers, and no uvicorn parser closes a connection that sends its headers or its body
-too slowly (``timeout_keep_alive`` only runs *between* requests). So the server runs h11, whose
-``max_incomplete_event_size`` bounds the request line + headers (``max_header_bytes``: a
-larger head is answered 431 and the connection closed, never buffered), with a protocol
-subclass that adds:
+The server parses HTTP with httptools (llhttp, in C: a third of the CPU h11's pure-Python parser
+took per request under load), but neither uvicorn parser limits the size of the request headers,
+and none closes a connection that sends its headers or its body too slowly
+(``timeout_keep_alive`` only runs *between* requests). So the protocol subclass adds:
 
+- a header bound: the bytes received before the request line and headers are complete are
+  counted, and past ``max_header_bytes`` the request is answered 431 and the connection closed
+  (the parser never holds more than that plus one read); a head that completes in one read is
+  measured exactly, so its size alone decides;
 - a read deadline: from the connection's start (or the end of the last response) the request
   line and headers must arrive within ``read_timeout_s``, and then the body within another
   ``read_timeout_s``; a client that trickles bytes (slowloris) or stalls is answered 408 when it
@@ -31,9 +33,9 @@ import json
 import socket
 from typing import Any
 
-import h11
+import httptools
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlsd.errors import ServingError
 from mlsd.serving.responses import error_body
@@ -41,7 +43,7 @@ from mlsd.serving.settings import ServeSettings
 
 __all__ = ["bind_socket", "bounded_protocol", "serve", "uvicorn_config"]
 
-_READING = (h11.IDLE, h11.SEND_BODY)  # the client's h11 states in which the server waits for bytes
+_HEAD, _BODY = "head", "body"  # the phases in which the server waits for the client's bytes
 
 
 def _raw_response(status: int, reason: str, kind: str, message: str) -> bytes:
@@ -53,8 +55,13 @@ def _raw_response(status: int, reason: str, kind: str, message: str) -> bytes:
     return head.encode() + body
 
 
-class _BoundedH11Protocol(H11Protocol):
-    """h11 plus a read deadline per request phase and a cap on open connections (see the module)."""
+class _HeadTooLarge(Exception):
+    """Raised in the parser's callback for a head past the bound: the parser stops there."""
+
+
+class _BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools plus a header bound, a read deadline per request phase and a cap on open
+    connections (see the module)."""
 
     read_timeout_s: float = 10.0
     max_connections: int = 1000
@@ -62,7 +69,9 @@ class _BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
-        self._phase: Any = None
+        self._phase: str | None = None
+        self._head_bytes = 0  # received while the current head is incomplete
+        self._head_done = False
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self.transport.write(
@@ -70,49 +79,79 @@ class _BoundedH11Protocol(H11Protocol):
             )
             self.transport.close()
             return
-        self._watch()
+        self._enter(_HEAD)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch()
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if not self._head_done:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()  # no websocket route: the request is not served
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_head()
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("invalid HTTP request")
+            return
+        if not self._head_done and self._head_bytes > self.max_header_bytes:
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        head = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) + 32
+        if head > self.max_header_bytes:  # the whole head came in one read: its own size decides
+            raise _HeadTooLarge
+        self._head_done = True
+        super().on_headers_complete()
+        self._enter(_BODY)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._enter(None)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._watch()
+        self._head_bytes, self._head_done = 0, False
+        self._enter(_HEAD)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to what h11 cannot parse, in the error schema; 431 for a head past
-        ``max_header_bytes`` (h11 stops buffering there), 400 otherwise."""
-        if len(self.conn.trailing_data[0]) > self.max_header_bytes:
-            raw = _raw_response(
+        """uvicorn's answer to what the parser refuses, in the error schema."""
+        self.transport.write(_raw_response(400, "Bad Request", "bad_request", "invalid HTTP request"))
+        self.transport.close()
+        self._cancel()
+
+    def _refuse_head(self) -> None:
+        self.transport.write(
+            _raw_response(
                 431,
                 "Request Header Fields Too Large",
                 "request_header_fields_too_large",
                 f"the request line and headers are larger than {self.max_header_bytes} bytes",
             )
-        else:
-            raw = _raw_response(400, "Bad Request", "bad_request", "invalid HTTP request")
-        self.transport.write(raw)
+        )
         self.transport.close()
+        self._cancel()
 
     def _cancel(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _watch(self) -> None:
+    def _enter(self, phase: str | None) -> None:
         """Arm one deadline per phase (headers, then body); a phase's deadline is not moved by the
         bytes that arrive in it, so trickling bytes does not keep a connection open."""
         if self.transport.is_closing():
             self._cancel()
             return
-        state = self.conn.their_state
-        phase = state if state in _READING else None
-        if phase is self._phase:
+        if phase == self._phase:
             return
         self._cancel()
         self._phase = phase
@@ -123,19 +162,18 @@ class _BoundedH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        partial = bool(self.conn.trailing_data[0])
-        if self._phase is h11.IDLE and partial:  # no response started: the client may learn why
+        if self._phase == _HEAD and self._head_bytes:  # no response started: the client may learn why
             message = f"the request headers did not arrive within {self.read_timeout_s:g} s"
             self.transport.write(_raw_response(408, "Request Timeout", "request_timeout", message))
         self.logger.info("closing a connection that did not send its request in time")
         self.transport.close()
 
 
-def bounded_protocol(settings: ServeSettings) -> type[H11Protocol]:
+def bounded_protocol(settings: ServeSettings) -> type[HttpToolsProtocol]:
     """The protocol class for ``settings`` (uvicorn instantiates it per connection)."""
     return type(
-        "BoundedH11Protocol",
-        (_BoundedH11Protocol,),
+        "BoundedHttpToolsProtocol",
+        (_BoundedHttpToolsProtocol,),
         {
             "read_timeout_s": float(settings.read_timeout_s),
             "max_connections": int(settings.max_concurrent_connections),
@@ -150,7 +188,6 @@ def uvicorn_config(app: Any, settings: ServeSettings, *, log_level: str = "warni
         app,
         host=settings.host,
         http=bounded_protocol(settings),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
         # no uvicorn cap: the protocol already refuses connections past the limit with the error
         # schema, and uvicorn's (>= where ours is >) would answer a plain-text 503 one earlier
         limit_concurrency=None,
