@@ -291,6 +291,21 @@ def test_complete_at_the_last_step_and_hold_when_finished() -> None:
     )
 
 
+def test_a_last_step_that_needs_labels_completes_on_the_challengers_own_labels() -> None:
+    """At 100 % the champion answers nothing: waiting for its labels too held the flights canary
+    at its last step until the simulation ended, so no challenger was ever promoted."""
+    spec = SPEC.model_copy(update={"step_min_labelled": 50})
+    last = RolloutState({"champion": 0, "challenger": 100}, canary_step=2)
+    nobody = _window(np.zeros(0), 0)
+    few, enough = _window(np.zeros(20), 300), _window(np.zeros(60), 300)
+    assert _judge(nobody, few, state=last, spec=spec).action == "hold"
+    done = _judge(nobody, enough, state=last, spec=spec)
+    assert done.action == "complete" and "60 labelled challenger rows" in done.reason, done.reason
+    # below 100 % a step still needs both sides' labels
+    middle = RolloutState({"champion": 75, "challenger": 25}, canary_step=1)
+    assert _judge(nobody, enough, state=middle, spec=spec).action == "hold"
+
+
 def test_next_state_applies_each_decision() -> None:
     s0 = initial_state(SPEC)
     s1 = next_state(SPEC, s0, CanaryDecision("advance", "ok", {}), NOW)

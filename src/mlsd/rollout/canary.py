@@ -367,10 +367,14 @@ def judge_canary(
             f"{challenger.requests} of {spec.step_min_requests} challenger requests in this step",
             details,
         )
-    if challenger.labelled < spec.step_min_labelled or (spec.step_min_labelled and not labels):
+    # at 100 % the champion answers nothing, so no comparison is possible there: the earlier
+    # steps showed non-inferiority, and this one only needs its own labelled rows (waiting for
+    # champion labels as well would hold the canary at its last step for ever)
+    compared = bool(steps) and steps[step] < 100
+    if challenger.labelled < spec.step_min_labelled or (spec.step_min_labelled and compared and not labels):
         # outcomes arrive late: a step that needs labels waits for them, or the canary could
         # promote a challenger no outcome has judged (a label delay longer than a step)
-        need = max(spec.step_min_labelled, MIN_LABELLED)
+        need = max(spec.step_min_labelled, MIN_LABELLED if compared else 0)
         return CanaryDecision(
             "hold",
             f"{challenger.labelled} of {need} labelled challenger rows in this step (step_min_labelled)",
@@ -383,9 +387,12 @@ def judge_canary(
             f"{_percent(spec.confidence)} confidence, margin {details['margin']:.4g}",
             details,
         )
-    evidence = (
-        "non-inferior on labels" if labels else f"no comparison yet (under {MIN_LABELLED} labels a side)"
-    )
+    if labels:
+        evidence = "non-inferior on labels"
+    elif not compared and steps:
+        evidence = f"{challenger.labelled} labelled challenger rows (the champion serves none at 100%)"
+    else:
+        evidence = f"no comparison yet (under {MIN_LABELLED} labels a side)"
     if step >= len(steps) - 1:
         return CanaryDecision(
             "complete", f"last step reached {spec.step_min_requests} requests, {evidence}", details
