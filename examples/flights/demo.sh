@@ -38,15 +38,7 @@ kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
 "$MLSD" log "$DESIGN"
 
 echo "== 7/7 monitor the logged weeks: per variant, the canary timeline, against the training months"
-set +e
-"$MLSD" monitor "$DESIGN"
-STATUS=$?
-set -e
-if [ $STATUS -eq 1 ]; then
-  echo "monitor: alerts fired (exit 1): the test months do not look like the training months"
-elif [ $STATUS -ne 0 ]; then
-  exit $STATUS
-fi
+monitor_reporting_alerts "the test months do not look like the training months"
 "$PY" - <<PYEOF
 from mlsd.system import System
 rows, labels = System("$DESIGN").replay_rows("test")

@@ -33,15 +33,7 @@ kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
 "$MLSD" log "$DESIGN"
 
 echo "== 5/5 monitor the logged loans against the training loans ==============================="
-set +e
-"$MLSD" monitor "$DESIGN"
-STATUS=$?
-set -e
-if [ $STATUS -eq 1 ]; then
-  echo "monitor: alerts fired (exit 1)"
-elif [ $STATUS -ne 0 ]; then
-  exit $STATUS
-fi
+monitor_reporting_alerts
 "$PY" - <<PYEOF
 from mlsd.system import System
 rows, labels = System("$DESIGN").replay_rows("test")

@@ -34,15 +34,7 @@ echo "== 4/5 stop the server (SIGTERM: it drains the log before exiting) =======
 kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
 
 echo "== 5/5 monitor: feature drift, and the text watches (length, OOV rate, MMD of embeddings) ==="
-set +e
-"$MLSD" monitor "$DESIGN"
-STATUS=$?
-set -e
-if [ $STATUS -eq 1 ]; then
-  echo "monitor: alerts fired (exit 1)"
-elif [ $STATUS -ne 0 ]; then
-  exit $STATUS
-fi
+monitor_reporting_alerts
 "$PY" - <<PYEOF
 import json
 from mlsd.system import System
