@@ -44,3 +44,34 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(message)
     with support.postgres_cluster() as url:
         yield url
+
+
+_UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Note when ``--dist loadgroup`` has not grouped the ``xdist_group`` tests (checked below).
+
+    pytest-xdist groups by appending ``@group`` to each marked test's node id on the worker; a
+    pytest whose node ids ignore that (9.2, pytest-dev/pytest-xdist#1386) sends a group's tests
+    to every worker, so each worker builds the group's module fixtures (a minute per end-to-end
+    build) and tests that share one server run in two. Silent, so checked here.
+    """
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and config.getvalue("loadgroup")):
+        return
+    lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if lost:
+        config.stash[_UNGROUPED] = (
+            f"--dist loadgroup did not group {len(lost)} xdist_group test(s), e.g. {lost[0]}: "
+            "this pytest's node ids drop pytest-xdist's group suffix (pytest-dev/pytest-xdist#1386); "
+            "use a pytest the dev extra allows (pyproject.toml)"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _groups_kept(request: pytest.FixtureRequest) -> None:
+    # a worker cannot stop the run with a readable message from collection; every test errors instead
+    message = request.config.stash.get(_UNGROUPED, None)
+    if message:
+        pytest.fail(message, pytrace=False)
