@@ -5,8 +5,10 @@ parameters, metrics, constraints, drift methods, alerts, baselines, rollout stra
 the stage libraries that execute them. :func:`check_design` asks each registry about each name,
 so a design either says only what runs or ``mlsd validate`` refuses it with the file, the line and
 the field. Every check collects its problems and the first one **in file order** is raised: the
-one a reader reaches first. No data is read: the checks take well under a second. The
-deployment segment's checks (rollout, limits, hosts) are in :mod:`mlsd._deployment_checks`.
+one a reader reaches first. No data is read: the checks take well under a second. Segment
+4's checks (candidates, search, ensembles, compression, abstention, explanations) are in
+:mod:`mlsd._model_checks`, the deployment segment's (rollout, limits, hosts) in
+:mod:`mlsd._deployment_checks`.
 
 >>> from mlsd.design import Design
 >>> design = Design.model_validate({"name": "demo", "goals": {"task": "binary", "metric": "roc_auc"},
@@ -23,36 +25,27 @@ random_forest? (received 'randomforest'; expected one of: ...)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from mlsd._annotated_labels import label_problems
+from mlsd._check_common import Problems, constraint_problems, derived_from, located
 from mlsd._deployment_checks import deployment_problems
+from mlsd._model_checks import (
+    abstain_problems,
+    active_pool_problems,
+    behaviour_test_problems,
+    compress_problems,
+    explain_problems,
+    model_problems,
+    self_training_problems,
+    text_feature_problems,
+)
 from mlsd._weak_labels import weak_label_problems
-from mlsd.data import feature_fields, source_columns
+from mlsd.data import feature_fields
 from mlsd.design import Design, SelectSpec
 from mlsd.errors import DesignError
 
 __all__ = ["check_design"]
-
-Problems = Iterator[DesignError]
-
-# SLO keys the monitor judges but the build cannot measure offline, and what to write instead.
-# goals.constraints are the build's selection gates too, so they must be measurable by both.
-_SLO_ONLY = {
-    "p95_latency_ms": (
-        "the build measures p50 and p99 latency, not p95, so it cannot gate on p95",
-        "p99_latency_ms (gated by the build on the model, judged by mlsd monitor on the served "
-        "requests) or p50_latency_ms",
-    ),
-    "max_error_rate": (
-        "the service error rate exists only once the model serves; the build cannot gate on it",
-        "the alert monitoring.alerts.max_error_rate (fires when the 5xx share of requests exceeds it)",
-    ),
-    "min_throughput_rps": (
-        "requests per second exist only once the model serves; the build times batch throughput in rows/s",
-        "min_throughput_rows_per_s (the build's batch throughput of the model)",
-    ),
-}
 
 
 def check_design(design: Design) -> None:
@@ -68,16 +61,16 @@ def check_design(design: Design) -> None:
         weak_label_problems,  # data.labels.functions (docs/weak-supervision.md)
         _privacy,
         _forbidden_features,
-        _text_features,
-        _models,
-        _active_pool,
-        _self_training,
-        _behaviour_tests,
+        text_feature_problems,
+        model_problems,
+        active_pool_problems,
+        self_training_problems,
+        behaviour_test_problems,
         _augment,
         label_problems,
-        _compress,
-        _abstain,
-        _explain,
+        compress_problems,
+        abstain_problems,
+        explain_problems,
         deployment_problems,
         _experiment,
         _monitoring,
@@ -86,18 +79,6 @@ def check_design(design: Design) -> None:
     if problems:
         # sorted() is stable: on one line, the order of the checks decides
         raise sorted(problems, key=lambda p: p.line if p.line is not None else math.inf)[0]
-
-
-def _located(
-    design: Design, exc: DesignError, field: str | None = None, expected: str | None = None
-) -> DesignError:
-    """A stage library's error, pointed at its line of the design file."""
-    return design.error(
-        exc.message,
-        field=field or exc.field or "",
-        received=exc.received,
-        expected=expected or exc.expected,
-    )
 
 
 def _resolve_default_selection(design: Design) -> None:
@@ -117,12 +98,6 @@ def _resolve_default_selection(design: Design) -> None:
 # --- segment 1 -----------------------------------------------------------------------------------
 
 
-def _measured(design: Design) -> list[str]:
-    """The metrics the build measures on every split (what a constraint can bound)."""
-    g = design.goals
-    return list(dict.fromkeys([g.metric, *g.metrics, *(["ece", "brier"] if g.task == "binary" else [])]))
-
-
 def _goals(design: Design) -> Problems:
     from mlsd.goals.metrics import get_task_metric
 
@@ -133,35 +108,8 @@ def _goals(design: Design) -> Problems:
         try:
             get_task_metric(name, task, field=field)
         except DesignError as exc:
-            yield _located(design, exc)
-    yield from _constraints(design, design.goals.constraints, "goals.constraints")
-
-
-def _constraints(design: Design, constraints: dict[str, float], prefix: str) -> Problems:
-    from mlsd.goals.metrics import get_metric
-    from mlsd.modeling.selection import check_constraints, list_constraint_keys
-
-    measured = _measured(design)
-    for key, limit in constraints.items():
-        field = f"{prefix}.{key}"
-        if key in _SLO_ONLY and key not in list_constraint_keys(measured):
-            why, instead = _SLO_ONLY[key]
-            yield design.error(f"not a build constraint: {why}", field=field, received=key, expected=instead)
-            continue
-        try:
-            check_constraints({key: limit}, measured)
-        except DesignError as exc:
-            expected = exc.expected
-            bounded = key[4:] if key.startswith(("min_", "max_")) else key
-            try:
-                applies = design.goals.task in get_metric(bounded).tasks
-            except DesignError:
-                applies = False
-            if applies and bounded not in measured:
-                expected = f"{bounded} listed in goals.metrics, so the build measures it"
-            elif exc.message == "unknown constraint":
-                expected = "one of: " + ", ".join(list_constraint_keys(measured))
-            yield _located(design, exc, field=field, expected=expected)
+            yield located(design, exc)
+    yield from constraint_problems(design, design.goals.constraints, "goals.constraints")
 
 
 # --- segment 2 and 3 -----------------------------------------------------------------------------
@@ -173,15 +121,7 @@ def _expressions(design: Design) -> Problems:
     try:
         check_expressions(design)
     except DesignError as exc:
-        yield _located(design, exc)
-
-
-def _derived_from(design: Design, column: str) -> set[str]:
-    """The raw columns a derived column reads, through chains of derived columns."""
-    try:
-        return set(source_columns(design, column))
-    except DesignError:
-        return set()  # _expressions reports the expression that does not parse
+        yield located(design, exc)
 
 
 def _forbidden_features(design: Design) -> Problems:
@@ -198,7 +138,7 @@ def _forbidden_features(design: Design) -> Problems:
                 expected=expected,
             )
         elif col in design.data.derive:
-            leaked = sorted(_derived_from(design, col) & forbidden)
+            leaked = sorted(derived_from(design, col) & forbidden)
             if leaked:
                 yield design.error(
                     f"the feature is derived (data.derive.{col}) from the forbidden column "
@@ -225,7 +165,7 @@ def _privacy(design: Design) -> Problems:
     d = design.data
     needs: dict[str, list[str]] = {}  # column -> the fields that read it
     for field, col in feature_fields(design):
-        for raw in _derived_from(design, col) if col in d.derive else {col}:
+        for raw in derived_from(design, col) if col in d.derive else {col}:
             needs.setdefault(raw, []).append(field)
     rules = [b["rule"] for b in design.models.baselines() if isinstance(b, dict) and "rule" in b]
     reads = [(f"data.derive.{k}", v) for k, v in d.derive.items()]
@@ -258,7 +198,7 @@ def _privacy(design: Design) -> Problems:
                 field=field,
                 received=column,
                 expected="one of the columns data.derive reads: "
-                + ", ".join(sorted(_derived_from(design, column))),
+                + ", ".join(sorted(derived_from(design, column))),
             )
         elif column == design.goals.target:
             yield design.error(
@@ -300,376 +240,6 @@ def _expression_columns(expr: str, field: str) -> set[str]:
         return set(parse_expression(expr, field=field).columns)
     except DesignError:
         return set()  # _expressions reports the expression that does not parse
-
-
-# --- segment 4 -----------------------------------------------------------------------------------
-
-
-def _active_pool(design: Design) -> Problems:
-    """``data.labels.active.pool`` parses (an expression of the safe language)."""
-    from mlsd.data.expressions import parse_expression
-
-    active = design.data.labels.active
-    if active is not None and design.goals.task == "regression":
-        yield design.error(
-            "active learning picks by class probabilities: a classification task",
-            field="data.labels.active",
-            received="goals.task: regression",
-            expected="goals.task: binary or multiclass",
-        )
-    elif active is not None:
-        try:
-            parse_expression(active.pool, field="data.labels.active.pool")
-        except DesignError as exc:
-            yield _located(design, exc, "data.labels.active.pool")
-
-
-def _self_training(design: Design) -> Problems:
-    """``models.candidates[].self_training`` reads the pool and wraps a plain pipeline."""
-    for i, cand in enumerate(design.models.candidates):
-        if cand.self_training is None:
-            continue
-        field = f"models.candidates[{i}].self_training"
-        if design.goals.task != "binary":
-            yield design.error(
-                "self-training pseudo-labels a binary task's rows",
-                field=field,
-                received=f"goals.task: {design.goals.task}",
-                expected="goals.task: binary",
-            )
-        elif design.data.labels.active is None:
-            yield design.error(
-                "self-training needs the unlabelled pool",
-                field=field,
-                received=None,
-                expected="data.labels.active: {pool: <rows whose label is missing>, key: <column>}",
-            )
-        elif (
-            quality := getattr(design.data.labels, "quality", None)
-        ) is not None and quality.action == "down_weight":
-            yield design.error(
-                "self-training fits without per-row weights",
-                field=field,
-                received="data.labels.quality.action: down_weight",
-                expected="data.labels.quality.action: drop or keep",
-            )
-        elif design.models.imbalance_of(cand) != "none" or design.data.augment is not None:
-            yield design.error(
-                "self-training wraps the plain pipeline: no resampling nor augmentation",
-                field=field,
-                received="imbalance or data.augment",
-                expected="imbalance: none and no data.augment for this candidate",
-            )
-
-
-def _models(design: Design) -> Problems:
-    from mlsd.goals.metrics import get_task_metric
-    from mlsd.modeling.baselines import make_baseline
-    from mlsd.modeling.calibration import CALIBRATION_METHODS
-
-    m, task = design.models, design.goals.task
-    specs = m.baselines()
-    for i, spec in enumerate(specs):
-        field = f"models.baseline[{i}]" if isinstance(m.baseline, list) else "models.baseline"
-        try:
-            make_baseline(spec, task, seed=m.seed, field=field)
-        except DesignError as exc:
-            yield _located(design, exc)
-        else:
-            if isinstance(spec, dict) and "column" in spec:
-                yield from _baseline_column(design, spec["column"], f"{field}.column")
-    for i in range(len(m.candidates)):
-        yield from _candidate(design, i)
-    if m.calibrate != "none":
-        if m.calibrate not in CALIBRATION_METHODS:
-            yield design.error(
-                "unknown calibration method",
-                field="models.calibrate",
-                received=m.calibrate,
-                expected=f"none or one of: {', '.join(CALIBRATION_METHODS)}",
-            )
-        elif task == "regression":
-            yield design.error(
-                "calibration maps classifier scores to probabilities; a regression has none",
-                field="models.calibrate",
-                received=m.calibrate,
-                expected="none for a regression task",
-            )
-    if m.imbalance != "none" and task == "regression":
-        yield design.error(
-            "resampling balances classes; a regression has none",
-            field="models.imbalance",
-            received=m.imbalance,
-            expected="none for a regression task",
-        )
-    if m.class_weight == "costs":
-        yield from _cost_weights(design, "models.class_weight")
-    sel = m.select
-    assert sel is not None  # Design fills it in from goals.metric
-    direction = "maximize" if sel.maximize is not None else "minimize"
-    name = str(sel.maximize if sel.maximize is not None else sel.minimize)
-    field = f"models.select.{direction}"
-    try:
-        metric = get_task_metric(name, task, field=field)
-    except DesignError as exc:
-        yield _located(design, exc)
-    else:
-        if metric.greater_is_better != (direction == "maximize"):
-            better = "higher" if metric.greater_is_better else "lower"
-            right = "maximize" if metric.greater_is_better else "minimize"
-            yield design.error(
-                f"for {name} {better} is better", field=field, received=name, expected=f"{right}: {name}"
-            )
-        elif name not in _measured(design):
-            yield design.error(
-                "the decision metric is not measured by the build",
-                field=field,
-                received=name,
-                expected=f"{name} as goals.metric or listed in goals.metrics",
-            )
-    yield from _constraints(design, sel.subject_to, "models.select.subject_to")
-
-
-def _text_features(design: Design) -> Problems:
-    """``features.text``: known encoders and options, each column in no other feature group."""
-    from mlsd.errors import DesignError
-    from mlsd.features._spec import validate_spec
-
-    f = design.features
-    if not f.text:
-        return
-    groups = {"numeric": f.numeric, "categorical": f.categorical, "hashed": f.hashed}
-    groups |= {"cyclical": f.cyclical, "text": f.text}
-    try:
-        validate_spec({k: v for k, v in groups.items() if v})
-    except DesignError as exc:
-        field = exc.field or "features.text"
-        yield design.error(exc.message, field=field, received=exc.received, expected=exc.expected)
-
-
-def _behaviour_tests(design: Design) -> Problems:
-    """Each ``models.tests[i]`` against its kind's own check (docs/behavioural-tests.md)."""
-    from mlsd.modeling.behaviour import behaviour_problems
-
-    f = design.features
-    for i, spec in enumerate(design.models.tests):
-        for key, message, received, expected in behaviour_problems(
-            spec, f.numeric, f.categorical, design.goals.task
-        ):
-            yield design.error(
-                message, field=f"models.tests[{i}].{key}", received=received, expected=expected
-            )
-
-
-def _cost_weights(design: Design, field: str) -> Problems:
-    """``class_weight: costs`` needs the binary costs of goals.costs."""
-    from mlsd.modeling.imbalance import cost_class_weights
-
-    task = design.goals.task
-    if task != "binary":
-        yield design.error(
-            "class weights from costs need the costs of a binary decision",
-            field=field,
-            received="costs",
-            expected="balanced or none for a " + task + " task",
-        )
-    elif design.goals.costs is None:
-        yield design.error(
-            "class weights from costs need goals.costs",
-            field=field,
-            received="costs",
-            expected="goals.costs (false_positive, false_negative), or class_weight: balanced",
-        )
-    else:
-        try:
-            cost_class_weights(design.goals.costs)
-        except DesignError as exc:
-            yield _located(design, exc, field=field)
-
-
-def _candidate(design: Design, i: int) -> Problems:
-    """Candidate ``i``: its type and parameters, and its own imbalance and class weights."""
-    from mlsd.modeling.candidates import make_candidate
-    from mlsd.modeling.ensembles import is_ensemble
-    from mlsd.modeling.imbalance import FINETUNE_METHODS, cost_class_weights, finetune_mode
-
-    m, task = design.models, design.goals.task
-    cand = m.candidates[i]
-    yield from _search(design, i)
-    yield from _candidate_text(design, i)
-    if is_ensemble(cand.type) or cand.members:
-        yield from _ensemble(design, i)
-    if is_ensemble(cand.type):
-        return
-    weight_field = m.option_field(i, "class_weight")
-    weight: str | dict[int, float] | None = m.class_weight_of(cand)
-    if weight == "costs":
-        problems = list(_cost_weights(design, weight_field)) if cand.class_weight == "costs" else []
-        yield from problems
-        # the models-level key is reported once, by _models; the type is still checked below
-        ok = task == "binary" and design.goals.costs is not None and not problems
-        try:
-            weight = cost_class_weights(design.goals.costs) if ok else "balanced"
-        except DesignError:
-            weight = "balanced"
-    if cand.imbalance not in (None, "none") and task == "regression":
-        yield design.error(
-            "resampling balances classes; a regression has none",
-            field=f"models.candidates[{i}].imbalance",
-            received=cand.imbalance,
-            expected="none for a regression task",
-        )
-    try:  # constructs the estimator (no fit): unknown types, parameters and bad values fail here
-        est = make_candidate(
-            cand.type,
-            task,
-            cand.params,
-            weight,
-            m.seed,
-            field=f"models.candidates[{i}]",
-            class_weight_field=weight_field,
-        )
-    except DesignError as exc:
-        yield _located(design, exc)
-        return
-    imbalance = m.imbalance_of(cand)
-    if imbalance in FINETUNE_METHODS and task != "regression" and finetune_mode(est) is None:
-        yield design.error(
-            f"candidate {cand.name} of type {cand.type} cannot continue training on the original "
-            "rows after over-sampling",
-            field=m.option_field(i, "imbalance"),
-            received=imbalance,
-            expected="a candidate of type lightgbm, lightgbm_focal, random_forest or "
-            "logistic_regression, or another imbalance method",
-        )
-
-
-def _candidate_text(design: Design, i: int) -> Problems:
-    """``models.candidates[i].text``: known encoders for columns of features.text (docs/text-features.md)."""
-    from mlsd.features.text import text_override, validate_text_spec
-    from mlsd.modeling.ensembles import is_ensemble
-
-    cand = design.models.candidates[i]
-    if not cand.text:
-        return
-    field = f"models.candidates[{i}].text"
-    if is_ensemble(cand.type):
-        yield design.error(
-            "an ensemble reads its members' features",
-            field=field,
-            received=dict(cand.text),
-            expected="text on the member candidates instead",
-        )
-        return
-    try:
-        validate_text_spec(design.features.text)
-    except DesignError:
-        return  # _text_features reports it
-    try:
-        text_override(design.features.text, cand.text, field)
-    except DesignError as exc:
-        yield _located(design, exc)
-
-
-# --- models.candidates[].search and ensembles (docs/tuning.md) ----------------------------------
-
-
-def _search(design: Design, i: int) -> Problems:
-    """The tuning extra is installed, the space names the estimator's parameters with values it
-    accepts, and the untuned row's name is free."""
-    import importlib.util
-
-    from mlsd.modeling.candidates import list_candidate_types
-    from mlsd.modeling.training import UNTUNED_SUFFIX
-    from mlsd.modeling.tuning import TUNING_EXTRA, resolve_space
-
-    cand = design.models.candidates[i]
-    field = f"models.candidates[{i}]"
-    if cand.search is None or cand.type not in list_candidate_types(design.goals.task):
-        return  # an unknown type is reported at its .type
-    if importlib.util.find_spec("optuna") is None:
-        yield design.error(
-            "a search needs the tuning extra (Optuna)",
-            field=f"{field}.search",
-            received="optuna is not installed",
-            expected=f"{TUNING_EXTRA}, or no search",
-        )
-    try:
-        resolve_space(cand.type, design.goals.task, cand.search.space, field=field)
-    except DesignError as exc:
-        yield _located(design, exc)
-    untuned = cand.name + UNTUNED_SUFFIX
-    for j, other in enumerate(design.models.candidates):
-        if other.name == untuned:
-            yield design.error(
-                f"the name is the untuned row of the searched candidate {cand.name}",
-                field=f"models.candidates[{j}].name",
-                received=other.name,
-                expected=f"a name not ending in {UNTUNED_SUFFIX}",
-            )
-
-
-def _ensemble(design: Design, i: int) -> Problems:
-    """A stacking or voting candidate: members that are other plain candidates, and parameters
-    that will not fail once every member is fitted. Its members carry imbalance and class weights."""
-    from mlsd.modeling.candidates import make_candidate
-    from mlsd.modeling.ensembles import ensemble_problems, is_ensemble, member_problems
-
-    m, task = design.models, design.goals.task
-    cand = m.candidates[i]
-    field = f"models.candidates[{i}]"
-    for key, message, received, expected in member_problems(m.candidates, i):
-        yield design.error(message, field=f"{field}.{key}", received=received, expected=expected)
-    if not is_ensemble(cand.type):
-        return
-    for key in ("imbalance", "class_weight"):
-        own = getattr(cand, key)
-        if own not in (None, "none"):
-            yield design.error(
-                f"an ensemble takes its {key} from its members",
-                field=f"{field}.{key}",
-                received=own,
-                expected=f"{key} on the member candidates, or models.{key}",
-            )
-    try:  # "drop" stands in for each member: the construction checks the ensemble's own params
-        make_candidate(cand.type, task, cand.params, members=[(n, "drop") for n in cand.members], field=field)
-    except DesignError as exc:
-        if not exc.field or not exc.field.endswith(".members"):  # member_problems said it above
-            yield _located(design, exc)
-        return
-    for key, message, received, expected in ensemble_problems(
-        cand.type, task, cand.params, len(cand.members)
-    ):
-        yield design.error(message, field=f"{field}.{key}", received=received, expected=expected)
-
-
-def _baseline_column(design: Design, column: str, field: str) -> Problems:
-    """A column baseline reads an input column (or a derived one), never a forbidden one."""
-    from mlsd.data import input_columns, source_columns
-
-    try:
-        inputs = input_columns(design)
-        # a derived column counts only if a request can compute it: all its sources are inputs
-        # (a helper of the label, e.g. price_next = adr * 1, would hand the baseline the answer)
-        derived = [d for d in design.data.derive if set(source_columns(design, d)) <= set(inputs)]
-        known = [*inputs, *derived]
-    except DesignError:
-        return  # _expressions reports the expression that does not parse
-    forbidden = set(design.features.forbidden)
-    if column not in known:
-        yield design.error(
-            "the baseline's column is not an input of the design",
-            field=field,
-            received=column,
-            expected="one of the input or derived columns: " + ", ".join(dict.fromkeys(known)),
-        )
-    elif column in forbidden or (column in design.data.derive and _derived_from(design, column) & forbidden):
-        yield design.error(
-            "the baseline's column is known only after the moment of prediction (features.forbidden)",
-            field=field,
-            received=column,
-            expected="a column known at prediction time",
-        )
 
 
 # --- segment 5 -----------------------------------------------------------------------------------
@@ -750,7 +320,7 @@ def _monitoring(design: Design) -> Problems:
     try:
         check_alert_names(spec.alerts, design.goals.task)
     except DesignError as exc:
-        yield _located(design, exc)
+        yield located(design, exc)
     yield from _retrain(design)
 
 
@@ -864,134 +434,3 @@ def _augment(design: Design) -> Problems:
             received=augment.method,
             expected="features.numeric naming at least one column",
         )
-
-
-# --- models.compress (docs/compression.md) -----------------------------------------------------
-
-
-def _compress(design: Design) -> Problems:
-    """The ONNX extra is installed when the design exports, and no compressed row's name is taken."""
-    import importlib.util
-
-    spec = design.models.compress
-    if spec is None:
-        return
-    if spec.onnx:
-        missing = [
-            m
-            for m in ("onnx", "onnxruntime", "skl2onnx", "onnxmltools")
-            if importlib.util.find_spec(m) is None
-        ]
-        if missing:
-            yield design.error(
-                "models.compress.onnx needs the onnx extra",
-                field="models.compress.onnx",
-                received=f"not installed: {', '.join(missing)}",
-                expected="pip install 'mlsd[onnx]', or onnx: false",
-            )
-    variants = ["onnx", *(f"onnx_{q}" for q in spec.quantize)] if spec.onnx else []
-    variants += ["distilled"] if spec.distill is not None else []
-    if not variants:
-        yield design.error(
-            "models.compress adds nothing",
-            field="models.compress",
-            received={"onnx": spec.onnx, "distill": None},
-            expected="onnx: true and/or distill: {max_leaves: 15, n_estimators: 50}",
-        )
-    names = [c.name for c in design.models.candidates]
-    for i, c in enumerate(design.models.candidates):
-        taken = sorted({f"{c.name}_{v}" for v in variants} & set(names))
-        if taken:
-            yield design.error(
-                "a candidate's name is the name of a compressed row of another",
-                field=f"models.candidates[{i}].name",
-                received=taken[0],
-                expected=f"a name not ending in _{', _'.join(variants)}",
-            )
-
-
-# --- end models.compress
-
-
-# --- models.abstain (docs/abstention.md) -------------------------------------------------------
-
-
-def _abstain(design: Design) -> Problems:
-    """Abstention needs a confidence (a classifier) and a review cost needs goals.costs."""
-    spec = design.models.abstain
-    if spec is None:
-        return
-    task = design.goals.task
-    if task not in ("binary", "multiclass"):
-        yield design.error(
-            "abstention declines rows of low confidence; a regression has no confidence defined "
-            "(its score is the predicted value)",
-            field="models.abstain",
-            received=task,
-            expected="no models.abstain for a regression task",
-        )
-    elif spec.review_cost is not None and (task != "binary" or design.goals.costs is None):
-        yield design.error(
-            "a review cost is compared with the costs of the decisions, and the design states none",
-            field="models.abstain.review_cost",
-            received=spec.review_cost,
-            expected="goals.costs (a binary task), or no review_cost",
-        )
-
-
-# --- end models.abstain
-
-# --- models.explain (docs/explanations.md) -----------------------------------------------------
-
-
-def _explain(design: Design) -> Problems:
-    """shap is installed when a candidate's explanation needs it and the design asks for explanations;
-    ablation groups name input columns."""
-    import importlib.util
-
-    from mlsd.data import input_columns
-    from mlsd.modeling.candidates import make_candidate
-    from mlsd.modeling.explain import EXPLAIN_EXTRA, needs_shap
-
-    spec, m = design.models.explain, design.models
-    if not spec.enabled:
-        if spec.ablation or spec.groups:
-            yield design.error(
-                "the ablation is part of the explanations, which are disabled",
-                field="models.explain.ablation",
-                received=spec.ablation,
-                expected="enabled: true, or ablation: false",
-            )
-        return
-    # on by default, explanations skip the SHAP values a missing extra would compute (the document
-    # says so); a design that names models.explain asks for them, and is refused without the extra
-    if "explain" in m.model_fields_set and importlib.util.find_spec("shap") is None:
-        for c in m.candidates:
-            try:
-                est = make_candidate(c.type, design.goals.task, c.params, None, m.seed)
-            except DesignError:
-                continue  # _candidate reports it
-            if needs_shap(est):
-                yield design.error(
-                    f"explaining candidate {c.name} ({c.type}) needs shap, the explain extra",
-                    field="models.explain.enabled",
-                    received="not installed: shap",
-                    expected=f"{EXPLAIN_EXTRA}, or models.explain.enabled: false",
-                )
-                break
-    try:
-        known = list(dict.fromkeys([*input_columns(design), *design.features.input_columns()]))
-    except DesignError:
-        return  # _expressions reports the expression that does not parse
-    for name, columns in spec.groups.items():
-        for j, column in enumerate(columns):
-            if column not in known:
-                yield design.error(
-                    "an ablation group names a column the model does not read",
-                    field=f"models.explain.groups.{name}[{j}]",
-                    received=column,
-                    expected="one of the input or feature columns: " + ", ".join(known),
-                )
-
-
-# --- end models.explain
