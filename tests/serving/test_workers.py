@@ -294,3 +294,21 @@ def test_both_workers_route_by_one_canary_state(
     assert list(PredictionLog(log_url).read_events()["kind"]).count("rollback") == 1
     logged = _logged(log_url)  # every prediction came after the rollback: the champion answered all
     assert len(logged) >= 2 and set(logged["variant"]) == {"champion"}, logged["variant"].value_counts()
+
+
+def test_workers_that_keep_dying_stop_the_server(designs: dict[str, Path], tmp_path: Path) -> None:
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with mlsd_server(designs["single"], "--workers", "2", "--log-url", log_url) as (proc, url):
+        # both serve first: a worker dying before the first time all served stops the server at once
+        _on_each_worker(url, _workers(proc.pid), "GET", "/healthz")
+        killed: set[int] = set()
+        for _ in range(6):  # one more than the 5 restarts allowed within 60 s
+            pids = _until(lambda: _workers(proc.pid) - killed, "a live worker")
+            victim = min(pids)
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+        proc.wait(60)
+    stderr = " ".join(proc.stderr.read().split())
+    assert proc.returncode == 1, stderr
+    assert "after 5 restarts within 60 s: the workers keep dying, so the server stops" in stderr, stderr
+    assert stderr.count("unexpectedly; restarting it") == 5, stderr

@@ -25,8 +25,9 @@ worker gracefully (uvicorn stops accepting, answers what is in flight, the lifes
 log: every answered prediction is committed); a worker ignores SIGINT itself, since Ctrl-C
 reaches the whole process group and a second signal would make uvicorn skip that drain. A
 worker that exits on its own is reported and restarted; more than ``max_restarts`` restarts
-within ``restart_window_s`` stop the server with exit 1. A worker that fails while starting
-(an error before it serves) stops the server with that error: another start would fail alike.
+within ``restart_window_s`` stop the server with exit 1. A worker that fails with an error
+while starting stops the server with that error (another start would fail alike), and so does
+any worker dying before the first time all of them served.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ __all__ = ["WorkerFailure", "hold_port", "run_workers"]
 Build = Callable[[], tuple[ServeSettings, Any]]
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 _POLL_S = 0.5
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class WorkerFailure(ServingError):
@@ -130,8 +132,9 @@ def _worker(
     index: int, build: Build, host: str, port: int, metrics_dir: str, parent: int, conn: Connection
 ) -> None:
     """One worker, in a forked child: build the app, bind, serve until SIGTERM."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)  # the parent's handlers do not apply here
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a pending SIGTERM now ends it
     _die_with_parent(parent)
     try:
         use_multiprocess(metrics_dir)
@@ -188,7 +191,13 @@ class _Supervisor:
             args=(index, self.build, self.host, self.port, self.metrics_dir, os.getpid(), theirs),
             name=f"mlsd-serve-worker-{index}",
         )
-        process.start()
+        # blocked across the fork: a SIGTERM to the young worker waits until it restored the
+        # default handler, rather than reaching the parent's handler it inherited (and being lost)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         theirs.close()
         self.workers[index] = _Worker(index, process, ours)
 
@@ -206,7 +215,7 @@ class _Supervisor:
         return None
 
     def run(self, on_ready: Callable[[dict[str, Any]], None]) -> None:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         try:
             for index in range(self.n):
                 self._start(index)
@@ -233,7 +242,7 @@ class _Supervisor:
                     continue
                 self._messages(worker)  # what it said before it exited
                 how = _worker_exit(worker.process.exitcode)
-                if not (was_ready or worker.ready):
+                if not (announced or was_ready or worker.ready):  # the first start failed
                     raise WorkerFailure(
                         f"worker {worker.index} {how} before it served (its output is above)",
                         field="workers",
@@ -286,11 +295,12 @@ class _Supervisor:
             worker.conn.close()
 
     def unclean(self) -> list[str]:
-        """The workers that did not stop cleanly when asked."""
+        """The workers that did not stop cleanly when asked (one still starting may die of the
+        SIGTERM: it had answered nothing)."""
         return [
             f"worker {w.index} {_worker_exit(w.process.exitcode)}"
             for w in self.workers.values()
-            if w.process.exitcode not in (0, None)
+            if w.process.exitcode not in (0, None) and (w.ready or w.process.exitcode != -signal.SIGTERM)
         ]
 
 
