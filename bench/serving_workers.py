@@ -69,6 +69,23 @@ def logged(db: Path) -> int:
         return con.execute("SELECT count(*) FROM predictions").fetchone()[0] if "predictions" in tables else 0
 
 
+def rows_per_model_call_from(text: str) -> float | None:
+    """The mean micro-batch (``mlsd_batch_size``, every worker summed) in a /metrics text.
+
+    >>> rows_per_model_call_from("mlsd_batch_size_count 4.0\\nmlsd_batch_size_sum 10.0\\n")
+    2.5
+    """
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("mlsd_batch_size_"))
+    count, total = float(values.get("mlsd_batch_size_count", 0)), float(values.get("mlsd_batch_size_sum", 0))
+    return total / count if count else None
+
+
+def rows_per_call(url: str) -> float | None:
+    import httpx
+
+    return rows_per_model_call_from(httpx.get(f"{url}/metrics", timeout=10).text)
+
+
 def wait_for_other_builds(marker: str) -> None:
     """Another process building the bench's workspace (another bench run): wait, do not build too."""
     while True:
@@ -151,6 +168,7 @@ def _measure(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
                     cpu, answers = session_cpu_s(proc.pid) - cpu, logged(db) - answers
                     result["server_cpu_ms_per_request"] = 1000 * cpu / max(answers, 1)
                     result["server_cpu_share"] = cpu / (result["wrk"]["duration_us"] / 1e6 + 3)
+                    result["rows_per_model_call"] = rows_per_call(url)
                 except (RuntimeError, subprocess.CalledProcessError) as exc:
                     result = {"failed": str(exc)[-2000:]}
                 finally:
@@ -177,7 +195,7 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     args.out.write_text(json.dumps({"conditions": conditions, "results": results}, indent=2, default=str))
     print(
         f"\n{'placement':<16}{'workers':>8}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'non2xx':>7}{'sockerr':>8}"
-        f"{'cpu ms/req':>11}{'idle':>6}{'idle c0':>8}{'idle c1':>8}{'wrk cpu':>8}"
+        f"{'cpu ms/req':>11}{'rows/call':>10}{'idle':>6}{'idle c0':>8}{'idle c1':>8}{'wrk cpu':>8}"
     )
     for r in results:
         if "failed" in r:
@@ -186,6 +204,7 @@ def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         print(
             f"{r['placement']:<16}{r['workers']:>8}{r['requests_per_s']:>9.0f}{r['p50_ms']:>8.1f}"
             f"{r['p99_ms']:>8.1f}{r['non_2xx']:>7}{r['socket_errors']:>8}{r['server_cpu_ms_per_request']:>11.2f}"
+            f"{r['rows_per_model_call'] or float('nan'):>10.1f}"
             f"{r['idle_share']:>6.0%}{r['idle_share_server_core']:>8.0%}{r['idle_share_wrk_core']:>8.0%}"
             f"{r['wrk_cpu_share']:>8.0%}"
         )
