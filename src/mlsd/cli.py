@@ -423,10 +423,18 @@ def serve(
             "default: the server's). Give cores the server does not use to keep the shadow off them."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes on the port, each a whole server; they share the rollout state "
+            "through the prediction log (docs/serving-workers.md).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the champion over HTTP: /v1/predict, /v1/feedback, /healthz, /readyz, /metrics, /docs."""
     from mlsd.serving import create_app, settings_for
-    from mlsd.serving.server import bind_socket
+    from mlsd.serving.server import bind_socket, serving_info
     from mlsd.serving.server import serve as run_server
     from mlsd.serving.shadow import parse_cpus
 
@@ -437,22 +445,50 @@ def serve(
         cpus = parse_cpus(shadow_cpus) if shadow_cpus is not None else None
         # bound first, before the model loads and before anything says it serves: a port in use
         # is one line and exit 2, and no other server can take the port meanwhile
-        sock = bind_socket(bound, port)
+        if workers > 1:
+            from mlsd.serving.workers import hold_port
+
+            sock = hold_port(bound, port)
+        else:
+            sock = bind_socket(bound, port)
     except MlsdError as exc:
         _fail(exc)
-    try:
+
+    def build() -> Any:
         settings = settings_for(system, log_url=log_url, host=bound, shadow_cpus=cpus)
-        app_ = create_app(settings)
+        return settings, create_app(settings)
+
+    def banner(info: dict[str, Any]) -> None:
+        shown, log = (f"[{bound}]" if ":" in bound else bound), info["log_url"]
+        err.print(
+            f"serving [bold]{escape(info['model_name'])}[/] version {info['model_version']} on "
+            f"{escape(f'http://{shown}:{port} (docs at /docs; log {log}; ')}"
+            f"feedback auth: {info['feedback_auth']}{f'; {workers} workers' * (workers > 1)})",
+            highlight=False,
+        )
+
+    if workers > 1:
+        from mlsd.serving.workers import run_workers
+
+        with sock:
+            try:
+                run_workers(
+                    workers,
+                    build,
+                    bound,
+                    port or dep.port,
+                    on_ready=banner,
+                    say=lambda m: err.print(escape(m), highlight=False),
+                )
+            except MlsdError as exc:
+                _fail(exc)
+        return
+    try:
+        settings, app_ = build()
     except MlsdError as exc:
         sock.close()
         _fail(exc)
-    shown = f"[{bound}]" if ":" in bound else bound
-    err.print(
-        f"serving [bold]{escape(settings.model_name)}[/] version {settings.model_version} on "
-        f"{escape(f'http://{shown}:{port} (docs at /docs; log {settings.log.url}; ')}"
-        f"feedback auth: {settings.feedback_auth})",
-        highlight=False,
-    )
+    banner(serving_info(settings))
     with sock:
         run_server(app_, settings, sock)
 

@@ -1,5 +1,11 @@
 """Prometheus metrics of one app, in a registry of its own (several apps in one process never clash).
 
+Under ``mlsd serve --workers N`` every worker calls :func:`use_multiprocess` before its app is
+built: counters and histograms then live in prometheus_client's multiprocess files, and a scrape
+of any worker sums them over every worker that ran, restarted ones included (totals never go
+back). The three values the log writer of one process holds (``mlsd_log_queue_depth``,
+``mlsd_log_healthy``, ``mlsd_log_write_failures_total``) are the scraped worker's own.
+
 >>> m = ServingMetrics(queue_depth=lambda: 3)
 >>> m.requests.labels(route="/v1/predict", status="200").inc()
 >>> m.batch_size.observe(12)
@@ -10,7 +16,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,11 +27,26 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "ServingMetrics"]
+__all__ = ["CONTENT_TYPE", "MULTIPROCESS_ENV", "ServingMetrics", "use_multiprocess"]
+
+#: prometheus_client's variable naming the folder of the multiprocess files
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def use_multiprocess(directory: Path | str) -> None:
+    """Metrics created from now on in this process write to ``directory`` (one folder for all
+    the workers of a server, created and removed by the parent)."""
+    os.environ[MULTIPROCESS_ENV] = os.fspath(directory)
+    # prometheus_client picks its value class when imported: imported earlier (the parent
+    # imports it before forking), it is switched here, before any metric of this process exists
+    values.ValueClass = values.MultiProcessValue()
+
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (
@@ -58,6 +81,19 @@ class _CallbackCounter(Collector):
 
     def describe(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self._name, self._doc)
+
+
+class _CallbackGauge(Collector):
+    """A gauge read when scraped, outside the multiprocess files (one worker's own value)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+        self._name, self._doc, self._value = name, documentation, value
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._doc, value=self._value())
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._doc)
 
 
 class ServingMetrics:
@@ -118,19 +154,35 @@ class ServingMetrics:
         self.validation_errors = Counter(
             "mlsd_validation_errors", "Invalid fields in rejected requests by kind", ["kind"], registry=r
         )
-        self.queue_depth = Gauge(
-            "mlsd_log_queue_depth", "Prediction-log records waiting for commit", registry=r
-        )
-        if queue_depth is not None:
-            self.queue_depth.set_function(queue_depth)
-        self.log_healthy = Gauge(
-            "mlsd_log_healthy", "1 while the prediction log commits, 0 after a failed commit", registry=r
-        )
-        if log_healthy is not None:
-            self.log_healthy.set_function(log_healthy)
+        self._multiprocess = os.environ.get(MULTIPROCESS_ENV)
+        depth_help = "Prediction-log records waiting for commit"
+        healthy_help = "1 while the prediction log commits, 0 after a failed commit"
+        # the process's own values: outside the multiprocess files, in a registry of their own
+        self._local = CollectorRegistry(auto_describe=True) if self._multiprocess else r
+        if self._multiprocess:
+            for name, doc, value in (
+                ("mlsd_log_queue_depth", depth_help, queue_depth),
+                ("mlsd_log_healthy", healthy_help, log_healthy),
+            ):
+                if value is not None:
+                    self._local.register(_CallbackGauge(name, doc, value))
+        else:
+            self.queue_depth = Gauge("mlsd_log_queue_depth", depth_help, registry=r)
+            if queue_depth is not None:
+                self.queue_depth.set_function(queue_depth)
+            self.log_healthy = Gauge("mlsd_log_healthy", healthy_help, registry=r)
+            if log_healthy is not None:
+                self.log_healthy.set_function(log_healthy)
         if log_write_failures is not None:  # counted by the log's writer, read at every scrape
-            r.register(_CallbackCounter("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures))
+            self._local.register(
+                _CallbackCounter("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures)
+            )
 
     def render(self) -> bytes:
-        """The text exposition format of this registry."""
-        return generate_latest(self.registry)
+        """The text exposition format of this registry; under workers, the counters and
+        histograms of every worker summed, then this worker's own log values."""
+        if not self._multiprocess:
+            return generate_latest(self.registry)
+        summed = CollectorRegistry()
+        MultiProcessCollector(summed, path=self._multiprocess)
+        return generate_latest(summed) + generate_latest(self._local)

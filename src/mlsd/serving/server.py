@@ -41,7 +41,7 @@ from mlsd.errors import ServingError
 from mlsd.serving.responses import error_body
 from mlsd.serving.settings import ServeSettings
 
-__all__ = ["bind_socket", "bounded_protocol", "serve", "uvicorn_config"]
+__all__ = ["bind_socket", "bounded_protocol", "serve", "serving_info", "uvicorn_config"]
 
 _HEAD, _BODY = "head", "body"  # the phases in which the server waits for the client's bytes
 
@@ -199,8 +199,11 @@ def uvicorn_config(app: Any, settings: ServeSettings, *, log_level: str = "warni
     )
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``, or a :class:`ServingError` that says why not."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a :class:`ServingError` that says why not.
+
+    ``reuse_port`` (SO_REUSEPORT) lets the workers of one ``mlsd serve --workers N`` each bind
+    the port (:mod:`mlsd.serving.workers`); ``listen=False`` only holds the port."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -216,9 +219,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restarts reuse TIME_WAIT ports
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
-        sock.listen(2048)  # listening holds the port: a second server cannot bind it meanwhile
+        if listen:
+            sock.listen(2048)  # listening holds the port: a second server cannot bind it meanwhile
     except OSError as exc:
         sock.close()
         raise _bind_error(host, port, exc) from exc
@@ -258,3 +264,13 @@ def _bind_error(host: str, port: int, exc: OSError) -> ServingError:
 def serve(app: Any, settings: ServeSettings, sock: socket.socket, *, log_level: str = "warning") -> None:
     """Run ``app`` on the already bound ``sock`` until interrupted (the lifespan drains the log)."""
     uvicorn.Server(uvicorn_config(app, settings, log_level=log_level)).run(sockets=[sock])
+
+
+def serving_info(settings: ServeSettings) -> dict[str, Any]:
+    """What ``mlsd serve`` says it serves (a worker sends it to the parent)."""
+    return {
+        "model_name": settings.model_name,
+        "model_version": settings.model_version,
+        "log_url": settings.log.url,
+        "feedback_auth": settings.feedback_auth,
+    }
