@@ -291,6 +291,47 @@ def test_concurrent_feedback_for_one_id_creates_once(log: PredictionLog) -> None
     assert sorted(results) == ["created"] + ["unchanged"] * 7
 
 
+def test_feedback_raced_by_another_process_between_its_check_and_its_insert(
+    log: PredictionLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server processes (``mlsd serve --workers``) record one request's outcome at once.
+
+    The writer checks what is stored, then inserts; another process's outcome lands in between
+    (injected here at the insert, deterministically). The insert's IntegrityError is retried
+    alone, the retry re-reads the stored outcome: the same outcome is ``unchanged``, a different
+    one a conflict about the outcome, never "request ids already logged".
+    """
+    from mlsd.store import _log_writer
+
+    log.write_sync([record(1), record(2)])
+    other = PredictionLog(log.url)  # a second process's log, not started: it writes directly
+    original = _log_writer.GroupCommitWriter._record_feedback
+    raced: dict[str, Any] = {}  # the other process's outcome, injected once
+
+    class Racing:
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(statement, sa.Insert) and statement.table.name == "feedback":
+                while raced:  # popped first: the other log's own insert comes through here too
+                    other.add_feedback(*raced.popitem())
+            return self._conn.execute(statement, *args, **kwargs)
+
+    monkeypatch.setattr(
+        _log_writer.GroupCommitWriter,
+        "_record_feedback",
+        staticmethod(lambda conn, items: original(Racing(conn), items)),
+    )
+    raced["r1"] = 1
+    assert log.submit_feedback("r1", 1).result(timeout=30) == "unchanged"
+    raced["r2"] = 0
+    with pytest.raises(ConflictError) as conflict:
+        log.submit_feedback("r2", 1).result(timeout=30)
+    assert conflict.value.field == "outcome"
+    assert log.count_feedback() == 2
+
+
 def test_windows_filter_on_event_time_with_fallback_and_on_logged_at(log: PredictionLog) -> None:
     log.write_sync(
         [
