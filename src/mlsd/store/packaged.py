@@ -200,7 +200,7 @@ class PackagedModel:
         if cached is not _UNSET:
             return cached
         found = None
-        steps = getattr(self.pipeline, "steps", None)
+        steps: list[Any] = getattr(self.pipeline, "steps", None) or []
         final = steps[-1][1] if steps else None
         if final is not None and type(final).__module__.startswith("lightgbm"):
             plain = getattr(final, "objective", None) is None or isinstance(final.objective, str)
@@ -208,7 +208,7 @@ class PackagedModel:
             if plain and not trees.pandas_categorical:
                 # the transforming steps as Pipeline.predict_proba runs them ("passthrough" skipped)
                 found = ([s for _, s in steps[:-1] if s is not None and s != "passthrough"], trees)
-                self.__dict__["_booster"] = found
+        self.__dict__["_booster"] = found
         return found
 
     def __getstate__(self) -> dict[str, Any]:
