@@ -556,7 +556,9 @@ def main() -> None:
         mlflow = next(
             (x for x in results if x["round"] == r["round"] and x["server"] == "mlflow models serve"), None
         )
-        if mlflow and "failed" not in mlflow and "failed" not in r and r is not mlflow:
+        # one row per request on both sides only: a 100-row request is not one of MLflow's
+        single_row = r.get("rows_per_request", 1) == 1
+        if mlflow and "failed" not in mlflow and "failed" not in r and r is not mlflow and single_row:
             r["vs_mlflow"] = {
                 "requests_per_s": r["requests_per_s"] / mlflow["requests_per_s"],
                 "p50": r["p50_ms"] / mlflow["p50_ms"],
