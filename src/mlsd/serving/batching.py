@@ -7,9 +7,9 @@ the model runs, so requests that arrive meanwhile make the next batch bigger) an
 request a :class:`BatchSlice`: the batch result and the positions of its rows. A request with
 more rows than ``max_batch_size`` is a batch of its own, in its turn: one scoring thread at a
 time (on one core, concurrent batches only fight for the GIL: 100-row requests each in a thread
-of their own gave 2.2-2.7x fewer rows/s, at 1.1-1.3x the CPU per row, than scored in turn). If ``fn`` raises on a batch of several
-requests, each of them is scored again alone: one bad request fails only itself, the others
-get their result, and the consumer goes on.
+of their own gave 2.2-2.7x fewer rows/s, at 1.1-1.3x the CPU per row, than scored in turn).
+If ``fn`` raises on a batch of several requests, each of them is scored again alone: one bad
+request fails only itself, the others get their result, and the consumer goes on.
 
 With ``adaptive=True`` the consumer waits for more rows only while some request has arrived
 but not yet submitted its rows (the server calls :meth:`MicroBatcher.expect` when a request
