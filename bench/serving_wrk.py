@@ -19,6 +19,8 @@ body is sent with httpx and must be answered 200; then a 3 s wrk warm-up, then t
   of requests also scored by the challenger in its own process) and ``canary`` (the design's own:
   10 % of tailnums to the challenger in the first step), each with a fresh SQLite prediction log
   in a scratch folder that every prediction is committed to before its answer;
+- ``mlsd serve`` ``single`` with ``--batch-rows`` (100) consecutive flights in each request's
+  ``inputs``: its throughput in rows is what the log must take (``rows_per_s``);
 - ``mlflow models serve -m models:/flight-delay@champion --env-manager local -w 1`` on the
   workspace's registry (no validation, no log);
 - BentoML 1.4 (``@bentoml.service(workers=1)`` calling the same ``PackagedModel.predict_frame``),
@@ -31,8 +33,10 @@ own under the temporary folder (reused by the next run); ``0`` uses the example'
 (``make demo``), building it when it has no champion or challenger.
 
 For each run: requests/s, p50/p99/max latency as wrk measures it, non-2xx answers and socket
-errors, and the idle share of the whole machine and of each core from /proc/stat before and after
-the run. Ratios are mlsd / MLflow within the same round. One table is printed at the end and all
+errors, the idle share of the whole machine and of each core from /proc/stat before and after
+the run, and the server's own CPU time (utime + stime of its process group, /proc/PID/stat) per
+request: on a shared machine the least disturbed measure of what one request costs. Ratios are
+mlsd / MLflow within the same round. One table is printed at the end and all
 of it is written to bench/results/serving_wrk.json.
 """
 
@@ -141,7 +145,31 @@ def body_lines(records: list[dict[str, Any]], server: str) -> str:
     return "".join(json.dumps(wrap(r), allow_nan=False, separators=(", ", ": ")) + "\n" for r in records)
 
 
+def batch_lines(records: list[dict[str, Any]], size: int) -> str:
+    """One ``{"inputs": [size rows]}`` body a line, consecutive flights, as many as ``records`` fill.
+
+    >>> [len(json.loads(x)["inputs"]) for x in batch_lines([{"a": i} for i in range(7)], 3).splitlines()]
+    [3, 3]
+    """
+    return "".join(
+        json.dumps({"inputs": records[i : i + size]}, allow_nan=False, separators=(", ", ": ")) + "\n"
+        for i in range(0, len(records) - size + 1, size)
+    )
+
+
 # --- the machine -------------------------------------------------------------------------------
+
+
+def group_cpu_ticks(pgid: int) -> int:
+    """utime + stime (clock ticks) of every live process in process group ``pgid`` (the server,
+    its workers, the shadow's scoring process), from /proc/PID/stat."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5, pgrp (fields[0] is the state)
+                total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def cpu_times() -> dict[str, list[int]]:
@@ -213,8 +241,12 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, seconds: float = 240
     raise RuntimeError(f"{url} not ready after {seconds} s:\n{log.read_text()[-3000:]}")
 
 
-def run_wrk(url: str, path: str, bodies: Path, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """A 3 s warm-up, then the measured run, with /proc/stat read around it."""
+def run_wrk(
+    url: str, path: str, bodies: Path, lua: Path, args: argparse.Namespace, server_pid: int, rows: int = 1
+) -> dict[str, Any]:
+    """A 3 s warm-up, then the measured run, with /proc/stat and the server's CPU time read around it.
+
+    ``rows`` per request: the throughput in rows (what the log receives) is requests x rows."""
     import httpx
 
     first = bodies.read_text().splitlines()[0]
@@ -228,18 +260,26 @@ def run_wrk(url: str, path: str, bodies: Path, lua: Path, args: argparse.Namespa
     before = cpu_times()
     # wrk's own CPU time (a waited-for child): what of its core the load generator itself used
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = group_cpu_ticks(server_pid)
     out = subprocess.run(
         [*base, f"-d{args.seconds}s", "--latency", *script], capture_output=True, text=True, check=True
     ).stdout
     shares = idle_shares(before, cpu_times())
+    server_cpu_s = (group_cpu_ticks(server_pid) - server_before) / os.sysconf("SC_CLK_TCK")
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
     line = next(x for x in out.splitlines() if x.startswith("MLSD_WRK "))
     raw = dict(zip(_WRK_FIELDS, (int(v) for v in line.split()[1:]), strict=True))
     errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
+    seconds = raw["duration_us"] / 1e6
     return {
         "requests": raw["requests"],
-        "requests_per_s": raw["requests"] / (raw["duration_us"] / 1e6),
+        "requests_per_s": raw["requests"] / seconds,
+        "rows_per_request": rows,
+        "rows_per_s": raw["requests"] * rows / seconds,
+        # what the machine's load disturbs least: the server's own CPU per request (and per row)
+        "server_cpu_share": server_cpu_s / seconds,
+        "server_cpu_us_per_request": server_cpu_s * 1e6 / max(raw["requests"], 1),
         "p50_ms": raw["p50_us"] / 1000,
         "p90_ms": raw["p90_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000,
@@ -381,6 +421,9 @@ def main() -> None:
         "--rounds", type=int, default=1, help="each configuration this many times, alternating"
     )
     parser.add_argument("--flights-rows", type=int, default=0, help="build on a subsample (0: the example)")
+    parser.add_argument(
+        "--batch-rows", type=int, default=100, help="rows per request of the batch configuration"
+    )
     parser.add_argument("--no-bentoml", action="store_true")
     parser.add_argument(
         "--bentoml-venv", type=Path, default=Path(tempfile.gettempdir()) / "mlsd-bentoml-venv"
@@ -435,9 +478,14 @@ def main() -> None:
                 "bodies": bodies["mlflow"],
             }
         }
-        for strategy in STRATEGIES:
-            served = strategy_design(design, workspace, strategy, scratch)
-            configs[f"mlsd serve {strategy}"] = {
+        bodies["mlsd-batch"] = scratch / "mlsd-batch.jsonl"
+        bodies["mlsd-batch"].write_text(batch_lines(records, args.batch_rows))
+        for strategy in [*STRATEGIES, "single-batch"]:
+            batch = strategy == "single-batch"
+            served = strategy_design(design, workspace, "single" if batch else strategy, scratch)
+            label = f"mlsd serve single, {args.batch_rows} rows/req" if batch else f"mlsd serve {strategy}"
+            configs[label] = {
+                "rows": args.batch_rows if batch else 1,
                 "cmd": [
                     str(BIN / "mlsd"),
                     "serve",
@@ -452,7 +500,7 @@ def main() -> None:
                 "env": env,
                 "ready": "/readyz",
                 "path": "/v1/predict",
-                "bodies": bodies["mlsd"],
+                "bodies": bodies["mlsd-batch" if batch else "mlsd"],
                 "log": scratch / f"{strategy}-{{port}}.db",
             }
         if bento is not None:
@@ -490,7 +538,9 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}"
                 try:
                     wait_ready(url + config["ready"], proc, server_log)
-                    result = run_wrk(url, config["path"], config["bodies"], lua, args)
+                    result = run_wrk(
+                        url, config["path"], config["bodies"], lua, args, proc.pid, config.get("rows", 1)
+                    )
                 except (RuntimeError, subprocess.CalledProcessError) as exc:
                     result = {"failed": str(exc)[-2000:]}
                 finally:
@@ -506,7 +556,9 @@ def main() -> None:
         mlflow = next(
             (x for x in results if x["round"] == r["round"] and x["server"] == "mlflow models serve"), None
         )
-        if mlflow and "failed" not in mlflow and "failed" not in r and r is not mlflow:
+        # one row per request on both sides only: a 100-row request is not one of MLflow's
+        single_row = r.get("rows_per_request", 1) == 1
+        if mlflow and "failed" not in mlflow and "failed" not in r and r is not mlflow and single_row:
             r["vs_mlflow"] = {
                 "requests_per_s": r["requests_per_s"] / mlflow["requests_per_s"],
                 "p50": r["p50_ms"] / mlflow["p50_ms"],
@@ -518,7 +570,8 @@ def main() -> None:
         "pinning": f"server (and its workers / shadow process) taskset -c {SERVER_CORE}, OMP_NUM_THREADS=1; "
         f"wrk -t1 taskset -c {WRK_CORE}",
         "load": f"wrk -c{args.connections} keep-alive connections, --timeout 10s, 3 s warm-up, "
-        f"{args.seconds} s measured, {len(records)} distinct test flights cycling, one row per request",
+        f"{args.seconds} s measured, {len(records)} distinct test flights cycling, one row per request "
+        f"(the batch configuration: {args.batch_rows} consecutive flights per request)",
         "rounds": args.rounds,
         "build": f"data.sample n={args.flights_rows}, seed 0" if args.flights_rows else "all flights",
         "model": {"name": name, "champion_version": version},
@@ -528,20 +581,21 @@ def main() -> None:
     args.out.write_text(json.dumps({"conditions": conditions, "results": results}, indent=2) + "\n")
 
     print("\n" + json.dumps(conditions, indent=2))
-    head = f"{'':>2} {'server':24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>8}{'errors':>7}"
+    head = f"{'':>2} {'server':34}{'req/s':>8}{'rows/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/req':>11}"
+    head += f"{'non-2xx':>8}{'errors':>7}"
     print(
         head
         + f"{'idle':>6}{'idle c0':>8}{'idle c1':>8}{'req/s x':>9}{'p50 x':>7}{'p99 x':>7}   (x: / MLflow)"
     )
     for r in results:
         if "failed" in r:
-            print(f"{r['round']:>2} {r['server']:24} failed: {r['failed'].splitlines()[0][:80]}")
+            print(f"{r['round']:>2} {r['server']:34} failed: {r['failed'].splitlines()[0][:80]}")
             continue
         ratio = r.get("vs_mlflow")
         tail = f"{ratio['requests_per_s']:>9.2f}{ratio['p50']:>7.2f}{ratio['p99']:>7.2f}" if ratio else ""
         print(
-            f"{r['round']:>2} {r['server']:24}{r['requests_per_s']:>8.0f}"
-            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['round']:>2} {r['server']:34}{r['requests_per_s']:>8.0f}{r['rows_per_s']:>8.0f}"
+            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['server_cpu_us_per_request']:>11.0f}"
             f"{r['non_2xx']:>8}{r['socket_errors']:>7}{r['idle_share']:>6.0%}{r['idle_share_server_core']:>8.0%}"
             f"{r['idle_share_wrk_core']:>8.0%}{tail}"
         )

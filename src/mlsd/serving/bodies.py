@@ -7,10 +7,13 @@ shape ``{"inputs": {...}}`` or ``{"inputs": [{...}, ...]}`` (-> 422 naming ``inp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from typing import Any
+
+import orjson
 
 from mlsd.serving.responses import RequestError
 
@@ -20,6 +23,8 @@ LONE_SURROGATE = "[\ud800-\udfff]"
 """A lone UTF-16 surrogate: JSON can carry one, UTF-8 cannot store or echo it."""
 _HAS_SURROGATE = re.compile(LONE_SURROGATE)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how one is written in JSON text
+# 19 digits in a row: maybe an integer beyond int64, which orjson reads as a float (json as an int)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -55,6 +60,17 @@ def parse_json(raw: bytes) -> Any:
     >>> parse_json(b'["\\ud83d\\ude00"]')  # a surrogate pair is one character
     ['😀']
     """
+    if not _LONG_DIGITS.search(raw):
+        # orjson reads what json.loads reads, to the same values, ~10x faster; it refuses what
+        # json.loads with these hooks refuses (NaN, 1e309, bad UTF-8) and lone surrogates too, so
+        # a body it refuses is read again below, for the error the standard library words
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(raw)
+    return _stdlib_parse(raw)
+
+
+def _stdlib_parse(raw: bytes) -> Any:
+    """:func:`parse_json` through ``json.loads``: its values and its words for every error."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)

@@ -230,12 +230,14 @@ class Routing:
         rows = np.sort(np.concatenate(champion_rows))
         if len(rows):
             start = time.thread_time()  # CPU time, as _timed_predict says why
-            pred, error = self._score_champion(variants["champion"].model, frame.iloc[rows])
+            # every row the champion's (single, or no challenger row in this batch): no copy
+            champion_frame = frame if len(rows) == n else frame.iloc[rows]
+            pred, error = self._score_champion(variants["champion"].model, champion_frame)
             if error is not None and not one_request and self.baseline is not None:
                 raise error
             if error is not None:  # the rule baseline answers, or this raises
                 why = f"failed: champion raised {type(error).__name__}: {str(error)[:200]}"
-                pred = self._score_baseline(frame.iloc[rows], why, error)
+                pred = self._score_baseline(champion_frame, why, error)
                 answered[rows] = BASELINE
                 for i in rows.tolist():  # a variant's failure before it stays in the reason
                     fallback[i] = why if fallback[i] is None else f"{why}; after {fallback[i]}"

@@ -30,9 +30,10 @@ dtype('float64')
 from __future__ import annotations
 
 import json
-import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -52,12 +53,24 @@ __all__ = [
     "string_limit",
 ]
 
-_MISSING = object()
+
+class _Absent:
+    """The type of :data:`_MISSING`: a field the row does not carry (no JSON value has this type)."""
+
+
+_MISSING = _Absent()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
 # JSON value kinds, as small integers so that the checks are array operations; _HUGE is a number
 # beyond MAX_ABS_NUMBER (float64 and int64 arithmetic in the model break well before 1e309)
 _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
-_KINDS: dict[type, int] = {type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR}
+_KINDS: dict[type, int] = {
+    _Absent: _ABSENT,
+    type(None): _NULL,
+    bool: _BOOL,
+    int: _INT,
+    float: _FLOAT,
+    str: _STR,
+}
 MAX_ABS_NUMBER = 10**18
 """Largest magnitude of a JSON number the server takes (below int64's 9.2e18, exact in float64 ops)."""
 # An ISO 8601 date or date-time: year 1700 to 2199 (pandas holds 1677 to 2262), a real calendar
@@ -73,6 +86,8 @@ _TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
 _OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 # A date alone is midnight UTC: daily data (arrival dates, days of ridership) sends no time.
 DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET})?$"
+_DATETIME = re.compile(DATETIME_PATTERN)
+_SURROGATE = re.compile(LONE_SURROGATE)
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
 _OUTSIDE = "value outside the range seen at build time"
@@ -85,15 +100,6 @@ _EXPECTED = {
     "datetime": "an ISO 8601 date or date-time, e.g. 2024-05-01 or 2024-05-01T12:00:00Z (no offset: UTC), "
     "year 1700 to 2199",
 }
-
-
-def _kind(value: Any) -> int:
-    kind = _KINDS.get(type(value), _OTHER)
-    if kind == _INT and not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:
-        return _HUGE
-    if kind == _FLOAT and not (math.isfinite(value) and abs(value) <= MAX_ABS_NUMBER):
-        return _HUGE
-    return kind
 
 
 def string_limit(spec: ColumnSchema | None, override: int | None = None) -> int:
@@ -273,19 +279,27 @@ class RowValidator:
         return list(self._specs)
 
     def check(self, rows: list[dict[str, Any]]) -> CheckedRows:
-        """Check a batch of rows: the typed frame (failed values as missing), the failures per column."""
+        """Check a batch of rows: the typed frame (failed values as missing), the failures per column.
+
+        One pass per column over the JSON values with numpy: the kinds from the values' types, the
+        numbers converted in one call, string lengths with ``map(len)``, the surrogate regex only on
+        strings that are not ASCII, the date-time pattern and parse only for date-time columns.
+        """
         n = len(rows)
         data: dict[str, Any] = {}
         errors: list[ColumnErrors] = []
         unseen: dict[str, int] = {}
         event_time = None
         for column, spec in self._specs.items():
+            raw = [row.get(column, _MISSING) for row in rows]
             values = np.empty(n, dtype=object)
-            values[:] = [row.get(column, _MISSING) for row in rows]
-            kinds = np.fromiter((_ABSENT if v is _MISSING else _kind(v) for v in values), np.int8, count=n)
+            values[:] = raw
+            kinds = _kinds(raw)
             if column in self.optional:
                 kinds[kinds == _ABSENT] = _NULL  # not an input: it may be left out
-            typed, column_errors = _type_pass(column, spec, values, kinds, self.max_lengths.get(column))
+            typed, column_errors, passed = _type_pass(
+                column, spec, values, kinds, self.max_lengths.get(column)
+            )
             errors.extend(column_errors)
             if column == self.time_column:
                 if spec is not None and spec.dtype == "datetime":
@@ -310,13 +324,14 @@ class RowValidator:
                 if spec is not None and spec.dtype == "string":  # the JSON strings are the keys
                     # only strings that passed the type pass (objects are not hashable; a string
                     # refused for its length is not also an unseen category)
-                    present = (kinds == _STR) & pd.Series(typed).notna().to_numpy()
-                    keys = np.where(present, values, _NONE).tolist()
+                    where = np.flatnonzero(passed)
+                    known = np.fromiter(map(allowed.__contains__, values[where].tolist()), bool, where.size)
+                    new = where[~known]
                 else:
                     key_series = _category_keys(pd.Series(typed))
                     present, keys = key_series.notna().to_numpy(), key_series.tolist()
-                known = np.fromiter((k in allowed for k in keys), bool, count=n)
-                new = np.flatnonzero(present & ~known)
+                    known = np.fromiter((k in allowed for k in keys), bool, count=n)
+                    new = np.flatnonzero(present & ~known)
                 if new.size and self.reject_unseen_categories:
                     errors.append(ColumnErrors(column, "category", new, expected, _UNSEEN))
                 elif new.size:
@@ -333,10 +348,14 @@ class RowValidator:
 
     def _derived_errors(self, frame: pd.DataFrame) -> list[ColumnErrors]:
         """Rows whose derived values leave their build range, reported on the raw field they come from."""
-        derived = frame.copy()
+        # the columns as Series over the frame's own arrays, the derived ones added to this dict:
+        # what evaluate_expression reads (df[name], df.columns, df.index) without copying the frame
+        derived = _Columns(frame)
         try:  # the served pipeline derives the same way; a failure here fails there and is isolated
             for name, expr in self._derive.items():
-                derived[name] = evaluate_expression(derived, expr, field=f"data.derive.{name}")
+                derived[name] = evaluate_expression(
+                    cast(pd.DataFrame, derived), expr, field=f"data.derive.{name}"
+                )
         except Exception:
             return []
         errors = []
@@ -388,37 +407,111 @@ class RowValidator:
         return out, total
 
 
+class _Columns:
+    """The part of a DataFrame :func:`mlsd.data.evaluate_expression` reads (``df[name]``,
+    ``df.columns``, ``df.index``), where a new column is a dict entry: no copy of the frame."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.index = frame.index
+        self._series: dict[str, pd.Series] = {}
+        self._frame = frame
+
+    @property
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*map(str, self._frame.columns), *self._series]))
+
+    def __getitem__(self, name: str) -> pd.Series:
+        if name not in self._series:
+            self._series[name] = self._frame[name]
+        return self._series[name]
+
+    def __setitem__(self, name: str, values: pd.Series) -> None:
+        self._series[name] = values
+
+
+def _kinds(values: list[Any]) -> np.ndarray:
+    """The JSON kind of each value, by its exact type (``bool`` is not a number), then magnitudes
+    beyond :data:`MAX_ABS_NUMBER` (and non-finite floats) as ``_HUGE``, in one numpy call per type."""
+    n = len(values)
+    kinds = np.fromiter(map(_KINDS.get, map(type, values), repeat(_OTHER, n)), np.int8, count=n)
+    ints = np.flatnonzero(kinds == _INT)
+    if ints.size:
+        picked = [values[i] for i in ints.tolist()]
+        try:
+            x = np.array(picked, dtype=np.int64)
+            big = (x < -MAX_ABS_NUMBER) | (x > MAX_ABS_NUMBER)
+        except OverflowError:  # beyond int64: Python compares them exactly
+            big = np.fromiter((not -MAX_ABS_NUMBER <= v <= MAX_ABS_NUMBER for v in picked), bool, ints.size)
+        kinds[ints[big]] = _HUGE
+    floats = np.flatnonzero(kinds == _FLOAT)
+    if floats.size:
+        f = np.array([values[i] for i in floats.tolist()], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            big = ~(np.abs(f) <= MAX_ABS_NUMBER)  # NaN and infinities too
+        kinds[floats[big]] = _HUGE
+    return kinds
+
+
 def _text_errors(
     column: str, values: np.ndarray, is_text: np.ndarray, max_length: int | None
 ) -> tuple[np.ndarray, list[ColumnErrors]]:
     """Strings too long or holding lone surrogates (neither can be scored, logged or echoed safely)."""
     bad = np.zeros(len(values), dtype=bool)
-    if not is_text.any():
-        return bad, []
-    text = pd.Series(values[is_text], dtype=object)  # object: pandas' str dtype would encode to UTF-8
-    errors = []
     where = np.flatnonzero(is_text)
+    if not where.size:
+        return bad, []
+    text = values[where].tolist()
+    errors = []
     if max_length is not None:
-        long = where[(text.str.len() > max_length).to_numpy()]
+        long = where[np.fromiter(map(len, text), np.int64, where.size) > max_length]
         if long.size:
             bad[long] = True
             errors.append(
                 ColumnErrors(column, "length", long, f"at most {max_length} characters", "string too long")
             )
-    broken = where[text.str.contains(LONE_SURROGATE, regex=True).to_numpy(dtype=bool)]
-    broken = broken[~bad[broken]]
-    if broken.size:
-        bad[broken] = True
-        errors.append(
-            ColumnErrors(column, "type", broken, "valid Unicode text (no lone surrogates)", "not valid text")
-        )
+    # a surrogate is not ASCII: the regex runs only on the (rare) strings that are not
+    wide = np.flatnonzero(~np.fromiter(map(str.isascii, text), bool, where.size))
+    if wide.size:
+        hits = np.fromiter((_SURROGATE.search(text[i]) is not None for i in wide.tolist()), bool, wide.size)
+        broken = where[wide[hits]]
+        broken = broken[~bad[broken]]
+        if broken.size:
+            bad[broken] = True
+            errors.append(
+                ColumnErrors(
+                    column, "type", broken, "valid Unicode text (no lone surrogates)", "not valid text"
+                )
+            )
     return bad, errors
+
+
+def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> pd.Series:
+    """The strings at ``is_text`` that match :data:`DATETIME_PATTERN`, parsed as UTC (NaT elsewhere).
+
+    pandas' ISO 8601 parser costs ~150 us a call; when every matching string is a plain date or a
+    ``YYYY-MM-DDTHH:MM:SS`` time (optionally ``Z``), the common form, numpy parses them instead.
+    The result is pandas' own (``datetime64[us, UTC]``), as the property test checks.
+    """
+    where = np.flatnonzero(is_text)
+    shaped = np.zeros(len(values), dtype=bool)
+    if where.size:
+        text = values[where].tolist()
+        shaped[where] = np.fromiter((m is not None for m in map(_DATETIME.fullmatch, text)), bool, where.size)
+        picked = values[shaped].tolist()
+        # a matching string of 10 characters is a date, of 19 a time without offset, of 20 one with Z
+        if picked and np.isin(np.fromiter(map(len, picked), np.int64, len(picked)), (10, 19, 20)).all():
+            stamps = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
+            stamps[shaped] = np.array([s[:19] for s in picked], dtype="datetime64[us]")
+            return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+    text_or_nan = pd.Series(np.where(shaped, values, np.nan), dtype=object)
+    return pd.to_datetime(text_or_nan, errors="coerce", utc=True, format="ISO8601")
 
 
 def _type_pass(
     column: str, spec: ColumnSchema | None, values: np.ndarray, kinds: np.ndarray, max_length: int | None
-) -> tuple[Any, list[ColumnErrors]]:
-    """The typed column (invalid values as missing) and the missing / null / type failures."""
+) -> tuple[Any, list[ColumnErrors], np.ndarray]:
+    """The typed column (invalid values as missing), the missing / null / type failures, and the
+    rows whose value passed as a string (a category key) for string columns."""
     errors = []
     absent = kinds == _ABSENT
     null = kinds == _NULL
@@ -442,6 +535,7 @@ def _type_pass(
             )
         )
         empty = empty | huge  # reported: not a type error too
+    ok = kinds == _STR
     if dtype in ("number", "integer"):
         ok = (kinds == _INT) | (kinds == _FLOAT)
         typed = np.full(len(values), np.nan)
@@ -460,26 +554,23 @@ def _type_pass(
         if not (bad | empty).any():
             typed = typed.astype(bool)
     elif dtype == "datetime":
-        text = pd.Series(np.where(kinds == _STR, values, _NONE), dtype=object)
-        shaped = text.str.fullmatch(DATETIME_PATTERN).fillna(False).to_numpy(dtype=bool)
-        typed = pd.to_datetime(text.where(shaped), errors="coerce", utc=True, format="ISO8601")
+        typed = _parse_datetimes(values, ok)
         bad = ~empty & typed.isna().to_numpy()
     elif dtype == "string":
-        ok = kinds == _STR
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
         bad = ~ok & ~empty
-        ok &= ~long
+        ok = ok & ~long
         typed = pd.Series(np.where(ok, values, _NONE), dtype="str")
     else:  # a column the schema does not describe: any JSON scalar goes through
-        long, text_errors = _text_errors(column, values, kinds == _STR, max_length)
+        long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
         bad = (kinds == _OTHER) | ((kinds == _HUGE) & ~empty)
         typed = np.where(bad | empty | long, _NONE, values)
     if bad.any():
         expected = _EXPECTED.get(dtype or "", "a JSON scalar")
         errors.append(ColumnErrors(column, "type", np.flatnonzero(bad), expected, f"not {expected}"))
-    return typed, errors
+    return typed, errors, ok
 
 
 def _event_time_of_text(
@@ -490,9 +581,7 @@ def _event_time_of_text(
     The model gets the text as it was trained on; the log gets the parsed time. A string that is
     not an ISO 8601 date-time is a 422 (a row is never logged without the event time it sent).
     """
-    text = pd.Series(np.where(is_text, values, _NONE), dtype=object)
-    shaped = text.str.fullmatch(DATETIME_PATTERN).fillna(False).to_numpy(dtype=bool)
-    stamps = pd.to_datetime(text.where(shaped), errors="coerce", utc=True, format="ISO8601")
+    stamps = _parse_datetimes(values, is_text)
     bad = np.flatnonzero(is_text & stamps.isna().to_numpy())
     expected = _EXPECTED["datetime"]
     errors = [ColumnErrors(column, "type", bad, expected, f"not {expected}")] if bad.size else []

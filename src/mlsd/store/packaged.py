@@ -35,6 +35,7 @@ from mlsd.errors import ModelError, SchemaError
 __all__ = ["TASKS", "PackagedModel"]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+_UNSET = object()
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -159,17 +160,60 @@ class PackagedModel:
         self.check_columns(df)
         # a served batch already holds exactly the input columns: selecting them again costs a copy
         rows = df if list(df.columns) == self.input_columns else df.loc[:, self.input_columns]
+        booster = self._direct_booster()
+        if booster is not None:  # the pipeline's own features, then LightGBM's booster itself
+            features, trees = booster
+            matrix: Any = rows
+            for step in features:
+                matrix = step.transform(matrix)
+            if isinstance(matrix, np.ndarray):
+                out = np.asarray(trees.predict(matrix, num_threads=1), dtype=float)
+                if self.task == "regression":
+                    return pd.DataFrame({"score": out, "decision": out}, index=df.index)
+                proba = out if out.ndim == 2 else np.column_stack([1.0 - out, out])
+                return self._classified(proba, df.index)
         if self.task == "regression":
             value = np.asarray(self.pipeline.predict(rows), dtype=float)
             return pd.DataFrame({"score": value, "decision": value}, index=df.index)
-        proba = np.asarray(self.pipeline.predict_proba(rows), dtype=float)
+        return self._classified(np.asarray(self.pipeline.predict_proba(rows), dtype=float), df.index)
+
+    def _classified(self, proba: np.ndarray, index: pd.Index) -> pd.DataFrame:
         fitted_classes = np.asarray(self.pipeline.classes_).tolist()
         if self.task == "binary":
             score = proba[:, fitted_classes.index(self.classes[1])]
-            return pd.DataFrame({"score": score, "decision": score >= self.threshold}, index=df.index)
+            return pd.DataFrame({"score": score, "decision": score >= self.threshold}, index=index)
         top = proba.argmax(axis=1)
         labels = np.asarray(fitted_classes, dtype=object)[top]
-        return pd.DataFrame({"score": proba[np.arange(len(top)), top], "decision": labels}, index=df.index)
+        return pd.DataFrame({"score": proba[np.arange(len(top)), top], "decision": labels}, index=index)
+
+    def _direct_booster(self) -> tuple[list[Any], Any] | None:
+        """(the pipeline without its last step, the LightGBM booster) when the pipeline ends in a
+        LightGBM model the booster can score alone, else None; found once, then cached.
+
+        LightGBM's scikit-learn wrapper spends most of a small batch's call outside the trees
+        (``get_params``, a deep copy of its parameters, input checks): ~1.7 ms of 2.1 ms on 32
+        rows. The booster gives the same numbers (tests/serving/test_fast_paths.py checks it).
+        Only plain models qualify: no custom objective, no pandas categoricals, and the features
+        must come out as a numpy matrix (checked per call; anything else takes the wrapper).
+        """
+        cached = self.__dict__.get("_booster", _UNSET)
+        if cached is not _UNSET:
+            return cached
+        found = None
+        steps: list[Any] = getattr(self.pipeline, "steps", None) or []
+        final = steps[-1][1] if steps else None
+        if final is not None and type(final).__module__.startswith("lightgbm"):
+            plain = getattr(final, "objective", None) is None or isinstance(final.objective, str)
+            trees = final.booster_
+            if plain and not trees.pandas_categorical:
+                # the transforming steps as Pipeline.predict_proba runs them ("passthrough" skipped)
+                found = ([s for _, s in steps[:-1] if s is not None and s != "passthrough"], trees)
+        self.__dict__["_booster"] = found
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached booster is a view into the pipeline: not pickled (a reload finds it again)
+        return {k: v for k, v in self.__dict__.items() if k != "_booster"}
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (no pipeline): task, threshold, columns, classes, metadata."""
