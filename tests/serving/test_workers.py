@@ -111,9 +111,12 @@ def _request(
         conn.close()
 
 
-def _on_each_worker(url: str, pids: set[int], *args: Any, **kwargs: Any) -> dict[int, Any]:
+def _on_each_worker(
+    url: str, pids: set[int], *args: Any, every: list[Any] | None = None, **kwargs: Any
+) -> dict[int, Any]:
     """The same request on new connections until every worker answered it (a restarted worker
-    may still be loading: at most 60 s and 2,000 requests)."""
+    may still be loading: at most 60 s and 2,000 requests): each worker's first answer. ``every``
+    gets all the answers (a prediction sent until both workers answered is logged each time)."""
     answers: dict[int, Any] = {}
     deadline = time.monotonic() + 60
     for _ in range(2000):
@@ -121,6 +124,8 @@ def _on_each_worker(url: str, pids: set[int], *args: Any, **kwargs: Any) -> dict
             break
         worker, status, data = _request(url, pids, *args, **kwargs)
         assert status == 200, data
+        if every is not None:
+            every.append(data)
         if worker is not None:
             answers.setdefault(worker, data)
         if set(answers) == pids:
@@ -195,7 +200,8 @@ def test_two_workers_answer_and_every_answer_is_logged_once(designs: dict[str, P
         pids = _workers(proc.pid)
         assert len(pids) == 2, pids
         row = json.loads(_rows(design, 1).to_json(orient="records", date_format="iso"))[0]
-        answered = _on_each_worker(url, pids, "POST", "/v1/predict", {"inputs": row})
+        answered: list[Any] = []
+        _on_each_worker(url, pids, "POST", "/v1/predict", {"inputs": row}, every=answered)
         thread, holder = _replay_in_thread(url, _rows(design, 400))
         thread.join(120)
         # a second server on the port is refused while the workers hold it
@@ -207,7 +213,7 @@ def test_two_workers_answer_and_every_answer_is_logged_once(designs: dict[str, P
     result = holder["result"]
     assert result.ok == 400, result.statuses
     assert second.returncode == 2 and "already in use" in second.stderr, second.stderr
-    acknowledged = [a["predictions"][0]["request_id"] for a in answered.values()] + result.acknowledged
+    acknowledged = [a["predictions"][0]["request_id"] for a in answered] + result.acknowledged
     logged = _logged(log_url)
     assert logged["request_id"].is_unique
     assert sorted(logged["request_id"]) == sorted(acknowledged)
@@ -250,13 +256,14 @@ def test_a_killed_worker_is_restarted_and_no_answer_is_lost(designs: dict[str, P
         after = _until(restarted, "a restart")
         thread.join(120)
         row = json.loads(_rows(design, 1).to_json(orient="records", date_format="iso"))[0]
-        answered = _on_each_worker(url, after, "POST", "/v1/predict", {"inputs": row})  # the new one serves
+        answered: list[Any] = []  # the new one serves
+        _on_each_worker(url, after, "POST", "/v1/predict", {"inputs": row}, every=answered)
     stderr = proc.stderr.read()
     assert proc.returncode == 0, stderr
     assert f"(pid {victim}) was killed by SIGKILL unexpectedly; restarting it" in stderr, stderr
     result = holder["result"]
     assert result.ok >= 200, result.statuses
-    acknowledged = [a["predictions"][0]["request_id"] for a in answered.values()] + result.acknowledged
+    acknowledged = [a["predictions"][0]["request_id"] for a in answered] + result.acknowledged
     logged = _logged(log_url)
     assert logged["request_id"].is_unique
     missing = set(acknowledged) - set(logged["request_id"])
