@@ -6,8 +6,9 @@
   binomial test (the reference rate is treated as known: it comes from far more rows than a
   window) and Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p_ref))``, as effect size (0.2 small,
   0.5 medium);
-- **discrimination**: ROC AUC with a percentile bootstrap interval (:func:`mlsd.goals.bootstrap_ci`,
-  vectorised for AUC);
+- **discrimination**: ROC AUC with DeLong's 95 % interval (:func:`mlsd.goals.bootstrap.delong_roc_auc`:
+  the AUC's variance from its structural components, O(n log n), no resampling; it agrees with
+  a large bootstrap, see tests/goals/test_delong.py);
 - **calibration**: expected calibration error (10 equal-width bins), mean score vs observed rate;
 - **decisions**: accuracy of the logged decision and, with a cost matrix, the cost per 1000;
 - **regression**: MAE and RMSE of the logged prediction (``score``), and the mean prediction
@@ -41,8 +42,9 @@ import pandas as pd
 from scipy import stats
 
 from mlsd.errors import DataError, DesignError
-from mlsd.goals import CostMatrix, bootstrap_ci, compute_metric, expected_calibration_error
+from mlsd.goals import CostMatrix, compute_metric, expected_calibration_error
 from mlsd.goals import expected_cost_per_1000 as _cost_per_1000
+from mlsd.goals.bootstrap import delong_roc_auc
 from mlsd.monitoring._json import finite_or_none
 
 __all__ = ["PerformanceResult", "cohens_h", "label_drift_test", "labelled_performance"]
@@ -152,7 +154,9 @@ def labelled_performance(
     """Performance of one window of logged predictions (columns ``score``, ``decision``, ``outcome``).
 
     ``task`` is ``binary``, ``multiclass`` or ``regression``; ``positive_class`` names the positive
-    outcome of a binary task when outcomes are labels rather than booleans / 0-1.
+    outcome of a binary task when outcomes are labels rather than booleans / 0-1. The ROC AUC
+    interval is DeLong's (``n_resamples=0``: the point value only; any other value asks for the
+    interval, kept for callers written when it was a bootstrap; ``seed`` is unused since).
     """
     if task not in ("binary", "multiclass", "regression"):
         raise DesignError(
@@ -208,12 +212,10 @@ def labelled_performance(
         out.mean_score_labelled = float(ss.mean())
         out.ece = finite_or_none(expected_calibration_error(ys, np.clip(ss, 0.0, 1.0)))
         if 0 < ys.sum() < ys.size:
-            est = bootstrap_ci("roc_auc", ys, ss, n_resamples=n_resamples, seed=seed)
-            out.roc_auc, out.roc_auc_low, out.roc_auc_high = (
-                finite_or_none(est.value),
-                finite_or_none(est.low),
-                finite_or_none(est.high),
-            )
+            est = delong_roc_auc(ys, ss)
+            out.roc_auc = finite_or_none(est.value)
+            if n_resamples:
+                out.roc_auc_low, out.roc_auc_high = finite_or_none(est.low), finite_or_none(est.high)
     if "decision" in labelled.columns and labelled["decision"].notna().all():
         decision = _as_binary(labelled["decision"], positive_class, "decision", prefer_bool=True)
         out.accuracy = float((decision == y).mean())
