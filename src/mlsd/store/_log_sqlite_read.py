@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import io
-import itertools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -52,7 +51,6 @@ _META = (
     ("p.variant", "str"),
     ("p.score", "float"),
     ("p.latency_ms", "float"),
-    (f"ifnull(f.received_at, {_NULL_INT})", "time"),
     ("p.assigned_variant", "object"),
     ("p.propensity", "float"),
     ("p.unit", "object"),
@@ -62,7 +60,7 @@ _META = (
 )
 _META_NAMES = (
     "request_id", "logged_at", "event_time", "model_name", "model_version", "variant", "score",
-    "latency_ms", "feedback_at", "assigned_variant", "propensity", "unit", "assignment", "fallback",
+    "latency_ms", "assigned_variant", "propensity", "unit", "assignment", "fallback",
     "scoring_ms",
 )  # fmt: skip
 _JOIN = "FROM predictions AS p LEFT JOIN feedback AS f ON f.request_id = p.request_id"
@@ -93,11 +91,16 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _column(values: tuple[Any, ...], kind: str) -> Any:
+    # each batch's Python objects become arrays at once, so a million of them never coexist
     if kind in ("time", "int"):
         return np.array(values, dtype=np.int64)
     if kind == "float":
         return np.array(values, dtype=np.float64)  # None -> NaN
-    return values
+    if kind == "str":
+        return pd.array(values, dtype="str")
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _meta(
@@ -105,7 +108,10 @@ def _meta(
 ) -> tuple[np.ndarray, list[Any]]:
     """The rowids and meta columns of the window, in its order."""
     select = ", ".join(expr for expr, _ in _META)
-    cursor = dbapi.execute(f"SELECT p.rowid, {select} {_JOIN} {where} ORDER BY {axis}, p.request_id", params)
+    # no join: the feedback columns come with the aggregates, which join anyway
+    cursor = dbapi.execute(
+        f"SELECT p.rowid, {select} FROM predictions AS p {where} ORDER BY {axis}, p.request_id", params
+    )
     parts: list[list[Any]] = [[] for _ in range(len(_META) + 1)]
     with _gc_paused():
         while batch := cursor.fetchmany(_BATCH):
@@ -116,31 +122,34 @@ def _meta(
                 parts[i].append(_column(columns[i], kind))
     out: list[Any] = []
     for (_, kind), chunks in zip((("", "int"), *_META), parts, strict=True):
-        if kind in ("time", "int", "float"):
-            out.append(
-                np.concatenate(chunks) if chunks else np.empty(0, np.int64 if kind != "float" else float)
-            )
+        if kind == "str":
+            out.append(pd.concat([pd.Series(c) for c in chunks], ignore_index=True) if chunks else [])
+        elif chunks:
+            out.append(np.concatenate(chunks))
         else:
-            out.append(list(itertools.chain.from_iterable(chunks)))
+            out.append(np.empty(0, {"float": np.float64, "object": object}.get(kind, np.int64)))
     return out[0], out[1:]
 
 
 def _aggregates(
     dbapi: sqlite3.Connection, where: str, params: list[int], separator: str = "char(10)"
-) -> tuple[np.ndarray, list[Any], list[Any], io.BytesIO, int]:
-    """Rowids, decisions, outcomes and the inputs' texts of the window, in SQLite's row order."""
+) -> tuple[np.ndarray, list[Any], list[Any], np.ndarray, io.BytesIO, int]:
+    """Rowids, decisions, outcomes, feedback times and the inputs' texts of the window, in
+    SQLite's row order."""
     lo, hi = dbapi.execute("SELECT min(rowid), max(rowid) FROM predictions").fetchone()
     rowids: list[np.ndarray] = []
     decisions: list[Any] = []
     outcomes: list[Any] = []
+    received: list[np.ndarray] = []
     inputs = io.BytesIO()
     n = 0
     clause = f"{where} AND" if where else "WHERE"
     for start in range(lo or 0, (hi or -1) + 1, _ROWID_SPAN):
-        count, ids, decision, outcome, texts = dbapi.execute(
+        count, ids, decision, outcome, received_at, texts = dbapi.execute(
             "SELECT count(*), '[' || group_concat(p.rowid, ',') || ']', "
             "'[' || group_concat(p.decision, ',') || ']', "
             "'[' || group_concat(ifnull(f.outcome, 'null'), ',') || ']', "
+            f"'[' || group_concat(ifnull(f.received_at, {_NULL_INT}), ',') || ']', "
             f"CAST(group_concat(p.inputs, {separator}) AS BLOB) "
             f"{_JOIN} {clause} p.rowid >= ? AND p.rowid < ?",
             [*params, start, start + _ROWID_SPAN],
@@ -150,12 +159,14 @@ def _aggregates(
         rowids.append(np.array(json.loads(ids), dtype=np.int64))
         decisions.extend(json.loads(decision))
         outcomes.extend(json.loads(outcome))
+        received.append(np.array(json.loads(received_at), dtype=np.int64))
         if n:
             inputs.write(b"\n" if separator == "char(10)" else b",")
         inputs.write(texts)
         n += count
     ids = np.concatenate(rowids) if rowids else np.empty(0, np.int64)
-    return ids, decisions, outcomes, inputs, n
+    feedback_at = np.concatenate(received) if received else np.empty(0, np.int64)
+    return ids, decisions, outcomes, feedback_at, inputs, n
 
 
 def _times(micros: np.ndarray) -> pd.Series:
@@ -178,7 +189,7 @@ def read_sqlite_predictions(
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
     with _snapshot(dbapi):
         order_ids, meta = _meta(dbapi, where, params, axis)
-        stream_ids, decisions, outcomes, inputs, n = _aggregates(dbapi, where, params)
+        stream_ids, decisions, outcomes, feedback_at, inputs, n = _aggregates(dbapi, where, params)
         # the aggregates' rows in the window's order: each tuple row's rowid found among them
         by_id = np.argsort(stream_ids, kind="stable")
         pos = np.searchsorted(stream_ids[by_id], order_ids)
@@ -192,7 +203,7 @@ def read_sqlite_predictions(
             expanded = _first_seen_order(expanded, inputs.getbuffer(), take)
         else:  # json.loads decides (mixed types, nested values, ...), as in predictions_frame
             inputs.close()
-            _, _, _, inputs, _ = _aggregates(dbapi, where, params, separator="','")
+            _, _, _, _, inputs, _ = _aggregates(dbapi, where, params, separator="','")
             values = json.loads(b"[" + inputs.getvalue() + b"]")
             inputs.close()
             # rows in the window's order first: from_records orders the columns as it meets them
@@ -212,7 +223,7 @@ def read_sqlite_predictions(
             "decision": _reordered(decisions, take),
             "latency_ms": pd.Series(columns["latency_ms"], dtype="float64"),
             "outcome": _reordered(outcomes, take),
-            "feedback_at": _times(columns["feedback_at"]),
+            "feedback_at": _times(feedback_at[take]),
             "assigned_variant": pd.Series(columns["assigned_variant"], dtype=object),
             "propensity": pd.Series(columns["propensity"], dtype="float64"),
             "unit": pd.Series(columns["unit"], dtype=object),
@@ -238,7 +249,9 @@ def _first_seen_order(frame: pd.DataFrame, texts: memoryview, take: np.ndarray) 
     first = np.array([int(np.argmax(p)) for p in present])
     # the few rows where a column first appears: their keys' order, from their own texts
     raw = np.frombuffer(texts, dtype=np.uint8)
-    starts = np.concatenate([[0], np.flatnonzero(raw == ord("\n")) + 1])
+    step = 1 << 24  # newlines found 16 MB at a time: no mask as large as the texts
+    breaks = [np.flatnonzero(raw[i : i + step] == ord("\n")) + i for i in range(0, raw.size, step)]
+    starts = np.concatenate([[0], *(b + 1 for b in breaks)])
     ends = np.concatenate([starts[1:] - 1, [raw.size]])
     place: dict[int, dict[str, int]] = {}
     for row in np.unique(first).tolist():
