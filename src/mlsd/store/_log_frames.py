@@ -32,6 +32,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "decode_json_column",
     "micros_to_utc",
+    "ndjson_table",
     "objects_frame_from_ndjson",
     "parquet_safe",
     "predictions_frame",
@@ -85,6 +86,18 @@ def objects_frame_from_ndjson(data: bytes | memoryview, n_rows: int, take: Any =
     """``n_rows`` JSON objects, one a line, as :func:`_objects_frame_via_arrow` reads them; rows
     ``take`` (positions, e.g. a sort order) if given. None where ``json.loads`` must decide."""
     import pyarrow as pa
+
+    table = ndjson_table(data, n_rows)
+    if table is None:
+        return None
+    if take is not None:
+        table = table.take(pa.array(take))
+    return table.to_pandas()
+
+
+def ndjson_table(data: bytes | memoryview, n_rows: int) -> Any:
+    """The Arrow table of :func:`objects_frame_from_ndjson` (before ``to_pandas``), or None."""
+    import pyarrow as pa
     import pyarrow.compute  # pa.compute below
     import pyarrow.json as pa_json
 
@@ -123,9 +136,7 @@ def objects_frame_from_ndjson(data: bytes | memoryview, n_rows: int, take: Any =
     ]
     if big and _LONG_DIGITS.search(data):
         return None
-    if take is not None:
-        table = table.take(pa.array(take))
-    return table.to_pandas()
+    return table
 
 
 def decode_json_column(texts: Sequence[str | None], *, frame: bool = False) -> Any:

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.store._log_frames import META_COLUMNS, decode_json_column, objects_frame_from_ndjson
+from mlsd.store._log_frames import META_COLUMNS, decode_json_column, ndjson_table
 
 __all__ = ["read_sqlite_predictions"]
 
-_BATCH = 100_000  # tuples converted at a time
+_BATCH = 10_000  # tuples converted at a time
 _ROWID_SPAN = 250_000  # rowids per aggregate: bounds one aggregated text (~100 MB at 400 B a row)
 _NULL_INT = np.iinfo(np.int64).min  # NULL times come back as this, which datetime64 reads as NaT
 
@@ -198,18 +198,27 @@ def read_sqlite_predictions(
         ):
             return None
         take = by_id[pos]
-        expanded = objects_frame_from_ndjson(inputs.getbuffer(), n, take) if n else pd.DataFrame()
-        if expanded is not None:
-            expanded = _first_seen_order(expanded, inputs.getbuffer(), take)
+        identity = bool((take == np.arange(n)).all())  # rowid order is time order in most logs
+        table = ndjson_table(inputs.getbuffer(), n) if n else None
+        if table is not None:
+            if not identity:
+                table = table.take(take)
+            table = table.select(_first_seen_order(table, inputs.getbuffer(), take))
+            inputs.close()  # the texts go before the frame is made: they are the largest part
+            expanded = table.to_pandas(self_destruct=True)
+            del table
+        elif not n:
+            expanded = pd.DataFrame()
         else:  # json.loads decides (mixed types, nested values, ...), as in predictions_frame
             inputs.close()
             _, _, _, _, inputs, _ = _aggregates(dbapi, where, params, separator="','")
             values = json.loads(b"[" + inputs.getvalue() + b"]")
             inputs.close()
             # rows in the window's order first: from_records orders the columns as it meets them
-            ordered = pd.Series(values, dtype=object).take(take).tolist()
+            ordered = values if identity else pd.Series(values, dtype=object).take(take).tolist()
             del values
             expanded = pd.DataFrame.from_records(ordered, index=pd.RangeIndex(n))
+            del ordered
     columns: dict[str, Any] = dict(zip(_META_NAMES, meta, strict=True))
     frame = pd.DataFrame(
         {
@@ -220,10 +229,10 @@ def read_sqlite_predictions(
             "model_version": pd.Series(columns["model_version"], dtype="int64"),
             "variant": pd.Series(columns["variant"], dtype="str"),
             "score": pd.Series(columns["score"], dtype="float64"),
-            "decision": _reordered(decisions, take),
+            "decision": _reordered(decisions, take, identity),
             "latency_ms": pd.Series(columns["latency_ms"], dtype="float64"),
-            "outcome": _reordered(outcomes, take),
-            "feedback_at": _times(feedback_at[take]),
+            "outcome": _reordered(outcomes, take, identity),
+            "feedback_at": _times(feedback_at if identity else feedback_at[take]),
             "assigned_variant": pd.Series(columns["assigned_variant"], dtype=object),
             "propensity": pd.Series(columns["propensity"], dtype="float64"),
             "unit": pd.Series(columns["unit"], dtype=object),
@@ -237,15 +246,18 @@ def read_sqlite_predictions(
     return pd.concat([frame, expanded], axis=1) if len(expanded.columns) else frame
 
 
-def _first_seen_order(frame: pd.DataFrame, texts: memoryview, take: np.ndarray) -> pd.DataFrame:
-    """Input columns in the order the generic read makes them: by the first row of the window
-    (in its order) that carries each, then by the key's place in that row's JSON object. The
-    aggregate met the rows in rowid order, so Arrow / ``from_records`` ordered them by that."""
-    if len(frame.columns) < 2 or not len(frame):
-        return frame
-    present = [frame[c].notna().to_numpy() for c in frame.columns]
+def _first_seen_order(table: Any, texts: memoryview, take: np.ndarray) -> list[str]:
+    """The input columns (of ``table``, rows in the window's order) in the order the generic read
+    makes them: by the first row of the window that carries each, then by the key's place in that
+    row's JSON object. The aggregate met the rows in rowid order, and Arrow ordered them by that."""
+    import pyarrow.compute as pc
+
+    names = [str(c) for c in table.column_names]
+    if len(names) < 2 or not table.num_rows:
+        return names
+    present = [pc.is_valid(table.column(c)).to_numpy(zero_copy_only=False) for c in table.column_names]
     if not all(p.any() for p in present):  # a key null throughout: where it first came is unknown
-        return frame
+        return names
     first = np.array([int(np.argmax(p)) for p in present])
     # the few rows where a column first appears: their keys' order, from their own texts
     raw = np.frombuffer(texts, dtype=np.uint8)
@@ -258,15 +270,13 @@ def _first_seen_order(frame: pd.DataFrame, texts: memoryview, take: np.ndarray) 
         line = take[row]
         keys = json.loads(bytes(raw[starts[line] : ends[line]]))
         place[row] = {str(k): i for i, k in enumerate(keys)}
-    names = [str(c) for c in frame.columns]
     rank = [
         (int(r), place[int(r)].get(name, len(place[int(r)]))) for r, name in zip(first, names, strict=True)
     ]
-    order = sorted(range(len(names)), key=rank.__getitem__)
-    return frame if order == list(range(len(names))) else frame.iloc[:, order]
+    return [names[i] for i in sorted(range(len(names)), key=rank.__getitem__)]
 
 
-def _reordered(values: list[Any], take: np.ndarray) -> pd.Series:
+def _reordered(values: list[Any], take: np.ndarray, identity: bool) -> pd.Series:
     """A decoded JSON column (typed as ``decode_json_column`` types it) in the window's order."""
     series = decode_json_column([]) if not values else pd.Series(values)
-    return series.take(take).reset_index(drop=True) if len(values) else series
+    return series if identity or not len(values) else series.take(take).reset_index(drop=True)
