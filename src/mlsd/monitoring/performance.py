@@ -49,6 +49,7 @@ from mlsd.monitoring._json import finite_or_none
 
 __all__ = ["PerformanceResult", "cohens_h", "label_drift_test", "labelled_performance"]
 
+_USED = ("score", "decision", "outcome")
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0"}
 
@@ -118,15 +119,29 @@ def _as_binary(
     ``prefer_bool`` (decisions, logged as booleans for a binary task) reads booleans first and
     compares with ``positive_class`` only when the values are not booleans.
     """
-    if prefer_bool and positive_class is not None:
-        text = values.astype("str").str.strip().str.lower()
-        if pd.api.types.is_bool_dtype(values.dtype) or text.isin(_TRUE | _FALSE).all():
-            positive_class = None
+    # booleans, also in an object column (outcomes decoded from JSON): no text round trip, which
+    # on a million outcomes was most of this function; each of True / False is compared once
+    booleans = pd.api.types.is_bool_dtype(values.dtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "boolean"
+    )
+    if (
+        prefer_bool
+        and positive_class is not None
+        and (booleans or values.astype("str").str.strip().str.lower().isin(_TRUE | _FALSE).all())
+    ):
+        positive_class = None
     if positive_class is not None:
+        if booleans:
+            # what the elementwise test below gives a True and a False
+            hit_true, hit_false = (
+                v == positive_class or str(v) == str(positive_class) for v in (True, False)
+            )
+            flags = values.to_numpy(dtype=bool)
+            return np.where(flags, int(hit_true), int(hit_false)).astype(np.int64)
         hit = values == positive_class
         # JSON may hand back "1" for 1 or "True" for True: compare the text forms as well
         return (hit | (values.astype("str") == str(positive_class))).to_numpy(dtype=np.int64)
-    if pd.api.types.is_bool_dtype(values.dtype):
+    if booleans:
         return values.to_numpy(dtype=np.int64)
     text = values.astype("str").str.strip().str.lower()
     is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
@@ -172,7 +187,8 @@ def labelled_performance(
             )
     n = len(window)
     score_all = pd.to_numeric(window["score"], errors="coerce")
-    labelled = window[window["outcome"].notna()]
+    # only the columns read here: the window may carry every logged input
+    labelled = window.loc[window["outcome"].notna().to_numpy(), [c for c in _USED if c in window.columns]]
     k = len(labelled)
     out = PerformanceResult(
         task=task,
