@@ -106,12 +106,16 @@ def _column(values: tuple[Any, ...], kind: str) -> Any:
 def _meta(
     dbapi: sqlite3.Connection, where: str, params: list[int], axis: str
 ) -> tuple[np.ndarray, list[Any]]:
-    """The rowids and meta columns of the window, in its order."""
+    """The rowids and meta columns of the window, in the window's order (time, then request id).
+
+    Read in the table's order and sorted here by Arrow (milliseconds): SQLite's ORDER BY walks
+    the time index and seeks every row in the table, a quarter of the fetch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     select = ", ".join(expr for expr, _ in _META)
     # no join: the feedback columns come with the aggregates, which join anyway
-    cursor = dbapi.execute(
-        f"SELECT p.rowid, {select} FROM predictions AS p {where} ORDER BY {axis}, p.request_id", params
-    )
+    cursor = dbapi.execute(f"SELECT p.rowid, {select} FROM predictions AS p {where}", params)
     parts: list[list[Any]] = [[] for _ in range(len(_META) + 1)]
     with _gc_paused():
         while batch := cursor.fetchmany(_BATCH):
@@ -128,7 +132,20 @@ def _meta(
             out.append(np.concatenate(chunks))
         else:
             out.append(np.empty(0, {"float": np.float64, "object": object}.get(kind, np.int64)))
-    return out[0], out[1:]
+    if not len(out[0]):
+        return out[0], out[1:]
+    columns = dict(zip(_META_NAMES, out[1:], strict=True))
+    when = columns["logged_at"]
+    if axis.startswith("coalesce"):  # event time, else the logging time
+        when = np.where(columns["event_time"] == _NULL_INT, when, columns["event_time"])
+    keys = pa.table({"t": when, "id": pa.array(columns["request_id"])})
+    # SQLite's BINARY collation and Arrow's string order are both the bytes' order
+    order = pc.sort_indices(keys, sort_keys=[("t", "ascending"), ("id", "ascending")]).to_numpy()
+    if (order == np.arange(order.size)).all():
+        return out[0], out[1:]
+    return out[0][order], [
+        v.take(order).reset_index(drop=True) if isinstance(v, pd.Series) else v[order] for v in out[1:]
+    ]
 
 
 def _aggregates(
