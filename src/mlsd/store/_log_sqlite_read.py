@@ -134,11 +134,11 @@ def _meta(
             out.append(np.empty(0, {"float": np.float64, "object": object}.get(kind, np.int64)))
     if not len(out[0]):
         return out[0], out[1:]
-    columns = dict(zip(_META_NAMES, out[1:], strict=True))
-    when = columns["logged_at"]
+    named: dict[str, Any] = dict(zip(_META_NAMES, out[1:], strict=True))
+    when = named["logged_at"]
     if axis.startswith("coalesce"):  # event time, else the logging time
-        when = np.where(columns["event_time"] == _NULL_INT, when, columns["event_time"])
-    keys = pa.table({"t": when, "id": pa.array(columns["request_id"])})
+        when = np.where(named["event_time"] == _NULL_INT, when, named["event_time"])
+    keys = pa.table({"t": when, "id": pa.array(named["request_id"])})
     # SQLite's BINARY collation and Arrow's string order are both the bytes' order
     order = pc.sort_indices(keys, sort_keys=[("t", "ascending"), ("id", "ascending")]).to_numpy()
     if (order == np.arange(order.size)).all():
