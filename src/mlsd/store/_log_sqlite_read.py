@@ -5,13 +5,15 @@ prediction, then transposes them; on a million rows that was 16 s of CPU and 2.3
 for a 380 MB frame. On SQLite it reads the same window in two statements of one read
 transaction (one snapshot, so both see the same rows), on the driver's own cursor:
 
-- the meta columns as plain tuples, ``ORDER BY`` the window's order (time, then request id),
-  fetched ``_BATCH`` rows at a time and turned into NumPy arrays per batch, so no list of a
-  million tuples is ever held;
-- the JSON columns aggregated by SQLite itself, per range of rowids: the inputs as one
-  newline-delimited text (parsed by Arrow's JSON reader, no Python string per row) and the
-  decisions and outcomes as one JSON array each (one ``json.loads``), with the rowids that
-  align them with the tuples (the order of an aggregate is SQLite's, so it is never assumed).
+- the prediction's own columns as plain tuples (no join), in the table's order, fetched
+  ``_BATCH`` rows at a time and turned into NumPy / Arrow arrays per batch, so no list of a
+  million tuples is ever held; then sorted into the window's order (time, then request id) by
+  Arrow, which is cheaper than SQLite walking its time index and seeking each row;
+- the JSON columns and the feedback aggregated by SQLite itself, per range of rowids: the
+  inputs as one newline-delimited text (parsed by Arrow's JSON reader, no Python string per
+  row), the decisions, outcomes and feedback times as one JSON array each (one ``json.loads``),
+  with the rowids that align them with the tuples (an aggregate's row order is SQLite's, so
+  it is never assumed).
 
 Floats are read as tuples rather than as text: SQLite 3.40 prints a REAL with 15 significant
 digits, which would not give the stored score back. The cyclic garbage collector is paused
