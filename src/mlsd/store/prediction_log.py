@@ -494,7 +494,9 @@ class PredictionLog(RolloutLog):
         self._ensure_tables()
         try:
             with self._connect() as conn:
-                dbapi = cast(sqlite3.Connection, conn.connection.driver_connection)
+                dbapi = conn.connection.driver_connection
+                if not isinstance(dbapi, sqlite3.Connection):  # another SQLite driver: the generic read
+                    return None
                 return read_sqlite_predictions(dbapi, axis, since_us, until_us)
         except (SQLAlchemyError, sqlite3.Error) as exc:
             wrapped = exc if isinstance(exc, SQLAlchemyError) else sa.exc.DBAPIError(None, None, exc)
