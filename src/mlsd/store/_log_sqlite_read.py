@@ -24,8 +24,10 @@ were a third of the fetch). The result equals the generic path's frame column fo
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -151,11 +153,18 @@ def _meta(
 
 
 def _aggregates(
-    dbapi: sqlite3.Connection, where: str, params: list[int], separator: str = "char(10)"
+    dbapi: sqlite3.Connection,
+    where: str,
+    params: list[int],
+    rowids_seen: np.ndarray,
+    separator: str = "char(10)",
 ) -> tuple[np.ndarray, list[Any], list[Any], np.ndarray, io.BytesIO, int]:
     """Rowids, decisions, outcomes, feedback times and the inputs' texts of the window, in
-    SQLite's row order."""
-    lo, hi = dbapi.execute("SELECT min(rowid), max(rowid) FROM predictions").fetchone()
+    SQLite's row order; only the rowid span ``rowids_seen`` covers is scanned (a day of a year's
+    log is a short span: rows are appended in time order)."""
+    if not len(rowids_seen):
+        return np.empty(0, np.int64), [], [], np.empty(0, np.int64), io.BytesIO(), 0
+    lo, hi = int(rowids_seen.min()), int(rowids_seen.max())
     rowids: list[np.ndarray] = []
     decisions: list[Any] = []
     outcomes: list[Any] = []
@@ -163,7 +172,7 @@ def _aggregates(
     inputs = io.BytesIO()
     n = 0
     clause = f"{where} AND" if where else "WHERE"
-    for start in range(lo or 0, (hi or -1) + 1, _ROWID_SPAN):
+    for start in range(lo, hi + 1, _ROWID_SPAN):
         count, ids, decision, outcome, received_at, texts = dbapi.execute(
             "SELECT count(*), '[' || group_concat(p.rowid, ',') || ']', "
             "'[' || group_concat(p.decision, ',') || ']', "
@@ -188,6 +197,12 @@ def _aggregates(
     return ids, decisions, outcomes, feedback_at, inputs, n
 
 
+def _release(buffer: io.BytesIO) -> None:
+    """Free the texts now if nothing still views them (else they go with their last view)."""
+    with contextlib.suppress(BufferError):
+        buffer.close()
+
+
 def _times(micros: np.ndarray) -> pd.Series:
     return pd.Series(micros.view("datetime64[us]")).dt.tz_localize("UTC")
 
@@ -208,7 +223,7 @@ def read_sqlite_predictions(
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
     with _snapshot(dbapi):
         order_ids, meta = _meta(dbapi, where, params, axis)
-        stream_ids, decisions, outcomes, feedback_at, inputs, n = _aggregates(dbapi, where, params)
+        stream_ids, decisions, outcomes, feedback_at, inputs, n = _aggregates(dbapi, where, params, order_ids)
         # the aggregates' rows in the window's order: each tuple row's rowid found among them
         by_id = np.argsort(stream_ids, kind="stable")
         pos = np.searchsorted(stream_ids[by_id], order_ids)
@@ -220,17 +235,17 @@ def read_sqlite_predictions(
         identity = bool((take == np.arange(n)).all())  # rowid order is time order in most logs
         table = ndjson_table(inputs.getbuffer(), n) if n else None
         if table is not None:
-            if not identity:
+            if not identity:  # Arrow ordered the columns as it met the rows: in rowid order
                 table = table.take(take)
-            table = table.select(_first_seen_order(table, inputs.getbuffer(), take))
-            inputs.close()  # the texts go before the frame is made: they are the largest part
+                table = table.select(_first_seen_order(table.column_names, inputs.getbuffer(), take))
+            _release(inputs)  # the texts go before the frame is made: they are the largest part
             expanded = table.to_pandas(self_destruct=True)
             del table
         elif not n:
             expanded = pd.DataFrame()
         else:  # json.loads decides (mixed types, nested values, ...), as in predictions_frame
-            inputs.close()
-            _, _, _, _, inputs, _ = _aggregates(dbapi, where, params, separator="','")
+            _release(inputs)
+            _, _, _, _, inputs, _ = _aggregates(dbapi, where, params, order_ids, separator="','")
             values = json.loads(b"[" + inputs.getvalue() + b"]")
             inputs.close()
             # rows in the window's order first: from_records orders the columns as it meets them
@@ -265,34 +280,30 @@ def read_sqlite_predictions(
     return pd.concat([frame, expanded], axis=1) if len(expanded.columns) else frame
 
 
-def _first_seen_order(table: Any, texts: memoryview, take: np.ndarray) -> list[str]:
-    """The input columns (of ``table``, rows in the window's order) in the order the generic read
-    makes them: by the first row of the window that carries each, then by the key's place in that
-    row's JSON object. The aggregate met the rows in rowid order, and Arrow ordered them by that."""
-    import pyarrow.compute as pc
+def _first_seen_order(names: list[str], texts: memoryview, take: np.ndarray) -> list[str]:
+    """The input columns in the order the generic read makes them when the window's order is not
+    the rowid order Arrow met the rows in: the order in which the window's rows, in turn, first
+    carry each key (a key with a null value counts, as it does for Arrow and ``from_records``).
 
-    names = [str(c) for c in table.column_names]
-    if len(names) < 2 or not table.num_rows:
+    The rows are read from the window's start in growing batches until every column has been
+    met: one batch of 16 rows when the first rows carry every field, as they usually do.
+    """
+    if len(names) < 2 or not len(take):
         return names
-    present = [pc.is_valid(table.column(c)).to_numpy(zero_copy_only=False) for c in table.column_names]
-    if not all(p.any() for p in present):  # a key null throughout: where it first came is unknown
-        return names
-    first = np.array([int(np.argmax(p)) for p in present])
-    # the few rows where a column first appears: their keys' order, from their own texts
     raw = np.frombuffer(texts, dtype=np.uint8)
     step = 1 << 24  # newlines found 16 MB at a time: no mask as large as the texts
     breaks = [np.flatnonzero(raw[i : i + step] == ord("\n")) + i for i in range(0, raw.size, step)]
     starts = np.concatenate([[0], *(b + 1 for b in breaks)])
     ends = np.concatenate([starts[1:] - 1, [raw.size]])
-    place: dict[int, dict[str, int]] = {}
-    for row in np.unique(first).tolist():
-        line = take[row]
-        keys = json.loads(bytes(raw[starts[line] : ends[line]]))
-        place[row] = {str(k): i for i, k in enumerate(keys)}
-    rank = [
-        (int(r), place[int(r)].get(name, len(place[int(r)]))) for r, name in zip(first, names, strict=True)
-    ]
-    return [names[i] for i in sorted(range(len(names)), key=rank.__getitem__)]
+    seen: dict[str, None] = {}
+    wanted = set(names)
+    lo, size = 0, 16
+    while lo < len(take) and not wanted.issubset(seen):
+        rows = take[lo : lo + size]
+        batch = b"[" + b",".join(bytes(raw[starts[r] : ends[r]]) for r in rows.tolist()) + b"]"
+        seen.update(dict.fromkeys(str(k) for k in itertools.chain.from_iterable(json.loads(batch))))
+        lo, size = lo + size, size * 16
+    return [k for k in seen if k in wanted] + [c for c in names if c not in seen]
 
 
 def _reordered(values: list[Any], take: np.ndarray, identity: bool) -> pd.Series:
