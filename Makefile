@@ -69,7 +69,8 @@ $(BENCH_VENV)/.installed-stamp: bench/requirements-evidently.txt
 	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements-evidently.txt
 	touch $@
 
-bench-monitor: $(STAMP) $(BENCH_VENV)/.installed-stamp
+## drift vs Evidently on 1M x 50, then `mlsd monitor` end to end over a 1,000,000-prediction log
+bench-monitor: $(STAMP) $(BENCH_VENV)/.installed-stamp bench-monitor-log
 	$(PY) bench/monitor_drift.py
 
 ## `mlsd monitor` end to end over a 1,000,000-prediction SQLite log (filled once, then reused).

@@ -1,6 +1,7 @@
 """`mlsd monitor` end to end over a big prediction log: read, drift, quality, performance, report.
 
     make bench-monitor-log      # or: .venv/bin/python bench/monitor_log.py [--predictions 1000000]
+                                # (make bench-monitor runs it too, before the drift bench)
 
 The log is a real SQLite prediction log filled through :class:`mlsd.store.PredictionLog` (the
 writer the server uses, group commits of ``--batch`` rows) with the flights champion's test

@@ -87,3 +87,23 @@ def test_regression_and_one_class_window() -> None:
     q = labelled_performance(one_class, task="binary", n_resamples=10)
     assert q.roc_auc is None and q.label_rate == 1.0 and q.accuracy == 0.5
     assert all(v is None or isinstance(v, int | float | str) for v in q.to_dict().values())
+
+
+@pytest.mark.parametrize("positive_class", [None, 1, 0, True, False, "True", "1", "yes", 1.0])
+@pytest.mark.parametrize("prefer_bool", [False, True])
+def test_boolean_outcomes_read_as_their_text_forms_say(positive_class: object, prefer_bool: bool) -> None:
+    # the fast path for booleans (also in an object column, as JSON outcomes come) must give what
+    # comparing each value and its text form with the positive class gives
+    from mlsd.monitoring.performance import _TRUE, _as_binary
+
+    values = pd.Series([True, False, True, True, False], dtype=object)
+    text = values.astype("str").str.strip().str.lower()
+    if positive_class is None or prefer_bool:
+        expected = text.isin(_TRUE).to_numpy(dtype=np.int64)
+    else:
+        expected = ((values == positive_class) | (values.astype("str") == str(positive_class))).to_numpy(
+            np.int64
+        )
+    for series in (values, values.astype(bool)):
+        got = _as_binary(series, positive_class, "outcome", prefer_bool=prefer_bool)
+        np.testing.assert_array_equal(got, expected)

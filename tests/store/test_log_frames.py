@@ -95,3 +95,36 @@ def flights_records() -> list[dict]:
     columns = ["distance", "carrier", "origin", "dest", "tailnum", "sched_dep_time", "dep_delay", "time_hour"]
     frame = flights[columns].astype(object).where(flights[columns].notna(), None)
     return frame.to_dict("records")
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(logged_inputs())
+def test_rows_read_against_a_sampled_schema_read_as_json_loads_reads_them(texts: list[str]) -> None:
+    # a sample of one row: the others are read against its types, or inferred where they differ
+    import mlsd.store._log_frames as frames
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames, "_SCHEMA_SAMPLE_BYTES", 1)
+        pd.testing.assert_frame_equal(decode_json_column(texts, frame=True), reference(texts))
+
+
+def test_a_sampled_schema_is_used_and_later_types_still_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlsd.store._log_frames as frames
+
+    monkeypatch.setattr(frames, "_SCHEMA_SAMPLE_BYTES", 1)
+    texts = [
+        json.dumps({"a": 1, "b": None, "c": "2024-01-01"}),
+        json.dumps({"a": 2, "b": "x", "c": "2024-01-02"}),
+    ]
+    assert frames._read_typed_by_sample("\n".join(texts).encode(), _options()) is not None
+    pd.testing.assert_frame_equal(decode_json_column(texts, frame=True), reference(texts))
+    # an integer field that turns out to hold floats: the sample's type does not fit, inference decides
+    texts = [json.dumps({"a": 1}), json.dumps({"a": 2.5})]
+    assert frames._read_typed_by_sample("\n".join(texts).encode(), _options()) is None
+    pd.testing.assert_frame_equal(decode_json_column(texts, frame=True), reference(texts))
+
+
+def _options() -> object:
+    import pyarrow.json as pa_json
+
+    return pa_json.ReadOptions(use_threads=False, block_size=1 << 22)

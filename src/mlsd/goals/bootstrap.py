@@ -1,10 +1,16 @@
-"""Bootstrap confidence intervals for any registered metric.
+"""Confidence intervals for any registered metric: the bootstrap, and DeLong's for ROC AUC.
 
 :func:`bootstrap_ci` returns a :class:`MetricEstimate`: the metric on all rows plus a percentile
 bootstrap interval. ROC AUC, the usual primary metric, is computed for all resamples at once
 from one sort and per-resample row counts (a weighted rank statistic), which is ~20x faster than
 calling :func:`sklearn.metrics.roc_auc_score` per resample; other metrics are recomputed on each
 resample.
+
+:func:`delong_roc_auc` gives ROC AUC with DeLong's interval instead: the variance of the AUC
+(a two-sample U-statistic) from its structural components (DeLong, DeLong & Clarke-Pearson
+1988), computed from midranks in O(n log n) (Sun & Xu 2014), and a normal interval around the
+AUC clipped to [0, 1], as R's pROC ``ci.auc(method = "delong")`` does. No resampling: it costs
+one sort, where the bootstrap costs a few hundred weighted passes, and it is deterministic.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -29,7 +35,7 @@ import numpy as np
 from mlsd.errors import DesignError
 from mlsd.goals.metrics import Metric, _encode, compute_metric, get_metric
 
-__all__ = ["MetricEstimate", "bootstrap_ci", "weighted_roc_auc"]
+__all__ = ["MetricEstimate", "bootstrap_ci", "delong_roc_auc", "weighted_roc_auc"]
 
 _CHUNK_CELLS = 4_000_000  # resamples x rows handled per vectorised block (bounds memory to ~100 MB)
 
@@ -88,6 +94,53 @@ def weighted_roc_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarra
     order, starts = _sorted_groups(np.asarray(y_score))
     y_sorted = np.asarray(y_true).astype(bool)[order]
     return _auc_sorted(y_sorted, starts, np.atleast_2d(np.asarray(weights, dtype=float))[:, order])
+
+
+def delong_roc_auc(y_true: Any, y_score: Any, *, confidence: float = 0.95) -> MetricEstimate:
+    """ROC AUC (ties counted half) with DeLong's ``confidence`` interval; NaN without both classes.
+
+    The structural components are ``V10_i = P(score_neg < score_i) + P(=)/2`` for each positive
+    and ``V01_j = P(score_pos > score_j) + P(=)/2`` for each negative; the AUC is their mean and
+    its variance ``var(V10) / m + var(V01) / n`` (``m`` positives, ``n`` negatives). The interval
+    is ``AUC +- z * sqrt(variance)``, clipped to [0, 1]; with a single positive or negative (no
+    variance to estimate) it is NaN.
+
+    >>> est = delong_roc_auc([0, 0, 1, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    >>> round(est.value, 4), round(est.low, 4), round(est.high, 4), est.n
+    (0.8889, 0.5809, 1.0, 6)
+    """
+    from scipy.stats import norm, rankdata
+
+    if not 0.0 < confidence < 1.0:
+        raise DesignError(
+            "confidence must be in (0, 1)", field="confidence", received=confidence, expected="e.g. 0.95"
+        )
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(y_score, dtype=float)
+    if y.shape != s.shape or y.ndim != 1:
+        raise DesignError(
+            "y_true and y_score must be 1-d and of one length",
+            field="y_score",
+            received=f"shapes {y.shape} and {s.shape}",
+            expected="one score per outcome",
+        )
+    n_rows = int(y.size)
+    pos, neg = s[y], s[~y]
+    m, n = pos.size, neg.size
+    if m == 0 or n == 0:
+        return MetricEstimate(float("nan"), float("nan"), float("nan"), n_rows)
+    # midranks: in the pooled sample, and within each class; their difference counts the other
+    # class's scores below (ties half), which is what the structural components are
+    pooled = rankdata(s)  # method="average": midranks
+    rank_pos = pooled[y]
+    v10 = (rank_pos - rankdata(pos)) / n
+    v01 = 1.0 - (pooled[~y] - rankdata(neg)) / m
+    auc = float(v10.mean())
+    if m < 2 or n < 2:
+        return MetricEstimate(auc, float("nan"), float("nan"), n_rows)
+    variance = float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * math.sqrt(max(variance, 0.0))
+    return MetricEstimate(auc, max(0.0, auc - half), min(1.0, auc + half), n_rows)
 
 
 def _resampled_auc(

@@ -69,7 +69,9 @@ def with_derived(frame: pd.DataFrame, derive: Mapping[str, str]) -> pd.DataFrame
     notes the feature as absent from the window and data quality reports the input); a column
     already in the frame is kept as logged.
     """
-    out = frame.copy()
+    # shallow: the logged columns are shared, not copied (a million-row window is ~400 MB);
+    # copy-on-write keeps the caller's frame as it was when columns are added here
+    out = frame.copy(deep=False)
     for name, expr in derive.items():
         if name in out.columns:
             continue

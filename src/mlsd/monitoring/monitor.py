@@ -45,10 +45,12 @@ window is one :class:`Alert`. SLO alerts are also judged on the ``overall`` entr
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlsd.data import Schema
@@ -375,6 +377,28 @@ class _Measure:
         )
 
 
+def _windows(predictions: pd.DataFrame, starts: pd.Series) -> dict[pd.Timestamp, pd.DataFrame]:
+    """The rows of each window, oldest first, as ``predictions.groupby(starts)`` gives them.
+
+    A log's rows come in time order, so each window is a slice of the frame (no copy of the
+    frame per window, as the groupby made); other frames are put in window order once.
+    """
+    index = pd.DatetimeIndex(starts)
+    keys = index.asi8
+    rows = np.flatnonzero(~index.isna())  # groupby drops rows without a time
+    order = rows[np.argsort(keys[rows], kind="stable")]
+    in_order = len(order) == len(keys) and bool((np.diff(keys) >= 0).all())
+    ordered = predictions if in_order else predictions.take(order)
+    sorted_keys = keys[order]
+    if not len(sorted_keys):
+        return {}
+    edges = [0, *(np.flatnonzero(np.diff(sorted_keys)) + 1).tolist(), len(sorted_keys)]
+    return {
+        pd.Timestamp(starts.iloc[order[lo]]): ordered.iloc[lo:hi]
+        for lo, hi in itertools.pairwise(edges)
+    }
+
+
 def _reference_start(mode: str, start: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:
     """The start of the window a rolling or seasonal reference reads, for the window at ``start``."""
     if mode == "previous_window":
@@ -483,7 +507,7 @@ def run_monitor(
     step = pd.Timedelta(size)
     req_times = pd.to_datetime(requests["logged_at"], utc=True) if len(requests) else None
     live = req_times is not None and (req_times.max() - req_times.min()) >= step
-    parts = {pd.Timestamp(key): part for key, part in predictions.groupby(starts, sort=True)}
+    parts = _windows(predictions, starts)
     window_refs: dict[pd.Timestamp, ReferenceStatistics] = {}
 
     def reference_for(start: pd.Timestamp) -> tuple[ReferenceStatistics | None, str]:

@@ -6,8 +6,9 @@
   binomial test (the reference rate is treated as known: it comes from far more rows than a
   window) and Cohen's h, ``2 asin(sqrt(p)) - 2 asin(sqrt(p_ref))``, as effect size (0.2 small,
   0.5 medium);
-- **discrimination**: ROC AUC with a percentile bootstrap interval (:func:`mlsd.goals.bootstrap_ci`,
-  vectorised for AUC);
+- **discrimination**: ROC AUC with DeLong's 95 % interval (:func:`mlsd.goals.bootstrap.delong_roc_auc`:
+  the AUC's variance from its structural components, O(n log n), no resampling; it agrees with
+  a large bootstrap, see tests/goals/test_delong.py);
 - **calibration**: expected calibration error (10 equal-width bins), mean score vs observed rate;
 - **decisions**: accuracy of the logged decision and, with a cost matrix, the cost per 1000;
 - **regression**: MAE and RMSE of the logged prediction (``score``), and the mean prediction
@@ -41,12 +42,14 @@ import pandas as pd
 from scipy import stats
 
 from mlsd.errors import DataError, DesignError
-from mlsd.goals import CostMatrix, bootstrap_ci, compute_metric, expected_calibration_error
+from mlsd.goals import CostMatrix, compute_metric, expected_calibration_error
 from mlsd.goals import expected_cost_per_1000 as _cost_per_1000
+from mlsd.goals.bootstrap import delong_roc_auc
 from mlsd.monitoring._json import finite_or_none
 
 __all__ = ["PerformanceResult", "cohens_h", "label_drift_test", "labelled_performance"]
 
+_USED = ("score", "decision", "outcome")
 _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0"}
 
@@ -116,15 +119,29 @@ def _as_binary(
     ``prefer_bool`` (decisions, logged as booleans for a binary task) reads booleans first and
     compares with ``positive_class`` only when the values are not booleans.
     """
-    if prefer_bool and positive_class is not None:
-        text = values.astype("str").str.strip().str.lower()
-        if pd.api.types.is_bool_dtype(values.dtype) or text.isin(_TRUE | _FALSE).all():
-            positive_class = None
+    # booleans, also in an object column (outcomes decoded from JSON): no text round trip, which
+    # on a million outcomes was most of this function; each of True / False is compared once
+    booleans = pd.api.types.is_bool_dtype(values.dtype) or (
+        values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "boolean"
+    )
+    if (
+        prefer_bool
+        and positive_class is not None
+        and (booleans or values.astype("str").str.strip().str.lower().isin(_TRUE | _FALSE).all())
+    ):
+        positive_class = None
     if positive_class is not None:
+        if booleans:
+            # what the elementwise test below gives a True and a False
+            hit_true, hit_false = (
+                v == positive_class or str(v) == str(positive_class) for v in (True, False)
+            )
+            flags = values.to_numpy(dtype=bool)
+            return np.where(flags, int(hit_true), int(hit_false)).astype(np.int64)
         hit = values == positive_class
         # JSON may hand back "1" for 1 or "True" for True: compare the text forms as well
         return (hit | (values.astype("str") == str(positive_class))).to_numpy(dtype=np.int64)
-    if pd.api.types.is_bool_dtype(values.dtype):
+    if booleans:
         return values.to_numpy(dtype=np.int64)
     text = values.astype("str").str.strip().str.lower()
     is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
@@ -152,7 +169,9 @@ def labelled_performance(
     """Performance of one window of logged predictions (columns ``score``, ``decision``, ``outcome``).
 
     ``task`` is ``binary``, ``multiclass`` or ``regression``; ``positive_class`` names the positive
-    outcome of a binary task when outcomes are labels rather than booleans / 0-1.
+    outcome of a binary task when outcomes are labels rather than booleans / 0-1. The ROC AUC
+    interval is DeLong's (``n_resamples=0``: the point value only; any other value asks for the
+    interval, kept for callers written when it was a bootstrap; ``seed`` is unused since).
     """
     if task not in ("binary", "multiclass", "regression"):
         raise DesignError(
@@ -168,7 +187,8 @@ def labelled_performance(
             )
     n = len(window)
     score_all = pd.to_numeric(window["score"], errors="coerce")
-    labelled = window[window["outcome"].notna()]
+    # only the columns read here: the window may carry every logged input
+    labelled = window.loc[window["outcome"].notna().to_numpy(), [c for c in _USED if c in window.columns]]
     k = len(labelled)
     out = PerformanceResult(
         task=task,
@@ -208,12 +228,10 @@ def labelled_performance(
         out.mean_score_labelled = float(ss.mean())
         out.ece = finite_or_none(expected_calibration_error(ys, np.clip(ss, 0.0, 1.0)))
         if 0 < ys.sum() < ys.size:
-            est = bootstrap_ci("roc_auc", ys, ss, n_resamples=n_resamples, seed=seed)
-            out.roc_auc, out.roc_auc_low, out.roc_auc_high = (
-                finite_or_none(est.value),
-                finite_or_none(est.low),
-                finite_or_none(est.high),
-            )
+            est = delong_roc_auc(ys, ss)
+            out.roc_auc = finite_or_none(est.value)
+            if n_resamples:
+                out.roc_auc_low, out.roc_auc_high = finite_or_none(est.low), finite_or_none(est.high)
     if "decision" in labelled.columns and labelled["decision"].notna().all():
         decision = _as_binary(labelled["decision"], positive_class, "decision", prefer_bool=True)
         out.accuracy = float((decision == y).mean())

@@ -237,7 +237,7 @@ def build_monitor_figures(result: Mapping[str, Any]) -> dict[str, go.Figure]:
             _series(windows, "performance", "roc_auc_high"),
         )
         figs["fig-roc-auc"] = trend_figure(
-            windows, "ROC AUC (band: 95% bootstrap interval)", auc, limit=limits.get("min_roc_auc"), band=band
+            windows, "ROC AUC (band: 95% DeLong interval)", auc, limit=limits.get("min_roc_auc"), band=band
         )
     rmse = _series(windows, "performance", "rmse")
     if any(v is not None for v in rmse):

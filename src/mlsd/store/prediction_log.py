@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -64,6 +65,7 @@ from mlsd.store._log_frames import (
     requests_frame,
     write_parquet_atomically,
 )
+from mlsd.store._log_sqlite_read import read_sqlite_predictions
 from mlsd.store._log_tables import (
     METADATA,
     PREDICTION_ROLLOUT_COLUMNS,
@@ -468,6 +470,10 @@ class PredictionLog(RolloutLog):
             raise LogError(
                 "unknown time axis", field="time", received=time, expected="event_time or logged_at"
             )
+        if self._db.engine.dialect.name == "sqlite":
+            frame = self._read_sqlite(since, until, time)
+            if frame is not None:
+                return frame
         p = predictions.c
         axis = sa.func.coalesce(p.event_time, p.logged_at) if time == "event_time" else p.logged_at
         f = feedback.c
@@ -479,6 +485,22 @@ class PredictionLog(RolloutLog):
         )
         stmt = self._window(stmt, axis, since, until).order_by(axis, p.request_id)
         return predictions_frame(self._rows(stmt))
+
+    def _read_sqlite(self, since: datetime | None, until: datetime | None, time: str) -> pd.DataFrame | None:
+        """:meth:`read_predictions` on SQLite, column-wise (:mod:`mlsd.store._log_sqlite_read`)."""
+        axis = "coalesce(p.event_time, p.logged_at)" if time == "event_time" else "p.logged_at"
+        since_us = None if since is None else to_micros(since, field="since")
+        until_us = None if until is None else to_micros(until, field="until")
+        self._ensure_tables()
+        try:
+            with self._connect() as conn:
+                dbapi = conn.connection.driver_connection
+                if not isinstance(dbapi, sqlite3.Connection):  # another SQLite driver: the generic read
+                    return None
+                return read_sqlite_predictions(dbapi, axis, since_us, until_us)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            wrapped = exc if isinstance(exc, SQLAlchemyError) else sa.exc.DBAPIError(None, None, exc)
+            raise self._read_error(wrapped) from exc
 
     def iter_request_ids(
         self,
