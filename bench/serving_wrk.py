@@ -599,6 +599,21 @@ def main() -> None:
             f"{r['non_2xx']:>8}{r['socket_errors']:>7}{r['idle_share']:>6.0%}{r['idle_share_server_core']:>8.0%}"
             f"{r['idle_share_wrk_core']:>8.0%}{tail}"
         )
+    for round_ in sorted({r["round"] for r in results}):
+        by = {r["server"]: r for r in results if r["round"] == round_ and "failed" not in r}
+        ours = by.get("mlsd serve single")
+        if ours is None:
+            continue
+        line = f"round {round_}: mlsd serve single {ours['requests_per_s']:.0f} req/s"
+        line += f", p99 {ours['p99_ms']:.1f} ms"
+        for other in ("mlflow models serve", "bentoml serve"):
+            if other in by:
+                theirs = by[other]
+                line += (
+                    f"; {other} {theirs['requests_per_s']:.0f} req/s, p99 {theirs['p99_ms']:.1f} ms"
+                    f" (mlsd {ours['requests_per_s'] / theirs['requests_per_s']:.1f}x its req/s)"
+                )
+        print(line)
     print(f"wrote {args.out}")
 
 
