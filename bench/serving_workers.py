@@ -164,7 +164,7 @@ def _measure(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
                 try:
                     wrk_bench.wait_ready(url + "/readyz", proc, server_log)
                     cpu, answers = session_cpu_s(proc.pid), logged(db)
-                    result = wrk_bench.run_wrk(url, "/v1/predict", bodies, lua, args)
+                    result = wrk_bench.run_wrk(url, "/v1/predict", bodies, lua, args, proc.pid)
                     cpu, answers = session_cpu_s(proc.pid) - cpu, logged(db) - answers
                     result["server_cpu_ms_per_request"] = 1000 * cpu / max(answers, 1)
                     result["server_cpu_share"] = cpu / (result["wrk"]["duration_us"] / 1e6 + 3)

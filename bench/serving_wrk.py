@@ -161,15 +161,21 @@ def batch_lines(records: list[dict[str, Any]], size: int) -> str:
 
 
 def group_cpu_ticks(pgid: int) -> int:
-    """utime + stime (clock ticks) of every live process in process group ``pgid`` (the server,
-    its workers, the shadow's scoring process), from /proc/PID/stat."""
-    total = 0
+    """utime + stime (clock ticks) of every live process in process group ``pgid`` or below its
+    leader (the server, its workers, the shadow's scoring process; BentoML starts its worker in a
+    session of its own), from /proc/PID/stat."""
+    stats: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, pgrp, ticks)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # field 5, pgrp (fields[0] is the state)
-                total += int(fields[11]) + int(fields[12])
-    return total
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # fields[0] is the state
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+    counted = {pid for pid, (_, pgrp, _) in stats.items() if pgrp == pgid}
+    while True:  # descendants of anything counted, whatever their group
+        more = {pid for pid, (ppid, _, _) in stats.items() if ppid in counted and pid not in counted}
+        if not more:
+            break
+        counted |= more
+    return sum(stats[pid][2] for pid in counted)
 
 
 def cpu_times() -> dict[str, list[int]]:
