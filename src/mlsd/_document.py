@@ -157,7 +157,7 @@ def split_params(design: Design) -> dict[str, Any]:
     spec = design.data.split
     shown = _SPLIT_FIELDS[spec.by] | ({"dedupe"} if spec.dedupe else set())
     shown |= {"dedupe_text"} if spec.dedupe_text is not None else set()
-    return spec.model_dump(mode="json", exclude_none=True, include=shown)
+    return spec.model_dump(mode="json", exclude_none=True, include=set(shown))
 
 
 def quality_findings(

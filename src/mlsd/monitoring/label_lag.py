@@ -50,7 +50,8 @@ class LabelLag:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelLag:
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+        fields: dict[str, Any] = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        return cls(**fields)
 
 
 def event_times(frame: pd.DataFrame) -> pd.Series:

@@ -223,7 +223,10 @@ class TextWatch:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextWatch:
-        return cls(**{k: (math.nan if v is None and k not in ("note",) else v) for k, v in data.items()})
+        fields: dict[str, Any] = {
+            k: (math.nan if v is None and k not in ("note",) else v) for k, v in data.items()
+        }
+        return cls(**fields)
 
 
 def watch_text(

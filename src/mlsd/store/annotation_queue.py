@@ -301,7 +301,7 @@ def _read_answers(answers: Any) -> tuple[pd.DataFrame, str]:
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """A record with pandas' missing values as None (JSON null) and timestamps as ISO text."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in row.items():
         if v is None or (not isinstance(v, str | bytes | list | dict) and pd.isna(v)):
             out[str(k)] = None
