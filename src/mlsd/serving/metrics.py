@@ -70,30 +70,24 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
 _FAILURES_HELP = "Submissions the prediction log could not commit (answered 503, nothing recorded)"
 
 
-class _CallbackCounter(Collector):
-    """A counter whose value lives elsewhere (the log writer's), read when scraped."""
+class _Callback(Collector):
+    """A counter or gauge whose value lives elsewhere (the log writer's, the queue's), read when
+    scraped: outside the multiprocess files, so one worker's own value."""
 
-    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
-        self._name, self._doc, self._value = name, documentation, value
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        value: Callable[[], float],
+        family: type[CounterMetricFamily] | type[GaugeMetricFamily] = GaugeMetricFamily,
+    ) -> None:
+        self._name, self._doc, self._value, self._family = name, documentation, value, family
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(self._name, self._doc, value=self._value())
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield self._family(self._name, self._doc, value=self._value())
 
-    def describe(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(self._name, self._doc)
-
-
-class _CallbackGauge(Collector):
-    """A gauge read when scraped, outside the multiprocess files (one worker's own value)."""
-
-    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
-        self._name, self._doc, self._value = name, documentation, value
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self._name, self._doc, value=self._value())
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self._name, self._doc)
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield self._family(self._name, self._doc)
 
 
 class ServingMetrics:
@@ -165,7 +159,7 @@ class ServingMetrics:
                 ("mlsd_log_healthy", healthy_help, log_healthy),
             ):
                 if value is not None:
-                    self._local.register(_CallbackGauge(name, doc, value))
+                    self._local.register(_Callback(name, doc, value))
         else:
             self.queue_depth = Gauge("mlsd_log_queue_depth", depth_help, registry=r)
             if queue_depth is not None:
@@ -175,7 +169,7 @@ class ServingMetrics:
                 self.log_healthy.set_function(log_healthy)
         if log_write_failures is not None:  # counted by the log's writer, read at every scrape
             self._local.register(
-                _CallbackCounter("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures)
+                _Callback("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures, CounterMetricFamily)
             )
 
     def render(self) -> bytes:
