@@ -91,7 +91,7 @@ def _resolve_default_selection(design: Design) -> None:
     except DesignError:
         return  # _goals reports the unknown metric at goals.metric
     if lower_is_better:
-        design.models.select = SelectSpec(minimize=design.goals.metric)
+        design.models.select = SelectSpec.model_validate({"minimize": design.goals.metric})
         design._default_select = False  # resolved once
 
 

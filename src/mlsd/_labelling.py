@@ -190,6 +190,7 @@ def label_next(
                 expected="logged predictions without feedback" if from_log else "pool rows not yet queued",
             )
         if strategy == "committee":
+            assert labelled is not None  # read above whenever the strategy is "committee"
             target = design.goals.target
             proba = bootstrap_committee(
                 packaged.pipeline,

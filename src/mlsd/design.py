@@ -700,7 +700,7 @@ class Design(_Spec):
     @model_validator(mode="after")
     def _cross_segment(self) -> Design:
         if self.models.select is None:
-            self.models.select = SelectSpec(maximize=self.goals.metric)
+            self.models.select = SelectSpec.model_validate({"maximize": self.goals.metric})
             self._default_select = True
         if self.goals.target in self.features.input_columns():
             raise ValueError(f"the label column `{self.goals.target}` cannot also be a feature")

@@ -129,7 +129,7 @@ def score(strategy: str, proba: Any, *, seed: int = 0) -> np.ndarray:
     p = _proba(proba, committee=s.committee)
     rows = p.shape[1] if s.committee else p.shape[0]
     if s.scorer is None:
-        return np.random.default_rng(seed).random(rows)
+        return np.random.default_rng(seed).random((rows,))
     return s.scorer(p)
 
 

@@ -123,7 +123,7 @@ def variant_traffic_figure(variants: Mapping[str, Any]) -> go.Figure:
             )
     if events:
         at = pd.to_datetime([e["at"] for e in events], utc=True, format="ISO8601")
-        colour = [
+        event_colour = [
             _EVENT_COLOURS.get("rollback" if "rollback" in e["kind"] else e.get("outcome") or "ok", "#59636e")
             for e in events
         ]
@@ -137,14 +137,14 @@ def variant_traffic_figure(variants: Mapping[str, Any]) -> go.Figure:
                 x=at,
                 y=[1.04] * len(events),
                 mode="markers",
-                marker={"symbol": "triangle-down", "size": 11, "color": colour},
+                marker={"symbol": "triangle-down", "size": 11, "color": event_colour},
                 name="rollout events",
                 text=text,
                 hovertemplate="%{x}<br>%{text}<extra></extra>",
             )
         )
-        for t, c in zip(at, colour, strict=True):
-            fig.add_vline(x=t, line_dash="dot", line_color=c, line_width=1)
+        for t, line_colour in zip(at, event_colour, strict=True):
+            fig.add_vline(x=t, line_dash="dot", line_color=line_colour, line_width=1)
     fig.update_yaxes(title="share of requests", tickformat=".0%", range=[0, 1.08])
     fig.update_xaxes(title="logged at (UTC)")
     return _layout(fig, "Traffic per variant and rollout events", height=360)
