@@ -54,7 +54,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         monkeypatch.setattr(cli, "out", stdout)
         monkeypatch.setattr(cli, "err", stderr)
         run = SimpleNamespace(result=result, html_path=tmp_path / "m.html", json_path=tmp_path / "m.json")
-        monkeypatch.setattr(cli, "_system", lambda *a, **k: SimpleNamespace(monitor=lambda **kw: run))
+        monkeypatch.setattr(cli, "system_of", lambda *a, **k: SimpleNamespace(monitor=lambda **kw: run))
         code = CliRunner().invoke(cli.app, ["monitor", str(tmp_path / "design.yaml")]).exit_code
         return code, stdout.export_text(), stderr.export_text()
 
