@@ -51,10 +51,17 @@ import pandas as pd
 
 from mlsd.design import ExperimentSpec
 from mlsd.errors import DataError, DesignError
-from mlsd.experiments import bayesian, off_policy, power
-from mlsd.experiments.frequentist import Comparison, adjust, cuped, ratio_metric, two_proportions, welch
+from mlsd.experiments import off_policy, power
+from mlsd.experiments._arms import (
+    Arms,
+    bayes_read_out,
+    compare_arms,
+    enough_per_arm,
+    implied_sd,
+    sequential_read_out,
+)
+from mlsd.experiments.frequentist import Comparison, adjust
 from mlsd.experiments.metrics import METRICS, default_metrics, metric_values
-from mlsd.experiments.sequential import group_sequential_test, sequential_test
 from mlsd.monitoring._json import jsonable
 from mlsd.monitoring.variants import compare_variants
 from mlsd.rollout.srm import sample_ratio_mismatch
@@ -185,132 +192,6 @@ class ExperimentAnalysis:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-
-# --- the estimator of one metric on one pair of arms ---------------------------------------
-
-
-@dataclasses.dataclass
-class _Arms:
-    """The values of one metric for the baseline (a) and a challenger (b), per request, with
-    the unit codes (unit-level analysis) and the covariate (CUPED) of each value."""
-
-    a: np.ndarray
-    b: np.ndarray
-    unit_a: np.ndarray | None
-    unit_b: np.ndarray | None
-    x_a: np.ndarray | None
-    x_b: np.ndarray | None
-
-
-def _per_unit(values: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum and count of the finite ``values`` per unit (``units``: integer codes), over the
-    units with at least one value: two bincounts, O(rows)."""
-    ok = np.isfinite(values)
-    size = int(units.max()) + 1 if units.size else 0
-    num = np.bincount(units[ok], weights=values[ok], minlength=size)
-    den = np.bincount(units[ok], minlength=size).astype(float)
-    seen = den > 0
-    return num[seen], den[seen]
-
-
-def _compare(
-    arms: _Arms, kind: str, alpha: float, upto: tuple[int, int] | None = None
-) -> tuple[Comparison, dict[str, Any] | None]:
-    """The fixed-horizon comparison (on the first ``upto`` values of each arm when given)."""
-    ka, kb = (len(arms.a), len(arms.b)) if upto is None else upto
-    a, b = arms.a[:ka], arms.b[:kb]
-    if arms.unit_a is not None and arms.unit_b is not None:
-        num_a, den_a = _per_unit(a, arms.unit_a[:ka])
-        num_b, den_b = _per_unit(b, arms.unit_b[:kb])
-        return ratio_metric(num_a, den_a, num_b, den_b, alpha=alpha), None
-    fa, fb = np.isfinite(a), np.isfinite(b)
-    if arms.x_a is not None and arms.x_b is not None:
-        xa, xb = arms.x_a[:ka], arms.x_b[:kb]
-        fa, fb = fa & np.isfinite(xa), fb & np.isfinite(xb)
-        y = np.concatenate([a[fa], b[fb]])
-        adjusted, theta = cuped(y, np.concatenate([xa[fa], xb[fb]]))
-        na = int(fa.sum())
-        c = welch(adjusted[:na], adjusted[na:], alpha=alpha)
-        c.test = "Welch t (CUPED)"
-        var_y = float(y.var(ddof=1)) if y.size > 1 else 0.0
-        reduction = 1 - float(adjusted.var(ddof=1)) / var_y if var_y > 0 else 0.0
-        return c, {"theta": theta, "variance_reduction": reduction}
-    a, b = a[fa], b[fb]
-    if kind == "proportion":
-        return two_proportions(int(a.sum()), a.size, int(b.sum()), b.size, alpha=alpha), None
-    return welch(a, b, alpha=alpha), None
-
-
-def _enough(arms: _Arms, upto: tuple[int, int]) -> bool:
-    a, b = arms.a[: upto[0]], arms.b[: upto[1]]
-    na, nb = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
-    if arms.unit_a is not None and arms.unit_b is not None:
-        na = int((_per_unit(a, arms.unit_a[: upto[0]])[1] > 0).sum())
-        nb = int((_per_unit(b, arms.unit_b[: upto[1]])[1] > 0).sum())
-    return na >= 2 and nb >= 2
-
-
-def _implied_sd(c: Comparison) -> float:
-    """The per-unit standard deviation behind the difference's standard error."""
-    return float(c.se / math.sqrt(1 / c.n_a + 1 / c.n_b))
-
-
-def _sequential(
-    arms: _Arms, kind: str, spec: ExperimentSpec, higher: bool, times_a: np.ndarray, times_b: np.ndarray
-) -> dict[str, Any]:
-    """The sequential path over ``spec.checkpoints`` batches of the period (equal numbers of
-    requests): the mSPRT, or O'Brien-Fleming boundaries at the baseline's share of ``horizon``.
-
-    One fixed-horizon estimate per checkpoint (a loop over checkpoints, never over rows), so
-    the last checkpoint's difference and variance are exactly the fixed-horizon test's.
-    """
-    all_times = np.sort(np.concatenate([times_a, times_b]))
-    cuts = all_times[np.linspace(0, all_times.size, spec.checkpoints + 1)[1:].astype(int) - 1]
-    diffs: list[Any] = []
-    variances: list[Any] = []
-    sds: list[Any] = []
-    ns: list[Any] = []
-    at: list[Any] = []
-    fractions: list[Any] = []
-    for cut in cuts:
-        upto = (int(np.searchsorted(times_a, cut, "right")), int(np.searchsorted(times_b, cut, "right")))
-        if _enough(arms, upto):
-            c, _ = _compare(arms, kind, spec.alpha, upto)
-            look = (
-                c.difference,
-                c.se**2,
-                _implied_sd(c) or 1.0,
-                c.n_a / spec.horizon if spec.horizon else 0.0,
-            )
-        else:
-            look = (0.0, math.inf, 1.0, 0.0)  # fewer than 2 per arm yet: no evidence either way
-        for series, value in zip((diffs, variances, sds, fractions), look, strict=True):
-            series.append(value)
-        ns.append(float(sum(upto)))
-        at.append(pd.Timestamp(int(cut), tz="UTC").isoformat())
-    if spec.sequential == "obrien_fleming":
-        return group_sequential_test(
-            diffs, variances, fractions, alpha=spec.alpha, n=ns, at=at, higher_is_better=higher
-        ).to_dict()
-    return sequential_test(
-        diffs, variances, sds, alpha=spec.alpha, tau=spec.tau, n=ns, at=at, higher_is_better=higher
-    ).to_dict()
-
-
-def _bayes(c: Comparison, kind: str, higher: bool, unit_level: bool) -> dict[str, Any]:
-    if kind == "proportion" and not unit_level and c.test == "two-proportion z":
-        return bayesian.beta_binomial(
-            round(c.estimate_a * c.n_a),
-            int(c.n_a),
-            round(c.estimate_b * c.n_b),
-            int(c.n_b),
-            higher_is_better=higher,
-        ).to_dict()
-    # a Normal posterior of each arm's estimate, with the variance the test gave it
-    return bayesian.normal_means(
-        c.estimate_a, c.var_a, 1, c.estimate_b, c.var_b, 1, higher_is_better=higher
-    ).to_dict()
 
 
 # --- the analysis ---------------------------------------------------------------------------
@@ -524,7 +405,7 @@ def analyse_experiment(
         for m in metric_names:
             meta = METRICS[m]
             v = values[m]
-            arms = _Arms(
+            arms = Arms(
                 v[ia],
                 v[ib],
                 unit_codes[ia] if unit_level else None,
@@ -532,18 +413,18 @@ def analyse_experiment(
                 None if x_all is None else x_all[ia],
                 None if x_all is None else x_all[ib],
             )
-            if not _enough(arms, (len(arms.a), len(arms.b))):
+            if not enough_per_arm(arms, (len(arms.a), len(arms.b))):
                 warnings.append(
                     f"{m}: fewer than 2 {'units' if unit_level else 'values'} in an arm, not compared"
                 )
                 continue
-            c, cup = _compare(arms, meta.kind, spec.alpha)
+            c, cup = compare_arms(arms, meta.kind, spec.alpha)
             if cup is not None:
                 cup = {"covariate": covariate, **cup}
             seq = (
                 None
                 if spec.sequential == "none"
-                else _sequential(arms, meta.kind, spec, meta.higher_is_better, t_ns[ia], t_ns[ib])
+                else sequential_read_out(arms, meta.kind, spec, meta.higher_is_better, t_ns[ia], t_ns[ib])
             )
             rows.append((m, c, cup, seq))
         reject, adjusted = adjust([r[1].p_value for r in rows], method=spec.correction, alpha=spec.alpha)
@@ -562,7 +443,7 @@ def analyse_experiment(
                     significant=sig,
                     verdict=("better" if better else "worse") if sig else "no significant difference",
                     cuped=cup,
-                    bayesian=_bayes(c, meta.kind, meta.higher_is_better, unit_level),
+                    bayesian=bayes_read_out(c, meta.kind, meta.higher_is_better, unit_level),
                     sequential=seq,
                 )
             )
@@ -650,7 +531,7 @@ def _plan(
             continue  # the baseline's numbers: once per metric
         cmp_ = c.comparison
         ratio = cmp_.n_b / cmp_.n_a
-        sd = _implied_sd(cmp_)
+        sd = implied_sd(cmp_)
         proportion = c.kind == "proportion" and c.test == "two-proportion z"
         base = cmp_.estimate_a
         row: dict[str, Any] = {"metric": c.metric, "baseline_value": base, "sd": sd, "n_baseline": cmp_.n_a}
