@@ -20,9 +20,9 @@ On the benchmark's million flights the other columns as tuples were half of the 
 (tuples, then Python strings, then Arrow strings). Floats stay tuples: SQLite 3.40 prints a
 REAL with 15 significant digits, which would not give the stored score back. The cyclic
 garbage collector is paused while the tuples are built (they hold no cycles; its full passes
-over a million fresh tuples were a third of the fetch). A text column holding a BLOB sends the
-window to the generic read. The result equals the generic path's frame column for column
-(tests/store/test_log_sqlite_read.py).
+over a million fresh tuples were a third of the fetch). A text column holding bytes that are
+no UTF-8 sends the window to the generic read (see ``_aggregates``). The result equals the
+generic path's frame column for column (tests/store/test_log_sqlite_read.py).
 """
 
 from __future__ import annotations
@@ -151,8 +151,13 @@ def _aggregates(
 ) -> tuple[np.ndarray, dict[str, Any], list[Any], list[Any], np.ndarray, io.BytesIO, int] | None:
     """Rowids, the integer and text columns, decisions, outcomes, feedback times and the inputs'
     texts of the window, in SQLite's row order; only the rowid span ``rowids_seen`` covers is
-    scanned (a day of a year's log is a short span: rows are appended in time order). None if
-    a text column holds a value that is no text (a BLOB): the generic read keeps it as bytes."""
+    scanned (a day of a year's log is a short span: rows are appended in time order).
+
+    None if a text column holds bytes that are no UTF-8 (a BLOB, which the generic read keeps
+    as bytes). A BLOB that is valid UTF-8 reads as text here: telling it apart costs a
+    ``typeof`` per value (0.5 s a million rows), for values mlsd's writer never stores (it binds
+    every text column as text)."""
+    from pyarrow import ArrowInvalid
     columns: dict[str, Any] = {name: [] for name, _ in _INTS}
     texts = {name: _Texts() for name in _TEXTS}
     if not len(rowids_seen):
@@ -172,10 +177,9 @@ def _aggregates(
         f"group_concat(ifnull(length(CAST(p.{name} AS BLOB)), -1), ','), "
         for name in _TEXTS
     )
-    blobs = " + ".join(f"(typeof(p.{name}) = 'blob')" for name in _TEXTS)
     for start in range(lo, hi + 1, _ROWID_SPAN):
         row = dbapi.execute(
-            f"SELECT count(*), ifnull(sum({blobs}), 0), group_concat(p.rowid, ','), {ints}{text_parts}"
+            f"SELECT count(*), group_concat(p.rowid, ','), {ints}{text_parts}"
             "'[' || group_concat(p.decision, ',') || ']', "
             "'[' || group_concat(ifnull(f.outcome, 'null'), ',') || ']', "
             f"group_concat(ifnull(f.received_at, {_NULL_INT}), ','), "
@@ -183,13 +187,11 @@ def _aggregates(
             f"{_JOIN} {clause} p.rowid >= ? AND p.rowid < ?",
             [*params, start, start + _ROWID_SPAN],
         ).fetchone()
-        count, n_blobs, ids = row[0], row[1], row[2]
+        count, ids = row[0], row[1]
         if not count:
             continue
-        if n_blobs:
-            return None
         rowids.append(_ints(ids, count))
-        at = 3
+        at = 2
         for name, _ in _INTS:
             columns[name].append(_ints(row[at], count))
             at += 1
@@ -207,7 +209,10 @@ def _aggregates(
     ids = np.concatenate(rowids) if rowids else np.empty(0, np.int64)
     feedback_at = np.concatenate(received) if received else np.empty(0, np.int64)
     out = {name: np.concatenate(parts) if parts else np.empty(0, np.int64) for name, parts in columns.items()}
-    out |= {name: t.array() for name, t in texts.items()}
+    try:
+        out |= {name: t.array() for name, t in texts.items()}
+    except ArrowInvalid:  # bytes that are no UTF-8: a BLOB, which the driver returns as bytes
+        return None
     return ids, out, decisions, outcomes, feedback_at, inputs, n
 
 
