@@ -45,7 +45,10 @@ from mlsd.store._log_frames import META_COLUMNS, decode_json_column, ndjson_tabl
 __all__ = ["read_sqlite_predictions"]
 
 _BATCH = 10_000  # tuples converted at a time
-_ROWID_SPAN = 250_000  # rowids per aggregate: bounds one aggregated text (~100 MB at 400 B a row)
+# rowids per aggregate: ~8 MB of texts at 400 B a row, under glibc's 32 MB mmap threshold, so each
+# range reuses the memory of the last (250,000 rows: 100 MB each, faulted in afresh; a million
+# rows took 270,000 page faults, now 150,000, and clearing pages is most of the kernel's time)
+_ROWID_SPAN = 20_000
 _NULL_INT = np.iinfo(np.int64).min  # NULL times come back as this, which datetime64 reads as NaT
 
 # the REAL columns, read as tuples (see the module's docstring), after the rowid
