@@ -233,9 +233,7 @@ def test_old_pyfunc_path_still_importable() -> None:
     assert registry.PackagedPyfunc is pyfunc.PackagedPyfunc
 
 
-def test_the_read_only_champion_check_sees_what_mlflow_sees(
-    tmp_path: Path, packaged: PackagedModel
-) -> None:
+def test_the_read_only_champion_check_sees_what_mlflow_sees(tmp_path: Path, packaged: PackagedModel) -> None:
     # checking the champion (serving, replay, monitoring) reads mlflow.db with sqlite3 and never
     # imports MLflow: its versions, aliases, tags and verdicts must be the client's
     import subprocess
@@ -243,7 +241,8 @@ def test_the_read_only_champion_check_sees_what_mlflow_sees(
 
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-    from mlsd.store import _tracking, pyfunc, registry as registry_module
+    from mlsd.store import _tracking, pyfunc
+    from mlsd.store import registry as registry_module
 
     writer = ModelRegistry(tmp_path / "ws")
     for _ in range(3):
@@ -277,5 +276,5 @@ def test_the_read_only_champion_check_sees_what_mlflow_sees(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     # the constants kept here so that checking needs no MLflow import
-    assert registry_module._PACKAGED_FILE == f"artifacts/{pyfunc.ARTIFACT_KEY}.joblib"
-    assert _tracking._ALREADY_EXISTS == ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
+    assert f"artifacts/{pyfunc.ARTIFACT_KEY}.joblib" == registry_module._PACKAGED_FILE
+    assert ErrorCode.Name(RESOURCE_ALREADY_EXISTS) == _tracking._ALREADY_EXISTS

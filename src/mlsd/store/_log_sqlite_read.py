@@ -161,6 +161,7 @@ def _aggregates(
     ``typeof`` per value (0.5 s a million rows), for values mlsd's writer never stores (it binds
     every text column as text)."""
     from pyarrow import ArrowInvalid
+
     columns: dict[str, Any] = {name: [] for name, _ in _INTS}
     texts = {name: _Texts() for name in _TEXTS}
     if not len(rowids_seen):
