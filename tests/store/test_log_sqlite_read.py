@@ -201,3 +201,25 @@ def test_a_blob_in_a_text_column_is_left_to_the_generic_read(
     log.close()
     assert b"\x00\xff" in set(got["unit"])
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_rows_logged_in_strictly_increasing_time_read_in_that_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the usual log (the benchmark's): no two rows share a time, so the window's order is the
+    # aggregates' own and no sort runs; a window read through the time index still aligns
+    import dataclasses
+
+    records = [
+        dataclasses.replace(r, event_time=T0 + timedelta(minutes=i), logged_at=T0 + timedelta(minutes=i))
+        for i, r in enumerate(_records(150, seed=11, inputs=_flat))
+    ]
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}").start()
+    log.write_sync(records)
+    monkeypatch.setattr(fast, "_ROWID_SPAN", 23)
+    for window in WINDOWS:
+        expected = _generic(log, monkeypatch, **window)
+        got = log.read_predictions(**window)
+        pd.testing.assert_frame_equal(got, expected)
+    assert list(log.read_predictions()["request_id"]) == [r.request_id for r in records]
+    log.close()

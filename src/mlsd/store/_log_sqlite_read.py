@@ -246,6 +246,8 @@ def _window_order(axis: str, columns: dict[str, Any]) -> np.ndarray:
     when = columns["logged_at"]
     if axis.startswith("coalesce"):  # event time, else the logging time
         when = np.where(columns["event_time"] == _NULL_INT, when, columns["event_time"])
+    if (when[1:] > when[:-1]).all():  # times strictly increasing (no ties): already in order
+        return np.arange(len(when))
     keys = pa.table({"t": when, "id": columns["request_id"]})
     return pc.sort_indices(keys, sort_keys=[("t", "ascending"), ("id", "ascending")]).to_numpy()
 
@@ -277,14 +279,15 @@ def read_sqlite_predictions(
             return None
         stream_ids, columns, decisions, outcomes, feedback_at, inputs, n = aggregated
         # the float tuples' rows found among the aggregates' (both in SQLite's order, which
-        # need not be the same order): each aggregated row's floats
-        by_id = np.argsort(float_ids, kind="stable")
-        pos = np.searchsorted(float_ids[by_id], stream_ids)
-        if n != len(float_ids) or (
-            n and not np.array_equal(float_ids[by_id][np.minimum(pos, n - 1)], stream_ids)
-        ):
-            return None
-        floats = floats[by_id[pos]] if n else floats
+        # need not be the same order, though it usually is): each aggregated row's floats
+        if not np.array_equal(float_ids, stream_ids):
+            by_id = np.argsort(float_ids, kind="stable")
+            pos = np.searchsorted(float_ids[by_id], stream_ids)
+            if n != len(float_ids) or (
+                n and not np.array_equal(float_ids[by_id][np.minimum(pos, n - 1)], stream_ids)
+            ):
+                return None
+            floats = floats[by_id[pos]] if n else floats
         take = _window_order(axis, columns) if n else np.empty(0, np.int64)
         identity = bool((take == np.arange(n)).all())  # rowid order is time order in most logs
         table = ndjson_table(inputs.getbuffer(), n) if n else None
