@@ -233,7 +233,9 @@ def test_old_pyfunc_path_still_importable() -> None:
     assert registry.PackagedPyfunc is pyfunc.PackagedPyfunc
 
 
-def test_the_read_only_champion_check_sees_what_mlflow_sees(tmp_path: Path, packaged: PackagedModel) -> None:
+def test_the_read_only_champion_check_sees_what_mlflow_sees(
+    tmp_path: Path, packaged: PackagedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # checking the champion (serving, replay, monitoring) reads mlflow.db with sqlite3 and never
     # imports MLflow: its versions, aliases, tags and verdicts must be the client's
     import subprocess
@@ -258,6 +260,9 @@ def test_the_read_only_champion_check_sees_what_mlflow_sees(tmp_path: Path, pack
     assert fresh.verify("flight-delay", "challenger") == writer.verify("flight-delay", "challenger")
     assert fresh.verify("flight-delay") == writer.verify("flight-delay")  # champion: v3
     assert fresh._client is None, "the read-only path made an MLflow client"
+    with monkeypatch.context() as m:  # MLflow workspaces in use: the client decides which rows
+        m.setenv("MLFLOW_WORKSPACE", "default")
+        assert ModelRegistry(tmp_path / "ws")._read_only("flight-delay") is None
     # what it does not know goes to MLflow's client, which raises as before
     for name, alias in (("nope", "champion"), ("flight-delay", "shadow")):
         with pytest.raises(RegistryError):

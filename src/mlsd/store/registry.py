@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -83,6 +84,7 @@ _WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
 _PACKAGED_FILE = "artifacts/packaged_model.joblib"  # where MLflow puts the pyfunc's artefact
 # (ARTIFACT_KEY of mlsd.store.pyfunc, which imports MLflow; tests/store/test_registry.py checks it)
 _DELETED = "Deleted_Internal"  # MLflow's stage of a deleted version (its rows stay in the store)
+_MLFLOW_WORKSPACE_VARS = {"MLFLOW_WORKSPACE", "MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE_STORE_URI"}
 
 
 def __getattr__(name: str) -> Any:
@@ -421,7 +423,8 @@ class ModelRegistry(Tracking, ChampionMoves):
         such model is registered or the store is not the schema read here (then the client
         reads it, and raises what it raises). One read-only snapshot: nothing is written."""
         db = self.workspace / "mlflow.db"
-        if self._client is not None or not db.is_file():
+        # MLflow workspaces switched on: the client decides which workspace's rows are meant
+        if self._client is not None or not db.is_file() or os.environ.keys() & _MLFLOW_WORKSPACE_VARS:
             return None
         where = "WHERE name = ? AND workspace = 'default'"  # MLflow's default workspace
         try:
