@@ -14,16 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlsd._build import BuildResult, run_build
 from mlsd._progress import QUIET, Progress
-from mlsd.data.preparation import PreparedData
 from mlsd.design import Design, load_design
 from mlsd.errors import DataError, DesignError
 from mlsd.store.files import private_files
+
+if TYPE_CHECKING:  # re-exported below; importing it loads the splits' scikit-learn, which
+    # `mlsd monitor` and `mlsd serve` never use
+    from mlsd.data.preparation import PreparedData
 
 __all__ = [
     "BuildProgress",
@@ -37,6 +40,14 @@ __all__ = [
 
 
 BuildProgress = Progress  # the name the Python API has used since the first build
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PreparedData":  # the re-export, loaded on first use
+        from mlsd.data.preparation import PreparedData
+
+        return PreparedData
+    raise AttributeError(f"module 'mlsd.system' has no attribute {name!r}")
 
 
 class System:

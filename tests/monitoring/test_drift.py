@@ -79,6 +79,29 @@ def _window_shares(window: pd.Series, edges: list[float]) -> np.ndarray:
     return counts.to_numpy() / counts.sum()
 
 
+def test_ks_p_values_equal_scipy_kstwo_on_and_around_the_summed_branch() -> None:
+    """The Smirnov sum evaluated as one vector (n > 140, 2.2 <= n D² < 370) against scipy's own
+    ``kstwo.sf``: ~1e-12 relative wherever p is a normal double, and the points either side of the
+    branch's edges (n = 140 / 141, n D² just under 2.2, 370, D at 0.5) still scipy's."""
+    from mlsd.monitoring._univariate import ks_p_values
+
+    rng = np.random.default_rng(7)
+    n = rng.integers(141, 30_000, 150).astype(float)
+    d = np.sqrt(rng.uniform(2.2, 370.0, 150) / n)
+    edges_n = np.array([140.0, 141.0, 141.0, 5_000.0, 5_000.0, 5_000.0, 200.0, 200.0, 2_000.0])
+    edges_d = np.sqrt(np.array([3.0, 3.0, 2.2, 2.2 - 1e-9, 370.0, 369.9, 50.0, 60.0, 1.0]) / edges_n)
+    edges_d[6:8] = [0.4999, 0.5]
+    n, d = np.concatenate([n, edges_n, [30_000.0, 30_000.0]]), np.concatenate([d, edges_d, [1e-4, 0.005]])
+    # n1 = n2 = 2 n gives round(n1 n2 / (n1 + n2)) = n, the n kstwo is asked about
+    got = ks_p_values(d, 2 * n, 2 * n)
+    want = stats.kstwo.sf(d, n)
+    normal = want > 1e-290
+    assert normal.sum() > 120
+    np.testing.assert_allclose(got[normal], want[normal], rtol=1e-12, atol=0)
+    assert np.abs(got[~normal] - want[~normal]).max() <= 1e-290  # underflow: both ~0
+    assert got[-2:] == pytest.approx(want[-2:], abs=0)  # the other branches: scipy's value itself
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_numeric_statistics_agree_with_scipy(seed: int) -> None:
     ref_df, win = _synthetic(seed)

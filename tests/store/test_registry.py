@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlsd.errors import RegistryError
+from mlsd.errors import ArtifactIntegrityError, RegistryError
 from mlsd.store import ModelRegistry, ModelVersionInfo, PackagedModel
 
 
@@ -231,3 +231,55 @@ def test_old_pyfunc_path_still_importable() -> None:
     from mlsd.store import pyfunc, registry
 
     assert registry.PackagedPyfunc is pyfunc.PackagedPyfunc
+
+
+def test_the_read_only_champion_check_sees_what_mlflow_sees(
+    tmp_path: Path, packaged: PackagedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # checking the champion (serving, replay, monitoring) reads mlflow.db with sqlite3 and never
+    # imports MLflow: its versions, aliases, tags and verdicts must be the client's
+    import subprocess
+    import sys
+
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    from mlsd.store import _tracking, pyfunc
+    from mlsd.store import registry as registry_module
+
+    writer = ModelRegistry(tmp_path / "ws")
+    for _ in range(3):
+        writer.register(packaged, "flight-delay")
+    writer.set_alias("flight-delay", 1, "challenger")
+    writer.client.delete_model_version("flight-delay", "2")  # a deleted version's rows stay
+    writer.register(packaged, "other")
+
+    fresh = ModelRegistry(tmp_path / "ws")
+    assert fresh._read_only("flight-delay") is not None
+    assert fresh.versions("flight-delay") == writer.versions("flight-delay")
+    assert [v.version for v in fresh.versions("flight-delay")] == [1, 3]
+    assert fresh.verify("flight-delay", "challenger") == writer.verify("flight-delay", "challenger")
+    assert fresh.verify("flight-delay") == writer.verify("flight-delay")  # champion: v3
+    assert fresh._client is None, "the read-only path made an MLflow client"
+    with monkeypatch.context() as m:  # MLflow workspaces in use: the client decides which rows
+        m.setenv("MLFLOW_WORKSPACE", "default")
+        assert ModelRegistry(tmp_path / "ws")._read_only("flight-delay") is None
+    # what it does not know goes to MLflow's client, which raises as before
+    for name, alias in (("nope", "champion"), ("flight-delay", "shadow")):
+        with pytest.raises(RegistryError):
+            ModelRegistry(tmp_path / "ws").verify(name, alias)
+    # a changed file is still refused by the read-only path
+    folder = fresh.verify("flight-delay")
+    (folder / "MLmodel").write_text((folder / "MLmodel").read_text() + "\n# edited\n")
+    with pytest.raises(ArtifactIntegrityError):
+        ModelRegistry(tmp_path / "ws").verify("flight-delay")
+
+    code = (
+        "import sys; from mlsd.store import ModelRegistry; "
+        f"r = ModelRegistry({str(tmp_path / 'ws')!r}); r.versions('flight-delay'); "
+        "r.verify('flight-delay', 'challenger'); print('mlflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    # the constants kept here so that checking needs no MLflow import
+    assert f"artifacts/{pyfunc.ARTIFACT_KEY}.joblib" == registry_module._PACKAGED_FILE
+    assert ErrorCode.Name(RESOURCE_ALREADY_EXISTS) == _tracking._ALREADY_EXISTS

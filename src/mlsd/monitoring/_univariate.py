@@ -60,10 +60,40 @@ def ks_p_values(d: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
 
     The exact method of ``ks_2samp`` costs O(n1 n2) and is what its ``auto`` picks below 10,000
     rows; monitoring windows and the reference sample are usually larger, so asymp throughout.
+
+    Where ``kstwo.sf`` takes its ``2 * smirnov(n, D)`` branch (n > 140, ``2.2 <= n D² < 370``:
+    every drifted column, p below ~0.025) scipy's ``smirnov`` costs ~8 ms at n = 10,000 (a
+    scalar sum over n terms); there the same sum is evaluated here as one vector
+    (:func:`_smirnov_sf`), equal to scipy's to ~1e-12 relative (tests/monitoring/test_drift.py).
+    Every other point is scipy's own ``kstwo.sf``. See docs/monitoring.md.
     """
     n1, n2 = np.asarray(n1, dtype="float64"), np.asarray(n2, dtype="float64")
     en = np.round(n1 * n2 / (n1 + n2))
-    return np.clip(stats.kstwo.sf(np.asarray(d, dtype="float64"), en), 0.0, 1.0)
+    d, en = (np.atleast_1d(a).astype("float64") for a in np.broadcast_arrays(np.asarray(d, "float64"), en))
+    # the branch test as scipy's _kolmogn writes it (t = n x, then t x), so the split is the same
+    t = en * d
+    nx2 = t * d
+    summed = (en > 140) & (t > 1.0) & (t < en - 1) & (d < 0.5) & (nx2 >= 2.2) & (nx2 < 370.0)
+    out = np.empty_like(d)
+    rest = ~summed
+    if rest.any():
+        out[rest] = stats.kstwo.sf(d[rest], en[rest])
+    for i in np.flatnonzero(summed):  # one vector sum per test (a few per window), not per row
+        out[i] = 2.0 * _smirnov_sf(int(en[i]), float(d[i]))
+    return np.clip(out, 0.0, 1.0)
+
+
+def _smirnov_sf(n: int, x: float) -> float:
+    """``scipy.special.smirnov(n, x)``, P(D+_n >= x), by Birnbaum & Tingey's sum as one vector:
+    ``x Σ_j C(n, j) (x + j/n)^(j-1) (1 - x - j/n)^(n-j)`` over ``j = 0 .. floor(n (1 - x))``.
+
+    Each term is ``x / p_j * binom.pmf(j, n, p_j)`` with ``p_j = x + j/n``: every term is positive
+    (no cancellation) and scipy's binomial pmf is accurate to a few ulps, so the sum holds
+    ~1e-13 relative; a term below ~1e-308 underflows to 0, as for p < 1e-300 scipy's own does not.
+    """
+    j = np.arange(int(np.floor(n * (1.0 - x))) + 1, dtype="float64")
+    p = np.minimum(x + j / n, 1.0)
+    return float(np.sum(x / p * stats.binom.pmf(j, n, p)))
 
 
 def wasserstein(ref: np.ndarray, win: np.ndarray) -> float:

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 from pandas.api import types as ptypes
 
-from mlsd.data import evaluate_expression, feature_fields, parse_expression
+from mlsd.data.expressions import evaluate_expression, parse_expression
 from mlsd.design import Design
 from mlsd.errors import DesignError
 
@@ -43,6 +43,9 @@ def watched_columns(design: Design, frame: pd.DataFrame | None = None) -> dict[s
     ``categorical`` and the members of a cross categorical). A column in no single group takes
     its kind from ``frame`` (strings and booleans are categorical), or ``None`` without a frame.
     """
+    # at call time: mlsd.data.preparation loads the splits' scikit-learn, which `mlsd monitor` never uses
+    from mlsd.data.preparation import feature_fields
+
     f = design.features
     # free text is new by nature, like hashed values: not compared as categories
     skip = {*f.hashed, *f.text, design.data.time}

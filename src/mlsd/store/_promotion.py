@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from mlsd.errors import RegistryError
+
+if TYPE_CHECKING:  # MLflow is imported where it is used: checking a champion needs none of it
+    from mlflow import MlflowClient
 
 __all__ = ["CHAMPION_HISTORY_TAG", "ChampionMoves"]
 
@@ -35,6 +35,8 @@ _HISTORY_KEPT = 200
 def _moving_champion(name: str, client: MlflowClient, *, back_to: int | None) -> Iterator[None]:
     """Move the champion alias and its history together: if either write fails, the alias goes
     back to ``back_to`` (the history is written last, so it never holds a move that failed)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         yield
     except MlflowException as exc:
@@ -54,7 +56,10 @@ def _moving_champion(name: str, client: MlflowClient, *, back_to: int | None) ->
 class ChampionMoves:
     """Promote, roll back and read the champion history (a mixin of ``ModelRegistry``)."""
 
-    client: MlflowClient
+    if TYPE_CHECKING:  # ModelRegistry's, made on first use
+
+        @property
+        def client(self) -> MlflowClient: ...
 
     if TYPE_CHECKING:  # supplied by ModelRegistry
 

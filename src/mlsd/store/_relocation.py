@@ -56,6 +56,8 @@ def relocate_artifact_locations(db: Path, artifact_root: Path) -> list[str]:
         return []  # read-only, locked for long, or not an MLflow store yet: nothing rewritten
     finally:
         conn.close()
+    if not old_roots:  # the usual case: no MLflow import (~1 s) for nothing
+        return []
     from mlflow.utils.file_utils import local_file_uri_to_path
 
     return sorted(str(Path(local_file_uri_to_path(old)).parent) for old in old_roots)

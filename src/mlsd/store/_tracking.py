@@ -21,27 +21,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import mlflow
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.environment_variables import MLFLOW_REGISTRY_URI, MLFLOW_TRACKING_URI
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-from mlflow.tracking._model_registry import utils as _registry_utils
-from mlflow.tracking._tracking_service import utils as _tracking_utils
 
 from mlsd.errors import RegistryError
+
+if TYPE_CHECKING:  # MLflow is imported where it is used: checking a champion needs none of it
+    from mlflow import MlflowClient
 
 __all__ = ["Tracking"]
 
 # Tags of a build's run: which process runs it, so a later build can tell a live build on the
 # same workspace from one that was killed and left its run RUNNING.
 _PID_TAG, _HOST_TAG, _PID_START_TAG = "mlsd.pid", "mlsd.host", "mlsd.pid_start"
-_ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
+# ErrorCode.Name(RESOURCE_ALREADY_EXISTS) of mlflow.protos.databricks_pb2 (tests/store/test_registry.py)
+_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 
 
 @contextmanager
 def _as_registry_error(field_name: str, received: Any) -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
     try:
         yield
     except MlflowException as exc:
@@ -68,7 +67,11 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class Tracking:
     """Runs of the workspace's MLflow tracking store (a mixin of ``ModelRegistry``)."""
 
-    client: MlflowClient
+    if TYPE_CHECKING:  # ModelRegistry's, made on first use
+
+        @property
+        def client(self) -> MlflowClient: ...
+
     tracking_uri: str
     artifact_root: Path
     _run_id: str | None
@@ -85,6 +88,11 @@ class Tracking:
         # Restore the raw state, not the resolved URIs: setting a URI also exports it as an
         # environment variable (inherited by subprocesses) and would pin the registry to a
         # default that no longer follows later ``mlflow.set_tracking_uri`` calls.
+        import mlflow
+        from mlflow.environment_variables import MLFLOW_REGISTRY_URI, MLFLOW_TRACKING_URI
+        from mlflow.tracking._model_registry import utils as _registry_utils
+        from mlflow.tracking._tracking_service import utils as _tracking_utils
+
         saved_env = {var: var.get_raw() for var in (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI)}
         saved_tracking, saved_registry = _tracking_utils._tracking_uri, _registry_utils._registry_uri
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -103,6 +111,8 @@ class Tracking:
 
     def experiment_id(self, experiment: str) -> str:
         """The id of ``experiment``, created with its artefacts under ``mlartifacts/`` if new."""
+        from mlflow.exceptions import MlflowException
+
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
@@ -124,6 +134,8 @@ class Tracking:
     @contextmanager
     def start_run(self, experiment: str, run_name: str) -> Iterator[Any]:
         """Start an MLflow run in ``experiment`` (the helpers below log into it)."""
+        import mlflow
+
         if self._run_id is not None:
             raise RegistryError(
                 "a run is already active in this registry",
@@ -160,6 +172,8 @@ class Tracking:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log parameters; nested dicts are flattened to dotted names (``select.maximize``)."""
+        import mlflow
+
         run_id = self._active_run("log_params")
         flat = {
             k: json.dumps(v, default=str) if isinstance(v, list | tuple) else v
@@ -170,6 +184,8 @@ class Tracking:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics (nested dicts flattened; ``None`` values skipped)."""
+        import mlflow
+
         run_id = self._active_run("log_metrics")
         flat: dict[str, float] = {}
         for key, value in _flatten(metrics).items():

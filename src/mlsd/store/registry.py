@@ -22,22 +22,21 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
+import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import joblib
-import mlflow
-import mlflow.pyfunc
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from mlsd.errors import ArtifactIntegrityError, ModelError, RegistryError
 from mlsd.store._promotion import CHAMPION_HISTORY_TAG, ChampionMoves
@@ -53,13 +52,15 @@ from mlsd.store.integrity import (
     verify_signature,
 )
 from mlsd.store.packaged import PackagedModel
-from mlsd.store.pyfunc import (
-    ARTIFACT_KEY,
-    PackagedPyfunc,
-    model_signature,
-    pip_requirements,
-    signed_file_payload,
-)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from mlsd.store.pyfunc import PackagedPyfunc
+
+# MLflow (~1 s to import, and as long again for a client on the store) is imported where it is
+# used: checking the champion's files (serving, replay, monitoring) reads the registry's SQLite
+# tables directly (:meth:`ModelRegistry._read_only`) and needs none of it.
 
 __all__ = [
     "CHAMPION_HISTORY_TAG",
@@ -80,7 +81,18 @@ SIGNATURE_TAG = "mlsd.hmac"
 # mlflow.pyfunc.load_model("models:/...") writes this (the name and version, YAML) into a local
 # model folder; it is metadata for MLflow's UI, never unpickled nor imported
 _WRITTEN_BY_MLFLOW_LOADER = frozenset({"registered_model_meta"})
-_PACKAGED_FILE = f"artifacts/{ARTIFACT_KEY}.joblib"  # where MLflow puts the pyfunc's artefact
+_PACKAGED_FILE = "artifacts/packaged_model.joblib"  # where MLflow puts the pyfunc's artefact
+# (ARTIFACT_KEY of mlsd.store.pyfunc, which imports MLflow; tests/store/test_registry.py checks it)
+_DELETED = "Deleted_Internal"  # MLflow's stage of a deleted version (its rows stay in the store)
+_MLFLOW_WORKSPACE_VARS = {"MLFLOW_WORKSPACE", "MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE_STORE_URI"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PackagedPyfunc":  # re-exported: models logged before it moved pickled it here
+        from mlsd.store.pyfunc import PackagedPyfunc
+
+        return PackagedPyfunc
+    raise AttributeError(f"module 'mlsd.store.registry' has no attribute {name!r}")
 
 
 def _quiet_mlflow() -> None:
@@ -151,7 +163,7 @@ class ModelRegistry(Tracking, ChampionMoves):
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.artifact_root = self.workspace / "mlartifacts"
         self.tracking_uri = f"sqlite:///{self.workspace / 'mlflow.db'}"
-        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self._client: MlflowClient | None = None
         self._run_id: str | None = None
         # the folders this workspace's mlflow.db pointed at before it was moved or copied here
         self.relocated_from: list[str] = relocate_artifact_locations(
@@ -160,6 +172,15 @@ class ModelRegistry(Tracking, ChampionMoves):
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.workspace)!r})"
+
+    @property
+    def client(self) -> MlflowClient:
+        """MLflow's client on this workspace's store, made on first use."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
 
     # -- registry (runs: mlsd.store._tracking, champion moves: mlsd.store._promotion) ------
 
@@ -178,6 +199,17 @@ class ModelRegistry(Tracking, ChampionMoves):
         Logs into the active run if there is one, else into a new run of ``experiment``
         (default: ``name``). ``input_example`` (a few raw rows) is stored with the model.
         """
+        import mlflow.pyfunc
+        from mlflow.exceptions import MlflowException
+
+        from mlsd.store.pyfunc import (
+            ARTIFACT_KEY,
+            PackagedPyfunc,
+            model_signature,
+            pip_requirements,
+            signed_file_payload,
+        )
+
         if not isinstance(model, PackagedModel):
             raise RegistryError(
                 "only a PackagedModel can be registered",
@@ -321,9 +353,13 @@ class ModelRegistry(Tracking, ChampionMoves):
 
     def _verified(self, name: str, alias: str) -> tuple[Path, dict[str, Any]]:
         """The verified folder of ``NAME@ALIAS`` and the record it was verified against."""
-        version = self._resolve(name, alias)
-        mv = self.client.get_model_version(name, version)
-        tags = dict(mv.tags or {})
+        known = self._read_only(name)
+        if known is not None and known.aliases.get(alias) in known.versions:
+            version = str(known.aliases[alias])
+            tags = dict(known.versions[int(version)].tags)
+        else:  # no such model or alias, or a store this read does not know: MLflow says what
+            version = self._resolve(name, alias)
+            tags = dict(self.client.get_model_version(name, version).tags or {})
         what = f"model {name!r} version {version} ({alias})"
         relative = tags.get(PATH_TAG, "")
         hashes = _json_object(tags.get(HASHES_TAG))
@@ -349,6 +385,9 @@ class ModelRegistry(Tracking, ChampionMoves):
 
     def versions(self, name: str) -> list[ModelVersionInfo]:
         """Every version of ``name``, oldest first."""
+        known = self._read_only(name)
+        if known is not None:
+            return [self._info(mv, known.by_version.get(v, [])) for v, mv in sorted(known.versions.items())]
         self._require_model(name)
         found = self.client.search_model_versions(f"name = '{self._quote(name)}'")
         # Search results do not carry aliases; the registered model holds the alias -> version map.
@@ -378,6 +417,57 @@ class ModelRegistry(Tracking, ChampionMoves):
 
     # -- private ----------------------------------------------------------------------------
 
+    def _read_only(self, name: str) -> SimpleNamespace | None:
+        """The versions (with their tags) and aliases of ``name`` read from ``mlflow.db`` with
+        sqlite3, as MLflow's client returns them, while no client was needed yet; None when no
+        such model is registered or the store is not the schema read here (then the client
+        reads it, and raises what it raises). One read-only snapshot: nothing is written."""
+        db = self.workspace / "mlflow.db"
+        # MLflow workspaces switched on: the client decides which workspace's rows are meant
+        if self._client is not None or not db.is_file() or os.environ.keys() & _MLFLOW_WORKSPACE_VARS:
+            return None
+        where = "WHERE name = ? AND workspace = 'default'"  # MLflow's default workspace
+        try:
+            with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+                conn.execute("BEGIN")
+                if not conn.execute(f"SELECT count(*) FROM registered_models {where}", [name]).fetchone()[0]:
+                    return None
+                aliases = dict(
+                    conn.execute(f"SELECT alias, version FROM registered_model_aliases {where}", [name])
+                )
+                rows = conn.execute(
+                    "SELECT version, creation_time, description, source, run_id FROM model_versions "
+                    f"{where} AND current_stage != ?",
+                    [name, _DELETED],
+                ).fetchall()
+                tags = conn.execute(
+                    f"SELECT version, key, value FROM model_version_tags {where}", [name]
+                ).fetchall()
+        except sqlite3.Error:
+            return None
+        versions = {
+            int(v): SimpleNamespace(
+                name=name,
+                version=int(v),
+                creation_timestamp=created,
+                description=description,
+                source=source,
+                run_id=run_id,
+                tags={},
+                aliases=None,
+            )
+            for v, created, description, source, run_id in rows
+        }
+        for v, key, value in tags:
+            if int(v) in versions:
+                versions[int(v)].tags[key] = value
+        by_version: dict[int, list[str]] = {}
+        for a, v in aliases.items():
+            by_version.setdefault(int(v), []).append(a)
+        return SimpleNamespace(
+            versions=versions, aliases={a: int(v) for a, v in aliases.items()}, by_version=by_version
+        )
+
     def _local_folder(self, uri: str) -> Path:
         """The local folder of a ``file://`` artefact URI, which must lie in this workspace."""
         from mlflow.utils.file_utils import local_file_uri_to_path
@@ -395,6 +485,8 @@ class ModelRegistry(Tracking, ChampionMoves):
     @contextmanager
     def _no_half_logged_model(self, run_id: str) -> Iterator[None]:
         """Delete what an interrupted ``log_model`` created in ``run_id`` (it has no version yet)."""
+        from mlflow.exceptions import MlflowException
+
         try:
             yield
         except BaseException:
@@ -417,6 +509,8 @@ class ModelRegistry(Tracking, ChampionMoves):
 
     def _delete_logged_model(self, model_id: str) -> None:
         """Delete a logged model and its files (best effort: it is tidying, never the point)."""
+        from mlflow.exceptions import MlflowException
+
         with suppress(MlflowException, RegistryError, OSError):
             folder = self._local_folder(self.client.get_logged_model(model_id).artifact_location)
             self.client.delete_logged_model(model_id)
@@ -433,6 +527,8 @@ class ModelRegistry(Tracking, ChampionMoves):
     def _create_model(self, name: str, description: str) -> None:
         # Create-and-tolerate rather than look-then-create: two builds on one workspace may
         # both find the model missing, and the second create must not fail the build.
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.create_registered_model(name, description=description or None)
         except MlflowException as exc:
