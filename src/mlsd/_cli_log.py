@@ -134,8 +134,8 @@ def log_command(
 
 def _log_review(system, log, export: Path | None, since, until, output_format: str) -> None:
     """``mlsd log --review``: the abstained predictions queued for review (docs/abstention.md)."""
+    from mlsd._watching import parse_timestamp as _timestamp
     from mlsd.store.files import private_files
-    from mlsd.system import _timestamp
 
     if output_format not in ("csv", "json"):
         raise MlsdError(
@@ -165,9 +165,9 @@ def _log_review(system, log, export: Path | None, since, until, output_format: s
 
 def _log_sample(system, log, n: int, seed: int, export: Path | None, since, until) -> None:
     """``mlsd log --sample``: a reservoir sample of the period, to Parquet or CSV on stdout."""
+    from mlsd._watching import parse_timestamp as _timestamp
     from mlsd.data.sampling import sample_prediction_log
     from mlsd.store.files import private_files
-    from mlsd.system import _timestamp
 
     frame = sample_prediction_log(
         log, n, seed=seed, since=_timestamp(since, "since"), until=_timestamp(until, "until")
