@@ -60,6 +60,10 @@ class _Absent:
 
 _MISSING = _Absent()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
+# pandas' default text dtype ("str") and its array type: a string column is built as this array
+# directly, the same values as ``pd.Series(..., dtype="str")`` without a Series per column
+_TEXT_DTYPE = pd.api.types.pandas_dtype("str")
+_TEXT_ARRAY = cast(Any, _TEXT_DTYPE).construct_array_type()
 # JSON value kinds, as small integers so that the checks are array operations; _HUGE is a number
 # beyond MAX_ABS_NUMBER (float64 and int64 arithmetic in the model break well before 1e309)
 _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
@@ -336,7 +340,9 @@ class RowValidator:
                     errors.append(ColumnErrors(column, "category", new, expected, _UNSEEN))
                 elif new.size:
                     unseen[column] = int(new.size)
-        frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+        # copy=False: the typed columns are fresh arrays of this call; a copy into consolidated
+        # blocks costs more than the rest of a small batch's checks
+        frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
         if self._derived_bounds:
             errors.extend(self._derived_errors(frame))
         invalid = np.zeros(n, dtype=bool)
@@ -561,7 +567,7 @@ def _type_pass(
         errors.extend(text_errors)
         bad = ~ok & ~empty
         ok = ok & ~long
-        typed = pd.Series(np.where(ok, values, _NONE), dtype="str")
+        typed = _TEXT_ARRAY._from_sequence(np.where(ok, values, _NONE), dtype=_TEXT_DTYPE)
     else:  # a column the schema does not describe: any JSON scalar goes through
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
