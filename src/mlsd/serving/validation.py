@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data import ColumnSchema, Schema, evaluate_expression
+from mlsd.features._arith import derive_numbers
 from mlsd.serving.bodies import LONE_SURROGATE, describe_value
 
 __all__ = [
@@ -344,7 +345,7 @@ class RowValidator:
         # blocks costs more than the rest of a small batch's checks
         frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
         if self._derived_bounds:
-            errors.extend(self._derived_errors(frame))
+            errors.extend(self._derived_errors(frame, data))
         invalid = np.zeros(n, dtype=bool)
         for err in errors:
             invalid[err.rows] = True
@@ -352,21 +353,29 @@ class RowValidator:
             frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen, event_time=event_time
         )
 
-    def _derived_errors(self, frame: pd.DataFrame) -> list[ColumnErrors]:
+    def _derived_errors(self, frame: pd.DataFrame, data: dict[str, Any]) -> list[ColumnErrors]:
         """Rows whose derived values leave their build range, reported on the raw field they come from."""
-        # the columns as Series over the frame's own arrays, the derived ones added to this dict:
-        # what evaluate_expression reads (df[name], df.columns, df.index) without copying the frame
-        derived = _Columns(frame)
-        try:  # the served pipeline derives the same way; a failure here fails there and is isolated
-            for name, expr in self._derive.items():
-                derived[name] = evaluate_expression(
-                    cast(pd.DataFrame, derived), expr, field=f"data.derive.{name}"
-                )
-        except Exception:
-            return []
+        numbers = derive_numbers(self._derive, data)  # plain arithmetic on number columns: numpy's
+        if numbers is not None and not all(name in numbers for name in self._derived_bounds):
+            numbers = None
+        derived: Any = numbers
+        if numbers is None:
+            # the columns as Series over the frame's own arrays, the derived ones added to this dict:
+            # what evaluate_expression reads (df[name], df.columns, df.index) without copying the frame
+            derived = _Columns(frame)
+            try:  # the served pipeline derives the same way; a failure here fails there and is isolated
+                for name, expr in self._derive.items():
+                    derived[name] = evaluate_expression(
+                        cast(pd.DataFrame, derived), expr, field=f"data.derive.{name}"
+                    )
+            except Exception:
+                return []
         errors = []
         for name, (lo, hi, expected, source) in self._derived_bounds.items():
-            x = pd.to_numeric(derived[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            if numbers is not None and name in numbers:
+                x = numbers[name].astype("float64")
+            else:
+                x = pd.to_numeric(derived[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             outside = np.flatnonzero((x < lo) | (x > hi))
             if outside.size:
                 message = f"gives {name} outside its build range"
