@@ -61,10 +61,14 @@ class _Absent:
 
 _MISSING = _Absent()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
-# pandas' default text dtype ("str") and its array type: a string column is built as this array
-# directly, the same values as ``pd.Series(..., dtype="str")`` without a Series per column
+# pandas' default text dtype ("str", pandas 3) and its array type: a string column is built as this
+# array directly, the same values as ``pd.Series(..., dtype="str")`` without a Series per column
 _TEXT_DTYPE = pd.api.types.pandas_dtype("str")
-_TEXT_ARRAY = cast(Any, _TEXT_DTYPE).construct_array_type()
+_TEXT_ARRAY = (
+    cast(Any, _TEXT_DTYPE).construct_array_type()
+    if isinstance(_TEXT_DTYPE, pd.api.extensions.ExtensionDtype)
+    else None  # pandas 2: "str" is numpy's; the Series does the conversion
+)
 # JSON value kinds, as small integers so that the checks are array operations; _HUGE is a number
 # beyond MAX_ABS_NUMBER (float64 and int64 arithmetic in the model break well before 1e309)
 _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
@@ -576,7 +580,11 @@ def _type_pass(
         errors.extend(text_errors)
         bad = ~ok & ~empty
         ok = ok & ~long
-        typed = _TEXT_ARRAY._from_sequence(np.where(ok, values, _NONE), dtype=_TEXT_DTYPE)
+        text = np.where(ok, values, _NONE)
+        if _TEXT_ARRAY is not None:
+            typed = _TEXT_ARRAY._from_sequence(text, dtype=_TEXT_DTYPE)
+        else:  # pragma: no cover - pandas 2
+            typed = pd.Series(text, dtype="str")
     else:  # a column the schema does not describe: any JSON scalar goes through
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)

@@ -169,7 +169,7 @@ class PackagedModel:
             if isinstance(matrix, np.ndarray):
                 out = np.asarray(trees.predict(matrix, num_threads=1), dtype=float)
                 if self.task == "regression":
-                    return pd.DataFrame({"score": out, "decision": out}, index=df.index)
+                    return _answers(out, out, df.index)
                 proba = out if out.ndim == 2 else np.column_stack([1.0 - out, out])
                 return self._classified(proba, df.index)
             # features that are not a dense matrix (sparse output): the wrapper from now on, so
@@ -189,10 +189,10 @@ class PackagedModel:
         fitted_classes = np.asarray(self.pipeline.classes_).tolist()
         if self.task == "binary":
             score = proba[:, fitted_classes.index(self.classes[1])]
-            return pd.DataFrame({"score": score, "decision": score >= self.threshold}, index=index)
+            return _answers(score, score >= self.threshold, index)
         top = proba.argmax(axis=1)
         labels = np.asarray(fitted_classes, dtype=object)[top]
-        return pd.DataFrame({"score": proba[np.arange(len(top)), top], "decision": labels}, index=index)
+        return _answers(proba[np.arange(len(top)), top], labels, index)
 
     def _direct_booster(self) -> tuple[list[Any], Any] | None:
         """(the pipeline without its last step, the LightGBM booster) when the pipeline ends in a
@@ -262,3 +262,15 @@ def _arrays(df: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
     if get is None:  # pragma: no cover - a pandas without it: the public, slower way
         return {c: df[c].array if not isinstance(df[c].dtype, np.dtype) else df[c].to_numpy() for c in columns}
     return {c: get(position(c)) for c in columns}
+
+
+_ANSWER_COLUMNS = pd.Index(["score", "decision"])
+_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)
+
+
+def _answers(score: np.ndarray, decision: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    """The ``score`` / ``decision`` frame. pandas' own constructor from arrays when it has one: the
+    dict constructor infers the column names' dtype and copies, ~50 us of a small batch's call."""
+    if _FROM_ARRAYS is None:  # pragma: no cover - a pandas without it
+        return pd.DataFrame({"score": score, "decision": decision}, index=index)
+    return _FROM_ARRAYS([score, decision], columns=_ANSWER_COLUMNS, index=index)
