@@ -63,6 +63,7 @@ _MISSING = _Absent()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
 # pandas' default text dtype ("str", pandas 3) and its array type: a string column is built as this
 # array directly, the same values as ``pd.Series(..., dtype="str")`` without a Series per column
+_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)  # pandas' frame-of-arrays constructor
 _TEXT_DTYPE = pd.api.types.pandas_dtype("str")
 _TEXT_ARRAY = (
     cast(Any, _TEXT_DTYPE).construct_array_type()
@@ -254,6 +255,7 @@ class RowValidator:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")
 
+        self._frame_columns: pd.Index | None = None  # the typed frame's column names, built once
         # derived numbers the model reads in place of raw columns without a range check of their own
         self._derive = dict(schema.derive)
         self._derived_bounds: dict[str, tuple[float, float, str, str]] = {}
@@ -345,9 +347,7 @@ class RowValidator:
                     errors.append(ColumnErrors(column, "category", new, expected, _UNSEEN))
                 elif new.size:
                     unseen[column] = int(new.size)
-        # copy=False: the typed columns are fresh arrays of this call; a copy into consolidated
-        # blocks costs more than the rest of a small batch's checks
-        frame = pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+        frame = self._frame(data, n)
         if self._derived_bounds:
             errors.extend(self._derived_errors(frame, data))
         invalid = np.zeros(n, dtype=bool)
@@ -356,6 +356,30 @@ class RowValidator:
         return CheckedRows(
             frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen, event_time=event_time
         )
+
+    def _frame(self, data: dict[str, Any], n: int) -> pd.DataFrame:
+        """The typed frame of the checked columns (each a fresh 1-D array or Series of ``n`` values).
+
+        pandas' constructor from arrays, with the column names built once: the dict constructor
+        re-checks every column and infers the names' dtype, more than the rest of a small batch's
+        checks. The same frame either way (the equivalence test compares dtypes too).
+        """
+        index = pd.RangeIndex(n)
+        if _FROM_ARRAYS is None:  # pragma: no cover - a pandas without it
+            return pd.DataFrame(data, index=index, copy=False)
+        if self._frame_columns is None or self._frame_columns.tolist() != list(data):
+            self._frame_columns = pd.Index(list(data))
+        # a Series' own array; an object array through a Series, which infers its dtype as the
+        # dict constructor does (all strings: pandas' str)
+        arrays = [
+            v.array
+            if isinstance(v, pd.Series)
+            else pd.Series(v, copy=False).array
+            if isinstance(v, np.ndarray) and v.dtype == object
+            else v
+            for v in data.values()
+        ]
+        return _FROM_ARRAYS(arrays, columns=self._frame_columns, index=index, verify_integrity=False)
 
     def _derived_errors(self, frame: pd.DataFrame, data: dict[str, Any]) -> list[ColumnErrors]:
         """Rows whose derived values leave their build range, reported on the raw field they come from."""
