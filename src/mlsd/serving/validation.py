@@ -97,6 +97,9 @@ _OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 # A date alone is midnight UTC: daily data (arrival dates, days of ridership) sends no time.
 DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET})?$"
 _DATETIME = re.compile(DATETIME_PATTERN)
+_PLAIN_STAMP_LENGTHS = frozenset((10, 19, 20))  # a date, a time without offset, one with Z
+_UTC = pd.DatetimeTZDtype("us", "UTC")
+_DATETIME_ARRAY = pd.arrays.DatetimeArray
 _SURROGATE = re.compile(LONE_SURROGATE)
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
@@ -528,8 +531,9 @@ def _text_errors(
     return bad, errors
 
 
-def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> pd.Series:
-    """The strings at ``is_text`` that match :data:`DATETIME_PATTERN`, parsed as UTC (NaT elsewhere).
+def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    """The strings at ``is_text`` that match :data:`DATETIME_PATTERN`, parsed as UTC (NaT elsewhere),
+    and where the result is NaT.
 
     pandas' ISO 8601 parser costs ~150 us a call; when every matching string is a plain date or a
     ``YYYY-MM-DDTHH:MM:SS`` time (optionally ``Z``), the common form, numpy parses them instead.
@@ -542,12 +546,14 @@ def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> pd.Series:
         shaped[where] = np.fromiter((m is not None for m in map(_DATETIME.fullmatch, text)), bool, where.size)
         picked = values[shaped].tolist()
         # a matching string of 10 characters is a date, of 19 a time without offset, of 20 one with Z
-        if picked and np.isin(np.fromiter(map(len, picked), np.int64, len(picked)), (10, 19, 20)).all():
+        if picked and all(len(s) in _PLAIN_STAMP_LENGTHS for s in picked):
             stamps = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
             stamps[shaped] = np.array([s[:19] for s in picked], dtype="datetime64[us]")
-            return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+            # naive stamps read as UTC: what DatetimeIndex(stamps).tz_localize("UTC") gives
+            return pd.Series(_DATETIME_ARRAY._from_sequence(stamps, dtype=_UTC), copy=False), ~shaped
     text_or_nan = pd.Series(np.where(shaped, values, np.nan), dtype=object)
-    return pd.to_datetime(text_or_nan, errors="coerce", utc=True, format="ISO8601")
+    parsed = pd.to_datetime(text_or_nan, errors="coerce", utc=True, format="ISO8601")
+    return parsed, parsed.isna().to_numpy()
 
 
 def _type_pass(
@@ -597,8 +603,8 @@ def _type_pass(
         if not (bad | empty).any():
             typed = typed.astype(bool)
     elif dtype == "datetime":
-        typed = _parse_datetimes(values, ok)
-        bad = ~empty & typed.isna().to_numpy()
+        typed, nat = _parse_datetimes(values, ok)
+        bad = ~empty & nat
     elif dtype == "string":
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
@@ -628,8 +634,8 @@ def _event_time_of_text(
     The model gets the text as it was trained on; the log gets the parsed time. A string that is
     not an ISO 8601 date-time is a 422 (a row is never logged without the event time it sent).
     """
-    stamps = _parse_datetimes(values, is_text)
-    bad = np.flatnonzero(is_text & stamps.isna().to_numpy())
+    stamps, nat = _parse_datetimes(values, is_text)
+    bad = np.flatnonzero(is_text & nat)
     expected = _EXPECTED["datetime"]
     errors = [ColumnErrors(column, "type", bad, expected, f"not {expected}")] if bad.size else []
     return stamps, errors
