@@ -47,7 +47,9 @@ def _columns(draw: st.DrawFn) -> dict[str, np.ndarray]:
     floats = np.array(
         draw(
             st.lists(
-                st.one_of(st.floats(allow_infinity=True, allow_nan=True), st.sampled_from([0.0, np.nan, -3.5])),
+                st.one_of(
+                    st.floats(allow_infinity=True, allow_nan=True), st.sampled_from([0.0, np.nan, -3.5])
+                ),
                 min_size=n,
                 max_size=n,
             )
@@ -76,7 +78,18 @@ def test_plain_arithmetic_is_taken_and_the_rest_left_to_pandas() -> None:
     for expr in ["dep // 100", "a * 2 + b", "-(a - 1.5) / 4", "a % 7", "a + b * c"]:
         assert numeric_code(expr) is not None, expr
     # division by zero (pandas fills it), powers, methods, functions, comparisons, backticks, constants
-    for expr in ["a // 0", "a / 0.0", "a % -0", "a ** 2", "a.notna()", "log(a)", "a > 1", "`a b` + 1", "3", "a // b"]:
+    for expr in [
+        "a // 0",
+        "a / 0.0",
+        "a % -0",
+        "a ** 2",
+        "a.notna()",
+        "log(a)",
+        "a > 1",
+        "`a b` + 1",
+        "3",
+        "a // b",
+    ]:
         assert numeric_code(expr) is None, expr
     ints = np.array([515, 1930])
     assert derive_numbers({"h": "dep // 100"}, {"dep": ints.astype(object)}) is None  # not a number array

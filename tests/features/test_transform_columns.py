@@ -93,7 +93,9 @@ def _variants(rows: pd.DataFrame) -> list[pd.DataFrame]:
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from([1, 2, 5, 31, 100, 300]))
-def test_the_columns_path_equals_the_frame_path_and_the_wrapper(model: PackagedModel, seed: int, n: int) -> None:
+def test_the_columns_path_equals_the_frame_path_and_the_wrapper(
+    model: PackagedModel, seed: int, n: int
+) -> None:
     rows = _rows(np.random.default_rng(seed), n, unseen=True)
     for frame in _variants(rows):
         fast = _through_columns(_steps(model), frame, INPUTS)
@@ -111,7 +113,9 @@ def test_the_columns_path_equals_the_frame_path_and_the_wrapper(model: PackagedM
 def test_an_expression_numpy_does_not_take_goes_through_pandas_on_the_arrays() -> None:
     rows = _rows(np.random.default_rng(1), 40, unseen=True)
     step = DeriveColumns({"late": "(dep > 1700) & temp.notna()", "dep_hour": "dep // 100"}).fit(rows)
-    out = step.transform_columns({c: rows[c].to_numpy() if c in ("dep", "temp") else rows[c].array for c in rows}, rows.index)
+    out = step.transform_columns(
+        {c: rows[c].to_numpy() if c in ("dep", "temp") else rows[c].array for c in rows}, rows.index
+    )
     assert out is not None
     reference = step.transform(rows)
     for name in ("late", "dep_hour"):

@@ -89,7 +89,9 @@ def _number_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype in (np.int64, np.float64)
 
 
-def derive_numbers(expressions: Mapping[str, str], columns: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+def derive_numbers(
+    expressions: Mapping[str, str], columns: Mapping[str, Any]
+) -> dict[str, np.ndarray] | None:
     """Every derived column, in order (a later one may read an earlier one), by numpy; or None if
     any expression or any column it reads is not one numpy computes as pandas does."""
     known: dict[str, Any] = dict(columns)

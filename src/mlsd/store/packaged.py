@@ -260,7 +260,9 @@ def _arrays(df: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
     get = getattr(df, "_get_column_array", None)  # pandas' own accessor: no Series per column
     position = df.columns.get_loc
     if get is None:  # pragma: no cover - a pandas without it: the public, slower way
-        return {c: df[c].array if not isinstance(df[c].dtype, np.dtype) else df[c].to_numpy() for c in columns}
+        return {
+            c: df[c].array if not isinstance(df[c].dtype, np.dtype) else df[c].to_numpy() for c in columns
+        }
     return {c: get(position(c)) for c in columns}
 
 
