@@ -15,7 +15,7 @@ Small inputs take per-value shortcuts whose results equal the pandas ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -140,13 +140,29 @@ class RawColumns:
     nullable numbers) and large frames are read as pandas columns, as the reference does.
     """
 
-    def __init__(self, frame: pd.DataFrame, columns: Sequence[str], float_columns: frozenset[str]) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame | None,
+        columns: Sequence[str],
+        float_columns: frozenset[str],
+        arrays: Mapping[str, Any] | None = None,
+    ) -> None:
         self.frame = frame
         self.float_columns = float_columns
         self._floats: dict[str, np.ndarray] = {}
         self._strings: dict[str, np.ndarray] = {}
         self._plain: dict[str, tuple[Any, np.ndarray]] = {}
-        if frame.shape[0] * frame.shape[1] <= _BULK_CELLS:
+        self._arrays: Mapping[str, Any] = arrays or {}
+        if frame is None:
+            # columns handed over as arrays (numpy, or pandas extension arrays): a numpy array is
+            # read as the frame's own column would be; anything else through a Series of it
+            for column in columns:
+                values = self._arrays[column]
+                if isinstance(values, np.ndarray) and _plain(values.dtype):
+                    self._plain[column] = (values.dtype, values)
+                elif isinstance(values.dtype, pd.StringDtype):
+                    self._plain[column] = (values.dtype, values.to_numpy(dtype=object))
+        elif frame.shape[0] * frame.shape[1] <= _BULK_CELLS:
             values = frame.to_numpy(dtype=object)
             dtypes = frame.dtypes.to_numpy()
             for column in columns:
@@ -154,13 +170,19 @@ class RawColumns:
                 if _plain(dtypes[position]):
                     self._plain[column] = (dtypes[position], values[:, position])
 
+    def _column(self, column: str) -> pd.Series:
+        """The column as the reference path reads it: the frame's, or a Series over the array."""
+        if self.frame is not None:
+            return self.frame[column]
+        return pd.Series(self._arrays[column], copy=False)
+
     def floats(self, column: str) -> np.ndarray:
         if column not in self._floats:
             dtype, values = self._plain.get(column, (None, _NO_VALUES))
             if dtype is not None and dtype.kind in "fiu":
                 self._floats[column] = values.astype(np.float64)
             else:
-                self._floats[column] = float_column(self.frame[column], column)
+                self._floats[column] = float_column(self._column(column), column)
         return self._floats[column]
 
     def strings(self, column: str) -> np.ndarray:
@@ -172,7 +194,7 @@ class RawColumns:
             elif dtype is not None and _is_text(dtype, values):
                 self._strings[column] = _text_strings(values)
             else:
-                self._strings[column] = category_strings(self.frame[column])
+                self._strings[column] = category_strings(self._column(column))
         return self._strings[column]
 
     def stamps(self, column: str) -> np.ndarray:
@@ -182,4 +204,4 @@ class RawColumns:
             stamps = _iso_seconds(values, pd.isna(values))
             if stamps is not None:
                 return stamps
-        return _parse_times(self.frame[column], "UTC").dt.tz_localize(None).to_numpy()
+        return _parse_times(self._column(column), "UTC").dt.tz_localize(None).to_numpy()

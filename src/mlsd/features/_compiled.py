@@ -20,7 +20,7 @@ duplicated column names) raises :class:`Fallback`, and the caller uses the ``Col
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -318,10 +318,19 @@ class CompiledFeatures:
         if not X.columns.is_unique:
             raise Fallback("duplicated column names")
         n = len(X)
-        out = np.empty((n, self.n_features_out), dtype=np.float64)
         if n == 0:
-            return out
-        cols = RawColumns(X, self.columns, self.float_columns)
+            return np.empty((n, self.n_features_out), dtype=np.float64)
+        return self._fill(RawColumns(X, self.columns, self.float_columns), n)
+
+    def transform_columns(self, arrays: Mapping[str, Any], n: int) -> np.ndarray:
+        """The feature matrix of ``n`` rows given as one array per input column (numpy, or a pandas
+        extension array), as :meth:`transform` computes it for a frame of those columns."""
+        if n == 0:
+            return np.empty((n, self.n_features_out), dtype=np.float64)
+        return self._fill(RawColumns(None, self.columns, self.float_columns, arrays), n)
+
+    def _fill(self, cols: RawColumns, n: int) -> np.ndarray:
+        out = np.empty((n, self.n_features_out), dtype=np.float64)
         start = 0
         for source, stages in self.steps:
             block = source(cols, n)

@@ -13,12 +13,15 @@ exactly what training derived.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from mlsd.features._arith import derive_numbers
 
 __all__ = ["DeriveColumns"]
 
@@ -62,8 +65,59 @@ class DeriveColumns(TransformerMixin, BaseEstimator):
             frame[name] = evaluate_expression(frame, expr, field=f"data.derive.{name}")
         return frame
 
+    def transform_columns(self, arrays: Mapping[str, Any], index: pd.Index) -> dict[str, Any] | None:
+        """:meth:`transform` for rows given as one array per column (``index`` their rows): the
+        arrays with the derived columns added, no frame copied or grown. Plain arithmetic on
+        number columns is numpy's (:func:`mlsd.features._arith.derive_numbers`), any other
+        expression :func:`mlsd.data.evaluate_expression`'s on Series over the arrays. None when
+        an expression fails: :meth:`transform` on a frame then raises the error it always did."""
+        if not hasattr(self, "n_features_in_"):
+            return None  # not fitted: transform says so
+        if not self.expressions:
+            return dict(arrays)
+        numbers = derive_numbers(self.expressions, arrays)
+        if numbers is not None:
+            return {**arrays, **numbers}
+        from mlsd.data.expressions import evaluate_expression
+
+        view = _Arrays(arrays, index)
+        try:
+            for name, expr in self.expressions.items():
+                view[name] = evaluate_expression(cast(pd.DataFrame, view), expr, field=f"data.derive.{name}")
+        except Exception:
+            return None
+        return view.arrays()
+
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         check_is_fitted(self, "n_features_in_")
         names = list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)]))
         extra = [n for n in (self.expressions or {}) if n not in names]
         return np.asarray(names + extra, dtype=object)
+
+
+class _Arrays:
+    """What :func:`mlsd.data.evaluate_expression` reads of a frame (``df[name]``, ``df.columns``,
+    ``df.index``) over a dict of column arrays, a new column a dict entry: no frame built."""
+
+    def __init__(self, arrays: Mapping[str, Any], index: pd.Index) -> None:
+        self.index = index
+        self._arrays = dict(arrays)
+        self._series: dict[str, pd.Series] = {}
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._arrays)
+
+    def __getitem__(self, name: str) -> pd.Series:
+        if name not in self._series:
+            self._series[name] = pd.Series(self._arrays[name], index=self.index, copy=False)
+        return self._series[name]
+
+    def __setitem__(self, name: str, values: pd.Series) -> None:
+        # as ``frame[name] = values`` stores it: the values aligned on the rows, in their own dtype
+        values = values.reindex(self.index) if not values.index.equals(self.index) else values
+        self._series[name] = values
+        self._arrays[name] = values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
+
+    def arrays(self) -> dict[str, Any]:
+        return self._arrays

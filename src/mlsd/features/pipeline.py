@@ -194,6 +194,19 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):
             )
         return self._sklearn_transform(X, self.spec())
 
+    def transform_columns(self, arrays: Mapping[str, Any], index: pd.Index) -> np.ndarray | None:
+        """The feature matrix of rows given as one array per column (``index`` their rows), by the
+        compiled kernels; None when they do not apply (no kernels, a column absent, an input they
+        hand back): the caller then uses :meth:`transform` on a frame, which decides (and raises
+        the same errors as always)."""
+        compiled = getattr(self, "compiled_", None)
+        if compiled is None or not all(c in arrays for c in compiled.columns):
+            return None
+        try:
+            return compiled.transform_columns(arrays, len(index))
+        except (Fallback, MlsdError):  # the frame path reproduces the error, or falls back
+            return None
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "column_transformer_")
         return self.column_transformer_.get_feature_names_out()

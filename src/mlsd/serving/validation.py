@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.data import ColumnSchema, Schema, evaluate_expression
+from mlsd.features._arith import derive_numbers
 from mlsd.serving.bodies import LONE_SURROGATE, describe_value
 
 __all__ = [
@@ -60,6 +61,15 @@ class _Absent:
 
 _MISSING = _Absent()
 _NONE = np.array(None, dtype=object)  # None as an np.where operand (numpy's stubs take no bare None)
+# pandas' default text dtype ("str", pandas 3) and its array type: a string column is built as this
+# array directly, the same values as ``pd.Series(..., dtype="str")`` without a Series per column
+_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)  # pandas' frame-of-arrays constructor
+_TEXT_DTYPE = pd.api.types.pandas_dtype("str")
+_TEXT_ARRAY = (
+    cast(Any, _TEXT_DTYPE).construct_array_type()
+    if isinstance(_TEXT_DTYPE, pd.api.extensions.ExtensionDtype)
+    else None  # pandas 2: "str" is numpy's; the Series does the conversion
+)
 # JSON value kinds, as small integers so that the checks are array operations; _HUGE is a number
 # beyond MAX_ABS_NUMBER (float64 and int64 arithmetic in the model break well before 1e309)
 _ABSENT, _NULL, _BOOL, _INT, _FLOAT, _STR, _OTHER, _HUGE = range(8)
@@ -87,6 +97,9 @@ _OFFSET = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 # A date alone is midnight UTC: daily data (arrival dates, days of ridership) sends no time.
 DATETIME_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET})?$"
 _DATETIME = re.compile(DATETIME_PATTERN)
+_PLAIN_STAMP_LENGTHS = frozenset((10, 19, 20))  # a date, a time without offset, one with Z
+_UTC = pd.DatetimeTZDtype("us", "UTC")
+_DATETIME_ARRAY = pd.arrays.DatetimeArray
 _SURROGATE = re.compile(LONE_SURROGATE)
 # a string's limit: STRING_FACTOR x the longest value seen at build time, within these bounds
 STRING_FACTOR, STRING_MIN, STRING_CAP = 4, 256, 10_000
@@ -245,6 +258,7 @@ class RowValidator:
                 shown = ", ".join(spec.allowed[:20]) + (", ..." if len(spec.allowed) > 20 else "")
                 self._allowed[column] = (frozenset(spec.allowed), f"one of: {shown}")
 
+        self._frame_columns: pd.Index | None = None  # the typed frame's column names, built once
         # derived numbers the model reads in place of raw columns without a range check of their own
         self._derive = dict(schema.derive)
         self._derived_bounds: dict[str, tuple[float, float, str, str]] = {}
@@ -336,9 +350,9 @@ class RowValidator:
                     errors.append(ColumnErrors(column, "category", new, expected, _UNSEEN))
                 elif new.size:
                     unseen[column] = int(new.size)
-        frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+        frame = self._frame(data, n)
         if self._derived_bounds:
-            errors.extend(self._derived_errors(frame))
+            errors.extend(self._derived_errors(frame, data))
         invalid = np.zeros(n, dtype=bool)
         for err in errors:
             invalid[err.rows] = True
@@ -346,21 +360,53 @@ class RowValidator:
             frame=frame, errors=errors, invalid=invalid, unseen_categories=unseen, event_time=event_time
         )
 
-    def _derived_errors(self, frame: pd.DataFrame) -> list[ColumnErrors]:
+    def _frame(self, data: dict[str, Any], n: int) -> pd.DataFrame:
+        """The typed frame of the checked columns (each a fresh 1-D array or Series of ``n`` values).
+
+        pandas' constructor from arrays, with the column names built once: the dict constructor
+        re-checks every column and infers the names' dtype, more than the rest of a small batch's
+        checks. The same frame either way (the equivalence test compares dtypes too).
+        """
+        index = pd.RangeIndex(n)
+        if _FROM_ARRAYS is None:  # pragma: no cover - a pandas without it
+            return pd.DataFrame(data, index=index, copy=False)
+        if self._frame_columns is None or self._frame_columns.tolist() != list(data):
+            self._frame_columns = pd.Index(list(data))
+        # a Series' own array; an object array through a Series, which infers its dtype as the
+        # dict constructor does (all strings: pandas' str)
+        arrays = [
+            v.array
+            if isinstance(v, pd.Series)
+            else pd.Series(v, copy=False).array
+            if isinstance(v, np.ndarray) and v.dtype == object
+            else v
+            for v in data.values()
+        ]
+        return _FROM_ARRAYS(arrays, columns=self._frame_columns, index=index, verify_integrity=False)
+
+    def _derived_errors(self, frame: pd.DataFrame, data: dict[str, Any]) -> list[ColumnErrors]:
         """Rows whose derived values leave their build range, reported on the raw field they come from."""
-        # the columns as Series over the frame's own arrays, the derived ones added to this dict:
-        # what evaluate_expression reads (df[name], df.columns, df.index) without copying the frame
-        derived = _Columns(frame)
-        try:  # the served pipeline derives the same way; a failure here fails there and is isolated
-            for name, expr in self._derive.items():
-                derived[name] = evaluate_expression(
-                    cast(pd.DataFrame, derived), expr, field=f"data.derive.{name}"
-                )
-        except Exception:
-            return []
+        numbers = derive_numbers(self._derive, data)  # plain arithmetic on number columns: numpy's
+        if numbers is not None and not all(name in numbers for name in self._derived_bounds):
+            numbers = None
+        derived: Any = numbers
+        if numbers is None:
+            # the columns as Series over the frame's own arrays, the derived ones added to this dict:
+            # what evaluate_expression reads (df[name], df.columns, df.index) without copying the frame
+            derived = _Columns(frame)
+            try:  # the served pipeline derives the same way; a failure here fails there and is isolated
+                for name, expr in self._derive.items():
+                    derived[name] = evaluate_expression(
+                        cast(pd.DataFrame, derived), expr, field=f"data.derive.{name}"
+                    )
+            except Exception:
+                return []
         errors = []
         for name, (lo, hi, expected, source) in self._derived_bounds.items():
-            x = pd.to_numeric(derived[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            if numbers is not None and name in numbers:
+                x = numbers[name].astype("float64")
+            else:
+                x = pd.to_numeric(derived[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             outside = np.flatnonzero((x < lo) | (x > hi))
             if outside.size:
                 message = f"gives {name} outside its build range"
@@ -485,8 +531,9 @@ def _text_errors(
     return bad, errors
 
 
-def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> pd.Series:
-    """The strings at ``is_text`` that match :data:`DATETIME_PATTERN`, parsed as UTC (NaT elsewhere).
+def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    """The strings at ``is_text`` that match :data:`DATETIME_PATTERN`, parsed as UTC (NaT elsewhere),
+    and where the result is NaT.
 
     pandas' ISO 8601 parser costs ~150 us a call; when every matching string is a plain date or a
     ``YYYY-MM-DDTHH:MM:SS`` time (optionally ``Z``), the common form, numpy parses them instead.
@@ -499,12 +546,14 @@ def _parse_datetimes(values: np.ndarray, is_text: np.ndarray) -> pd.Series:
         shaped[where] = np.fromiter((m is not None for m in map(_DATETIME.fullmatch, text)), bool, where.size)
         picked = values[shaped].tolist()
         # a matching string of 10 characters is a date, of 19 a time without offset, of 20 one with Z
-        if picked and np.isin(np.fromiter(map(len, picked), np.int64, len(picked)), (10, 19, 20)).all():
+        if picked and all(len(s) in _PLAIN_STAMP_LENGTHS for s in picked):
             stamps = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
             stamps[shaped] = np.array([s[:19] for s in picked], dtype="datetime64[us]")
-            return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"))
+            # naive stamps read as UTC: what DatetimeIndex(stamps).tz_localize("UTC") gives
+            return pd.Series(_DATETIME_ARRAY._from_sequence(stamps, dtype=_UTC), copy=False), ~shaped
     text_or_nan = pd.Series(np.where(shaped, values, np.nan), dtype=object)
-    return pd.to_datetime(text_or_nan, errors="coerce", utc=True, format="ISO8601")
+    parsed = pd.to_datetime(text_or_nan, errors="coerce", utc=True, format="ISO8601")
+    return parsed, parsed.isna().to_numpy()
 
 
 def _type_pass(
@@ -554,14 +603,18 @@ def _type_pass(
         if not (bad | empty).any():
             typed = typed.astype(bool)
     elif dtype == "datetime":
-        typed = _parse_datetimes(values, ok)
-        bad = ~empty & typed.isna().to_numpy()
+        typed, nat = _parse_datetimes(values, ok)
+        bad = ~empty & nat
     elif dtype == "string":
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
         bad = ~ok & ~empty
         ok = ok & ~long
-        typed = pd.Series(np.where(ok, values, _NONE), dtype="str")
+        text = np.where(ok, values, _NONE)
+        if _TEXT_ARRAY is not None:
+            typed = _TEXT_ARRAY._from_sequence(text, dtype=_TEXT_DTYPE)
+        else:  # pragma: no cover - pandas 2
+            typed = pd.Series(text, dtype="str")
     else:  # a column the schema does not describe: any JSON scalar goes through
         long, text_errors = _text_errors(column, values, ok, max_length)
         errors.extend(text_errors)
@@ -581,8 +634,8 @@ def _event_time_of_text(
     The model gets the text as it was trained on; the log gets the parsed time. A string that is
     not an ISO 8601 date-time is a 422 (a row is never logged without the event time it sent).
     """
-    stamps = _parse_datetimes(values, is_text)
-    bad = np.flatnonzero(is_text & stamps.isna().to_numpy())
+    stamps, nat = _parse_datetimes(values, is_text)
+    bad = np.flatnonzero(is_text & nat)
     expected = _EXPECTED["datetime"]
     errors = [ColumnErrors(column, "type", bad, expected, f"not {expected}")] if bad.size else []
     return stamps, errors
