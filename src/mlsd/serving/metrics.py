@@ -16,10 +16,13 @@ back). The three values the log writer of one process holds (``mlsd_log_queue_de
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -88,6 +91,14 @@ class _Callback(Collector):
 
     def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield self._family(self._name, self._doc)
+
+
+def _counts(values: Any) -> dict[Any, int]:
+    listed = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    first = listed[0] if listed else None
+    if listed.count(first) == len(listed):  # one model answered the request: no counting per value
+        return {first: len(listed)} if listed else {}
+    return dict(collections.Counter(listed))
 
 
 class ServingMetrics:
@@ -171,6 +182,24 @@ class ServingMetrics:
             self._local.register(
                 _Callback("mlsd_log_write_failures", _FAILURES_HELP, log_write_failures, CounterMetricFamily)
             )
+
+    def count_predictions(self, model_version: Any, variant: Any) -> None:
+        """``mlsd_predictions`` and ``mlsd_variant_predictions`` for committed rows, given as
+        columns (each row's model version and answering variant): one ``inc`` per label value
+        (a 100-row request of one model is two calls, not two hundred).
+
+        >>> m = ServingMetrics()
+        >>> m.count_predictions([3, 3, 4], ["champion", "champion", "challenger"])
+        >>> text = m.render().decode()
+        >>> 'mlsd_predictions_total{model_version="3"} 2.0' in text
+        True
+        >>> 'mlsd_variant_predictions_total{variant="challenger"} 1.0' in text
+        True
+        """
+        for version, n in _counts(model_version).items():
+            self.predictions.labels(model_version=str(version)).inc(n)
+        for name, n in _counts(variant).items():
+            self.variant_predictions.labels(variant=str(name)).inc(n)
 
     def render(self) -> bytes:
         """The text exposition format of this registry; under workers, the counters and
