@@ -122,12 +122,12 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
 
     ``conn.execute(sa.insert(table), rows)`` processes every row's dict of parameters in Python
     before the driver sees it: about as much CPU per row as SQLite's own insert. The rows of a
-    submission all have the keys their encoder writes (every column of the table); rows with
-    other keys, or a driver with named placeholders, go through SQLAlchemy's insert.
+    submission all have the keys their encoder writes; a row lacking a key of the first one, or
+    a driver with named placeholders, goes through SQLAlchemy's insert (which says what is missing).
     """
     columns = tuple(rows[0])
     sql = _insert_sql(conn.dialect, table, columns)
-    if sql is None or any(len(row) != len(columns) for row in rows):
+    if sql is None:
         conn.execute(sa.insert(table), rows)
         return
     values = operator.itemgetter(*columns)
