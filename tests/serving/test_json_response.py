@@ -116,3 +116,17 @@ def _counters(m: ServingMetrics) -> list[str]:
     return sorted(
         line for line in text if line.startswith(("mlsd_predictions_total", "mlsd_variant_predictions_total"))
     )
+
+
+def test_observed_requests_are_counted_per_route_and_status() -> None:
+    m = ServingMetrics()
+    for status in (200, 200, 422):
+        m.observe_request("/v1/predict", status, 0.004)
+    m.observe_request("/v1/feedback", 200, 0.5)
+    text = m.render().decode()
+    assert 'mlsd_requests_total{route="/v1/predict",status="200"} 2.0' in text
+    assert 'mlsd_requests_total{route="/v1/predict",status="422"} 1.0' in text
+    assert 'mlsd_requests_total{route="/v1/feedback",status="200"} 1.0' in text
+    assert 'mlsd_request_latency_seconds_count{route="/v1/predict"} 3.0' in text
+    assert 'mlsd_request_latency_seconds_bucket{le="0.005",route="/v1/predict"} 3.0' in text
+    assert 'mlsd_request_latency_seconds_bucket{le="0.25",route="/v1/feedback"} 0.0' in text

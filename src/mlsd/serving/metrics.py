@@ -112,6 +112,7 @@ class ServingMetrics:
         log_healthy: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "mlsd_requests", "HTTP requests by route and status code", ["route", "status"], registry=r
@@ -197,9 +198,23 @@ class ServingMetrics:
         True
         """
         for version, n in _counts(model_version).items():
-            self.predictions.labels(model_version=str(version)).inc(n)
+            self._child(self.predictions, str(version)).inc(n)
         for name, n in _counts(variant).items():
-            self.variant_predictions.labels(variant=str(name)).inc(n)
+            self._child(self.variant_predictions, str(name)).inc(n)
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """``mlsd_requests_total`` and ``mlsd_request_latency_seconds`` for one answered request."""
+        self._child(self.requests, route, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: ``labels`` takes a lock and rebuilds the key on every
+        call, a few µs of each request four times over; a child, once made, stays the metric's."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def render(self) -> bytes:
         """The text exposition format of this registry; under workers, the counters and
