@@ -22,7 +22,7 @@ from mlsd._deployment import DeploymentSpec
 from mlsd.data import Schema
 from mlsd.errors import ConflictError, LogError, MlsdError, NotFoundError
 from mlsd.serving.batching import MicroBatcher
-from mlsd.serving.bodies import parse_json, parse_predict_body
+from mlsd.serving.bodies import json_response, parse_json, parse_predict_body
 from mlsd.serving.ids import new_request_ids
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.models import example_row
@@ -36,7 +36,7 @@ from mlsd.serving.routing import BASELINE, Routing, Variant, _Counters
 from mlsd.serving.security import bearer_matches, sign_request_id, unauthorized, verify_request_id
 from mlsd.serving.settings import ServeSettings
 from mlsd.serving.validation import MAX_ABS_NUMBER, CheckedRows, RowValidator
-from mlsd.store.prediction_log import PredictionRecord, RequestRecord
+from mlsd.store.prediction_log import PredictionBatch, RequestRecord
 
 PREDICT_ROUTE = "/v1/predict"
 FEEDBACK_ROUTE = "/v1/feedback"
@@ -75,7 +75,7 @@ class Scored:
     checked: CheckedRows
     score: np.ndarray
     decision: list[Any]
-    event_time: list[datetime | None]
+    event_time: np.ndarray | None  # datetime64[us], UTC (None: the design names no time column)
     answered_by: np.ndarray  # object: the alias whose model answered each row
     version: np.ndarray  # int: its registered version
     fallback: list[str | None]
@@ -90,23 +90,27 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 past ``limit`` bytes whether or not Content-Length is sent."""
-    too_large = RequestError(
+def _too_large(limit: int) -> RequestError:
+    # made only when refused: an error object per request was a few µs of every answer's CPU
+    return RequestError(
         413,
         "payload_too_large",
         f"the body is larger than {limit} bytes",
         [{"field": "body", "received": None, "expected": f"at most {limit} bytes"}],
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes whether or not Content-Length is sent."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise _too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect as exc:
         raise RequestError(400, "bad_request", "the client disconnected before sending the body") from exc
@@ -252,7 +256,7 @@ class Service:
             checked,
             score,
             decision,
-            _event_times(checked, n),
+            _event_times(checked),
             answered,
             version,
             fallback,
@@ -364,32 +368,9 @@ class Service:
         if scored.rows is not None:  # what was validated is what is logged (data.privacy)
             rows = scored.rows[part.start : part.stop]
         latency_ms = (time.perf_counter() - start) * 1000
-        s = self.settings
-        records = [
-            PredictionRecord(
-                request_id=rid,
-                logged_at=received,
-                event_time=scored.event_time[i],
-                model_name=s.model_name,
-                model_version=int(scored.version[i]),
-                variant=scored.answered_by[i],
-                inputs={k: row[k] for k in self._inputs_kept if k in row},
-                score=float(scored.score[i]),
-                decision=scored.decision[i],
-                latency_ms=latency_ms,
-                assigned_variant=assignment.variant[j],
-                propensity=float(assignment.propensity[j]),
-                unit=assignment.unit[j],
-                assignment=assignment.assignment[j],
-                fallback=scored.fallback[i],
-                scoring_ms=_finite_or_none(scored.scoring_ms[i]),
-                abstain_reason=None if scored.abstain_reason is None else scored.abstain_reason[i],
-                confidence=None if scored.confidence is None else _finite_or_none(scored.confidence[i]),
-            )
-            for j, (rid, i, row) in enumerate(zip(ids, range(part.start, part.stop), rows, strict=True))
-        ]
+        batch = self._log_batch(scored, part.start, part.stop, ids, rows, assignment, received, latency_ms)
         try:
-            await self.log.write(records, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
+            await self.log.write_batch(batch, RequestRecord(received, PREDICT_ROUTE, 200, n_rows, latency_ms))
         except Exception as exc:  # not committed, so not answered with a prediction
             _log.error("prediction log write failed: %s: %s", type(exc).__name__, exc)
             if isinstance(exc, ConflictError):  # a request id already logged: this request only
@@ -397,22 +378,8 @@ class Service:
             if isinstance(exc, LogError):
                 return log_unavailable_response(self.log.last_write_problem)
             return error_response(500, "the prediction could not be logged", "log_error")
-        for r in records:
-            self.metrics.predictions.labels(model_version=str(r.model_version)).inc()
-            self.metrics.variant_predictions.labels(variant=r.variant).inc()
-        answers: list[dict[str, Any]] = [
-            {"request_id": r.request_id, "score": r.score, "decision": r.decision} for r in records
-        ]
-        if scored.abstain_reason is not None:  # models.abstain: a declined row carries no decision to act on
-            for answer, r in zip(answers, records, strict=True):
-                answer["abstain"] = r.abstain_reason is not None
-                if r.abstain_reason is not None:
-                    answer["decision"], answer["reason"] = None, r.abstain_reason
-        rollout = self.strategy in ("canary", "ab", "bandit")
-        for answer, r in zip(answers, records, strict=True):
-            # the rule baseline answering for a failed champion is said under every strategy
-            if rollout or r.variant == BASELINE:
-                answer["variant"], answer["model_version"] = r.variant, r.model_version
+        self.metrics.count_predictions(batch.model_version, batch.variant)
+        answers = self._answers(batch)
         shadowed = np.flatnonzero(assignment.shadow)
         if len(shadowed) and scored.rows is not None:  # answered and committed: the shadow runs behind
             self.routing.shadow(
@@ -420,14 +387,71 @@ class Service:
                 [ids[k] for k in shadowed.tolist()],
                 received,
             )
-        body = {
-            "model": self.model_ref,
-            "predictions": answers,
-        }
+        body = {"model": self.model_ref, "predictions": answers}
+        return json_response(body, finite=batch.score)
+
+    def _log_batch(
+        self,
+        scored: Scored,
+        start: int,
+        stop: int,
+        ids: list[str],
+        rows: list[Any],
+        assignment: Any,
+        received: datetime,
+        latency_ms: float,
+    ) -> PredictionBatch:
+        """The request's rows of the scored batch as the log's columns (one object per request)."""
+        kept = self._inputs_kept
+        # a row with exactly the kept fields in their order is logged as it is; others keep those
+        inputs = [row if list(row) == kept else {k: row[k] for k in kept if k in row} for row in rows]
+        s = self.settings
+        return PredictionBatch(
+            request_id=ids,
+            logged_at=received,
+            model_name=s.model_name,
+            latency_ms=latency_ms,
+            model_version=scored.version[start:stop],
+            variant=scored.answered_by[start:stop],
+            inputs=inputs,
+            score=scored.score[start:stop],
+            decision=scored.decision[start:stop],
+            event_time=None if scored.event_time is None else scored.event_time[start:stop],
+            assigned_variant=assignment.variant.tolist(),
+            propensity=assignment.propensity,
+            unit=assignment.unit,
+            assignment=assignment.assignment.tolist(),
+            fallback=scored.fallback[start:stop],
+            scoring_ms=scored.scoring_ms[start:stop],
+            abstain_reason=None if scored.abstain_reason is None else scored.abstain_reason[start:stop],
+            confidence=None if scored.confidence is None else scored.confidence[start:stop],
+        )
+
+    def _answers(self, batch: PredictionBatch) -> list[dict[str, Any]]:
+        """One answer per row: its id, score and decision, and what the deployment adds."""
+        scores = np.asarray(batch.score).tolist()
+        answers: list[dict[str, Any]] = [
+            {"request_id": rid, "score": score, "decision": decision}
+            for rid, score, decision in zip(batch.request_id, scores, batch.decision, strict=True)
+        ]
+        if batch.abstain_reason is not None:  # models.abstain: a declined row carries no decision to act on
+            for answer, reason in zip(answers, batch.abstain_reason, strict=True):
+                answer["abstain"] = reason is not None
+                if reason is not None:
+                    answer["decision"], answer["reason"] = None, reason
+        variants = batch.variant.tolist() if isinstance(batch.variant, np.ndarray) else list(batch.variant)
+        rollout = self.strategy in ("canary", "ab", "bandit")
+        if (
+            rollout or BASELINE in variants
+        ):  # the rule baseline answering for a failed champion is said always
+            versions = np.asarray(batch.model_version).tolist()
+            for answer, variant, version in zip(answers, variants, versions, strict=True):
+                if rollout or variant == BASELINE:
+                    answer["variant"], answer["model_version"] = variant, version
         if self.settings.feedback_auth == "signed_id" and self.settings.feedback_secret:
             for answer in answers:  # the feedback for this id must echo it
                 answer["signature"] = sign_request_id(self.settings.feedback_secret, answer["request_id"])
-        return JSONResponse(body)
+        return answers
 
     def _record_failure(self, received: datetime, start: float, status: int, n_rows: int, error: str) -> None:
         latency_ms = (time.perf_counter() - start) * 1000
@@ -584,12 +608,16 @@ class Service:
         return None, self._outcome_expected()
 
 
-def _event_times(checked: CheckedRows, n: int) -> list[datetime | None]:
-    """The rows' event times, as the validator parsed them (a value that does not parse is a 422)."""
+def _event_times(checked: CheckedRows) -> np.ndarray | None:
+    """The rows' event times as the validator parsed them (a value that does not parse is a 422),
+    as UTC ``datetime64[us]`` (NaT: none); None when the design names no time column."""
     stamps = checked.event_time
     if stamps is None or not len(stamps):
-        return [None] * n
-    return [None if pd.isna(t) else t for t in stamps.dt.to_pydatetime().tolist()]
+        return None
+    index = pd.DatetimeIndex(stamps)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.to_numpy("datetime64[us]")
 
 
 def _started(request: Request) -> tuple[float, datetime]:

@@ -109,7 +109,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             await service.stop()
 
     model = settings.model
-    app = FastAPI(
+    app = _ServedApp(
         title=f"mlsd: {settings.model_name}",
         version=str(settings.model_version),
         description=f"{model.task} model {settings.model_name} v{settings.model_version}, served by mlsd.",
@@ -358,6 +358,34 @@ def _install_docs(app: FastAPI) -> None:
         )
 
 
+class _ServedApp(FastAPI):
+    """FastAPI, with ``POST /v1/predict`` handed to the app's own middlewares directly.
+
+    FastAPI wraps every request in its outer layers before the user's middlewares: its native
+    telemetry check (three OpenTelemetry provider look-ups per request), Starlette's
+    ServerErrorMiddleware, an exception-telemetry and a body-limit layer. For the predict route
+    they do nothing :class:`_Observed` does not do already (it answers any unhandled error with
+    a 500 in the error schema; the handler bounds the body itself), so that route enters the
+    same chain of user middlewares (``_Observed``, the guard, CORS, ``_PredictFastPath``) built
+    once, around the router; every other request, the lifespan and OpenAPI go through FastAPI."""
+
+    _hot: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PREDICT_ROUTE and scope["method"] == "POST":
+            if self._hot is None:  # built on the first request: every middleware is added by then
+                hot: ASGIApp = self.router
+                for cls, args, kwargs in reversed(self.user_middleware):
+                    hot = cls(hot, *args, **kwargs)
+                self._hot = hot
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            scope["app"] = self
+            await self._hot(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class _PredictFastPath:
     """ASGI middleware: ``POST /v1/predict`` goes straight to :meth:`Service.predict`.
 
@@ -420,5 +448,4 @@ class _Observed:
                 await response(scope, receive, send)
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
-        self.service.metrics.requests.labels(route=path, status=str(status)).inc()
-        self.service.metrics.latency.labels(route=path).observe(time.perf_counter() - start)
+        self.service.metrics.observe_request(path, status, time.perf_counter() - start)

@@ -13,11 +13,13 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import orjson
+from starlette.responses import JSONResponse, Response
 
 from mlsd.serving.responses import RequestError
 
-__all__ = ["LONE_SURROGATE", "describe_value", "parse_json", "parse_predict_body"]
+__all__ = ["LONE_SURROGATE", "describe_value", "json_response", "parse_json", "parse_predict_body"]
 
 LONE_SURROGATE = "[\ud800-\udfff]"
 """A lone UTF-16 surrogate: JSON can carry one, UTF-8 cannot store or echo it."""
@@ -172,3 +174,25 @@ def parse_predict_body(payload: Any, *, max_rows: int) -> tuple[list[dict[str, A
             422, "validation_error", f"{len(bad)} rows are not JSON objects", errors, n_errors=len(bad)
         )
     return inputs, False
+
+
+def json_response(content: Any, *, finite: Any = None, status_code: int = 200) -> Response:
+    """Starlette's :class:`JSONResponse` of ``content``, its body written by orjson (a tenth of
+    ``json.dumps``'s CPU for a 100-row answer).
+
+    The JSON is the same value, in the same compact form, with non-ASCII as UTF-8 as
+    JSONResponse writes it; a float may be spelled otherwise (``1e-05`` is ``0.00001``). What
+    orjson would write differently is left to JSONResponse: a NaN or infinity among ``finite``
+    (JSONResponse refuses those, orjson would write ``null``), numpy values, keys that are not
+    strings and integers past 64 bits (tests/serving/test_json_response.py).
+
+    >>> json_response({"score": 0.25, "city": "Zürich"}).body.decode()
+    '{"score":0.25,"city":"Zürich"}'
+    """
+    if finite is not None and not np.isfinite(np.asarray(finite, dtype=np.float64)).all():
+        return JSONResponse(content, status_code=status_code)
+    try:
+        body = orjson.dumps(content)
+    except TypeError:  # orjson.JSONEncodeError: what JSONResponse writes or refuses itself
+        return JSONResponse(content, status_code=status_code)
+    return Response(body, status_code=status_code, media_type="application/json")

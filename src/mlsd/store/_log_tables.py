@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -47,6 +48,7 @@ __all__ = [
     "rollout_state",
     "shadow_predictions",
     "to_json",
+    "to_json_fast",
     "to_micros",
 ]
 
@@ -341,6 +343,21 @@ def to_json(value: Any, *, field: str) -> str:
         ) from exc
 
 
+def to_json_fast(value: Any, *, field: str) -> str:
+    """:func:`to_json`'s value written by orjson (a tenth of the CPU): the same JSON value, with
+    non-ASCII as UTF-8 rather than ``\\u`` escapes and NaN or infinity as ``null`` (which
+    ``json.loads`` and Arrow's JSON reader both read back; ``NaN`` is not JSON). What orjson
+    refuses (integers past 64 bits, keys that are not strings) is written by :func:`to_json`.
+
+    >>> to_json_fast({"city": "Zürich", "n": [1, 2.5, None]}, field="inputs")
+    '{"city":"Zürich","n":[1,2.5,null]}'
+    """
+    try:
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return to_json(value, field=field)
+
+
 def _number(value: Any, kind: type, field: str, *, nullable: bool = False) -> Any:
     if value is None and nullable:
         return None
@@ -421,9 +438,9 @@ def encode_prediction(record: Any) -> dict[str, Any]:
         "model_name": str(record.model_name),
         "model_version": _number(record.model_version, int, "model_version"),
         "variant": str(record.variant),
-        "inputs": to_json(record.inputs, field="inputs"),
+        "inputs": to_json_fast(record.inputs, field="inputs"),
         "score": _number(record.score, float, "score", nullable=True),
-        "decision": to_json(record.decision, field="decision"),
+        "decision": to_json_fast(record.decision, field="decision"),
         "latency_ms": _number(record.latency_ms, float, "latency_ms", nullable=True),
         **_rollout_fields(record),
     }

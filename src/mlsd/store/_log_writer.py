@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import logging
+import operator
 import queue
 import threading
 import time
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlsd.errors import ConflictError, LogError, NotFoundError
@@ -62,7 +64,7 @@ from mlsd.store._log_tables import (
 )
 from mlsd.store.review_queue import review_queue
 
-__all__ = ["MAX_SHADOW_ROWS_PER_COMMIT", "GroupCommitWriter", "Submission", "public_reason"]
+__all__ = ["MAX_SHADOW_ROWS_PER_COMMIT", "GroupCommitWriter", "Submission", "insert_rows", "public_reason"]
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
@@ -99,6 +101,44 @@ class Submission:
 
     def ids(self) -> list[str]:
         return [row["request_id"] for row in (*self.predictions, *self.feedback, *self.shadows)]
+
+
+# the driver's placeholder for each DB-API paramstyle that takes positional parameters
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(dialect: Dialect, table: sa.Table, columns: tuple[str, ...]) -> str | None:
+    mark = _MARKS.get(dialect.paramstyle)
+    if mark is None:
+        return None
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """``INSERT`` the rows with one ``executemany`` of positional tuples on the driver's cursor.
+
+    ``conn.execute(sa.insert(table), rows)`` processes every row's dict of parameters in Python
+    before the driver sees it: about as much CPU per row as SQLite's own insert. The rows of a
+    submission all have the keys their encoder writes; a row lacking a key of the first one, or
+    a driver with named placeholders, goes through SQLAlchemy's insert (which says what is missing).
+    """
+    columns = tuple(rows[0])
+    sql = _insert_sql(conn.dialect, table, columns)
+    if sql is None:
+        conn.execute(sa.insert(table), rows)
+        return
+    values = operator.itemgetter(*columns)
+    try:
+        params = [values(row) for row in rows]
+    except KeyError:  # a row with other keys than the first one's
+        conn.execute(sa.insert(table), rows)
+        return
+    if len(columns) == 1:  # itemgetter of one key gives the value, not a tuple
+        params = [(p,) for p in params]
+    conn.exec_driver_sql(sql, params)
 
 
 def _describe(ids: list[str]) -> list[str] | str:
@@ -322,9 +362,9 @@ class GroupCommitWriter:
         outcomes: dict[int, Any] = {}
         with self._connection() as conn, conn.begin():
             if rows:
-                conn.execute(sa.insert(predictions), rows)
+                insert_rows(conn, predictions, rows)
             if calls:
-                conn.execute(sa.insert(requests), calls)
+                insert_rows(conn, requests, calls)
             reviews = [row for item in batch for row in item.reviews]
             if reviews:  # after the predictions they queue (models.abstain)
                 conn.execute(sa.insert(review_queue), reviews)

@@ -57,6 +57,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from mlsd.errors import LogError
+from mlsd.store._log_batch import PredictionBatch, encode_batch
 from mlsd.store._log_frames import (
     decode_json_column,
     micros_to_utc,
@@ -86,11 +87,15 @@ from mlsd.store._rollout_log import RolloutLog, ShadowRecord
 from mlsd.store.files import create_private_file
 from mlsd.store.review_queue import encode_review, review_frame, review_select
 
-__all__ = ["PredictionLog", "PredictionRecord", "RequestRecord", "ShadowRecord"]
+__all__ = ["PredictionBatch", "PredictionLog", "PredictionRecord", "RequestRecord", "ShadowRecord"]
 
 TimeAxis = Literal["event_time", "logged_at"]
 FeedbackStatus = Literal["created", "unchanged", "corrected"]
 _TIME_AXES = ("event_time", "logged_at")
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None or value != value else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +250,36 @@ class PredictionLog(RolloutLog):
         and with :class:`~mlsd.errors.LogError` if the database cannot be written.
         """
         rows = [encode_prediction(record) for record in predictions]  # encode in the caller's thread
-        calls = [] if request is None else [encode_request(request)]
         reviews = [r for r in map(encode_review, rows, predictions) if r is not None]
+        return self._submit_rows(rows, request, reviews)
+
+    def submit_batch(self, batch: PredictionBatch, request: RequestRecord | None = None) -> Future[None]:
+        """:meth:`submit` for the rows of a :class:`PredictionBatch`: the same rows, committed
+        alike, encoded once per column instead of once per record."""
+        rows = encode_batch(batch)  # in the caller's thread, as submit does
+        reviews: list[dict[str, Any]] = []
+        if batch.abstain_reason is not None:  # models.abstain: the declined rows are queued
+            confidence = batch.confidence
+            reviews = [
+                {
+                    "request_id": rows[i]["request_id"],
+                    "queued_at": rows[i]["logged_at"],
+                    "confidence": None if confidence is None else _float_or_none(confidence[i]),
+                    "reason": str(reason)[:2000],
+                }
+                for i, reason in enumerate(batch.abstain_reason)
+                if reason is not None
+            ]
+        return self._submit_rows(rows, request, reviews)
+
+    async def write_batch(self, batch: PredictionBatch, request: RequestRecord | None = None) -> None:
+        """:meth:`submit_batch` and await the commit without blocking the event loop."""
+        await asyncio.wrap_future(self.submit_batch(batch, request))
+
+    def _submit_rows(
+        self, rows: list[dict[str, Any]], request: RequestRecord | None, reviews: list[dict[str, Any]]
+    ) -> Future[None]:
+        calls = [] if request is None else [encode_request(request)]
         if self._writer.closed:
             raise LogError(
                 "the prediction log is closed",
