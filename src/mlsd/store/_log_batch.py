@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import LogError
+from mlsd.store._log_records import PredictionRecord
 from mlsd.store._log_tables import (
     _ASSIGNMENTS,
     ID_MAX,
@@ -81,7 +82,6 @@ class PredictionBatch:
 
     def records(self) -> list[Any]:
         """The same rows as :class:`~mlsd.store.PredictionRecord` objects (NaN: None)."""
-        from mlsd.store.prediction_log import PredictionRecord  # the record type lives there
 
         n = len(self)
         event = self.event_time

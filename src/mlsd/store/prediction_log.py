@@ -45,7 +45,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +65,7 @@ from mlsd.store._log_frames import (
     requests_frame,
     write_parquet_atomically,
 )
+from mlsd.store._log_records import PredictionRecord, RequestRecord
 from mlsd.store._log_sqlite_read import read_sqlite_predictions
 from mlsd.store._log_tables import (
     METADATA,
@@ -96,45 +96,6 @@ _TIME_AXES = ("event_time", "logged_at")
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None or value != value else float(value)
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionRecord:
-    """One scored row (a batch request yields one record, with its own id, per row)."""
-
-    request_id: str
-    logged_at: datetime  # UTC, tz-aware: when the server received the request
-    event_time: datetime | None  # UTC: the row's design ``data.time`` value if present
-    model_name: str
-    model_version: int
-    variant: str  # routing arm / alias, "champion" for now
-    inputs: dict[str, Any]  # the raw JSON row as received (after validation)
-    score: float
-    decision: Any  # bool (binary), label (multiclass) or float (regression); stored as JSON
-    latency_ms: float  # server-side time of the whole HTTP request
-    # Rollout: how the request was routed (None: not recorded, e.g. a single-model deployment).
-    assigned_variant: str | None = None  # the alias routing chose (None: same as ``variant``)
-    propensity: float | None = None  # probability of assigned_variant under the policy then
-    unit: str | None = None  # the unit of assignment (sticky_by value / X-Mlsd-Unit); None: random
-    assignment: str | None = None  # "sticky" | "random" | "fixed"
-    fallback: str | None = None  # why another model answered than the assigned one (else None)
-    scoring_ms: float | None = None  # the model call that answered the row (its batch's), ms
-    # models.abstain: why the model declined the row (None: answered); such a row is also
-    # queued in review_queue, in the same transaction (docs/abstention.md)
-    abstain_reason: str | None = None
-    confidence: float | None = None  # the confidence the policy judged (abstained rows)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One HTTP call to ``/v1/predict``, rejected ones included (the SLOs are computed on these)."""
-
-    logged_at: datetime
-    route: str
-    status: int
-    n_rows: int
-    latency_ms: float
-    error: str | None = None
 
 
 class PredictionLog(RolloutLog):
