@@ -179,11 +179,14 @@ class Service:
             import mlsd.modeling.abstention  # noqa: F401  # imported now, not in the first request
         # The loaded models, the frames and the modules are here for the process's life: out of
         # the collector's sight, a full collection no longer walks them, which otherwise stalls
-        # every request behind it for hundreds of ms (seen with the shadow's extra allocations)
-        gc.collect()
-        gc.freeze()
+        # every request behind it for hundreds of ms (seen with the shadow's extra allocations).
         # the shared state is known before the first request; a single server reloads aliases
         await asyncio.to_thread(self.routing.refresh)
+        # Frozen after the first refresh, which makes the registry's MLflow client (~150k objects):
+        # frozen before it, they stayed in the collector's sight and each full collection took
+        # ~80 ms, about once a second under load (tests/serving/test_gc_freeze.py)
+        gc.collect()
+        gc.freeze()
         self._refresher = asyncio.create_task(self._refresh_forever())
         await self.batcher.start()
 
